@@ -1,0 +1,82 @@
+/**
+ * The engine's normalized view of a decoder-only transformer. Every loader (llama2.c, Hugging Face) turns
+ * its format into these two objects; graph building and the runtime read nothing else.
+ */
+
+/** How RoPE pairs the dimensions of a head: llama2.c rotates (2i, 2i+1), Hugging Face rotates (i, i+d/2). */
+export type RopeLayout = 'interleaved' | 'half';
+
+export interface Llama3RopeScaling {
+  type: 'llama3';
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositionEmbeddings: number;
+}
+
+export interface ModelConfig {
+  /** Registry key of the architecture, e.g. 'llama', 'mistral', 'qwen2'. */
+  architecture: string;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeLayout: RopeLayout;
+  ropeScaling: Llama3RopeScaling | null;
+  /** Whether q, k and v projections carry biases (Qwen2). */
+  attentionBias: boolean;
+  tieWordEmbeddings: boolean;
+  maxPositionEmbeddings: number;
+  bosTokenId: number;
+  eosTokenIds: number[];
+  /** Data type of the stored weights; the engine always computes in fp32. */
+  weightDtype: 'float32' | 'float16' | 'bfloat16';
+}
+
+/** One decoder layer's weights, fp32, row-major [out, in] as stored by both formats (y = W x). */
+export interface LayerWeights {
+  attnNorm: Float32Array; // [hidden]
+  wq: Float32Array; // [heads*headDim, hidden]
+  wk: Float32Array; // [kvHeads*headDim, hidden]
+  wv: Float32Array; // [kvHeads*headDim, hidden]
+  wo: Float32Array; // [hidden, heads*headDim]
+  bq: Float32Array | null; // [heads*headDim]
+  bk: Float32Array | null; // [kvHeads*headDim]
+  bv: Float32Array | null; // [kvHeads*headDim]
+  mlpNorm: Float32Array; // [hidden]
+  wGate: Float32Array; // [intermediate, hidden]  (llama2.c w1)
+  wUp: Float32Array; // [intermediate, hidden]    (llama2.c w3)
+  wDown: Float32Array; // [hidden, intermediate]  (llama2.c w2)
+}
+
+export interface ModelWeights {
+  embedTokens: Float32Array; // [vocab, hidden]
+  layers: LayerWeights[];
+  finalNorm: Float32Array; // [hidden]
+  /** [vocab, hidden]; the same array as embedTokens when embeddings are tied. */
+  lmHead: Float32Array;
+}
+
+export interface Tokenizer {
+  readonly vocabSize: number;
+  readonly bosTokenId: number;
+  readonly eosTokenIds: readonly number[];
+  /** Token ids of `text` without BOS; callers prepend BOS themselves so every mode builds prompts alike. */
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+}
+
+export interface LoadedModel {
+  config: ModelConfig;
+  weights: ModelWeights;
+  tokenizer: Tokenizer;
+  /** Hex sha256 over the normalized config and all weights; identifies whose KV a cache holds. */
+  fingerprint: string;
+  /** Where it was loaded from, for messages. */
+  source: string;
+}
