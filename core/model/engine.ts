@@ -1,0 +1,218 @@
+import ort from 'onnxruntime-node';
+import { InvalidArgumentError } from '../errors.js';
+import { inverseFrequencies, ropeTables } from '../kv/rope.js';
+import { KvCache } from './kv-cache.js';
+import { buildHeadGraph, buildKvProjectionGraph, buildLayerGraph } from './onnx/graphs.js';
+import type { LoadedModel, ModelConfig } from './types.js';
+
+export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
+
+export interface EngineOptions {
+  executionProvider?: ExecutionProvider;
+  /** onnxruntime intra-op threads; 0 lets onnxruntime choose (all cores). */
+  threads?: number;
+  /** Benchmark only: layer graphs return the whole concatenated cache instead of the new rows. */
+  emitPresent?: boolean;
+}
+
+/** Additive attention mask value for "may not attend"; finite so a WebGPU softmax never sees -inf - -inf. */
+export const MASKED = -1e9;
+
+/**
+ * Builds [T, S+T] additive masks: query i (at position qPos[i]) may attend key j when key j's position is
+ * not after qPos[i]. Keys are the S past rows followed by the T new rows. `excludedPast[j] = 1` hides past
+ * row j from every query (CacheBlend: a stale cached row whose fresh replacement is among the new rows).
+ */
+export function buildMask(
+  qPos: ArrayLike<number>,
+  pastPos: ArrayLike<number>,
+  excludedPast?: Uint8Array,
+): Float32Array {
+  const T = qPos.length;
+  const S = pastPos.length;
+  const W = S + T;
+  const mask = new Float32Array(T * W);
+  for (let i = 0; i < T; i++) {
+    const row = i * W;
+    const p = qPos[i];
+    for (let j = 0; j < S; j++) {
+      if (pastPos[j] > p || (excludedPast && excludedPast[j])) mask[row + j] = MASKED;
+    }
+    for (let j = 0; j < T; j++) if (qPos[j] > p) mask[row + S + j] = MASKED;
+  }
+  return mask;
+}
+
+export interface LayerResult {
+  hidden: Float32Array; // [T, hidden]
+  k: Float32Array; // [T, kvHeads, headDim]
+  v: Float32Array;
+}
+
+/**
+ * The inference engine: one onnxruntime session per decoder layer plus one for the output head, built in
+ * process from the loaded weights. Everything above it (prefill, decoding, CacheBlend) is composed from
+ * `embed`, `runLayer`, `projectKv` and `logits`, which run any subset of tokens through any layer.
+ */
+export class Engine {
+  readonly config: ModelConfig;
+  readonly invFreq: Float64Array;
+  private readonly kvProjSessions = new Map<number, Promise<ort.InferenceSession>>();
+
+  private constructor(
+    readonly model: LoadedModel,
+    private readonly layers: ort.InferenceSession[],
+    private readonly head: ort.InferenceSession,
+    private readonly sessionOptions: ort.InferenceSession.SessionOptions,
+    readonly executionProvider: ExecutionProvider,
+  ) {
+    this.config = model.config;
+    this.invFreq = inverseFrequencies(model.config);
+  }
+
+  static async create(model: LoadedModel, opts: EngineOptions = {}): Promise<Engine> {
+    const ep = opts.executionProvider ?? 'cpu';
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: [ep],
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: opts.threads ?? 0,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+    };
+    const cfg = model.config;
+    const layers: ort.InferenceSession[] = [];
+    for (let l = 0; l < cfg.numLayers; l++) {
+      const bytes = buildLayerGraph(cfg, model.weights.layers[l], l, { emitPresent: opts.emitPresent });
+      layers.push(await ort.InferenceSession.create(bytes, sessionOptions));
+    }
+    const head = await ort.InferenceSession.create(
+      buildHeadGraph(cfg, model.weights.finalNorm, model.weights.lmHead),
+      sessionOptions,
+    );
+    return new Engine(model, layers, head, sessionOptions, ep);
+  }
+
+  newCache(capacity = 64): KvCache {
+    return new KvCache(this.config.numLayers, this.config.numKvHeads, this.config.headDim, capacity);
+  }
+
+  embed(ids: readonly number[]): Float32Array {
+    const D = this.config.hiddenSize;
+    const out = new Float32Array(ids.length * D);
+    const table = this.model.weights.embedTokens;
+    ids.forEach((id, t) => {
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
+        throw new InvalidArgumentError(`token id ${id} is outside the vocabulary (size ${this.config.vocabSize})`);
+      }
+      out.set(table.subarray(id * D, (id + 1) * D), t * D);
+    });
+    return out;
+  }
+
+  rope(positions: ArrayLike<number>): { cos: Float32Array; sin: Float32Array } {
+    return ropeTables(this.invFreq, positions);
+  }
+
+  /** Run T tokens through one layer against S past rows. */
+  async runLayer(
+    layer: number,
+    hidden: Float32Array,
+    rope: { cos: Float32Array; sin: Float32Array },
+    pastK: Float32Array,
+    pastV: Float32Array,
+    mask: Float32Array,
+  ): Promise<LayerResult> {
+    const { hiddenSize: D, numKvHeads: KV, headDim: hd } = this.config;
+    const T = hidden.length / D;
+    const S = pastK.length / (KV * hd);
+    const feeds = {
+      hidden: new ort.Tensor('float32', hidden, [T, D]),
+      cos: new ort.Tensor('float32', rope.cos, [T, hd / 2]),
+      sin: new ort.Tensor('float32', rope.sin, [T, hd / 2]),
+      past_k: new ort.Tensor('float32', pastK, [S, KV, hd]),
+      past_v: new ort.Tensor('float32', pastV, [S, KV, hd]),
+      mask: new ort.Tensor('float32', mask, [T, S + T]),
+    };
+    const out = await this.layers[layer].run(feeds);
+    const k = out.k ?? out.present_k;
+    const v = out.v ?? out.present_v;
+    return {
+      hidden: out.hidden_out.data as Float32Array,
+      k: (k.data as Float32Array).subarray(k.data.length - T * KV * hd),
+      v: (v.data as Float32Array).subarray(v.data.length - T * KV * hd),
+    };
+  }
+
+  /** Fresh K/V of T tokens at one layer, from that layer's input hidden states. */
+  async projectKv(
+    layer: number,
+    hidden: Float32Array,
+    rope: { cos: Float32Array; sin: Float32Array },
+  ): Promise<{ k: Float32Array; v: Float32Array }> {
+    const { hiddenSize: D, headDim: hd } = this.config;
+    const T = hidden.length / D;
+    let session = this.kvProjSessions.get(layer);
+    if (!session) {
+      session = ort.InferenceSession.create(
+        buildKvProjectionGraph(this.config, this.model.weights.layers[layer], layer),
+        this.sessionOptions,
+      );
+      this.kvProjSessions.set(layer, session);
+    }
+    const out = await (
+      await session
+    ).run({
+      hidden: new ort.Tensor('float32', hidden, [T, D]),
+      cos: new ort.Tensor('float32', rope.cos, [T, hd / 2]),
+      sin: new ort.Tensor('float32', rope.sin, [T, hd / 2]),
+    });
+    return { k: out.k.data as Float32Array, v: out.v.data as Float32Array };
+  }
+
+  /** Logits [N, vocab] of N final hidden states. */
+  async logits(hidden: Float32Array): Promise<Float32Array> {
+    const D = this.config.hiddenSize;
+    const out = await this.head.run({ hidden: new ort.Tensor('float32', hidden, [hidden.length / D, D]) });
+    return out.logits.data as Float32Array;
+  }
+
+  /**
+   * Append `ids` at `positions` (default: right after the cache's last row) through every layer, writing
+   * their K/V into the cache. Returns the logits of the rows selected by `logitRows`.
+   */
+  async forward(
+    cache: KvCache,
+    ids: readonly number[],
+    opts: { positions?: ArrayLike<number>; logitRows?: 'last' | 'all' | 'none' } = {},
+  ): Promise<Float32Array> {
+    const T = ids.length;
+    if (T === 0) throw new InvalidArgumentError('forward needs at least one token');
+    const start = cache.length === 0 ? 0 : cache.positions[cache.length - 1] + 1;
+    const positions = opts.positions ?? Int32Array.from({ length: T }, (_, i) => start + i);
+    const rope = this.rope(positions);
+    const mask = buildMask(positions, cache.positions.subarray(0, cache.length));
+    cache.reserve(T);
+    let hidden = this.embed(ids);
+    for (let l = 0; l < this.config.numLayers; l++) {
+      const r = await this.runLayer(l, hidden, rope, cache.pastKeys(l), cache.pastValues(l), mask);
+      cache.writeRows(l, cache.length, r.k, r.v);
+      hidden = r.hidden;
+    }
+    cache.commit(positions);
+    const rows = opts.logitRows ?? 'last';
+    if (rows === 'none') return new Float32Array(0);
+    const D = this.config.hiddenSize;
+    return this.logits(rows === 'all' ? hidden : hidden.subarray((T - 1) * D));
+  }
+
+  /** Logits at every position of a prompt prefilled from scratch: [ids.length, vocab]. */
+  async promptLogits(ids: readonly number[]): Promise<Float32Array> {
+    return this.forward(this.newCache(ids.length), ids, { logitRows: 'all' });
+  }
+
+  async dispose(): Promise<void> {
+    for (const s of this.layers) await s.release();
+    await this.head.release();
+    for (const s of this.kvProjSessions.values()) await (await s).release();
+  }
+}

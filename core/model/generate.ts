@@ -1,0 +1,121 @@
+import { InvalidArgumentError } from '../errors.js';
+import type { Engine } from './engine.js';
+import type { KvCache } from './kv-cache.js';
+
+export interface SamplingOptions {
+  maxTokens: number;
+  /** 0 means greedy (argmax). */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  /** Stop when the model emits one of its end tokens (default true). */
+  stopAtEos?: boolean;
+}
+
+export interface DecodeResult {
+  tokens: number[];
+  /** Wall time of each generated token after the first, ms. */
+  decodeMs: number;
+}
+
+export function argmax(logits: Float32Array, offset = 0, n = logits.length - offset): number {
+  let best = offset;
+  for (let i = offset + 1; i < offset + n; i++) if (logits[i] > logits[best]) best = i;
+  return best - offset;
+}
+
+/** mulberry32: small, seedable, good enough for sampling reproducibly. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function validateSampling(o: SamplingOptions): void {
+  if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0) throw new InvalidArgumentError('maxTokens must be an integer >= 0');
+  if (o.temperature !== undefined && !(o.temperature >= 0)) throw new InvalidArgumentError('temperature must be >= 0');
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 1)) throw new InvalidArgumentError('topK must be an integer >= 1');
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new InvalidArgumentError('topP must be in (0, 1]');
+}
+
+/** Pick the next token from one row of logits: argmax, or temperature/top-k/top-p sampling. */
+export function sampleToken(logits: Float32Array, o: SamplingOptions, rand: () => number): number {
+  const temperature = o.temperature ?? 0;
+  if (temperature === 0) return argmax(logits);
+  const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
+  const k = Math.min(o.topK ?? order.length, order.length);
+  const max = logits[order[0]];
+  const probs = order.slice(0, k).map((i) => Math.exp((logits[i] - max) / temperature));
+  const total = probs.reduce((a, b) => a + b, 0);
+  let kept = probs.length;
+  if (o.topP !== undefined && o.topP < 1) {
+    let cum = 0;
+    for (let i = 0; i < probs.length; i++) {
+      cum += probs[i] / total;
+      if (cum >= o.topP) {
+        kept = i + 1;
+        break;
+      }
+    }
+  }
+  const mass = probs.slice(0, kept).reduce((a, b) => a + b, 0);
+  let r = rand() * mass;
+  for (let i = 0; i < kept; i++) {
+    r -= probs[i];
+    if (r <= 0) return order[i];
+  }
+  return order[kept - 1];
+}
+
+/**
+ * Continue from a cache whose last row's logits are `firstLogits`: pick a token, feed it back through the
+ * engine (only the new row's K/V come back and are appended), repeat. Shared by every mode.
+ */
+export async function decode(
+  engine: Engine,
+  cache: KvCache,
+  firstLogits: Float32Array,
+  o: SamplingOptions,
+  onToken?: (id: number) => void,
+): Promise<DecodeResult> {
+  validateSampling(o);
+  const rand = seededRandom(o.seed ?? 0);
+  const eos = new Set(engine.config.eosTokenIds);
+  const tokens: number[] = [];
+  let logits = firstLogits;
+  const t0 = performance.now();
+  while (tokens.length < o.maxTokens) {
+    const next = sampleToken(logits, o, rand);
+    if ((o.stopAtEos ?? true) && eos.has(next)) break;
+    tokens.push(next);
+    onToken?.(next);
+    if (tokens.length === o.maxTokens) break;
+    logits = await engine.forward(cache, [next]);
+  }
+  return { tokens, decodeMs: performance.now() - t0 };
+}
+
+export interface GenerateResult {
+  promptTokens: number;
+  tokens: number[];
+  firstTokenLogits: Float32Array;
+  ttftMs: number;
+  totalMs: number;
+}
+
+/** Plain generation: prefill `promptIds` from scratch, then decode. */
+export async function generate(engine: Engine, promptIds: readonly number[], o: SamplingOptions): Promise<GenerateResult> {
+  if (promptIds.length === 0) throw new InvalidArgumentError('the prompt is empty');
+  const t0 = performance.now();
+  const cache = engine.newCache(promptIds.length + o.maxTokens);
+  const first = await engine.forward(cache, promptIds);
+  const ttftMs = performance.now() - t0;
+  const { tokens } = await decode(engine, cache, first, o);
+  return { promptTokens: promptIds.length, tokens, firstTokenLogits: first, ttftMs, totalMs: performance.now() - t0 };
+}

@@ -1,0 +1,129 @@
+import onnxProto from 'onnx-proto';
+
+const { onnx } = onnxProto;
+type DataType = 'float' | 'int64';
+
+const ELEM: Record<DataType, number> = { float: onnx.TensorProto.DataType.FLOAT, int64: onnx.TensorProto.DataType.INT64 };
+
+/** A symbolic or fixed dimension of a graph input/output. */
+export type Dim = number | string;
+
+/**
+ * A small typed builder over the ONNX protobuf messages. Each `op` call appends one node and returns its
+ * output name(s); names are generated so graph code reads like the math it implements.
+ */
+export class GraphBuilder {
+  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
+  private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private counter = 0;
+
+  constructor(private readonly name: string) {}
+
+  private fresh(hint: string): string {
+    return `${hint}_${this.counter++}`;
+  }
+
+  input(name: string, type: DataType, dims: Dim[]): string {
+    this.inputs.push(valueInfo(name, type, dims));
+    return name;
+  }
+
+  output(name: string, from: string, type: DataType, dims: Dim[]): void {
+    this.op('Identity', [from], {}, [name]);
+    this.outputs.push(valueInfo(name, type, dims));
+  }
+
+  /** A float initializer; `data` is referenced, not copied, until the model is serialized. */
+  weight(name: string, data: Float32Array, dims: number[]): string {
+    const expected = dims.reduce((a, b) => a * b, 1);
+    if (expected !== data.length) throw new Error(`initializer ${name}: ${data.length} values for dims ${dims}`);
+    this.initializers.push({
+      name,
+      dataType: ELEM.float,
+      dims,
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    });
+    return name;
+  }
+
+  int64s(values: number[], hint = 'const'): string {
+    const name = this.fresh(hint);
+    const raw = new BigInt64Array(values.map((v) => BigInt(v)));
+    this.initializers.push({
+      name,
+      dataType: ELEM.int64,
+      dims: [values.length],
+      rawData: new Uint8Array(raw.buffer),
+    });
+    return name;
+  }
+
+  scalar(value: number, hint = 'scalar'): string {
+    const name = this.fresh(hint);
+    this.initializers.push({
+      name,
+      dataType: ELEM.float,
+      dims: [],
+      rawData: new Uint8Array(new Float32Array([value]).buffer),
+    });
+    return name;
+  }
+
+  op(
+    opType: string,
+    inputs: string[],
+    attrs: Record<string, number | number[] | string> = {},
+    outputNames?: string[] | number,
+  ): string[] {
+    const outputs =
+      typeof outputNames === 'number' || outputNames === undefined
+        ? Array.from({ length: outputNames ?? 1 }, () => this.fresh(opType.toLowerCase()))
+        : outputNames;
+    const attribute = Object.entries(attrs).map(([name, v]) => attributeProto(name, v));
+    this.nodes.push({ opType, input: inputs, output: outputs, attribute, name: this.fresh(`n_${opType}`) });
+    return outputs;
+  }
+
+  /** Single-output convenience. */
+  o(opType: string, inputs: string[], attrs: Record<string, number | number[] | string> = {}): string {
+    return this.op(opType, inputs, attrs)[0];
+  }
+
+  toBytes(opset = 17): Uint8Array {
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      producerName: 'cacheblend',
+      opsetImport: [{ domain: '', version: opset }],
+      graph: {
+        name: this.name,
+        node: this.nodes,
+        initializer: this.initializers,
+        input: this.inputs,
+        output: this.outputs,
+      },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+}
+
+function valueInfo(name: string, type: DataType, dims: Dim[]): onnxProto.onnx.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: ELEM[type],
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function attributeProto(name: string, v: number | number[] | string): onnxProto.onnx.IAttributeProto {
+  const T = onnx.AttributeProto.AttributeType;
+  if (typeof v === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(v) };
+  if (Array.isArray(v)) return { name, type: T.INTS, ints: v };
+  if (Number.isInteger(v)) return { name, type: T.INT, i: v };
+  return { name, type: T.FLOAT, f: v };
+}

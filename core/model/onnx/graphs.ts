@@ -1,0 +1,186 @@
+import type { LayerWeights, ModelConfig } from '../types.js';
+import { GraphBuilder } from './builder.js';
+
+/**
+ * ONNX graphs of one decoder layer, of one layer's K/V projection, and of the output head.
+ *
+ * A layer graph computes T tokens ("new" rows) against S cached rows supplied as inputs, with an explicit
+ * additive mask [T, S+T]. That one shape covers every use: full prefill (S = 0, causal mask), KV-cached
+ * decoding (T = 1), and CacheBlend's partial recompute (T = the selected tokens, attending by position
+ * over the whole mixed cache, with stale rows masked out). Graphs return only the new tokens' K/V rows
+ * so the caller appends them to its own cache instead of copying the whole cache out at every step.
+ *
+ * Layouts: hidden [T, hidden]; cos/sin [T, headDim/2]; K/V rows token-major [n, kvHeads, headDim] so a
+ * prefix of the cache is one contiguous range.
+ */
+
+export interface LayerGraphOptions {
+  /** For the decode benchmark only: also return the whole concatenated cache, the naive design. */
+  emitPresent?: boolean;
+}
+
+/** W [out, in] row-major → W^T [in, out], the layout MatMul(x, W^T) wants. */
+function transposed(w: Float32Array, out: number, inp: number): Float32Array {
+  const t = new Float32Array(w.length);
+  for (let o = 0; o < out; o++) {
+    const row = o * inp;
+    for (let i = 0; i < inp; i++) t[i * out + o] = w[row + i];
+  }
+  return t;
+}
+
+/** Concatenate several [out_k, in] matrices along `out` and transpose: [in, sum(out_k)]. */
+function fusedTransposed(mats: { w: Float32Array; out: number }[], inp: number): Float32Array {
+  const total = mats.reduce((a, m) => a + m.out, 0);
+  const t = new Float32Array(total * inp);
+  let col = 0;
+  for (const { w, out } of mats) {
+    for (let o = 0; o < out; o++) {
+      const row = o * inp;
+      for (let i = 0; i < inp; i++) t[i * total + col + o] = w[row + i];
+    }
+    col += out;
+  }
+  return t;
+}
+
+function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
+  const ms = g.o('ReduceMean', [g.o('Mul', [x, x])], { axes: [-1], keepdims: 1 });
+  const denom = g.o('Sqrt', [g.o('Add', [ms, g.scalar(eps, 'eps')])]);
+  return g.o('Mul', [g.o('Div', [x, denom]), weight]);
+}
+
+/** Rotate x [T, n, headDim] by per-token cos/sin [T, 1, headDim/2] in the model's pairing layout. */
+function rope(g: GraphBuilder, cfg: ModelConfig, x: string, cos: string, sin: string, n: number): string {
+  const hd = cfg.headDim;
+  const half = hd / 2;
+  const axis = g.int64s([2]);
+  if (cfg.ropeLayout === 'half') {
+    const x1 = g.o('Slice', [x, g.int64s([0]), g.int64s([half]), axis]);
+    const x2 = g.o('Slice', [x, g.int64s([half]), g.int64s([hd]), axis]);
+    const r1 = g.o('Sub', [g.o('Mul', [x1, cos]), g.o('Mul', [x2, sin])]);
+    const r2 = g.o('Add', [g.o('Mul', [x2, cos]), g.o('Mul', [x1, sin])]);
+    return g.o('Concat', [r1, r2], { axis: 2 });
+  }
+  const step = g.int64s([2]);
+  const xe = g.o('Slice', [x, g.int64s([0]), g.int64s([hd]), axis, step]);
+  const xo = g.o('Slice', [x, g.int64s([1]), g.int64s([hd]), axis, step]);
+  const re = g.o('Sub', [g.o('Mul', [xe, cos]), g.o('Mul', [xo, sin])]);
+  const ro = g.o('Add', [g.o('Mul', [xe, sin]), g.o('Mul', [xo, cos])]);
+  const last = g.int64s([3]);
+  const pairs = g.o('Concat', [g.o('Unsqueeze', [re, last]), g.o('Unsqueeze', [ro, last])], { axis: 3 });
+  return g.o('Reshape', [pairs, g.int64s([-1, n, hd])]);
+}
+
+/** Shared front of the layer and K/V-projection graphs: norm, fused QKV, RoPE. */
+function attentionInputs(g: GraphBuilder, cfg: ModelConfig, w: LayerWeights, prefix: string) {
+  const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
+  const x = g.input('hidden', 'float', ['T', D]);
+  const cos = g.input('cos', 'float', ['T', hd / 2]);
+  const sin = g.input('sin', 'float', ['T', hd / 2]);
+  const one = g.int64s([1]);
+  const cosU = g.o('Unsqueeze', [cos, one]);
+  const sinU = g.o('Unsqueeze', [sin, one]);
+
+  const h = rmsNorm(g, x, g.weight(`${prefix}.attn_norm`, w.attnNorm, [D]), cfg.rmsNormEps);
+  const wqkv = fusedTransposed(
+    [
+      { w: w.wq, out: H * hd },
+      { w: w.wk, out: KV * hd },
+      { w: w.wv, out: KV * hd },
+    ],
+    D,
+  );
+  let qkv = g.o('MatMul', [h, g.weight(`${prefix}.wqkv`, wqkv, [D, (H + 2 * KV) * hd])]);
+  if (cfg.attentionBias) {
+    if (!w.bq || !w.bk || !w.bv) throw new Error(`${prefix}: attention biases missing`);
+    const b = new Float32Array((H + 2 * KV) * hd);
+    b.set(w.bq, 0);
+    b.set(w.bk, H * hd);
+    b.set(w.bv, (H + KV) * hd);
+    qkv = g.o('Add', [qkv, g.weight(`${prefix}.bqkv`, b, [b.length])]);
+  }
+  const [q, k, v] = g.op('Split', [qkv, g.int64s([H * hd, KV * hd, KV * hd])], { axis: 1 }, 3);
+  const q3 = rope(g, cfg, g.o('Reshape', [q, g.int64s([-1, H, hd])]), cosU, sinU, H);
+  const k3 = rope(g, cfg, g.o('Reshape', [k, g.int64s([-1, KV, hd])]), cosU, sinU, KV);
+  const v3 = g.o('Reshape', [v, g.int64s([-1, KV, hd])]);
+  return { x, q3, k3, v3 };
+}
+
+export function buildLayerGraph(
+  cfg: ModelConfig,
+  w: LayerWeights,
+  layer: number,
+  opts: LayerGraphOptions = {},
+): Uint8Array {
+  const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: I } = cfg;
+  const G = H / KV;
+  const g = new GraphBuilder(`layer${layer}`);
+  const p = `l${layer}`;
+  const { x, q3, k3, v3 } = attentionInputs(g, cfg, w, p);
+  const pastK = g.input('past_k', 'float', ['S', KV, hd]);
+  const pastV = g.input('past_v', 'float', ['S', KV, hd]);
+  const mask = g.input('mask', 'float', ['T', 'S_plus_T']);
+
+  // Queries grouped by their KV head: [KV, G*T, hd], scaled once here rather than on the scores.
+  const qScaled = g.o('Mul', [q3, g.scalar(1 / Math.sqrt(hd), 'scale')]);
+  const qg = g.o('Transpose', [g.o('Reshape', [qScaled, g.int64s([-1, KV, G, hd])])], { perm: [1, 2, 0, 3] });
+  const qh = g.o('Reshape', [qg, g.int64s([KV, -1, hd])]);
+  const kAll = g.o('Concat', [pastK, k3], { axis: 0 });
+  const vAll = g.o('Concat', [pastV, v3], { axis: 0 });
+  const kT = g.o('Transpose', [kAll], { perm: [1, 2, 0] }); // [KV, hd, S+T]
+  const vH = g.o('Transpose', [vAll], { perm: [1, 0, 2] }); // [KV, S+T, hd]
+  const scores = g.o('MatMul', [qh, kT]); // [KV, G*T, S+T]
+  const shape4 = g.o('Concat', [g.int64s([KV, G]), g.o('Shape', [mask])], { axis: 0 });
+  const masked = g.o('Add', [g.o('Reshape', [scores, shape4]), mask]);
+  const probs = g.o('Reshape', [g.o('Softmax', [masked], { axis: -1 }), g.o('Shape', [scores])]);
+  const ctx = g.o('MatMul', [probs, vH]); // [KV, G*T, hd]
+  const ctxT = g.o('Transpose', [g.o('Reshape', [ctx, g.int64s([KV, G, -1, hd])])], { perm: [2, 0, 1, 3] });
+  const attn = g.o('Reshape', [ctxT, g.int64s([-1, H * hd])]);
+  const wo = g.weight(`${p}.wo_t`, transposed(w.wo, D, H * hd), [H * hd, D]);
+  const h1 = g.o('Add', [x, g.o('MatMul', [attn, wo])]);
+
+  const m = rmsNorm(g, h1, g.weight(`${p}.mlp_norm`, w.mlpNorm, [D]), cfg.rmsNormEps);
+  const wgu = fusedTransposed(
+    [
+      { w: w.wGate, out: I },
+      { w: w.wUp, out: I },
+    ],
+    D,
+  );
+  const gu = g.o('MatMul', [m, g.weight(`${p}.wgu`, wgu, [D, 2 * I])]);
+  const [gate, up] = g.op('Split', [gu, g.int64s([I, I])], { axis: 1 }, 2);
+  const act = g.o('Mul', [g.o('Mul', [gate, g.o('Sigmoid', [gate])]), up]);
+  const down = g.o('MatMul', [act, g.weight(`${p}.wdown_t`, transposed(w.wDown, D, I), [I, D])]);
+  const out = g.o('Add', [h1, down]);
+
+  g.output('hidden_out', out, 'float', ['T', D]);
+  if (opts.emitPresent) {
+    g.output('present_k', kAll, 'float', ['S_plus_T', KV, hd]);
+    g.output('present_v', vAll, 'float', ['S_plus_T', KV, hd]);
+  } else {
+    g.output('k', k3, 'float', ['T', KV, hd]);
+    g.output('v', v3, 'float', ['T', KV, hd]);
+  }
+  return g.toBytes();
+}
+
+/** Only the fresh K/V of one layer (norm, projection, RoPE): what CacheBlend's deviation check needs. */
+export function buildKvProjectionGraph(cfg: ModelConfig, w: LayerWeights, layer: number): Uint8Array {
+  const { numKvHeads: KV, headDim: hd } = cfg;
+  const g = new GraphBuilder(`kvproj${layer}`);
+  const { k3, v3 } = attentionInputs(g, cfg, w, `l${layer}`);
+  g.output('k', k3, 'float', ['T', KV, hd]);
+  g.output('v', v3, 'float', ['T', KV, hd]);
+  return g.toBytes();
+}
+
+export function buildHeadGraph(cfg: ModelConfig, finalNorm: Float32Array, lmHead: Float32Array): Uint8Array {
+  const { hiddenSize: D, vocabSize: V } = cfg;
+  const g = new GraphBuilder('head');
+  const x = g.input('hidden', 'float', ['N', D]);
+  const h = rmsNorm(g, x, g.weight('final_norm', finalNorm, [D]), cfg.rmsNormEps);
+  const logits = g.o('MatMul', [h, g.weight('lm_head_t', transposed(lmHead, V, D), [D, V])]);
+  g.output('logits', logits, 'float', ['N', V]);
+  return g.toBytes();
+}
