@@ -13,6 +13,12 @@ export interface EngineOptions {
   threads?: number;
   /** Benchmark only: layer graphs return the whole concatenated cache instead of the new rows. */
   emitPresent?: boolean;
+  /**
+   * Longest run of new tokens sent through a layer at once (default 512). Longer prompts are prefilled in
+   * blocks: causal attention then skips the upper triangle and the score tensors stay small, which measured
+   * about twice as fast at 2,048 tokens on the 2-core CPU.
+   */
+  prefillBlock?: number;
 }
 
 /** Additive attention mask value for "may not attend"; finite so a WebGPU softmax never sees -inf - -inf. */
@@ -65,6 +71,7 @@ export class Engine {
     private readonly head: ort.InferenceSession,
     private readonly sessionOptions: ort.InferenceSession.SessionOptions,
     readonly executionProvider: ExecutionProvider,
+    readonly prefillBlock: number,
   ) {
     this.config = model.config;
     this.invFreq = inverseFrequencies(model.config);
@@ -89,7 +96,7 @@ export class Engine {
       buildHeadGraph(cfg, model.weights.finalNorm, model.weights.lmHead),
       sessionOptions,
     );
-    return new Engine(model, layers, head, sessionOptions, ep);
+    return new Engine(model, layers, head, sessionOptions, ep, opts.prefillBlock ?? 512);
   }
 
   newCache(capacity = 64): KvCache {
@@ -189,9 +196,24 @@ export class Engine {
     if (T === 0) throw new InvalidArgumentError('forward needs at least one token');
     const start = cache.length === 0 ? 0 : cache.positions[cache.length - 1] + 1;
     const positions = opts.positions ?? Int32Array.from({ length: T }, (_, i) => start + i);
+    const rows = opts.logitRows ?? 'last';
+    const D = this.config.hiddenSize;
+    const B = this.prefillBlock;
+    const finals: Float32Array[] = [];
+    for (let s = 0; s < T; s += B) {
+      const e = Math.min(T, s + B);
+      const hidden = await this.forwardBlock(cache, ids.slice(s, e), Array.prototype.slice.call(positions, s, e));
+      if (rows === 'all') finals.push(hidden);
+      else if (e === T && rows === 'last') finals.push(hidden.subarray((e - s - 1) * D));
+    }
+    if (rows === 'none') return new Float32Array(0);
+    return this.logits(finals.length === 1 ? finals[0] : concatFloat32(finals));
+  }
+
+  private async forwardBlock(cache: KvCache, ids: readonly number[], positions: number[]): Promise<Float32Array> {
     const rope = this.rope(positions);
     const mask = buildMask(positions, cache.positions.subarray(0, cache.length));
-    cache.reserve(T);
+    cache.reserve(ids.length);
     let hidden = this.embed(ids);
     for (let l = 0; l < this.config.numLayers; l++) {
       const r = await this.runLayer(l, hidden, rope, cache.pastKeys(l), cache.pastValues(l), mask);
@@ -199,10 +221,7 @@ export class Engine {
       hidden = r.hidden;
     }
     cache.commit(positions);
-    const rows = opts.logitRows ?? 'last';
-    if (rows === 'none') return new Float32Array(0);
-    const D = this.config.hiddenSize;
-    return this.logits(rows === 'all' ? hidden : hidden.subarray((T - 1) * D));
+    return hidden;
   }
 
   /** Logits at every position of a prompt prefilled from scratch: [ids.length, vocab]. */
@@ -215,4 +234,14 @@ export class Engine {
     await this.head.release();
     for (const s of this.kvProjSessions.values()) await (await s).release();
   }
+}
+
+export function concatFloat32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }

@@ -1,0 +1,57 @@
+/** Public types of the CacheBlend layer: modes, options, chunk cache sources, results. */
+
+export type BlendMode = 'full' | 'prefix' | 'reuse' | 'blend';
+export const BLEND_MODES: readonly BlendMode[] = ['full', 'prefix', 'reuse', 'blend'];
+
+/** What "deviation" between a token's fresh and cached entry means: squared L2 of K, of V, or of both. */
+export type DeviationMetric = 'k' | 'v' | 'kv';
+export const DEVIATION_METRICS: readonly DeviationMetric[] = ['k', 'v', 'kv'];
+
+export interface BlendOptions {
+  mode: BlendMode;
+  /** Fraction of context tokens recomputed from the check layer on (default 0.15). */
+  ratio?: number;
+  /** Layer at which deviations are measured and tokens selected (default 1). */
+  checkLayer?: number;
+  metric?: DeviationMetric;
+  /**
+   * Gradual filtering (the paper's §4.3): ratios for the check layer and the layers after it, each a subset
+   * of the previous layer's selection, chosen by that layer's fresh-vs-cached deviation. The last value
+   * holds for the remaining layers. Overrides `ratio`.
+   */
+  gradualRatios?: number[];
+  /** The loading controller: pick ratio = max(r_load, minRatio) from the store's speed (see controller.ts). */
+  controller?: { minRatio: number; layerLoadMs: number; tokenLayerMs: number };
+}
+
+/** One chunk's precomputed cache, readable layer by layer (a store may fetch each layer as a byte range). */
+export interface ChunkKvSource {
+  /** The chunk's token ids (without BOS). */
+  readonly tokenIds: readonly number[];
+  /** Layer l's K and V, [tokens, kvHeads, headDim], keys rotated at positions 1..tokens. */
+  layer(l: number): Promise<{ k: Float32Array; v: Float32Array }>;
+}
+
+export interface BlendTimings {
+  /** Time until the first token's logits, everything included. */
+  ttftMs: number;
+  /** Time spent waiting for chunk caches that were not ready when a layer needed them. */
+  loadWaitMs: number;
+  /** Time in onnxruntime and the blend's own arithmetic. */
+  computeMs: number;
+}
+
+export interface BlendPrefill {
+  mode: BlendMode;
+  /** Tokens in the prompt: BOS + chunks + question. */
+  promptTokens: number;
+  /** Tokens of the chunks (BOS and the question excluded). */
+  contextTokens: number;
+  /** Context tokens recomputed past the check layer (blend), or prefilled (full/prefix). */
+  recomputedTokens: number;
+  /** Ratio actually used (after the loading controller, if any). */
+  ratio: number;
+  /** Logits of the last prompt position. */
+  firstTokenLogits: Float32Array;
+  timings: BlendTimings;
+}

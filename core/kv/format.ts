@@ -1,0 +1,249 @@
+import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+import { KvFormatError, KvMismatchError } from '../errors.js';
+import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../util/half.js';
+
+/**
+ * The binary format of one chunk's KV cache (version 1), little-endian:
+ *
+ *   0  magic "CBKV"            4  u16 format version     6  u8 dtype (1 fp16, 2 fp32)   7 u8 reserved
+ *   8  u32 header bytes        12 u32 layers             16 u32 kv heads               20 u32 head dim
+ *   24 u32 tokens              28 [32] model fingerprint (sha256)
+ *   60 [32] sha256 of the token ids (int32 LE)
+ *   92 i32[tokens] the RoPE position each cached key is rotated at
+ *   .. u32[layers] crc32 of each layer's bytes
+ *   .. u32 crc32 of every header byte before it
+ *   header bytes onward: for each layer, K [tokens, kvHeads, headDim] then V, in dtype.
+ *
+ * One layer is one byte range (`layerByteRange`), so a reader can fetch and validate layer by layer and
+ * overlap loading with compute. Every field is checked on read; any defect is a KvFormatError (or
+ * KvMismatchError for a valid object of another model/chunk), which callers treat as a cache miss.
+ */
+export const KV_MAGIC = 'CBKV';
+export const KV_FORMAT_VERSION = 1;
+const FIXED = 92;
+
+export type KvDtype = 'float16' | 'float32';
+const DTYPE_CODE: Record<KvDtype, number> = { float16: 1, float32: 2 };
+
+export interface ChunkKv {
+  /** Hex sha256 of the model (see fingerprintModel). */
+  fingerprint: string;
+  tokenIds: readonly number[];
+  positions: ArrayLike<number>;
+  kvHeads: number;
+  headDim: number;
+  /** Per layer [tokens, kvHeads, headDim]. */
+  keys: Float32Array[];
+  values: Float32Array[];
+}
+
+export interface KvHeader {
+  version: number;
+  dtype: KvDtype;
+  headerBytes: number;
+  numLayers: number;
+  kvHeads: number;
+  headDim: number;
+  tokens: number;
+  fingerprint: string;
+  tokenIdsHash: string;
+  positions: Int32Array;
+  layerCrcs: Uint32Array;
+}
+
+export function tokenIdsHash(ids: readonly number[]): string {
+  return createHash('sha256').update(new Uint8Array(Int32Array.from(ids).buffer)).digest('hex');
+}
+
+function elemSize(dtype: KvDtype): number {
+  return dtype === 'float16' ? 2 : 4;
+}
+
+export function headerBytesFor(tokens: number, layers: number): number {
+  return FIXED + 4 * tokens + 4 * layers + 4;
+}
+
+export function layerBytes(h: Pick<KvHeader, 'tokens' | 'kvHeads' | 'headDim' | 'dtype'>): number {
+  return 2 * h.tokens * h.kvHeads * h.headDim * elemSize(h.dtype);
+}
+
+/** [start, end) of layer `l`'s K and V in the object. */
+export function layerByteRange(h: KvHeader, l: number): [number, number] {
+  const n = layerBytes(h);
+  return [h.headerBytes + l * n, h.headerBytes + (l + 1) * n];
+}
+
+export function totalBytes(h: KvHeader): number {
+  return h.headerBytes + h.numLayers * layerBytes(h);
+}
+
+function encodeValues(a: Float32Array, dtype: KvDtype): Uint8Array {
+  const typed = dtype === 'float16' ? float32ArrayToFloat16(a) : a;
+  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+}
+
+export function encodeChunkKv(kv: ChunkKv, dtype: KvDtype = 'float16'): Buffer {
+  const L = kv.keys.length;
+  const T = kv.tokenIds.length;
+  const row = kv.kvHeads * kv.headDim;
+  if (kv.values.length !== L) throw new KvFormatError('keys and values have different layer counts');
+  if (kv.positions.length !== T) throw new KvFormatError('one position per token is required');
+  if (!/^[0-9a-f]{64}$/.test(kv.fingerprint)) throw new KvFormatError('fingerprint must be 64 hex digits');
+  for (let l = 0; l < L; l++) {
+    if (kv.keys[l].length !== T * row || kv.values[l].length !== T * row) {
+      throw new KvFormatError(`layer ${l}: expected ${T * row} values for K and V`);
+    }
+  }
+  const headerBytes = headerBytesFor(T, L);
+  const per = 2 * T * row * elemSize(dtype);
+  const buf = Buffer.alloc(headerBytes + L * per);
+  buf.write(KV_MAGIC, 0, 'latin1');
+  buf.writeUInt16LE(KV_FORMAT_VERSION, 4);
+  buf.writeUInt8(DTYPE_CODE[dtype], 6);
+  buf.writeUInt32LE(headerBytes, 8);
+  buf.writeUInt32LE(L, 12);
+  buf.writeUInt32LE(kv.kvHeads, 16);
+  buf.writeUInt32LE(kv.headDim, 20);
+  buf.writeUInt32LE(T, 24);
+  Buffer.from(kv.fingerprint, 'hex').copy(buf, 28);
+  Buffer.from(tokenIdsHash(kv.tokenIds), 'hex').copy(buf, 60);
+  for (let t = 0; t < T; t++) buf.writeInt32LE(kv.positions[t], FIXED + 4 * t);
+  const crcAt = FIXED + 4 * T;
+  for (let l = 0; l < L; l++) {
+    const start = headerBytes + l * per;
+    buf.set(encodeValues(kv.keys[l], dtype), start);
+    buf.set(encodeValues(kv.values[l], dtype), start + per / 2);
+    buf.writeUInt32LE(crc32(buf.subarray(start, start + per)), crcAt + 4 * l);
+  }
+  buf.writeUInt32LE(crc32(buf.subarray(0, headerBytes - 4)), headerBytes - 4);
+  return buf;
+}
+
+/** Bytes a reader should fetch first to be sure of holding the whole header for up to `maxTokens`. */
+export function headerProbeBytes(maxTokens: number, maxLayers = 256): number {
+  return headerBytesFor(maxTokens, maxLayers);
+}
+
+/** Parse and validate the header; `buf` may hold just the header or the whole object. */
+export function decodeKvHeader(buf: Uint8Array): KvHeader {
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (b.length < FIXED) throw new KvFormatError(`KV object truncated: ${b.length} bytes, header needs ${FIXED}`);
+  if (b.toString('latin1', 0, 4) !== KV_MAGIC) throw new KvFormatError('not a KV object (bad magic)');
+  const version = b.readUInt16LE(4);
+  if (version !== KV_FORMAT_VERSION) throw new KvFormatError(`unsupported KV format version ${version}`);
+  const code = b.readUInt8(6);
+  const dtype = (Object.keys(DTYPE_CODE) as KvDtype[]).find((d) => DTYPE_CODE[d] === code);
+  if (!dtype) throw new KvFormatError(`unknown KV dtype code ${code}`);
+  const headerBytes = b.readUInt32LE(8);
+  const numLayers = b.readUInt32LE(12);
+  const kvHeads = b.readUInt32LE(16);
+  const headDim = b.readUInt32LE(20);
+  const tokens = b.readUInt32LE(24);
+  if (headerBytes !== headerBytesFor(tokens, numLayers)) throw new KvFormatError('KV header length is inconsistent');
+  if (b.length < headerBytes) throw new KvFormatError(`KV header truncated: ${b.length} of ${headerBytes} bytes`);
+  if (crc32(b.subarray(0, headerBytes - 4)) !== b.readUInt32LE(headerBytes - 4)) {
+    throw new KvFormatError('KV header checksum mismatch');
+  }
+  const positions = new Int32Array(tokens);
+  for (let t = 0; t < tokens; t++) positions[t] = b.readInt32LE(FIXED + 4 * t);
+  const layerCrcs = new Uint32Array(numLayers);
+  for (let l = 0; l < numLayers; l++) layerCrcs[l] = b.readUInt32LE(FIXED + 4 * tokens + 4 * l);
+  return {
+    version,
+    dtype,
+    headerBytes,
+    numLayers,
+    kvHeads,
+    headDim,
+    tokens,
+    fingerprint: b.toString('hex', 28, 60),
+    tokenIdsHash: b.toString('hex', 60, 92),
+    positions,
+    layerCrcs,
+  };
+}
+
+/** Decode one layer from exactly its byte range, checking its checksum. */
+export function decodeKvLayer(h: KvHeader, l: number, bytes: Uint8Array): { k: Float32Array; v: Float32Array } {
+  const n = layerBytes(h);
+  if (l < 0 || l >= h.numLayers) throw new KvFormatError(`layer ${l} out of range`);
+  if (bytes.length !== n) throw new KvFormatError(`layer ${l} truncated: ${bytes.length} of ${n} bytes`);
+  if (crc32(bytes) !== h.layerCrcs[l]) throw new KvFormatError(`layer ${l} checksum mismatch`);
+  const count = n / 2 / elemSize(h.dtype);
+  // Copy to an aligned buffer: a byte range of a larger Buffer need not be aligned for typed arrays.
+  const aligned = new Uint8Array(n);
+  aligned.set(bytes);
+  if (h.dtype === 'float16') {
+    const all = new Uint16Array(aligned.buffer);
+    return { k: float16ArrayToFloat32(all.subarray(0, count)), v: float16ArrayToFloat32(all.subarray(count)) };
+  }
+  const all = new Float32Array(aligned.buffer);
+  return { k: all.slice(0, count), v: all.slice(count) };
+}
+
+export interface KvExpectation {
+  fingerprint?: string;
+  tokenIds?: readonly number[];
+  numLayers?: number;
+  kvHeads?: number;
+  headDim?: number;
+}
+
+/** Check that a valid header is the one the caller wants; mismatches are KvMismatchError. */
+export function checkKvHeader(h: KvHeader, expect: KvExpectation): void {
+  if (expect.fingerprint !== undefined && h.fingerprint !== expect.fingerprint) {
+    throw new KvMismatchError('KV object was computed by another model (fingerprint mismatch)');
+  }
+  if (expect.tokenIds !== undefined) {
+    if (expect.tokenIds.length !== h.tokens) {
+      throw new KvMismatchError(`KV object holds ${h.tokens} tokens, expected ${expect.tokenIds.length}`);
+    }
+    if (tokenIdsHash(expect.tokenIds) !== h.tokenIdsHash) throw new KvMismatchError('KV object holds other tokens');
+  }
+  for (const f of ['numLayers', 'kvHeads', 'headDim'] as const) {
+    if (expect[f] !== undefined && expect[f] !== h[f]) {
+      throw new KvMismatchError(`KV object has ${f} ${h[f]}, expected ${expect[f]}`);
+    }
+  }
+}
+
+/** Decode and validate a whole object. */
+export function decodeChunkKv(buf: Uint8Array, expect: KvExpectation = {}): { header: KvHeader; kv: ChunkKv } {
+  const header = decodeKvHeader(buf);
+  checkKvHeader(header, expect);
+  const total = totalBytes(header);
+  if (buf.length !== total) {
+    throw new KvFormatError(`KV object is ${buf.length} bytes, header says ${total}`);
+  }
+  const keys: Float32Array[] = [];
+  const values: Float32Array[] = [];
+  for (let l = 0; l < header.numLayers; l++) {
+    const [s, e] = layerByteRange(header, l);
+    const { k, v } = decodeKvLayer(header, l, buf.subarray(s, e));
+    keys.push(k);
+    values.push(v);
+  }
+  return {
+    header,
+    kv: {
+      fingerprint: header.fingerprint,
+      tokenIds: expect.tokenIds ?? [],
+      positions: header.positions,
+      kvHeads: header.kvHeads,
+      headDim: header.headDim,
+      keys,
+      values,
+    },
+  };
+}
+
+/** A chunk's identity: the model and its token ids, never its text. */
+export function chunkKey(fingerprint: string, tokenIds: readonly number[]): string {
+  return createHash('sha256').update(fingerprint).update(':').update(tokenIdsHash(tokenIds)).digest('hex');
+}
+
+/** Object-store key of a chunk's KV: grouped by model so one model's caches can be listed or dropped. */
+export function chunkObjectKey(fingerprint: string, key: string): string {
+  return `kv/${fingerprint.slice(0, 16)}/${key.slice(0, 2)}/${key}.kv`;
+}

@@ -1,0 +1,107 @@
+import { fingerprintModel } from './fingerprint.js';
+import { seededRandom } from './generate.js';
+import type { LayerWeights, LoadedModel, ModelConfig, Tokenizer } from './types.js';
+
+/** Shape of a randomly initialised Llama for benchmarks; the rest of ModelConfig gets Llama defaults. */
+export interface RandomModelShape {
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  vocabSize: number;
+  ropeLayout?: ModelConfig['ropeLayout'];
+}
+
+/** Byte-level stand-in tokenizer for random models: each UTF-8 byte is a token (ids 3..258). */
+class ByteTokenizer implements Tokenizer {
+  readonly bosTokenId = 1;
+  readonly eosTokenIds = [2];
+  constructor(readonly vocabSize: number) {}
+  encode(text: string): number[] {
+    return Array.from(new TextEncoder().encode(text), (b) => (b + 3) % this.vocabSize);
+  }
+  decode(ids: readonly number[]): string {
+    return new TextDecoder().decode(new Uint8Array(ids.filter((i) => i >= 3 && i < 259).map((i) => i - 3)));
+  }
+}
+
+/**
+ * A Llama-shaped model with N(0, 0.02²)-like uniform weights: enough to measure speed and to test
+ * identities between modes; its text is noise.
+ */
+export function createRandomModel(shape: RandomModelShape, seed = 1234): LoadedModel {
+  const rand = seededRandom(seed);
+  const std = 0.02;
+  const init = (n: number, scale = std) => {
+    const a = new Float32Array(n);
+    const s = scale * Math.sqrt(3); // uniform with this std
+    for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * s;
+    return a;
+  };
+  const ones = (n: number) => new Float32Array(n).fill(1);
+  const { hiddenSize: D, intermediateSize: I, numHeads: H, numKvHeads: KV } = shape;
+  const hd = D / H;
+  const config: ModelConfig = {
+    architecture: 'llama',
+    hiddenSize: D,
+    intermediateSize: I,
+    numLayers: shape.numLayers,
+    numHeads: H,
+    numKvHeads: KV,
+    headDim: hd,
+    vocabSize: shape.vocabSize,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    ropeLayout: shape.ropeLayout ?? 'half',
+    ropeScaling: null,
+    attentionBias: false,
+    tieWordEmbeddings: false,
+    maxPositionEmbeddings: 8192,
+    bosTokenId: 1,
+    eosTokenIds: [2],
+    weightDtype: 'float32',
+  };
+  const layers: LayerWeights[] = Array.from({ length: shape.numLayers }, () => ({
+    attnNorm: ones(D),
+    wq: init(H * hd * D),
+    wk: init(KV * hd * D),
+    wv: init(KV * hd * D),
+    wo: init(D * H * hd),
+    bq: null,
+    bk: null,
+    bv: null,
+    mlpNorm: ones(D),
+    wGate: init(I * D),
+    wUp: init(I * D),
+    wDown: init(D * I),
+  }));
+  // Larger embeddings than std 0.02 so hidden states are not dominated by rounding.
+  const weights = { embedTokens: init(shape.vocabSize * D, 1), layers, finalNorm: ones(D), lmHead: init(shape.vocabSize * D) };
+  return {
+    config,
+    weights,
+    tokenizer: new ByteTokenizer(shape.vocabSize),
+    fingerprint: fingerprintModel(config, weights),
+    source: `random:${JSON.stringify(shape)}:seed=${seed}`,
+  };
+}
+
+/** The ~100M-parameter benchmark shape named in the engine issue: 12 layers, dim 768, GQA 12/4. */
+export const LLAMA_100M: RandomModelShape = {
+  hiddenSize: 768,
+  intermediateSize: 2048,
+  numLayers: 12,
+  numHeads: 12,
+  numKvHeads: 4,
+  vocabSize: 32000,
+};
+
+export function parameterCount(m: LoadedModel): number {
+  const w = m.weights;
+  let n = w.embedTokens.length + w.finalNorm.length + (w.lmHead === w.embedTokens ? 0 : w.lmHead.length);
+  for (const l of w.layers) {
+    for (const a of [l.attnNorm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.mlpNorm, l.wGate, l.wUp, l.wDown]) n += a?.length ?? 0;
+  }
+  return n;
+}

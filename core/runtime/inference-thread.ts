@@ -1,0 +1,95 @@
+import { Worker, type TransferListItem } from 'node:worker_threads';
+import { CacheBlendError, type ErrorCode, UnavailableError } from '../errors.js';
+
+/**
+ * Runs a handler module on a worker thread. onnxruntime's `InferenceSession.run` does its native work on
+ * the calling JavaScript thread, so a process that also serves HTTP or renews BullMQ locks must never call
+ * it on its main thread; it calls `InferenceThread.call` instead and stays responsive.
+ *
+ * The handler module exports `createHandlers(init)`, returning an object of async functions. Arguments
+ * and results cross the thread boundary by structured clone (typed arrays may be transferred).
+ */
+export interface ThreadRequest {
+  id: number;
+  method: string;
+  args: unknown[];
+}
+
+export type ThreadResponse =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: { code: ErrorCode; message: string } }
+  | { id: -1; ok: true; value: 'ready' }
+  | { id: -1; ok: false; error: { code: ErrorCode; message: string } };
+
+export interface ThreadBootData {
+  moduleUrl: string;
+  init: unknown;
+}
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+/** The thread entry beside this file, as .ts under a TypeScript loader (tests) or .js when built. */
+function entryFile(): { url: URL; execArgv: string[] } {
+  const fromSource = import.meta.url.endsWith('.ts');
+  return {
+    url: new URL(fromSource ? './thread-entry.ts' : './thread-entry.js', import.meta.url),
+    execArgv: fromSource ? ['--import', 'tsx'] : [],
+  };
+}
+
+export class InferenceThread<H extends Record<string, (...args: never[]) => unknown>> {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private failure: Error | null = null;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (msg: ThreadResponse) => {
+      const p = this.pending.get(msg.id);
+      if (!p) return;
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg.value);
+      else p.reject(new CacheBlendError(msg.error.code, msg.error.message));
+    });
+    const fail = (err: Error) => {
+      this.failure = err;
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    worker.on('error', (err) => fail(new UnavailableError(`inference thread crashed: ${err.message}`, { cause: err })));
+    worker.on('exit', (code) => fail(new UnavailableError(`inference thread exited (code ${code})`)));
+  }
+
+  /** Start a thread that imports `moduleUrl` and calls its `createHandlers(init)`; resolves once ready. */
+  static async start<H extends Record<string, (...args: never[]) => unknown>>(
+    moduleUrl: URL | string,
+    init: unknown,
+  ): Promise<InferenceThread<H>> {
+    const { url, execArgv } = entryFile();
+    const workerData: ThreadBootData = { moduleUrl: String(moduleUrl), init };
+    const worker = new Worker(url, { workerData, execArgv });
+    const thread = new InferenceThread<H>(worker);
+    await new Promise<void>((resolve, reject) => {
+      thread.pending.set(-1, { resolve: () => resolve(), reject });
+    });
+    return thread;
+  }
+
+  call<K extends keyof H & string>(
+    method: K,
+    args: Parameters<H[K]>,
+    transfer: TransferListItem[] = [],
+  ): Promise<Awaited<ReturnType<H[K]>>> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      const req: ThreadRequest = { id, method, args };
+      this.worker.postMessage(req, transfer);
+    });
+  }
+
+  async terminate(): Promise<void> {
+    this.worker.removeAllListeners('exit');
+    await this.worker.terminate();
+  }
+}

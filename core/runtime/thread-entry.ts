@@ -1,0 +1,37 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { CacheBlendError } from '../errors.js';
+import type { ThreadBootData, ThreadRequest, ThreadResponse } from './inference-thread.js';
+
+/** Worker-thread side of InferenceThread: load the handler module, then serve calls one at a time. */
+const port = parentPort!;
+const boot = workerData as ThreadBootData;
+
+function toError(err: unknown): { code: CacheBlendError['code']; message: string } {
+  if (err instanceof CacheBlendError) return { code: err.code, message: err.message };
+  return { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) };
+}
+
+try {
+  const mod = (await import(boot.moduleUrl)) as {
+    createHandlers(init: unknown): Promise<Record<string, (...a: unknown[]) => unknown>>;
+  };
+  const handlers = await mod.createHandlers(boot.init);
+  // Calls run strictly in order: one engine, one set of sessions, no interleaving of forwards.
+  let queue: Promise<void> = Promise.resolve();
+  port.on('message', (req: ThreadRequest) => {
+    queue = queue.then(async () => {
+      let res: ThreadResponse;
+      try {
+        const fn = handlers[req.method];
+        if (typeof fn !== 'function') throw new Error(`no handler named ${req.method}`);
+        res = { id: req.id, ok: true, value: await fn(...req.args) };
+      } catch (err) {
+        res = { id: req.id, ok: false, error: toError(err) };
+      }
+      port.postMessage(res);
+    });
+  });
+  port.postMessage({ id: -1, ok: true, value: 'ready' } satisfies ThreadResponse);
+} catch (err) {
+  port.postMessage({ id: -1, ok: false, error: toError(err) } satisfies ThreadResponse);
+}
