@@ -42,6 +42,14 @@ export function memorySource(data: ChunkCacheData): ChunkKvSource {
   };
 }
 
+/** A chunk known only by its tokens, for `full` mode, which never reads a cache. */
+export function tokenIdsOnly(tokenIds: readonly number[]): ChunkKvSource {
+  return {
+    tokenIds,
+    layer: () => Promise.reject(new Error('full mode reads no chunk cache')),
+  };
+}
+
 const bosRows = new WeakMap<Engine, Promise<{ k: Float32Array[]; v: Float32Array[] }>>();
 
 /** BOS at position 0 attends only to itself, so its K/V are the same in every prompt: compute them once. */
@@ -70,7 +78,8 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number): void {
       throw new InvalidArgumentError('gradualRatios must be a non-empty list of ratios in [0, 1]');
     }
     for (let i = 1; i < o.gradualRatios.length; i++) {
-      if (o.gradualRatios[i] > o.gradualRatios[i - 1]) throw new InvalidArgumentError('gradualRatios must not grow');
+      if (o.gradualRatios[i] > o.gradualRatios[i - 1])
+        throw new InvalidArgumentError('gradualRatios must not grow');
     }
   }
 }
@@ -187,7 +196,12 @@ export async function blendPrefill(
   const N = lay.promptIds.length;
   const contextTokens = lay.contextEnd - 1;
   const cache = engine.newCache(N + extraCapacity);
-  const result = (firstTokenLogits: Float32Array, recomputedTokens: number, ratio: number, loadWaitMs: number) => {
+  const result = (
+    firstTokenLogits: Float32Array,
+    recomputedTokens: number,
+    ratio: number,
+    loadWaitMs: number,
+  ) => {
     const ttftMs = performance.now() - t0;
     return {
       cache,

@@ -26,13 +26,15 @@ export class CostModel {
   observeLoad(bytes: number, ms: number): void {
     if (bytes <= 0 || ms <= 0) return;
     const r = bytes / ms;
-    this.loadBytesPerMs = this.loadBytesPerMs === null ? r : this.alpha * r + (1 - this.alpha) * this.loadBytesPerMs;
+    this.loadBytesPerMs =
+      this.loadBytesPerMs === null ? r : this.alpha * r + (1 - this.alpha) * this.loadBytesPerMs;
   }
 
   observeLayer(tokens: number, ms: number): void {
     if (tokens <= 0 || ms <= 0) return;
     const r = ms / tokens;
-    this.layerMsPerToken = this.layerMsPerToken === null ? r : this.alpha * r + (1 - this.alpha) * this.layerMsPerToken;
+    this.layerMsPerToken =
+      this.layerMsPerToken === null ? r : this.alpha * r + (1 - this.alpha) * this.layerMsPerToken;
   }
 
   /** Controller inputs for a request whose one layer of KV is `layerBytes`, or null before any observation. */
