@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { blendPrefill, memorySource, precomputeChunk, tokenIdsOnly } from '../core/blend/blend.js';
 import { BLEND_MODES, type BlendMode, DEVIATION_METRICS, type DeviationMetric } from '../core/blend/types.js';
 import { CacheBlendError, InvalidArgumentError } from '../core/errors.js';
+import { decodeChunkKv, encodeChunkKv, type KvDtype } from '../core/kv/format.js';
 import { Engine, type ExecutionProvider } from '../core/model/engine.js';
 import { decode, type SamplingOptions } from '../core/model/generate.js';
 import { loadModel } from '../core/model/load.js';
@@ -9,13 +10,14 @@ import { loadModel } from '../core/model/load.js';
 const USAGE = `usage: cacheblend generate --model <path|name> (--prompt <text> | --chunk <text>... --question <text>)
          [--mode full|prefix|reuse|blend] [--ratio R] [--check-layer N] [--metric k|v|kv]
          [--gradual R1,R2,...] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
-         [--ep cpu|webgpu|cuda] [--json] [--logits]
+         [--ep cpu|webgpu|cuda] [--kv-dtype float16|float32] [--json] [--logits]
 
   --prompt      plain generation: BOS + the tokenized text, prefilled in full
   --chunk       a context chunk (repeatable), tokenized on its own; its KV cache is precomputed alone
   --question    the question that follows the chunks
   --mode        how the chunks' caches are used (default blend)
   --ratio       fraction of context tokens blend recomputes (default 0.15)
+  --kv-dtype    precision chunk caches are stored in, as the service stores them (default float16)
   --json        print one JSON object instead of the text
   --logits      with --json: include firstTokenLogits`;
 
@@ -74,6 +76,7 @@ async function generateCommand(argv: string[], out: (s: string) => void): Promis
       'top-p': { type: 'string' },
       seed: { type: 'string' },
       ep: { type: 'string' },
+      'kv-dtype': { type: 'string' },
       json: { type: 'boolean' },
       logits: { type: 'boolean' },
     },
@@ -102,6 +105,9 @@ async function generateCommand(argv: string[], out: (s: string) => void): Promis
   const ep = (values.ep ?? process.env.EXECUTION_PROVIDER ?? 'cpu') as ExecutionProvider;
   if (!['cpu', 'webgpu', 'cuda'].includes(ep))
     throw new InvalidArgumentError('--ep must be cpu, webgpu or cuda');
+  const kvDtype = (values['kv-dtype'] ?? 'float16') as KvDtype;
+  if (kvDtype !== 'float16' && kvDtype !== 'float32')
+    throw new InvalidArgumentError('--kv-dtype must be float16 or float32');
   const ratio = numberFlag(values, 'ratio', false);
   const gradualRatios = values.gradual?.split(',').map((s) => {
     const n = Number(s);
@@ -133,7 +139,7 @@ async function generateCommand(argv: string[], out: (s: string) => void): Promis
     const sources =
       mode === 'full'
         ? chunkIds.map(tokenIdsOnly)
-        : await Promise.all(chunkIds.map(async (ids) => memorySource(await precomputeChunk(engine, ids))));
+        : await Promise.all(chunkIds.map((ids) => storedChunk(engine, ids, kvDtype)));
     const t0 = performance.now();
     let cache;
     let prefill;
@@ -183,6 +189,22 @@ async function generateCommand(argv: string[], out: (s: string) => void): Promis
   } finally {
     await engine.dispose();
   }
+}
+
+/** A chunk's cache as the service would hold it: precomputed, then encoded and decoded in `dtype`. */
+async function storedChunk(engine: Engine, ids: number[], dtype: KvDtype) {
+  const data = await precomputeChunk(engine, ids);
+  const encoded = encodeChunkKv(
+    {
+      ...data,
+      fingerprint: engine.model.fingerprint,
+      kvHeads: engine.config.numKvHeads,
+      headDim: engine.config.headDim,
+    },
+    dtype,
+  );
+  const { kv } = decodeChunkKv(encoded);
+  return memorySource({ ...data, keys: kv.keys, values: kv.values });
 }
 
 function round(ms: number): number {

@@ -11,6 +11,8 @@ export interface RandomModelShape {
   numKvHeads: number;
   vocabSize: number;
   ropeLayout?: ModelConfig['ropeLayout'];
+  /** Weight scale (default 0.02, as Llama initialises). Tests use larger ones so context visibly matters. */
+  weightStd?: number;
 }
 
 /** Byte-level stand-in tokenizer for random models: each UTF-8 byte is a token (ids 3..258). */
@@ -32,7 +34,7 @@ class ByteTokenizer implements Tokenizer {
  */
 export function createRandomModel(shape: RandomModelShape, seed = 1234): LoadedModel {
   const rand = seededRandom(seed);
-  const std = 0.02;
+  const std = shape.weightStd ?? 0.02;
   const init = (n: number, scale = std) => {
     const a = new Float32Array(n);
     const s = scale * Math.sqrt(3); // uniform with this std
@@ -77,7 +79,12 @@ export function createRandomModel(shape: RandomModelShape, seed = 1234): LoadedM
     wDown: init(D * I),
   }));
   // Larger embeddings than std 0.02 so hidden states are not dominated by rounding.
-  const weights = { embedTokens: init(shape.vocabSize * D, 1), layers, finalNorm: ones(D), lmHead: init(shape.vocabSize * D) };
+  const weights = {
+    embedTokens: init(shape.vocabSize * D, 1),
+    layers,
+    finalNorm: ones(D),
+    lmHead: init(shape.vocabSize * D),
+  };
   return {
     config,
     weights,
@@ -101,7 +108,21 @@ export function parameterCount(m: LoadedModel): number {
   const w = m.weights;
   let n = w.embedTokens.length + w.finalNorm.length + (w.lmHead === w.embedTokens ? 0 : w.lmHead.length);
   for (const l of w.layers) {
-    for (const a of [l.attnNorm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.mlpNorm, l.wGate, l.wUp, l.wDown]) n += a?.length ?? 0;
+    for (const a of [
+      l.attnNorm,
+      l.wq,
+      l.wk,
+      l.wv,
+      l.wo,
+      l.bq,
+      l.bk,
+      l.bv,
+      l.mlpNorm,
+      l.wGate,
+      l.wUp,
+      l.wDown,
+    ])
+      n += a?.length ?? 0;
   }
   return n;
 }

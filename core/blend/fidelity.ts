@@ -1,0 +1,95 @@
+import type { Engine } from '../model/engine.js';
+import { decode } from '../model/generate.js';
+import { blendPrefill, memorySource, precomputeChunk } from './blend.js';
+import type { BlendMode, BlendOptions, ChunkKvSource, DeviationMetric } from './types.js';
+
+/**
+ * How close each mode stays to full prefill on multi-chunk inputs: KL(full ‖ mode) of the first generated
+ * token's distribution, and greedy agreement (share of the first n greedy tokens equal position by
+ * position, each mode decoding on its own cache).
+ */
+export interface FidelityRow {
+  mode: BlendMode;
+  ratio: number | null;
+  metric: DeviationMetric | null;
+  meanKl: number;
+  meanAgreement: number;
+  /** Mean share of context tokens recomputed. */
+  meanRecomputedShare: number;
+}
+
+export function softmax(logits: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const x of logits) max = Math.max(max, x);
+  const p = new Float64Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += p[i] = Math.exp(logits[i] - max);
+  for (let i = 0; i < p.length; i++) p[i] /= sum;
+  return p;
+}
+
+/** KL(p ‖ q) in nats from logits. */
+export function klDivergence(pLogits: Float32Array, qLogits: Float32Array): number {
+  const p = softmax(pLogits);
+  const q = softmax(qLogits);
+  let kl = 0;
+  for (let i = 0; i < p.length; i++) if (p[i] > 0) kl += p[i] * Math.log(p[i] / Math.max(q[i], 1e-300));
+  return kl;
+}
+
+export async function measureFidelity(
+  engine: Engine,
+  sets: { chunks: string[]; question: string }[],
+  opts: { ratios: number[]; metrics: DeviationMetric[]; agreementTokens: number },
+): Promise<FidelityRow[]> {
+  const tok = engine.model.tokenizer;
+  const prepared: { sources: ChunkKvSource[]; q: number[] }[] = [];
+  for (const s of sets) {
+    const sources = await Promise.all(
+      s.chunks.map(async (c) => memorySource(await precomputeChunk(engine, tok.encode(c)))),
+    );
+    prepared.push({ sources, q: tok.encode(s.question) });
+  }
+  const n = opts.agreementTokens;
+  const runMode = async (p: (typeof prepared)[number], o: BlendOptions) => {
+    const { cache, prefill } = await blendPrefill(engine, p.sources, p.q, o, n);
+    const { tokens } = await decode(engine, cache, prefill.firstTokenLogits, {
+      maxTokens: n,
+      stopAtEos: false,
+    });
+    return { prefill, tokens };
+  };
+  const fulls = [];
+  for (const p of prepared) fulls.push(await runMode(p, { mode: 'full' }));
+
+  const configs: { o: BlendOptions; ratio: number | null; metric: DeviationMetric | null }[] = [
+    { o: { mode: 'reuse' }, ratio: null, metric: null },
+  ];
+  for (const metric of opts.metrics) {
+    for (const ratio of opts.ratios) configs.push({ o: { mode: 'blend', ratio, metric }, ratio, metric });
+  }
+  const rows: FidelityRow[] = [];
+  for (const c of configs) {
+    let kl = 0;
+    let agree = 0;
+    let share = 0;
+    for (let i = 0; i < prepared.length; i++) {
+      const r = await runMode(prepared[i], c.o);
+      kl += klDivergence(fulls[i].prefill.firstTokenLogits, r.prefill.firstTokenLogits);
+      let same = 0;
+      for (let t = 0; t < n; t++) if (r.tokens[t] === fulls[i].tokens[t]) same++;
+      agree += same / n;
+      share += r.prefill.recomputedTokens / r.prefill.contextTokens;
+    }
+    const k = prepared.length;
+    rows.push({
+      mode: c.o.mode,
+      ratio: c.ratio,
+      metric: c.metric,
+      meanKl: kl / k,
+      meanAgreement: agree / k,
+      meanRecomputedShare: share / k,
+    });
+  }
+  return rows;
+}

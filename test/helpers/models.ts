@@ -1,0 +1,38 @@
+import { fileURLToPath } from 'node:url';
+import { Engine, type EngineOptions } from '../../core/model/engine.js';
+import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
+import { createRandomModel, type RandomModelShape } from '../../core/model/random.js';
+
+/** The real pretrained tiny Llama from ../shared (read in place, never copied into the repo). */
+export const STORIES_DIR = fileURLToPath(new URL('../../../shared/models/stories260K', import.meta.url));
+export const STORIES_GOLDEN = `${STORIES_DIR}/golden_greedy.json`;
+
+export async function storiesEngine(): Promise<Engine> {
+  return Engine.create(await loadLlama2cModel(STORIES_DIR), { threads: 1 });
+}
+
+/** A small random Llama with GQA for identities that need no trained weights. */
+export const SMALL_SHAPE: RandomModelShape = {
+  hiddenSize: 64,
+  intermediateSize: 128,
+  numLayers: 4,
+  numHeads: 4,
+  numKvHeads: 2,
+  vocabSize: 300,
+  weightStd: 0.15,
+};
+
+export async function randomEngine(
+  shape: Partial<RandomModelShape> = {},
+  seed = 7,
+  opts: EngineOptions = {},
+): Promise<Engine> {
+  return Engine.create(createRandomModel({ ...SMALL_SHAPE, ...shape }, seed), { threads: 1, ...opts });
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}

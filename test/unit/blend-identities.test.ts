@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { blendPrefill, memorySource, precomputeChunk } from '../../core/blend/blend.js';
+import type { BlendOptions, ChunkKvSource } from '../../core/blend/types.js';
+import type { Engine } from '../../core/model/engine.js';
+import { decode } from '../../core/model/generate.js';
+import { maxAbsDiff, randomEngine, storiesEngine } from '../helpers/models.js';
+import { STORY_SETS } from '../helpers/stories-sets.js';
+
+/** First-token logits and 16 greedy tokens of one mode. */
+async function run(engine: Engine, sources: ChunkKvSource[], q: number[], o: BlendOptions) {
+  const { cache, prefill } = await blendPrefill(engine, sources, q, o, 16);
+  const { tokens } = await decode(engine, cache, prefill.firstTokenLogits, {
+    maxTokens: 16,
+    stopAtEos: false,
+  });
+  return { logits: prefill.firstTokenLogits, tokens, prefill };
+}
+
+const TOL = 1e-4;
+
+for (const which of ['stories260K', 'random HF-layout GQA model'] as const) {
+  describe(`mode identities on ${which}`, () => {
+    let engine: Engine;
+    let sets: { sources: ChunkKvSource[]; q: number[] }[];
+    beforeAll(async () => {
+      engine = which === 'stories260K' ? await storiesEngine() : await randomEngine({ numLayers: 4 });
+      const tok = engine.model.tokenizer;
+      sets = [];
+      for (const s of STORY_SETS.slice(0, 3)) {
+        const sources = await Promise.all(
+          s.chunks.map(async (c) => memorySource(await precomputeChunk(engine, tok.encode(c)))),
+        );
+        sets.push({ sources, q: tok.encode(s.question) });
+      }
+    });
+    afterAll(() => engine.dispose());
+
+    const identities: [string, BlendOptions, BlendOptions, 'all' | 'one'][] = [
+      ['blend r=1 equals full', { mode: 'blend', ratio: 1 }, { mode: 'full' }, 'all'],
+      ['blend r=0 equals reuse', { mode: 'blend', ratio: 0 }, { mode: 'reuse' }, 'all'],
+      ['prefix equals full', { mode: 'prefix' }, { mode: 'full' }, 'all'],
+      ['reuse with a single chunk equals full', { mode: 'reuse' }, { mode: 'full' }, 'one'],
+      [
+        'gradual filtering at r=1 equals full',
+        { mode: 'blend', gradualRatios: [1] },
+        { mode: 'full' },
+        'all',
+      ],
+      [
+        'blend r=1 with check layer 2 equals full',
+        { mode: 'blend', ratio: 1, checkLayer: 2 },
+        { mode: 'full' },
+        'all',
+      ],
+    ];
+    for (const [name, a, b, chunks] of identities) {
+      it(`${name}: first-token logits within ${TOL}, 16 greedy tokens identical`, async () => {
+        for (const s of sets) {
+          const src = chunks === 'one' ? s.sources.slice(0, 1) : s.sources;
+          const x = await run(engine, src, s.q, a);
+          const y = await run(engine, src, s.q, b);
+          expect(maxAbsDiff(x.logits, y.logits)).toBeLessThan(TOL);
+          expect(x.tokens).toEqual(y.tokens);
+        }
+      });
+    }
+
+    it('reuse differs from full with several chunks (the identities above are not vacuous)', async () => {
+      const s = sets[0];
+      const x = await run(engine, s.sources, s.q, { mode: 'reuse' });
+      const y = await run(engine, s.sources, s.q, { mode: 'full' });
+      expect(maxAbsDiff(x.logits, y.logits)).toBeGreaterThan(1e-3);
+    });
+
+    it('recomputes round(r × context tokens) tokens in blend', async () => {
+      const s = sets[0];
+      const r = await run(engine, s.sources, s.q, { mode: 'blend', ratio: 0.3 });
+      expect(r.prefill.recomputedTokens).toBe(Math.round(0.3 * r.prefill.contextTokens));
+      expect(r.prefill.promptTokens).toBe(1 + r.prefill.contextTokens + s.q.length);
+    });
+  });
+}
