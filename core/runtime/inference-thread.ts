@@ -28,13 +28,17 @@ export interface ThreadBootData {
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
-/** The thread entry beside this file, as .ts under a TypeScript loader (tests) or .js when built. */
-function entryFile(): { url: URL; execArgv: string[] } {
-  const fromSource = import.meta.url.endsWith('.ts');
-  return {
-    url: new URL(fromSource ? './thread-entry.ts' : './thread-entry.js', import.meta.url),
-    execArgv: fromSource ? ['--import', 'tsx'] : [],
-  };
+/**
+ * A Worker for the thread entry beside this file: the built .js, or under tests the .ts source, loaded
+ * through tsx's loader registered inside the worker (a worker's execArgv `--import` does not apply to its
+ * own entry module on Node 20).
+ */
+function spawnEntry(workerData: ThreadBootData): Worker {
+  if (!import.meta.url.endsWith('.ts'))
+    return new Worker(new URL('./thread-entry.js', import.meta.url), { workerData });
+  const entry = new URL('./thread-entry.ts', import.meta.url).href;
+  const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+  return new Worker(boot, { eval: true, workerData });
 }
 
 export class InferenceThread<H extends Record<string, (...args: never[]) => unknown>> {
@@ -55,7 +59,9 @@ export class InferenceThread<H extends Record<string, (...args: never[]) => unkn
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
     };
-    worker.on('error', (err) => fail(new UnavailableError(`inference thread crashed: ${err.message}`, { cause: err })));
+    worker.on('error', (err) =>
+      fail(new UnavailableError(`inference thread crashed: ${err.message}`, { cause: err })),
+    );
     worker.on('exit', (code) => fail(new UnavailableError(`inference thread exited (code ${code})`)));
   }
 
@@ -64,9 +70,7 @@ export class InferenceThread<H extends Record<string, (...args: never[]) => unkn
     moduleUrl: URL | string,
     init: unknown,
   ): Promise<InferenceThread<H>> {
-    const { url, execArgv } = entryFile();
-    const workerData: ThreadBootData = { moduleUrl: String(moduleUrl), init };
-    const worker = new Worker(url, { workerData, execArgv });
+    const worker = spawnEntry({ moduleUrl: String(moduleUrl), init });
     const thread = new InferenceThread<H>(worker);
     await new Promise<void>((resolve, reject) => {
       thread.pending.set(-1, { resolve: () => resolve(), reject });
