@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../errors.js';
 import { rotateKeys } from '../kv/rope.js';
-import { buildMask, type Engine } from '../model/engine.js';
+import { buildMask, concatFloat32, type Engine } from '../model/engine.js';
 import type { KvCache } from '../model/kv-cache.js';
 import { controllerRatio } from './controller.js';
 import type { BlendOptions, BlendPrefill, ChunkKvSource, DeviationMetric } from './types.js';
@@ -267,12 +267,27 @@ export async function blendPrefill(
   const allIdx = Int32Array.from({ length: N - 1 }, (_, i) => i + 1);
   let active: Int32Array = allIdx; // prompt indices computed at the current layer
   let hidden = engine.embed(lay.promptIds.slice(1));
-  const bosPos = new Int32Array([0]);
+  // In prefill-sized blocks, as Engine.forward does: each block attends to BOS, the earlier blocks' fresh
+  // rows of this layer, and itself.
+  const B = engine.prefillBlock;
+  const promptPositions = Int32Array.from({ length: N }, (_, i) => i);
   for (let l = 0; l < checkLayer; l++) {
-    const rope = engine.rope(active);
-    const r = await engine.runLayer(l, hidden, rope, bos.k[l], bos.v[l], buildMask(active, bosPos));
-    cache.writeRows(l, 1, r.k, r.v);
-    hidden = r.hidden;
+    const outs: Float32Array[] = [];
+    for (let s = 0; s < N - 1; s += B) {
+      const e = Math.min(N - 1, s + B);
+      const idx = active.subarray(s, e);
+      const r = await engine.runLayer(
+        l,
+        hidden.subarray(s * D, e * D),
+        engine.rope(idx),
+        cache.keys[l].subarray(0, (s + 1) * row),
+        cache.values[l].subarray(0, (s + 1) * row),
+        buildMask(idx, promptPositions.subarray(0, s + 1)),
+      );
+      cache.writeRows(l, s + 1, r.k, r.v);
+      outs.push(r.hidden);
+    }
+    hidden = concatFloat32(outs);
   }
 
   const ratios = opts.gradualRatios ?? [ratio];

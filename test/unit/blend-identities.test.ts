@@ -23,7 +23,10 @@ for (const which of ['stories260K', 'random HF-layout GQA model'] as const) {
     let engine: Engine;
     let sets: { sources: ChunkKvSource[]; q: number[] }[];
     beforeAll(async () => {
-      engine = which === 'stories260K' ? await storiesEngine() : await randomEngine({ numLayers: 4 });
+      engine =
+        which === 'stories260K'
+          ? await storiesEngine()
+          : await randomEngine({ numLayers: 4 }, 7, { prefillBlock: 8 }); // small blocks: blocked prefill paths too;
       const tok = engine.model.tokenizer;
       sets = [];
       for (const s of STORY_SETS.slice(0, 3)) {
