@@ -109,7 +109,9 @@ export class Engine {
     const table = this.model.weights.embedTokens;
     ids.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
-        throw new InvalidArgumentError(`token id ${id} is outside the vocabulary (size ${this.config.vocabSize})`);
+        throw new InvalidArgumentError(
+          `token id ${id} is outside the vocabulary (size ${this.config.vocabSize})`,
+        );
       }
       out.set(table.subarray(id * D, (id + 1) * D), t * D);
     });
@@ -202,7 +204,11 @@ export class Engine {
     const finals: Float32Array[] = [];
     for (let s = 0; s < T; s += B) {
       const e = Math.min(T, s + B);
-      const hidden = await this.forwardBlock(cache, ids.slice(s, e), Array.prototype.slice.call(positions, s, e));
+      const hidden = await this.forwardBlock(
+        cache,
+        ids.slice(s, e),
+        Array.prototype.slice.call(positions, s, e),
+      );
       if (rows === 'all') finals.push(hidden);
       else if (e === T && rows === 'last') finals.push(hidden.subarray((e - s - 1) * D));
     }
@@ -210,7 +216,11 @@ export class Engine {
     return this.logits(finals.length === 1 ? finals[0] : concatFloat32(finals));
   }
 
-  private async forwardBlock(cache: KvCache, ids: readonly number[], positions: number[]): Promise<Float32Array> {
+  private async forwardBlock(
+    cache: KvCache,
+    ids: readonly number[],
+    positions: number[],
+  ): Promise<Float32Array> {
     const rope = this.rope(positions);
     const mask = buildMask(positions, cache.positions.subarray(0, cache.length));
     cache.reserve(ids.length);

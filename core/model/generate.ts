@@ -38,10 +38,14 @@ export function seededRandom(seed: number): () => number {
 }
 
 export function validateSampling(o: SamplingOptions): void {
-  if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0) throw new InvalidArgumentError('maxTokens must be an integer >= 0');
-  if (o.temperature !== undefined && !(o.temperature >= 0)) throw new InvalidArgumentError('temperature must be >= 0');
-  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 1)) throw new InvalidArgumentError('topK must be an integer >= 1');
-  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new InvalidArgumentError('topP must be in (0, 1]');
+  if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0)
+    throw new InvalidArgumentError('maxTokens must be an integer >= 0');
+  if (o.temperature !== undefined && !(o.temperature >= 0))
+    throw new InvalidArgumentError('temperature must be >= 0');
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 1))
+    throw new InvalidArgumentError('topK must be an integer >= 1');
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1))
+    throw new InvalidArgumentError('topP must be in (0, 1]');
 }
 
 /** Pick the next token from one row of logits: argmax, or temperature/top-k/top-p sampling. */
@@ -110,12 +114,22 @@ export interface GenerateResult {
 }
 
 /** Plain generation: prefill `promptIds` from scratch, then decode. */
-export async function generate(engine: Engine, promptIds: readonly number[], o: SamplingOptions): Promise<GenerateResult> {
+export async function generate(
+  engine: Engine,
+  promptIds: readonly number[],
+  o: SamplingOptions,
+): Promise<GenerateResult> {
   if (promptIds.length === 0) throw new InvalidArgumentError('the prompt is empty');
   const t0 = performance.now();
   const cache = engine.newCache(promptIds.length + o.maxTokens);
   const first = await engine.forward(cache, promptIds);
   const ttftMs = performance.now() - t0;
   const { tokens } = await decode(engine, cache, first, o);
-  return { promptTokens: promptIds.length, tokens, firstTokenLogits: first, ttftMs, totalMs: performance.now() - t0 };
+  return {
+    promptTokens: promptIds.length,
+    tokens,
+    firstTokenLogits: first,
+    ttftMs,
+    totalMs: performance.now() - t0,
+  };
 }

@@ -6,7 +6,9 @@ import { Llama2cTokenizer } from '../tokenizers/llama2c.js';
 import type { LayerWeights, LoadedModel, ModelConfig, ModelWeights } from '../types.js';
 
 /** Finds the checkpoint and tokenizer in a folder such as ../shared/models/stories260K. */
-export async function findLlama2cFiles(dir: string): Promise<{ checkpoint: string; tokenizer: string } | null> {
+export async function findLlama2cFiles(
+  dir: string,
+): Promise<{ checkpoint: string; tokenizer: string } | null> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -15,11 +17,16 @@ export async function findLlama2cFiles(dir: string): Promise<{ checkpoint: strin
   }
   const tokenizer = names.find((n) => /^tok.*\.bin$/.test(n)) ?? names.find((n) => n === 'tokenizer.bin');
   const checkpoint = names.find((n) => n.endsWith('.bin') && n !== tokenizer && !n.startsWith('tok'));
-  return tokenizer && checkpoint ? { checkpoint: join(dir, checkpoint), tokenizer: join(dir, tokenizer) } : null;
+  return tokenizer && checkpoint
+    ? { checkpoint: join(dir, checkpoint), tokenizer: join(dir, tokenizer) }
+    : null;
 }
 
 /** Parses llama2.c's legacy checkpoint: 7 int32 header fields, then fp32 arrays in a fixed order. */
-export function parseLlama2cCheckpoint(buf: Buffer, source: string): { config: ModelConfig; weights: ModelWeights } {
+export function parseLlama2cCheckpoint(
+  buf: Buffer,
+  source: string,
+): { config: ModelConfig; weights: ModelWeights } {
   if (buf.length < 28) throw new ModelLoadError(`${source}: too short for a llama2.c header`);
   const [dim, hidden, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = Array.from({ length: 7 }, (_, i) =>
     buf.readInt32LE(i * 4),
@@ -27,9 +34,12 @@ export function parseLlama2cCheckpoint(buf: Buffer, source: string): { config: M
   const shared = rawVocab > 0;
   const vocab = Math.abs(rawVocab);
   if ([dim, hidden, nLayers, nHeads, nKvHeads, vocab, seqLen].some((v) => v <= 0) || dim % nHeads !== 0) {
-    throw new ModelLoadError(`${source}: implausible header ${[dim, hidden, nLayers, nHeads, nKvHeads, rawVocab]}`);
+    throw new ModelLoadError(
+      `${source}: implausible header ${[dim, hidden, nLayers, nHeads, nKvHeads, rawVocab]}`,
+    );
   }
-  if (nHeads % nKvHeads !== 0) throw new UnsupportedModelError(`${source}: heads ${nHeads} not a multiple of kv heads`);
+  if (nHeads % nKvHeads !== 0)
+    throw new UnsupportedModelError(`${source}: heads ${nHeads} not a multiple of kv heads`);
   const headDim = dim / nHeads;
   const kvDim = nKvHeads * headDim;
   let off = 28;

@@ -3,7 +3,10 @@ import onnxProto from 'onnx-proto';
 const { onnx } = onnxProto;
 type DataType = 'float' | 'int64';
 
-const ELEM: Record<DataType, number> = { float: onnx.TensorProto.DataType.FLOAT, int64: onnx.TensorProto.DataType.INT64 };
+const ELEM: Record<DataType, number> = {
+  float: onnx.TensorProto.DataType.FLOAT,
+  int64: onnx.TensorProto.DataType.INT64,
+};
 
 /** A symbolic or fixed dimension of a graph input/output. */
 export type Dim = number | string;
@@ -38,7 +41,8 @@ export class GraphBuilder {
   /** A float initializer; `data` is referenced, not copied, until the model is serialized. */
   weight(name: string, data: Float32Array, dims: number[]): string {
     const expected = dims.reduce((a, b) => a * b, 1);
-    if (expected !== data.length) throw new Error(`initializer ${name}: ${data.length} values for dims ${dims}`);
+    if (expected !== data.length)
+      throw new Error(`initializer ${name}: ${data.length} values for dims ${dims}`);
     this.initializers.push({
       name,
       dataType: ELEM.float,

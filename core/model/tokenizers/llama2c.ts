@@ -52,7 +52,8 @@ export class Llama2cTokenizer implements Tokenizer {
       scores[i] = buf.readFloatLE(off);
       const len = buf.readInt32LE(off + 4);
       off += 8;
-      if (len < 0 || off + len > buf.length) throw new ModelLoadError(`tokenizer ${path} is truncated at token ${i}`);
+      if (len < 0 || off + len > buf.length)
+        throw new ModelLoadError(`tokenizer ${path} is truncated at token ${i}`);
       pieces.push(dec.decode(buf.subarray(off, off + len)));
       off += len;
     }
