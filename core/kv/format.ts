@@ -53,7 +53,9 @@ export interface KvHeader {
 }
 
 export function tokenIdsHash(ids: readonly number[]): string {
-  return createHash('sha256').update(new Uint8Array(Int32Array.from(ids).buffer)).digest('hex');
+  return createHash('sha256')
+    .update(new Uint8Array(Int32Array.from(ids).buffer))
+    .digest('hex');
 }
 
 function elemSize(dtype: KvDtype): number {
@@ -128,7 +130,8 @@ export function headerProbeBytes(maxTokens: number, maxLayers = 256): number {
 /** Parse and validate the header; `buf` may hold just the header or the whole object. */
 export function decodeKvHeader(buf: Uint8Array): KvHeader {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  if (b.length < FIXED) throw new KvFormatError(`KV object truncated: ${b.length} bytes, header needs ${FIXED}`);
+  if (b.length < FIXED)
+    throw new KvFormatError(`KV object truncated: ${b.length} bytes, header needs ${FIXED}`);
   if (b.toString('latin1', 0, 4) !== KV_MAGIC) throw new KvFormatError('not a KV object (bad magic)');
   const version = b.readUInt16LE(4);
   if (version !== KV_FORMAT_VERSION) throw new KvFormatError(`unsupported KV format version ${version}`);
@@ -140,8 +143,10 @@ export function decodeKvHeader(buf: Uint8Array): KvHeader {
   const kvHeads = b.readUInt32LE(16);
   const headDim = b.readUInt32LE(20);
   const tokens = b.readUInt32LE(24);
-  if (headerBytes !== headerBytesFor(tokens, numLayers)) throw new KvFormatError('KV header length is inconsistent');
-  if (b.length < headerBytes) throw new KvFormatError(`KV header truncated: ${b.length} of ${headerBytes} bytes`);
+  if (headerBytes !== headerBytesFor(tokens, numLayers))
+    throw new KvFormatError('KV header length is inconsistent');
+  if (b.length < headerBytes)
+    throw new KvFormatError(`KV header truncated: ${b.length} of ${headerBytes} bytes`);
   if (crc32(b.subarray(0, headerBytes - 4)) !== b.readUInt32LE(headerBytes - 4)) {
     throw new KvFormatError('KV header checksum mismatch');
   }
@@ -165,7 +170,11 @@ export function decodeKvHeader(buf: Uint8Array): KvHeader {
 }
 
 /** Decode one layer from exactly its byte range, checking its checksum. */
-export function decodeKvLayer(h: KvHeader, l: number, bytes: Uint8Array): { k: Float32Array; v: Float32Array } {
+export function decodeKvLayer(
+  h: KvHeader,
+  l: number,
+  bytes: Uint8Array,
+): { k: Float32Array; v: Float32Array } {
   const n = layerBytes(h);
   if (l < 0 || l >= h.numLayers) throw new KvFormatError(`layer ${l} out of range`);
   if (bytes.length !== n) throw new KvFormatError(`layer ${l} truncated: ${bytes.length} of ${n} bytes`);
@@ -176,7 +185,10 @@ export function decodeKvLayer(h: KvHeader, l: number, bytes: Uint8Array): { k: F
   aligned.set(bytes);
   if (h.dtype === 'float16') {
     const all = new Uint16Array(aligned.buffer);
-    return { k: float16ArrayToFloat32(all.subarray(0, count)), v: float16ArrayToFloat32(all.subarray(count)) };
+    return {
+      k: float16ArrayToFloat32(all.subarray(0, count)),
+      v: float16ArrayToFloat32(all.subarray(count)),
+    };
   }
   const all = new Float32Array(aligned.buffer);
   return { k: all.slice(0, count), v: all.slice(count) };
@@ -199,7 +211,8 @@ export function checkKvHeader(h: KvHeader, expect: KvExpectation): void {
     if (expect.tokenIds.length !== h.tokens) {
       throw new KvMismatchError(`KV object holds ${h.tokens} tokens, expected ${expect.tokenIds.length}`);
     }
-    if (tokenIdsHash(expect.tokenIds) !== h.tokenIdsHash) throw new KvMismatchError('KV object holds other tokens');
+    if (tokenIdsHash(expect.tokenIds) !== h.tokenIdsHash)
+      throw new KvMismatchError('KV object holds other tokens');
   }
   for (const f of ['numLayers', 'kvHeads', 'headDim'] as const) {
     if (expect[f] !== undefined && expect[f] !== h[f]) {
@@ -209,7 +222,10 @@ export function checkKvHeader(h: KvHeader, expect: KvExpectation): void {
 }
 
 /** Decode and validate a whole object. */
-export function decodeChunkKv(buf: Uint8Array, expect: KvExpectation = {}): { header: KvHeader; kv: ChunkKv } {
+export function decodeChunkKv(
+  buf: Uint8Array,
+  expect: KvExpectation = {},
+): { header: KvHeader; kv: ChunkKv } {
   const header = decodeKvHeader(buf);
   checkKvHeader(header, expect);
   const total = totalBytes(header);

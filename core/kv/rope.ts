@@ -9,7 +9,9 @@ import type { ModelConfig, RopeLayout } from '../model/types.js';
  */
 
 /** Inverse frequencies f_i = theta^(-2i/d), with Llama 3's frequency-dependent scaling when configured. */
-export function inverseFrequencies(cfg: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'ropeScaling'>): Float64Array {
+export function inverseFrequencies(
+  cfg: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'ropeScaling'>,
+): Float64Array {
   const half = cfg.headDim / 2;
   const inv = new Float64Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(cfg.ropeTheta, (2 * i) / cfg.headDim);
@@ -23,7 +25,8 @@ export function inverseFrequencies(cfg: Pick<ModelConfig, 'headDim' | 'ropeTheta
       if (wavelen > lowWavelen) inv[i] = inv[i] / s.factor;
       else if (wavelen >= highWavelen) {
         const smooth =
-          (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+          (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) /
+          (s.highFreqFactor - s.lowFreqFactor);
         inv[i] = (1 - smooth) * (inv[i] / s.factor) + smooth * inv[i];
       }
     }

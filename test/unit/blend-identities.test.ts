@@ -4,7 +4,7 @@ import type { BlendOptions, ChunkKvSource } from '../../core/blend/types.js';
 import type { Engine } from '../../core/model/engine.js';
 import { decode } from '../../core/model/generate.js';
 import { maxAbsDiff, randomEngine, storiesEngine } from '../helpers/models.js';
-import { STORY_SETS } from '../helpers/stories-sets.js';
+import { STORY_SETS } from '../../bench/story-sets.js';
 
 /** First-token logits and 16 greedy tokens of one mode. */
 async function run(engine: Engine, sources: ChunkKvSource[], q: number[], o: BlendOptions) {

@@ -1,0 +1,196 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { blendPrefill, memorySource, precomputeChunk, type ChunkCacheData } from '../core/blend/blend.js';
+import { measureFidelity, type FidelityRow } from '../core/blend/fidelity.js';
+import { openStoredChunk } from '../core/blend/store-source.js';
+import type { BlendMode, BlendOptions, ChunkKvSource } from '../core/blend/types.js';
+import { chunkKey, chunkObjectKey, encodeChunkKv } from '../core/kv/format.js';
+import { Engine, type ExecutionProvider } from '../core/model/engine.js';
+import { seededRandom } from '../core/model/generate.js';
+import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
+import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
+import { openObjectStore } from '../core/storage/index.js';
+import { lineChart, machine, printTable, timeMedian, writeResult, type Series } from './common.js';
+import { STORY_SETS } from './story-sets.js';
+
+/**
+ * TTFT benchmark: a random ~100M-parameter Llama (12 layers), contexts of 4 and 8 chunks of 256 and 512
+ * tokens plus a 32-token question; TTFT per mode with chunk caches in memory and read from a local file
+ * store (fp16 objects, layer by layer), against the FLOP-bound ratio (1 + r(L-1))/L. Then the fidelity
+ * run on stories260K: KL and greedy agreement against full for reuse and blend at several ratios.
+ */
+
+const ep = (process.env.ORT_EP ?? 'cpu') as ExecutionProvider;
+const reps = Number(process.env.BENCH_REPS ?? 3);
+const STORIES = process.env.STORIES_DIR ?? new URL('../../../shared/models/stories260K', import.meta.url).pathname;
+const RATIO = 0.15;
+const QUESTION = 32;
+const CONTEXTS = (process.env.BENCH_CONTEXTS ?? '4x256,4x512,8x256,8x512').split(',').map((s) => {
+  const [n, len] = s.split('x').map(Number);
+  return { n, len };
+});
+
+const model = createRandomModel(LLAMA_100M);
+const L = model.config.numLayers;
+const engine = await Engine.create(model, { executionProvider: ep });
+const rand = seededRandom(42);
+const randomIds = (n: number) => Array.from({ length: n }, () => 3 + Math.floor(rand() * (model.config.vocabSize - 3)));
+const question = randomIds(QUESTION);
+
+const storeDir = mkdtempSync(join(tmpdir(), 'cacheblend-ttft-'));
+const store = openObjectStore(`file://${storeDir}`);
+
+// Chunks of each length, shared by the 4- and 8-chunk contexts (the 4-chunk context is the first four).
+const maxChunks = Math.max(...CONTEXTS.map((c) => c.n));
+const chunksByLen = new Map<number, { data: ChunkCacheData; key: string }[]>();
+console.error(`ttft benchmark on ${ep}: precomputing chunk caches...`);
+for (const len of [...new Set(CONTEXTS.map((c) => c.len))]) {
+  const list = [];
+  for (let i = 0; i < maxChunks; i++) {
+    const data = await precomputeChunk(engine, randomIds(len));
+    const key = chunkObjectKey(model.fingerprint, chunkKey(model.fingerprint, data.tokenIds));
+    const { numKvHeads: kvHeads, headDim } = model.config;
+    await store.put(key, encodeChunkKv({ ...data, fingerprint: model.fingerprint, kvHeads, headDim }, 'float16'));
+    list.push({ data, key });
+  }
+  chunksByLen.set(len, list);
+}
+
+type Tier = 'memory' | 'file';
+async function sources(tier: Tier, n: number, len: number): Promise<ChunkKvSource[]> {
+  const list = chunksByLen.get(len)!.slice(0, n);
+  if (tier === 'memory') return list.map((c) => memorySource(c.data));
+  return Promise.all(
+    list.map(async (c) => {
+      const s = await openStoredChunk(store, c.key, { tokenIds: c.data.tokenIds, numLayers: L, fingerprint: model.fingerprint });
+      if (!s) throw new Error(`missing ${c.key}`);
+      return s;
+    }),
+  );
+}
+
+const modes: { mode: BlendMode; opts: BlendOptions }[] = [
+  { mode: 'full', opts: { mode: 'full' } },
+  { mode: 'prefix', opts: { mode: 'prefix' } },
+  { mode: 'reuse', opts: { mode: 'reuse' } },
+  { mode: 'blend', opts: { mode: 'blend', ratio: RATIO } },
+];
+
+interface Row {
+  context: string;
+  contextTokens: number;
+  promptTokens: number;
+  tier: Tier;
+  mode: BlendMode;
+  ttftMs: number;
+  allMs: number[];
+  ratioToFull: number;
+  flopBoundRatio: number | null;
+  loadWaitMs: number;
+}
+const rows: Row[] = [];
+for (const { n, len } of CONTEXTS) {
+  let fullMs = 0;
+  for (const tier of ['memory', 'file'] as Tier[]) {
+    for (const { mode, opts } of modes) {
+      if (mode === 'full' && tier === 'file') continue; // full reads no cache: the same run serves both tiers
+      let promptTokens = 0;
+      let loadWaitMs = 0;
+      const t = await timeMedian(reps, async () => {
+        // Opening the stored objects (header reads) is part of the query's time.
+        const { prefill } = await blendPrefill(engine, await sources(tier, n, len), question, opts);
+        promptTokens = prefill.promptTokens;
+        loadWaitMs = prefill.timings.loadWaitMs;
+      });
+      if (mode === 'full') fullMs = t.median;
+      const row: Row = {
+        context: `${n}x${len}`,
+        contextTokens: n * len,
+        promptTokens,
+        tier,
+        mode,
+        ttftMs: t.median,
+        allMs: t.all,
+        ratioToFull: t.median / fullMs,
+        flopBoundRatio: mode === 'blend' ? (1 + RATIO * (L - 1)) / L : null,
+        loadWaitMs,
+      };
+      rows.push(row);
+      console.error(`  ${row.context} ${tier} ${mode}: ${t.median.toFixed(0)} ms (${row.ratioToFull.toFixed(3)} of full)`);
+    }
+  }
+}
+rmSync(storeDir, { recursive: true, force: true });
+await engine.dispose();
+
+printTable(
+  ['context', 'tokens', 'caches', 'mode', 'TTFT ms', 'ratio to full', 'FLOP-bound ratio', 'blend/bound'],
+  rows.map((r) => [
+    r.context,
+    r.promptTokens,
+    r.mode === 'full' ? '-' : r.tier,
+    r.mode,
+    r.ttftMs,
+    r.ratioToFull,
+    r.flopBoundRatio ?? '',
+    r.flopBoundRatio ? r.ratioToFull / r.flopBoundRatio : '',
+  ]),
+);
+
+// Fidelity on the real pretrained model.
+console.error('fidelity run on stories260K...');
+const stories = await Engine.create(await loadLlama2cModel(STORIES), { executionProvider: ep });
+const fidelity: FidelityRow[] = await measureFidelity(stories, STORY_SETS, {
+  ratios: [0.05, 0.15, 0.3, 0.5],
+  metrics: ['k', 'v', 'kv'],
+  agreementTokens: 16,
+});
+await stories.dispose();
+printTable(
+  ['mode', 'ratio', 'metric', 'mean KL vs full', 'greedy agreement (16)', 'recomputed share'],
+  fidelity.map((f) => [f.mode, f.ratio ?? '-', f.metric ?? '-', f.meanKl, f.meanAgreement, f.meanRecomputedShare]),
+);
+
+const tag = ep === 'cpu' ? 'cpu' : ep;
+writeResult(`ttft-${tag}.json`, {
+  machine: machine(ep),
+  model: { ...LLAMA_100M, parameters: parameterCount(model) },
+  ratio: RATIO,
+  questionTokens: QUESTION,
+  reps,
+  rows,
+});
+writeResult(`fidelity-${tag}.json`, { machine: machine(ep), sets: STORY_SETS.length, rows: fidelity });
+const series: Series[] = [];
+for (const { mode } of modes) {
+  for (const tier of (mode === 'full' ? ['memory'] : ['memory', 'file']) as Tier[]) {
+    series.push({
+      name: mode === 'full' ? 'full' : `${mode} (${tier})`,
+      points: rows
+        .filter((r) => r.mode === mode && r.tier === tier)
+        .map((r) => ({ x: r.promptTokens, y: r.ttftMs })),
+    });
+  }
+}
+writeResult(
+  `ttft-${tag}.svg`,
+  lineChart({ title: `TTFT per mode (${ep}, 100M Llama)`, xLabel: 'prompt tokens', yLabel: 'TTFT ms', series, logY: true }),
+);
+const reuseKl = fidelity.find((f) => f.mode === 'reuse')!.meanKl;
+writeResult(
+  `fidelity-${tag}.svg`,
+  lineChart({
+    title: 'Quality vs recompute ratio (stories260K)',
+    xLabel: 'ratio r (0 = reuse)',
+    yLabel: 'mean KL vs full',
+    series: (['k', 'v', 'kv'] as const).map((metric) => ({
+      name: `blend, metric ${metric}`,
+      points: [
+        { x: 0, y: reuseKl },
+        ...fidelity.filter((f) => f.metric === metric).map((f) => ({ x: f.ratio!, y: f.meanKl })),
+      ],
+    })),
+  }),
+);
+console.log('wrote bench/results/ttft-*.json|svg and fidelity-*.json|svg');
