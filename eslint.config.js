@@ -2,7 +2,9 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'test/fixtures/**', '.data/**', '.device/**'] },
+  {
+    ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'test/fixtures/**', '.data/**', '.device/**'],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -26,7 +26,10 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-export async function timeMedian(reps: number, fn: () => Promise<unknown>): Promise<{ median: number; all: number[] }> {
+export async function timeMedian(
+  reps: number,
+  fn: () => Promise<unknown>,
+): Promise<{ median: number; all: number[] }> {
   const all: number[] = [];
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
@@ -63,8 +66,15 @@ export async function matmulRate(n = 2048, reps = 5, ep = 'cpu'): Promise<number
   const a = g.input('a', 'float', [n, n]);
   const w = new Float32Array(n * n).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
   g.output('y', g.o('MatMul', [a, g.weight('w', w, [n, n])]), 'float', [n, n]);
-  const s = await ort.InferenceSession.create(g.toBytes(), { executionProviders: [ep], graphOptimizationLevel: 'all' });
-  const x = new ort.Tensor('float32', new Float32Array(n * n).map((_, i) => (i % 97) / 97), [n, n]);
+  const s = await ort.InferenceSession.create(g.toBytes(), {
+    executionProviders: [ep],
+    graphOptimizationLevel: 'all',
+  });
+  const x = new ort.Tensor(
+    'float32',
+    new Float32Array(n * n).map((_, i) => (i % 97) / 97),
+    [n, n],
+  );
   await s.run({ a: x });
   const { median: ms } = await timeMedian(reps, () => s.run({ a: x }));
   await s.release();
@@ -77,7 +87,13 @@ export interface Series {
 }
 
 /** A small dependency-free SVG line chart. */
-export function lineChart(opts: { title: string; xLabel: string; yLabel: string; series: Series[]; logY?: boolean }): string {
+export function lineChart(opts: {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: Series[];
+  logY?: boolean;
+}): string {
   const W = 640;
   const H = 400;
   const m = { l: 70, r: 170, t: 40, b: 50 };
@@ -111,7 +127,9 @@ export function lineChart(opts: { title: string; xLabel: string; yLabel: string;
   opts.series.forEach((s, i) => {
     const c = colors[i % colors.length];
     const pts = [...s.points].sort((a, b) => a.x - b.x);
-    parts.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts.map((p) => `${px(p.x)},${py(p.y)}`).join(' ')}"/>`);
+    parts.push(
+      `<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts.map((p) => `${px(p.x)},${py(p.y)}`).join(' ')}"/>`,
+    );
     for (const p of pts) parts.push(`<circle cx="${px(p.x)}" cy="${py(p.y)}" r="3" fill="${c}"/>`);
     parts.push(`<rect x="${W - m.r + 12}" y="${m.t + i * 18}" width="12" height="12" fill="${c}"/>`);
     parts.push(`<text x="${W - m.r + 30}" y="${m.t + i * 18 + 10}">${s.name}</text>`);

@@ -12,7 +12,8 @@ import { machine, matmulRate, median, printTable, timeMedian, writeResult } from
  */
 
 const ep = (process.env.ORT_EP ?? 'cpu') as ExecutionProvider;
-const STORIES = process.env.STORIES_DIR ?? new URL('../../../shared/models/stories260K', import.meta.url).pathname;
+const STORIES =
+  process.env.STORIES_DIR ?? new URL('../../../shared/models/stories260K', import.meta.url).pathname;
 
 /** Useful prefill FLOPs: every weight MatMul per token, causal attention pairs, logits of the last token. */
 function prefillFlops(m: LoadedModel, T: number): number {
@@ -73,11 +74,26 @@ const big = createRandomModel(LLAMA_100M);
 const rows = [
   // stories260K's own context limit is 512 positions.
   ...(await benchModel('stories260K', stories, [256, 512], rate, reps)),
-  ...(await benchModel(`random Llama ${(parameterCount(big) / 1e6).toFixed(0)}M`, big, [512, 2048], rate, reps)),
+  ...(await benchModel(
+    `random Llama ${(parameterCount(big) / 1e6).toFixed(0)}M`,
+    big,
+    [512, 2048],
+    rate,
+    reps,
+  )),
 ];
 const rateAfter = await matmulRate(2048, 5, ep);
 printTable(
-  ['model', 'tokens', 'prefill tok/s', 'prefill GFLOP/s', 'of MatMul', 'decode tok/s', 'decode ms', 'naive decode ms'],
+  [
+    'model',
+    'tokens',
+    'prefill tok/s',
+    'prefill GFLOP/s',
+    'of MatMul',
+    'decode tok/s',
+    'decode ms',
+    'naive decode ms',
+  ],
   rows.map((r) => [
     r.model,
     r.tokens,
@@ -89,7 +105,9 @@ printTable(
     r.naiveDecodeMsPerToken,
   ]),
 );
-console.log(`onnxruntime MatMul 2048³: ${rate.toFixed(0)} GFLOP/s before, ${rateAfter.toFixed(0)} GFLOP/s after`);
+console.log(
+  `onnxruntime MatMul 2048³: ${rate.toFixed(0)} GFLOP/s before, ${rateAfter.toFixed(0)} GFLOP/s after`,
+);
 const path = writeResult(`engine-${ep}.json`, {
   machine: machine(ep),
   matmulGflops: { before: rate, after: rateAfter },

@@ -10,7 +10,7 @@ import { Engine, type ExecutionProvider } from '../core/model/engine.js';
 import { seededRandom } from '../core/model/generate.js';
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
-import { openObjectStore } from '../core/storage/index.js';
+import { FileObjectStore } from '../core/storage/file.js';
 import { lineChart, machine, printTable, timeMedian, writeResult, type Series } from './common.js';
 import { STORY_SETS } from './story-sets.js';
 
@@ -23,7 +23,8 @@ import { STORY_SETS } from './story-sets.js';
 
 const ep = (process.env.ORT_EP ?? 'cpu') as ExecutionProvider;
 const reps = Number(process.env.BENCH_REPS ?? 3);
-const STORIES = process.env.STORIES_DIR ?? new URL('../../../shared/models/stories260K', import.meta.url).pathname;
+const STORIES =
+  process.env.STORIES_DIR ?? new URL('../../../shared/models/stories260K', import.meta.url).pathname;
 const RATIO = 0.15;
 const QUESTION = 32;
 const CONTEXTS = (process.env.BENCH_CONTEXTS ?? '4x256,4x512,8x256,8x512').split(',').map((s) => {
@@ -35,11 +36,12 @@ const model = createRandomModel(LLAMA_100M);
 const L = model.config.numLayers;
 const engine = await Engine.create(model, { executionProvider: ep });
 const rand = seededRandom(42);
-const randomIds = (n: number) => Array.from({ length: n }, () => 3 + Math.floor(rand() * (model.config.vocabSize - 3)));
+const randomIds = (n: number) =>
+  Array.from({ length: n }, () => 3 + Math.floor(rand() * (model.config.vocabSize - 3)));
 const question = randomIds(QUESTION);
 
 const storeDir = mkdtempSync(join(tmpdir(), 'cacheblend-ttft-'));
-const store = openObjectStore(`file://${storeDir}`);
+const store = new FileObjectStore(storeDir);
 
 // Chunks of each length, shared by the 4- and 8-chunk contexts (the 4-chunk context is the first four).
 const maxChunks = Math.max(...CONTEXTS.map((c) => c.n));
@@ -51,7 +53,10 @@ for (const len of [...new Set(CONTEXTS.map((c) => c.len))]) {
     const data = await precomputeChunk(engine, randomIds(len));
     const key = chunkObjectKey(model.fingerprint, chunkKey(model.fingerprint, data.tokenIds));
     const { numKvHeads: kvHeads, headDim } = model.config;
-    await store.put(key, encodeChunkKv({ ...data, fingerprint: model.fingerprint, kvHeads, headDim }, 'float16'));
+    await store.put(
+      key,
+      encodeChunkKv({ ...data, fingerprint: model.fingerprint, kvHeads, headDim }, 'float16'),
+    );
     list.push({ data, key });
   }
   chunksByLen.set(len, list);
@@ -63,7 +68,11 @@ async function sources(tier: Tier, n: number, len: number): Promise<ChunkKvSourc
   if (tier === 'memory') return list.map((c) => memorySource(c.data));
   return Promise.all(
     list.map(async (c) => {
-      const s = await openStoredChunk(store, c.key, { tokenIds: c.data.tokenIds, numLayers: L, fingerprint: model.fingerprint });
+      const s = await openStoredChunk(store, c.key, {
+        tokenIds: c.data.tokenIds,
+        numLayers: L,
+        fingerprint: model.fingerprint,
+      });
       if (!s) throw new Error(`missing ${c.key}`);
       return s;
     }),
@@ -117,7 +126,9 @@ for (const { n, len } of CONTEXTS) {
         loadWaitMs,
       };
       rows.push(row);
-      console.error(`  ${row.context} ${tier} ${mode}: ${t.median.toFixed(0)} ms (${row.ratioToFull.toFixed(3)} of full)`);
+      console.error(
+        `  ${row.context} ${tier} ${mode}: ${t.median.toFixed(0)} ms (${row.ratioToFull.toFixed(3)} of full)`,
+      );
     }
   }
 }
@@ -149,7 +160,14 @@ const fidelity: FidelityRow[] = await measureFidelity(stories, STORY_SETS, {
 await stories.dispose();
 printTable(
   ['mode', 'ratio', 'metric', 'mean KL vs full', 'greedy agreement (16)', 'recomputed share'],
-  fidelity.map((f) => [f.mode, f.ratio ?? '-', f.metric ?? '-', f.meanKl, f.meanAgreement, f.meanRecomputedShare]),
+  fidelity.map((f) => [
+    f.mode,
+    f.ratio ?? '-',
+    f.metric ?? '-',
+    f.meanKl,
+    f.meanAgreement,
+    f.meanRecomputedShare,
+  ]),
 );
 
 const tag = ep === 'cpu' ? 'cpu' : ep;
@@ -175,7 +193,13 @@ for (const { mode } of modes) {
 }
 writeResult(
   `ttft-${tag}.svg`,
-  lineChart({ title: `TTFT per mode (${ep}, 100M Llama)`, xLabel: 'prompt tokens', yLabel: 'TTFT ms', series, logY: true }),
+  lineChart({
+    title: `TTFT per mode (${ep}, 100M Llama)`,
+    xLabel: 'prompt tokens',
+    yLabel: 'TTFT ms',
+    series,
+    logY: true,
+  }),
 );
 const reuseKl = fidelity.find((f) => f.mode === 'reuse')!.meanKl;
 writeResult(

@@ -10,7 +10,21 @@ export function fingerprintModel(config: ModelConfig, weights: ModelWeights): st
   };
   add(weights.embedTokens);
   for (const l of weights.layers) {
-    for (const a of [l.attnNorm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.mlpNorm, l.wGate, l.wUp, l.wDown]) add(a);
+    for (const a of [
+      l.attnNorm,
+      l.wq,
+      l.wk,
+      l.wv,
+      l.wo,
+      l.bq,
+      l.bk,
+      l.bv,
+      l.mlpNorm,
+      l.wGate,
+      l.wUp,
+      l.wDown,
+    ])
+      add(a);
   }
   add(weights.finalNorm);
   if (weights.lmHead !== weights.embedTokens) add(weights.lmHead);

@@ -46,7 +46,12 @@ export function validatePrefix(prefix: string): string {
 
 /** Throws InvalidArgumentError unless 0 <= start <= endExclusive are safe integers. */
 export function validateRange(start: number, endExclusive: number): void {
-  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(endExclusive) || start < 0 || endExclusive < start) {
+  if (
+    !Number.isSafeInteger(start) ||
+    !Number.isSafeInteger(endExclusive) ||
+    start < 0 ||
+    endExclusive < start
+  ) {
     throw new InvalidArgumentError(
       `invalid byte range [${String(start)}, ${String(endExclusive)}): need integers 0 <= start <= end`,
     );
@@ -61,7 +66,8 @@ export function sliceClamped(data: Buffer, start: number, endExclusive: number):
 }
 
 function checkCommon(value: string, what: string): void {
-  if (value.startsWith('/')) throw new InvalidArgumentError(`${what} must not start with '/': ${show(value)}`);
+  if (value.startsWith('/'))
+    throw new InvalidArgumentError(`${what} must not start with '/': ${show(value)}`);
   if (value.includes('\\')) throw new InvalidArgumentError(`${what} must not contain '\\': ${show(value)}`);
   if (CONTROL.test(value)) throw new InvalidArgumentError(`${what} must not contain control characters`);
   if (Buffer.byteLength(value, 'utf8') > MAX_KEY_BYTES) {

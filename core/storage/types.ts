@@ -25,8 +25,9 @@ export interface ObjectStore {
   /** Removes the object; deleting a missing object is not an error. */
   delete(key: string): Promise<void>;
   /**
-   * Keys that start with `prefix` (a plain string prefix, as in S3, not necessarily a whole segment), in
-   * ascending UTF-8 byte order (S3's order). `''` lists everything.
+   * Keys that start with `prefix` (a plain string prefix, as in S3, not necessarily a whole segment); `''`
+   * lists everything. Order is unspecified: memory and file stores yield ascending UTF-8 byte order, as
+   * AWS S3 and MinIO do, but s3rver does not. Keys are streamed page by page from S3.
    */
   list(prefix: string): AsyncIterable<string>;
   /** Resolves when the store is usable; throws UnavailableError when it cannot be reached. */

@@ -1,0 +1,271 @@
+/**
+ * Service configuration: every setting comes from an environment variable, is parsed once with zod into
+ * a deeply frozen object, and a bad value fails fast with a ConfigError naming the variable. Empty
+ * variables count as unset (so `FOO=` in a compose file means "use the default").
+ *
+ * | Variable                | Default                                   | Notes                                   |
+ * | ----------------------- | ----------------------------------------- | --------------------------------------- |
+ * | PORT                    | 8080                                      | 0..65535                                |
+ * | HOST                    | 127.0.0.1                                 | loopback only by default; containers set 0.0.0.0 |
+ * | DATA_DIR                | ./.data                                   | resolved to an absolute path            |
+ * | REDIS_URL               | redis://127.0.0.1:6379                    | `redisUrlDefaulted` tells whether unset |
+ * | KV_STORE_URL            | file://<DATA_DIR>/kv                      | memory://, file://, s3://bucket/prefix  |
+ * | S3_ENDPOINT             | (AWS)                                     | http(s) URL, e.g. http://minio:9000     |
+ * | S3_REGION               | us-east-1                                 |                                         |
+ * | S3_ACCESS_KEY_ID        | (SDK default chain)                       | set both or neither                     |
+ * | S3_SECRET_ACCESS_KEY    | (SDK default chain)                       |                                         |
+ * | S3_FORCE_PATH_STYLE     | true                                      | true/false/1/0                          |
+ * | MODEL                   | stories260K                               |                                         |
+ * | CACHEBLEND_MODEL_PATH   | ../shared/models:<DATA_DIR>/models        | ':'-separated, relative to cwd          |
+ * | EXECUTION_PROVIDER      | cpu                                       | cpu, webgpu, cuda                       |
+ * | KV_DTYPE                | float16                                   | float16, float32                        |
+ * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
+ * | DISK_CACHE_DIR          | <DATA_DIR>/disk-cache                     |                                         |
+ * | CHUNK_TOKEN_BUDGET      | 256                                       |                                         |
+ * | QUERY_TIMEOUT_MS        | 60000                                     |                                         |
+ * | MAX_BODY_BYTES          | 1048576 (1 MiB)                           |                                         |
+ * | QUEUE_PREFIX            | cacheblend                                | BullMQ key prefix                       |
+ * | BLEND_CONCURRENCY       | 1                                         |                                         |
+ * | PRECOMPUTE_CONCURRENCY  | 1                                         |                                         |
+ * | LOG_LEVEL               | info                                      | trace, debug, info, warn, error, silent |
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+
+export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
+export type KvDtype = 'float16' | 'float32';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+
+export interface S3Settings {
+  readonly endpoint?: string;
+  readonly region: string;
+  readonly accessKeyId?: string;
+  readonly secretAccessKey?: string;
+  readonly forcePathStyle: boolean;
+}
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  /** Absolute. */
+  readonly dataDir: string;
+  readonly redisUrl: string;
+  /** True when REDIS_URL was unset, so a launcher may start an embedded redis-server under dataDir. */
+  readonly redisUrlDefaulted: boolean;
+  /** Object store URL for chunk KV caches; relative file:// URLs are made absolute. */
+  readonly kvStoreUrl: string;
+  /** Connection settings for s3:// stores; pass as `openObjectStore(url, { s3: config.s3 })`. */
+  readonly s3: S3Settings;
+  readonly model: string;
+  /** Absolute directories searched for models, in order. */
+  readonly modelPath: readonly string[];
+  readonly executionProvider: ExecutionProvider;
+  readonly kvDtype: KvDtype;
+  readonly lruBytes: number;
+  /** Absolute. */
+  readonly diskCacheDir: string;
+  readonly chunkTokenBudget: number;
+  readonly queryTimeoutMs: number;
+  readonly maxBodyBytes: number;
+  readonly queuePrefix: string;
+  readonly blendConcurrency: number;
+  readonly precomputeConcurrency: number;
+  readonly logLevel: LogLevel;
+}
+
+export interface LoadConfigOptions {
+  /** Base for relative paths; default process.cwd(). */
+  cwd?: string;
+}
+
+/** Variables whose values must never appear in error messages or logs. */
+const SECRET_VARS = new Set(['S3_SECRET_ACCESS_KEY', 'S3_ACCESS_KEY_ID', 'REDIS_URL', 'KV_STORE_URL']);
+
+const int = (min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `must be an integer between ${min} and ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
+    .default(fallback);
+
+const bool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0'], { error: 'must be one of true, false, 1, 0' })
+    .transform((v) => v === 'true' || v === '1')
+    .default(fallback);
+
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, fallback: T[number]) =>
+  z.enum(values, { error: `must be one of ${values.join(', ')}` }).default(fallback);
+
+const urlWithProtocols = (protocols: string[], what: string) =>
+  z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { error: `must be a ${what} URL (${protocols.map((p) => `${p}//`).join(' or ')})` },
+  );
+
+const noSpaces = z.string().regex(/^\S+$/, 'must not contain whitespace');
+const MAX = Number.MAX_SAFE_INTEGER;
+
+const EnvSchema = z.object({
+  PORT: int(0, 65535, 8080),
+  HOST: noSpaces.default('127.0.0.1'),
+  DATA_DIR: z.string().default('./.data'),
+  REDIS_URL: urlWithProtocols(['redis:', 'rediss:'], 'Redis').optional(),
+  KV_STORE_URL: z
+    .string()
+    .regex(
+      /^(memory:\/\/[A-Za-z0-9._-]*|file:\/\/.+|s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?)$/,
+      'must be memory://[name], file:///abs/dir, file://./rel/dir or s3://bucket[/prefix]',
+    )
+    .optional(),
+  S3_ENDPOINT: urlWithProtocols(['http:', 'https:'], 'http(s)').optional(),
+  S3_REGION: noSpaces.default('us-east-1'),
+  S3_ACCESS_KEY_ID: z.string().optional(),
+  S3_SECRET_ACCESS_KEY: z.string().optional(),
+  S3_FORCE_PATH_STYLE: bool(true),
+  MODEL: noSpaces.default('stories260K'),
+  CACHEBLEND_MODEL_PATH: z.string().optional(),
+  EXECUTION_PROVIDER: oneOf(['cpu', 'webgpu', 'cuda'], 'cpu'),
+  KV_DTYPE: oneOf(['float16', 'float32'], 'float16'),
+  LRU_BYTES: int(0, MAX, 256 * 1024 * 1024),
+  DISK_CACHE_DIR: z.string().optional(),
+  CHUNK_TOKEN_BUDGET: int(1, 1_000_000, 256),
+  QUERY_TIMEOUT_MS: int(1, 24 * 60 * 60 * 1000, 60_000),
+  MAX_BODY_BYTES: int(1, MAX, 1024 * 1024),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters from A-Z a-z 0-9 _ . -')
+    .default('cacheblend'),
+  BLEND_CONCURRENCY: int(1, 1024, 1),
+  PRECOMPUTE_CONCURRENCY: int(1, 1024, 1),
+  LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'], 'info'),
+});
+
+/** Names of all variables read by loadConfig. */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(EnvSchema.shape));
+
+/**
+ * Parses the configuration from `env` (default process.env). Throws ConfigError naming the offending
+ * variable(s). The result is deeply frozen.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  options: LoadConfigOptions = {},
+): Config {
+  const cwd = options.cwd ?? process.cwd();
+  const raw: Record<string, string | undefined> = {};
+  for (const name of CONFIG_VARIABLES) {
+    const value = env[name];
+    raw[name] = value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  const parsed = EnvSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? '?');
+      const value = raw[name];
+      const shown = value === undefined || SECRET_VARS.has(name) ? '' : ` (got ${JSON.stringify(value)})`;
+      return `${name} ${issue.message}${shown}`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+
+  if ((e.S3_ACCESS_KEY_ID === undefined) !== (e.S3_SECRET_ACCESS_KEY === undefined)) {
+    const missing = e.S3_ACCESS_KEY_ID === undefined ? 'S3_ACCESS_KEY_ID' : 'S3_SECRET_ACCESS_KEY';
+    throw new ConfigError(
+      `invalid configuration: ${missing} must be set when ${
+        missing === 'S3_ACCESS_KEY_ID' ? 'S3_SECRET_ACCESS_KEY' : 'S3_ACCESS_KEY_ID'
+      } is`,
+    );
+  }
+
+  const dataDir = path.resolve(cwd, e.DATA_DIR);
+  const kvStoreUrl = absoluteFileUrl(e.KV_STORE_URL ?? `file://${path.join(dataDir, 'kv')}`, cwd);
+  const modelPath = e.CACHEBLEND_MODEL_PATH
+    ? e.CACHEBLEND_MODEL_PATH.split(':')
+        .filter((dir) => dir.trim() !== '')
+        .map((dir) => path.resolve(cwd, dir.trim()))
+    : [path.resolve(cwd, '../shared/models'), path.join(dataDir, 'models')];
+  if (modelPath.length === 0) {
+    throw new ConfigError('invalid configuration: CACHEBLEND_MODEL_PATH names no directory');
+  }
+
+  const s3: S3Settings = {
+    region: e.S3_REGION,
+    forcePathStyle: e.S3_FORCE_PATH_STYLE,
+    ...(e.S3_ENDPOINT !== undefined && { endpoint: e.S3_ENDPOINT }),
+    ...(e.S3_ACCESS_KEY_ID !== undefined && { accessKeyId: e.S3_ACCESS_KEY_ID }),
+    ...(e.S3_SECRET_ACCESS_KEY !== undefined && { secretAccessKey: e.S3_SECRET_ACCESS_KEY }),
+  };
+
+  const config: Config = {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir,
+    redisUrl: e.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    redisUrlDefaulted: e.REDIS_URL === undefined,
+    kvStoreUrl,
+    s3: Object.freeze(s3),
+    model: e.MODEL,
+    modelPath: Object.freeze(modelPath),
+    executionProvider: e.EXECUTION_PROVIDER,
+    kvDtype: e.KV_DTYPE,
+    lruBytes: e.LRU_BYTES,
+    diskCacheDir: path.resolve(cwd, e.DISK_CACHE_DIR ?? path.join(dataDir, 'disk-cache')),
+    chunkTokenBudget: e.CHUNK_TOKEN_BUDGET,
+    queryTimeoutMs: e.QUERY_TIMEOUT_MS,
+    maxBodyBytes: e.MAX_BODY_BYTES,
+    queuePrefix: e.QUEUE_PREFIX,
+    blendConcurrency: e.BLEND_CONCURRENCY,
+    precomputeConcurrency: e.PRECOMPUTE_CONCURRENCY,
+    logLevel: e.LOG_LEVEL,
+  };
+  return Object.freeze(config);
+}
+
+let cached: Config | undefined;
+
+/** The process-wide configuration, parsed from process.env on first use. */
+export function getConfig(): Config {
+  cached ??= loadConfig();
+  return cached;
+}
+
+/** A copy safe to log: secrets and URL passwords replaced by '***'. */
+export function redactConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    redisUrl: redactUrlPassword(config.redisUrl),
+    s3: {
+      ...config.s3,
+      ...(config.s3.accessKeyId !== undefined && { accessKeyId: '***' }),
+      ...(config.s3.secretAccessKey !== undefined && { secretAccessKey: '***' }),
+    },
+  };
+}
+
+function redactUrlPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '***';
+  }
+}
+
+/** `file://rel/dir` and `file://./rel/dir` become `file:///abs/dir`; other URLs pass through. */
+function absoluteFileUrl(url: string, cwd: string): string {
+  if (!url.startsWith('file://')) return url;
+  const dir = url.slice('file://'.length);
+  return `file://${path.resolve(cwd, dir)}`;
+}

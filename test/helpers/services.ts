@@ -1,0 +1,246 @@
+/**
+ * Real backing services for tests: a redis-server and an s3rver child process, each on a free loopback
+ * port with its own temporary directory. Every `start*` returns a `stop()` that tears it down; processes
+ * still running when the test process exits are killed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface RedisHandle {
+  /** e.g. redis://127.0.0.1:41234 */
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface S3Handle {
+  /** e.g. http://127.0.0.1:41235 */
+  endpoint: string;
+  bucket: string;
+  accessKeyId: 'S3RVER';
+  secretAccessKey: 'S3RVER';
+  region: 'us-east-1';
+  stop(): Promise<void>;
+}
+
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+/** A prefix no other test (or test run) uses, e.g. `t-lx3k9a-5f2c1e9b/`, ending in '/'. */
+export function uniquePrefix(label = 't'): string {
+  const safe = label.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 40) || 't';
+  return `${safe}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}/`;
+}
+
+/** A TCP port that was free a moment ago (the caller must cope with losing a race for it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `redis-server` (from PATH, or $REDIS_SERVER_BIN) on a free loopback port with no persistence
+ * and `maxmemory-policy noeviction` (BullMQ requires it), waiting until it answers PING.
+ */
+export async function startRedis(options: { timeoutMs?: number } = {}): Promise<RedisHandle> {
+  const bin = process.env.REDIS_SERVER_BIN || 'redis-server';
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cacheblend-redis-'));
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const args = [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--maxmemory-policy',
+      'noeviction',
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'warning',
+    ];
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<{ code: number | null; error?: Error }>((resolve) => {
+      child.once('error', (error) => resolve({ code: null, error }));
+      child.once('exit', (code) => resolve({ code }));
+    });
+    void exited.then(() => children.delete(child));
+
+    const ready = await Promise.race([
+      waitForPing(port, options.timeoutMs ?? 10_000).then(() => 'ready' as const),
+      exited,
+    ]);
+    if (ready === 'ready') {
+      return {
+        url: `redis://127.0.0.1:${port}`,
+        port,
+        stop: async () => {
+          if (child.exitCode === null && child.signalCode === null) {
+            child.kill('SIGTERM');
+            const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+            await exited;
+            clearTimeout(timer);
+          }
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    }
+    child.kill('SIGKILL');
+    if (ready.error && (ready.error as NodeJS.ErrnoException).code === 'ENOENT') {
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(
+        `${bin} is not installed or not on PATH; install it (Debian: apt-get install -y redis-server) ` +
+          'or set REDIS_SERVER_BIN',
+      );
+    }
+    lastError = new Error(
+      `${bin} exited (code ${String(ready.code)}) before answering PING on port ${port}: ${
+        ready.error?.message ?? output.trim()
+      }`,
+    );
+    // Most likely lost a race for the port: try another one.
+  }
+  await rm(dir, { recursive: true, force: true });
+  throw lastError;
+}
+
+/** Resolves once a Redis server on `port` answers `+PONG`. */
+async function waitForPing(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await pingOnce(port)) return;
+    if (Date.now() > deadline)
+      throw new Error(`redis-server on port ${port} did not answer PING in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function pingOnce(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    let reply = '';
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1_000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString();
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+  });
+}
+
+const S3_SERVER_SCRIPT = fileURLToPath(new URL('../../infra/s3-server.mjs', import.meta.url));
+
+/**
+ * Starts s3rver (via infra/s3-server.mjs, in a child process) on a free loopback port, storing objects in
+ * a fresh temporary directory, with one bucket created. Use path-style addressing and the returned
+ * S3RVER/S3RVER credentials.
+ */
+export async function startS3(options: { bucket?: string; timeoutMs?: number } = {}): Promise<S3Handle> {
+  const bucket = options.bucket ?? 'cacheblend-test';
+  const directory = await mkdtemp(path.join(os.tmpdir(), 'cacheblend-s3-'));
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS; // don't inherit the test runner's loaders
+  const args = [
+    '--openssl-legacy-provider',
+    S3_SERVER_SCRIPT,
+    '--port',
+    '0',
+    '--address',
+    '127.0.0.1',
+    '--directory',
+    directory,
+    '--bucket',
+    bucket,
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  children.add(child);
+  const exited = new Promise<{ code: number | null; error?: Error }>((resolve) => {
+    child.once('error', (error) => resolve({ code: null, error }));
+    child.once('exit', (code) => resolve({ code }));
+  });
+  void exited.then(() => children.delete(child));
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+
+  const ready = new Promise<string>((resolve, reject) => {
+    let stdout = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      const newline = stdout.indexOf('\n');
+      if (newline < 0) return;
+      try {
+        resolve((JSON.parse(stdout.slice(0, newline)) as { endpoint: string }).endpoint);
+      } catch (err) {
+        reject(new Error(`unexpected output from s3-server: ${stdout.slice(0, newline)}`, { cause: err }));
+      }
+    });
+  });
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    ready.then((endpoint) => ({ endpoint })),
+    exited.then((exit) => ({ exit })),
+    new Promise<{ timeout: true }>(
+      (resolve) => (timer = setTimeout(() => resolve({ timeout: true }), timeoutMs)),
+    ),
+  ]).catch((error: Error) => ({ error }));
+  clearTimeout(timer);
+
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(kill);
+    }
+    await rm(directory, { recursive: true, force: true });
+  };
+  if (!('endpoint' in outcome)) {
+    await stop();
+    const why =
+      'exit' in outcome
+        ? `exited (code ${String(outcome.exit.code)}${outcome.exit.error ? `, ${outcome.exit.error.message}` : ''})`
+        : 'timeout' in outcome
+          ? `did not start within ${timeoutMs} ms`
+          : outcome.error.message;
+    throw new Error(`s3-server ${why}${stderr.trim() ? `: ${stderr.trim()}` : ''}`);
+  }
+  return {
+    endpoint: outcome.endpoint,
+    bucket,
+    accessKeyId: 'S3RVER',
+    secretAccessKey: 'S3RVER',
+    region: 'us-east-1',
+    stop,
+  };
+}

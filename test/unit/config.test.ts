@@ -1,0 +1,224 @@
+import path from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { CONFIG_VARIABLES, loadConfig, redactConfig } from '../../core/config/index.js';
+import { ConfigError } from '../../core/errors.js';
+
+const cwd = '/srv/app';
+const load = (env: Record<string, string | undefined> = {}) => loadConfig(env, { cwd });
+
+function errorFor(env: Record<string, string | undefined>): ConfigError {
+  try {
+    load(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`expected ConfigError for ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  it('has documented defaults', () => {
+    const c = load();
+    expect(c).toEqual({
+      port: 8080,
+      host: '127.0.0.1',
+      dataDir: '/srv/app/.data',
+      redisUrl: 'redis://127.0.0.1:6379',
+      redisUrlDefaulted: true,
+      kvStoreUrl: 'file:///srv/app/.data/kv',
+      s3: { region: 'us-east-1', forcePathStyle: true },
+      model: 'stories260K',
+      modelPath: ['/srv/shared/models', '/srv/app/.data/models'],
+      executionProvider: 'cpu',
+      kvDtype: 'float16',
+      lruBytes: 256 * 1024 * 1024,
+      diskCacheDir: '/srv/app/.data/disk-cache',
+      chunkTokenBudget: 256,
+      queryTimeoutMs: 60_000,
+      maxBodyBytes: 1024 * 1024,
+      queuePrefix: 'cacheblend',
+      blendConcurrency: 1,
+      precomputeConcurrency: 1,
+      logLevel: 'info',
+    });
+  });
+
+  it('reads every variable', () => {
+    const c = load({
+      PORT: '9000',
+      HOST: '0.0.0.0',
+      DATA_DIR: '/var/lib/cb',
+      REDIS_URL: 'redis://redis:6379/2',
+      KV_STORE_URL: 's3://cacheblend/kv',
+      S3_ENDPOINT: 'http://minio:9000',
+      S3_REGION: 'eu-west-1',
+      S3_ACCESS_KEY_ID: 'AKID',
+      S3_SECRET_ACCESS_KEY: 'SECRET',
+      S3_FORCE_PATH_STYLE: 'false',
+      MODEL: 'Qwen/Qwen2.5-0.5B-Instruct',
+      CACHEBLEND_MODEL_PATH: '/models:rel/models::',
+      EXECUTION_PROVIDER: 'cuda',
+      KV_DTYPE: 'float32',
+      LRU_BYTES: '1024',
+      DISK_CACHE_DIR: 'cache',
+      CHUNK_TOKEN_BUDGET: '512',
+      QUERY_TIMEOUT_MS: '1000',
+      MAX_BODY_BYTES: '2048',
+      QUEUE_PREFIX: 'cb-test',
+      BLEND_CONCURRENCY: '4',
+      PRECOMPUTE_CONCURRENCY: '2',
+      LOG_LEVEL: 'debug',
+    });
+    expect(c).toMatchObject({
+      port: 9000,
+      host: '0.0.0.0',
+      dataDir: '/var/lib/cb',
+      redisUrl: 'redis://redis:6379/2',
+      redisUrlDefaulted: false,
+      kvStoreUrl: 's3://cacheblend/kv',
+      s3: {
+        endpoint: 'http://minio:9000',
+        region: 'eu-west-1',
+        accessKeyId: 'AKID',
+        secretAccessKey: 'SECRET',
+        forcePathStyle: false,
+      },
+      model: 'Qwen/Qwen2.5-0.5B-Instruct',
+      modelPath: ['/models', '/srv/app/rel/models'],
+      executionProvider: 'cuda',
+      kvDtype: 'float32',
+      lruBytes: 1024,
+      diskCacheDir: '/srv/app/cache',
+      chunkTokenBudget: 512,
+      queryTimeoutMs: 1000,
+      maxBodyBytes: 2048,
+      queuePrefix: 'cb-test',
+      blendConcurrency: 4,
+      precomputeConcurrency: 2,
+      logLevel: 'debug',
+    });
+  });
+
+  it('derives the KV store and caches from DATA_DIR', () => {
+    const c = load({ DATA_DIR: 'state' });
+    expect(c.dataDir).toBe('/srv/app/state');
+    expect(c.kvStoreUrl).toBe('file:///srv/app/state/kv');
+    expect(c.diskCacheDir).toBe('/srv/app/state/disk-cache');
+    expect(c.modelPath).toEqual([path.resolve(cwd, '../shared/models'), '/srv/app/state/models']);
+  });
+
+  it('makes relative file:// store URLs absolute and keeps others', () => {
+    expect(load({ KV_STORE_URL: 'file://./kv' }).kvStoreUrl).toBe('file:///srv/app/kv');
+    expect(load({ KV_STORE_URL: 'file:///abs/kv' }).kvStoreUrl).toBe('file:///abs/kv');
+    expect(load({ KV_STORE_URL: 'memory://' }).kvStoreUrl).toBe('memory://');
+    expect(load({ KV_STORE_URL: 'memory://shared' }).kvStoreUrl).toBe('memory://shared');
+  });
+
+  it('treats empty and blank variables as unset', () => {
+    const c = load({ PORT: '', REDIS_URL: '  ', S3_ENDPOINT: '' });
+    expect(c.port).toBe(8080);
+    expect(c.redisUrlDefaulted).toBe(true);
+    expect(c.s3.endpoint).toBeUndefined();
+  });
+
+  it('is deeply frozen', () => {
+    const c = load();
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.s3)).toBe(true);
+    expect(Object.isFrozen(c.modelPath)).toBe(true);
+    expect(() => {
+      (c as { port: number }).port = 1;
+    }).toThrow(TypeError);
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '80.5'],
+    ['PORT', '-1'],
+    ['PORT', '65536'],
+    ['PORT', '0x50'],
+    ['PORT', '1e3'],
+    ['LRU_BYTES', '256MiB'],
+    ['CHUNK_TOKEN_BUDGET', '0'],
+    ['QUERY_TIMEOUT_MS', 'soon'],
+    ['MAX_BODY_BYTES', '0'],
+    ['BLEND_CONCURRENCY', '0'],
+    ['PRECOMPUTE_CONCURRENCY', 'two'],
+    ['S3_FORCE_PATH_STYLE', 'yes'],
+    ['S3_FORCE_PATH_STYLE', 'TRUE '],
+    ['EXECUTION_PROVIDER', 'tpu'],
+    ['KV_DTYPE', 'bfloat16'],
+    ['LOG_LEVEL', 'loud'],
+    ['REDIS_URL', 'http://localhost:6379'],
+    ['REDIS_URL', 'not a url'],
+    ['KV_STORE_URL', 'ftp://x/y'],
+    ['KV_STORE_URL', 's3://'],
+    ['KV_STORE_URL', 's3://Bad_Bucket'],
+    ['S3_ENDPOINT', 'minio:9000'],
+    ['QUEUE_PREFIX', 'has space'],
+    ['QUEUE_PREFIX', 'a:b'],
+    ['MODEL', 'two words'],
+  ])('rejects %s=%j naming the variable', (name, value) => {
+    const err = errorFor({ [name]: value });
+    expect(err.code).toBe('CONFIG');
+    expect(err.message).toContain(name);
+  });
+
+  it('reports every bad variable at once', () => {
+    const err = errorFor({ PORT: 'abc', KV_DTYPE: 'int8' });
+    expect(err.message).toContain('PORT');
+    expect(err.message).toContain('KV_DTYPE');
+    expect(err.message).toContain('"abc"');
+  });
+
+  it('parses booleans strictly', () => {
+    expect(load({ S3_FORCE_PATH_STYLE: 'true' }).s3.forcePathStyle).toBe(true);
+    expect(load({ S3_FORCE_PATH_STYLE: '1' }).s3.forcePathStyle).toBe(true);
+    expect(load({ S3_FORCE_PATH_STYLE: 'false' }).s3.forcePathStyle).toBe(false);
+    expect(load({ S3_FORCE_PATH_STYLE: '0' }).s3.forcePathStyle).toBe(false);
+  });
+
+  it('accepts port 0 (ephemeral) and large byte budgets', () => {
+    expect(load({ PORT: '0' }).port).toBe(0);
+    expect(load({ LRU_BYTES: String(64 * 1024 ** 3) }).lruBytes).toBe(64 * 1024 ** 3);
+  });
+
+  it('needs both S3 credentials or neither', () => {
+    expect(errorFor({ S3_ACCESS_KEY_ID: 'AKID' }).message).toContain('S3_SECRET_ACCESS_KEY');
+    expect(errorFor({ S3_SECRET_ACCESS_KEY: 'x' }).message).toContain('S3_ACCESS_KEY_ID');
+  });
+
+  it('never echoes secret values in errors', () => {
+    const err = errorFor({ REDIS_URL: 'http://user:hunter2@host' });
+    expect(err.message).toContain('REDIS_URL');
+    expect(err.message).not.toContain('hunter2');
+  });
+
+  it('rejects a model path with no directories', () => {
+    expect(errorFor({ CACHEBLEND_MODEL_PATH: ':::' }).message).toContain('CACHEBLEND_MODEL_PATH');
+  });
+
+  it('redacts secrets for logging', () => {
+    const c = load({
+      REDIS_URL: 'redis://:pw@redis:6379',
+      S3_ACCESS_KEY_ID: 'AKID',
+      S3_SECRET_ACCESS_KEY: 'SECRET',
+    });
+    const text = JSON.stringify(redactConfig(c));
+    expect(text).not.toContain('SECRET');
+    expect(text).not.toContain('AKID');
+    expect(text).not.toContain(':pw@');
+  });
+
+  it('reads process.env by default and lists its variables', () => {
+    vi.stubEnv('PORT', '1234');
+    vi.stubEnv('MODEL', 'from-env');
+    try {
+      expect(loadConfig()).toMatchObject({ port: 1234, model: 'from-env' });
+    } finally {
+      vi.unstubAllEnvs();
+    }
+    expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
+    expect(CONFIG_VARIABLES).toHaveLength(23);
+  });
+});
