@@ -1,7 +1,9 @@
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blendPrefill, memorySource, precomputeChunk } from '../../core/blend/blend.js';
 import type { BlendOptions, ChunkKvSource } from '../../core/blend/types.js';
-import type { Engine } from '../../core/model/engine.js';
+import { Engine } from '../../core/model/engine.js';
+import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { decode } from '../../core/model/generate.js';
 import { maxAbsDiff, randomEngine, storiesEngine } from '../helpers/models.js';
 import { STORY_SETS } from '../../bench/story-sets.js';
@@ -17,8 +19,13 @@ async function run(engine: Engine, sources: ChunkKvSource[], q: number[], o: Ble
 }
 
 const TOL = 1e-4;
+const QWEN2_FIXTURE = fileURLToPath(new URL('../fixtures/hf/qwen2-bias', import.meta.url));
 
-for (const which of ['stories260K', 'random HF-layout GQA model'] as const) {
+for (const which of [
+  'stories260K',
+  'random HF-layout GQA model',
+  'Hugging Face Qwen2 fixture (q/k/v biases)',
+] as const) {
   describe(`mode identities on ${which}`, () => {
     let engine: Engine;
     let sets: { sources: ChunkKvSource[]; q: number[] }[];
@@ -26,7 +33,9 @@ for (const which of ['stories260K', 'random HF-layout GQA model'] as const) {
       engine =
         which === 'stories260K'
           ? await storiesEngine()
-          : await randomEngine({ numLayers: 4 }, 7, { prefillBlock: 8 }); // small blocks: blocked prefill paths too;
+          : which === 'random HF-layout GQA model'
+            ? await randomEngine({ numLayers: 4 }, 7, { prefillBlock: 8 }) // small blocks: blocked paths too
+            : await Engine.create(await loadHfModel(QWEN2_FIXTURE), { threads: 1 });
       const tok = engine.model.tokenizer;
       sets = [];
       for (const s of STORY_SETS.slice(0, 3)) {
@@ -60,7 +69,9 @@ for (const which of ['stories260K', 'random HF-layout GQA model'] as const) {
       it(`${name}: first-token logits within ${TOL}, 16 greedy tokens identical`, async () => {
         for (const s of sets) {
           const src = chunks === 'one' ? s.sources.slice(0, 1) : s.sources;
-          const x = await run(engine, src, s.q, a);
+          // checkLayer -1 stands for the model's last layer.
+          const last = engine.config.numLayers - 1;
+          const x = await run(engine, src, s.q, a.checkLayer === -1 ? { ...a, checkLayer: last } : a);
           const y = await run(engine, src, s.q, b);
           expect(maxAbsDiff(x.logits, y.logits)).toBeLessThan(TOL);
           expect(x.tokens).toEqual(y.tokens);
