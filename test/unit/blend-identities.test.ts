@@ -59,8 +59,8 @@ for (const which of [
         'all',
       ],
       [
-        'blend r=1 with check layer 2 equals full',
-        { mode: 'blend', ratio: 1, checkLayer: 2 },
+        'blend r=1 checking at the last layer equals full',
+        { mode: 'blend', ratio: 1, checkLayer: -1 },
         { mode: 'full' },
         'all',
       ],
