@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { argmax } from '../../core/model/generate.js';
-import type { Engine } from '../../core/model/engine.js';
+import { buildMask, type Engine } from '../../core/model/engine.js';
 import { maxAbsDiff, randomEngine, storiesEngine } from '../helpers/models.js';
 
 /** KV-cached decoding must equal recomputing the whole sequence from scratch at every step. */
@@ -36,5 +36,31 @@ describe('KV-cached decoding', () => {
     const worst = await checkCachedEqualsScratch(engine, prompt, 12);
     expect(worst).toBeLessThan(1e-4);
     await engine.dispose();
+  });
+});
+
+describe('K/V projection graph', () => {
+  it('returns the same K/V rows as the full layer graph (Qwen2-style biases included)', async () => {
+    for (const engine of [await storiesEngine(), await randomEngine({ numLayers: 2 })]) {
+      const T = 9;
+      const hidden = engine.embed(Array.from({ length: T }, (_, i) => 5 + i));
+      const positions = Int32Array.from({ length: T }, (_, i) => 3 + i);
+      const rope = engine.rope(positions);
+      const { numKvHeads: KV, headDim: hd } = engine.config;
+      const empty = new Float32Array(0);
+      const layer = await engine.runLayer(
+        1,
+        hidden,
+        rope,
+        empty,
+        empty,
+        buildMask(positions, new Int32Array(0)),
+      );
+      const proj = await engine.projectKv(1, hidden, rope);
+      expect(proj.k.length).toBe(T * KV * hd);
+      expect(maxAbsDiff(proj.k, layer.k)).toBeLessThan(1e-6);
+      expect(maxAbsDiff(proj.v, layer.v)).toBeLessThan(1e-6);
+      await engine.dispose();
+    }
   });
 });

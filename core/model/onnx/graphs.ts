@@ -72,8 +72,17 @@ function rope(g: GraphBuilder, cfg: ModelConfig, x: string, cos: string, sin: st
   return g.o('Reshape', [pairs, g.int64s([-1, n, hd])]);
 }
 
-/** Shared front of the layer and K/V-projection graphs: norm, fused QKV, RoPE. */
-function attentionInputs(g: GraphBuilder, cfg: ModelConfig, w: LayerWeights, prefix: string) {
+/**
+ * Shared front of the layer and K/V-projection graphs: norm, one fused projection, RoPE. The projection
+ * graph leaves the query out (`withQuery` false): CacheBlend's check needs only K and V.
+ */
+function attentionInputs(
+  g: GraphBuilder,
+  cfg: ModelConfig,
+  w: LayerWeights,
+  prefix: string,
+  withQuery: boolean,
+): { x: string; q3: string | null; k3: string; v3: string } {
   const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
   const x = g.input('hidden', 'float', ['T', D]);
   const cos = g.input('cos', 'float', ['T', hd / 2]);
@@ -83,25 +92,29 @@ function attentionInputs(g: GraphBuilder, cfg: ModelConfig, w: LayerWeights, pre
   const sinU = g.o('Unsqueeze', [sin, one]);
 
   const h = rmsNorm(g, x, g.weight(`${prefix}.attn_norm`, w.attnNorm, [D]), cfg.rmsNormEps);
-  const wqkv = fusedTransposed(
-    [
-      { w: w.wq, out: H * hd },
-      { w: w.wk, out: KV * hd },
-      { w: w.wv, out: KV * hd },
-    ],
-    D,
-  );
-  let qkv = g.o('MatMul', [h, g.weight(`${prefix}.wqkv`, wqkv, [D, (H + 2 * KV) * hd])]);
+  const parts = [
+    ...(withQuery ? [{ w: w.wq, b: w.bq, out: H * hd }] : []),
+    { w: w.wk, b: w.bk, out: KV * hd },
+    { w: w.wv, b: w.bv, out: KV * hd },
+  ];
+  const width = parts.reduce((n, p) => n + p.out, 0);
+  let proj = g.o('MatMul', [
+    h,
+    g.weight(`${prefix}.w${withQuery ? 'qkv' : 'kv'}`, fusedTransposed(parts, D), [D, width]),
+  ]);
   if (cfg.attentionBias) {
-    if (!w.bq || !w.bk || !w.bv) throw new Error(`${prefix}: attention biases missing`);
-    const b = new Float32Array((H + 2 * KV) * hd);
-    b.set(w.bq, 0);
-    b.set(w.bk, H * hd);
-    b.set(w.bv, (H + KV) * hd);
-    qkv = g.o('Add', [qkv, g.weight(`${prefix}.bqkv`, b, [b.length])]);
+    const bias = new Float32Array(width);
+    let off = 0;
+    for (const p of parts) {
+      if (!p.b) throw new Error(`${prefix}: attention biases missing`);
+      bias.set(p.b, off);
+      off += p.out;
+    }
+    proj = g.o('Add', [proj, g.weight(`${prefix}.b${withQuery ? 'qkv' : 'kv'}`, bias, [width])]);
   }
-  const [q, k, v] = g.op('Split', [qkv, g.int64s([H * hd, KV * hd, KV * hd])], { axis: 1 }, 3);
-  const q3 = rope(g, cfg, g.o('Reshape', [q, g.int64s([-1, H, hd])]), cosU, sinU, H);
+  const outs = g.op('Split', [proj, g.int64s(parts.map((p) => p.out))], { axis: 1 }, parts.length);
+  const [k, v] = outs.slice(-2);
+  const q3 = withQuery ? rope(g, cfg, g.o('Reshape', [outs[0], g.int64s([-1, H, hd])]), cosU, sinU, H) : null;
   const k3 = rope(g, cfg, g.o('Reshape', [k, g.int64s([-1, KV, hd])]), cosU, sinU, KV);
   const v3 = g.o('Reshape', [v, g.int64s([-1, KV, hd])]);
   return { x, q3, k3, v3 };
@@ -117,13 +130,13 @@ export function buildLayerGraph(
   const G = H / KV;
   const g = new GraphBuilder(`layer${layer}`);
   const p = `l${layer}`;
-  const { x, q3, k3, v3 } = attentionInputs(g, cfg, w, p);
+  const { x, q3, k3, v3 } = attentionInputs(g, cfg, w, p, true);
   const pastK = g.input('past_k', 'float', ['S', KV, hd]);
   const pastV = g.input('past_v', 'float', ['S', KV, hd]);
   const mask = g.input('mask', 'float', ['T', 'S_plus_T']);
 
   // Queries grouped by their KV head: [KV, G*T, hd], scaled once here rather than on the scores.
-  const qScaled = g.o('Mul', [q3, g.scalar(1 / Math.sqrt(hd), 'scale')]);
+  const qScaled = g.o('Mul', [q3!, g.scalar(1 / Math.sqrt(hd), 'scale')]);
   const qg = g.o('Transpose', [g.o('Reshape', [qScaled, g.int64s([-1, KV, G, hd])])], { perm: [1, 2, 0, 3] });
   const qh = g.o('Reshape', [qg, g.int64s([KV, -1, hd])]);
   const kAll = g.o('Concat', [pastK, k3], { axis: 0 });
@@ -169,7 +182,7 @@ export function buildLayerGraph(
 export function buildKvProjectionGraph(cfg: ModelConfig, w: LayerWeights, layer: number): Uint8Array {
   const { numKvHeads: KV, headDim: hd } = cfg;
   const g = new GraphBuilder(`kvproj${layer}`);
-  const { k3, v3 } = attentionInputs(g, cfg, w, `l${layer}`);
+  const { k3, v3 } = attentionInputs(g, cfg, w, `l${layer}`, false);
   g.output('k', k3, 'float', ['T', KV, hd]);
   g.output('v', v3, 'float', ['T', KV, hd]);
   return g.toBytes();
