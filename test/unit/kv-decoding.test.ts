@@ -40,7 +40,7 @@ describe('KV-cached decoding', () => {
 });
 
 describe('K/V projection graph', () => {
-  it('returns the same K/V rows as the full layer graph (Qwen2-style biases included)', async () => {
+  it('returns the same K/V rows as the full layer graph', async () => {
     for (const engine of [await storiesEngine(), await randomEngine({ numLayers: 2 })]) {
       const T = 9;
       const hidden = engine.embed(Array.from({ length: T }, (_, i) => 5 + i));
