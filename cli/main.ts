@@ -1,11 +1,17 @@
 import { parseArgs } from 'node:util';
-import { blendPrefill, memorySource, precomputeChunk, tokenIdsOnly } from '../core/blend/blend.js';
+import { tokenIdsOnly } from '../core/blend/blend.js';
 import { BLEND_MODES, type BlendMode, DEVIATION_METRICS, type DeviationMetric } from '../core/blend/types.js';
 import { CacheBlendError, InvalidArgumentError } from '../core/errors.js';
-import { decodeChunkKv, encodeChunkKv, type KvDtype } from '../core/kv/format.js';
+import type { KvDtype } from '../core/kv/format.js';
 import { Engine, type ExecutionProvider } from '../core/model/engine.js';
 import { decode, type SamplingOptions } from '../core/model/generate.js';
 import { loadModel } from '../core/model/load.js';
+import {
+  answerText,
+  blendAndDecode,
+  promptIds as buildPromptIds,
+  storedChunk,
+} from '../core/service/pipeline.js';
 
 const USAGE = `usage: cacheblend generate --model <path|name> (--prompt <text> | --chunk <text>... --question <text>)
          [--mode full|prefix|reuse|blend] [--ratio R] [--check-layer N] [--metric k|v|kv]
@@ -19,7 +25,11 @@ const USAGE = `usage: cacheblend generate --model <path|name> (--prompt <text> |
   --ratio       fraction of context tokens blend recomputes (default 0.15)
   --kv-dtype    precision chunk caches are stored in, as the service stores them (default float16)
   --json        print one JSON object instead of the text
-  --logits      with --json: include firstTokenLogits`;
+  --logits      with --json: include firstTokenLogits
+
+service:  cacheblend serve [--api-only]            API + both workers (npm start)
+          cacheblend worker blend|precompute       one worker alone (npm run worker / precompute-worker)
+          cacheblend precompute [options] <path>…  batch precompute (npm run precompute)`;
 
 function numberFlag(values: Record<string, unknown>, name: string, integer: boolean): number | undefined {
   const raw = values[name];
@@ -40,6 +50,9 @@ export async function main(
     out(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
   }
+  if (command === 'serve' || command === 'worker' || command === 'precompute') {
+    return serviceCommand(command, rest);
+  }
   if (command !== 'generate') {
     process.stderr.write(`cacheblend: unknown command "${command}"\n${USAGE}\n`);
     return 2;
@@ -55,6 +68,23 @@ export async function main(
     if (usage) process.stderr.write(`${USAGE}\n`);
     return usage ? 2 : err instanceof CacheBlendError ? 1 : 1;
   }
+}
+
+/** The service's entry points (used by the container image), loaded only when asked for. */
+async function serviceCommand(command: string, rest: string[]): Promise<number> {
+  if (command === 'serve') {
+    await (await import('../api/main.js')).serve(rest);
+    return 0;
+  }
+  if (command === 'precompute')
+    return (await (await import('../precompute/batch.js')).precomputeBatch(rest)).code;
+  if (rest[0] === 'blend') await (await import('../worker/main.js')).runBlendWorker();
+  else if (rest[0] === 'precompute') await (await import('../precompute/main.js')).runPrecomputeWorker();
+  else {
+    process.stderr.write(`cacheblend: worker needs "blend" or "precompute"\n${USAGE}\n`);
+    return 2;
+  }
+  return 0;
 }
 
 async function generateCommand(argv: string[], out: (s: string) => void): Promise<void> {
@@ -141,10 +171,10 @@ async function generateCommand(argv: string[], out: (s: string) => void): Promis
         ? chunkIds.map(tokenIdsOnly)
         : await Promise.all(chunkIds.map((ids) => storedChunk(engine, ids, kvDtype)));
     const t0 = performance.now();
-    let cache;
     let prefill;
+    let tokens: number[];
     if (plain) {
-      cache = engine.newCache(1 + questionIds.length + sampling.maxTokens);
+      const cache = engine.newCache(1 + questionIds.length + sampling.maxTokens);
       const logits = await engine.forward(cache, [model.config.bosTokenId, ...questionIds]);
       const ttftMs = performance.now() - t0;
       const promptTokens = cache.length;
@@ -156,19 +186,18 @@ async function generateCommand(argv: string[], out: (s: string) => void): Promis
         firstTokenLogits: logits,
         timings: { ttftMs },
       };
+      ({ tokens } = await decode(engine, cache, prefill.firstTokenLogits, sampling));
     } else {
-      ({ cache, prefill } = await blendPrefill(
+      ({ prefill, tokens } = await blendAndDecode(
         engine,
         sources,
         questionIds,
         { mode, ratio, metric, gradualRatios, checkLayer: numberFlag(values, 'check-layer', true) },
-        sampling.maxTokens,
+        sampling,
       ));
     }
-    const { tokens } = await decode(engine, cache, prefill.firstTokenLogits, sampling);
     const totalMs = performance.now() - t0;
-    const promptIds = [model.config.bosTokenId, ...chunkIds.flat(), ...questionIds];
-    const text = tok.decode([...promptIds, ...tokens]).slice(tok.decode(promptIds).length);
+    const text = answerText(tok, buildPromptIds(model.config.bosTokenId, sources, questionIds), tokens);
     if (values.json) {
       const result: Record<string, unknown> = {
         mode,
@@ -189,22 +218,6 @@ async function generateCommand(argv: string[], out: (s: string) => void): Promis
   } finally {
     await engine.dispose();
   }
-}
-
-/** A chunk's cache as the service would hold it: precomputed, then encoded and decoded in `dtype`. */
-async function storedChunk(engine: Engine, ids: number[], dtype: KvDtype) {
-  const data = await precomputeChunk(engine, ids);
-  const encoded = encodeChunkKv(
-    {
-      ...data,
-      fingerprint: engine.model.fingerprint,
-      kvHeads: engine.config.numKvHeads,
-      headDim: engine.config.headDim,
-    },
-    dtype,
-  );
-  const { kv } = decodeChunkKv(encoded);
-  return memorySource({ ...data, keys: kv.keys, values: kv.values });
 }
 
 function round(ms: number): number {

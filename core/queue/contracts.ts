@@ -1,0 +1,123 @@
+/**
+ * What travels through the queues: queue names, job names, payloads and results. The API and the batch
+ * command produce, the workers consume; both sides import these types and nothing else from each other.
+ */
+import type { BlendMode } from '../blend/types.js';
+
+/** Precompute: one job per chunk, job id = chunk key, so the same chunk enqueued twice is one job. */
+export const PRECOMPUTE_QUEUE = 'precompute';
+export const PRECOMPUTE_JOB = 'chunk';
+
+/** Blend: one job per query, job id = a random UUID chosen by the producer (so it can listen first). */
+export const BLEND_QUEUE = 'blend';
+export const BLEND_JOB = 'query';
+
+export interface PrecomputeJobData {
+  /** chunkKey(fingerprint, tokenIds). */
+  key: string;
+  /** Fingerprint of the model the chunk's cache must be computed with. */
+  fingerprint: string;
+  tokenIds: number[];
+}
+
+export interface PrecomputeJobResult {
+  key: string;
+  /** True when this job ran the model; false when a valid object was already stored (or nobody wants it). */
+  computed: boolean;
+  /** Size of the stored object. */
+  bytes: number;
+  /** Bytes this job wrote to the store (0 when the object already existed). */
+  written: number;
+  /** Set when the job did nothing because no document references the chunk any more. */
+  skipped?: 'unreferenced';
+}
+
+export interface BlendChunkRef {
+  key: string;
+  tokenIds: number[];
+}
+
+export interface BlendJobData {
+  question: string;
+  /** Every chunk of every requested document, in request order. */
+  chunks: BlendChunkRef[];
+  documents: string[];
+  fingerprint: string;
+  mode: BlendMode;
+  ratio?: number;
+  maxTokens: number;
+  temperature: number;
+  seed: number;
+  /** Publish the answer's text as job progress while it is generated (for SSE). */
+  stream: boolean;
+}
+
+export type CacheTier = 'lru' | 'disk' | 'store';
+
+export interface CacheStats {
+  /** Chunk caches found in each tier. */
+  hits: Record<CacheTier, number>;
+  /** Chunk caches found nowhere usable, computed (and stored) during the query. */
+  misses: number;
+  /**
+   * Chunk caches found corrupt or truncated in some tier and logged; each is also counted where its
+   * replacement came from: a store hit (a bad disk copy) or a miss (recomputed and rewritten).
+   */
+  corrupt: number;
+  /** Bytes read from each tier. */
+  bytesLoaded: Record<CacheTier, number>;
+}
+
+export interface BlendJobResult {
+  answer: string;
+  /** Generated token ids. */
+  tokens: number[];
+  mode: BlendMode;
+  /** Worker time from job start to the first token's logits (cache loading included). */
+  ttftMs: number;
+  promptTokens: number;
+  contextTokens: number;
+  recomputedTokens: number;
+  /** Blend ratio used (blend mode only). */
+  ratio?: number;
+  timings: {
+    /** Opening chunk caches plus waiting for layers that were not ready when needed. */
+    loadMs: number;
+    /** Prefill compute plus decoding. */
+    computeMs: number;
+    /** Job created → job started (set by the worker's main thread). */
+    queueMs: number;
+    /** Job started → result ready, in the worker. */
+    workerMs: number;
+  };
+  cache: CacheStats;
+}
+
+/** Progress a streaming blend job publishes: the answer's text so far is the concatenation of deltas. */
+export interface BlendProgress {
+  delta: string;
+  /** Tokens generated so far. */
+  tokens: number;
+}
+
+export function emptyCacheStats(): CacheStats {
+  return {
+    hits: { lru: 0, disk: 0, store: 0 },
+    misses: 0,
+    corrupt: 0,
+    bytesLoaded: { lru: 0, disk: 0, store: 0 },
+  };
+}
+
+/**
+ * Job failures cross Redis as plain strings; workers prefix the error code (`INVALID_ARGUMENT: …`) so the
+ * API can map a failed job back to an HTTP status.
+ */
+export function encodeFailure(code: string, message: string): string {
+  return `${code}: ${message}`;
+}
+
+export function decodeFailure(reason: string | undefined): { code: string; message: string } {
+  const m = /^([A-Z_]+): ([\s\S]*)$/.exec(reason ?? '');
+  return m ? { code: m[1], message: m[2] } : { code: 'INTERNAL', message: reason || 'job failed' };
+}

@@ -1,0 +1,336 @@
+/**
+ * The tiered chunk-cache loader: an in-process LRU (bounded in bytes, whole encoded objects), then a local
+ * disk cache directory, then the object store. Disk and store objects are read layer by layer: a header
+ * probe with getRange, then each layer's byte range (`layerByteRange`) validated by `decodeKvLayer`, so
+ * `blendPrefill` can prefetch layer l+1 while it computes layer l.
+ *
+ * Nothing invalid ever reaches the model: a missing object is computed (and stored); a corrupt,
+ * truncated or mismatched one is logged, counted as a miss and replaced — from the store when the bad copy
+ * was the disk cache's, otherwise recomputed and rewritten. A layer that fails its checksum after earlier
+ * layers were served is replaced the same way; the earlier layers passed their checksums, so they are the
+ * same bytes the replacement holds.
+ */
+import type { ChunkKvSource } from '../blend/types.js';
+import { CacheBlendError, KvFormatError, KvMismatchError, errorMessage } from '../errors.js';
+import {
+  checkKvHeader,
+  chunkObjectKey,
+  decodeChunkKv,
+  decodeKvHeader,
+  decodeKvLayer,
+  headerBytesFor,
+  layerByteRange,
+  totalBytes,
+  type KvExpectation,
+  type KvHeader,
+} from '../kv/format.js';
+import type { CacheStats, CacheTier } from '../queue/contracts.js';
+import { ByteLru } from '../storage/lru.js';
+import type { ObjectStore } from '../storage/types.js';
+import { silentLogger, type Logger } from './log.js';
+
+export interface ChunkLoaderOptions {
+  store: ObjectStore;
+  /** Local disk cache (a file store); null disables the tier. */
+  disk: ObjectStore | null;
+  /** LRU capacity in bytes; 0 disables the tier. */
+  lruBytes: number;
+  fingerprint: string;
+  numLayers: number;
+  kvHeads: number;
+  headDim: number;
+  /** The encoded object of a chunk, computed now (a miss or a corrupt object). */
+  compute(tokenIds: readonly number[]): Promise<Buffer>;
+  log?: Logger;
+}
+
+/** A chunk cache opened for one query. */
+export interface LoadedChunk extends ChunkKvSource {
+  readonly key: string;
+  /** Where the object was found; 'computed' for a miss. */
+  readonly tier: CacheTier | 'computed';
+  /**
+   * Read the layers the query did not need (so the whole object can enter the LRU and disk cache) and
+   * resolve once every tier that should hold it does. Call after the answer is ready.
+   */
+  complete(): Promise<void>;
+  /** The whole validated object; only after complete(). */
+  bytes(): Buffer;
+}
+
+export class TieredChunkLoader {
+  readonly lru: ByteLru<string, Buffer>;
+  private readonly log: Logger;
+  private readonly diskWrites = new Set<Promise<void>>();
+
+  constructor(private readonly opts: ChunkLoaderOptions) {
+    this.lru = new ByteLru<string, Buffer>({ maxBytes: opts.lruBytes, sizeOf: (b) => b.length });
+    this.log = opts.log ?? silentLogger;
+  }
+
+  objectKey(key: string): string {
+    return chunkObjectKey(this.opts.fingerprint, key);
+  }
+
+  private expectation(tokenIds: readonly number[]): KvExpectation {
+    const { fingerprint, numLayers, kvHeads, headDim } = this.opts;
+    return { fingerprint, tokenIds, numLayers, kvHeads, headDim };
+  }
+
+  /** Open a chunk's cache through the tiers; never throws for a missing or bad object (it computes one). */
+  async open(key: string, tokenIds: readonly number[], stats: CacheStats): Promise<LoadedChunk> {
+    const expect = this.expectation(tokenIds);
+    const cached = this.lru.get(key);
+    if (cached) {
+      try {
+        const header = decodeKvHeader(cached);
+        checkKvHeader(header, expect);
+        stats.hits.lru++;
+        stats.bytesLoaded.lru += cached.length;
+        return new BufferChunk(this, key, tokenIds, 'lru', cached, header, stats);
+      } catch (err) {
+        this.lru.delete(key);
+        this.log.warn('dropping an invalid LRU entry', { key, error: errorMessage(err) });
+      }
+    }
+    const objKey = this.objectKey(key);
+    const tiers: [CacheTier, ObjectStore | null][] = [
+      ['disk', this.opts.disk],
+      ['store', this.opts.store],
+    ];
+    for (const [tier, reader] of tiers) {
+      if (!reader) continue;
+      let probe: Buffer | null;
+      try {
+        probe = await reader.getRange(objKey, 0, headerBytesFor(tokenIds.length, this.opts.numLayers));
+      } catch (err) {
+        this.log.warn(`chunk cache ${tier} read failed; trying the next tier`, {
+          key,
+          error: errorMessage(err),
+        });
+        continue;
+      }
+      if (probe === null) continue;
+      let header: KvHeader;
+      try {
+        header = decodeKvHeader(probe);
+        checkKvHeader(header, expect);
+      } catch (err) {
+        stats.corrupt++;
+        this.log.warn(`corrupt chunk cache in ${tier}: treated as a miss`, { key, error: errorMessage(err) });
+        const fixed = await this.recover(key, tokenIds, tier, stats);
+        return new BufferChunk(this, key, tokenIds, fixed.tier, fixed.buf, decodeKvHeader(fixed.buf), stats);
+      }
+      stats.hits[tier]++;
+      stats.bytesLoaded[tier] += probe.length;
+      return new RangedChunk(this, key, tokenIds, tier, reader, objKey, header, probe, stats);
+    }
+    stats.misses++;
+    this.log.debug('chunk cache miss: computing', { key, tokens: tokenIds.length });
+    const buf = await this.computeAndStore(key, tokenIds, true);
+    return new BufferChunk(this, key, tokenIds, 'computed', buf, decodeKvHeader(buf), stats);
+  }
+
+  /** The whole validated object of a chunk, through the tiers (tests and tools). */
+  async loadObject(key: string, tokenIds: readonly number[], stats: CacheStats): Promise<Buffer> {
+    const chunk = await this.open(key, tokenIds, stats);
+    await chunk.complete();
+    await this.flush();
+    return chunk.bytes();
+  }
+
+  /** Compute a chunk, write it to the store (when `toStore`), the disk cache and the LRU. */
+  async computeAndStore(key: string, tokenIds: readonly number[], toStore: boolean): Promise<Buffer> {
+    const buf = await this.opts.compute(tokenIds);
+    const objKey = this.objectKey(key);
+    if (toStore) {
+      try {
+        await this.opts.store.put(objKey, buf);
+      } catch (err) {
+        this.log.warn('could not write a computed chunk cache to the store', {
+          key,
+          error: errorMessage(err),
+        });
+      }
+    }
+    await this.remember(key, buf, true);
+    return buf;
+  }
+
+  /**
+   * Replace a bad copy found in `tier`: a bad disk or LRU copy from the store if the store's is valid (a
+   * store hit), anything else by recomputing and rewriting the store (a miss).
+   */
+  async recover(
+    key: string,
+    tokenIds: readonly number[],
+    tier: CacheTier,
+    stats: CacheStats,
+  ): Promise<{ buf: Buffer; tier: 'store' | 'computed' }> {
+    const objKey = this.objectKey(key);
+    if (tier === 'disk' && this.opts.disk) await this.opts.disk.delete(objKey).catch(() => undefined);
+    if (tier !== 'store') {
+      try {
+        const whole = await this.opts.store.get(objKey);
+        if (whole) {
+          decodeChunkKv(whole, this.expectation(tokenIds));
+          stats.hits.store++;
+          stats.bytesLoaded.store += whole.length;
+          await this.remember(key, whole, true);
+          return { buf: whole, tier: 'store' };
+        }
+      } catch (err) {
+        this.log.warn('store copy unusable too; recomputing', { key, error: errorMessage(err) });
+      }
+    }
+    stats.misses++;
+    return { buf: await this.computeAndStore(key, tokenIds, true), tier: 'computed' };
+  }
+
+  /**
+   * Put a validated whole object into the LRU and (optionally) the disk cache. The disk write runs in the
+   * background (it fsyncs); `flush()` waits for pending ones.
+   */
+  async remember(key: string, buf: Buffer, toDisk: boolean): Promise<void> {
+    this.lru.set(key, buf);
+    if (toDisk && this.opts.disk) {
+      const write: Promise<void> = this.opts.disk
+        .put(this.objectKey(key), buf)
+        .catch((err: unknown) =>
+          this.log.warn('could not write the disk cache', { key, error: errorMessage(err) }),
+        )
+        .finally(() => this.diskWrites.delete(write));
+      this.diskWrites.add(write);
+    }
+  }
+
+  /** Resolves once every disk-cache write started so far has finished. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.diskWrites]);
+  }
+
+  /** A bad layer after a hit: the hit is withdrawn and the chunk replaced (see recover). */
+  async layerFailed(
+    key: string,
+    tokenIds: readonly number[],
+    tier: CacheTier,
+    layer: number,
+    err: unknown,
+    stats: CacheStats,
+  ): Promise<Buffer> {
+    stats.hits[tier]--;
+    const corrupt = err instanceof KvFormatError || err instanceof KvMismatchError;
+    if (corrupt) stats.corrupt++;
+    this.log.warn(`${corrupt ? 'corrupt' : 'unreadable'} chunk cache in ${tier}: treated as a miss`, {
+      key,
+      layer,
+      error: errorMessage(err),
+    });
+    return (await this.recover(key, tokenIds, tier, stats)).buf;
+  }
+}
+
+function decodeFrom(buf: Buffer, header: KvHeader, l: number): { k: Float32Array; v: Float32Array } {
+  const [s, e] = layerByteRange(header, l);
+  return decodeKvLayer(header, l, buf.subarray(s, e));
+}
+
+/** A chunk whose whole object is in memory (LRU hit, or just computed). */
+class BufferChunk implements LoadedChunk {
+  private replacement: Promise<Buffer> | null = null;
+
+  constructor(
+    private readonly loader: TieredChunkLoader,
+    readonly key: string,
+    readonly tokenIds: readonly number[],
+    readonly tier: CacheTier | 'computed',
+    private buf: Buffer,
+    private header: KvHeader,
+    private readonly stats: CacheStats,
+  ) {}
+
+  async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
+    if (this.replacement) return decodeFrom(await this.replacement, this.header, l);
+    try {
+      return decodeFrom(this.buf, this.header, l);
+    } catch (err) {
+      if (!(err instanceof CacheBlendError) || this.tier === 'computed') throw err;
+      this.loader.lru.delete(this.key);
+      this.replacement ??= this.loader.layerFailed(this.key, this.tokenIds, this.tier, l, err, this.stats);
+      this.buf = await this.replacement;
+      this.header = decodeKvHeader(this.buf);
+      return decodeFrom(this.buf, this.header, l);
+    }
+  }
+
+  async complete(): Promise<void> {
+    if (this.replacement) this.buf = await this.replacement;
+  }
+
+  bytes(): Buffer {
+    return this.buf;
+  }
+}
+
+/** A chunk read from the disk cache or the store, one layer's byte range at a time. */
+class RangedChunk implements LoadedChunk {
+  private readonly assembled: Buffer;
+  private readonly loaded: boolean[];
+  private replacement: Promise<Buffer> | null = null;
+  private replaced: Buffer | null = null;
+
+  constructor(
+    private readonly loader: TieredChunkLoader,
+    readonly key: string,
+    readonly tokenIds: readonly number[],
+    readonly tier: CacheTier,
+    private readonly reader: ObjectStore,
+    private readonly objKey: string,
+    private readonly header: KvHeader,
+    probe: Buffer,
+    private readonly stats: CacheStats,
+  ) {
+    this.assembled = Buffer.alloc(totalBytes(header));
+    probe.copy(this.assembled, 0, 0, header.headerBytes);
+    this.loaded = new Array<boolean>(header.numLayers).fill(false);
+  }
+
+  async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
+    if (this.replacement) return this.fromReplacement(l);
+    try {
+      const [s, e] = layerByteRange(this.header, l);
+      const bytes = await this.reader.getRange(this.objKey, s, e);
+      if (bytes === null) throw new KvFormatError('object disappeared while being read');
+      const decoded = decodeKvLayer(this.header, l, bytes);
+      if (!this.replacement) {
+        bytes.copy(this.assembled, s);
+        this.loaded[l] = true;
+        this.stats.bytesLoaded[this.tier] += bytes.length;
+      }
+      return decoded;
+    } catch (err) {
+      this.replacement ??= this.loader.layerFailed(this.key, this.tokenIds, this.tier, l, err, this.stats);
+      return this.fromReplacement(l);
+    }
+  }
+
+  private async fromReplacement(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
+    this.replaced = await this.replacement!;
+    return decodeFrom(this.replaced, decodeKvHeader(this.replaced), l);
+  }
+
+  async complete(): Promise<void> {
+    if (!this.replacement) {
+      for (let l = 0; l < this.header.numLayers; l++) if (!this.loaded[l]) await this.layer(l);
+    }
+    if (this.replacement) {
+      this.replaced = await this.replacement;
+      return;
+    }
+    await this.loader.remember(this.key, this.assembled, this.tier === 'store');
+  }
+
+  bytes(): Buffer {
+    return this.replaced ?? this.assembled;
+  }
+}

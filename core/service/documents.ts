@@ -1,0 +1,509 @@
+/**
+ * Documents and the chunk bookkeeping behind them.
+ *
+ * Object store: `docs/<id>.json` (the manifest, see manifest.ts) and `kv/…` (chunk caches, chunkObjectKey).
+ * Redis, under `<prefix>:` (QUEUE_PREFIX):
+ *   doc:<id>      hash  id, chunks (JSON list of chunk keys, in order), meta (JSON), createdAt, updatedAt
+ *   chunk:<key>   hash  state (pending|ready|failed|deleting), tokens (JSON ids), ntokens, bytes, written,
+ *                       error, updatedAt
+ *   refs:<key>    set   ids of the documents that use the chunk
+ *   lock:<key>    string  held while a chunk object is written (precompute) or deleted (garbage collection)
+ *   gc            set   chunk keys no document references, whose objects still have to be deleted
+ *
+ * A document's status is computed when asked, from its chunks' states: ready when all are ready, failed
+ * when any failed, pending otherwise. Reference changes happen in Lua scripts (atomic); writing and
+ * deleting a chunk's object happen under the chunk's lock, and both re-check the references inside it,
+ * so an ingest racing a delete of the same chunk ends with the object present and the chunk pending or
+ * ready, never "ready" with no object (see `collect`). The scripts touch keys they compute from the
+ * prefix, so this needs a single Redis, not Redis Cluster.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { InvalidArgumentError, NotFoundError, UnavailableError, errorMessage } from '../errors.js';
+import { chunkKey, chunkObjectKey } from '../kv/format.js';
+import {
+  PRECOMPUTE_JOB,
+  type BlendChunkRef,
+  type PrecomputeJobData,
+  type PrecomputeJobResult,
+} from '../queue/contracts.js';
+import { redisCall } from '../queue/redis.js';
+import type { ObjectStore } from '../storage/types.js';
+import { DOCUMENT_ID_RE, encodeManifest, manifestObjectKey, type DocumentManifest } from './manifest.js';
+import { silentLogger, type Logger } from './log.js';
+import type { ModelIdentity } from './text.js';
+
+export type ChunkState = 'pending' | 'ready' | 'failed' | 'deleting';
+export type DocumentState = 'pending' | 'ready' | 'failed';
+
+export interface DocumentInput {
+  id?: string;
+  text?: string;
+  chunks?: string[];
+  metadata?: Record<string, unknown>;
+}
+
+export type { ModelIdentity } from './text.js';
+
+export interface IngestResult {
+  id: string;
+  chunks: number;
+  /** The document's chunk keys, in order. */
+  keys: string[];
+  /** Distinct chunks a precompute job was enqueued for. */
+  enqueued: string[];
+  /** Distinct chunks already ready when the document was stored. */
+  alreadyReady: string[];
+  /** False when the document existed with exactly these chunks and metadata (nothing was rewritten). */
+  changed: boolean;
+}
+
+export interface ChunkStatus {
+  index: number;
+  key: string;
+  tokens: number;
+  status: Exclude<ChunkState, 'deleting'>;
+  error?: string;
+}
+
+export interface DocumentStatus {
+  id: string;
+  status: DocumentState;
+  progress: { ready: number; failed: number; total: number; fraction: number };
+  chunks: ChunkStatus[];
+  metadata: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const PRECOMPUTE_JOB_OPTIONS = {
+  attempts: 3,
+  backoff: { type: 'exponential', delay: 1_000 },
+  removeOnComplete: true,
+  removeOnFail: true,
+} as const;
+
+const INGEST_LUA = `
+local p = ARGV[1]
+local id = ARGV[2]
+local now = ARGV[3]
+local newKeys = cjson.decode(ARGV[5])
+local toks = cjson.decode(ARGV[6])
+local old = redis.call('HGET', KEYS[1], 'chunks')
+local created = redis.call('HGET', KEYS[1], 'createdAt') or now
+local enqueue = {}
+local ready = {}
+local seen = {}
+for i, k in ipairs(newKeys) do
+  redis.call('SADD', p .. 'refs:' .. k, id)
+  if not seen[k] then
+    seen[k] = true
+    local ck = p .. 'chunk:' .. k
+    local st = redis.call('HGET', ck, 'state')
+    if st == 'ready' then
+      table.insert(ready, k)
+    else
+      redis.call('HSET', ck, 'state', 'pending', 'tokens', toks[i][1], 'ntokens', toks[i][2], 'fp', ARGV[7], 'updatedAt', now)
+      redis.call('HDEL', ck, 'error')
+      table.insert(enqueue, k)
+    end
+  end
+end
+local orphans = {}
+if old then
+  for _, k in ipairs(cjson.decode(old)) do
+    if not seen[k] then
+      seen[k] = true
+      redis.call('SREM', p .. 'refs:' .. k, id)
+      if redis.call('SCARD', p .. 'refs:' .. k) == 0 then
+        redis.call('SADD', KEYS[2], k)
+        table.insert(orphans, k)
+      end
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'id', id, 'chunks', ARGV[5], 'meta', ARGV[4], 'createdAt', created, 'updatedAt', now)
+return {cjson.encode(enqueue), cjson.encode(ready), cjson.encode(orphans)}
+`;
+
+const DELETE_LUA = `
+local p = ARGV[1]
+local id = ARGV[2]
+local chunks = redis.call('HGET', KEYS[1], 'chunks')
+if not chunks then return false end
+redis.call('DEL', KEYS[1])
+local orphans = {}
+local seen = {}
+for _, k in ipairs(cjson.decode(chunks)) do
+  if not seen[k] then
+    seen[k] = true
+    redis.call('SREM', p .. 'refs:' .. k, id)
+    if redis.call('SCARD', p .. 'refs:' .. k) == 0 then
+      redis.call('SADD', KEYS[2], k)
+      table.insert(orphans, k)
+    end
+  end
+end
+return cjson.encode(orphans)
+`;
+
+/**
+ * Under the chunk lock, before deleting the object: still unreferenced? Then mark it as being deleted and
+ * return the model fingerprint its object is stored under.
+ */
+const GC_BEGIN_LUA = `
+if redis.call('SCARD', KEYS[1]) > 0 then
+  redis.call('SREM', KEYS[3], ARGV[1])
+  return false
+end
+local fp = redis.call('HGET', KEYS[2], 'fp')
+redis.call('HSET', KEYS[2], 'state', 'deleting')
+return fp or ''
+`;
+
+/** After deleting the object: forget the chunk, unless an ingest took it up again meanwhile. */
+const GC_END_LUA = `
+redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+`;
+
+const RELEASE_LOCK_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+const EXTEND_LOCK_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`;
+
+const MARK_FAILED_LUA = `
+if redis.call('HGET', KEYS[1], 'state') == 'ready' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[1], 'updatedAt', ARGV[2])
+return 1
+`;
+
+const LOCK_TTL_MS = 120_000;
+
+function parseList(json: string): string[] {
+  const v = JSON.parse(json) as unknown;
+  return Array.isArray(v) ? (v as string[]) : []; // cjson encodes an empty table as {}
+}
+
+export class DocumentService {
+  private readonly p: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly store: ObjectStore,
+    private readonly precomputeQueue: Queue | null,
+    keyPrefix: string,
+    private readonly log: Logger = silentLogger,
+  ) {
+    this.p = `${keyPrefix}:`;
+  }
+
+  docKey(id: string): string {
+    return `${this.p}doc:${id}`;
+  }
+  chunkHashKey(key: string): string {
+    return `${this.p}chunk:${key}`;
+  }
+  refsKey(key: string): string {
+    return `${this.p}refs:${key}`;
+  }
+  lockKey(key: string): string {
+    return `${this.p}lock:${key}`;
+  }
+  get gcKey(): string {
+    return `${this.p}gc`;
+  }
+
+  /** Chunk a document (text or explicit chunks) and compute each chunk's key; throws InvalidArgumentError. */
+  async prepare(
+    input: DocumentInput,
+    model: ModelIdentity,
+    budget: number,
+  ): Promise<{ id: string; chunks: { key: string; text: string; tokenIds: number[] }[] }> {
+    const id = input.id ?? randomUUID();
+    if (!DOCUMENT_ID_RE.test(id))
+      throw new InvalidArgumentError(`id: invalid document id ${JSON.stringify(id)}`);
+    const pieces = await model.chunkDocument({ text: input.text, chunks: input.chunks }, budget);
+    return { id, chunks: pieces.map((c) => ({ ...c, key: chunkKey(model.fingerprint, c.tokenIds) })) };
+  }
+
+  /**
+   * Store a document (replacing one with the same id) and enqueue precompute jobs for its chunks that are
+   * not ready. Writes the manifest first, so Redis never names a document the store does not describe.
+   */
+  async ingest(input: DocumentInput, model: ModelIdentity, budget: number): Promise<IngestResult> {
+    const { id, chunks } = await this.prepare(input, model, budget);
+    const keys = chunks.map((c) => c.key);
+    const keysJson = JSON.stringify(keys);
+    const metaJson = JSON.stringify(input.metadata ?? {});
+    const existing = await redisCall(() => this.redis.hmget(this.docKey(id), 'chunks', 'meta', 'createdAt'));
+    const changed = existing[0] !== keysJson || existing[1] !== metaJson;
+    const now = new Date().toISOString();
+    if (changed) {
+      const manifest: DocumentManifest = {
+        version: 1,
+        id,
+        fingerprint: model.fingerprint,
+        createdAt: existing[2] ?? now,
+        updatedAt: now,
+        metadata: input.metadata ?? {},
+        chunks,
+      };
+      await this.store.put(manifestObjectKey(id), encodeManifest(manifest));
+    }
+    const toks = chunks.map((c) => [JSON.stringify(c.tokenIds), String(c.tokenIds.length)]);
+    const [enqueueJson, readyJson, orphansJson] = (await redisCall(() =>
+      this.redis.eval(
+        INGEST_LUA,
+        2,
+        this.docKey(id),
+        this.gcKey,
+        this.p,
+        id,
+        now,
+        metaJson,
+        keysJson,
+        JSON.stringify(toks),
+        model.fingerprint,
+      ),
+    )) as [string, string, string];
+    const enqueued = parseList(enqueueJson);
+    const byKey = new Map(chunks.map((c) => [c.key, c]));
+    await this.enqueue(
+      enqueued.map((k) => ({ key: k, fingerprint: model.fingerprint, tokenIds: byKey.get(k)!.tokenIds })),
+    );
+    const orphans = parseList(orphansJson);
+    if (orphans.length > 0) await this.collect(orphans, 5_000);
+    return { id, chunks: chunks.length, keys, enqueued, alreadyReady: parseList(readyJson), changed };
+  }
+
+  /** Add precompute jobs (job id = chunk key: a job already waiting or running for a chunk is reused). */
+  async enqueue(jobs: PrecomputeJobData[]): Promise<void> {
+    if (jobs.length === 0) return;
+    if (!this.precomputeQueue) throw new UnavailableError('no precompute queue configured');
+    await redisCall(
+      () =>
+        this.precomputeQueue!.addBulk(
+          jobs.map((data) => ({
+            name: PRECOMPUTE_JOB,
+            data,
+            opts: { jobId: data.key, ...PRECOMPUTE_JOB_OPTIONS },
+          })),
+        ),
+      'Redis (precompute queue)',
+    );
+  }
+
+  async status(id: string): Promise<DocumentStatus | null> {
+    const doc = await redisCall(() => this.redis.hgetall(this.docKey(id)));
+    if (!doc.chunks) return null;
+    const keys = parseList(doc.chunks);
+    const unique = [...new Set(keys)];
+    const pipeline = this.redis.pipeline();
+    for (const k of unique) pipeline.hmget(this.chunkHashKey(k), 'state', 'ntokens', 'error');
+    const replies = (await redisCall(() => pipeline.exec())) ?? [];
+    const info = new Map<string, { state: ChunkState; ntokens: number; error?: string }>();
+    unique.forEach((k, i) => {
+      const [err, value] = replies[i] ?? [null, []];
+      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+      const [state, ntokens, error] = value as (string | null)[];
+      info.set(k, {
+        state: (state as ChunkState) ?? 'pending',
+        ntokens: Number(ntokens ?? 0),
+        error: error ?? undefined,
+      });
+    });
+    const chunks: ChunkStatus[] = keys.map((key, index) => {
+      const c = info.get(key)!;
+      const status = c.state === 'deleting' ? 'pending' : c.state;
+      return {
+        index,
+        key,
+        tokens: c.ntokens,
+        status,
+        ...(status === 'failed' && c.error && { error: c.error }),
+      };
+    });
+    const ready = chunks.filter((c) => c.status === 'ready').length;
+    const failed = chunks.filter((c) => c.status === 'failed').length;
+    const total = chunks.length;
+    return {
+      id,
+      status: failed > 0 ? 'failed' : ready === total ? 'ready' : 'pending',
+      progress: { ready, failed, total, fraction: total === 0 ? 1 : ready / total },
+      chunks,
+      metadata: doc.meta ? (JSON.parse(doc.meta) as Record<string, unknown>) : {},
+      createdAt: doc.createdAt,
+      updatedAt: doc.updatedAt,
+    };
+  }
+
+  /** Remove a document; chunk objects no other document references are deleted. Null when unknown. */
+  async remove(id: string, lockWaitMs = 5_000): Promise<{ chunksDeleted: number } | null> {
+    const exists = await redisCall(() => this.redis.exists(this.docKey(id)));
+    if (!exists) return null;
+    await this.store.delete(manifestObjectKey(id));
+    const res = (await redisCall(() =>
+      this.redis.eval(DELETE_LUA, 2, this.docKey(id), this.gcKey, this.p, id),
+    )) as string | null;
+    if (res === null) return null; // deleted concurrently
+    return { chunksDeleted: await this.collect(parseList(res), lockWaitMs) };
+  }
+
+  /**
+   * Delete the objects of unreferenced chunks, each under its lock. Chunks whose lock cannot be taken in
+   * `lockWaitMs`, or whose deletion fails, stay in the gc set for `sweep` to retry. Returns how many
+   * objects were deleted.
+   */
+  async collect(keys: string[], lockWaitMs = 5_000): Promise<number> {
+    let deleted = 0;
+    for (const key of keys) {
+      try {
+        const done = await this.withChunkLock(key, lockWaitMs, async () => {
+          const fp = (await redisCall(() =>
+            this.redis.eval(GC_BEGIN_LUA, 3, this.refsKey(key), this.chunkHashKey(key), this.gcKey, key),
+          )) as string | null;
+          if (fp === null) return false; // referenced again: keep it
+          if (/^[0-9a-f]{64}$/.test(fp)) await this.store.delete(chunkObjectKey(fp, key));
+          await redisCall(() =>
+            this.redis.eval(GC_END_LUA, 3, this.refsKey(key), this.chunkHashKey(key), this.gcKey, key),
+          );
+          return true;
+        });
+        if (done) deleted++;
+      } catch (err) {
+        this.log.warn('chunk garbage collection deferred', { key, error: errorMessage(err) });
+      }
+    }
+    return deleted;
+  }
+
+  /** Retry garbage collection of every chunk left in the gc set. */
+  async sweep(lockWaitMs = 1_000): Promise<number> {
+    const keys = await redisCall(() => this.redis.smembers(this.gcKey));
+    return keys.length ? this.collect(keys, lockWaitMs) : 0;
+  }
+
+  /** The chunks of the given documents, in order, with their token ids. NotFoundError names unknown ids. */
+  async chunkRefs(ids: string[]): Promise<BlendChunkRef[]> {
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hget(this.docKey(id), 'chunks');
+    const replies = (await redisCall(() => pipeline.exec())) ?? [];
+    const perDoc = ids.map((id, i) => {
+      const [err, value] = replies[i] ?? [null, null];
+      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+      if (value == null) throw new NotFoundError(`document ${JSON.stringify(id)} not found`);
+      return parseList(value as string);
+    });
+    const unique = [...new Set(perDoc.flat())];
+    const tokens = unique.length
+      ? await redisCall(async () => {
+          const p = this.redis.pipeline();
+          for (const k of unique) p.hget(this.chunkHashKey(k), 'tokens');
+          return (await p.exec()) ?? [];
+        })
+      : [];
+    const byKey = new Map<string, number[]>();
+    unique.forEach((k, i) => {
+      const [err, value] = tokens[i] ?? [null, null];
+      if (err || value == null) {
+        throw new UnavailableError(`chunk ${k} has no token record (document being changed?)`);
+      }
+      byKey.set(k, JSON.parse(value as string) as number[]);
+    });
+    return perDoc.flat().map((key) => ({ key, tokenIds: byKey.get(key)! }));
+  }
+
+  // ----- used by the precompute worker -----------------------------------------------------------------
+
+  async isReferenced(key: string): Promise<boolean> {
+    return (await redisCall(() => this.redis.scard(this.refsKey(key)))) > 0;
+  }
+
+  async markReady(
+    key: string,
+    fingerprint: string,
+    result: Pick<PrecomputeJobResult, 'bytes' | 'written'>,
+  ): Promise<void> {
+    await redisCall(() =>
+      this.redis
+        .multi()
+        .hset(this.chunkHashKey(key), {
+          state: 'ready',
+          fp: fingerprint,
+          bytes: String(result.bytes),
+          written: String(result.written),
+          updatedAt: new Date().toISOString(),
+        })
+        .hdel(this.chunkHashKey(key), 'error')
+        .exec(),
+    );
+  }
+
+  async markFailed(key: string, message: string): Promise<void> {
+    await redisCall(() =>
+      this.redis.eval(
+        MARK_FAILED_LUA,
+        1,
+        this.chunkHashKey(key),
+        message.slice(0, 1000),
+        new Date().toISOString(),
+      ),
+    );
+  }
+
+  /** Chunk hash fields, for the batch summary and tests. */
+  async chunkInfo(
+    keys: string[],
+  ): Promise<Map<string, { state: ChunkState | null; written: number; bytes: number }>> {
+    const out = new Map<string, { state: ChunkState | null; written: number; bytes: number }>();
+    if (keys.length === 0) return out;
+    const p = this.redis.pipeline();
+    for (const k of keys) p.hmget(this.chunkHashKey(k), 'state', 'written', 'bytes');
+    const replies = (await redisCall(() => p.exec())) ?? [];
+    keys.forEach((k, i) => {
+      const [state, written, bytes] = (replies[i]?.[1] ?? []) as (string | null)[];
+      out.set(k, {
+        state: state as ChunkState | null,
+        written: Number(written ?? 0),
+        bytes: Number(bytes ?? 0),
+      });
+    });
+    return out;
+  }
+
+  /**
+   * Run `fn` holding the chunk's lock (SET NX with a TTL, renewed while held). Waits up to `waitMs` for
+   * the lock, then throws UnavailableError.
+   */
+  async withChunkLock<T>(key: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
+    const lock = this.lockKey(key);
+    const token = randomBytes(12).toString('hex');
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const ok = await redisCall(() => this.redis.set(lock, token, 'PX', LOCK_TTL_MS, 'NX'));
+      if (ok === 'OK') break;
+      if (Date.now() >= deadline) throw new UnavailableError(`chunk ${key} is locked by another process`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const renew = setInterval(() => {
+      this.redis.eval(EXTEND_LOCK_LUA, 1, lock, token, LOCK_TTL_MS).catch(() => undefined);
+    }, LOCK_TTL_MS / 3);
+    try {
+      return await fn();
+    } finally {
+      clearInterval(renew);
+      await this.redis.eval(RELEASE_LOCK_LUA, 1, lock, token).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import type { Config } from '../config/index.js';
+import { InferenceThread } from '../runtime/inference-thread.js';
+import type { EngineHandlers, EngineThreadInit } from './engine-handlers.js';
+
+export type EngineThread = InferenceThread<EngineHandlers>;
+
+/** The handler module beside this file: the .ts source under tests (tsx), the built .js otherwise. */
+const HANDLERS_URL = new URL(
+  import.meta.url.endsWith('.ts') ? './engine-handlers.ts' : './engine-handlers.js',
+  import.meta.url,
+);
+
+export function engineThreadInit(
+  config: Config,
+  overrides: Partial<EngineThreadInit> = {},
+): EngineThreadInit {
+  return {
+    model: config.model,
+    modelPath: [...config.modelPath],
+    executionProvider: config.executionProvider,
+    threads: 0,
+    kvStoreUrl: config.kvStoreUrl,
+    s3: { ...config.s3 },
+    diskCacheDir: config.diskCacheDir,
+    lruBytes: config.lruBytes,
+    kvDtype: config.kvDtype,
+    logLevel: config.logLevel,
+    ...overrides,
+  };
+}
+
+/** Start an inference thread that loads the model and the chunk loader; resolves once it is ready. */
+export function startEngineThread(init: EngineThreadInit): Promise<EngineThread> {
+  return InferenceThread.start<EngineHandlers>(HANDLERS_URL, init);
+}
+
+/** What the workers need of an inference thread. */
+export type EngineCaller = Pick<EngineThread, 'call' | 'terminate'>;
+
+/**
+ * An inference thread that is started again when it dies (a crash, or an out-of-memory exit): the call
+ * that saw it die fails, later calls go to the new thread.
+ */
+export class SupervisedEngineThread implements EngineCaller {
+  private current: Promise<EngineThread>;
+  private stopped = false;
+
+  private constructor(
+    private readonly init: EngineThreadInit,
+    private readonly onRestart: (reason: string) => void,
+  ) {
+    this.current = startEngineThread(init);
+  }
+
+  static async start(init: EngineThreadInit, onRestart: (reason: string) => void = () => undefined) {
+    const s = new SupervisedEngineThread(init, onRestart);
+    await s.current;
+    return s;
+  }
+
+  call: EngineThread['call'] = (method, args, transfer) =>
+    this.current.then((thread) =>
+      thread.call(method, args, transfer).catch((err: unknown) => {
+        const e = err as { code?: string; message?: string };
+        if (
+          !this.stopped &&
+          e.code === 'UNAVAILABLE' &&
+          /^inference thread (crashed|exited)/.test(e.message ?? '')
+        ) {
+          this.restart(thread, e.message ?? 'died');
+        }
+        throw err;
+      }),
+    );
+
+  private restart(dead: EngineThread, reason: string): void {
+    void this.current.then((t) => {
+      if (t !== dead || this.stopped) return;
+      this.onRestart(reason);
+      this.current = startEngineThread(this.init);
+      this.current.catch(() => undefined);
+      dead.terminate().catch(() => undefined);
+    });
+  }
+
+  async terminate(): Promise<void> {
+    this.stopped = true;
+    await (await this.current.catch(() => null))?.terminate();
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Turning a document into chunks of token ids, and the model identity the API and the batch command need
+ * for it: the fingerprint (chunk keys) and chunking + tokenization. Tokenizing a large document takes a
+ * while (llama2.c's BPE is quadratic in the length of what it encodes), so processes that serve HTTP or
+ * renew BullMQ locks run it on a thread of its own (`startTextThread`); `localIdentity` runs it in place.
+ */
+import { InvalidArgumentError } from '../errors.js';
+import type { LoadedModel, Tokenizer } from '../model/types.js';
+import { InferenceThread } from '../runtime/inference-thread.js';
+import { chunkText } from './chunker.js';
+import type { TextHandlers, TextThreadInit } from './text-handlers.js';
+
+export interface DocumentText {
+  text?: string;
+  chunks?: string[];
+}
+
+export interface TextChunk {
+  text: string;
+  tokenIds: number[];
+}
+
+export interface ModelIdentity {
+  fingerprint: string;
+  /** Split `text` (or take `chunks` as given) and tokenize each chunk; InvalidArgumentError names the field. */
+  chunkDocument(input: DocumentText, budget: number): Promise<TextChunk[]>;
+}
+
+export function splitDocument(tok: Tokenizer, input: DocumentText, budget: number): TextChunk[] {
+  if ((input.text === undefined) === (input.chunks === undefined)) {
+    throw new InvalidArgumentError('text: give exactly one of text or chunks');
+  }
+  const field = input.text !== undefined ? 'text' : 'chunks';
+  const texts = input.text !== undefined ? chunkText(input.text, tok, budget) : input.chunks!;
+  if (texts.length === 0) throw new InvalidArgumentError(`${field}: has no tokens`);
+  return texts.map((text, i) => {
+    const tokenIds = tok.encode(text);
+    if (tokenIds.length === 0) throw new InvalidArgumentError(`chunks.${i}: has no tokens`);
+    return { text, tokenIds };
+  });
+}
+
+/** Chunking in this thread (tests, tools). Keeps only the tokenizer and fingerprint of `model`. */
+export function localIdentity(model: Pick<LoadedModel, 'tokenizer' | 'fingerprint'>): ModelIdentity {
+  const { tokenizer, fingerprint } = model;
+  return {
+    fingerprint,
+    chunkDocument: async (input, budget) => splitDocument(tokenizer, input, budget),
+  };
+}
+
+const HANDLERS_URL = new URL(
+  import.meta.url.endsWith('.ts') ? './text-handlers.ts' : './text-handlers.js',
+  import.meta.url,
+);
+
+/** A thread that loads the model's tokenizer and chunks documents; resolves once the model is loaded. */
+export async function startTextThread(
+  init: TextThreadInit,
+): Promise<{ identity: ModelIdentity; close(): Promise<void> }> {
+  const thread = await InferenceThread.start<TextHandlers>(HANDLERS_URL, init);
+  try {
+    const { fingerprint } = await thread.call('info', []);
+    return {
+      identity: {
+        fingerprint,
+        chunkDocument: (input, budget) => thread.call('chunkDocument', [input, budget]),
+      },
+      close: () => thread.terminate(),
+    };
+  } catch (err) {
+    await thread.terminate();
+    throw err;
+  }
+}
