@@ -320,27 +320,28 @@ export async function blendPrefill(
       active = nextActive;
       hidden = nextHidden;
     }
-    // Active tokens attend over the whole mixed cache (context rows; stale rows of active tokens hidden).
-    const excluded = new Uint8Array(lay.contextEnd);
-    let ctxActive = 0;
-    for (const i of active) {
-      if (i < lay.contextEnd) {
-        excluded[i] = 1;
-        ctxActive++;
-      }
+    // Active tokens attend by position over the whole mixed cache. Rows of active tokens not computed yet
+    // at this layer (stale context rows, unwritten question rows) stay hidden; blocks of prefill size keep
+    // the score tensors small, each block seeing the fresh rows the blocks before it wrote.
+    const notYetComputed = new Uint8Array(N);
+    for (const i of active) notYetComputed[i] = 1;
+    const outs: Float32Array[] = [];
+    for (let s = 0; s < active.length; s += B) {
+      const idx = active.subarray(s, Math.min(active.length, s + B));
+      const out = await engine.runLayer(
+        l,
+        hidden.subarray(s * D, (s + idx.length) * D),
+        engine.rope(idx),
+        cache.keys[l].subarray(0, N * row),
+        cache.values[l].subarray(0, N * row),
+        buildMask(idx, promptPositions, notYetComputed),
+      );
+      cache.writeRowsAt(l, idx, out.k, out.v);
+      for (const i of idx) notYetComputed[i] = 0;
+      outs.push(out.hidden);
     }
-    const mask = buildMask(active, ctxPositions, excluded);
-    const out = await engine.runLayer(
-      l,
-      hidden,
-      engine.rope(active),
-      cache.keys[l].subarray(0, lay.contextEnd * row),
-      cache.values[l].subarray(0, lay.contextEnd * row),
-      mask,
-    );
-    cache.writeRowsAt(l, active, out.k, out.v);
-    hidden = out.hidden;
-    if (l === checkLayer) recomputed = ctxActive;
+    hidden = concatFloat32(outs);
+    if (l === checkLayer) recomputed = active.filter((i) => i < lay.contextEnd).length;
   }
   cache.commit(Int32Array.from({ length: N }, (_, i) => i));
   const logits = await engine.logits(hidden.subarray(hidden.length - D));
