@@ -111,6 +111,15 @@ export function topK(scores: Float64Array, count: number): number[] {
   return idx.slice(0, count).sort((a, b) => a - b);
 }
 
+/**
+ * Block size for the selective layers. The selected tokens are spread over the whole prompt, so splitting
+ * them into a few position-ordered blocks lets early blocks skip the keys after them (as causal prefill
+ * does), at the price of smaller matrix products. Four blocks: blend at 4×512 went from 864 to 774 ms (CPU).
+ */
+function selectiveBlock(active: number, prefillBlock: number): number {
+  return Math.min(prefillBlock, Math.max(64, Math.ceil(active / 4)));
+}
+
 interface Layout {
   promptIds: number[];
   /** Prompt index where each chunk starts. */
@@ -152,9 +161,10 @@ async function fillLayer(
     waited += performance.now() - t0;
     pending.delete(key);
     const n = chunks[c].tokenIds.length;
-    const rowsK = k.slice(0, n * KV * hd);
-    rotateKeys(rowsK, n, KV, hd, ropeLayout, engine.invFreq, offsets[c] - 1);
-    cache.writeRows(l, offsets[c], rowsK, v.subarray(0, n * KV * hd));
+    // Copy into the cache, then rotate there: the source (an LRU entry, say) must stay as stored.
+    cache.writeRows(l, offsets[c], k.subarray(0, n * KV * hd), v.subarray(0, n * KV * hd));
+    const rows = cache.keys[l].subarray(offsets[c] * KV * hd, (offsets[c] + n) * KV * hd);
+    rotateKeys(rows, n, KV, hd, ropeLayout, engine.invFreq, offsets[c] - 1);
   }
   return waited;
 }
@@ -326,15 +336,18 @@ export async function blendPrefill(
     const notYetComputed = new Uint8Array(N);
     for (const i of active) notYetComputed[i] = 1;
     const outs: Float32Array[] = [];
-    for (let s = 0; s < active.length; s += B) {
-      const idx = active.subarray(s, Math.min(active.length, s + B));
+    const block = selectiveBlock(active.length, B);
+    for (let s = 0; s < active.length; s += block) {
+      const idx = active.subarray(s, Math.min(active.length, s + block));
+      // Active tokens are in prompt order, so this block needs only the rows up to its last token.
+      const end = idx[idx.length - 1] + 1;
       const out = await engine.runLayer(
         l,
         hidden.subarray(s * D, (s + idx.length) * D),
         engine.rope(idx),
-        cache.keys[l].subarray(0, N * row),
-        cache.values[l].subarray(0, N * row),
-        buildMask(idx, promptPositions, notYetComputed),
+        cache.keys[l].subarray(0, end * row),
+        cache.values[l].subarray(0, end * row),
+        buildMask(idx, promptPositions.subarray(0, end), notYetComputed.subarray(0, end)),
       );
       cache.writeRowsAt(l, idx, out.k, out.v);
       for (const i of idx) notYetComputed[i] = 0;
