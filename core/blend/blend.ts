@@ -112,12 +112,14 @@ export function topK(scores: Float64Array, count: number): number[] {
 }
 
 /**
- * Block size for the selective layers. The selected tokens are spread over the whole prompt, so splitting
- * them into a few position-ordered blocks lets early blocks skip the keys after them (as causal prefill
- * does), at the price of smaller matrix products. Four blocks: blend at 4×512 went from 864 to 774 ms (CPU).
+ * Block size for the selective layers. The selected tokens are spread over the whole prompt; on the CPU,
+ * splitting them into four position-ordered blocks lets early blocks skip the keys after them (as causal
+ * prefill does), at the price of smaller matrix products: blend at 4×512 went from 864 to 774 ms. On a GPU
+ * provider every extra run copies the cache to the device again, so there it runs as few blocks as it can.
  */
-function selectiveBlock(active: number, prefillBlock: number): number {
-  return Math.min(prefillBlock, Math.max(64, Math.ceil(active / 4)));
+function selectiveBlock(engine: Engine, active: number): number {
+  const B = engine.prefillBlock;
+  return engine.executionProvider === 'cpu' ? Math.min(B, Math.max(64, Math.ceil(active / 4))) : B;
 }
 
 interface Layout {
@@ -336,7 +338,7 @@ export async function blendPrefill(
     const notYetComputed = new Uint8Array(N);
     for (const i of active) notYetComputed[i] = 1;
     const outs: Float32Array[] = [];
-    const block = selectiveBlock(active.length, B);
+    const block = selectiveBlock(engine, active.length);
     for (let s = 0; s < active.length; s += block) {
       const idx = active.subarray(s, Math.min(active.length, s + block));
       // Active tokens are in prompt order, so this block needs only the rows up to its last token.

@@ -87,7 +87,7 @@ export class Engine {
       executionMode: 'sequential',
       // One session per layer means one intra-op pool per layer: spinning pools of idle layers steal the
       // cores from the running one (measured 1.6x slower prefill on 2 cores), so they sleep instead.
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
+      ...(ep === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
     };
     const cfg = model.config;
     const layers: ort.InferenceSession[] = [];
