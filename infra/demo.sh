@@ -28,20 +28,23 @@ curl -sf "${base}/readyz" >/dev/null || { echo "demo: the service did not become
 
 post() { curl -sS -X POST "${base}$1" -H 'content-type: application/json' -d "$2"; echo; }
 
-echo "demo: POST /v1/documents"
-post /v1/documents '{"id": "lily", "text": "Once upon a time, there was a little girl named Lily. She had a red ball and she loved to play with it in the park.\n\nOne day, a big dog came to the park. The dog saw the red ball and wanted to play too."}'
+echo "demo: POST /v1/documents (two documents)"
+post /v1/documents '{"id": "lily", "text": "Once upon a time, there was a little girl named Lily. She had a red ball and she loved to play with it in the park."}'
+post /v1/documents '{"id": "dog", "text": "One day, a big dog came to the park. The dog saw the red ball and wanted to play too."}'
 
-for _ in $(seq 1 120); do
-  status=$(curl -sS "${base}/v1/documents/lily")
-  case "$status" in *'"status":"ready"'*) break ;; *'"status":"failed"'*) echo "$status"; exit 1 ;; esac
-  sleep 0.5
+for doc in lily dog; do
+  for _ in $(seq 1 120); do
+    status=$(curl -sS "${base}/v1/documents/${doc}")
+    case "$status" in *'"status":"ready"'*) break ;; *'"status":"failed"'*) echo "$status"; exit 1 ;; esac
+    sleep 0.5
+  done
+  echo "demo: GET /v1/documents/${doc}"
+  echo "$status"
 done
-echo "demo: GET /v1/documents/lily"
-echo "$status"
 
 for mode in blend full; do
   echo "demo: POST /v1/query (mode ${mode})"
-  post /v1/query "{\"question\": \"Lily threw the ball and the dog\", \"documents\": [\"lily\"], \"mode\": \"${mode}\", \"maxTokens\": 24}"
+  post /v1/query "{\"question\": \"Lily threw the ball and the dog\", \"documents\": [\"lily\", \"dog\"], \"mode\": \"${mode}\", \"maxTokens\": 24}"
 done
 
 echo "demo: the service keeps running on ${base} (Ctrl-C to stop)"
