@@ -25,11 +25,7 @@ import {
 import { closeRedis, createRedis, withTimeout } from '../core/queue/redis.js';
 import { DocumentService } from '../core/service/documents.js';
 import type { EngineInfo, EngineThreadInit } from '../core/service/engine-handlers.js';
-import {
-  SupervisedEngineThread,
-  engineThreadInit,
-  type EngineCaller,
-} from '../core/service/engine-thread.js';
+import { workerEngineThread, type EngineCaller } from '../core/service/engine-thread.js';
 import { silentLogger, type Logger } from '../core/service/log.js';
 import { metrics } from '../core/service/metrics.js';
 import { openObjectStore } from '../core/storage/index.js';
@@ -92,12 +88,7 @@ async function existingObject(
 export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Promise<PrecomputeWorker> {
   const { config } = opts;
   const log = opts.log ?? silentLogger;
-  const ownThread = !opts.thread;
-  const thread =
-    opts.thread ??
-    (await SupervisedEngineThread.start(engineThreadInit(config, opts.threadInit), (reason) =>
-      log.error('inference thread died; starting a new one', { reason }),
-    ));
+  const { thread, ownThread } = await workerEngineThread(config, opts, log);
   const info = await thread.call('info', []);
   const store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
   const redis: Redis = createRedis(config.redisUrl, 'worker');

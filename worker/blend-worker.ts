@@ -16,11 +16,7 @@ import {
 } from '../core/queue/contracts.js';
 import { closeRedis, createRedis, withTimeout } from '../core/queue/redis.js';
 import type { EngineInfo, EngineThreadInit } from '../core/service/engine-handlers.js';
-import {
-  SupervisedEngineThread,
-  engineThreadInit,
-  type EngineCaller,
-} from '../core/service/engine-thread.js';
+import { workerEngineThread, type EngineCaller } from '../core/service/engine-thread.js';
 import { silentLogger, type Logger } from '../core/service/log.js';
 import { metrics, observeBlend } from '../core/service/metrics.js';
 
@@ -45,12 +41,7 @@ const UNRECOVERABLE = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'KV_MISMATCH', '
 export async function startBlendWorker(opts: BlendWorkerOptions): Promise<BlendWorker> {
   const { config } = opts;
   const log = opts.log ?? silentLogger;
-  const ownThread = !opts.thread;
-  const thread =
-    opts.thread ??
-    (await SupervisedEngineThread.start(engineThreadInit(config, opts.threadInit), (reason) =>
-      log.error('inference thread died; starting a new one', { reason }),
-    ));
+  const { thread, ownThread } = await workerEngineThread(config, opts, log);
   const info = await thread.call('info', []);
   const connection = createRedis(config.redisUrl, 'worker');
   const m = metrics();

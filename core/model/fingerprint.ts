@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ModelConfig, ModelWeights } from './types.js';
+import { layerTensors, type ModelConfig, type ModelWeights } from './types.js';
 
 /** sha256 over the normalized config and every weight's bytes: two models share KV only if this matches. */
 export function fingerprintModel(config: ModelConfig, weights: ModelWeights): string {
@@ -10,21 +10,7 @@ export function fingerprintModel(config: ModelConfig, weights: ModelWeights): st
   };
   add(weights.embedTokens);
   for (const l of weights.layers) {
-    for (const a of [
-      l.attnNorm,
-      l.wq,
-      l.wk,
-      l.wv,
-      l.wo,
-      l.bq,
-      l.bk,
-      l.bv,
-      l.mlpNorm,
-      l.wGate,
-      l.wUp,
-      l.wDown,
-    ])
-      add(a);
+    for (const a of layerTensors(l)) add(a);
   }
   add(weights.finalNorm);
   if (weights.lmHead !== weights.embedTokens) add(weights.lmHead);

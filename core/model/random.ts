@@ -1,6 +1,12 @@
 import { fingerprintModel } from './fingerprint.js';
 import { seededRandom } from './generate.js';
-import type { LayerWeights, LoadedModel, ModelConfig, Tokenizer } from './types.js';
+import {
+  layerTensors,
+  type LayerWeights,
+  type LoadedModel,
+  type ModelConfig,
+  type Tokenizer,
+} from './types.js';
 
 /** Shape of a randomly initialised Llama for benchmarks; the rest of ModelConfig gets Llama defaults. */
 export interface RandomModelShape {
@@ -108,21 +114,7 @@ export function parameterCount(m: LoadedModel): number {
   const w = m.weights;
   let n = w.embedTokens.length + w.finalNorm.length + (w.lmHead === w.embedTokens ? 0 : w.lmHead.length);
   for (const l of w.layers) {
-    for (const a of [
-      l.attnNorm,
-      l.wq,
-      l.wk,
-      l.wv,
-      l.wo,
-      l.bq,
-      l.bk,
-      l.bv,
-      l.mlpNorm,
-      l.wGate,
-      l.wUp,
-      l.wDown,
-    ])
-      n += a?.length ?? 0;
+    for (const a of layerTensors(l)) n += a?.length ?? 0;
   }
   return n;
 }

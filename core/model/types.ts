@@ -54,6 +54,11 @@ export interface LayerWeights {
   wDown: Float32Array; // [hidden, intermediate]  (llama2.c w2)
 }
 
+/** Every tensor of a layer, in a fixed order (absent biases as null): for hashing and counting. */
+export function layerTensors(l: LayerWeights): (Float32Array | null)[] {
+  return [l.attnNorm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.mlpNorm, l.wGate, l.wUp, l.wDown];
+}
+
 export interface ModelWeights {
   embedTokens: Float32Array; // [vocab, hidden]
   layers: LayerWeights[];

@@ -88,3 +88,19 @@ export class SupervisedEngineThread implements EngineCaller {
     await (await this.current.catch(() => null))?.terminate();
   }
 }
+
+/**
+ * The inference thread a worker uses: the one it was given (shared, not its to stop), or a supervised one
+ * of its own started from the config.
+ */
+export async function workerEngineThread(
+  config: Config,
+  opts: { thread?: EngineCaller; threadInit?: Partial<EngineThreadInit> },
+  log: { error(msg: string, fields?: Record<string, unknown>): void },
+): Promise<{ thread: EngineCaller; ownThread: boolean }> {
+  if (opts.thread) return { thread: opts.thread, ownThread: false };
+  const thread = await SupervisedEngineThread.start(engineThreadInit(config, opts.threadInit), (reason) =>
+    log.error('inference thread died; starting a new one', { reason }),
+  );
+  return { thread, ownThread: true };
+}
