@@ -3,13 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blendPrefill, memorySource, precomputeChunk, type ChunkCacheData } from '../core/blend/blend.js';
 import { measureFidelity, type FidelityRow } from '../core/blend/fidelity.js';
-import { openStoredChunk } from '../core/blend/store-source.js';
 import type { BlendMode, BlendOptions, ChunkKvSource } from '../core/blend/types.js';
 import { chunkKey, chunkObjectKey, encodeChunkKv } from '../core/kv/format.js';
 import { Engine, type ExecutionProvider } from '../core/model/engine.js';
 import { seededRandom } from '../core/model/generate.js';
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
+import { emptyCacheStats } from '../core/queue/contracts.js';
+import { TieredChunkLoader } from '../core/service/chunk-loader.js';
 import { FileObjectStore } from '../core/storage/file.js';
 import { lineChart, machine, printTable, timeMedian, writeResult, type Series } from './common.js';
 import { STORY_SETS } from './story-sets.js';
@@ -51,10 +52,10 @@ for (const len of [...new Set(CONTEXTS.map((c) => c.len))]) {
   const list = [];
   for (let i = 0; i < maxChunks; i++) {
     const data = await precomputeChunk(engine, randomIds(len));
-    const key = chunkObjectKey(model.fingerprint, chunkKey(model.fingerprint, data.tokenIds));
+    const key = chunkKey(model.fingerprint, data.tokenIds);
     const { numKvHeads: kvHeads, headDim } = model.config;
     await store.put(
-      key,
+      chunkObjectKey(model.fingerprint, key),
       encodeChunkKv({ ...data, fingerprint: model.fingerprint, kvHeads, headDim }, 'float16'),
     );
     list.push({ data, key });
@@ -62,21 +63,26 @@ for (const len of [...new Set(CONTEXTS.map((c) => c.len))]) {
   chunksByLen.set(len, list);
 }
 
+const fileLoader = new TieredChunkLoader({
+  store,
+  disk: null,
+  lruBytes: 0,
+  fingerprint: model.fingerprint,
+  numLayers: L,
+  kvHeads: model.config.numKvHeads,
+  headDim: model.config.headDim,
+  compute: () => Promise.reject(new Error('the benchmark stores every chunk beforehand')),
+});
+
 type Tier = 'memory' | 'file';
 async function sources(tier: Tier, n: number, len: number): Promise<ChunkKvSource[]> {
   const list = chunksByLen.get(len)!.slice(0, n);
   if (tier === 'memory') return list.map((c) => memorySource(c.data));
-  return Promise.all(
-    list.map(async (c) => {
-      const s = await openStoredChunk(store, c.key, {
-        tokenIds: c.data.tokenIds,
-        numLayers: L,
-        fingerprint: model.fingerprint,
-      });
-      if (!s) throw new Error(`missing ${c.key}`);
-      return s;
-    }),
-  );
+  // The blend worker's own loader, with the LRU and disk tiers off: every layer comes from the store.
+  const stats = emptyCacheStats();
+  const sources = await Promise.all(list.map((c) => fileLoader.open(c.key, c.data.tokenIds, stats)));
+  if (stats.misses > 0 || stats.corrupt > 0) throw new Error('a stored chunk cache was not usable');
+  return sources;
 }
 
 const modes: { mode: BlendMode; opts: BlendOptions }[] = [
