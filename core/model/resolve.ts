@@ -8,6 +8,7 @@ import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ModelLoadError, NotFoundError, errorMessage } from '../errors.js';
+import { exists } from '../util/fs.js';
 
 export interface ResolveOptions {
   /** Folders to look in; default: CACHEBLEND_MODEL_PATH, ':'-separated. */
@@ -49,15 +50,6 @@ export function repoFolderName(repo: string): string {
 async function isDir(p: string): Promise<boolean> {
   try {
     return (await stat(p)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
   } catch {
     return false;
   }

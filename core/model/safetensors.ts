@@ -7,10 +7,11 @@
  * `{dtype, shape, data_offsets: [begin, end]}` (offsets relative to the first byte after the header, plus an
  * optional `__metadata__` string map), then the data buffer.
  */
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelLoadError, errorMessage } from '../errors.js';
 import { float16BitsToFloat32 } from '../util/half.js';
+import { exists } from '../util/fs.js';
 
 export type SafetensorsDtype =
   'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2';
@@ -361,14 +362,5 @@ export class SafetensorsCheckpoint {
 
   async close(): Promise<void> {
     await Promise.all(this.files.map((f) => f.close()));
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await stat(p);
-    return true;
-  } catch {
-    return false;
   }
 }
