@@ -207,6 +207,8 @@ export async function blendPrefill(
   const lay = layout(cfg.bosTokenId, chunks, questionIds);
   const N = lay.promptIds.length;
   const contextTokens = lay.contextEnd - 1;
+  // Prompt index = RoPE position for every row; views of this one array serve every mode.
+  const promptPositions = Int32Array.from({ length: N }, (_, i) => i);
   const cache = engine.newCache(N + extraCapacity);
   const result = (
     firstTokenLogits: Float32Array,
@@ -248,7 +250,7 @@ export async function blendPrefill(
       prefetch(first, l + 1, cfg.numLayers, pending);
       waited += await fillLayer(engine, cache, l, first, lay.offsets, pending);
     }
-    cache.commit(Int32Array.from({ length: end }, (_, i) => i));
+    cache.commit(promptPositions.subarray(0, end));
     const logits = await engine.forward(cache, lay.promptIds.slice(end));
     return result(logits, lay.contextEnd - end, 1, waited);
   }
@@ -258,7 +260,6 @@ export async function blendPrefill(
     ? controllerRatio({ ...opts.controller, contextTokens })
     : (opts.gradualRatios?.[0] ?? opts.ratio ?? 0.15);
   const checkLayer = opts.mode === 'blend' ? (opts.checkLayer ?? 1) : 0;
-  const ctxPositions = Int32Array.from({ length: lay.contextEnd }, (_, i) => i);
   let waited = 0;
   prefetch(chunks, checkLayer, cfg.numLayers, pending);
   for (let l = 0; l < cfg.numLayers; l++) cache.writeRows(l, 0, bos.k[l], bos.v[l]);
@@ -268,7 +269,7 @@ export async function blendPrefill(
       prefetch(chunks, l + 1, cfg.numLayers, pending);
       waited += await fillLayer(engine, cache, l, chunks, lay.offsets, pending);
     }
-    cache.commit(ctxPositions);
+    cache.commit(promptPositions.subarray(0, lay.contextEnd));
     const logits = await engine.forward(cache, questionIds);
     return result(logits, 0, 0, waited);
   }
@@ -276,13 +277,11 @@ export async function blendPrefill(
   // blend. Layers below the check layer: recompute every token (their cached rows are never loaded).
   const D = cfg.hiddenSize;
   const row = cache.rowSize;
-  const allIdx = Int32Array.from({ length: N - 1 }, (_, i) => i + 1);
-  let active: Int32Array = allIdx; // prompt indices computed at the current layer
+  let active: Int32Array = promptPositions.subarray(1); // prompt indices computed at the current layer
   let hidden = engine.embed(lay.promptIds.slice(1));
   // In prefill-sized blocks, as Engine.forward does: each block attends to BOS, the earlier blocks' fresh
   // rows of this layer, and itself.
   const B = engine.prefillBlock;
-  const promptPositions = Int32Array.from({ length: N }, (_, i) => i);
   for (let l = 0; l < checkLayer; l++) {
     const outs: Float32Array[] = [];
     for (let s = 0; s < N - 1; s += B) {
@@ -358,7 +357,7 @@ export async function blendPrefill(
     hidden = concatFloat32(outs);
     if (l === checkLayer) recomputed = active.filter((i) => i < lay.contextEnd).length;
   }
-  cache.commit(Int32Array.from({ length: N }, (_, i) => i));
+  cache.commit(promptPositions);
   const logits = await engine.logits(hidden.subarray(hidden.length - D));
   return result(logits, recomputed, ratio, waited);
 }

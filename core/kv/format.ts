@@ -122,11 +122,6 @@ export function encodeChunkKv(kv: ChunkKv, dtype: KvDtype = 'float16'): Buffer {
   return buf;
 }
 
-/** Bytes a reader should fetch first to be sure of holding the whole header for up to `maxTokens`. */
-export function headerProbeBytes(maxTokens: number, maxLayers = 256): number {
-  return headerBytesFor(maxTokens, maxLayers);
-}
-
 /** Parse and validate the header; `buf` may hold just the header or the whole object. */
 export function decodeKvHeader(buf: Uint8Array): KvHeader {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);

@@ -84,7 +84,18 @@ export const PRECOMPUTE_JOB_OPTIONS = {
   removeOnFail: true,
 } as const;
 
-const INGEST_LUA = `
+/** Drop document `id`'s reference to chunk `k`; a chunk no document references goes to the gc set. */
+const RELEASE_REF_LUA = `
+local function release(p, id, k, gcKey, orphans)
+  redis.call('SREM', p .. 'refs:' .. k, id)
+  if redis.call('SCARD', p .. 'refs:' .. k) == 0 then
+    redis.call('SADD', gcKey, k)
+    table.insert(orphans, k)
+  end
+end
+`;
+
+const INGEST_LUA = `${RELEASE_REF_LUA}
 local p = ARGV[1]
 local id = ARGV[2]
 local now = ARGV[3]
@@ -115,11 +126,7 @@ if old then
   for _, k in ipairs(cjson.decode(old)) do
     if not seen[k] then
       seen[k] = true
-      redis.call('SREM', p .. 'refs:' .. k, id)
-      if redis.call('SCARD', p .. 'refs:' .. k) == 0 then
-        redis.call('SADD', KEYS[2], k)
-        table.insert(orphans, k)
-      end
+      release(p, id, k, KEYS[2], orphans)
     end
   end
 end
@@ -127,7 +134,7 @@ redis.call('HSET', KEYS[1], 'id', id, 'chunks', ARGV[5], 'meta', ARGV[4], 'creat
 return {cjson.encode(enqueue), cjson.encode(ready), cjson.encode(orphans)}
 `;
 
-const DELETE_LUA = `
+const DELETE_LUA = `${RELEASE_REF_LUA}
 local p = ARGV[1]
 local id = ARGV[2]
 local chunks = redis.call('HGET', KEYS[1], 'chunks')
@@ -138,11 +145,7 @@ local seen = {}
 for _, k in ipairs(cjson.decode(chunks)) do
   if not seen[k] then
     seen[k] = true
-    redis.call('SREM', p .. 'refs:' .. k, id)
-    if redis.call('SCARD', p .. 'refs:' .. k) == 0 then
-      redis.call('SADD', KEYS[2], k)
-      table.insert(orphans, k)
-    end
+    release(p, id, k, KEYS[2], orphans)
   end
 end
 return cjson.encode(orphans)
