@@ -1,7 +1,9 @@
 import ort from 'onnxruntime-node';
 import { InvalidArgumentError } from '../errors.js';
 import { inverseFrequencies, ropeTables } from '../kv/rope.js';
+import { DeviceKvCache, DeviceRunner } from './device.js';
 import { KvCache } from './kv-cache.js';
+import type { DeviceDtype } from './onnx/device-graphs.js';
 import { buildHeadGraph, buildKvProjectionGraph, buildLayerGraph } from './onnx/graphs.js';
 import type { LoadedModel, ModelConfig } from './types.js';
 
@@ -19,7 +21,19 @@ export interface EngineOptions {
    * about twice as fast at 2,048 tokens on the 2-core CPU.
    */
   prefillBlock?: number;
+  /**
+   * WebGPU only: keep hidden states and KV caches on the GPU between runs (default true). Off, the
+   * WebGPU engine runs the per-layer graphs with host copies, like the CPU.
+   */
+  deviceResident?: boolean;
+  /** Precision of weights, activations and KV on the device (default float32); the CPU is always fp32. */
+  deviceDtype?: DeviceDtype;
+  /** Longest run of new tokens per device call (default 4096). */
+  deviceBlock?: number;
 }
+
+/** A sequence's KV cache: on the host (CPU, or a GPU engine's host-copy path) or on the device. */
+export type SequenceCache = KvCache | DeviceKvCache;
 
 /** Additive attention mask value for "may not attend"; finite so a WebGPU softmax never sees -inf - -inf. */
 export const MASKED = -1e9;
@@ -64,17 +78,39 @@ export class Engine {
   readonly config: ModelConfig;
   readonly invFreq: Float64Array;
   private readonly kvProjSessions = new Map<number, Promise<ort.InferenceSession>>();
+  private readonly layers: Promise<ort.InferenceSession>[] = [];
+  private head: Promise<ort.InferenceSession> | null = null;
 
   private constructor(
     readonly model: LoadedModel,
-    private readonly layers: ort.InferenceSession[],
-    private readonly head: ort.InferenceSession,
     private readonly sessionOptions: ort.InferenceSession.SessionOptions,
     readonly executionProvider: ExecutionProvider,
     readonly prefillBlock: number,
+    private readonly emitPresent: boolean,
+    /** Device-resident execution (WebGPU), or null: every run copies its inputs and outputs. */
+    readonly device: DeviceRunner | null,
   ) {
     this.config = model.config;
     this.invFreq = inverseFrequencies(model.config);
+  }
+
+  /** The per-layer graph of the host path, created on first use (a device-resident engine rarely needs it). */
+  private layerSession(l: number): Promise<ort.InferenceSession> {
+    if (!this.layers[l]) {
+      const bytes = buildLayerGraph(this.config, this.model.weights.layers[l], l, {
+        emitPresent: this.emitPresent,
+      });
+      this.layers[l] = ort.InferenceSession.create(bytes, this.sessionOptions);
+    }
+    return this.layers[l];
+  }
+
+  private headSession(): Promise<ort.InferenceSession> {
+    this.head ??= ort.InferenceSession.create(
+      buildHeadGraph(this.config, this.model.weights.finalNorm, this.model.weights.lmHead),
+      this.sessionOptions,
+    );
+    return this.head;
   }
 
   static async create(model: LoadedModel, opts: EngineOptions = {}): Promise<Engine> {
@@ -89,21 +125,37 @@ export class Engine {
       // cores from the running one (measured 1.6x slower prefill on 2 cores), so they sleep instead.
       ...(ep === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
     };
-    const cfg = model.config;
-    const layers: ort.InferenceSession[] = [];
-    for (let l = 0; l < cfg.numLayers; l++) {
-      const bytes = buildLayerGraph(cfg, model.weights.layers[l], l, { emitPresent: opts.emitPresent });
-      layers.push(await ort.InferenceSession.create(bytes, sessionOptions));
-    }
-    const head = await ort.InferenceSession.create(
-      buildHeadGraph(cfg, model.weights.finalNorm, model.weights.lmHead),
+    const device =
+      ep === 'webgpu' && (opts.deviceResident ?? true)
+        ? new DeviceRunner(model, opts.deviceDtype ?? 'float32', sessionOptions, opts.deviceBlock ?? 4096)
+        : null;
+    const engine = new Engine(
+      model,
       sessionOptions,
+      ep,
+      opts.prefillBlock ?? 512,
+      opts.emitPresent ?? false,
+      device,
     );
-    return new Engine(model, layers, head, sessionOptions, ep, opts.prefillBlock ?? 512);
+    if (device) {
+      // Fail here, not on the first request, when the provider cannot run: one token through the model.
+      const probe = new DeviceKvCache();
+      await device.forward(probe, [model.config.bosTokenId]);
+      probe.dispose();
+    } else {
+      for (let l = 0; l < model.config.numLayers; l++) await engine.layerSession(l);
+      await engine.headSession();
+    }
+    return engine;
   }
 
   newCache(capacity = 64): KvCache {
     return new KvCache(this.config.numLayers, this.config.numKvHeads, this.config.headDim, capacity);
+  }
+
+  /** An empty cache for generating a sequence: on the device when the engine is device-resident. */
+  newSequenceCache(capacity = 64): SequenceCache {
+    return this.device ? new DeviceKvCache() : this.newCache(capacity);
   }
 
   embed(ids: readonly number[]): Float32Array {
@@ -145,7 +197,7 @@ export class Engine {
       past_v: new ort.Tensor('float32', pastV, [S, KV, hd]),
       mask: new ort.Tensor('float32', mask, [T, S + T]),
     };
-    const out = await this.layers[layer].run(feeds);
+    const out = await (await this.layerSession(layer)).run(feeds);
     const k = out.k ?? out.present_k;
     const v = out.v ?? out.present_v;
     return {
@@ -184,7 +236,8 @@ export class Engine {
   /** Logits [N, vocab] of N final hidden states. */
   async logits(hidden: Float32Array): Promise<Float32Array> {
     const D = this.config.hiddenSize;
-    const out = await this.head.run({ hidden: new ort.Tensor('float32', hidden, [hidden.length / D, D]) });
+    const session = await this.headSession();
+    const out = await session.run({ hidden: new ort.Tensor('float32', hidden, [hidden.length / D, D]) });
     return out.logits.data as Float32Array;
   }
 
@@ -193,10 +246,18 @@ export class Engine {
    * their K/V into the cache. Returns the logits of the rows selected by `logitRows`.
    */
   async forward(
-    cache: KvCache,
+    cache: SequenceCache,
     ids: readonly number[],
     opts: { positions?: ArrayLike<number>; logitRows?: 'last' | 'all' | 'none' } = {},
   ): Promise<Float32Array> {
+    if (cache instanceof DeviceKvCache) {
+      if (opts.positions || opts.logitRows === 'all') {
+        throw new InvalidArgumentError(
+          'a device cache appends at the next position and returns the last logits',
+        );
+      }
+      return this.device!.forward(cache, ids);
+    }
     const T = ids.length;
     if (T === 0) throw new InvalidArgumentError('forward needs at least one token');
     const start = cache.length === 0 ? 0 : cache.positions[cache.length - 1] + 1;
@@ -243,9 +304,10 @@ export class Engine {
   }
 
   async dispose(): Promise<void> {
-    for (const s of this.layers) await s.release();
-    await this.head.release();
+    for (const s of this.layers) if (s) await (await s).release();
+    if (this.head) await (await this.head).release();
     for (const s of this.kvProjSessions.values()) await (await s).release();
+    await this.device?.dispose();
   }
 }
 

@@ -1,12 +1,22 @@
 import onnxProto from 'onnx-proto';
+import { float32ToFloat16Bits } from '../../util/half.js';
 
 const { onnx } = onnxProto;
-type DataType = 'float' | 'int64';
+export type DataType = 'float' | 'float16' | 'int64' | 'int32' | 'bool';
 
-const ELEM: Record<DataType, number> = {
+export const ELEM: Record<DataType, number> = {
   float: onnx.TensorProto.DataType.FLOAT,
+  float16: onnx.TensorProto.DataType.FLOAT16,
   int64: onnx.TensorProto.DataType.INT64,
+  int32: onnx.TensorProto.DataType.INT32,
+  bool: onnx.TensorProto.DataType.BOOL,
 };
+
+function toFloat16(data: Float32Array): Uint16Array {
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = float32ToFloat16Bits(data[i]);
+  return out;
+}
 
 /** A symbolic or fixed dimension of a graph input/output. */
 export type Dim = number | string;
@@ -38,16 +48,20 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, type, dims));
   }
 
-  /** A float initializer; `data` is referenced, not copied, until the model is serialized. */
-  weight(name: string, data: Float32Array, dims: number[]): string {
+  /**
+   * A float initializer; `data` is referenced, not copied, until the model is serialized. With `type`
+   * 'float16' the values are rounded to half precision (a new array).
+   */
+  weight(name: string, data: Float32Array, dims: number[], type: 'float' | 'float16' = 'float'): string {
     const expected = dims.reduce((a, b) => a * b, 1);
     if (expected !== data.length)
       throw new Error(`initializer ${name}: ${data.length} values for dims ${dims}`);
+    const raw = type === 'float16' ? toFloat16(data) : data;
     this.initializers.push({
       name,
-      dataType: ELEM.float,
+      dataType: ELEM[type],
       dims,
-      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      rawData: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength),
     });
     return name;
   }
@@ -64,13 +78,20 @@ export class GraphBuilder {
     return name;
   }
 
-  scalar(value: number, hint = 'scalar'): string {
+  scalar(value: number, hint = 'scalar', type: 'float' | 'float16' = 'float'): string {
+    const name = this.fresh(hint);
+    const raw = type === 'float16' ? toFloat16(new Float32Array([value])) : new Float32Array([value]);
+    this.initializers.push({ name, dataType: ELEM[type], dims: [], rawData: new Uint8Array(raw.buffer) });
+    return name;
+  }
+
+  int32s(values: number[], hint = 'const'): string {
     const name = this.fresh(hint);
     this.initializers.push({
       name,
-      dataType: ELEM.float,
-      dims: [],
-      rawData: new Uint8Array(new Float32Array([value]).buffer),
+      dataType: ELEM.int32,
+      dims: [values.length],
+      rawData: new Uint8Array(new Int32Array(values).buffer),
     });
     return name;
   }
@@ -93,6 +114,11 @@ export class GraphBuilder {
   /** Single-output convenience. */
   o(opType: string, inputs: string[], attrs: Record<string, number | number[] | string> = {}): string {
     return this.op(opType, inputs, attrs)[0];
+  }
+
+  /** Names of the graph outputs declared so far. */
+  outputNames(): string[] {
+    return this.outputs.map((o) => o.name ?? '');
   }
 
   toBytes(opset = 17): Uint8Array {

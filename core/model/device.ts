@@ -1,0 +1,392 @@
+import ort from 'onnxruntime-node';
+import { InvalidArgumentError } from '../errors.js';
+import { inverseFrequencies, ropeTables } from '../kv/rope.js';
+import {
+  buildAssembleGraph,
+  buildDownloadGraph,
+  buildStackGraph,
+  buildUploadGraph,
+  type DeviceDtype,
+  type DeviceGraph,
+  type StackGraphOptions,
+} from './onnx/device-graphs.js';
+import type { LoadedModel, ModelConfig } from './types.js';
+
+/**
+ * Device-resident execution on the WebGPU provider (the only GPU provider whose device tensors the Node
+ * binding hands to JavaScript). Hidden states and KV caches live in GPU buffers between runs: a run's
+ * device outputs (`preferredOutputLocation: 'gpu-buffer'`) are fed back as the next run's inputs, and
+ * only logits and blend's deviations are returned on the host. Each tensor is released with `dispose()`
+ * as soon as nothing reads it, so GPU memory does not wait for the JavaScript garbage collector.
+ *
+ * Cache row r holds the token at position r (prompts are always laid out from position 0), which lets
+ * the graphs build their masks from positions alone.
+ */
+
+/** A sequence's KV cache on the device: per layer [1, length, kvHeads, headDim]. */
+export class DeviceKvCache {
+  constructor(
+    public k: ort.Tensor[] = [],
+    public v: ort.Tensor[] = [],
+    public length = 0,
+  ) {}
+
+  /** Take new per-layer tensors (from a run), releasing the ones they replace. */
+  replace(k: ort.Tensor[], v: ort.Tensor[], length: number): void {
+    const keep = new Set([...k, ...v]);
+    for (const t of [...this.k, ...this.v]) if (!keep.has(t)) t.dispose();
+    this.k = k;
+    this.v = v;
+    this.length = length;
+  }
+
+  dispose(): void {
+    for (const t of [...this.k, ...this.v]) t.dispose();
+    this.k = [];
+    this.v = [];
+    this.length = 0;
+  }
+}
+
+/** One chunk's cache on the device: K and V [layers, tokens, kvHeads, headDim], keys at positions 1…n. */
+export class DeviceChunk {
+  constructor(
+    readonly k: ort.Tensor,
+    readonly v: ort.Tensor,
+    readonly tokens: number,
+    readonly bytes: number,
+  ) {}
+
+  dispose(): void {
+    this.k.dispose();
+    this.v.dispose();
+  }
+}
+
+/** Host K/V of one sequence: per layer [rows, kvHeads, headDim] fp32. */
+export interface HostRows {
+  k: Float32Array[];
+  v: Float32Array[];
+}
+
+type Feeds = Record<string, ort.Tensor>;
+
+/** Per-layer device tensors K and V (a cache's layers, or a stack's outputs). */
+export interface DeviceLayers {
+  k: ort.Tensor[];
+  v: ort.Tensor[];
+}
+
+const int32 = (a: ArrayLike<number>, dims = [a.length]) => new ort.Tensor('int32', Int32Array.from(a), dims);
+const int64 = (a: ArrayLike<number>, dims = [a.length]) =>
+  new ort.Tensor('int64', BigInt64Array.from(Array.from(a, (x) => BigInt(x))), dims);
+const range = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);
+
+export class DeviceRunner {
+  readonly config: ModelConfig;
+  private readonly invFreq: Float64Array;
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private bos: Promise<{ rows: DeviceKvCache; chunk: DeviceChunk }> | null = null;
+
+  constructor(
+    readonly model: LoadedModel,
+    readonly dtype: DeviceDtype,
+    private readonly sessionOptions: ort.InferenceSession.SessionOptions,
+    /** Longest run of new tokens per call; longer prompts are prefilled in blocks. */
+    readonly block: number,
+  ) {
+    this.config = model.config;
+    this.invFreq = inverseFrequencies(model.config);
+  }
+
+  get bytesPerValue(): number {
+    return this.dtype === 'float16' ? 2 : 4;
+  }
+
+  private session(key: string, build: () => DeviceGraph): Promise<ort.InferenceSession> {
+    let s = this.sessions.get(key);
+    if (!s) {
+      const graph = build();
+      const preferredOutputLocation = Object.fromEntries(
+        graph.deviceOutputs.map((n) => [n, 'gpu-buffer' as const]),
+      );
+      s = ort.InferenceSession.create(graph.bytes, { ...this.sessionOptions, preferredOutputLocation });
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  private stack(o: Omit<StackGraphOptions, 'dtype'>): Promise<ort.InferenceSession> {
+    const key = `stack:${JSON.stringify(o)}`;
+    return this.session(key, () =>
+      buildStackGraph(this.config, this.model.weights, { ...o, dtype: this.dtype }),
+    );
+  }
+
+  /** Run with the feeds the session declares (a stack without layers, say, takes no positions). */
+  private async run(session: ort.InferenceSession, feeds: Feeds): Promise<Record<string, ort.Tensor>> {
+    const used: Feeds = {};
+    for (const name of session.inputNames) {
+      if (!feeds[name]) throw new Error(`device run: no feed for input ${name}`);
+      used[name] = feeds[name];
+    }
+    return (await session.run(used)) as Record<string, ort.Tensor>;
+  }
+
+  private ropeFeeds(positions: ArrayLike<number>): Feeds {
+    const { cos, sin } = ropeTables(this.invFreq, positions);
+    const half = this.config.headDim / 2;
+    return {
+      cos: new ort.Tensor('float32', cos, [positions.length, half]),
+      sin: new ort.Tensor('float32', sin, [positions.length, half]),
+    };
+  }
+
+  private layerOutputs(out: Record<string, ort.Tensor>, from: number, to: number): DeviceLayers {
+    const k: ort.Tensor[] = [];
+    const v: ort.Tensor[] = [];
+    for (let l = from; l < to; l++) {
+      k.push(out[`k_${l}`]);
+      v.push(out[`v_${l}`]);
+    }
+    return { k, v };
+  }
+
+  /**
+   * Append `ids` at the end of the cache through every layer (in blocks of `block` tokens) and return
+   * the last row's logits; the cache then holds the new rows too.
+   */
+  async forward(cache: DeviceKvCache, ids: readonly number[]): Promise<Float32Array> {
+    if (ids.length === 0) throw new InvalidArgumentError('forward needs at least one token');
+    let logits: Float32Array | null = null;
+    for (let s = 0; s < ids.length; s += this.block) {
+      logits = await this.forwardBlock(cache, ids.slice(s, s + this.block));
+    }
+    return logits!;
+  }
+
+  private async forwardBlock(cache: DeviceKvCache, ids: readonly number[]): Promise<Float32Array> {
+    const L = this.config.numLayers;
+    const S = cache.length;
+    const T = ids.length;
+    const session = await this.stack({
+      from: 0,
+      to: L,
+      cache: S === 0 ? 'none' : 'append',
+      input: 'ids',
+      head: true,
+      emitHidden: false,
+    });
+    const feeds: Feeds = {
+      ids: int32(ids, [1, T]),
+      q_pos: int32(range(S, S + T)),
+      k_pos: int32(range(0, S + T)),
+      ...this.ropeFeeds(range(S, S + T)),
+    };
+    if (S > 0) {
+      for (let l = 0; l < L; l++) {
+        feeds[`past_k_${l}`] = cache.k[l];
+        feeds[`past_v_${l}`] = cache.v[l];
+      }
+    }
+    const out = await this.run(session, feeds);
+    const { k, v } = this.layerOutputs(out, 0, L);
+    cache.replace(k, v, S + T);
+    return out.logits.data as Float32Array;
+  }
+
+  /**
+   * Prefill several sequences from position 0 in one batch and bring their K/V back to the host (the
+   * precompute path). Shorter sequences are padded at the end; causal attention keeps padding out of
+   * every real row. Returns, per sequence, per layer, its rows [len, kvHeads, headDim].
+   */
+  async prefillBatch(seqs: readonly (readonly number[])[]): Promise<HostRows[]> {
+    if (seqs.length === 0) return [];
+    const { numLayers: L, numKvHeads: KV, headDim: hd } = this.config;
+    const T = Math.max(...seqs.map((s) => s.length));
+    const B = seqs.length;
+    const ids = new Int32Array(B * T);
+    seqs.forEach((s, b) => ids.set(s, b * T));
+    const session = await this.stack({
+      from: 0,
+      to: L,
+      cache: 'none',
+      input: 'ids',
+      head: false,
+      emitHidden: false,
+    });
+    const out = await this.run(session, {
+      ids: new ort.Tensor('int32', ids, [B, T]),
+      q_pos: int32(range(0, T)),
+      k_pos: int32(range(0, T)),
+      ...this.ropeFeeds(range(0, T)),
+    });
+    const { k, v } = this.layerOutputs(out, 0, L);
+    const host = await this.download([...k, ...v]);
+    for (const t of [...k, ...v]) t.dispose();
+    const row = KV * hd;
+    return seqs.map((s, b) => ({
+      k: host.slice(0, L).map((a) => a.slice(b * T * row, (b * T + s.length) * row)),
+      v: host.slice(L).map((a) => a.slice(b * T * row, (b * T + s.length) * row)),
+    }));
+  }
+
+  /** Bring device tensors back as fp32 host arrays, in one run. */
+  async download(tensors: readonly ort.Tensor[]): Promise<Float32Array[]> {
+    const n = tensors.length;
+    const session = await this.session(`download:${n}`, () => buildDownloadGraph(this.config, this.dtype, n));
+    const feeds: Feeds = {};
+    tensors.forEach((t, i) => (feeds[`t${i}`] = t));
+    const out = await this.run(session, feeds);
+    return tensors.map((_, i) => out[`o${i}`].data as Float32Array);
+  }
+
+  /** Upload a chunk's cache (per layer [n, kvHeads, headDim] fp32, keys at positions 1…n). */
+  async upload(k: readonly Float32Array[], v: readonly Float32Array[], tokens: number): Promise<DeviceChunk> {
+    const { numLayers: L, numKvHeads: KV, headDim: hd } = this.config;
+    const rows = tokens * KV * hd;
+    const pack = (layers: readonly Float32Array[]) => {
+      const all = new Float32Array(L * rows);
+      layers.forEach((a, l) => all.set(a.subarray(0, rows), l * rows));
+      return new ort.Tensor('float32', all, [L, tokens, KV, hd]);
+    };
+    const session = await this.session('upload', () => buildUploadGraph(this.config, this.dtype));
+    const out = await this.run(session, { k: pack(k), v: pack(v) });
+    return new DeviceChunk(out.k_dev, out.v_dev, tokens, 2 * L * rows * this.bytesPerValue);
+  }
+
+  /**
+   * A prompt's cache for layers [from, L) from chunk caches on the device: BOS's row, each chunk's rows
+   * (keys rotated from positions 1…n to its offset), then `questionRows` zero rows for a blend to fill.
+   * Returned per layer from `from` on, [1, rows, kvHeads, headDim].
+   */
+  async assemble(
+    chunks: readonly DeviceChunk[],
+    offsets: readonly number[],
+    from: number,
+    questionRows: number,
+  ): Promise<DeviceLayers> {
+    const n = chunks.length;
+    const withQuestion = questionRows > 0;
+    const session = await this.session(`assemble:${n}:${from}:${withQuestion}`, () =>
+      buildAssembleGraph(this.config, this.dtype, n, from, withQuestion),
+    );
+    const bos = (await this.bosRows()).chunk;
+    const half = this.config.headDim / 2;
+    const feeds: Feeds = { bos_k: bos.k, bos_v: bos.v, q_len: int64([questionRows]) };
+    chunks.forEach((c, i) => {
+      const { cos, sin } = ropeTables(this.invFreq, [offsets[i] - 1]);
+      Object.assign(feeds, {
+        [`c${i}_k`]: c.k,
+        [`c${i}_v`]: c.v,
+        [`c${i}_cos`]: new ort.Tensor('float32', cos, [half]),
+        [`c${i}_sin`]: new ort.Tensor('float32', sin, [half]),
+      });
+    });
+    return this.layerOutputs(await this.run(session, feeds), from, this.config.numLayers);
+  }
+
+  /**
+   * CacheBlend's first stage: prompt tokens 1…N-1 through layers [0, check) after BOS's row, then the
+   * deviation at layer `check` of the first `contextTokens` tokens' fresh K/V from `cached` (that layer's
+   * assembled cache). Returns the check layer's input hidden states (on the device), the deviations (on
+   * the host) and the recomputed cache of layers [0, check), BOS's row included.
+   */
+  async blendFront(
+    promptIds: readonly number[],
+    contextTokens: number,
+    cached: { k: ort.Tensor; v: ort.Tensor },
+    check: number,
+    metric: 'k' | 'v' | 'kv',
+  ): Promise<DeviceLayers & { hidden: ort.Tensor; dev: Float32Array }> {
+    const N = promptIds.length;
+    const bos = (await this.bosRows()).rows;
+    const session = await this.stack({
+      from: 0,
+      to: check,
+      cache: 'append',
+      input: 'ids',
+      head: false,
+      emitHidden: true,
+      deviation: metric,
+    });
+    const feeds: Feeds = {
+      ids: int32(promptIds.slice(1), [1, N - 1]),
+      q_pos: int32(range(1, N)),
+      k_pos: int32(range(0, N)),
+      ...this.ropeFeeds(range(1, N)),
+      ctx_len: int64([contextTokens]),
+      cached_k: cached.k,
+      cached_v: cached.v,
+    };
+    for (let l = 0; l < check; l++) {
+      feeds[`past_k_${l}`] = bos.k[l];
+      feeds[`past_v_${l}`] = bos.v[l];
+    }
+    const out = await this.run(session, feeds);
+    return { ...this.layerOutputs(out, 0, check), hidden: out.hidden, dev: out.dev.data as Float32Array };
+  }
+
+  /**
+   * CacheBlend's second stage: the `active` prompt positions (ascending; the selected context tokens and
+   * the question) through layers [check, L), their fresh K/V overwriting their rows of `cache` (those
+   * layers' assembled cache, N rows) before they attend over it by position. `hidden` holds the check
+   * layer's input for prompt positions 1…N-1. Returns the last active row's logits and the blended cache.
+   */
+  async blendBack(
+    hidden: ort.Tensor,
+    active: Int32Array,
+    rows: number,
+    cache: DeviceLayers,
+    check: number,
+  ): Promise<DeviceLayers & { logits: Float32Array }> {
+    const L = this.config.numLayers;
+    const A = active.length;
+    const session = await this.stack({
+      from: check,
+      to: L,
+      cache: 'scatter',
+      input: 'rows',
+      head: true,
+      emitHidden: false,
+    });
+    const feeds: Feeds = {
+      hidden_in: hidden,
+      rows: int64(Array.from(active, (p) => p - 1)),
+      q_pos: int32(active),
+      k_pos: int32(range(0, rows)),
+      ...this.ropeFeeds(active),
+      scatter_rows: int64(active, [A, 1]),
+    };
+    for (let l = check; l < L; l++) {
+      feeds[`cache_k_${l}`] = cache.k[l - check];
+      feeds[`cache_v_${l}`] = cache.v[l - check];
+    }
+    const out = await this.run(session, feeds);
+    return { ...this.layerOutputs(out, check, L), logits: out.logits.data as Float32Array };
+  }
+
+  async dispose(): Promise<void> {
+    if (this.bos) {
+      const { rows, chunk } = await this.bos;
+      rows.dispose();
+      chunk.dispose();
+    }
+    for (const s of this.sessions.values()) await (await s).release();
+    this.sessions.clear();
+  }
+
+  /** BOS's rows (position 0 sees only itself, so they are the same in every prompt), computed once. */
+  bosRows(): Promise<{ rows: DeviceKvCache; chunk: DeviceChunk }> {
+    if (!this.bos) {
+      this.bos = (async () => {
+        const rows = new DeviceKvCache();
+        await this.forward(rows, [this.config.bosTokenId]);
+        const host = await this.download([...rows.k, ...rows.v]);
+        const L = this.config.numLayers;
+        return { rows, chunk: await this.upload(host.slice(0, L), host.slice(L), 1) };
+      })();
+    }
+    return this.bos;
+  }
+}
