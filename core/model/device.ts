@@ -6,6 +6,7 @@ import {
   buildDownloadGraph,
   buildStackGraph,
   buildUploadGraph,
+  devicePositions,
   type DeviceDtype,
   type DeviceGraph,
   type StackGraphOptions,
@@ -133,12 +134,22 @@ export class DeviceRunner {
     return (await session.run(used)) as Record<string, ort.Tensor>;
   }
 
-  private ropeFeeds(positions: ArrayLike<number>): Feeds {
-    const { cos, sin } = ropeTables(this.invFreq, positions);
-    const half = this.config.headDim / 2;
+  /** RoPE positions of the new tokens, checked against the device tables. */
+  private positionFeeds(positions: ArrayLike<number>): Feeds {
+    const last = positions.length ? positions[positions.length - 1] : 0;
+    if (last >= devicePositions(this.config)) {
+      throw new InvalidArgumentError(
+        `position ${last} is beyond the ${devicePositions(this.config)} positions the device engine supports`,
+      );
+    }
+    return { pos_ids: int64(positions, [1, positions.length]) };
+  }
+
+  /** GroupQueryAttention's lengths: every sequence ends up with `total` rows. */
+  private static lengths(batch: number, total: number): Feeds {
     return {
-      cos: new ort.Tensor('float32', cos, [positions.length, half]),
-      sin: new ort.Tensor('float32', sin, [positions.length, half]),
+      seqlens_k: new ort.Tensor('int32', new Int32Array(batch).fill(total - 1), [batch]),
+      total_len: new ort.Tensor('int32', Int32Array.of(total), []),
     };
   }
 
@@ -179,9 +190,8 @@ export class DeviceRunner {
     });
     const feeds: Feeds = {
       ids: int32(ids, [1, T]),
-      q_pos: int32(range(S, S + T)),
-      k_pos: int32(range(0, S + T)),
-      ...this.ropeFeeds(range(S, S + T)),
+      ...this.positionFeeds(range(S, S + T)),
+      ...DeviceRunner.lengths(1, S + T),
     };
     if (S > 0) {
       for (let l = 0; l < L; l++) {
@@ -217,9 +227,8 @@ export class DeviceRunner {
     });
     const out = await this.run(session, {
       ids: new ort.Tensor('int32', ids, [B, T]),
-      q_pos: int32(range(0, T)),
-      k_pos: int32(range(0, T)),
-      ...this.ropeFeeds(range(0, T)),
+      ...this.positionFeeds(range(0, T)),
+      ...DeviceRunner.lengths(B, T),
     });
     const { k, v } = this.layerOutputs(out, 0, L);
     const host = await this.download([...k, ...v]);
@@ -312,9 +321,8 @@ export class DeviceRunner {
     });
     const feeds: Feeds = {
       ids: int32(promptIds.slice(1), [1, N - 1]),
-      q_pos: int32(range(1, N)),
-      k_pos: int32(range(0, N)),
-      ...this.ropeFeeds(range(1, N)),
+      ...this.positionFeeds(range(1, N)),
+      ...DeviceRunner.lengths(1, N),
       ctx_len: int64([contextTokens]),
       cached_k: cached.k,
       cached_v: cached.v,
@@ -340,8 +348,15 @@ export class DeviceRunner {
     cache: DeviceLayers,
     check: number,
   ): Promise<DeviceLayers & { logits: Float32Array }> {
-    const L = this.config.numLayers;
+    const { numLayers: L, numKvHeads: KV } = this.config;
     const A = active.length;
+    const scatterRows = new BigInt64Array(KV * A * 2);
+    for (let h = 0; h < KV; h++) {
+      for (let i = 0; i < A; i++) {
+        scatterRows[(h * A + i) * 2] = BigInt(h);
+        scatterRows[(h * A + i) * 2 + 1] = BigInt(active[i]);
+      }
+    }
     const session = await this.stack({
       from: check,
       to: L,
@@ -355,8 +370,8 @@ export class DeviceRunner {
       rows: int64(Array.from(active, (p) => p - 1)),
       q_pos: int32(active),
       k_pos: int32(range(0, rows)),
-      ...this.ropeFeeds(active),
-      scatter_rows: int64(active, [A, 1]),
+      ...this.positionFeeds(active),
+      scatter_rows: new ort.Tensor('int64', scatterRows, [KV, A, 2]),
     };
     for (let l = check; l < L; l++) {
       feeds[`cache_k_${l}`] = cache.k[l - check];
@@ -364,6 +379,11 @@ export class DeviceRunner {
     }
     const out = await this.run(session, feeds);
     return { ...this.layerOutputs(out, check, L), logits: out.logits.data as Float32Array };
+  }
+
+  /** Write the profile of every session created with profiling on (onnxruntime names the files). */
+  async endProfiling(): Promise<void> {
+    for (const s of this.sessions.values()) (await s).endProfiling();
   }
 
   async dispose(): Promise<void> {

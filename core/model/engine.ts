@@ -30,6 +30,8 @@ export interface EngineOptions {
   deviceDtype?: DeviceDtype;
   /** Longest run of new tokens per device call (default 4096). */
   deviceBlock?: number;
+  /** Extra onnxruntime session options (benchmarks: profiling). */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
 /** A sequence's KV cache: on the host (CPU, or a GPU engine's host-copy path) or on the device. */
@@ -124,6 +126,7 @@ export class Engine {
       // One session per layer means one intra-op pool per layer: spinning pools of idle layers steal the
       // cores from the running one (measured 1.6x slower prefill on 2 cores), so they sleep instead.
       ...(ep === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+      ...opts.sessionOptions,
     };
     const device =
       ep === 'webgpu' && (opts.deviceResident ?? true)

@@ -31,6 +31,8 @@ export class GraphBuilder {
   private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private counter = 0;
+  /** Operator domains besides ONNX's own that the graph uses (e.g. com.microsoft contrib ops). */
+  private readonly domains = new Set<string>();
 
   constructor(private readonly name: string) {}
 
@@ -101,13 +103,22 @@ export class GraphBuilder {
     inputs: string[],
     attrs: Record<string, number | number[] | string> = {},
     outputNames?: string[] | number,
+    domain = '',
   ): string[] {
     const outputs =
       typeof outputNames === 'number' || outputNames === undefined
         ? Array.from({ length: outputNames ?? 1 }, () => this.fresh(opType.toLowerCase()))
         : outputNames;
     const attribute = Object.entries(attrs).map(([name, v]) => attributeProto(name, v));
-    this.nodes.push({ opType, input: inputs, output: outputs, attribute, name: this.fresh(`n_${opType}`) });
+    if (domain) this.domains.add(domain);
+    this.nodes.push({
+      opType,
+      domain,
+      input: inputs,
+      output: outputs,
+      attribute,
+      name: this.fresh(`n_${opType}`),
+    });
     return outputs;
   }
 
@@ -125,7 +136,10 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'cacheblend',
-      opsetImport: [{ domain: '', version: opset }],
+      opsetImport: [
+        { domain: '', version: opset },
+        ...[...this.domains].map((domain) => ({ domain, version: 1 })),
+      ],
       graph: {
         name: this.name,
         node: this.nodes,

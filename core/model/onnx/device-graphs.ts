@@ -1,3 +1,4 @@
+import { inverseFrequencies, ropeTables } from '../../kv/rope.js';
 import type { LayerWeights, ModelConfig, ModelWeights } from '../types.js';
 import { GraphBuilder } from './builder.js';
 import { fusedTransposed, rmsNorm, transposed } from './graphs.js';
@@ -57,6 +58,8 @@ function finish(g: GraphBuilder, hostOutputs: readonly string[]): DeviceGraph {
 /** The graph under construction plus the precision helpers every piece needs. */
 class Ctx {
   readonly t: 'float' | 'float16';
+  /** The RoPE tables, added on first use. */
+  tables: { cos: string; sin: string } | null = null;
   constructor(
     readonly g: GraphBuilder,
     readonly cfg: ModelConfig,
@@ -80,40 +83,59 @@ class Ctx {
   }
 }
 
-/** Rotate the last axis of x by cos/sin (broadcastable to x's shape with the last axis halved). */
-function ropeLast(c: Ctx, x: string, cos: string, sin: string): string {
-  const { g } = c;
-  const hd = c.cfg.headDim;
-  const half = hd / 2;
-  const axis = g.int64s([-1]);
-  if (c.cfg.ropeLayout === 'half') {
-    const x1 = g.o('Slice', [x, g.int64s([0]), g.int64s([half]), axis]);
-    const x2 = g.o('Slice', [x, g.int64s([half]), g.int64s([hd]), axis]);
-    const r1 = g.o('Sub', [g.o('Mul', [x1, cos]), g.o('Mul', [x2, sin])]);
-    const r2 = g.o('Add', [g.o('Mul', [x2, cos]), g.o('Mul', [x1, sin])]);
-    return g.o('Concat', [r1, r2], { axis: -1 });
-  }
-  const step = g.int64s([2]);
-  const xe = g.o('Slice', [x, g.int64s([0]), g.int64s([hd]), axis, step]);
-  const xo = g.o('Slice', [x, g.int64s([1]), g.int64s([hd]), axis, step]);
-  const re = g.o('Sub', [g.o('Mul', [xe, cos]), g.o('Mul', [xo, sin])]);
-  const ro = g.o('Add', [g.o('Mul', [xe, sin]), g.o('Mul', [xo, cos])]);
-  const pairs = g.o('Concat', [g.o('Unsqueeze', [re, axis]), g.o('Unsqueeze', [ro, axis])], { axis: -1 });
-  return g.o('Reshape', [pairs, g.o('Shape', [x])]);
+/** Positions the device RoPE tables cover: the model's limit, at most this many. */
+export const MAX_DEVICE_POSITIONS = 32768;
+
+export function devicePositions(cfg: ModelConfig): number {
+  return Math.min(cfg.maxPositionEmbeddings, MAX_DEVICE_POSITIONS);
 }
 
-/** Norm, one fused projection and RoPE of a layer's attention inputs; x [B, T, D] fp32. */
+/**
+ * onnxruntime's fused RoPE (com.microsoft RotaryEmbedding) of x [B, T, heads*hd] at `pos` [B, T], from
+ * tables of every position computed like the host's (float64, then rounded).
+ */
+function rotary(c: Ctx, x: string, pos: string): string {
+  const { g, cfg } = c;
+  const P = devicePositions(cfg);
+  if (!c.tables) {
+    const { cos, sin } = ropeTables(
+      inverseFrequencies(cfg),
+      Int32Array.from({ length: P }, (_, i) => i),
+    );
+    c.tables = {
+      cos: c.weight('rope_cos', cos, [P, cfg.headDim / 2]),
+      sin: c.weight('rope_sin', sin, [P, cfg.headDim / 2]),
+    };
+  }
+  const interleaved = cfg.ropeLayout === 'interleaved' ? 1 : 0;
+  return g.op(
+    'RotaryEmbedding',
+    [x, pos, c.tables.cos, c.tables.sin],
+    { interleaved },
+    1,
+    'com.microsoft',
+  )[0];
+}
+
+/** RMSNorm of fp32 x through onnxruntime's fused kernel, cast to the compute precision. */
+function norm(c: Ctx, x: string, name: string, w: Float32Array): string {
+  const { g, cfg } = c;
+  const weight = g.weight(name, w, [cfg.hiddenSize]);
+  return c.low(g.o('SimplifiedLayerNormalization', [x, weight], { axis: -1, epsilon: cfg.rmsNormEps }));
+}
+
+/** Norm, one fused projection and RoPE of a layer's attention inputs; x [B, T, D] fp32; q/k/v [B, T, n*hd]. */
 function projectQkv(
   c: Ctx,
   w: LayerWeights,
   prefix: string,
   x: string,
-  rope: { cos: string; sin: string },
+  pos: string,
   withQuery: boolean,
-): { q4: string | null; k4: string; v4: string } {
+): { q: string | null; k: string; v: string } {
   const { g, cfg } = c;
   const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
-  const h = c.low(rmsNorm(g, x, g.weight(`${prefix}.attn_norm`, w.attnNorm, [D]), cfg.rmsNormEps));
+  const h = norm(c, x, `${prefix}.attn_norm`, w.attnNorm);
   const parts = [
     ...(withQuery ? [{ w: w.wq, b: w.bq, out: H * hd }] : []),
     { w: w.wk, b: w.bk, out: KV * hd },
@@ -134,60 +156,77 @@ function projectQkv(
   }
   const outs = g.op('Split', [proj, g.int64s(parts.map((p) => p.out))], { axis: -1 }, parts.length);
   const [k, v] = outs.slice(-2);
-  const heads = (t: string, n: number) => g.o('Reshape', [t, g.int64s([0, 0, n, hd])]);
-  return {
-    q4: withQuery ? ropeLast(c, heads(outs[0], H), rope.cos, rope.sin) : null,
-    k4: ropeLast(c, heads(k, KV), rope.cos, rope.sin),
-    v4: heads(v, KV),
-  };
+  return { q: withQuery ? rotary(c, outs[0], pos) : null, k: rotary(c, k, pos), v };
 }
 
-/** Grouped-query attention of q4 [B, T, H, hd] over kAll/vAll [B, S+T, KV, hd] with mask [T, S+T]. */
-function attend(c: Ctx, q4: string, kAll: string, vAll: string, mask: string): string {
-  const { g, cfg } = c;
-  const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
-  const G = H / KV;
-  const qs = g.o('Mul', [q4, g.scalar(1 / Math.sqrt(hd), 'scale', c.t)]);
-  const q5 = g.o('Reshape', [qs, g.int64s([0, 0, KV, G, hd])]);
-  const qg = g.o('Reshape', [g.o('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64s([0, KV, -1, hd])]);
-  const kT = g.o('Transpose', [kAll], { perm: [0, 2, 3, 1] }); // [B, KV, hd, S+T]
-  const vH = g.o('Transpose', [vAll], { perm: [0, 2, 1, 3] }); // [B, KV, S+T, hd]
-  const scores = g.o('MatMul', [qg, kT]); // [B, KV, G*T, S+T]
-  const shape5 = g.o('Concat', [g.int64s([0, KV, G]), g.o('Shape', [mask])], { axis: 0 });
-  const masked = g.o('Add', [c.high(g.o('Reshape', [scores, shape5])), mask]);
-  const probs = c.low(g.o('Reshape', [g.o('Softmax', [masked], { axis: -1 }), g.o('Shape', [scores])]));
-  const ctx = g.o('MatMul', [probs, vH]); // [B, KV, G*T, hd]
-  const ctx5 = g.o('Reshape', [ctx, g.int64s([0, KV, G, -1, hd])]);
-  return g.o('Reshape', [g.o('Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), g.int64s([0, 0, -1])]);
+/** [B, T, n*hd] → [B, n, T, hd] (the device cache layout, BNSH). */
+function toHeads(c: Ctx, x: string, n: number): string {
+  const { g } = c;
+  return g.o('Transpose', [g.o('Reshape', [x, g.int64s([0, 0, n, c.cfg.headDim])])], { perm: [0, 2, 1, 3] });
 }
 
 interface LayerCacheIo {
   mode: CacheMode;
-  /** past_k/v (append) or cache_k/v (scatter) input names. */
+  /** past_k/v (append) or cache_k/v (scatter) input names, [B, KV, rows, hd]. */
   k?: string;
   v?: string;
-  /** scatter: int64 [T, 1] rows the new tokens overwrite. */
+  /** scatter: int64 [KV, T, 2] (head, row) of each new row, and the additive mask [T, rows]. */
   rows?: string;
+  mask?: string;
+  /** none/append: GroupQueryAttention's seqlens_k [B] and total_sequence_length []. */
+  seqlens?: string;
+  total?: string;
 }
 
-/** New rows meet the cache: returns the K/V attended over, which is also the layer's cache output. */
-function mergeCache(c: Ctx, io: LayerCacheIo, k4: string, v4: string): { kAll: string; vAll: string } {
+/**
+ * Causal attention of T new tokens after S cached rows: onnxruntime's GroupQueryAttention (flash attention
+ * where the adapter allows), which also returns the cache with the new rows appended.
+ */
+function causalAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
   const { g, cfg } = c;
-  if (io.mode === 'none') return { kAll: k4, vAll: v4 };
-  if (io.mode === 'append') {
-    return {
-      kAll: g.o('Concat', [io.k!, k4], { axis: 1 }),
-      vAll: g.o('Concat', [io.v!, v4], { axis: 1 }),
-    };
-  }
-  const rowShape = g.int64s([-1, cfg.numKvHeads, cfg.headDim]);
-  const batchShape = g.int64s([1, -1, cfg.numKvHeads, cfg.headDim]);
+  const past = io.mode === 'append' ? [io.k!, io.v!] : ['', ''];
+  const [out, kAll, vAll] = g.op(
+    'GroupQueryAttention',
+    [q, k, v, ...past, io.seqlens!, io.total!],
+    { num_heads: cfg.numHeads, kv_num_heads: cfg.numKvHeads },
+    3,
+    'com.microsoft',
+  );
+  return { out, kAll, vAll };
+}
+
+/**
+ * CacheBlend's selective attention: the new rows overwrite their rows of the full cache, then every new
+ * token attends over the cache by position (the additive mask). Decomposed: no fused kernel takes an
+ * arbitrary set of query positions with grouped K/V heads.
+ */
+function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
+  const { g, cfg } = c;
+  const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
+  const G = H / KV;
+  const flat = g.int64s([KV, -1, hd]);
+  const full = g.int64s([1, KV, -1, hd]);
   const scatter = (cache: string, fresh: string) =>
     g.o('Reshape', [
-      g.o('ScatterND', [g.o('Reshape', [cache, rowShape]), io.rows!, g.o('Reshape', [fresh, rowShape])]),
-      batchShape,
+      g.o('ScatterND', [
+        g.o('Reshape', [cache, flat]),
+        io.rows!,
+        g.o('Reshape', [toHeads(c, fresh, KV), flat]),
+      ]),
+      full,
     ]);
-  return { kAll: scatter(io.k!, k4), vAll: scatter(io.v!, v4) };
+  const kAll = scatter(io.k!, k);
+  const vAll = scatter(io.v!, v);
+  const qs = g.o('Mul', [q, g.scalar(1 / Math.sqrt(hd), 'scale', c.t)]);
+  const q5 = g.o('Reshape', [qs, g.int64s([0, 0, KV, G, hd])]);
+  const qg = g.o('Reshape', [g.o('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64s([0, KV, -1, hd])]);
+  const scores = g.o('MatMul', [qg, g.o('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [1, KV, G*T, N]
+  const shape5 = g.o('Concat', [g.int64s([0, KV, G]), g.o('Shape', [io.mask!])], { axis: 0 });
+  const masked = g.o('Add', [c.high(g.o('Reshape', [scores, shape5])), io.mask!]);
+  const probs = c.low(g.o('Reshape', [g.o('Softmax', [masked], { axis: -1 }), g.o('Shape', [scores])]));
+  const ctx5 = g.o('Reshape', [g.o('MatMul', [probs, vAll]), g.int64s([0, KV, G, -1, hd])]);
+  const out = g.o('Reshape', [g.o('Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), g.int64s([0, 0, -1])]);
+  return { out, kAll, vAll };
 }
 
 function decoderLayer(
@@ -195,19 +234,17 @@ function decoderLayer(
   w: LayerWeights,
   l: number,
   x: string,
-  rope: { cos: string; sin: string },
-  mask: string,
+  pos: string,
   io: LayerCacheIo,
 ): { out: string; k: string; v: string } {
   const { g, cfg } = c;
   const { hiddenSize: D, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
   const p = `l${l}`;
-  const { q4, k4, v4 } = projectQkv(c, w, p, x, rope, true);
-  const { kAll, vAll } = mergeCache(c, io, k4, v4);
-  const attn = attend(c, q4!, kAll, vAll, mask);
+  const { q, k, v } = projectQkv(c, w, p, x, pos, true);
+  const attn = io.mode === 'scatter' ? scatterAttention(c, io, q!, k, v) : causalAttention(c, io, q!, k, v);
   const wo = c.weight(`${p}.wo_t`, transposed(w.wo, D, H * hd), [H * hd, D]);
-  const h1 = g.o('Add', [x, c.high(g.o('MatMul', [attn, wo]))]);
-  const m = c.low(rmsNorm(g, h1, g.weight(`${p}.mlp_norm`, w.mlpNorm, [D]), cfg.rmsNormEps));
+  const h1 = g.o('Add', [x, c.high(g.o('MatMul', [attn.out, wo]))]);
+  const m = norm(c, h1, `${p}.mlp_norm`, w.mlpNorm);
   const wgu = fusedTransposed(
     [
       { w: w.wGate, out: I },
@@ -220,7 +257,7 @@ function decoderLayer(
   const act = g.o('Mul', [g.o('Mul', [gate, g.o('Sigmoid', [gate])]), up]);
   const wd = c.weight(`${p}.wdown_t`, transposed(w.wDown, D, I), [I, D]);
   const out = g.o('Add', [h1, c.high(g.o('MatMul', [act, wd]))]);
-  return { out, k: kAll, v: vAll };
+  return { out, k: attn.kAll, v: attn.vAll };
 }
 
 /** Additive mask [T, keys]: query i may see key j when k_pos[j] <= q_pos[i]. */
@@ -250,7 +287,7 @@ function logitsOfLastRow(c: Ctx, weights: ModelWeights, x: string): string {
   const { g, cfg } = c;
   const { hiddenSize: D, vocabSize: V } = cfg;
   const last = g.o('Slice', [x, g.int64s([-1]), g.int64s([2 ** 53]), g.int64s([1])]);
-  const h = c.low(rmsNorm(g, last, g.weight('final_norm', weights.finalNorm, [D]), cfg.rmsNormEps));
+  const h = norm(c, last, 'final_norm', weights.finalNorm);
   const logits = g.o('MatMul', [h, c.weight('lm_head_t', transposed(weights.lmHead, V, D), [D, V])]);
   return g.o('Reshape', [c.high(logits), g.int64s([0, V])]);
 }
@@ -261,65 +298,72 @@ function deviation(
   w: LayerWeights,
   layer: number,
   x: string,
-  rope: { cos: string; sin: string },
+  pos: string,
   metric: 'k' | 'v' | 'kv',
 ): string {
   const { g, cfg } = c;
   const { numKvHeads: KV, headDim: hd } = cfg;
   const ctxLen = g.input('ctx_len', 'int64', [1]);
   const zero = g.int64s([0]);
-  const first = (t: string, axis: number) => g.o('Slice', [t, zero, ctxLen, g.int64s([axis])]);
-  const fresh = projectQkv(
-    c,
-    w,
-    `l${layer}`,
-    first(x, 1),
-    { cos: first(rope.cos, 0), sin: first(rope.sin, 0) },
-    false,
-  );
+  const first = (t: string) => g.o('Slice', [t, zero, ctxLen, g.int64s([1])]);
+  const fresh = projectQkv(c, w, `l${layer}`, first(x), first(pos), false);
   const end = g.o('Add', [ctxLen, g.int64s([1])]);
   const cachedRows = (name: string) =>
-    g.o('Slice', [g.input(name, c.t, [1, 'N', KV, hd]), g.int64s([1]), end, g.int64s([1])]);
+    g.o('Slice', [g.input(name, c.t, [1, KV, 'N', hd]), g.int64s([1]), end, g.int64s([2])]);
   const sq = (a: string, b: string) => {
-    const d = g.o('Sub', [c.high(a), c.high(b)]);
-    return g.o('ReduceSum', [g.o('Mul', [d, d]), g.int64s([0, 2, 3])], { keepdims: 0 });
+    const d = g.o('Sub', [c.high(toHeads(c, a, KV)), c.high(b)]);
+    return g.o('ReduceSum', [g.o('Mul', [d, d]), g.int64s([0, 1, 3])], { keepdims: 0 });
   };
   const parts: string[] = [];
-  if (metric !== 'v') parts.push(sq(fresh.k4, cachedRows('cached_k')));
-  if (metric !== 'k') parts.push(sq(fresh.v4, cachedRows('cached_v')));
+  if (metric !== 'v') parts.push(sq(fresh.k, cachedRows('cached_k')));
+  if (metric !== 'k') parts.push(sq(fresh.v, cachedRows('cached_v')));
   return parts.length === 1 ? parts[0] : g.o('Add', parts);
 }
 
-/** A stack of decoder layers (see StackGraphOptions); output names: logits, hidden, dev, k_l, v_l. */
+/** Inputs of every layer's cache, and what the attention needs besides (mask or sequence lengths). */
+function cacheInputs(c: Ctx, o: StackGraphOptions, l: number, shared: Omit<LayerCacheIo, 'mode'>) {
+  const { g, cfg } = c;
+  const io: LayerCacheIo = { mode: o.cache, ...shared };
+  if (o.cache !== 'none') {
+    const prefix = o.cache === 'append' ? 'past' : 'cache';
+    const dims = [o.cache === 'append' ? 'B' : 1, cfg.numKvHeads, 'S', cfg.headDim];
+    io.k = g.input(`${prefix}_k_${l}`, c.t, dims);
+    io.v = g.input(`${prefix}_v_${l}`, c.t, dims);
+  }
+  return io;
+}
+
+/**
+ * A stack of decoder layers (see StackGraphOptions). Inputs: ids [B, T] or hidden_in + rows; pos_ids
+ * int64 [1, T] (RoPE positions); none/append: seqlens_k int32 [B] and total_len int32 [] (cache rows after
+ * the run, minus one, and the total); scatter: q_pos/k_pos int32 for the mask and scatter_rows. Outputs:
+ * logits, hidden, dev, and k_l/v_l [B, KV, rows, hd], the layer's cache after the run.
+ */
 export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: StackGraphOptions): DeviceGraph {
   const { numKvHeads: KV, headDim: hd, hiddenSize: D, vocabSize: V } = cfg;
   const g = new GraphBuilder(`stack_${o.from}_${o.to}`);
   const c = new Ctx(g, cfg, o.dtype);
   let x = stackInput(c, weights, o.input);
-  const qPos = g.input('q_pos', 'int32', ['T']);
-  const kPos = g.input('k_pos', 'int32', ['K']);
-  const one = g.int64s([1]);
-  const rope = {
-    cos: c.low(g.o('Unsqueeze', [g.input('cos', 'float', ['T', hd / 2]), one])),
-    sin: c.low(g.o('Unsqueeze', [g.input('sin', 'float', ['T', hd / 2]), one])),
-  };
-  const mask = o.to > o.from ? positionMask(g, qPos, kPos) : '';
-  const rows = o.cache === 'scatter' ? g.input('scatter_rows', 'int64', ['T', 1]) : undefined;
-  const cacheDims = o.cache === 'append' ? ['B', 'S', KV, hd] : [1, 'N', KV, hd];
+  const posIds = g.input('pos_ids', 'int64', [1, 'T']);
+  // RotaryEmbedding wants one row of positions per sequence.
+  const batch = g.o('Slice', [g.o('Shape', [x]), g.int64s([0]), g.int64s([1])]);
+  const pos = g.o('Expand', [posIds, g.o('Concat', [batch, g.int64s([1])], { axis: 0 })]);
+  const shared: Omit<LayerCacheIo, 'mode'> = {};
+  if (o.cache === 'scatter') {
+    shared.rows = g.input('scatter_rows', 'int64', [KV, 'T', 2]);
+    shared.mask = positionMask(g, g.input('q_pos', 'int32', ['T']), g.input('k_pos', 'int32', ['N']));
+  } else if (o.to > o.from) {
+    shared.seqlens = g.input('seqlens_k', 'int32', ['B']);
+    shared.total = g.input('total_len', 'int32', []);
+  }
   for (let l = o.from; l < o.to; l++) {
-    const io: LayerCacheIo = { mode: o.cache, rows };
-    if (o.cache !== 'none') {
-      const prefix = o.cache === 'append' ? 'past' : 'cache';
-      io.k = g.input(`${prefix}_k_${l}`, c.t, cacheDims);
-      io.v = g.input(`${prefix}_v_${l}`, c.t, cacheDims);
-    }
-    const r = decoderLayer(c, weights.layers[l], l, x, rope, mask, io);
-    g.output(`k_${l}`, r.k, c.t, ['B', 'R', KV, hd]);
-    g.output(`v_${l}`, r.v, c.t, ['B', 'R', KV, hd]);
+    const r = decoderLayer(c, weights.layers[l], l, x, pos, cacheInputs(c, o, l, shared));
+    g.output(`k_${l}`, r.k, c.t, ['B', KV, 'R', hd]);
+    g.output(`v_${l}`, r.v, c.t, ['B', KV, 'R', hd]);
     x = r.out;
   }
   if (o.deviation) {
-    const dev = deviation(c, weights.layers[o.to], o.to, x, rope, o.deviation);
+    const dev = deviation(c, weights.layers[o.to], o.to, x, pos, o.deviation);
     g.output('dev', dev, 'float', ['C']);
   }
   if (o.emitHidden) g.output('hidden', x, 'float', ['B', 'T', D]);
@@ -331,7 +375,7 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
  * Assemble a request's cache from chunk caches already on the device: for layers [from, L), BOS's row,
  * then each chunk's rows with keys rotated from positions 1…n to the chunk's offset (by `c{i}_cos/sin`,
  * the rotation of its offset − 1), then (withQuestion) `q_len` zero rows the blend overwrites.
- * Inputs: bos_k/bos_v [L, 1, KV, hd], c{i}_k/c{i}_v [L, n_i, KV, hd]; outputs k_l/v_l [1, N, KV, hd].
+ * Inputs: bos_k/bos_v [L, KV, 1, hd], c{i}_k/c{i}_v [L, KV, n_i, hd]; outputs k_l/v_l [1, KV, N, hd].
  */
 export function buildAssembleGraph(
   cfg: ModelConfig,
@@ -345,51 +389,77 @@ export function buildAssembleGraph(
   const c = new Ctx(g, cfg, dtype);
   const layers = (t: string) =>
     from === 0 ? t : g.o('Slice', [t, g.int64s([from]), g.int64s([L]), g.int64s([0])]);
-  const ks = [layers(g.input('bos_k', c.t, [L, 1, KV, hd]))];
-  const vs = [layers(g.input('bos_v', c.t, [L, 1, KV, hd]))];
+  const ks = [layers(g.input('bos_k', c.t, [L, KV, 1, hd]))];
+  const vs = [layers(g.input('bos_v', c.t, [L, KV, 1, hd]))];
   for (let i = 0; i < chunks; i++) {
-    const k = layers(g.input(`c${i}_k`, c.t, [L, `n${i}`, KV, hd]));
+    const k = layers(g.input(`c${i}_k`, c.t, [L, KV, `n${i}`, hd]));
     const cos = g.input(`c${i}_cos`, 'float', [hd / 2]);
     const sin = g.input(`c${i}_sin`, 'float', [hd / 2]);
-    ks.push(c.low(ropeLast(c, c.high(k), cos, sin)));
-    vs.push(layers(g.input(`c${i}_v`, c.t, [L, `n${i}`, KV, hd])));
+    ks.push(c.low(rotateBy(c, c.high(k), cos, sin)));
+    vs.push(layers(g.input(`c${i}_v`, c.t, [L, KV, `n${i}`, hd])));
   }
   if (withQuestion) {
     const qLen = g.input('q_len', 'int64', [1]);
-    const shape = g.o('Concat', [g.int64s([L - from]), qLen, g.int64s([KV, hd])], { axis: 0 });
+    const shape = g.o('Concat', [g.int64s([L - from, KV]), qLen, g.int64s([hd])], { axis: 0 });
     const zeros = g.o('Expand', [g.scalar(0, 'zero', c.t), shape]);
     ks.push(zeros);
     vs.push(zeros);
   }
   const n = L - from;
   const split = (all: string[], name: string) => {
-    const whole = g.o('Concat', all, { axis: 1 });
+    const whole = g.o('Concat', all, { axis: 2 });
     const outs = n === 1 ? [whole] : g.op('Split', [whole, g.int64s(Array(n).fill(1))], { axis: 0 }, n);
-    outs.forEach((t, i) => g.output(`${name}_${from + i}`, t, c.t, [1, 'N', KV, hd]));
+    outs.forEach((t, i) => g.output(`${name}_${from + i}`, t, c.t, [1, KV, 'N', hd]));
   };
   split(ks, 'k');
   split(vs, 'v');
   return finish(g, []);
 }
 
-/** Host fp32 [L, n, KV, hd] K and V → device tensors in the compute precision (outputs k_dev, v_dev). */
+/** Rotate the last axis of fp32 x by one angle per pair (cos/sin [hd/2]), in the model's pairing. */
+function rotateBy(c: Ctx, x: string, cos: string, sin: string): string {
+  const { g } = c;
+  const hd = c.cfg.headDim;
+  const half = hd / 2;
+  const axis = g.int64s([-1]);
+  if (c.cfg.ropeLayout === 'half') {
+    const x1 = g.o('Slice', [x, g.int64s([0]), g.int64s([half]), axis]);
+    const x2 = g.o('Slice', [x, g.int64s([half]), g.int64s([hd]), axis]);
+    const r1 = g.o('Sub', [g.o('Mul', [x1, cos]), g.o('Mul', [x2, sin])]);
+    const r2 = g.o('Add', [g.o('Mul', [x2, cos]), g.o('Mul', [x1, sin])]);
+    return g.o('Concat', [r1, r2], { axis: -1 });
+  }
+  const step = g.int64s([2]);
+  const xe = g.o('Slice', [x, g.int64s([0]), g.int64s([hd]), axis, step]);
+  const xo = g.o('Slice', [x, g.int64s([1]), g.int64s([hd]), axis, step]);
+  const re = g.o('Sub', [g.o('Mul', [xe, cos]), g.o('Mul', [xo, sin])]);
+  const ro = g.o('Add', [g.o('Mul', [xe, sin]), g.o('Mul', [xo, cos])]);
+  const pairs = g.o('Concat', [g.o('Unsqueeze', [re, axis]), g.o('Unsqueeze', [ro, axis])], { axis: -1 });
+  return g.o('Reshape', [pairs, g.o('Shape', [x])]);
+}
+
+/** Host fp32 token-major [L, n, KV, hd] K and V → device [L, KV, n, hd] in the compute precision. */
 export function buildUploadGraph(cfg: ModelConfig, dtype: DeviceDtype): DeviceGraph {
   const { numKvHeads: KV, headDim: hd } = cfg;
   const g = new GraphBuilder('upload');
   const c = new Ctx(g, cfg, dtype);
   for (const name of ['k', 'v']) {
-    const x = g.input(name, 'float', ['L', 'n', KV, hd]);
-    g.output(`${name}_dev`, c.low(x), c.t, ['L', 'n', KV, hd]);
+    const x = g.o('Transpose', [g.input(name, 'float', ['L', 'n', KV, hd])], { perm: [0, 2, 1, 3] });
+    g.output(`${name}_dev`, c.low(x), c.t, ['L', KV, 'n', hd]);
   }
   return finish(g, []);
 }
 
-/** Device tensors t0…t{count-1} → fp32 host tensors o0…: the one way results come back from the device. */
+/**
+ * Device tensors t0…t{count-1} [B, KV, rows, hd] → fp32 host tensors o0… token-major [B, rows, KV, hd]:
+ * the one way caches come back from the device.
+ */
 export function buildDownloadGraph(cfg: ModelConfig, dtype: DeviceDtype, count: number): DeviceGraph {
   const g = new GraphBuilder('download');
   const c = new Ctx(g, cfg, dtype);
   for (let i = 0; i < count; i++) {
-    g.output(`o${i}`, c.high(g.input(`t${i}`, c.t, ['B', 'R', 'H', 'D'])), 'float', ['B', 'R', 'H', 'D']);
+    const x = g.o('Transpose', [c.high(g.input(`t${i}`, c.t, ['B', 'H', 'R', 'D']))], { perm: [0, 2, 1, 3] });
+    g.output(`o${i}`, x, 'float', ['B', 'R', 'H', 'D']);
   }
   return finish(g, g.outputNames());
 }

@@ -1,0 +1,217 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Engine } from '../core/model/engine.js';
+import { seededRandom } from '../core/model/generate.js';
+import type { DeviceDtype } from '../core/model/onnx/device-graphs.js';
+import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
+import { machine, median, printTable, timeMedian, writeResult } from './common.js';
+
+/**
+ * GPU benchmark (`npm run bench:gpu`): the device-resident WebGPU engine on the 124.7M random Llama of
+ * bench:ttft, against PyTorch + transformers on the same card (bench/torch_anchor.py, when python3 has
+ * torch and transformers). Writes bench/results/gpu.json and gpu.svg.
+ *
+ * BENCH_DTYPES (default float32,float16) lists the device precisions measured; the first is reported as
+ * the headline. BENCH_REPS (default 5) repetitions, medians. BENCH_PROFILE=1 adds onnxruntime's per-op
+ * profile of one prefill and one decode step.
+ */
+
+const reps = Number(process.env.BENCH_REPS ?? 5);
+const dtypes = (process.env.BENCH_DTYPES ?? 'float32,float16').split(',') as DeviceDtype[];
+const PRECOMPUTE_BATCH = Number(process.env.BENCH_PRECOMPUTE_BATCH ?? 64);
+const CHUNK = 512;
+const QUESTION = 32;
+
+// BENCH_SHAPE (JSON, e.g. a tiny shape for a smoke run on a software adapter) overrides the model shape.
+const SHAPE = {
+  ...LLAMA_100M,
+  ...(JSON.parse(process.env.BENCH_SHAPE ?? '{}') as Partial<typeof LLAMA_100M>),
+};
+const model = createRandomModel(SHAPE);
+const rand = seededRandom(42);
+const randomIds = (n: number) =>
+  Array.from({ length: n }, () => 3 + Math.floor(rand() * (model.config.vocabSize - 3)));
+const BOS = model.config.bosTokenId;
+const prompt4x512 = [BOS, ...randomIds(4 * CHUNK + QUESTION)];
+
+function card(): string {
+  try {
+    return execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { encoding: 'utf8' })
+      .split('\n')[0]
+      .trim();
+  } catch {
+    return 'unknown (no nvidia-smi)';
+  }
+}
+
+async function fullPrefillMs(engine: Engine): Promise<number[]> {
+  const t = await timeMedian(reps, async () => {
+    const cache = engine.newSequenceCache();
+    await engine.forward(cache, prompt4x512);
+    if ('dispose' in cache) cache.dispose();
+  });
+  return t.all;
+}
+
+async function decodeStepsMs(engine: Engine, context: number, steps: number): Promise<number[]> {
+  const cache = engine.newSequenceCache(context + steps);
+  let logits = await engine.forward(cache, [BOS, ...randomIds(context - 1)]);
+  const times: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const next = logits.indexOf(Math.max(...logits));
+    const t0 = performance.now();
+    logits = await engine.forward(cache, [next]);
+    times.push(performance.now() - t0);
+  }
+  if ('dispose' in cache) cache.dispose();
+  return times;
+}
+
+/** Batched precompute: chunk tokens per second, K/V back on the host included. */
+async function precomputeTokPerS(engine: Engine): Promise<{ tokPerS: number; ms: number[] }> {
+  const seqs = Array.from({ length: PRECOMPUTE_BATCH }, () => [BOS, ...randomIds(CHUNK)]);
+  await engine.device!.prefillBatch(seqs.slice(0, 2));
+  const t = await timeMedian(Math.max(3, Math.ceil(reps / 2)), () => engine.device!.prefillBatch(seqs));
+  return { tokPerS: ((PRECOMPUTE_BATCH * CHUNK) / t.median) * 1000, ms: t.all };
+}
+
+/** Aggregate onnxruntime profile files (prefix) by op type: total ms and count. */
+function opProfile(prefix: string): { op: string; ms: number; count: number }[] {
+  const byOp = new Map<string, { ms: number; count: number }>();
+  for (const f of readdirSync('.').filter((n) => n.startsWith(prefix) && n.endsWith('.json'))) {
+    const events = JSON.parse(readFileSync(f, 'utf8')) as {
+      cat: string;
+      dur: number;
+      args?: { op_name?: string };
+    }[];
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.args?.op_name) continue;
+      const cur = byOp.get(e.args.op_name) ?? { ms: 0, count: 0 };
+      cur.ms += e.dur / 1000;
+      cur.count += 1;
+      byOp.set(e.args.op_name, cur);
+    }
+    rmSync(f);
+  }
+  return [...byOp.entries()].map(([op, v]) => ({ op, ...v })).sort((a, b) => b.ms - a.ms);
+}
+
+async function measure(dtype: DeviceDtype) {
+  const engine = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: dtype });
+  await fullPrefillMs(engine); // warm-up: session creation and shader compilation stay out of the numbers
+  const prefill = await fullPrefillMs(engine);
+  const decode = await decodeStepsMs(engine, 2048, 32);
+  const precompute = await precomputeTokPerS(engine);
+  await engine.dispose();
+  const row = {
+    dtype,
+    fullPrefill4x512Ms: median(prefill),
+    fullPrefillAllMs: prefill,
+    decode2048TokPerS: 1000 / median(decode.slice(2)),
+    decodeStepMs: decode,
+    precomputeTokPerS: precompute.tokPerS,
+    precomputeMs: precompute.ms,
+  };
+  console.error(
+    `  ${dtype}: prefill ${row.fullPrefill4x512Ms.toFixed(1)} ms, decode ${row.decode2048TokPerS.toFixed(0)} tok/s, precompute ${row.precomputeTokPerS.toFixed(0)} tok/s`,
+  );
+  return row;
+}
+
+async function profile(dtype: DeviceDtype) {
+  const prefix = `cacheblend-profile-${process.pid}`;
+  const engine = await Engine.create(model, {
+    executionProvider: 'webgpu',
+    deviceDtype: dtype,
+    sessionOptions: { enableProfiling: true, profileFilePrefix: prefix },
+  });
+  await fullPrefillMs(engine);
+  await engine.device!.endProfiling();
+  const prefill = opProfile(prefix);
+  await decodeStepsMs(engine, 2048, 8);
+  await engine.device!.endProfiling();
+  const decode = opProfile(prefix);
+  await engine.dispose();
+  return { dtype, prefill, decode };
+}
+
+interface TorchAnchor {
+  card?: string;
+  fullPrefill4x512Fp32Ms?: number;
+  fullPrefill4x512Bf16Ms?: number;
+  decode2048Fp32TokPerS?: number;
+  precomputeFp32TokPerS?: number;
+  precomputeBf16TokPerS?: number;
+  error?: string;
+}
+
+function torchAnchor(): TorchAnchor {
+  const script = fileURLToPath(new URL('../../bench/torch_anchor.py', import.meta.url));
+  if (!existsSync(script)) return { error: `missing ${script}` };
+  const r = spawnSync('python3', [script, '--reps', String(Math.max(reps, 5))], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  if (r.status !== 0) return { error: (r.stderr || r.error?.message || 'python3 failed').trim().slice(-400) };
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchAnchor;
+}
+
+const cardName = card();
+console.error(`gpu benchmark on ${cardName}: ${dtypes.join(', ')}`);
+const rows = [];
+for (const dtype of dtypes) rows.push(await measure(dtype));
+const profiles = process.env.BENCH_PROFILE === '1' ? [await profile(dtypes[0])] : [];
+const torch = process.env.BENCH_TORCH === '0' ? { error: 'skipped (BENCH_TORCH=0)' } : torchAnchor();
+const head = rows[0];
+
+const result = {
+  card: cardName,
+  machine: machine('webgpu'),
+  model: { ...SHAPE, parameters: parameterCount(model) },
+  dtype: head.dtype,
+  fullPrefill4x512: {
+    ms: head.fullPrefill4x512Ms,
+    torchFp32Ms: torch.fullPrefill4x512Fp32Ms ?? null,
+    torchBf16Ms: torch.fullPrefill4x512Bf16Ms ?? null,
+  },
+  decode2048: { tokPerS: head.decode2048TokPerS, torchFp32TokPerS: torch.decode2048Fp32TokPerS ?? null },
+  precompute: {
+    tokPerS: head.precomputeTokPerS,
+    batch: PRECOMPUTE_BATCH,
+    chunkTokens: CHUNK,
+    torchBf16TokPerS: torch.precomputeBf16TokPerS ?? null,
+    torchFp32TokPerS: torch.precomputeFp32TokPerS ?? null,
+  },
+  torch,
+  rows,
+  profiles,
+};
+printTable(
+  ['dtype', 'full prefill 4x512 ms', 'decode@2048 tok/s', 'precompute tok/s'],
+  rows.map((r) => [r.dtype, r.fullPrefill4x512Ms, r.decode2048TokPerS, r.precomputeTokPerS]),
+);
+if (!torch.error) {
+  printTable(
+    ['PyTorch', 'prefill fp32 ms', 'prefill bf16 ms', 'decode fp32 tok/s', 'precompute bf16 tok/s'],
+    [
+      [
+        torch.card ?? '',
+        torch.fullPrefill4x512Fp32Ms ?? '',
+        torch.fullPrefill4x512Bf16Ms ?? '',
+        torch.decode2048Fp32TokPerS ?? '',
+        torch.precomputeBf16TokPerS ?? '',
+      ],
+    ],
+  );
+} else console.log(`PyTorch anchor: ${torch.error}`);
+for (const p of profiles) {
+  for (const phase of ['prefill', 'decode'] as const) {
+    console.log(`profile (${p.dtype}, ${phase}): top ops by host-side time`);
+    printTable(
+      ['op', 'ms', 'count'],
+      p[phase].slice(0, 12).map((o) => [o.op, o.ms, o.count]),
+    );
+  }
+}
+console.log(`wrote ${writeResult('gpu.json', result)}`);
