@@ -7,7 +7,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { Job, type Queue, type QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { BLEND_MODES } from '../core/blend/types.js';
+import { BLEND_MODES } from '../core/blend/index.js';
 import type { Config } from '../core/config/index.js';
 import { CacheBlendError, NotFoundError, UnavailableError, errorMessage } from '../core/errors.js';
 import {
@@ -18,10 +18,10 @@ import {
   type BlendProgress,
 } from '../core/queue/contracts.js';
 import { pingRedis, redisCall, withTimeout } from '../core/queue/redis.js';
-import type { DocumentService, ModelIdentity } from '../core/service/documents.js';
-import { documentIdSchema } from '../core/service/manifest.js';
-import { silentLogger, type Logger } from '../core/service/log.js';
-import { metrics } from '../core/service/metrics.js';
+import type { DocumentService, ModelIdentity } from '../core/documents/documents.js';
+import { documentIdSchema } from '../core/documents/manifest.js';
+import { silentLogger, type Logger } from '../core/ops/log.js';
+import { metrics } from '../core/ops/metrics.js';
 import type { ObjectStore } from '../core/storage/types.js';
 
 export interface ApiDeps {

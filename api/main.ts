@@ -6,9 +6,9 @@
  */
 import { loadConfig, redactConfig } from '../core/config/index.js';
 import { errorMessage } from '../core/errors.js';
-import { createLogger } from '../core/service/log.js';
-import { isEntryPoint, untilSignal } from '../core/service/process.js';
-import { ensureRedis } from '../core/service/redis-launcher.js';
+import { createLogger } from '../core/ops/log.js';
+import { isEntryPoint, untilSignal } from '../core/ops/process.js';
+import { ensureRedis } from '../core/ops/redis-launcher.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../precompute/precompute-worker.js';
 import { startBlendWorker, type BlendWorker } from '../worker/blend-worker.js';
 import { startApi } from './server.js';

@@ -11,9 +11,9 @@ import { errorMessage } from '../core/errors.js';
 import { loadModel } from '../core/model/load.js';
 import { BLEND_QUEUE, PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
 import { closeRedis, createRedis, waitForRedis, withTimeout } from '../core/queue/redis.js';
-import { DocumentService } from '../core/service/documents.js';
-import { silentLogger, type Logger } from '../core/service/log.js';
-import { localIdentity, startTextThread, type ModelIdentity } from '../core/service/text.js';
+import { DocumentService } from '../core/documents/documents.js';
+import { silentLogger, type Logger } from '../core/ops/log.js';
+import { localIdentity, startTextThread, type ModelIdentity } from '../core/documents/text.js';
 import { openObjectStore } from '../core/storage/index.js';
 import { createApp } from './app.js';
 

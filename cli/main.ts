@@ -1,6 +1,11 @@
 import { parseArgs } from 'node:util';
-import { tokenIdsOnly } from '../core/blend/blend.js';
-import { BLEND_MODES, type BlendMode, DEVIATION_METRICS, type DeviationMetric } from '../core/blend/types.js';
+import {
+  tokenIdsOnly,
+  BLEND_MODES,
+  type BlendMode,
+  DEVIATION_METRICS,
+  type DeviationMetric,
+} from '../core/blend/index.js';
 import { CacheBlendError, InvalidArgumentError } from '../core/errors.js';
 import type { KvDtype } from '../core/kv/format.js';
 import { Engine, type ExecutionProvider } from '../core/model/engine.js';
@@ -11,7 +16,7 @@ import {
   blendAndDecode,
   promptIds as buildPromptIds,
   storedChunk,
-} from '../core/service/pipeline.js';
+} from '../core/inference/pipeline.js';
 
 const USAGE = `usage: cacheblend generate --model <path|name> (--prompt <text> | --chunk <text>... --question <text>)
          [--mode full|prefix|reuse|blend] [--ratio R] [--check-layer N] [--metric k|v|kv]

@@ -4,13 +4,8 @@
  */
 import { loadConfig } from '../core/config/index.js';
 import { errorMessage } from '../core/errors.js';
-import { createLogger } from '../core/service/log.js';
-import {
-  isEntryPoint,
-  metricsPortFromEnv,
-  startMetricsServer,
-  untilSignal,
-} from '../core/service/process.js';
+import { createLogger } from '../core/ops/log.js';
+import { isEntryPoint, metricsPortFromEnv, startMetricsServer, untilSignal } from '../core/ops/process.js';
 import { startPrecomputeWorker } from './precompute-worker.js';
 
 export async function runPrecomputeWorker(): Promise<void> {

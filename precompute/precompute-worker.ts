@@ -23,11 +23,11 @@ import {
   type PrecomputeJobResult,
 } from '../core/queue/contracts.js';
 import { closeRedis, createRedis, withTimeout } from '../core/queue/redis.js';
-import { DocumentService } from '../core/service/documents.js';
-import type { EngineInfo, EngineThreadInit } from '../core/service/engine-handlers.js';
-import { workerEngineThread, type EngineCaller } from '../core/service/engine-thread.js';
-import { silentLogger, type Logger } from '../core/service/log.js';
-import { metrics } from '../core/service/metrics.js';
+import { DocumentService } from '../core/documents/documents.js';
+import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
+import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
+import { silentLogger, type Logger } from '../core/ops/log.js';
+import { metrics } from '../core/ops/metrics.js';
 import { openObjectStore } from '../core/storage/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
 

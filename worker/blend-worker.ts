@@ -15,10 +15,10 @@ import {
   type BlendProgress,
 } from '../core/queue/contracts.js';
 import { closeRedis, createRedis, withTimeout } from '../core/queue/redis.js';
-import type { EngineInfo, EngineThreadInit } from '../core/service/engine-handlers.js';
-import { workerEngineThread, type EngineCaller } from '../core/service/engine-thread.js';
-import { silentLogger, type Logger } from '../core/service/log.js';
-import { metrics, observeBlend } from '../core/service/metrics.js';
+import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
+import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
+import { silentLogger, type Logger } from '../core/ops/log.js';
+import { metrics, observeBlend } from '../core/ops/metrics.js';
 
 export interface BlendWorkerOptions {
   config: Config;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SupervisedEngineThread, type EngineThread } from '../../core/service/engine-thread.js';
+import { SupervisedEngineThread, type EngineThread } from '../../core/inference/engine-thread.js';
 import { STORIES_DIR } from '../helpers/models.js';
 
 describe('SupervisedEngineThread', () => {

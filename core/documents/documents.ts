@@ -31,7 +31,7 @@ import {
 import { redisCall } from '../queue/redis.js';
 import type { ObjectStore } from '../storage/types.js';
 import { DOCUMENT_ID_RE, encodeManifest, manifestObjectKey, type DocumentManifest } from './manifest.js';
-import { silentLogger, type Logger } from './log.js';
+import { silentLogger, type Logger } from '../ops/log.js';
 import type { ModelIdentity } from './text.js';
 
 export type ChunkState = 'pending' | 'ready' | 'failed' | 'deleting';

@@ -4,21 +4,16 @@
  * process's main thread (HTTP, BullMQ lock renewal). Also usable in-process (tests call createHandlers).
  */
 import type { MessagePort } from 'node:worker_threads';
-import { tokenIdsOnly } from '../blend/blend.js';
-import type { ChunkKvSource } from '../blend/types.js';
+import { tokenIdsOnly, type ChunkKvSource } from '../blend/index.js';
 import type { KvDtype, S3Settings } from '../config/index.js';
 import { InvalidArgumentError, KvMismatchError, errorMessage } from '../errors.js';
 import { Engine, type ExecutionProvider } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
-import {
-  emptyCacheStats,
-  type BlendJobData,
-  type BlendJobResult,
-  type BlendProgress,
-} from '../queue/contracts.js';
+import { emptyCacheStats } from '../cache/types.js';
+import type { BlendJobData, BlendJobResult, BlendProgress } from '../queue/contracts.js';
 import { FileObjectStore, openObjectStore } from '../storage/index.js';
-import { TieredChunkLoader, type LoadedChunk } from './chunk-loader.js';
-import { createLogger, type LogLevel } from './log.js';
+import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
+import { createLogger, type LogLevel } from '../ops/log.js';
 import { answerText, blendAndDecode, computeChunkObject, promptIds } from './pipeline.js';
 
 export interface EngineThreadInit {

@@ -10,7 +10,7 @@
  * layers were served is replaced the same way; the earlier layers passed their checksums, so they are the
  * same bytes the replacement holds.
  */
-import type { ChunkKvSource } from '../blend/types.js';
+import type { ChunkKvSource } from '../blend/index.js';
 import { CacheBlendError, KvFormatError, KvMismatchError, errorMessage } from '../errors.js';
 import {
   checkKvHeader,
@@ -24,10 +24,10 @@ import {
   type KvExpectation,
   type KvHeader,
 } from '../kv/format.js';
-import type { CacheStats, CacheTier } from '../queue/contracts.js';
+import type { CacheStats, CacheTier } from './types.js';
 import { ByteLru } from '../storage/lru.js';
 import type { ObjectStore } from '../storage/types.js';
-import { silentLogger, type Logger } from './log.js';
+import { silentLogger, type Logger } from '../ops/log.js';
 
 export interface ChunkLoaderOptions {
   store: ObjectStore;

@@ -4,8 +4,15 @@
  * service stores it (precomputed, encoded in the KV dtype, decoded back), prefill + decoding, and the
  * answer's text reconstruction.
  */
-import { blendPrefill, memorySource, precomputeChunk, type ChunkCacheData } from '../blend/blend.js';
-import type { BlendOptions, BlendPrefill, ChunkKvSource } from '../blend/types.js';
+import {
+  blendPrefill,
+  memorySource,
+  precomputeChunk,
+  type ChunkCacheData,
+  type BlendOptions,
+  type BlendPrefill,
+  type ChunkKvSource,
+} from '../blend/index.js';
 import { decodeChunkKv, encodeChunkKv, type KvDtype } from '../kv/format.js';
 import type { Engine } from '../model/engine.js';
 import { decode, type SamplingOptions } from '../model/generate.js';
