@@ -22,7 +22,8 @@ import {
   type PrecomputeJobData,
   type PrecomputeJobResult,
 } from '../core/queue/contracts.js';
-import { closeRedis, createRedis, withTimeout } from '../core/queue/redis.js';
+import { closeRedis, createRedis } from '../core/queue/redis.js';
+import { withTimeout } from '../core/util/timeout.js';
 import { DocumentService } from '../core/documents/documents.js';
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
 import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';

@@ -14,7 +14,8 @@ import {
   type BlendJobResult,
   type BlendProgress,
 } from '../core/queue/contracts.js';
-import { closeRedis, createRedis, withTimeout } from '../core/queue/redis.js';
+import { closeRedis, createRedis } from '../core/queue/redis.js';
+import { withTimeout } from '../core/util/timeout.js';
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
 import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';

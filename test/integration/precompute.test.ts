@@ -110,7 +110,7 @@ describe('precompute worker', () => {
     const written1 = await counter('cacheblend_precompute_bytes_written_total');
     const existing0 = await counter('cacheblend_precompute_chunks_total', { result: 'existing' });
     const k = keyOf(set.chunks[1]);
-    await redis.hset(docs.chunkHashKey(k), 'state', 'pending');
+    await redis.hset(docs.keys.chunk(k), 'state', 'pending');
     await docs.enqueue([
       { key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(set.chunks[1]) },
     ]);
@@ -125,7 +125,7 @@ describe('precompute worker', () => {
     const k = keyOf(c);
     const expected = await expectedObject(c);
     await store.put(objKeyOf(c), expected.subarray(0, expected.length - 10));
-    await redis.hset(docs.chunkHashKey(k), 'state', 'pending', 'written', '0');
+    await redis.hset(docs.keys.chunk(k), 'state', 'pending', 'written', '0');
     await docs.enqueue([{ key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(c) }]);
     const info = await waitFor(
       async () => {
@@ -150,8 +150,8 @@ describe('precompute worker', () => {
 
     expect(await docs.remove('b')).toEqual({ chunksDeleted: 2 });
     expect(await store.head(objKeyOf(shared))).toBeNull();
-    expect(await redis.exists(docs.chunkHashKey(keyOf(shared)), docs.refsKey(keyOf(shared)))).toBe(0);
-    expect(await redis.scard(docs.gcKey)).toBe(0);
+    expect(await redis.exists(docs.keys.chunk(keyOf(shared)), docs.keys.refs(keyOf(shared)))).toBe(0);
+    expect(await redis.scard(docs.keys.gc)).toBe(0);
   });
 
   it('keeps a chunk that a concurrent ingest takes up while it is being deleted', async () => {
