@@ -7,7 +7,7 @@ import type { Job } from 'bullmq';
 import { errorMessage } from '../core/errors.js';
 import { BLEND_JOB, decodeFailure, type BlendJobData, type BlendJobResult } from '../core/queue/contracts.js';
 import { redisCall } from '../core/queue/redis.js';
-import { withTimeout } from '../core/util/timeout.js';
+import { roundMs, withTimeout } from '../core/util/time.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, STATUS, fieldOf } from './errors.js';
 
@@ -63,8 +63,4 @@ export function jobFailure(err: unknown, jobId: string): HttpError {
 /** A finished job's result with the request's total time, as the query endpoints return it. */
 export function presentResult(result: BlendJobResult, jobId: string, t0: number) {
   return { jobId, ...result, timings: { ...result.timings, totalMs: roundMs(performance.now() - t0) } };
-}
-
-export function roundMs(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }

@@ -3,7 +3,7 @@ import { Router } from 'express';
 import { errorMessage } from '../../core/errors.js';
 import { metrics } from '../../core/ops/metrics.js';
 import { pingRedis } from '../../core/queue/redis.js';
-import { withTimeout } from '../../core/util/timeout.js';
+import { withTimeout } from '../../core/util/time.js';
 import { modelState, type ApiDeps } from '../deps.js';
 
 export function healthRouter(deps: ApiDeps): Router {

@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { CacheBlendError, UnavailableError, errorMessage } from '../errors.js';
-import { withTimeout } from '../util/timeout.js';
+import { withTimeout } from '../util/time.js';
 
 /**
  * Redis connections, one kind per role:

@@ -170,7 +170,12 @@ for (const backend of backends) {
       beforeAll(async () => {
         handlers = await createHandlers({
           model: STORIES_DIR,
-          modelPath: [],
+          modelSource: {
+            searchPath: [],
+            cacheDir: '/nonexistent',
+            allowDownload: false,
+            endpoint: 'https://huggingface.co',
+          },
           executionProvider: 'cpu',
           threads: 1,
           kvStoreUrl: url,

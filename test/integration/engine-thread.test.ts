@@ -8,7 +8,12 @@ describe('SupervisedEngineThread', () => {
     const thread = await SupervisedEngineThread.start(
       {
         model: STORIES_DIR,
-        modelPath: [],
+        modelSource: {
+          searchPath: [],
+          cacheDir: '/nonexistent',
+          allowDownload: false,
+          endpoint: 'https://huggingface.co',
+        },
         executionProvider: 'cpu',
         threads: 1,
         kvStoreUrl: 'memory://',

@@ -19,3 +19,8 @@ export function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: string | ((
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
+
+/** Milliseconds rounded to microseconds, as replies and CLI output show them. */
+export function roundMs(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
