@@ -12,9 +12,6 @@ import { healthRouter } from './routes/health.js';
 import { jobsRouter } from './routes/jobs.js';
 import { queriesRouter } from './routes/queries.js';
 
-export type { ApiDeps } from './deps.js';
-export { HttpError } from './errors.js';
-
 export function createApp(deps: ApiDeps): express.Express {
   const log = deps.log ?? silentLogger;
   const app = express();

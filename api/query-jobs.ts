@@ -13,7 +13,7 @@ import { HttpError, STATUS, fieldOf } from './errors.js';
 
 export type QueryJob = Job<BlendJobData, BlendJobResult>;
 
-export const BLEND_JOB_OPTIONS = {
+const BLEND_JOB_OPTIONS = {
   attempts: 1,
   removeOnComplete: { age: 3_600, count: 10_000 },
   removeOnFail: { age: 3_600, count: 10_000 },

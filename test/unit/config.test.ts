@@ -1,5 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { CONFIG_VARIABLES, loadConfig, redactConfig } from '../../core/config/index.js';
 import { ConfigError } from '../../core/errors.js';
@@ -254,5 +255,11 @@ describe('loadConfig', () => {
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
     expect(CONFIG_VARIABLES).toHaveLength(29);
+  });
+
+  it('documents every variable in the README configuration table', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(readme.indexOf('## Configuration'));
+    for (const name of CONFIG_VARIABLES) expect(table, name).toContain(`\`${name}\``);
   });
 });
