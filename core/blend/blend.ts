@@ -1,22 +1,18 @@
 /**
  * CacheBlend prefill over precomputed chunk caches, and the three baselines. Every mode builds the same
  * prompt `BOS + ids(c1) + … + ids(cn) + ids(q)` at positions 0…N-1, so modes differ only in what they
- * recompute; each is a short composition of the steps in steps.ts.
+ * recompute; each is a short composition of the steps of `PrefillSteps` (prefill-steps.ts), done on the
+ * host (host-steps.ts, over the functions in steps.ts) or, for a device-resident engine, on the GPU
+ * (device-steps.ts).
  */
 import { InvalidArgumentError } from '../errors.js';
-import type { Engine } from '../model/engine.js';
-import type { KvCache } from '../model/kv-cache.js';
-import { writeBosRows } from './chunks.js';
+import type { Engine, SequenceCache } from '../model/engine.js';
 import { controllerRatio } from './controller.js';
-import {
-  ChunkLayerReader,
-  layoutPrompt,
-  recomputeAllTokens,
-  recomputeSelected,
-  selectByDeviation,
-  type ActiveTokens,
-  type PromptLayout,
-} from './steps.js';
+import { DevicePrefillSteps } from './device-steps.js';
+import { HostPrefillSteps } from './host-steps.js';
+import type { PrefillSteps } from './prefill-steps.js';
+import { topK } from './selection.js';
+import { layoutPrompt, type PromptLayout } from './steps.js';
 import type { BlendMode, BlendOptions, BlendPrefill, ChunkKvSource } from './types.js';
 
 export const DEFAULT_RATIO = 0.15;
@@ -40,12 +36,12 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number): void {
   }
 }
 
-/** One prefill in progress: the prompt's layout and the cache the mode fills. */
+/** One prefill in progress: the prompt's layout and the steps (with the cache) the mode runs. */
 interface PrefillRun {
   engine: Engine;
   chunks: readonly ChunkKvSource[];
   layout: PromptLayout;
-  cache: KvCache;
+  steps: PrefillSteps;
   contextTokens: number;
   opts: BlendOptions;
 }
@@ -59,8 +55,9 @@ interface ModeOutcome {
 }
 
 /**
- * Prefill the prompt in the requested mode. Returns a cache holding the whole prompt (ready for decoding,
- * with room for `extraCapacity` more rows) and the first token's logits.
+ * Prefill the prompt in the requested mode. Returns a cache holding the whole prompt (ready for decoding;
+ * a host cache has room for `extraCapacity` more rows) and the first token's logits. A device-resident
+ * engine keeps the cache on the GPU.
  */
 export async function blendPrefill(
   engine: Engine,
@@ -68,19 +65,21 @@ export async function blendPrefill(
   questionIds: readonly number[],
   opts: BlendOptions,
   extraCapacity = 0,
-): Promise<{ cache: KvCache; prefill: BlendPrefill }> {
+): Promise<{ cache: SequenceCache; prefill: BlendPrefill }> {
   validateBlendOptions(opts, engine.config.numLayers);
   if (questionIds.length === 0) throw new InvalidArgumentError('the question has no tokens');
   const t0 = performance.now();
   const layout = layoutPrompt(engine.config.bosTokenId, chunks, questionIds);
   const N = layout.promptIds.length;
-  const cache = engine.newCache(N + extraCapacity);
-  const run: PrefillRun = { engine, chunks, layout, cache, contextTokens: layout.contextEnd - 1, opts };
+  const steps: PrefillSteps = engine.device
+    ? new DevicePrefillSteps(engine.device, layout)
+    : new HostPrefillSteps(engine, layout, N + extraCapacity);
+  const run: PrefillRun = { engine, chunks, layout, steps, contextTokens: layout.contextEnd - 1, opts };
   const outcome = await MODES[opts.mode](run);
   const ttftMs = performance.now() - t0;
   const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs } = outcome;
   return {
-    cache,
+    cache: steps.cache,
     prefill: {
       mode: opts.mode,
       promptTokens: N,
@@ -101,39 +100,30 @@ const MODES: Record<BlendMode, (run: PrefillRun) => Promise<ModeOutcome>> = {
 };
 
 /** The baseline: prefill the whole prompt. */
-async function fullPrefill({ engine, cache, layout, contextTokens }: PrefillRun): Promise<ModeOutcome> {
-  const firstTokenLogits = await engine.forward(cache, layout.promptIds);
+async function fullPrefill({ engine, steps, layout, contextTokens }: PrefillRun): Promise<ModeOutcome> {
+  const firstTokenLogits = await engine.forward(steps.cache, layout.promptIds);
   return { firstTokenLogits, recomputedTokens: contextTokens, ratio: 1, loadWaitMs: 0 };
 }
 
 /** Prefix caching: BOS and the first chunk sit where they were precomputed; prefill everything after. */
-async function prefixPrefill({ engine, cache, layout, chunks }: PrefillRun): Promise<ModeOutcome> {
+async function prefixPrefill({ engine, steps, layout, chunks }: PrefillRun): Promise<ModeOutcome> {
   const first = chunks.slice(0, 1);
   const end = first.length ? layout.offsets[0] + first[0].tokenIds.length : 1;
-  cache.reserve(layout.promptIds.length);
-  await writeBosRows(engine, cache);
-  const reader = new ChunkLayerReader(engine, cache, first, layout.offsets);
-  await reader.fillFrom(0);
-  cache.commit(layout.positions.subarray(0, end));
-  const firstTokenLogits = await engine.forward(cache, layout.promptIds.slice(end));
+  await steps.reuseChunks(first, end);
+  const firstTokenLogits = await engine.forward(steps.cache, layout.promptIds.slice(end));
   return {
     firstTokenLogits,
     recomputedTokens: layout.contextEnd - end,
     ratio: 1,
-    loadWaitMs: reader.waitedMs,
+    loadWaitMs: steps.waitedMs,
   };
 }
 
 /** Every chunk's cache rotated into place as is; only the question is computed. */
-async function reusePrefill({ engine, cache, layout, chunks }: PrefillRun): Promise<ModeOutcome> {
-  cache.reserve(layout.promptIds.length);
-  const reader = new ChunkLayerReader(engine, cache, chunks, layout.offsets);
-  reader.prefetch(0);
-  await writeBosRows(engine, cache);
-  await reader.fillFrom(0);
-  cache.commit(layout.positions.subarray(0, layout.contextEnd));
-  const firstTokenLogits = await engine.forward(cache, layout.promptIds.slice(layout.contextEnd));
-  return { firstTokenLogits, recomputedTokens: 0, ratio: 0, loadWaitMs: reader.waitedMs };
+async function reusePrefill({ engine, steps, layout, chunks }: PrefillRun): Promise<ModeOutcome> {
+  await steps.reuseChunks(chunks, layout.contextEnd);
+  const firstTokenLogits = await engine.forward(steps.cache, layout.promptIds.slice(layout.contextEnd));
+  return { firstTokenLogits, recomputedTokens: 0, ratio: 0, loadWaitMs: steps.waitedMs };
 }
 
 /** The ratio for this request: the loading controller's when configured, else the fixed one. */
@@ -147,33 +137,28 @@ function chosenRatio(opts: BlendOptions, contextTokens: number): number {
  * loaded); from the check layer on, each layer keeps the context tokens whose fresh K/V deviate most from
  * the cached rows (the check layer's selection, narrowed further under gradual filtering) plus the
  * question, recomputes only them and overwrites their rows. Decoding continues on the blended cache.
+ *
+ * Layers run in segments: one layer at a time while gradual ratios still narrow the selection, then the
+ * rest in one segment (a device-resident engine runs each segment in one call).
  */
 async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
-  const { engine, cache, layout, chunks, opts, contextTokens } = run;
+  const { engine, steps, chunks, opts, contextTokens } = run;
   const L = engine.config.numLayers;
-  const D = engine.config.hiddenSize;
   const checkLayer = opts.checkLayer ?? DEFAULT_CHECK_LAYER;
+  const metric = opts.metric ?? 'k';
   const ratio = chosenRatio(opts, contextTokens);
   const ratios = opts.gradualRatios ?? [ratio];
-  cache.reserve(layout.promptIds.length);
-  const reader = new ChunkLayerReader(engine, cache, chunks, layout.offsets);
-  reader.prefetch(checkLayer);
-  await writeBosRows(engine, cache);
-  let active: ActiveTokens = {
-    indices: layout.positions.subarray(1),
-    hidden: engine.embed(layout.promptIds.slice(1)),
-  };
-  active.hidden = await recomputeAllTokens(engine, cache, layout, active, checkLayer);
+  await steps.prepareBlend(chunks, checkLayer);
+  let scores: Float64Array | null = await steps.recomputeAll(checkLayer, metric);
   let recomputedTokens = 0;
-  for (let l = checkLayer; l < L; l++) {
-    reader.prefetch(l + 1);
-    await reader.fill(l);
+  for (let l = checkLayer; l < L;) {
     const target = Math.round(ratios[Math.min(l - checkLayer, ratios.length - 1)] * contextTokens);
-    active = await selectByDeviation(engine, cache, l, active, layout.contextEnd, target, opts.metric ?? 'k');
-    active.hidden = await recomputeSelected(engine, cache, l, active, layout.positions);
-    if (l === checkLayer) recomputedTokens = active.indices.filter((i) => i < layout.contextEnd).length;
+    if (scores && target < steps.activeContext.length) steps.keep(topK(scores, target));
+    if (l === checkLayer) recomputedTokens = steps.activeContext.length;
+    const next = l - checkLayer + 1 < ratios.length ? l + 1 : L;
+    scores = await steps.recomputeSelected(l, next, next < L ? metric : null);
+    l = next;
   }
-  cache.commit(layout.positions);
-  const firstTokenLogits = await engine.logits(active.hidden.subarray(active.hidden.length - D));
-  return { firstTokenLogits, recomputedTokens, ratio, loadWaitMs: reader.waitedMs };
+  const firstTokenLogits = await steps.finishBlend();
+  return { firstTokenLogits, recomputedTokens, ratio, loadWaitMs: steps.waitedMs };
 }

@@ -5,7 +5,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { tokenIdsOnly, type ChunkKvSource } from '../blend/index.js';
-import type { KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
+import type { DeviceDtype, KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
 import { InvalidArgumentError, KvMismatchError, errorMessage } from '../errors.js';
 import { Engine, type ExecutionProvider } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
@@ -14,6 +14,7 @@ import type { BlendJobData, BlendJobResult, BlendProgress } from '../queue/contr
 import { FileObjectStore, openObjectStore } from '../storage/index.js';
 import type { ObjectStore } from '../storage/types.js';
 import type { Tokenizer } from '../model/types.js';
+import { DeviceChunkTier } from '../cache/device-tier.js';
 import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
 import { createLogger, type LogLevel, type Logger } from '../ops/log.js';
 import { answerText, blendAndDecode, checkContextFits, computeChunkObject, promptIds } from './pipeline.js';
@@ -29,6 +30,10 @@ export interface EngineThreadInit {
   /** Disk cache directory; null disables the tier. */
   diskCacheDir: string | null;
   lruBytes: number;
+  /** GPU tier bytes (device-resident engines only; 0 or absent: off). */
+  gpuTierBytes?: number;
+  /** Device precision (device-resident engines only; default float32). */
+  deviceDtype?: DeviceDtype;
   kvDtype: KvDtype;
   logLevel: LogLevel;
 }
@@ -62,6 +67,7 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
   const engine = await Engine.create(model, {
     executionProvider: init.executionProvider,
     threads: init.threads,
+    deviceDtype: init.deviceDtype,
   });
   const cfg = model.config;
   const store = openObjectStore(init.kvStoreUrl, { s3: init.s3 });
@@ -75,6 +81,7 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     headDim: cfg.headDim,
     compute: (ids) => computeChunkObject(engine, ids, init.kvDtype),
     log,
+    deviceTier: engine.device && init.gpuTierBytes ? new DeviceChunkTier(init.gpuTierBytes) : null,
   });
   return { init, engine, store, loader, log };
 }

@@ -23,6 +23,8 @@ export function engineThreadInit(
     s3: { ...config.s3 },
     diskCacheDir: config.diskCacheDir,
     lruBytes: config.lruBytes,
+    gpuTierBytes: config.gpuTierBytes,
+    deviceDtype: config.deviceDtype,
     kvDtype: config.kvDtype,
     logLevel: config.logLevel,
     ...overrides,

@@ -14,7 +14,7 @@ import {
   type ChunkKvSource,
 } from '../blend/index.js';
 import { decodeChunkKv, encodeChunkKv, type KvDtype } from '../kv/format.js';
-import type { Engine } from '../model/engine.js';
+import { releaseCache, type Engine } from '../model/engine.js';
 import { decode, type SamplingOptions } from '../model/generate.js';
 import type { Tokenizer } from '../model/types.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -104,6 +104,10 @@ export async function blendAndDecode(
 ): Promise<BlendAnswer> {
   const t0 = performance.now();
   const { cache, prefill } = await blendPrefill(engine, chunks, questionIds, opts, sampling.maxTokens);
-  const { tokens, decodeMs } = await decode(engine, cache, prefill.firstTokenLogits, sampling, onToken);
-  return { prefill, tokens, totalMs: performance.now() - t0, decodeMs };
+  try {
+    const { tokens, decodeMs } = await decode(engine, cache, prefill.firstTokenLogits, sampling, onToken);
+    return { prefill, tokens, totalMs: performance.now() - t0, decodeMs };
+  } finally {
+    releaseCache(cache);
+  }
 }

@@ -49,8 +49,14 @@ export class DeviceKvCache {
   }
 }
 
-/** One chunk's cache on the device: K and V [layers, tokens, kvHeads, headDim], keys at positions 1…n. */
+/**
+ * One chunk's cache on the device: K and V [layers, kvHeads, tokens, headDim], keys at positions 1…n.
+ * Reference-counted: whoever uploads it holds one reference, a GPU tier that keeps it another, a request
+ * using it a third; the buffers are released with the last.
+ */
 export class DeviceChunk {
+  private refs = 1;
+
   constructor(
     readonly k: ort.Tensor,
     readonly v: ort.Tensor,
@@ -58,9 +64,25 @@ export class DeviceChunk {
     readonly bytes: number,
   ) {}
 
-  dispose(): void {
-    this.k.dispose();
-    this.v.dispose();
+  retain(): this {
+    if (this.refs === 0) throw new Error('device chunk already released');
+    this.refs++;
+    return this;
+  }
+
+  /** A new reference, or false when the buffers are already gone (evicted meanwhile). */
+  tryRetain(): boolean {
+    if (this.refs === 0) return false;
+    this.refs++;
+    return true;
+  }
+
+  release(): void {
+    if (this.refs === 0) return;
+    if (--this.refs === 0) {
+      this.k.dispose();
+      this.v.dispose();
+    }
   }
 }
 
@@ -83,6 +105,49 @@ const int64 = (a: ArrayLike<number>, dims = [a.length]) =>
   new ort.Tensor('int64', BigInt64Array.from(Array.from(a, (x) => BigInt(x))), dims);
 const range = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);
 
+/**
+ * Whether onnxruntime's fused attention (GroupQueryAttention) computes what the decomposed graph computes
+ * on this adapter: layer 0 of the model over 48 tokens both ways. Seen wrong on Mesa's software Vulkan
+ * (lavapipe) from 32 tokens on, so the engine checks once at start instead of trusting the kernel.
+ */
+export async function fusedAttentionAgrees(
+  model: LoadedModel,
+  sessionOptions: ort.InferenceSession.SessionOptions,
+): Promise<boolean> {
+  const T = 48;
+  const D = model.config.hiddenSize;
+  const hidden = Float32Array.from({ length: T * D }, (_, i) => Math.sin(i * 0.37));
+  const outputs: Float32Array[] = [];
+  for (const attention of ['fused', 'decomposed'] as const) {
+    const graph = buildStackGraph(model.config, model.weights, {
+      from: 0,
+      to: 1,
+      dtype: 'float32',
+      cache: 'none',
+      input: 'rows',
+      head: false,
+      emitHidden: true,
+      attention,
+    });
+    const session = await ort.InferenceSession.create(graph.bytes, sessionOptions);
+    const feeds: Feeds = {
+      hidden_in: new ort.Tensor('float32', hidden, [1, T, D]),
+      rows: int64(range(0, T)),
+      pos_ids: int64(range(0, T), [1, T]),
+      ...DeviceRunner.lengths(1, T),
+      q_pos: int32(range(0, T)),
+      k_pos: int32(range(0, T)),
+    };
+    const used = Object.fromEntries(session.inputNames.map((n) => [n, feeds[n]]));
+    outputs.push((await session.run(used)).hidden.data as Float32Array);
+    await session.release();
+  }
+  let worst = 0;
+  for (let i = 0; i < outputs[0].length; i++)
+    worst = Math.max(worst, Math.abs(outputs[0][i] - outputs[1][i]));
+  return worst <= 1e-3;
+}
+
 export class DeviceRunner {
   readonly config: ModelConfig;
   private readonly invFreq: Float64Array;
@@ -95,6 +160,8 @@ export class DeviceRunner {
     private readonly sessionOptions: ort.InferenceSession.SessionOptions,
     /** Longest run of new tokens per call; longer prompts are prefilled in blocks. */
     readonly block: number,
+    /** Causal attention through onnxruntime's fused kernel, or decomposed (see StackGraphOptions). */
+    readonly attention: 'fused' | 'decomposed' = 'fused',
   ) {
     this.config = model.config;
     this.invFreq = inverseFrequencies(model.config);
@@ -117,10 +184,10 @@ export class DeviceRunner {
     return s;
   }
 
-  private stack(o: Omit<StackGraphOptions, 'dtype'>): Promise<ort.InferenceSession> {
-    const key = `stack:${JSON.stringify(o)}`;
-    return this.session(key, () =>
-      buildStackGraph(this.config, this.model.weights, { ...o, dtype: this.dtype }),
+  private stack(o: Omit<StackGraphOptions, 'dtype' | 'attention'>): Promise<ort.InferenceSession> {
+    const full: StackGraphOptions = { ...o, dtype: this.dtype, attention: this.attention };
+    return this.session(`stack:${JSON.stringify(full)}`, () =>
+      buildStackGraph(this.config, this.model.weights, full),
     );
   }
 
@@ -146,7 +213,7 @@ export class DeviceRunner {
   }
 
   /** GroupQueryAttention's lengths: every sequence ends up with `total` rows. */
-  private static lengths(batch: number, total: number): Feeds {
+  static lengths(batch: number, total: number): Feeds {
     return {
       seqlens_k: new ort.Tensor('int32', new Int32Array(batch).fill(total - 1), [batch]),
       total_len: new ort.Tensor('int32', Int32Array.of(total), []),
@@ -192,6 +259,8 @@ export class DeviceRunner {
       ids: int32(ids, [1, T]),
       ...this.positionFeeds(range(S, S + T)),
       ...DeviceRunner.lengths(1, S + T),
+      q_pos: int32(range(S, S + T)),
+      k_pos: int32(range(0, S + T)),
     };
     if (S > 0) {
       for (let l = 0; l < L; l++) {
@@ -229,6 +298,8 @@ export class DeviceRunner {
       ids: new ort.Tensor('int32', ids, [B, T]),
       ...this.positionFeeds(range(0, T)),
       ...DeviceRunner.lengths(B, T),
+      q_pos: int32(range(0, T)),
+      k_pos: int32(range(0, T)),
     });
     const { k, v } = this.layerOutputs(out, 0, L);
     const host = await this.download([...k, ...v]);
@@ -298,8 +369,8 @@ export class DeviceRunner {
   /**
    * CacheBlend's first stage: prompt tokens 1…N-1 through layers [0, check) after BOS's row, then the
    * deviation at layer `check` of the first `contextTokens` tokens' fresh K/V from `cached` (that layer's
-   * assembled cache). Returns the check layer's input hidden states (on the device), the deviations (on
-   * the host) and the recomputed cache of layers [0, check), BOS's row included.
+   * assembled cache, rows 1…contextTokens). Returns the check layer's input hidden states (on the device),
+   * the deviations (on the host) and the recomputed cache of layers [0, check), BOS's row included.
    */
   async blendFront(
     promptIds: readonly number[],
@@ -323,7 +394,9 @@ export class DeviceRunner {
       ids: int32(promptIds.slice(1), [1, N - 1]),
       ...this.positionFeeds(range(1, N)),
       ...DeviceRunner.lengths(1, N),
-      ctx_len: int64([contextTokens]),
+      q_pos: int32(range(1, N)),
+      k_pos: int32(range(0, N)),
+      ctx_rows: int64(range(1, contextTokens + 1)),
       cached_k: cached.k,
       cached_v: cached.v,
     };
@@ -336,19 +409,31 @@ export class DeviceRunner {
   }
 
   /**
-   * CacheBlend's second stage: the `active` prompt positions (ascending; the selected context tokens and
-   * the question) through layers [check, L), their fresh K/V overwriting their rows of `cache` (those
-   * layers' assembled cache, N rows) before they attend over it by position. `hidden` holds the check
-   * layer's input for prompt positions 1…N-1. Returns the last active row's logits and the blended cache.
+   * CacheBlend's selective layers [from, to): the `active` prompt positions (ascending; the selected context
+   * tokens, then the question), taken from rows `rows` of `hidden`, have their fresh K/V overwrite their
+   * rows of `cache` (those layers' caches, N rows each) before they attend over it by position. Returns
+   * those layers' blended caches and, as asked: the last active row's logits (`to` = L), the output hidden
+   * states (one row per active token), and the deviation at layer `to` of the first `score.count` active
+   * tokens from `score.cached` (gradual filtering).
    */
-  async blendBack(
-    hidden: ort.Tensor,
-    active: Int32Array,
-    rows: number,
+  async blendSelected(
+    input: { hidden: ort.Tensor; rows: ArrayLike<number>; active: Int32Array; promptTokens: number },
     cache: DeviceLayers,
-    check: number,
-  ): Promise<DeviceLayers & { logits: Float32Array }> {
+    from: number,
+    to: number,
+    score: { metric: 'k' | 'v' | 'kv'; count: number; cached: { k: ort.Tensor; v: ort.Tensor } } | null,
+  ): Promise<DeviceLayers & { logits?: Float32Array; hidden?: ort.Tensor; dev?: Float32Array }> {
     const { numLayers: L, numKvHeads: KV } = this.config;
+    const { active } = input;
+    const session = await this.stack({
+      from,
+      to,
+      cache: 'scatter',
+      input: 'rows',
+      head: to === L,
+      emitHidden: to < L,
+      ...(score ? { deviation: score.metric } : {}),
+    });
     const A = active.length;
     const scatterRows = new BigInt64Array(KV * A * 2);
     for (let h = 0; h < KV; h++) {
@@ -357,28 +442,32 @@ export class DeviceRunner {
         scatterRows[(h * A + i) * 2 + 1] = BigInt(active[i]);
       }
     }
-    const session = await this.stack({
-      from: check,
-      to: L,
-      cache: 'scatter',
-      input: 'rows',
-      head: true,
-      emitHidden: false,
-    });
     const feeds: Feeds = {
-      hidden_in: hidden,
-      rows: int64(Array.from(active, (p) => p - 1)),
+      hidden_in: input.hidden,
+      rows: int64(input.rows),
       q_pos: int32(active),
-      k_pos: int32(range(0, rows)),
+      k_pos: int32(range(0, input.promptTokens)),
       ...this.positionFeeds(active),
       scatter_rows: new ort.Tensor('int64', scatterRows, [KV, A, 2]),
     };
-    for (let l = check; l < L; l++) {
-      feeds[`cache_k_${l}`] = cache.k[l - check];
-      feeds[`cache_v_${l}`] = cache.v[l - check];
+    if (score) {
+      Object.assign(feeds, {
+        ctx_rows: int64(active.subarray(0, score.count)),
+        cached_k: score.cached.k,
+        cached_v: score.cached.v,
+      });
+    }
+    for (let l = from; l < to; l++) {
+      feeds[`cache_k_${l}`] = cache.k[l - from];
+      feeds[`cache_v_${l}`] = cache.v[l - from];
     }
     const out = await this.run(session, feeds);
-    return { ...this.layerOutputs(out, check, L), logits: out.logits.data as Float32Array };
+    return {
+      ...this.layerOutputs(out, from, to),
+      logits: out.logits?.data as Float32Array | undefined,
+      hidden: out.hidden,
+      dev: out.dev?.data as Float32Array | undefined,
+    };
   }
 
   /** Write the profile of every session created with profiling on (onnxruntime names the files). */
@@ -390,7 +479,7 @@ export class DeviceRunner {
     if (this.bos) {
       const { rows, chunk } = await this.bos;
       rows.dispose();
-      chunk.dispose();
+      chunk.release();
     }
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();

@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { InvalidArgumentError } from '../errors.js';
 import { inverseFrequencies, ropeTables } from '../kv/rope.js';
-import { DeviceKvCache, DeviceRunner } from './device.js';
+import { DeviceKvCache, DeviceRunner, fusedAttentionAgrees } from './device.js';
 import { KvCache } from './kv-cache.js';
 import type { DeviceDtype } from './onnx/device-graphs.js';
 import { buildHeadGraph, buildKvProjectionGraph, buildLayerGraph } from './onnx/graphs.js';
@@ -30,12 +30,22 @@ export interface EngineOptions {
   deviceDtype?: DeviceDtype;
   /** Longest run of new tokens per device call (default 4096). */
   deviceBlock?: number;
+  /**
+   * Causal attention on the device: onnxruntime's fused GroupQueryAttention or decomposed; by default the
+   * fused kernel where a check at start finds it agrees with the decomposed graph on this adapter.
+   */
+  deviceAttention?: 'fused' | 'decomposed';
   /** Extra onnxruntime session options (benchmarks: profiling). */
   sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
 /** A sequence's KV cache: on the host (CPU, or a GPU engine's host-copy path) or on the device. */
 export type SequenceCache = KvCache | DeviceKvCache;
+
+/** Free a cache's GPU buffers now (a host cache is left to the garbage collector). */
+export function releaseCache(cache: SequenceCache): void {
+  if (cache instanceof DeviceKvCache) cache.dispose();
+}
 
 /** Additive attention mask value for "may not attend"; finite so a WebGPU softmax never sees -inf - -inf. */
 export const MASKED = -1e9;
@@ -130,7 +140,14 @@ export class Engine {
     };
     const device =
       ep === 'webgpu' && (opts.deviceResident ?? true)
-        ? new DeviceRunner(model, opts.deviceDtype ?? 'float32', sessionOptions, opts.deviceBlock ?? 4096)
+        ? new DeviceRunner(
+            model,
+            opts.deviceDtype ?? 'float32',
+            sessionOptions,
+            opts.deviceBlock ?? 4096,
+            opts.deviceAttention ??
+              ((await fusedAttentionAgrees(model, sessionOptions)) ? 'fused' : 'decomposed'),
+          )
         : null;
     const engine = new Engine(
       model,

@@ -39,6 +39,8 @@ describe('loadConfig', () => {
       executionProvider: 'cpu',
       kvDtype: 'float16',
       lruBytes: 256 * 1024 * 1024,
+      gpuTierBytes: 2 * 1024 ** 3,
+      deviceDtype: 'float32',
       diskCacheDir: '/srv/app/.data/disk-cache',
       chunkTokenBudget: 256,
       queryTimeoutMs: 60_000,
@@ -254,7 +256,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(29);
+    expect(CONFIG_VARIABLES).toHaveLength(31);
   });
 
   it('documents every variable in the README configuration table', () => {

@@ -6,13 +6,19 @@ import { fusedTransposed, rmsNorm, transposed } from './graphs.js';
 /**
  * Graphs for device-resident execution on a GPU provider. Where the CPU engine runs one graph per layer
  * and keeps the KV cache on the host, these graphs run a whole stack of layers in one call, take the
- * cache as device tensors and return the updated cache as device tensors, so only ids, positions and
- * RoPE tables go up and only logits (or blend's per-token deviations) come back.
+ * cache as device tensors and return the updated cache as device tensors, so only ids and positions go
+ * up and only logits (or blend's per-token deviations) come back.
+ *
+ * They are built on onnxruntime's fused contrib kernels, which its WebGPU provider implements:
+ * SimplifiedLayerNormalization (RMSNorm), RotaryEmbedding (from tables of every position, computed like
+ * the host's), and GroupQueryAttention (flash attention where the adapter allows) for causal attention
+ * after a cache. CacheBlend's selective layers, where chosen tokens anywhere in the prompt attend by
+ * position over a mixed cache, use a decomposed attention with a position mask.
  *
  * Layouts carry a batch dimension B (1 except in batched precompute): ids [B, T]; hidden [B, T, D] in
- * fp32 (the residual stream stays fp32 in every precision); K/V [B, rows, kvHeads, headDim] in the
- * compute precision. Row r of a cache holds the token at position r, so masks are built in the graph
- * from the query positions `q_pos` [T] and the key positions `k_pos` [rows] (int32).
+ * fp32 (the residual stream stays fp32 in every precision; matrix products run in the compute precision);
+ * caches [B, kvHeads, rows, headDim] (BNSH, GroupQueryAttention's layout) in the compute precision, where
+ * row r holds the token at position r.
  */
 
 export type DeviceDtype = 'float32' | 'float16';
@@ -39,8 +45,13 @@ export interface StackGraphOptions {
   /** Return the stack's output hidden states as `hidden`. */
   emitHidden: boolean;
   /**
-   * Return `dev` [C]: squared L2 distance between layer `to`'s fresh K (V, or both) of the first C = ctx_len
-   * tokens and rows 1…C of `cached_k` / `cached_v` (CacheBlend's deviation at its check layer).
+   * Causal attention (none/append): onnxruntime's GroupQueryAttention ('fused', default) or a concatenation
+   * and position mask ('decomposed'). Scatter always runs decomposed.
+   */
+  attention?: 'fused' | 'decomposed';
+  /**
+   * Return `dev` [C]: squared L2 distance between layer `to`'s fresh K (V, or both) of the first C tokens
+   * and their cached rows `ctx_rows` of `cached_k` / `cached_v` (CacheBlend's deviation).
    */
   deviation?: 'k' | 'v' | 'kv';
 }
@@ -195,15 +206,30 @@ function causalAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: stri
   return { out, kAll, vAll };
 }
 
-/**
- * CacheBlend's selective attention: the new rows overwrite their rows of the full cache, then every new
- * token attends over the cache by position (the additive mask). Decomposed: no fused kernel takes an
- * arbitrary set of query positions with grouped K/V heads.
- */
-function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
+/** Attention of q [B, T, H*hd] over kAll/vAll [B, KV, rows, hd] with an additive mask [T, rows]. */
+function maskedAttention(c: Ctx, q: string, kAll: string, vAll: string, mask: string): string {
   const { g, cfg } = c;
   const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
   const G = H / KV;
+  const qs = g.o('Mul', [q, g.scalar(1 / Math.sqrt(hd), 'scale', c.t)]);
+  const q5 = g.o('Reshape', [qs, g.int64s([0, 0, KV, G, hd])]);
+  const qg = g.o('Reshape', [g.o('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64s([0, KV, -1, hd])]);
+  const scores = g.o('MatMul', [qg, g.o('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B, KV, G*T, rows]
+  const shape5 = g.o('Concat', [g.int64s([0, KV, G]), g.o('Shape', [mask])], { axis: 0 });
+  const masked = g.o('Add', [c.high(g.o('Reshape', [scores, shape5])), mask]);
+  const probs = c.low(g.o('Reshape', [g.o('Softmax', [masked], { axis: -1 }), g.o('Shape', [scores])]));
+  const ctx5 = g.o('Reshape', [g.o('MatMul', [probs, vAll]), g.int64s([0, KV, G, -1, hd])]);
+  return g.o('Reshape', [g.o('Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), g.int64s([0, 0, -1])]);
+}
+
+/**
+ * CacheBlend's selective attention: the new rows overwrite their rows of the full cache, then every new
+ * token attends over the cache by position (the mask). Decomposed: no fused kernel takes an arbitrary set
+ * of query positions with grouped K/V heads.
+ */
+function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
+  const { g, cfg } = c;
+  const { numKvHeads: KV, headDim: hd } = cfg;
   const flat = g.int64s([KV, -1, hd]);
   const full = g.int64s([1, KV, -1, hd]);
   const scatter = (cache: string, fresh: string) =>
@@ -217,16 +243,17 @@ function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: str
     ]);
   const kAll = scatter(io.k!, k);
   const vAll = scatter(io.v!, v);
-  const qs = g.o('Mul', [q, g.scalar(1 / Math.sqrt(hd), 'scale', c.t)]);
-  const q5 = g.o('Reshape', [qs, g.int64s([0, 0, KV, G, hd])]);
-  const qg = g.o('Reshape', [g.o('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64s([0, KV, -1, hd])]);
-  const scores = g.o('MatMul', [qg, g.o('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [1, KV, G*T, N]
-  const shape5 = g.o('Concat', [g.int64s([0, KV, G]), g.o('Shape', [io.mask!])], { axis: 0 });
-  const masked = g.o('Add', [c.high(g.o('Reshape', [scores, shape5])), io.mask!]);
-  const probs = c.low(g.o('Reshape', [g.o('Softmax', [masked], { axis: -1 }), g.o('Shape', [scores])]));
-  const ctx5 = g.o('Reshape', [g.o('MatMul', [probs, vAll]), g.int64s([0, KV, G, -1, hd])]);
-  const out = g.o('Reshape', [g.o('Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), g.int64s([0, 0, -1])]);
-  return { out, kAll, vAll };
+  return { out: maskedAttention(c, q, kAll, vAll, io.mask!), kAll, vAll };
+}
+
+/** Causal attention after the cache without the fused kernel: concatenation, then a position mask. */
+function decomposedCausalAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
+  const { g, cfg } = c;
+  const kNew = toHeads(c, k, cfg.numKvHeads);
+  const vNew = toHeads(c, v, cfg.numKvHeads);
+  const kAll = io.mode === 'append' ? g.o('Concat', [io.k!, kNew], { axis: 2 }) : kNew;
+  const vAll = io.mode === 'append' ? g.o('Concat', [io.v!, vNew], { axis: 2 }) : vNew;
+  return { out: maskedAttention(c, q, kAll, vAll, io.mask!), kAll, vAll };
 }
 
 function decoderLayer(
@@ -241,7 +268,12 @@ function decoderLayer(
   const { hiddenSize: D, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
   const p = `l${l}`;
   const { q, k, v } = projectQkv(c, w, p, x, pos, true);
-  const attn = io.mode === 'scatter' ? scatterAttention(c, io, q!, k, v) : causalAttention(c, io, q!, k, v);
+  const attn =
+    io.mode === 'scatter'
+      ? scatterAttention(c, io, q!, k, v)
+      : io.mask
+        ? decomposedCausalAttention(c, io, q!, k, v)
+        : causalAttention(c, io, q!, k, v);
   const wo = c.weight(`${p}.wo_t`, transposed(w.wo, D, H * hd), [H * hd, D]);
   const h1 = g.o('Add', [x, c.high(g.o('MatMul', [attn.out, wo]))]);
   const m = norm(c, h1, `${p}.mlp_norm`, w.mlpNorm);
@@ -292,7 +324,11 @@ function logitsOfLastRow(c: Ctx, weights: ModelWeights, x: string): string {
   return g.o('Reshape', [c.high(logits), g.int64s([0, V])]);
 }
 
-/** CacheBlend's deviation of the first ctx_len tokens at layer `layer`; x is that layer's input. */
+/**
+ * CacheBlend's deviation at layer `layer` (x is its input) of the first C tokens, whose cache rows are
+ * `ctx_rows` int64 [C]: squared L2 distance of their fresh K (V, or both) from rows ctx_rows of the
+ * cached `cached_k` / `cached_v`.
+ */
 function deviation(
   c: Ctx,
   w: LayerWeights,
@@ -303,13 +339,12 @@ function deviation(
 ): string {
   const { g, cfg } = c;
   const { numKvHeads: KV, headDim: hd } = cfg;
-  const ctxLen = g.input('ctx_len', 'int64', [1]);
-  const zero = g.int64s([0]);
-  const first = (t: string) => g.o('Slice', [t, zero, ctxLen, g.int64s([1])]);
+  const rows = g.input('ctx_rows', 'int64', ['C']);
+  const count = g.o('Shape', [rows]);
+  const first = (t: string) => g.o('Slice', [t, g.int64s([0]), count, g.int64s([1])]);
   const fresh = projectQkv(c, w, `l${layer}`, first(x), first(pos), false);
-  const end = g.o('Add', [ctxLen, g.int64s([1])]);
   const cachedRows = (name: string) =>
-    g.o('Slice', [g.input(name, c.t, [1, KV, 'N', hd]), g.int64s([1]), end, g.int64s([2])]);
+    g.o('Gather', [g.input(name, c.t, [1, KV, 'N', hd]), rows], { axis: 2 });
   const sq = (a: string, b: string) => {
     const d = g.o('Sub', [c.high(toHeads(c, a, KV)), c.high(b)]);
     return g.o('ReduceSum', [g.o('Mul', [d, d]), g.int64s([0, 1, 3])], { keepdims: 0 });
@@ -349,8 +384,8 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
   const batch = g.o('Slice', [g.o('Shape', [x]), g.int64s([0]), g.int64s([1])]);
   const pos = g.o('Expand', [posIds, g.o('Concat', [batch, g.int64s([1])], { axis: 0 })]);
   const shared: Omit<LayerCacheIo, 'mode'> = {};
-  if (o.cache === 'scatter') {
-    shared.rows = g.input('scatter_rows', 'int64', [KV, 'T', 2]);
+  if (o.cache === 'scatter') shared.rows = g.input('scatter_rows', 'int64', [KV, 'T', 2]);
+  if (o.to > o.from && (o.cache === 'scatter' || o.attention === 'decomposed')) {
     shared.mask = positionMask(g, g.input('q_pos', 'int32', ['T']), g.input('k_pos', 'int32', ['N']));
   } else if (o.to > o.from) {
     shared.seqlens = g.input('seqlens_k', 'int32', ['B']);
