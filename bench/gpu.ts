@@ -1,7 +1,17 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Engine } from '../core/model/engine.js';
+import {
+  blendPrefill,
+  memorySource,
+  precomputeChunks,
+  tokenIdsOnly,
+  type BlendOptions,
+  type ChunkCacheData,
+  type ChunkKvSource,
+} from '../core/blend/index.js';
+import { DeviceChunkTier } from '../core/cache/device-tier.js';
+import { Engine, releaseCache } from '../core/model/engine.js';
 import { seededRandom } from '../core/model/generate.js';
 import type { DeviceDtype } from '../core/model/onnx/device-graphs.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
@@ -12,13 +22,17 @@ import { machine, median, printTable, timeMedian, writeResult } from './common.j
  * bench:ttft, against PyTorch + transformers on the same card (bench/torch_anchor.py, when python3 has
  * torch and transformers). Writes bench/results/gpu.json and gpu.svg.
  *
- * BENCH_DTYPES (default float32,float16) lists the device precisions measured; the first is reported as
- * the headline. BENCH_REPS (default 5) repetitions, medians. BENCH_PROFILE=1 adds onnxruntime's per-op
+ * BENCH_DTYPES (default float32,float16) lists the device precisions measured, each optionally with an
+ * attention kernel (`float32:decomposed`); the first is reported as the headline. BENCH_REPS (default 5) repetitions, medians. BENCH_PROFILE=1 adds onnxruntime's per-op
  * profile of one prefill and one decode step.
  */
 
 const reps = Number(process.env.BENCH_REPS ?? 5);
-const dtypes = (process.env.BENCH_DTYPES ?? 'float32,float16').split(',') as DeviceDtype[];
+// Entries `dtype[:attention]`; attention defaults to the engine's own choice (fused where it checks out).
+const variants = (process.env.BENCH_DTYPES ?? 'float32,float16').split(',').map((v) => {
+  const [dtype, attention] = v.split(':') as [DeviceDtype, 'fused' | 'decomposed' | undefined];
+  return { dtype, attention };
+});
 const PRECOMPUTE_BATCH = Number(process.env.BENCH_PRECOMPUTE_BATCH ?? 64);
 const CHUNK = 512;
 const QUESTION = 32;
@@ -33,7 +47,9 @@ const rand = seededRandom(42);
 const randomIds = (n: number) =>
   Array.from({ length: n }, () => 3 + Math.floor(rand() * (model.config.vocabSize - 3)));
 const BOS = model.config.bosTokenId;
-const prompt4x512 = [BOS, ...randomIds(4 * CHUNK + QUESTION)];
+const chunkIds = Array.from({ length: 4 }, () => randomIds(CHUNK));
+const question = randomIds(QUESTION);
+const RATIO = 0.15;
 
 function card(): string {
   try {
@@ -45,13 +61,40 @@ function card(): string {
   }
 }
 
-async function fullPrefillMs(engine: Engine): Promise<number[]> {
+/** TTFT of one mode (blendPrefill, as the blend worker runs it), medians of reps; step times of the last. */
+async function ttft(engine: Engine, sources: () => ChunkKvSource[], o: BlendOptions) {
+  let steps: Record<string, number> = {};
   const t = await timeMedian(reps, async () => {
-    const cache = engine.newSequenceCache();
-    await engine.forward(cache, prompt4x512);
-    if ('dispose' in cache) cache.dispose();
+    const { cache, prefill } = await blendPrefill(engine, sources(), question, o);
+    releaseCache(cache);
+    steps = prefill.timings.steps ?? {};
   });
-  return t.all;
+  return { ms: t.median, all: t.all, steps };
+}
+
+/** Chunk sources in front of a GPU tier, as the blend worker's loader builds them. */
+function tierSources(tier: DeviceChunkTier, data: ChunkCacheData[]): ChunkKvSource[] {
+  return data.map((d, i) => ({
+    ...memorySource(d),
+    device: tier.get(`chunk${i}`),
+    keepOnDevice: (c) => tier.put(`chunk${i}`, c),
+  }));
+}
+
+async function blendTtfts(engine: Engine) {
+  const data = await precomputeChunks(engine, chunkIds);
+  const blend: BlendOptions = { mode: 'blend', ratio: RATIO };
+  const full = () => ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' });
+  await full(); // warm-up: session creation and shader compilation stay out of the numbers
+  const fullMs = await full();
+  const miss = () => ttft(engine, () => data.map(memorySource), blend);
+  await miss();
+  const missMs = await miss();
+  const tier = new DeviceChunkTier(2 * 1024 ** 3);
+  await ttft(engine, () => tierSources(tier, data), blend); // fills the tier
+  const hitMs = await ttft(engine, () => tierSources(tier, data), blend);
+  tier.clear();
+  return { fullMs, missMs, hitMs };
 }
 
 async function decodeStepsMs(engine: Engine, context: number, steps: number): Promise<number[]> {
@@ -97,24 +140,33 @@ function opProfile(prefix: string): { op: string; ms: number; count: number }[] 
   return [...byOp.entries()].map(([op, v]) => ({ op, ...v })).sort((a, b) => b.ms - a.ms);
 }
 
-async function measure(dtype: DeviceDtype) {
-  const engine = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: dtype });
-  await fullPrefillMs(engine); // warm-up: session creation and shader compilation stay out of the numbers
-  const prefill = await fullPrefillMs(engine);
+async function measure(dtype: DeviceDtype, deviceAttention?: 'fused' | 'decomposed') {
+  const engine = await Engine.create(model, {
+    executionProvider: 'webgpu',
+    deviceDtype: dtype,
+    deviceAttention,
+  });
+  const { fullMs, missMs, hitMs } = await blendTtfts(engine);
   const decode = await decodeStepsMs(engine, 2048, 32);
   const precompute = await precomputeTokPerS(engine);
+  const attention = engine.device!.attention;
   await engine.dispose();
   const row = {
     dtype,
-    fullPrefill4x512Ms: median(prefill),
-    fullPrefillAllMs: prefill,
+    attention,
+    fullPrefill4x512Ms: fullMs.ms,
+    fullPrefillAllMs: fullMs.all,
+    blendMissMs: missMs.ms,
+    blendMissSteps: missMs.steps,
+    blendHitMs: hitMs.ms,
+    blendHitSteps: hitMs.steps,
     decode2048TokPerS: 1000 / median(decode.slice(2)),
     decodeStepMs: decode,
     precomputeTokPerS: precompute.tokPerS,
     precomputeMs: precompute.ms,
   };
   console.error(
-    `  ${dtype}: prefill ${row.fullPrefill4x512Ms.toFixed(1)} ms, decode ${row.decode2048TokPerS.toFixed(0)} tok/s, precompute ${row.precomputeTokPerS.toFixed(0)} tok/s`,
+    `  ${dtype} (${attention} attention): full ${row.fullPrefill4x512Ms.toFixed(1)} ms, blend ${row.blendMissMs.toFixed(1)} / ${row.blendHitMs.toFixed(1)} ms (miss / hit), decode ${row.decode2048TokPerS.toFixed(0)} tok/s, precompute ${row.precomputeTokPerS.toFixed(0)} tok/s`,
   );
   return row;
 }
@@ -126,7 +178,7 @@ async function profile(dtype: DeviceDtype) {
     deviceDtype: dtype,
     sessionOptions: { enableProfiling: true, profileFilePrefix: prefix },
   });
-  await fullPrefillMs(engine);
+  await ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' });
   await engine.device!.endProfiling();
   const prefill = opProfile(prefix);
   await decodeStepsMs(engine, 2048, 8);
@@ -158,10 +210,10 @@ function torchAnchor(): TorchAnchor {
 }
 
 const cardName = card();
-console.error(`gpu benchmark on ${cardName}: ${dtypes.join(', ')}`);
+console.error(`gpu benchmark on ${cardName}: ${process.env.BENCH_DTYPES ?? 'float32,float16'}`);
 const rows = [];
-for (const dtype of dtypes) rows.push(await measure(dtype));
-const profiles = process.env.BENCH_PROFILE === '1' ? [await profile(dtypes[0])] : [];
+for (const v of variants) rows.push(await measure(v.dtype, v.attention));
+const profiles = process.env.BENCH_PROFILE === '1' ? [await profile(variants[0].dtype)] : [];
 const torch = process.env.BENCH_TORCH === '0' ? { error: 'skipped (BENCH_TORCH=0)' } : torchAnchor();
 const head = rows[0];
 
@@ -174,6 +226,15 @@ const result = {
     ms: head.fullPrefill4x512Ms,
     torchFp32Ms: torch.fullPrefill4x512Fp32Ms ?? null,
     torchBf16Ms: torch.fullPrefill4x512Bf16Ms ?? null,
+  },
+  // ms: chunk caches in host RAM, uploaded for the query (a GPU-tier miss); hitMs: already in GPU memory.
+  blendTtft4x512: {
+    ms: head.blendMissMs,
+    ratioToFull: head.blendMissMs / head.fullPrefill4x512Ms,
+    hitMs: head.blendHitMs,
+    hitRatioToFull: head.blendHitMs / head.fullPrefill4x512Ms,
+    ratio: RATIO,
+    steps: { miss: head.blendMissSteps, hit: head.blendHitSteps },
   },
   decode2048: { tokPerS: head.decode2048TokPerS, torchFp32TokPerS: torch.decode2048Fp32TokPerS ?? null },
   precompute: {
@@ -188,9 +249,31 @@ const result = {
   profiles,
 };
 printTable(
-  ['dtype', 'full prefill 4x512 ms', 'decode@2048 tok/s', 'precompute tok/s'],
-  rows.map((r) => [r.dtype, r.fullPrefill4x512Ms, r.decode2048TokPerS, r.precomputeTokPerS]),
+  [
+    'dtype',
+    'attention',
+    'full 4x512 ms',
+    'blend miss ms',
+    'blend hit ms',
+    'hit / full',
+    'decode@2048 tok/s',
+    'precompute tok/s',
+  ],
+  rows.map((r) => [
+    r.dtype,
+    r.attention,
+    r.fullPrefill4x512Ms,
+    r.blendMissMs,
+    r.blendHitMs,
+    r.blendHitMs / r.fullPrefill4x512Ms,
+    r.decode2048TokPerS,
+    r.precomputeTokPerS,
+  ]),
 );
+for (const r of rows)
+  console.log(
+    `${r.dtype} blend steps (ms): miss ${JSON.stringify(r.blendMissSteps)}, hit ${JSON.stringify(r.blendHitSteps)}`,
+  );
 if (!torch.error) {
   printTable(
     ['PyTorch', 'prefill fp32 ms', 'prefill bf16 ms', 'decode fp32 tok/s', 'precompute bf16 tok/s'],

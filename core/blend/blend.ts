@@ -87,7 +87,12 @@ export async function blendPrefill(
       recomputedTokens,
       ratio,
       firstTokenLogits,
-      timings: { ttftMs, loadWaitMs, computeMs: ttftMs - loadWaitMs },
+      timings: {
+        ttftMs,
+        loadWaitMs,
+        computeMs: ttftMs - loadWaitMs,
+        ...(steps.stepMs ? { steps: { ...steps.stepMs } } : {}),
+      },
     },
   };
 }

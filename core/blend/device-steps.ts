@@ -13,6 +13,11 @@ import type { ChunkKvSource, DeviationMetric } from './types.js';
 export class DevicePrefillSteps implements PrefillSteps {
   readonly cache = new DeviceKvCache();
   waitedMs = 0;
+  /**
+   * Wall time per step. Uploads and assembly return before the GPU finishes them, so their GPU time shows
+   * in the next step that waits for a host output (the deviations, the logits).
+   */
+  readonly stepMs: Record<string, number> = {};
   /** Caches of layers [check, L): the assembled chunk rows, replaced by the blended ones as layers run. */
   private upper: DeviceLayers = { k: [], v: [] };
   /** Recomputed caches of layers [0, check). */
@@ -65,10 +70,21 @@ export class DevicePrefillSteps implements PrefillSteps {
     return out;
   }
 
-  private async assemble(chunks: readonly ChunkKvSource[], from: number, questionRows: number) {
-    const onDevice = await this.deviceChunks(chunks);
+  private async timed<T>(step: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
     try {
-      return await this.runner.assemble(onDevice, this.layout.offsets, from, questionRows);
+      return await fn();
+    } finally {
+      this.stepMs[step] = (this.stepMs[step] ?? 0) + performance.now() - t0;
+    }
+  }
+
+  private async assemble(chunks: readonly ChunkKvSource[], from: number, questionRows: number) {
+    const onDevice = await this.timed('load+upload', () => this.deviceChunks(chunks));
+    try {
+      return await this.timed('assemble', () =>
+        this.runner.assemble(onDevice, this.layout.offsets, from, questionRows),
+      );
     } finally {
       for (const c of onDevice) c.release();
     }
@@ -87,12 +103,14 @@ export class DevicePrefillSteps implements PrefillSteps {
 
   async recomputeAll(check: number, metric: DeviationMetric): Promise<Float64Array> {
     const { promptIds, contextEnd, positions } = this.layout;
-    const front = await this.runner.blendFront(
-      promptIds,
-      contextEnd - 1,
-      { k: this.upper.k[0], v: this.upper.v[0] },
-      check,
-      metric,
+    const front = await this.timed('recomputeAll+score', () =>
+      this.runner.blendFront(
+        promptIds,
+        contextEnd - 1,
+        { k: this.upper.k[0], v: this.upper.v[0] },
+        check,
+        metric,
+      ),
     );
     this.lower = { k: front.k, v: front.v };
     this.setHidden(front.hidden, positions.subarray(1));
@@ -130,7 +148,9 @@ export class DevicePrefillSteps implements PrefillSteps {
       metric && to < this.runner.config.numLayers
         ? { metric, count: this.contextCount, cached: { k: this.upper.k[at(to)], v: this.upper.v[at(to)] } }
         : null;
-    const out = await this.runner.blendSelected(input, layers, from, to, score);
+    const out = await this.timed('recomputeSelected', () =>
+      this.runner.blendSelected(input, layers, from, to, score),
+    );
     for (let l = from; l < to; l++) {
       this.upper.k[at(l)].dispose();
       this.upper.v[at(l)].dispose();

@@ -15,6 +15,8 @@ export interface PrefillSteps {
   readonly cache: SequenceCache;
   /** Time spent waiting on chunk sources that were not ready when needed. */
   readonly waitedMs: number;
+  /** Wall time per step, where the implementation measures it (the device's). */
+  readonly stepMs?: Record<string, number>;
   /** Rows [0, end) of every layer: BOS and `chunks` (keys rotated to their offsets), as stored. */
   reuseChunks(chunks: readonly ChunkKvSource[], end: number): Promise<void>;
   /** Start a blend: BOS and the chunks' rows of layers [check, L) (the host reads each layer when reached). */

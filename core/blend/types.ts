@@ -45,6 +45,8 @@ export interface BlendTimings {
   loadWaitMs: number;
   /** Time in onnxruntime and the blend's own arithmetic. */
   computeMs: number;
+  /** Device-resident engines: wall time of each step (a step ends when its host output arrives). */
+  steps?: Record<string, number>;
 }
 
 export interface BlendPrefill {
