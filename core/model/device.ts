@@ -1,6 +1,5 @@
 import ort from 'onnxruntime-node';
 import { InvalidArgumentError } from '../errors.js';
-import { inverseFrequencies, ropeTables } from '../kv/rope.js';
 import {
   buildAssembleGraph,
   buildDownloadGraph,
@@ -105,39 +104,26 @@ const int64 = (a: ArrayLike<number>, dims = [a.length]) =>
   new ort.Tensor('int64', BigInt64Array.from(Array.from(a, (x) => BigInt(x))), dims);
 const range = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);
 
-/**
- * Whether onnxruntime's fused attention (GroupQueryAttention) computes what the decomposed graph computes
- * on this adapter: layer 0 of the model over 48 tokens both ways. Seen wrong on Mesa's software Vulkan
- * (lavapipe) from 32 tokens on, so the engine checks once at start instead of trusting the kernel.
- */
-export async function fusedAttentionAgrees(
+/** Largest difference between the fused and the decomposed graph of one stack (layer 0) on given feeds. */
+async function fusedVsDecomposed(
   model: LoadedModel,
   sessionOptions: ort.InferenceSession.SessionOptions,
-): Promise<boolean> {
-  const T = 48;
-  const D = model.config.hiddenSize;
-  const hidden = Float32Array.from({ length: T * D }, (_, i) => Math.sin(i * 0.37));
+  cache: StackGraphOptions['cache'],
+  feeds: Feeds,
+): Promise<number> {
   const outputs: Float32Array[] = [];
   for (const attention of ['fused', 'decomposed'] as const) {
     const graph = buildStackGraph(model.config, model.weights, {
       from: 0,
       to: 1,
       dtype: 'float32',
-      cache: 'none',
+      cache,
       input: 'rows',
       head: false,
       emitHidden: true,
       attention,
     });
     const session = await ort.InferenceSession.create(graph.bytes, sessionOptions);
-    const feeds: Feeds = {
-      hidden_in: new ort.Tensor('float32', hidden, [1, T, D]),
-      rows: int64(range(0, T)),
-      pos_ids: int64(range(0, T), [1, T]),
-      ...DeviceRunner.lengths(1, T),
-      q_pos: int32(range(0, T)),
-      k_pos: int32(range(0, T)),
-    };
     const used = Object.fromEntries(session.inputNames.map((n) => [n, feeds[n]]));
     outputs.push((await session.run(used)).hidden.data as Float32Array);
     await session.release();
@@ -145,12 +131,53 @@ export async function fusedAttentionAgrees(
   let worst = 0;
   for (let i = 0; i < outputs[0].length; i++)
     worst = Math.max(worst, Math.abs(outputs[0][i] - outputs[1][i]));
-  return worst <= 1e-3;
+  return worst;
+}
+
+/**
+ * Whether onnxruntime's fused attention kernels (GroupQueryAttention for causal runs, MultiHeadAttention
+ * with a bias for blend's selective layers) compute what the decomposed graphs compute on this adapter:
+ * layer 0 of the model both ways. Seen wrong on Mesa's software Vulkan (lavapipe) from 32 tokens on, so
+ * the engine checks once at start instead of trusting the kernels.
+ */
+export async function fusedAttentionAgrees(
+  model: LoadedModel,
+  sessionOptions: ort.InferenceSession.SessionOptions,
+): Promise<boolean> {
+  const { hiddenSize: D, numKvHeads: KV, headDim: hd } = model.config;
+  const T = 48;
+  const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
+  const causal = await fusedVsDecomposed(model, sessionOptions, 'none', {
+    hidden_in: new ort.Tensor('float32', wave(T * D, 0.37), [1, T, D]),
+    rows: int64(range(0, T)),
+    pos_ids: int64(range(0, T), [1, T]),
+    ...DeviceRunner.lengths(1, T),
+    q_pos: int32(range(0, T)),
+    k_pos: int32(range(0, T)),
+  });
+  // Blend's shape: every third of 96 cached rows and the last 8 recomputed, attending over all 96.
+  const N = 96;
+  const active = Int32Array.from(range(0, N).filter((p) => p % 3 === 1 || p >= N - 8));
+  const A = active.length;
+  const scatterRows = new BigInt64Array(KV * A * 2);
+  for (let h = 0; h < KV; h++) {
+    active.forEach((p, i) => scatterRows.set([BigInt(h), BigInt(p)], (h * A + i) * 2));
+  }
+  const selective = await fusedVsDecomposed(model, sessionOptions, 'scatter', {
+    hidden_in: new ort.Tensor('float32', wave(A * D, 0.29), [1, A, D]),
+    rows: int64(range(0, A)),
+    pos_ids: int64(active, [1, A]),
+    q_pos: int32(active),
+    k_pos: int32(range(0, N)),
+    scatter_rows: new ort.Tensor('int64', scatterRows, [KV, A, 2]),
+    cache_k_0: new ort.Tensor('float32', wave(KV * N * hd, 0.11), [1, KV, N, hd]),
+    cache_v_0: new ort.Tensor('float32', wave(KV * N * hd, 0.07), [1, KV, N, hd]),
+  });
+  return causal <= 1e-3 && selective <= 1e-3;
 }
 
 export class DeviceRunner {
   readonly config: ModelConfig;
-  private readonly invFreq: Float64Array;
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
   private bos: Promise<{ rows: DeviceKvCache; chunk: DeviceChunk }> | null = null;
 
@@ -164,7 +191,6 @@ export class DeviceRunner {
     readonly attention: 'fused' | 'decomposed' = 'fused',
   ) {
     this.config = model.config;
-    this.invFreq = inverseFrequencies(model.config);
   }
 
   get bytesPerValue(): number {
@@ -275,13 +301,15 @@ export class DeviceRunner {
   }
 
   /**
-   * Prefill several sequences from position 0 in one batch and bring their K/V back to the host (the
-   * precompute path). Shorter sequences are padded at the end; causal attention keeps padding out of
-   * every real row. Returns, per sequence, per layer, its rows [len, kvHeads, headDim].
+   * Prefill several sequences from position 0 in one batch, leaving their K/V on the device: per layer
+   * [B, kvHeads, T, headDim], T the longest sequence. Shorter sequences are padded at the end; causal
+   * attention keeps padding out of every real row. With `sync`, waits for the GPU (through the logits).
    */
-  async prefillBatch(seqs: readonly (readonly number[])[]): Promise<HostRows[]> {
-    if (seqs.length === 0) return [];
-    const { numLayers: L, numKvHeads: KV, headDim: hd } = this.config;
+  async prefillBatchOnDevice(
+    seqs: readonly (readonly number[])[],
+    sync = false,
+  ): Promise<DeviceLayers & { T: number }> {
+    const L = this.config.numLayers;
     const T = Math.max(...seqs.map((s) => s.length));
     const B = seqs.length;
     const ids = new Int32Array(B * T);
@@ -291,7 +319,7 @@ export class DeviceRunner {
       to: L,
       cache: 'none',
       input: 'ids',
-      head: false,
+      head: sync,
       emitHidden: false,
     });
     const out = await this.run(session, {
@@ -301,13 +329,23 @@ export class DeviceRunner {
       q_pos: int32(range(0, T)),
       k_pos: int32(range(0, T)),
     });
-    const { k, v } = this.layerOutputs(out, 0, L);
+    return { ...this.layerOutputs(out, 0, L), T };
+  }
+
+  /**
+   * Prefill several sequences in one batch and bring their K/V back to the host (the precompute path).
+   * Returns, per sequence, per layer, its rows [len, kvHeads, headDim] (views of one array per layer).
+   */
+  async prefillBatch(seqs: readonly (readonly number[])[]): Promise<HostRows[]> {
+    if (seqs.length === 0) return [];
+    const { numLayers: L, numKvHeads: KV, headDim: hd } = this.config;
+    const { k, v, T } = await this.prefillBatchOnDevice(seqs);
     const host = await this.download([...k, ...v]);
     for (const t of [...k, ...v]) t.dispose();
     const row = KV * hd;
     return seqs.map((s, b) => ({
-      k: host.slice(0, L).map((a) => a.slice(b * T * row, (b * T + s.length) * row)),
-      v: host.slice(L).map((a) => a.slice(b * T * row, (b * T + s.length) * row)),
+      k: host.slice(0, L).map((a) => a.subarray(b * T * row, (b * T + s.length) * row)),
+      v: host.slice(L).map((a) => a.subarray(b * T * row, (b * T + s.length) * row)),
     }));
   }
 
@@ -352,15 +390,12 @@ export class DeviceRunner {
       buildAssembleGraph(this.config, this.dtype, n, from, withQuestion),
     );
     const bos = (await this.bosRows()).chunk;
-    const half = this.config.headDim / 2;
     const feeds: Feeds = { bos_k: bos.k, bos_v: bos.v, q_len: int64([questionRows]) };
     chunks.forEach((c, i) => {
-      const { cos, sin } = ropeTables(this.invFreq, [offsets[i] - 1]);
       Object.assign(feeds, {
         [`c${i}_k`]: c.k,
         [`c${i}_v`]: c.v,
-        [`c${i}_cos`]: new ort.Tensor('float32', cos, [half]),
-        [`c${i}_sin`]: new ort.Tensor('float32', sin, [half]),
+        [`c${i}_shift`]: int64([offsets[i] - 1]),
       });
     });
     return this.layerOutputs(await this.run(session, feeds), from, this.config.numLayers);

@@ -44,6 +44,7 @@ describe.skipIf(noWebGpu)('blending on the device (skipped without a WebGPU adap
     const model = await loadLlama2cModel(STORIES_DIR);
     cpu = await Engine.create(model, { threads: 1 });
     gpu = await Engine.create(model, { executionProvider: 'webgpu' });
+    console.info(`device attention: ${gpu.device?.attention}`);
     const tok = model.tokenizer;
     for (const s of STORY_SETS) {
       const ids = s.chunks.map((c) => tok.encode(c));
@@ -85,6 +86,29 @@ describe.skipIf(noWebGpu)('blending on the device (skipped without a WebGPU adap
       expect(worst).toBeLessThan(1e-3);
     });
   }
+
+  it('fp16 on the device stays within its stated distance of the fp32 CPU (logits 0.3, greedy agreement 0.9)', async () => {
+    const half = await Engine.create(await loadLlama2cModel(STORIES_DIR), {
+      executionProvider: 'webgpu',
+      deviceDtype: 'float16',
+    });
+    let worst = 0;
+    let same = 0;
+    let total = 0;
+    for (const o of [{ mode: 'full' }, { mode: 'blend', ratio: 0.15 }] as BlendOptions[]) {
+      for (const s of sets) {
+        const a = await answer(cpu, s.cpu, s.q, o);
+        const b = await answer(half, s.cpu, s.q, o);
+        worst = Math.max(worst, maxAbsDiff(a.logits, b.logits));
+        same += a.tokens.filter((t, i) => t === b.tokens[i]).length;
+        total += a.tokens.length;
+      }
+    }
+    await half.dispose();
+    console.info(`fp16 vs fp32: max first-token logit difference ${worst}, greedy agreement ${same / total}`);
+    expect(worst).toBeLessThan(0.3);
+    expect(same / total).toBeGreaterThanOrEqual(0.9);
+  });
 
   it('blend r=1 equals full and r=0 equals reuse on the device (1e-4)', async () => {
     for (const s of sets.slice(0, 2)) {

@@ -1,7 +1,7 @@
 import { inverseFrequencies, ropeTables } from '../../kv/rope.js';
 import type { LayerWeights, ModelConfig, ModelWeights } from '../types.js';
 import { GraphBuilder } from './builder.js';
-import { fusedTransposed, rmsNorm, transposed } from './graphs.js';
+import { fusedTransposed, transposed } from './graphs.js';
 
 /**
  * Graphs for device-resident execution on a GPU provider. Where the CPU engine runs one graph per layer
@@ -184,6 +184,8 @@ interface LayerCacheIo {
   /** scatter: int64 [KV, T, 2] (head, row) of each new row, and the additive mask [T, rows]. */
   rows?: string;
   mask?: string;
+  /** scatter with fused attention: the mask as MultiHeadAttention's bias [1, 1, T, rows]. */
+  bias?: string;
   /** none/append: GroupQueryAttention's seqlens_k [B] and total_sequence_length []. */
   seqlens?: string;
   total?: string;
@@ -224,12 +226,13 @@ function maskedAttention(c: Ctx, q: string, kAll: string, vAll: string, mask: st
 
 /**
  * CacheBlend's selective attention: the new rows overwrite their rows of the full cache, then every new
- * token attends over the cache by position (the mask). Decomposed: no fused kernel takes an arbitrary set
- * of query positions with grouped K/V heads.
+ * token attends over the cache by position (the mask). No fused kernel takes grouped K/V heads with an
+ * arbitrary mask, so 'fused' repeats the K/V heads for onnxruntime's MultiHeadAttention (flash attention
+ * with an additive bias where the adapter allows); 'decomposed' spells the attention out.
  */
 function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
   const { g, cfg } = c;
-  const { numKvHeads: KV, headDim: hd } = cfg;
+  const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
   const flat = g.int64s([KV, -1, hd]);
   const full = g.int64s([1, KV, -1, hd]);
   const scatter = (cache: string, fresh: string) =>
@@ -243,7 +246,21 @@ function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: str
     ]);
   const kAll = scatter(io.k!, k);
   const vAll = scatter(io.v!, v);
-  return { out: maskedAttention(c, q, kAll, vAll, io.mask!), kAll, vAll };
+  if (!io.bias) return { out: maskedAttention(c, q, kAll, vAll, io.mask!), kAll, vAll };
+  const repeat = (t: string) =>
+    g.o('Reshape', [
+      g.o('Expand', [g.o('Unsqueeze', [t, g.int64s([2])]), g.int64s([1, 1, H / KV, 1, 1])]),
+      g.int64s([1, H, -1, hd]),
+    ]);
+  // Present outputs requested: onnxruntime's WebGPU kernel takes its flash path only with them.
+  const [out] = g.op(
+    'MultiHeadAttention',
+    [q, repeat(kAll), repeat(vAll), '', '', io.bias],
+    { num_heads: H },
+    3,
+    'com.microsoft',
+  );
+  return { out, kAll, vAll };
 }
 
 /** Causal attention after the cache without the fused kernel: concatenation, then a position mask. */
@@ -292,13 +309,22 @@ function decoderLayer(
   return { out, k: attn.kAll, v: attn.vAll };
 }
 
-/** Additive mask [T, keys]: query i may see key j when k_pos[j] <= q_pos[i]. */
-function positionMask(g: GraphBuilder, qPos: string, kPos: string): string {
+/**
+ * Additive mask [T, keys] in the given precision: query i may see key j when k_pos[j] <= q_pos[i]. The
+ * masked value is finite (fp16 has no room for -1e9) so no softmax ever sees -inf - -inf.
+ */
+function positionMask(
+  g: GraphBuilder,
+  qPos: string,
+  kPos: string,
+  type: 'float' | 'float16' = 'float',
+): string {
   const later = g.o('Greater', [
     g.o('Unsqueeze', [kPos, g.int64s([0])]),
     g.o('Unsqueeze', [qPos, g.int64s([1])]),
   ]);
-  return g.o('Where', [later, g.scalar(-1e9, 'masked'), g.scalar(0, 'visible')]);
+  const masked = type === 'float16' ? -3e4 : -1e9;
+  return g.o('Where', [later, g.scalar(masked, 'masked', type), g.scalar(0, 'visible', type)]);
 }
 
 /** The stack's input hidden states [B, T, D] fp32. */
@@ -385,8 +411,12 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
   const pos = g.o('Expand', [posIds, g.o('Concat', [batch, g.int64s([1])], { axis: 0 })]);
   const shared: Omit<LayerCacheIo, 'mode'> = {};
   if (o.cache === 'scatter') shared.rows = g.input('scatter_rows', 'int64', [KV, 'T', 2]);
-  if (o.to > o.from && (o.cache === 'scatter' || o.attention === 'decomposed')) {
-    shared.mask = positionMask(g, g.input('q_pos', 'int32', ['T']), g.input('k_pos', 'int32', ['N']));
+  const fused = o.attention !== 'decomposed';
+  if (o.to > o.from && (o.cache === 'scatter' || !fused)) {
+    const qPos = g.input('q_pos', 'int32', ['T']);
+    const kPos = g.input('k_pos', 'int32', ['N']);
+    if (fused) shared.bias = g.o('Unsqueeze', [positionMask(g, qPos, kPos, c.t), g.int64s([0, 1])]);
+    else shared.mask = positionMask(g, qPos, kPos);
   } else if (o.to > o.from) {
     shared.seqlens = g.input('seqlens_k', 'int32', ['B']);
     shared.total = g.input('total_len', 'int32', []);
@@ -408,8 +438,8 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
 
 /**
  * Assemble a request's cache from chunk caches already on the device: for layers [from, L), BOS's row,
- * then each chunk's rows with keys rotated from positions 1…n to the chunk's offset (by `c{i}_cos/sin`,
- * the rotation of its offset − 1), then (withQuestion) `q_len` zero rows the blend overwrites.
+ * then each chunk's rows with keys rotated from positions 1…n to the chunk's offset (by `c{i}_shift`, its
+ * offset − 1), then (withQuestion) `q_len` zero rows the blend overwrites.
  * Inputs: bos_k/bos_v [L, KV, 1, hd], c{i}_k/c{i}_v [L, KV, n_i, hd]; outputs k_l/v_l [1, KV, N, hd].
  */
 export function buildAssembleGraph(
@@ -428,9 +458,14 @@ export function buildAssembleGraph(
   const vs = [layers(g.input('bos_v', c.t, [L, KV, 1, hd]))];
   for (let i = 0; i < chunks; i++) {
     const k = layers(g.input(`c${i}_k`, c.t, [L, KV, `n${i}`, hd]));
-    const cos = g.input(`c${i}_cos`, 'float', [hd / 2]);
-    const sin = g.input(`c${i}_sin`, 'float', [hd / 2]);
-    ks.push(c.low(rotateBy(c, c.high(k), cos, sin)));
+    // RoPE rotations compose: rotating every row by its chunk's shift moves it from p to p + shift.
+    const shift = g.input(`c${i}_shift`, 'int64', [1]);
+    const rows = g.o('Slice', [g.o('Shape', [k]), g.int64s([2]), g.int64s([3])]);
+    const pos = g.o('Expand', [
+      g.o('Unsqueeze', [shift, g.int64s([0])]),
+      g.o('Concat', [g.int64s([L - from]), rows], { axis: 0 }),
+    ]);
+    ks.push(rotary(c, k, pos));
     vs.push(layers(g.input(`c${i}_v`, c.t, [L, KV, `n${i}`, hd])));
   }
   if (withQuestion) {
@@ -449,28 +484,6 @@ export function buildAssembleGraph(
   split(ks, 'k');
   split(vs, 'v');
   return finish(g, []);
-}
-
-/** Rotate the last axis of fp32 x by one angle per pair (cos/sin [hd/2]), in the model's pairing. */
-function rotateBy(c: Ctx, x: string, cos: string, sin: string): string {
-  const { g } = c;
-  const hd = c.cfg.headDim;
-  const half = hd / 2;
-  const axis = g.int64s([-1]);
-  if (c.cfg.ropeLayout === 'half') {
-    const x1 = g.o('Slice', [x, g.int64s([0]), g.int64s([half]), axis]);
-    const x2 = g.o('Slice', [x, g.int64s([half]), g.int64s([hd]), axis]);
-    const r1 = g.o('Sub', [g.o('Mul', [x1, cos]), g.o('Mul', [x2, sin])]);
-    const r2 = g.o('Add', [g.o('Mul', [x2, cos]), g.o('Mul', [x1, sin])]);
-    return g.o('Concat', [r1, r2], { axis: -1 });
-  }
-  const step = g.int64s([2]);
-  const xe = g.o('Slice', [x, g.int64s([0]), g.int64s([hd]), axis, step]);
-  const xo = g.o('Slice', [x, g.int64s([1]), g.int64s([hd]), axis, step]);
-  const re = g.o('Sub', [g.o('Mul', [xe, cos]), g.o('Mul', [xo, sin])]);
-  const ro = g.o('Add', [g.o('Mul', [xe, sin]), g.o('Mul', [xo, cos])]);
-  const pairs = g.o('Concat', [g.o('Unsqueeze', [re, axis]), g.o('Unsqueeze', [ro, axis])], { axis: -1 });
-  return g.o('Reshape', [pairs, g.o('Shape', [x])]);
 }
 
 /** Host fp32 token-major [L, n, KV, hd] K and V → device [L, KV, n, hd] in the compute precision. */
