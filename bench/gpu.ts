@@ -142,11 +142,12 @@ async function precomputeTokPerS(engine: Engine) {
 function opProfile(prefix: string): { op: string; ms: number; count: number }[] {
   const byOp = new Map<string, { ms: number; count: number }>();
   for (const f of readdirSync('.').filter((n) => n.startsWith(prefix) && n.endsWith('.json'))) {
-    const events = JSON.parse(readFileSync(f, 'utf8')) as {
-      cat: string;
-      dur: number;
-      args?: { op_name?: string };
-    }[];
+    let events: { cat: string; dur: number; args?: { op_name?: string } }[] = [];
+    try {
+      events = JSON.parse(readFileSync(f, 'utf8'));
+    } catch {
+      // a session still profiling has not finished its file; its phase is not this one
+    }
     for (const e of events) {
       if (e.cat !== 'Node' || !e.args?.op_name) continue;
       const cur = byOp.get(e.args.op_name) ?? { ms: 0, count: 0 };
@@ -189,6 +190,9 @@ async function measure(dtype: DeviceDtype, deviceAttention?: 'fused' | 'decompos
     precomputeComputeTokPerS: precompute.computeTokPerS,
     precomputeComputeMs: precompute.computeMs,
   };
+  console.error(
+    `  blend steps (ms): miss ${JSON.stringify(row.blendMissSteps)}, hit ${JSON.stringify(row.blendHitSteps)}`,
+  );
   console.error(
     `  ${dtype} (${attention} attention): full ${row.fullPrefill4x512Ms.toFixed(1)} ms, blend ${row.blendMissMs.toFixed(1)} / ${row.blendHitMs.toFixed(1)} ms (miss / hit), decode ${row.decode2048TokPerS.toFixed(0)} tok/s, precompute ${row.precomputeTokPerS.toFixed(0)} / ${row.precomputeComputeTokPerS.toFixed(0)} tok/s (to host / compute)`,
   );

@@ -104,6 +104,17 @@ const int64 = (a: ArrayLike<number>, dims = [a.length]) =>
   new ort.Tensor('int64', BigInt64Array.from(Array.from(a, (x) => BigInt(x))), dims);
 const range = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);
 
+/** Blend's scatter of `active` rows into a cache of `rows` rows: which rows are new, and from which new row. */
+function rowFeeds(active: ArrayLike<number>, rows: number): Feeds {
+  const isNew = new Uint8Array(rows);
+  const src = new BigInt64Array(rows);
+  for (let i = 0; i < active.length; i++) {
+    isNew[active[i]] = 1;
+    src[active[i]] = BigInt(i);
+  }
+  return { row_new: new ort.Tensor('bool', isNew, [rows]), row_src: new ort.Tensor('int64', src, [rows]) };
+}
+
 /** Largest difference between the fused and the decomposed graph of one stack (layer 0) on given feeds. */
 async function fusedVsDecomposed(
   model: LoadedModel,
@@ -159,17 +170,13 @@ export async function fusedAttentionAgrees(
   const N = 96;
   const active = Int32Array.from(range(0, N).filter((p) => p % 3 === 1 || p >= N - 8));
   const A = active.length;
-  const scatterRows = new BigInt64Array(KV * A * 2);
-  for (let h = 0; h < KV; h++) {
-    active.forEach((p, i) => scatterRows.set([BigInt(h), BigInt(p)], (h * A + i) * 2));
-  }
   const selective = await fusedVsDecomposed(model, sessionOptions, 'scatter', {
     hidden_in: new ort.Tensor('float32', wave(A * D, 0.29), [1, A, D]),
     rows: int64(range(0, A)),
     pos_ids: int64(active, [1, A]),
     q_pos: int32(active),
     k_pos: int32(range(0, N)),
-    scatter_rows: new ort.Tensor('int64', scatterRows, [KV, A, 2]),
+    ...rowFeeds(active, N),
     cache_k_0: new ort.Tensor('float32', wave(KV * N * hd, 0.11), [1, KV, N, hd]),
     cache_v_0: new ort.Tensor('float32', wave(KV * N * hd, 0.07), [1, KV, N, hd]),
   });
@@ -458,7 +465,7 @@ export class DeviceRunner {
     to: number,
     score: { metric: 'k' | 'v' | 'kv'; count: number; cached: { k: ort.Tensor; v: ort.Tensor } } | null,
   ): Promise<DeviceLayers & { logits?: Float32Array; hidden?: ort.Tensor; dev?: Float32Array }> {
-    const { numLayers: L, numKvHeads: KV } = this.config;
+    const L = this.config.numLayers;
     const { active } = input;
     const session = await this.stack({
       from,
@@ -469,21 +476,13 @@ export class DeviceRunner {
       emitHidden: to < L,
       ...(score ? { deviation: score.metric } : {}),
     });
-    const A = active.length;
-    const scatterRows = new BigInt64Array(KV * A * 2);
-    for (let h = 0; h < KV; h++) {
-      for (let i = 0; i < A; i++) {
-        scatterRows[(h * A + i) * 2] = BigInt(h);
-        scatterRows[(h * A + i) * 2 + 1] = BigInt(active[i]);
-      }
-    }
     const feeds: Feeds = {
       hidden_in: input.hidden,
       rows: int64(input.rows),
       q_pos: int32(active),
       k_pos: int32(range(0, input.promptTokens)),
       ...this.positionFeeds(active),
-      scatter_rows: new ort.Tensor('int64', scatterRows, [KV, A, 2]),
+      ...rowFeeds(active, input.promptTokens),
     };
     if (score) {
       Object.assign(feeds, {

@@ -181,8 +181,10 @@ interface LayerCacheIo {
   /** past_k/v (append) or cache_k/v (scatter) input names, [B, KV, rows, hd]. */
   k?: string;
   v?: string;
-  /** scatter: int64 [KV, T, 2] (head, row) of each new row, and the additive mask [T, rows]. */
-  rows?: string;
+  /** scatter: which cache rows the new rows replace (bool [rows]) and from which new row (int64 [rows]). */
+  rowNew?: string;
+  rowSrc?: string;
+  /** The additive mask [T, rows]. */
   mask?: string;
   /** scatter with fused attention: the mask as MultiHeadAttention's bias [1, 1, T, rows]. */
   bias?: string;
@@ -233,19 +235,14 @@ function maskedAttention(c: Ctx, q: string, kAll: string, vAll: string, mask: st
 function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
   const { g, cfg } = c;
   const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
-  const flat = g.int64s([KV, -1, hd]);
-  const full = g.int64s([1, KV, -1, hd]);
-  const scatter = (cache: string, fresh: string) =>
-    g.o('Reshape', [
-      g.o('ScatterND', [
-        g.o('Reshape', [cache, flat]),
-        io.rows!,
-        g.o('Reshape', [toHeads(c, fresh, KV), flat]),
-      ]),
-      full,
-    ]);
-  const kAll = scatter(io.k!, k);
-  const vAll = scatter(io.v!, v);
+  // Row r of the result is fresh row row_src[r] where row_new[r], else the cache's row r: a gather and
+  // a select, O(rows). (onnxruntime's WebGPU ScatterND checks its indices for duplicates in every thread,
+  // quadratic in the number of rows: slower than the whole layer.)
+  const isNew = g.o('Reshape', [io.rowNew!, g.int64s([1, 1, -1, 1])]);
+  const merge = (cache: string, fresh: string) =>
+    g.o('Where', [isNew, g.o('Gather', [toHeads(c, fresh, KV), io.rowSrc!], { axis: 2 }), cache]);
+  const kAll = merge(io.k!, k);
+  const vAll = merge(io.v!, v);
   if (!io.bias) return { out: maskedAttention(c, q, kAll, vAll, io.mask!), kAll, vAll };
   const repeat = (t: string) =>
     g.o('Reshape', [
@@ -397,7 +394,7 @@ function cacheInputs(c: Ctx, o: StackGraphOptions, l: number, shared: Omit<Layer
 /**
  * A stack of decoder layers (see StackGraphOptions). Inputs: ids [B, T] or hidden_in + rows; pos_ids
  * int64 [1, T] (RoPE positions); none/append: seqlens_k int32 [B] and total_len int32 [] (cache rows after
- * the run, minus one, and the total); scatter: q_pos/k_pos int32 for the mask and scatter_rows. Outputs:
+ * the run, minus one, and the total); scatter: q_pos/k_pos int32 for the mask, row_new/row_src. Outputs:
  * logits, hidden, dev, and k_l/v_l [B, KV, rows, hd], the layer's cache after the run.
  */
 export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: StackGraphOptions): DeviceGraph {
@@ -410,7 +407,10 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
   const batch = g.o('Slice', [g.o('Shape', [x]), g.int64s([0]), g.int64s([1])]);
   const pos = g.o('Expand', [posIds, g.o('Concat', [batch, g.int64s([1])], { axis: 0 })]);
   const shared: Omit<LayerCacheIo, 'mode'> = {};
-  if (o.cache === 'scatter') shared.rows = g.input('scatter_rows', 'int64', [KV, 'T', 2]);
+  if (o.cache === 'scatter') {
+    shared.rowNew = g.input('row_new', 'bool', ['N']);
+    shared.rowSrc = g.input('row_src', 'int64', ['N']);
+  }
   const fused = o.attention !== 'decomposed';
   if (o.to > o.from && (o.cache === 'scatter' || !fused)) {
     const qPos = g.input('q_pos', 'int32', ['T']);
