@@ -11,9 +11,9 @@ import {
   type ChunkKvSource,
 } from '../core/blend/index.js';
 import { DeviceChunkTier } from '../core/cache/device-tier.js';
-import { Engine, releaseCache } from '../core/model/engine.js';
+import { Engine, releaseCache, type EngineOptions } from '../core/model/engine.js';
 import { seededRandom } from '../core/model/generate.js';
-import type { DeviceDtype } from '../core/model/onnx/device-graphs.js';
+import type { DeviceDtype, SelectiveAttention } from '../core/model/onnx/device-graphs.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
 import { machine, median, printTable, timeMedian, writeResult } from './common.js';
 
@@ -29,12 +29,33 @@ import { machine, median, printTable, timeMedian, writeResult } from './common.j
 
 const reps = Number(process.env.BENCH_REPS ?? 5);
 // Entries `dtype[:attention]`; attention defaults to the engine's own choice (fused where it checks out).
-// A third field `novalidate` turns Dawn's validation off (the WebGPU provider's validationMode option).
+// Entries `dtype[:attention[:selective[:flags]]]`, empty fields for the engine's own choice; flags
+// (`+`-separated): `novalidate` turns Dawn's validation off, `pending256` lets 256 dispatches queue.
 const variants = (process.env.BENCH_DTYPES ?? 'float32,float16').split(',').map((v) => {
-  const [dtype, a, flag] = v.split(':');
-  const attention = (a || undefined) as 'fused' | 'decomposed' | undefined;
-  return { dtype: dtype as DeviceDtype, attention, validate: flag !== 'novalidate' };
+  const [dtype, a, sel, flags = ''] = v.split(':');
+  return {
+    dtype: dtype as DeviceDtype,
+    attention: (a || undefined) as 'fused' | 'decomposed' | undefined,
+    selective: (sel || undefined) as SelectiveAttention | undefined,
+    flags: flags.split('+').filter(Boolean),
+  };
 });
+
+type Variant = (typeof variants)[number];
+
+function variantOptions(v: Variant): EngineOptions {
+  const ep = v.flags.includes('novalidate') ? { name: 'webgpu', validationMode: 'disabled' } : 'webgpu';
+  const pending = v.flags.includes('pending256')
+    ? { extra: { ep: { webgpuexecutionprovider: { maxNumPendingDispatches: '256' } } } }
+    : {};
+  return {
+    executionProvider: 'webgpu',
+    deviceDtype: v.dtype,
+    deviceAttention: v.attention,
+    deviceSelectiveAttention: v.selective,
+    sessionOptions: { executionProviders: [ep as 'webgpu'], ...pending },
+  };
+}
 const PRECOMPUTE_BATCH = Number(process.env.BENCH_PRECOMPUTE_BATCH ?? 64);
 const CHUNK = 512;
 const QUESTION = 32;
@@ -160,23 +181,17 @@ function opProfile(prefix: string): { op: string; ms: number; count: number }[] 
   return [...byOp.entries()].map(([op, v]) => ({ op, ...v })).sort((a, b) => b.ms - a.ms);
 }
 
-async function measure(dtype: DeviceDtype, deviceAttention?: 'fused' | 'decomposed', validate = true) {
-  const engine = await Engine.create(model, {
-    executionProvider: 'webgpu',
-    deviceDtype: dtype,
-    deviceAttention,
-    ...(validate
-      ? {}
-      : { sessionOptions: { executionProviders: [{ name: 'webgpu', validationMode: 'disabled' }] } }),
-  });
+async function measure(v: Variant) {
+  const dtype = v.dtype;
+  const engine = await Engine.create(model, variantOptions(v));
   const { fullMs, missMs, hitMs } = await blendTtfts(engine);
   const decode = await decodeStepsMs(engine, 2048, 32);
   const precompute = await precomputeTokPerS(engine);
-  const attention = engine.device!.attention;
+  const attention = [engine.device!.attention, engine.device!.selective, ...v.flags].join(', ');
   await engine.dispose();
   const row = {
     dtype,
-    attention: validate ? attention : `${attention}, no validation`,
+    attention,
     fullPrefill4x512Ms: fullMs.ms,
     fullPrefillAllMs: fullMs.all,
     blendMissMs: missMs.ms,
@@ -194,7 +209,7 @@ async function measure(dtype: DeviceDtype, deviceAttention?: 'fused' | 'decompos
     `  blend steps (ms): miss ${JSON.stringify(row.blendMissSteps)}, hit ${JSON.stringify(row.blendHitSteps)}`,
   );
   console.error(
-    `  ${dtype} (${attention} attention): full ${row.fullPrefill4x512Ms.toFixed(1)} ms, blend ${row.blendMissMs.toFixed(1)} / ${row.blendHitMs.toFixed(1)} ms (miss / hit), decode ${row.decode2048TokPerS.toFixed(0)} tok/s, precompute ${row.precomputeTokPerS.toFixed(0)} / ${row.precomputeComputeTokPerS.toFixed(0)} tok/s (to host / compute)`,
+    `  ${dtype} (${attention}): full ${row.fullPrefill4x512Ms.toFixed(1)} ms, blend ${row.blendMissMs.toFixed(1)} / ${row.blendHitMs.toFixed(1)} ms (miss / hit), decode ${row.decode2048TokPerS.toFixed(0)} tok/s, precompute ${row.precomputeTokPerS.toFixed(0)} / ${row.precomputeComputeTokPerS.toFixed(0)} tok/s (to host / compute)`,
   );
   return row;
 }
@@ -249,7 +264,7 @@ function torchAnchor(): TorchAnchor {
 const cardName = card();
 console.error(`gpu benchmark on ${cardName}: ${process.env.BENCH_DTYPES ?? 'float32,float16'}`);
 const rows = [];
-for (const v of variants) rows.push(await measure(v.dtype, v.attention, v.validate));
+for (const v of variants) rows.push(await measure(v));
 const profiles = process.env.BENCH_PROFILE === '1' ? [await profile(variants[0].dtype)] : [];
 const torch = process.env.BENCH_TORCH === '0' ? { error: 'skipped (BENCH_TORCH=0)' } : torchAnchor();
 const head = rows[0];

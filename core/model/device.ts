@@ -8,6 +8,7 @@ import {
   devicePositions,
   type DeviceDtype,
   type DeviceGraph,
+  type SelectiveAttention,
   type StackGraphOptions,
 } from './onnx/device-graphs.js';
 import type { LoadedModel, ModelConfig } from './types.js';
@@ -104,40 +105,55 @@ const int64 = (a: ArrayLike<number>, dims = [a.length]) =>
   new ort.Tensor('int64', BigInt64Array.from(Array.from(a, (x) => BigInt(x))), dims);
 const range = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);
 
-/** Blend's scatter of `active` rows into a cache of `rows` rows: which rows are new, and from which new row. */
-function rowFeeds(active: ArrayLike<number>, rows: number): Feeds {
+/**
+ * What blend's selective layers need about the `active` prompt positions in a cache of `rows` rows: which
+ * rows they replace and from which new row (row_new, row_src), the keys' positions (k_pos: the cache's;
+ * key_pos/key_hidden: the cache's then the new rows', with the replaced rows hidden), and the lengths the
+ * fused kernel takes.
+ */
+function selectiveFeeds(active: ArrayLike<number>, rows: number): Feeds {
+  const A = active.length;
   const isNew = new Uint8Array(rows);
   const src = new BigInt64Array(rows);
-  for (let i = 0; i < active.length; i++) {
+  for (let i = 0; i < A; i++) {
     isNew[active[i]] = 1;
     src[active[i]] = BigInt(i);
   }
-  return { row_new: new ort.Tensor('bool', isNew, [rows]), row_src: new ort.Tensor('int64', src, [rows]) };
+  const keyPos = new Int32Array(rows + A);
+  keyPos.set(range(0, rows));
+  keyPos.set(active, rows);
+  const keyHidden = new Uint8Array(rows + A);
+  keyHidden.set(isNew);
+  return {
+    row_new: new ort.Tensor('bool', isNew, [rows]),
+    row_src: new ort.Tensor('int64', src, [rows]),
+    k_pos: int32(range(0, rows)),
+    key_pos: new ort.Tensor('int32', keyPos, [rows + A]),
+    key_hidden: new ort.Tensor('bool', keyHidden, [rows + A]),
+    ...DeviceRunner.lengths(1, rows + A),
+  };
 }
 
-/** Largest difference between the fused and the decomposed graph of one stack (layer 0) on given feeds. */
-async function fusedVsDecomposed(
+type AttentionChoice = Pick<StackGraphOptions, 'attention' | 'selective'>;
+
+/**
+ * Largest difference between two attention variants of one stack (layer 0) on the same feeds; Infinity
+ * when a variant does not run here.
+ */
+async function variantDifference(
   model: LoadedModel,
   sessionOptions: ort.InferenceSession.SessionOptions,
   cache: StackGraphOptions['cache'],
+  variants: [AttentionChoice, AttentionChoice],
   feeds: Feeds,
 ): Promise<number> {
   const outputs: Float32Array[] = [];
-  for (const attention of ['fused', 'decomposed'] as const) {
-    const graph = buildStackGraph(model.config, model.weights, {
-      from: 0,
-      to: 1,
-      dtype: 'float32',
-      cache,
-      input: 'rows',
-      head: false,
-      emitHidden: true,
-      attention,
-    });
-    const session = await ort.InferenceSession.create(graph.bytes, sessionOptions);
-    const used = Object.fromEntries(session.inputNames.map((n) => [n, feeds[n]]));
-    outputs.push((await session.run(used)).hidden.data as Float32Array);
-    await session.release();
+  for (const variant of variants) {
+    try {
+      outputs.push(await runVariant(model, sessionOptions, cache, variant, feeds));
+    } catch {
+      return Infinity;
+    }
   }
   let worst = 0;
   for (let i = 0; i < outputs[0].length; i++)
@@ -145,42 +161,88 @@ async function fusedVsDecomposed(
   return worst;
 }
 
-/**
- * Whether onnxruntime's fused attention kernels (GroupQueryAttention for causal runs, MultiHeadAttention
- * with a bias for blend's selective layers) compute what the decomposed graphs compute on this adapter:
- * layer 0 of the model both ways. Seen wrong on Mesa's software Vulkan (lavapipe) from 32 tokens on, so
- * the engine checks once at start instead of trusting the kernels.
- */
-export async function fusedAttentionAgrees(
+async function runVariant(
   model: LoadedModel,
   sessionOptions: ort.InferenceSession.SessionOptions,
-): Promise<boolean> {
+  cache: StackGraphOptions['cache'],
+  variant: AttentionChoice,
+  feeds: Feeds,
+): Promise<Float32Array> {
+  const graph = buildStackGraph(model.config, model.weights, {
+    from: 0,
+    to: 1,
+    dtype: 'float32',
+    cache,
+    input: 'rows',
+    head: false,
+    emitHidden: true,
+    ...variant,
+  });
+  const session = await ort.InferenceSession.create(graph.bytes, sessionOptions);
+  try {
+    const used = Object.fromEntries(session.inputNames.map((n) => [n, feeds[n]]));
+    return (await session.run(used)).hidden.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * Which attention kernels to use on this adapter: onnxruntime's fused ones (GroupQueryAttention for causal
+ * runs; for blend's selective layers GroupQueryAttention with a bias, else MultiHeadAttention) where they
+ * compute what the decomposed graphs compute, on layer 0 of the model, else the decomposed graphs. Fused
+ * kernels were seen wrong on Mesa's software Vulkan (lavapipe) from 32 tokens on, so the engine checks
+ * once at start instead of trusting them.
+ */
+export async function chooseAttention(
+  model: LoadedModel,
+  sessionOptions: ort.InferenceSession.SessionOptions,
+): Promise<{ attention: 'fused' | 'decomposed'; selective: SelectiveAttention }> {
   const { hiddenSize: D, numKvHeads: KV, headDim: hd } = model.config;
   const T = 48;
   const wave = (n: number, f: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * f));
-  const causal = await fusedVsDecomposed(model, sessionOptions, 'none', {
-    hidden_in: new ort.Tensor('float32', wave(T * D, 0.37), [1, T, D]),
-    rows: int64(range(0, T)),
-    pos_ids: int64(range(0, T), [1, T]),
-    ...DeviceRunner.lengths(1, T),
-    q_pos: int32(range(0, T)),
-    k_pos: int32(range(0, T)),
-  });
+  const causal = await variantDifference(
+    model,
+    sessionOptions,
+    'none',
+    [{ attention: 'fused' }, { attention: 'decomposed' }],
+    {
+      hidden_in: new ort.Tensor('float32', wave(T * D, 0.37), [1, T, D]),
+      rows: int64(range(0, T)),
+      pos_ids: int64(range(0, T), [1, T]),
+      ...DeviceRunner.lengths(1, T),
+      q_pos: int32(range(0, T)),
+      k_pos: int32(range(0, T)),
+    },
+  );
   // Blend's shape: every third of 96 cached rows and the last 8 recomputed, attending over all 96.
   const N = 96;
   const active = Int32Array.from(range(0, N).filter((p) => p % 3 === 1 || p >= N - 8));
   const A = active.length;
-  const selective = await fusedVsDecomposed(model, sessionOptions, 'scatter', {
+  const feeds: Feeds = {
     hidden_in: new ort.Tensor('float32', wave(A * D, 0.29), [1, A, D]),
     rows: int64(range(0, A)),
     pos_ids: int64(active, [1, A]),
     q_pos: int32(active),
-    k_pos: int32(range(0, N)),
-    ...rowFeeds(active, N),
+    ...selectiveFeeds(active, N),
     cache_k_0: new ort.Tensor('float32', wave(KV * N * hd, 0.11), [1, KV, N, hd]),
     cache_v_0: new ort.Tensor('float32', wave(KV * N * hd, 0.07), [1, KV, N, hd]),
-  });
-  return causal <= 1e-3 && selective <= 1e-3;
+  };
+  let selective: SelectiveAttention = 'decomposed';
+  for (const fused of ['gqa', 'mha'] as const) {
+    const d = await variantDifference(
+      model,
+      sessionOptions,
+      'scatter',
+      [{ selective: fused }, { selective: 'decomposed' }],
+      feeds,
+    );
+    if (d <= 1e-3) {
+      selective = fused;
+      break;
+    }
+  }
+  return { attention: causal <= 1e-3 ? 'fused' : 'decomposed', selective };
 }
 
 export class DeviceRunner {
@@ -196,6 +258,8 @@ export class DeviceRunner {
     readonly block: number,
     /** Causal attention through onnxruntime's fused kernel, or decomposed (see StackGraphOptions). */
     readonly attention: 'fused' | 'decomposed' = 'fused',
+    /** Blend's selective attention (see StackGraphOptions). */
+    readonly selective: SelectiveAttention = 'gqa',
   ) {
     this.config = model.config;
   }
@@ -217,8 +281,15 @@ export class DeviceRunner {
     return s;
   }
 
-  private stack(o: Omit<StackGraphOptions, 'dtype' | 'attention'>): Promise<ort.InferenceSession> {
-    const full: StackGraphOptions = { ...o, dtype: this.dtype, attention: this.attention };
+  private stack(
+    o: Omit<StackGraphOptions, 'dtype' | 'attention' | 'selective'>,
+  ): Promise<ort.InferenceSession> {
+    const full: StackGraphOptions = {
+      ...o,
+      dtype: this.dtype,
+      attention: this.attention,
+      ...(o.cache === 'scatter' ? { selective: this.selective } : {}),
+    };
     return this.session(`stack:${JSON.stringify(full)}`, () =>
       buildStackGraph(this.config, this.model.weights, full),
     );
@@ -480,9 +551,8 @@ export class DeviceRunner {
       hidden_in: input.hidden,
       rows: int64(input.rows),
       q_pos: int32(active),
-      k_pos: int32(range(0, input.promptTokens)),
       ...this.positionFeeds(active),
-      ...rowFeeds(active, input.promptTokens),
+      ...selectiveFeeds(active, input.promptTokens),
     };
     if (score) {
       Object.assign(feeds, {

@@ -1,9 +1,9 @@
 import ort from 'onnxruntime-node';
 import { InvalidArgumentError } from '../errors.js';
 import { inverseFrequencies, ropeTables } from '../kv/rope.js';
-import { DeviceKvCache, DeviceRunner, fusedAttentionAgrees } from './device.js';
+import { chooseAttention, DeviceKvCache, DeviceRunner } from './device.js';
 import { KvCache } from './kv-cache.js';
-import type { DeviceDtype } from './onnx/device-graphs.js';
+import type { DeviceDtype, SelectiveAttention } from './onnx/device-graphs.js';
 import { buildHeadGraph, buildKvProjectionGraph, buildLayerGraph } from './onnx/graphs.js';
 import type { LoadedModel, ModelConfig } from './types.js';
 
@@ -31,10 +31,11 @@ export interface EngineOptions {
   /** Longest run of new tokens per device call (default 4096). */
   deviceBlock?: number;
   /**
-   * Causal attention on the device: onnxruntime's fused GroupQueryAttention or decomposed; by default the
-   * fused kernel where a check at start finds it agrees with the decomposed graph on this adapter.
+   * Attention kernels on the device (causal; blend's selective layers): by default onnxruntime's fused
+   * kernels where a check at start finds they agree with the decomposed graphs on this adapter.
    */
   deviceAttention?: 'fused' | 'decomposed';
+  deviceSelectiveAttention?: SelectiveAttention;
   /** Extra onnxruntime session options (benchmarks: profiling). */
   sessionOptions?: ort.InferenceSession.SessionOptions;
 }
@@ -140,14 +141,7 @@ export class Engine {
     };
     const device =
       ep === 'webgpu' && (opts.deviceResident ?? true)
-        ? new DeviceRunner(
-            model,
-            opts.deviceDtype ?? 'float32',
-            sessionOptions,
-            opts.deviceBlock ?? 4096,
-            opts.deviceAttention ??
-              ((await fusedAttentionAgrees(model, sessionOptions)) ? 'fused' : 'decomposed'),
-          )
+        ? await Engine.deviceRunner(model, opts, sessionOptions)
         : null;
     const engine = new Engine(
       model,
@@ -167,6 +161,25 @@ export class Engine {
       await engine.headSession();
     }
     return engine;
+  }
+
+  private static async deviceRunner(
+    model: LoadedModel,
+    opts: EngineOptions,
+    sessionOptions: ort.InferenceSession.SessionOptions,
+  ): Promise<DeviceRunner> {
+    const checked =
+      opts.deviceAttention && opts.deviceSelectiveAttention
+        ? null
+        : await chooseAttention(model, sessionOptions);
+    return new DeviceRunner(
+      model,
+      opts.deviceDtype ?? 'float32',
+      sessionOptions,
+      opts.deviceBlock ?? 4096,
+      opts.deviceAttention ?? checked!.attention,
+      opts.deviceSelectiveAttention ?? checked!.selective,
+    );
   }
 
   newCache(capacity = 64): KvCache {

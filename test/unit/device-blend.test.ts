@@ -44,7 +44,7 @@ describe.skipIf(noWebGpu)('blending on the device (skipped without a WebGPU adap
     const model = await loadLlama2cModel(STORIES_DIR);
     cpu = await Engine.create(model, { threads: 1 });
     gpu = await Engine.create(model, { executionProvider: 'webgpu' });
-    console.info(`device attention: ${gpu.device?.attention}`);
+    console.info(`device attention: ${gpu.device?.attention}, selective: ${gpu.device?.selective}`);
     const tok = model.tokenizer;
     for (const s of STORY_SETS) {
       const ids = s.chunks.map((c) => tok.encode(c));

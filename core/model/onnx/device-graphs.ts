@@ -23,6 +23,8 @@ import { fusedTransposed, transposed } from './graphs.js';
 
 export type DeviceDtype = 'float32' | 'float16';
 
+export type SelectiveAttention = 'gqa' | 'mha' | 'decomposed';
+
 /** How the new tokens' K/V meet the cache of a stack's layers. */
 export type CacheMode =
   /** no past rows: a prefill from scratch (also batched). */
@@ -46,9 +48,15 @@ export interface StackGraphOptions {
   emitHidden: boolean;
   /**
    * Causal attention (none/append): onnxruntime's GroupQueryAttention ('fused', default) or a concatenation
-   * and position mask ('decomposed'). Scatter always runs decomposed.
+   * and position mask ('decomposed').
    */
   attention?: 'fused' | 'decomposed';
+  /**
+   * Blend's selective attention (scatter): GroupQueryAttention after the cache with a bias that hides the
+   * stale rows ('gqa', default), MultiHeadAttention over repeated K/V heads with a position bias ('mha'),
+   * or decomposed.
+   */
+  selective?: SelectiveAttention;
   /**
    * Return `dev` [C]: squared L2 distance between layer `to`'s fresh K (V, or both) of the first C tokens
    * and their cached rows `ctx_rows` of `cached_k` / `cached_v` (CacheBlend's deviation).
@@ -186,8 +194,9 @@ interface LayerCacheIo {
   rowSrc?: string;
   /** The additive mask [T, rows]. */
   mask?: string;
-  /** scatter with fused attention: the mask as MultiHeadAttention's bias [1, 1, T, rows]. */
+  /** scatter with fused attention: the mask as the kernel's bias ([1, 1, T, keys]). */
   bias?: string;
+  selective?: SelectiveAttention;
   /** none/append: GroupQueryAttention's seqlens_k [B] and total_sequence_length []. */
   seqlens?: string;
   total?: string;
@@ -241,6 +250,7 @@ function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: str
   const isNew = g.o('Reshape', [io.rowNew!, g.int64s([1, 1, -1, 1])]);
   const merge = (cache: string, fresh: string) =>
     g.o('Where', [isNew, g.o('Gather', [toHeads(c, fresh, KV), io.rowSrc!], { axis: 2 }), cache]);
+  if (io.selective === 'gqa') return selectiveGqa(c, io, q, k, v, isNew);
   const kAll = merge(io.k!, k);
   const vAll = merge(io.v!, v);
   if (!io.bias) return { out: maskedAttention(c, q, kAll, vAll, io.mask!), kAll, vAll };
@@ -258,6 +268,28 @@ function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: str
     'com.microsoft',
   );
   return { out, kAll, vAll };
+}
+
+/**
+ * Selective attention through GroupQueryAttention, as the host engine computes it: the cache as it stands
+ * is the past, the new rows come after it, and the bias hides the active tokens' stale rows and every key
+ * after a query's position. The cache after the layer takes the new rows from the kernel's present output.
+ */
+function selectiveGqa(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string, isNew: string) {
+  const { g, cfg } = c;
+  const [out, presentK, presentV] = g.op(
+    'GroupQueryAttention',
+    [q, k, v, io.k!, io.v!, io.seqlens!, io.total!, '', '', '', io.bias!],
+    { num_heads: cfg.numHeads, kv_num_heads: cfg.numKvHeads },
+    3,
+    'com.microsoft',
+  );
+  // Present rows N + i are the new rows; row_src + N picks them (N = the cache's rows).
+  const rows = g.o('Slice', [g.o('Shape', [io.k!]), g.int64s([2]), g.int64s([3])]);
+  const src = g.o('Add', [io.rowSrc!, rows]);
+  const merge = (present: string, cache: string) =>
+    g.o('Where', [isNew, g.o('Gather', [present, src], { axis: 2 }), cache]);
+  return { out, kAll: merge(presentK, io.k!), vAll: merge(presentV, io.v!) };
 }
 
 /** Causal attention after the cache without the fused kernel: concatenation, then a position mask. */
@@ -378,7 +410,49 @@ function deviation(
   return parts.length === 1 ? parts[0] : g.o('Add', parts);
 }
 
-/** Inputs of every layer's cache, and what the attention needs besides (mask or sequence lengths). */
+/** What every layer's attention needs besides its cache: sequence lengths, a mask or a bias. */
+function attentionInputs(c: Ctx, o: StackGraphOptions): Omit<LayerCacheIo, 'mode'> {
+  const { g } = c;
+  const io: Omit<LayerCacheIo, 'mode'> = {};
+  if (o.to <= o.from) return io;
+  const lengths = () => {
+    io.seqlens = g.input('seqlens_k', 'int32', ['B']);
+    io.total = g.input('total_len', 'int32', []);
+  };
+  if (o.cache === 'scatter') {
+    io.rowNew = g.input('row_new', 'bool', ['N']);
+    io.rowSrc = g.input('row_src', 'int64', ['N']);
+    io.selective = o.selective ?? 'gqa';
+  }
+  const qPos = () => g.input('q_pos', 'int32', ['T']);
+  if (io.selective === 'gqa') {
+    // Keys: the N cache rows, then the T new rows; key_pos and key_hidden describe all N + T.
+    lengths();
+    const later = g.o('Greater', [
+      g.o('Unsqueeze', [g.input('key_pos', 'int32', ['K']), g.int64s([0])]),
+      g.o('Unsqueeze', [qPos(), g.int64s([1])]),
+    ]);
+    const hidden = g.o('Or', [
+      later,
+      g.o('Unsqueeze', [g.input('key_hidden', 'bool', ['K']), g.int64s([0])]),
+    ]);
+    const masked = c.t === 'float16' ? -3e4 : -1e9;
+    const bias = g.o('Where', [hidden, g.scalar(masked, 'masked', c.t), g.scalar(0, 'visible', c.t)]);
+    io.bias = g.o('Unsqueeze', [bias, g.int64s([0, 1])]);
+  } else if (o.cache === 'scatter' || o.attention === 'decomposed') {
+    const mask = positionMask(
+      g,
+      qPos(),
+      g.input('k_pos', 'int32', ['N']),
+      io.selective === 'mha' ? c.t : 'float',
+    );
+    if (io.selective === 'mha') io.bias = g.o('Unsqueeze', [mask, g.int64s([0, 1])]);
+    else io.mask = mask;
+  } else lengths();
+  return io;
+}
+
+/** Inputs of every layer's cache. */
 function cacheInputs(c: Ctx, o: StackGraphOptions, l: number, shared: Omit<LayerCacheIo, 'mode'>) {
   const { g, cfg } = c;
   const io: LayerCacheIo = { mode: o.cache, ...shared };
@@ -406,21 +480,7 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
   // RotaryEmbedding wants one row of positions per sequence.
   const batch = g.o('Slice', [g.o('Shape', [x]), g.int64s([0]), g.int64s([1])]);
   const pos = g.o('Expand', [posIds, g.o('Concat', [batch, g.int64s([1])], { axis: 0 })]);
-  const shared: Omit<LayerCacheIo, 'mode'> = {};
-  if (o.cache === 'scatter') {
-    shared.rowNew = g.input('row_new', 'bool', ['N']);
-    shared.rowSrc = g.input('row_src', 'int64', ['N']);
-  }
-  const fused = o.attention !== 'decomposed';
-  if (o.to > o.from && (o.cache === 'scatter' || !fused)) {
-    const qPos = g.input('q_pos', 'int32', ['T']);
-    const kPos = g.input('k_pos', 'int32', ['N']);
-    if (fused) shared.bias = g.o('Unsqueeze', [positionMask(g, qPos, kPos, c.t), g.int64s([0, 1])]);
-    else shared.mask = positionMask(g, qPos, kPos);
-  } else if (o.to > o.from) {
-    shared.seqlens = g.input('seqlens_k', 'int32', ['B']);
-    shared.total = g.input('total_len', 'int32', []);
-  }
+  const shared = attentionInputs(c, o);
   for (let l = o.from; l < o.to; l++) {
     const r = decoderLayer(c, weights.layers[l], l, x, pos, cacheInputs(c, o, l, shared));
     g.output(`k_${l}`, r.k, c.t, ['B', KV, 'R', hd]);
