@@ -5,6 +5,7 @@ import {
   buildDownloadGraph,
   buildStackGraph,
   buildUploadGraph,
+  intSegments,
   devicePositions,
   type DeviceDtype,
   type DeviceGraph,
@@ -100,37 +101,57 @@ export interface DeviceLayers {
   v: ort.Tensor[];
 }
 
-const int32 = (a: ArrayLike<number>, dims = [a.length]) => new ort.Tensor('int32', Int32Array.from(a), dims);
 const int64 = (a: ArrayLike<number>, dims = [a.length]) =>
   new ort.Tensor('int64', BigInt64Array.from(Array.from(a, (x) => BigInt(x))), dims);
 const range = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);
 
+type Ints = Record<string, ArrayLike<number>>;
+
+/** The packed integer input of a stack (see intSegments): one int32 tensor and its segment sizes. */
+function packInts(segs: readonly string[], values: Ints): Feeds {
+  const sizes = segs.map((name) => {
+    if (!values[name]) throw new Error(`device run: no values for ${name}`);
+    return values[name].length;
+  });
+  const all = new Int32Array(sizes.reduce((a, b) => a + b, 0));
+  let at = 0;
+  segs.forEach((name, i) => {
+    all.set(values[name], at);
+    at += sizes[i];
+  });
+  return {
+    ints: new ort.Tensor('int32', all, [all.length]),
+    int_sizes: int64(sizes),
+  };
+}
+
 /**
  * What blend's selective layers need about the `active` prompt positions in a cache of `rows` rows: which
- * rows they replace and from which new row (row_new, row_src), the keys' positions (k_pos: the cache's;
- * key_pos/key_hidden: the cache's then the new rows', with the replaced rows hidden), and the lengths the
- * fused kernel takes.
+ * rows they replace and from which new row (row_new, row_src; for GroupQueryAttention the new rows follow
+ * the cache's in its present output, so the index is rows + i), the keys' positions (k_pos: the cache's;
+ * key_pos/key_hidden: the cache's then the new rows', with the replaced rows hidden).
  */
-function selectiveFeeds(active: ArrayLike<number>, rows: number): Feeds {
+function selectiveInts(active: ArrayLike<number>, rows: number, selective: SelectiveAttention): Ints {
   const A = active.length;
-  const isNew = new Uint8Array(rows);
-  const src = new BigInt64Array(rows);
+  const isNew = new Int32Array(rows);
+  const src = new Int32Array(rows);
+  const offset = selective === 'gqa' ? rows : 0;
   for (let i = 0; i < A; i++) {
     isNew[active[i]] = 1;
-    src[active[i]] = BigInt(i);
+    src[active[i]] = offset + i;
   }
   const keyPos = new Int32Array(rows + A);
   keyPos.set(range(0, rows));
   keyPos.set(active, rows);
-  const keyHidden = new Uint8Array(rows + A);
+  const keyHidden = new Int32Array(rows + A);
   keyHidden.set(isNew);
   return {
-    row_new: new ort.Tensor('bool', isNew, [rows]),
-    row_src: new ort.Tensor('int64', src, [rows]),
-    k_pos: int32(range(0, rows)),
-    key_pos: new ort.Tensor('int32', keyPos, [rows + A]),
-    key_hidden: new ort.Tensor('bool', keyHidden, [rows + A]),
-    ...DeviceRunner.lengths(1, rows + A),
+    q_pos: active,
+    row_new: isNew,
+    row_src: src,
+    k_pos: range(0, rows),
+    key_pos: keyPos,
+    key_hidden: keyHidden,
   };
 }
 
@@ -146,11 +167,12 @@ async function variantDifference(
   cache: StackGraphOptions['cache'],
   variants: [AttentionChoice, AttentionChoice],
   feeds: Feeds,
+  ints: (v: AttentionChoice) => Ints,
 ): Promise<number> {
   const outputs: Float32Array[] = [];
   for (const variant of variants) {
     try {
-      outputs.push(await runVariant(model, sessionOptions, cache, variant, feeds));
+      outputs.push(await runVariant(model, sessionOptions, cache, variant, feeds, ints(variant)));
     } catch {
       return Infinity;
     }
@@ -167,8 +189,9 @@ async function runVariant(
   cache: StackGraphOptions['cache'],
   variant: AttentionChoice,
   feeds: Feeds,
+  ints: Ints,
 ): Promise<Float32Array> {
-  const graph = buildStackGraph(model.config, model.weights, {
+  const options: StackGraphOptions = {
     from: 0,
     to: 1,
     dtype: 'float32',
@@ -177,10 +200,12 @@ async function runVariant(
     head: false,
     emitHidden: true,
     ...variant,
-  });
+  };
+  const graph = buildStackGraph(model.config, model.weights, options);
   const session = await ort.InferenceSession.create(graph.bytes, sessionOptions);
   try {
-    const used = Object.fromEntries(session.inputNames.map((n) => [n, feeds[n]]));
+    const all = { ...feeds, ...packInts(intSegments(options), ints) };
+    const used = Object.fromEntries(session.inputNames.map((n) => [n, all[n]]));
     return (await session.run(used)).hidden.data as Float32Array;
   } finally {
     await session.release();
@@ -208,12 +233,10 @@ export async function chooseAttention(
     [{ attention: 'fused' }, { attention: 'decomposed' }],
     {
       hidden_in: new ort.Tensor('float32', wave(T * D, 0.37), [1, T, D]),
-      rows: int64(range(0, T)),
       pos_ids: int64(range(0, T), [1, T]),
       ...DeviceRunner.lengths(1, T),
-      q_pos: int32(range(0, T)),
-      k_pos: int32(range(0, T)),
     },
+    () => ({ rows: range(0, T), q_pos: range(0, T), k_pos: range(0, T) }),
   );
   // Blend's shape: every third of 96 cached rows and the last 8 recomputed, attending over all 96.
   const N = 96;
@@ -221,13 +244,12 @@ export async function chooseAttention(
   const A = active.length;
   const feeds: Feeds = {
     hidden_in: new ort.Tensor('float32', wave(A * D, 0.29), [1, A, D]),
-    rows: int64(range(0, A)),
     pos_ids: int64(active, [1, A]),
-    q_pos: int32(active),
-    ...selectiveFeeds(active, N),
+    ...DeviceRunner.lengths(1, N + A),
     cache_k_0: new ort.Tensor('float32', wave(KV * N * hd, 0.11), [1, KV, N, hd]),
     cache_v_0: new ort.Tensor('float32', wave(KV * N * hd, 0.07), [1, KV, N, hd]),
   };
+  const ints = (v: AttentionChoice) => ({ rows: range(0, A), ...selectiveInts(active, N, v.selective!) });
   let selective: SelectiveAttention = 'decomposed';
   for (const fused of ['gqa', 'mha'] as const) {
     const d = await variantDifference(
@@ -236,6 +258,7 @@ export async function chooseAttention(
       'scatter',
       [{ selective: fused }, { selective: 'decomposed' }],
       feeds,
+      ints,
     );
     if (d <= 1e-3) {
       selective = fused;
@@ -281,18 +304,28 @@ export class DeviceRunner {
     return s;
   }
 
-  private stack(
+  /** A stack's session and the names of its packed integer segments. */
+  private async stack(
     o: Omit<StackGraphOptions, 'dtype' | 'attention' | 'selective'>,
-  ): Promise<ort.InferenceSession> {
+  ): Promise<{ session: ort.InferenceSession; segs: string[] }> {
     const full: StackGraphOptions = {
       ...o,
       dtype: this.dtype,
       attention: this.attention,
       ...(o.cache === 'scatter' ? { selective: this.selective } : {}),
     };
-    return this.session(`stack:${JSON.stringify(full)}`, () =>
+    const session = await this.session(`stack:${JSON.stringify(full)}`, () =>
       buildStackGraph(this.config, this.model.weights, full),
     );
+    return { session, segs: intSegments(full) };
+  }
+
+  private runStack(
+    stack: { session: ort.InferenceSession; segs: string[] },
+    feeds: Feeds,
+    ints: Ints,
+  ): Promise<Record<string, ort.Tensor>> {
+    return this.run(stack.session, { ...feeds, ...packInts(stack.segs, ints) });
   }
 
   /** Run with the feeds the session declares (a stack without layers, say, takes no positions). */
@@ -351,7 +384,7 @@ export class DeviceRunner {
     const L = this.config.numLayers;
     const S = cache.length;
     const T = ids.length;
-    const session = await this.stack({
+    const stack = await this.stack({
       from: 0,
       to: L,
       cache: S === 0 ? 'none' : 'append',
@@ -359,20 +392,18 @@ export class DeviceRunner {
       head: true,
       emitHidden: false,
     });
-    const feeds: Feeds = {
-      ids: int32(ids, [1, T]),
-      ...this.positionFeeds(range(S, S + T)),
-      ...DeviceRunner.lengths(1, S + T),
-      q_pos: int32(range(S, S + T)),
-      k_pos: int32(range(0, S + T)),
-    };
+    const feeds: Feeds = { ...this.positionFeeds(range(S, S + T)), ...DeviceRunner.lengths(1, S + T) };
     if (S > 0) {
       for (let l = 0; l < L; l++) {
         feeds[`past_k_${l}`] = cache.k[l];
         feeds[`past_v_${l}`] = cache.v[l];
       }
     }
-    const out = await this.run(session, feeds);
+    const out = await this.runStack(stack, feeds, {
+      ids,
+      q_pos: range(S, S + T),
+      k_pos: range(0, S + T),
+    });
     const { k, v } = this.layerOutputs(out, 0, L);
     cache.replace(k, v, S + T);
     return out.logits.data as Float32Array;
@@ -392,7 +423,7 @@ export class DeviceRunner {
     const B = seqs.length;
     const ids = new Int32Array(B * T);
     seqs.forEach((s, b) => ids.set(s, b * T));
-    const session = await this.stack({
+    const stack = await this.stack({
       from: 0,
       to: L,
       cache: 'none',
@@ -400,13 +431,11 @@ export class DeviceRunner {
       head: sync,
       emitHidden: false,
     });
-    const out = await this.run(session, {
-      ids: new ort.Tensor('int32', ids, [B, T]),
-      ...this.positionFeeds(range(0, T)),
-      ...DeviceRunner.lengths(B, T),
-      q_pos: int32(range(0, T)),
-      k_pos: int32(range(0, T)),
-    });
+    const out = await this.runStack(
+      stack,
+      { ...this.positionFeeds(range(0, T)), ...DeviceRunner.lengths(B, T) },
+      { ids, q_pos: range(0, T), k_pos: range(0, T) },
+    );
     return { ...this.layerOutputs(out, 0, L), T };
   }
 
@@ -468,14 +497,23 @@ export class DeviceRunner {
       buildAssembleGraph(this.config, this.dtype, n, from, withQuestion),
     );
     const bos = (await this.bosRows()).chunk;
-    const feeds: Feeds = { bos_k: bos.k, bos_v: bos.v, q_len: int64([questionRows]) };
+    const contextRows = chunks.reduce((a, c) => a + c.tokens, 0);
+    const shifts = new BigInt64Array(contextRows);
+    let at = 0;
     chunks.forEach((c, i) => {
-      Object.assign(feeds, {
-        [`c${i}_k`]: c.k,
-        [`c${i}_v`]: c.v,
-        [`c${i}_shift`]: int64([offsets[i] - 1]),
-      });
+      shifts.fill(BigInt(offsets[i] - 1), at, at + c.tokens);
+      at += c.tokens;
     });
+    const layers = this.config.numLayers - from;
+    const shiftPos = new BigInt64Array(layers * contextRows);
+    for (let l = 0; l < layers; l++) shiftPos.set(shifts, l * contextRows);
+    const feeds: Feeds = {
+      bos_k: bos.k,
+      bos_v: bos.v,
+      q_len: int64([questionRows]),
+      shift_pos: new ort.Tensor('int64', shiftPos, [layers, contextRows]),
+    };
+    chunks.forEach((c, i) => Object.assign(feeds, { [`c${i}_k`]: c.k, [`c${i}_v`]: c.v }));
     return this.layerOutputs(await this.run(session, feeds), from, this.config.numLayers);
   }
 
@@ -494,7 +532,7 @@ export class DeviceRunner {
   ): Promise<DeviceLayers & { hidden: ort.Tensor; dev: Float32Array }> {
     const N = promptIds.length;
     const bos = (await this.bosRows()).rows;
-    const session = await this.stack({
+    const stack = await this.stack({
       from: 0,
       to: check,
       cache: 'append',
@@ -504,12 +542,8 @@ export class DeviceRunner {
       deviation: metric,
     });
     const feeds: Feeds = {
-      ids: int32(promptIds.slice(1), [1, N - 1]),
       ...this.positionFeeds(range(1, N)),
       ...DeviceRunner.lengths(1, N),
-      q_pos: int32(range(1, N)),
-      k_pos: int32(range(0, N)),
-      ctx_rows: int64(range(1, contextTokens + 1)),
       cached_k: cached.k,
       cached_v: cached.v,
     };
@@ -517,7 +551,12 @@ export class DeviceRunner {
       feeds[`past_k_${l}`] = bos.k[l];
       feeds[`past_v_${l}`] = bos.v[l];
     }
-    const out = await this.run(session, feeds);
+    const out = await this.runStack(stack, feeds, {
+      ids: promptIds.slice(1),
+      q_pos: range(1, N),
+      k_pos: range(0, N),
+      ctx_rows: range(1, contextTokens + 1),
+    });
     return { ...this.layerOutputs(out, 0, check), hidden: out.hidden, dev: out.dev.data as Float32Array };
   }
 
@@ -538,7 +577,7 @@ export class DeviceRunner {
   ): Promise<DeviceLayers & { logits?: Float32Array; hidden?: ort.Tensor; dev?: Float32Array }> {
     const L = this.config.numLayers;
     const { active } = input;
-    const session = await this.stack({
+    const stack = await this.stack({
       from,
       to,
       cache: 'scatter',
@@ -547,25 +586,22 @@ export class DeviceRunner {
       emitHidden: to < L,
       ...(score ? { deviation: score.metric } : {}),
     });
+    const N = input.promptTokens;
     const feeds: Feeds = {
       hidden_in: input.hidden,
-      rows: int64(input.rows),
-      q_pos: int32(active),
       ...this.positionFeeds(active),
-      ...selectiveFeeds(active, input.promptTokens),
+      ...DeviceRunner.lengths(1, N + active.length),
     };
+    const ints: Ints = { rows: input.rows, ...selectiveInts(active, N, this.selective) };
     if (score) {
-      Object.assign(feeds, {
-        ctx_rows: int64(active.subarray(0, score.count)),
-        cached_k: score.cached.k,
-        cached_v: score.cached.v,
-      });
+      ints.ctx_rows = active.subarray(0, score.count);
+      Object.assign(feeds, { cached_k: score.cached.k, cached_v: score.cached.v });
     }
     for (let l = from; l < to; l++) {
       feeds[`cache_k_${l}`] = cache.k[l - from];
       feeds[`cache_v_${l}`] = cache.v[l - from];
     }
-    const out = await this.run(session, feeds);
+    const out = await this.runStack(stack, feeds, ints);
     return {
       ...this.layerOutputs(out, from, to),
       logits: out.logits?.data as Float32Array | undefined,

@@ -74,11 +74,31 @@ function finish(g: GraphBuilder, hostOutputs: readonly string[]): DeviceGraph {
   return { bytes: g.toBytes(), deviceOutputs: g.outputNames().filter((n) => !hostOutputs.includes(n)) };
 }
 
+/**
+ * The small integer inputs of a stack, in the order they are packed into its one int32 input `ints`
+ * (sizes in `int_sizes`, int64 on the host). Every host tensor a GPU kernel reads costs onnxruntime's
+ * WebGPU provider a staging buffer and a queue submission (about a millisecond measured on an H100), so
+ * a run uploads one packed tensor instead of one per index list.
+ */
+export function intSegments(o: StackGraphOptions): string[] {
+  const segs: string[] = [o.input === 'ids' ? 'ids' : 'rows'];
+  const layers = o.to > o.from;
+  const selective = o.selective ?? 'gqa';
+  if (layers && o.cache === 'scatter') {
+    segs.push('q_pos', 'row_src', 'row_new');
+    segs.push(...(selective === 'gqa' ? ['key_pos', 'key_hidden'] : ['k_pos']));
+  } else if (layers && o.attention === 'decomposed') segs.push('q_pos', 'k_pos');
+  if (o.deviation) segs.push('ctx_rows');
+  return segs;
+}
+
 /** The graph under construction plus the precision helpers every piece needs. */
 class Ctx {
   readonly t: 'float' | 'float16';
   /** The RoPE tables, added on first use. */
   tables: { cos: string; sin: string } | null = null;
+  /** The segments of the packed integer input, by name (see intSegments). */
+  ints: Record<string, string> = {};
   constructor(
     readonly g: GraphBuilder,
     readonly cfg: ModelConfig,
@@ -247,7 +267,7 @@ function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: str
   // Row r of the result is fresh row row_src[r] where row_new[r], else the cache's row r: a gather and
   // a select, O(rows). (onnxruntime's WebGPU ScatterND checks its indices for duplicates in every thread,
   // quadratic in the number of rows: slower than the whole layer.)
-  const isNew = g.o('Reshape', [io.rowNew!, g.int64s([1, 1, -1, 1])]);
+  const isNew = io.rowNew!;
   const merge = (cache: string, fresh: string) =>
     g.o('Where', [isNew, g.o('Gather', [toHeads(c, fresh, KV), io.rowSrc!], { axis: 2 }), cache]);
   if (io.selective === 'gqa') return selectiveGqa(c, io, q, k, v, isNew);
@@ -284,11 +304,9 @@ function selectiveGqa(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string,
     3,
     'com.microsoft',
   );
-  // Present rows N + i are the new rows; row_src + N picks them (N = the cache's rows).
-  const rows = g.o('Slice', [g.o('Shape', [io.k!]), g.int64s([2]), g.int64s([3])]);
-  const src = g.o('Add', [io.rowSrc!, rows]);
+  // Present rows N + i are the new rows; for this kernel row_src holds N + i.
   const merge = (present: string, cache: string) =>
-    g.o('Where', [isNew, g.o('Gather', [present, src], { axis: 2 }), cache]);
+    g.o('Where', [isNew, g.o('Gather', [present, io.rowSrc!], { axis: 2 }), cache]);
   return { out, kAll: merge(presentK, io.k!), vAll: merge(presentV, io.v!) };
 }
 
@@ -361,13 +379,14 @@ function stackInput(c: Ctx, weights: ModelWeights, input: StackGraphOptions['inp
   const { g, cfg } = c;
   const D = cfg.hiddenSize;
   if (input === 'ids') {
-    const ids = g.input('ids', 'int32', ['B', 'T']);
+    // ids [B*T] → [B, T]; T is the positions' length.
+    const T = g.o('Slice', [g.o('Shape', [c.ints.pos]), g.int64s([1]), g.int64s([2])]);
+    const ids = g.o('Reshape', [c.ints.ids, g.o('Concat', [g.int64s([-1]), T], { axis: 0 })]);
     const table = c.weight('embed', weights.embedTokens, [cfg.vocabSize, D]);
     return c.high(g.o('Gather', [table, ids], { axis: 0 }));
   }
   const hidden = g.input('hidden_in', 'float', [1, 'T0', D]);
-  const rows = g.input('rows', 'int64', ['T']);
-  return g.o('Gather', [hidden, rows], { axis: 1 });
+  return g.o('Gather', [hidden, c.ints.rows], { axis: 1 });
 }
 
 function logitsOfLastRow(c: Ctx, weights: ModelWeights, x: string): string {
@@ -394,7 +413,7 @@ function deviation(
 ): string {
   const { g, cfg } = c;
   const { numKvHeads: KV, headDim: hd } = cfg;
-  const rows = g.input('ctx_rows', 'int64', ['C']);
+  const rows = c.ints.ctx_rows;
   const count = g.o('Shape', [rows]);
   const first = (t: string) => g.o('Slice', [t, g.int64s([0]), count, g.int64s([1])]);
   const fresh = projectQkv(c, w, `l${layer}`, first(x), first(pos), false);
@@ -415,37 +434,34 @@ function attentionInputs(c: Ctx, o: StackGraphOptions): Omit<LayerCacheIo, 'mode
   const { g } = c;
   const io: Omit<LayerCacheIo, 'mode'> = {};
   if (o.to <= o.from) return io;
+  const zero = g.int32s([0]);
   const lengths = () => {
     io.seqlens = g.input('seqlens_k', 'int32', ['B']);
     io.total = g.input('total_len', 'int32', []);
   };
   if (o.cache === 'scatter') {
-    io.rowNew = g.input('row_new', 'bool', ['N']);
-    io.rowSrc = g.input('row_src', 'int64', ['N']);
+    io.rowNew = g.o('Reshape', [g.o('Greater', [c.ints.row_new, zero]), g.int64s([1, 1, -1, 1])]);
+    io.rowSrc = c.ints.row_src;
     io.selective = o.selective ?? 'gqa';
   }
-  const qPos = () => g.input('q_pos', 'int32', ['T']);
   if (io.selective === 'gqa') {
     // Keys: the N cache rows, then the T new rows; key_pos and key_hidden describe all N + T.
     lengths();
     const later = g.o('Greater', [
-      g.o('Unsqueeze', [g.input('key_pos', 'int32', ['K']), g.int64s([0])]),
-      g.o('Unsqueeze', [qPos(), g.int64s([1])]),
+      g.o('Unsqueeze', [c.ints.key_pos, g.int64s([0])]),
+      g.o('Unsqueeze', [c.ints.q_pos, g.int64s([1])]),
     ]);
-    const hidden = g.o('Or', [
-      later,
-      g.o('Unsqueeze', [g.input('key_hidden', 'bool', ['K']), g.int64s([0])]),
-    ]);
+    const stale = g.o('Unsqueeze', [g.o('Greater', [c.ints.key_hidden, zero]), g.int64s([0])]);
     const masked = c.t === 'float16' ? -3e4 : -1e9;
-    const bias = g.o('Where', [hidden, g.scalar(masked, 'masked', c.t), g.scalar(0, 'visible', c.t)]);
+    const bias = g.o('Where', [
+      g.o('Or', [later, stale]),
+      g.scalar(masked, 'masked', c.t),
+      g.scalar(0, 'visible', c.t),
+    ]);
     io.bias = g.o('Unsqueeze', [bias, g.int64s([0, 1])]);
   } else if (o.cache === 'scatter' || o.attention === 'decomposed') {
-    const mask = positionMask(
-      g,
-      qPos(),
-      g.input('k_pos', 'int32', ['N']),
-      io.selective === 'mha' ? c.t : 'float',
-    );
+    const type = io.selective === 'mha' ? c.t : 'float';
+    const mask = positionMask(g, c.ints.q_pos, c.ints.k_pos, type);
     if (io.selective === 'mha') io.bias = g.o('Unsqueeze', [mask, g.int64s([0, 1])]);
     else io.mask = mask;
   } else lengths();
@@ -475,8 +491,17 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
   const { numKvHeads: KV, headDim: hd, hiddenSize: D, vocabSize: V } = cfg;
   const g = new GraphBuilder(`stack_${o.from}_${o.to}`);
   const c = new Ctx(g, cfg, o.dtype);
-  let x = stackInput(c, weights, o.input);
   const posIds = g.input('pos_ids', 'int64', [1, 'T']);
+  const segs = intSegments(o);
+  const parts = g.op(
+    'Split',
+    [g.input('ints', 'int32', ['M']), g.input('int_sizes', 'int64', [segs.length])],
+    { axis: 0 },
+    segs.length,
+  );
+  c.ints = Object.fromEntries(segs.map((name, i) => [name, parts[i]]));
+  c.ints.pos = posIds;
+  let x = stackInput(c, weights, o.input);
   // RotaryEmbedding wants one row of positions per sequence.
   const batch = g.o('Slice', [g.o('Shape', [x]), g.int64s([0]), g.int64s([1])]);
   const pos = g.o('Expand', [posIds, g.o('Concat', [batch, g.int64s([1])], { axis: 0 })]);
@@ -498,8 +523,8 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
 
 /**
  * Assemble a request's cache from chunk caches already on the device: for layers [from, L), BOS's row,
- * then each chunk's rows with keys rotated from positions 1…n to the chunk's offset (by `c{i}_shift`, its
- * offset − 1), then (withQuestion) `q_len` zero rows the blend overwrites.
+ * then each chunk's rows with keys rotated from positions 1…n to the chunk's offset (`shift_pos`: each
+ * row's offset − 1), then (withQuestion) `q_len` zero rows the blend overwrites.
  * Inputs: bos_k/bos_v [L, KV, 1, hd], c{i}_k/c{i}_v [L, KV, n_i, hd]; outputs k_l/v_l [1, KV, N, hd].
  */
 export function buildAssembleGraph(
@@ -514,20 +539,16 @@ export function buildAssembleGraph(
   const c = new Ctx(g, cfg, dtype);
   const layers = (t: string) =>
     from === 0 ? t : g.o('Slice', [t, g.int64s([from]), g.int64s([L]), g.int64s([0])]);
-  const ks = [layers(g.input('bos_k', c.t, [L, KV, 1, hd]))];
+  // Chunks' keys concatenated, then rotated in one kernel: shift_pos [L - from, rows] holds each row's
+  // shift (its chunk's offset - 1), and RoPE rotations compose, so p becomes p + shift.
+  const keys = Array.from({ length: chunks }, (_, i) =>
+    layers(g.input(`c${i}_k`, c.t, [L, KV, `n${i}`, hd])),
+  );
+  const shift = g.input('shift_pos', 'int64', [L - from, 'rows']);
+  const rotated = rotary(c, chunks === 1 ? keys[0] : g.o('Concat', keys, { axis: 2 }), shift);
+  const ks = [layers(g.input('bos_k', c.t, [L, KV, 1, hd])), rotated];
   const vs = [layers(g.input('bos_v', c.t, [L, KV, 1, hd]))];
-  for (let i = 0; i < chunks; i++) {
-    const k = layers(g.input(`c${i}_k`, c.t, [L, KV, `n${i}`, hd]));
-    // RoPE rotations compose: rotating every row by its chunk's shift moves it from p to p + shift.
-    const shift = g.input(`c${i}_shift`, 'int64', [1]);
-    const rows = g.o('Slice', [g.o('Shape', [k]), g.int64s([2]), g.int64s([3])]);
-    const pos = g.o('Expand', [
-      g.o('Unsqueeze', [shift, g.int64s([0])]),
-      g.o('Concat', [g.int64s([L - from]), rows], { axis: 0 }),
-    ]);
-    ks.push(rotary(c, k, pos));
-    vs.push(layers(g.input(`c${i}_v`, c.t, [L, KV, `n${i}`, hd])));
-  }
+  for (let i = 0; i < chunks; i++) vs.push(layers(g.input(`c${i}_v`, c.t, [L, KV, `n${i}`, hd])));
   if (withQuestion) {
     const qLen = g.input('q_len', 'int64', [1]);
     const shape = g.o('Concat', [g.int64s([L - from, KV]), qLen, g.int64s([hd])], { axis: 0 });
