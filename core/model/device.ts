@@ -251,7 +251,7 @@ export async function chooseAttention(
   };
   const ints = (v: AttentionChoice) => ({ rows: range(0, A), ...selectiveInts(active, N, v.selective!) });
   let selective: SelectiveAttention = 'decomposed';
-  for (const fused of ['gqa', 'mha'] as const) {
+  for (const fused of ['mha', 'gqa'] as const) {
     const d = await variantDifference(
       model,
       sessionOptions,
