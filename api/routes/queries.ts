@@ -5,9 +5,10 @@
  */
 import { Router, type Request, type Response } from 'express';
 import type { BlendJobData, BlendProgress } from '../../core/queue/contracts.js';
-import { requireModel, type ApiDeps } from '../deps.js';
+import type { ApiDeps } from '../deps.js';
 import { HttpError } from '../errors.js';
 import { enqueueQuery, jobFailure, newJobId, presentResult, waitForJob } from '../query-jobs.js';
+import { planQuery, stopList } from '../query-plan.js';
 import { QueryBody, parseBody } from '../schemas.js';
 
 export function queriesRouter(deps: ApiDeps): Router {
@@ -16,20 +17,12 @@ export function queriesRouter(deps: ApiDeps): Router {
   router.post('/', async (req, res) => {
     const t0 = performance.now();
     const body = parseBody(QueryBody, req.body);
-    const model = requireModel(deps);
     const async = req.query.async === '1' || req.query.async === 'true';
-    const data: BlendJobData = {
-      question: body.question,
-      chunks: await deps.docs.chunkRefs(body.documents),
-      documents: body.documents,
-      fingerprint: model.fingerprint,
-      mode: body.mode as BlendJobData['mode'],
-      ...(body.ratio !== undefined && { ratio: body.ratio }),
-      maxTokens: body.maxTokens,
-      temperature: body.temperature,
-      seed: body.seed,
+    const data = await planQuery(deps, {
+      ...body,
+      stop: stopList(body.stop),
       stream: body.stream && req.query.async === undefined,
-    };
+    });
     const jobId = newJobId();
     if (async) {
       await enqueueQuery(deps, jobId, data);
