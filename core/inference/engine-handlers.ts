@@ -244,7 +244,8 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
 
 /**
  * The blend options of a job: its fixed ratio, or for `auto` the loading controller's inputs from the cost
- * model — the bytes of one layer of every cache that must still be read (LRU hits cost nothing).
+ * model — the bytes of one layer of every cache read layer by layer from disk or the store (LRU hits and
+ * caches just computed are in memory already).
  */
 function blendOptions(
   ctx: EngineContext,
@@ -254,7 +255,9 @@ function blendOptions(
   if (job.ratio !== 'auto') return { opts: { mode: job.mode, ratio: job.ratio } };
   const { numKvHeads, headDim } = ctx.engine.config;
   const bytesPerValue = ctx.init.kvDtype === 'float16' ? 2 : 4;
-  const tokensToLoad = opened.filter((c) => c.tier !== 'lru').reduce((a, c) => a + c.tokenIds.length, 0);
+  const tokensToLoad = opened
+    .filter((c) => c.tier === 'disk' || c.tier === 'store')
+    .reduce((a, c) => a + c.tokenIds.length, 0);
   const estimate = ctx.cost.estimate(tokensToLoad * numKvHeads * headDim * 2 * bytesPerValue);
   const minRatio = ctx.init.minRatio ?? DEFAULT_RATIO;
   const autoRatio = {
