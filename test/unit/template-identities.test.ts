@@ -38,7 +38,10 @@ interface PromptCase {
 
 async function run(engine: Engine, p: PromptCase, o: BlendOptions) {
   const { cache, prefill } = await blendPrefill(engine, p.sources, p.suffix, o, 16, p.prefix);
-  const { tokens } = await decode(engine, cache, prefill.firstTokenLogits, { maxTokens: 16, stopAtEos: false });
+  const { tokens } = await decode(engine, cache, prefill.firstTokenLogits, {
+    maxTokens: 16,
+    stopAtEos: false,
+  });
   return { logits: prefill.firstTokenLogits, tokens, prefill, cache };
 }
 
@@ -110,7 +113,10 @@ describe('chat template frame', () => {
   });
 });
 
-for (const which of ['stories260K with a system prompt', 'Hugging Face fixture with a chat_template'] as const) {
+for (const which of [
+  'stories260K with a system prompt',
+  'Hugging Face fixture with a chat_template',
+] as const) {
   describe(`mode identities with a template prefix: ${which}`, () => {
     let engine: Engine;
     let cases: PromptCase[];
