@@ -30,6 +30,8 @@ export interface QueryInput {
   stop?: string[];
   seed: number;
   stream: boolean;
+  /** Id of the HTTP request, carried into the job for log correlation. */
+  requestId?: string;
   /** Request field names for errors (`question` is `messages` or `prompt` on the OpenAI routes). */
   fields?: { question: string; maxTokens: string };
 }
@@ -64,6 +66,7 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     ...(q.stop?.length && { stop: q.stop }),
     seed: q.seed,
     stream: q.stream,
+    ...(q.requestId !== undefined && { requestId: q.requestId }),
   };
   if (q.chunks) return { ...base, chunks: [], chunkTexts: q.chunks, documents: [] };
   const { refs, summary } = await deps.retriever.retrieve({

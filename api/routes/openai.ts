@@ -20,6 +20,7 @@ import { errorMessage } from '../../core/errors.js';
 import type { ChatMessage } from '../../core/model/template.js';
 import { silentLogger } from '../../core/ops/log.js';
 import type { BlendJobResult } from '../../core/queue/contracts.js';
+import { requestIdOf } from '../access-log.js';
 import { requireModel, type ApiDeps } from '../deps.js';
 import { HttpError, toHttpError } from '../errors.js';
 import {
@@ -61,7 +62,7 @@ export function openAiRouter(deps: ApiDeps): Router {
           },
         );
       }
-      const input = queryInput(deps, kind, body);
+      const input = { ...queryInput(deps, kind, body), requestId: requestIdOf(req) };
       const reply = { kind, id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${newJobId()}`, model: modelId };
       if (input.stream) await streamCompletion(deps, res, reply, input);
       else await answerCompletion(deps, res, reply, input);

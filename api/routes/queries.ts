@@ -5,6 +5,7 @@
  */
 import { Router, type Request, type Response } from 'express';
 import type { BlendJobData } from '../../core/queue/contracts.js';
+import { requestIdOf } from '../access-log.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError } from '../errors.js';
 import {
@@ -30,6 +31,7 @@ export function queriesRouter(deps: ApiDeps): Router {
       ...body,
       stop: stopList(body.stop),
       stream: body.stream && req.query.async === undefined,
+      requestId: requestIdOf(req),
     });
     const jobId = newJobId();
     if (async) {
