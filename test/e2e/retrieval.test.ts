@@ -209,7 +209,8 @@ describe('retrieval over a corpus', () => {
       return (q.body.retrieval.chunks as Used[]).some((c) => c.document === doc.id);
     };
     await waitFor(usesOwl, 15_000, 'B to see the ingest');
-    expect(apiB.corpus.index.keysOf(doc.id)).toHaveLength(1);
+    const owl = await apiA.docs.manifest(doc.id);
+    expect(apiB.corpus.index.keysOf(doc.id)).toEqual(owl!.chunks.map((c) => c.key));
     expect((await http('DELETE', `/v1/documents/${doc.id}`)).status).toBe(200);
     // B's index drops it (not merely its released chunks being skipped at query time).
     await waitFor(async () => apiB.corpus.index.keysOf(doc.id) === undefined, 15_000, 'B to see the delete');
