@@ -215,6 +215,7 @@ export async function blendPrefill(
     recomputedTokens: number,
     ratio: number,
     loadWaitMs: number,
+    selected?: Int32Array[],
   ) => {
     const ttftMs = performance.now() - t0;
     return {
@@ -227,6 +228,7 @@ export async function blendPrefill(
         ratio,
         firstTokenLogits,
         timings: { ttftMs, loadWaitMs, computeMs: ttftMs - loadWaitMs },
+        ...(selected && { selected }),
       },
     };
   };
@@ -302,7 +304,7 @@ export async function blendPrefill(
   }
 
   const ratios = opts.gradualRatios ?? [ratio];
-  let recomputed = 0;
+  const selected: Int32Array[] = [];
   for (let l = checkLayer; l < cfg.numLayers; l++) {
     prefetch(chunks, l + 1, cfg.numLayers, pending);
     waited += await fillLayer(engine, cache, l, chunks, lay.offsets, pending);
@@ -355,9 +357,9 @@ export async function blendPrefill(
       outs.push(out.hidden);
     }
     hidden = concatFloat32(outs);
-    if (l === checkLayer) recomputed = active.filter((i) => i < lay.contextEnd).length;
+    selected.push(active.filter((i) => i < lay.contextEnd));
   }
   cache.commit(promptPositions);
   const logits = await engine.logits(hidden.subarray(hidden.length - D));
-  return result(logits, recomputed, ratio, waited);
+  return result(logits, selected[0].length, ratio, waited, selected);
 }

@@ -54,4 +54,9 @@ export interface BlendPrefill {
   /** Logits of the last prompt position. */
   firstTokenLogits: Float32Array;
   timings: BlendTimings;
+  /**
+   * Blend only: for each layer from the check layer on, the prompt indices (row 0 is BOS) of the context
+   * tokens recomputed there, ascending. Kept because the selection already exists; used to analyse misses.
+   */
+  selected?: Int32Array[];
 }
