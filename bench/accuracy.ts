@@ -4,7 +4,7 @@ import { Engine } from '../core/model/engine.js';
 import { loadHfModel } from '../core/model/loaders/hf.js';
 import { parameterCount } from '../core/model/random.js';
 import { lineChart, machine, printTable, writeResult, type Series } from './common.js';
-import { analyseMisses, type MissAnalysis } from './qa-misses.js';
+import { analyseMisses, type MissAnalysis, type RowSelectionCounts } from './qa-misses.js';
 import {
   CBQA_DIR,
   QA_SETS,
@@ -12,7 +12,10 @@ import {
   loadQuestions,
   measureAccuracy,
   prepareQuestions,
+  findAnswerRows,
   type AccuracySummary,
+  type AnswerRows,
+  type PreparedQuestion,
   type QaSetName,
   type QuestionType,
 } from './qa.js';
@@ -51,7 +54,8 @@ const GRADUAL = [
   [0.3, 0.15, 0.05],
 ];
 /** The configuration whose misses are analysed in detail (today's default), and the defaults' candidates. */
-const ANALYSED = ['reuse', 'blend k/1 r=0.15', 'blend k/3 r=0.15', 'blend k/2 r=0.15', 'blend kv/1 r=0.15'];
+const DEFAULT_LABEL = 'blend k/1 r=0.15';
+const ANALYSED = ['reuse', DEFAULT_LABEL, 'blend k/3 r=0.15', 'blend k/2 r=0.15', 'blend kv/1 r=0.15'];
 
 /**
  * The grid, as a list so new rows are one line each (`ratio: "auto"` goes here once BlendOptions has it).
@@ -114,7 +118,9 @@ const limit = flags.limit === undefined ? Infinity : Number(flags.limit);
 const only = flags.only === undefined ? null : new RegExp(flags.only);
 const partial = flags.sets !== undefined || flags.limit !== undefined || only !== null;
 // Always run the baselines the miss analysis compares against.
-const configs = grid().filter((c) => !only || only.test(c.label) || c.label === 'full' || c.label === 'reuse');
+const configs = grid().filter(
+  (c) => !only || only.test(c.label) || c.label === 'full' || c.label === 'reuse',
+);
 
 const model = await loadHfModel(CBQA_DIR);
 // One intra-op thread: at these sizes (≤ 360 tokens, hidden 256) a second thread only adds overhead.
@@ -122,7 +128,47 @@ const engine = await Engine.create(model, { threads: Number(flags.threads ?? 1) 
 const questions = loadQuestions();
 const idToWord = (id: number) => model.tokenizer.decode([id]).trim() || `#${id}`;
 
+/**
+ * Oracle runs for the miss analysis: the default blend (K, check layer 1, r = 0.15), but the rows that
+ * carry the answer are forced into the selection (their deviation set to +∞ before the top-k; the count
+ * of recomputed rows stays the same). Shows whether recomputing those rows would have been enough.
+ */
+const ORACLES: { label: string; rows: (a: AnswerRows) => number[] }[] = [
+  { label: 'colour row forced', rows: (a) => [a.colour] },
+  { label: 'fact rows forced (O|it, is, COLOUR)', rows: (a) => [a.it ?? a.object, a.colour - 1, a.colour] },
+];
+
+function forcing(checkLayer: number, pick: (a: AnswerRows) => number[]) {
+  return (p: PreparedQuestion): BlendOptions => {
+    const a = findAnswerRows(p.q);
+    const forced = new Set(a ? pick(a) : []);
+    return {
+      mode: 'blend',
+      ratio: 0.15,
+      metric: 'k',
+      checkLayer,
+      adjustDeviations: (layer, rows, dev) => {
+        if (layer !== checkLayer) return;
+        rows.forEach((r, i) => {
+          if (forced.has(r)) dev[i] = Infinity;
+        });
+      },
+    };
+  };
+}
+
+interface OracleRow {
+  set: QaSetName;
+  label: string;
+  accuracy: number;
+  perType: Record<QuestionType, number>;
+  /** Of the default blend's misses against full, how many the oracle answers. */
+  fixed: number;
+  misses: number;
+}
+
 const rows: AccuracyRow[] = [];
+const oracles: OracleRow[] = [];
 const misses: Record<string, Record<string, MissAnalysis>> = {};
 const t0 = performance.now();
 for (const set of sets) {
@@ -145,6 +191,22 @@ for (const set of sets) {
     const s = summaries.get(label);
     if (s) misses[set][label] = analyseMisses(prepared, full, reuse, s.outcomes, idToWord);
   }
+  const base = summaries.get(DEFAULT_LABEL);
+  if (base) {
+    for (const o of ORACLES) {
+      const s = await measureAccuracy(engine, prepared, forcing(1, o.rows));
+      const missed = base.outcomes.filter((b, i) => full[i].correct && !b.correct);
+      const fixed = missed.filter((b) => s.outcomes[b.index].correct).length;
+      oracles.push({
+        set,
+        label: o.label,
+        accuracy: s.accuracy,
+        perType: s.perType,
+        fixed,
+        misses: missed.length,
+      });
+    }
+  }
 }
 const elapsedS = (performance.now() - t0) / 1000;
 await engine.dispose();
@@ -164,20 +226,57 @@ printTable(
 );
 console.log('');
 printTable(
-  ['set', 'configuration', 'full right', 'mode right', 'misses vs full', 'colour row recomputed (misses / hits)'],
+  [
+    'set',
+    'configuration',
+    'full right',
+    'mode right',
+    'misses vs full',
+    'answer in chunk 1 / later: misses',
+    'colour row recomputed (misses / hits)',
+    'coref `it` recomputed (misses / hits)',
+  ],
   Object.entries(misses).flatMap(([set, byLabel]) =>
-    Object.entries(byLabel).map(([label, m]) => [
-      set,
-      label,
-      m.fullCorrect,
-      m.modeCorrect,
-      m.missesVsFull,
-      m.answerRowsSelected
-        ? `${m.answerRowsSelected.misses.colour}/${m.answerRowsSelected.misses.questions} / ` +
-          `${m.answerRowsSelected.hits.colour}/${m.answerRowsSelected.hits.questions}`
-        : '-',
-    ]),
+    Object.entries(byLabel).map(([label, m]) => {
+      const sel = m.answerRowsSelected;
+      const sum = (g: 'misses' | 'hits', f: (c: RowSelectionCounts) => number) =>
+        QUESTION_TYPES.reduce((a, t) => a + f(sel![g][t]), 0);
+      const ratio = (f: (c: RowSelectionCounts) => number, d: (c: RowSelectionCounts) => number) =>
+        `${sum('misses', f)}/${sum('misses', d)} / ${sum('hits', f)}/${sum('hits', d)}`;
+      const { first, later } = m.byAnswerChunk;
+      return [
+        set,
+        label,
+        m.fullCorrect,
+        m.modeCorrect,
+        m.missesVsFull,
+        `${first.misses}/${first.questions} / ${later.misses}/${later.questions}`,
+        sel
+          ? ratio(
+              (c) => c.colour,
+              (c) => c.questions,
+            )
+          : '-',
+        sel
+          ? ratio(
+              (c) => c.it,
+              (c) => c.corefQuestions,
+            )
+          : '-',
+      ];
+    }),
   ),
+);
+console.log('');
+printTable(
+  ['set', `oracle (${DEFAULT_LABEL})`, 'accuracy', ...QUESTION_TYPES, 'default misses answered'],
+  oracles.map((o) => [
+    o.set,
+    o.label,
+    o.accuracy.toFixed(3),
+    ...QUESTION_TYPES.map((t) => o.perType[t].toFixed(3)),
+    `${o.fixed}/${o.misses}`,
+  ]),
 );
 console.error(`${elapsedS.toFixed(0)} s in all`);
 
@@ -186,7 +285,7 @@ if (partial) {
 } else {
   const modelInfo = { name: 'cbqa-3M', path: 'models/cbqa-3M', parameters: parameterCount(model) };
   writeResult('accuracy.json', { model: modelInfo, machine: { ...machine('cpu'), elapsedS }, rows });
-  writeResult('accuracy-misses.json', { model: modelInfo, misses });
+  writeResult('accuracy-misses.json', { model: modelInfo, misses, oracles });
   for (const set of sets) writeResult(`accuracy-${set}.svg`, chart(set, rows));
   console.log('wrote bench/results/accuracy.json, accuracy-misses.json, accuracy-{easy,main}.svg');
 }
@@ -212,7 +311,7 @@ function chart(set: QaSetName, all: AccuracyRow[]): string {
   const ys = rs.map((r) => r.accuracy);
   const lo = Math.max(0, Math.floor(Math.min(...ys) * 20) / 20 - 0.05);
   return lineChart({
-    title: `Answer accuracy, cbqa-3M, ${set} set (0 = reuse, 1 = full)`,
+    title: `Accuracy vs recomputed share (cbqa-3M, ${set})`,
     xLabel: 'recomputed share of token × layer work',
     yLabel: 'accuracy',
     series,

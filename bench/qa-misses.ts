@@ -62,8 +62,16 @@ export interface MissAnalysis {
   /** Reuse wrong, mode right / reuse right, mode wrong. */
   fixedVsReuse: number;
   brokenVsReuse: number;
-  /** Blend only: answer rows among the recomputed rows, for the misses and for the questions both got right. */
-  answerRowsSelected?: { misses: RowSelectionCounts; hits: RowSelectionCounts };
+  /**
+   * Blend only, per question type: answer rows among the rows recomputed at the check layer, for the misses
+   * and for the questions both full and the mode got right.
+   */
+  answerRowsSelected?: Record<'misses' | 'hits', Record<QuestionType, RowSelectionCounts>>;
+  /**
+   * Questions full got right, by whether the answer's colour token sits in the first chunk (whose cache
+   * holds exactly full's rows: same positions, same preceding BOS) or a later one, and the mode's misses.
+   */
+  byAnswerChunk: Record<'first' | 'later', { questions: number; misses: number }>;
   /** Where the wrong colour came from, over the misses. */
   predictedFrom: Record<string, number>;
   /** Blend only: share of recomputed rows per word class, and of all context rows. */
@@ -75,7 +83,11 @@ export interface MissAnalysis {
  * Where the wrongly predicted word sits in the context: as the colour of another object's `O is X` fact,
  * of an `it is X` that opens a chunk, or of an `it is X` inside a chunk; `not-in-context` otherwise.
  */
-export function predictionSource(words: readonly string[], chunkStarts: ReadonlySet<number>, w: string): string {
+export function predictionSource(
+  words: readonly string[],
+  chunkStarts: ReadonlySet<number>,
+  w: string,
+): string {
   if (!COLOURS.has(w)) return 'not-a-colour';
   const kinds = new Set<string>();
   for (let i = 2; i < words.length; i++) {
@@ -149,6 +161,12 @@ function example(p: PreparedQuestion, o: QuestionOutcome, idToWord: (id: number)
   };
 }
 
+/** Index of the chunk holding the answer's colour token (-1 when the fact is not found). */
+function answerChunk(p: PreparedQuestion): number {
+  const rows = findAnswerRows(p.q);
+  return rows ? promptWords(p.q).chunkOf[rows.colour] : -1;
+}
+
 function chunkStartSet(chunkOf: readonly number[]): Set<number> {
   const s = new Set<number>();
   for (let i = 1; i < chunkOf.length; i++) if (chunkOf[i] !== chunkOf[i - 1]) s.add(i);
@@ -165,8 +183,13 @@ export function analyseMisses(
   maxExamples = 8,
 ): MissAnalysis {
   const isBlend = mode.some((o) => o.selected);
-  const misses = emptyCounts();
-  const hits = emptyCounts();
+  const perType = () =>
+    Object.fromEntries(QUESTION_TYPES.map((t) => [t, emptyCounts()])) as Record<
+      QuestionType,
+      RowSelectionCounts
+    >;
+  const rowsSelected = { misses: perType(), hits: perType() };
+  const byAnswerChunk = { first: { questions: 0, misses: 0 }, later: { questions: 0, misses: 0 } };
   const missesPerType = Object.fromEntries(QUESTION_TYPES.map((t) => [t, 0])) as Record<QuestionType, number>;
   const predictedFrom: Record<string, number> = {};
   const examples: MissExample[] = [];
@@ -174,13 +197,16 @@ export function analyseMisses(
   for (let i = 0; i < prepared.length; i++) {
     const [p, o] = [prepared[i], mode[i]];
     if (!full[i].correct) continue;
+    const where = answerChunk(p) === 0 ? byAnswerChunk.first : byAnswerChunk.later;
+    where.questions++;
     if (o.correct) {
-      if (o.selected) countRows(hits, p, o.selected);
+      if (o.selected) countRows(rowsSelected.hits[p.q.type], p, o.selected);
       continue;
     }
+    where.misses++;
     missesVsFull++;
     missesPerType[p.q.type]++;
-    if (o.selected) countRows(misses, p, o.selected);
+    if (o.selected) countRows(rowsSelected.misses[p.q.type], p, o.selected);
     const ex = example(p, o, idToWord);
     predictedFrom[ex.predictedFrom] = (predictedFrom[ex.predictedFrom] ?? 0) + 1;
     if (examples.length < maxExamples) examples.push(ex);
@@ -193,7 +219,8 @@ export function analyseMisses(
     missesPerType,
     fixedVsReuse: mode.filter((o, i) => o.correct && !reuse[i].correct).length,
     brokenVsReuse: mode.filter((o, i) => !o.correct && reuse[i].correct).length,
-    ...(isBlend && { answerRowsSelected: { misses, hits } }),
+    ...(isBlend && { answerRowsSelected: rowsSelected }),
+    byAnswerChunk,
     predictedFrom,
     ...(isBlend && { selectedClasses: classShares(prepared, mode) }),
     examples,

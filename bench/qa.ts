@@ -116,15 +116,19 @@ export interface AccuracySummary {
   outcomes: QuestionOutcome[];
 }
 
-/** Answer every prepared question in mode `opts`; accuracy overall and per question type. */
+/**
+ * Answer every prepared question in mode `opts` (or per question, for analysis hooks); accuracy overall
+ * and per question type.
+ */
 export async function measureAccuracy(
   engine: Engine,
   prepared: readonly PreparedQuestion[],
-  opts: BlendOptions,
+  opts: BlendOptions | ((p: PreparedQuestion) => BlendOptions),
 ): Promise<AccuracySummary> {
   const outcomes: QuestionOutcome[] = [];
   for (const p of prepared) {
-    const { predicted, prefill } = await answerQuestion(engine, p, opts);
+    const o = typeof opts === 'function' ? opts(p) : opts;
+    const { predicted, prefill } = await answerQuestion(engine, p, o);
     outcomes.push({
       index: p.index,
       type: p.q.type,

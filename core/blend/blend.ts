@@ -318,6 +318,7 @@ export async function blendPrefill(
       const ctxCount = activeCtx.length;
       const fresh = await engine.projectKv(l, hidden.subarray(0, ctxCount * D), engine.rope(activeCtx));
       const dev = deviations(opts.metric ?? 'k', row, fresh, cache.keys[l], cache.values[l], activeCtx);
+      opts.adjustDeviations?.(l, activeCtx, dev);
       const keep = topK(dev, target);
       const nextActive = new Int32Array(keep.length + (active.length - ctxCount));
       const nextHidden = new Float32Array(nextActive.length * D);
