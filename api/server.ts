@@ -10,10 +10,11 @@ import type { Config } from '../core/config/index.js';
 import { errorMessage } from '../core/errors.js';
 import { loadModel } from '../core/model/load.js';
 import { BLEND_QUEUE, PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
-import { closeRedis, createRedis, waitForRedis, withTimeout } from '../core/queue/redis.js';
-import { DocumentService } from '../core/service/documents.js';
-import { silentLogger, type Logger } from '../core/service/log.js';
-import { localIdentity, startTextThread, type ModelIdentity } from '../core/service/text.js';
+import { closeRedis, createRedis, waitForRedis } from '../core/queue/redis.js';
+import { withTimeout } from '../core/util/time.js';
+import { DocumentService } from '../core/documents/documents.js';
+import { silentLogger, type Logger } from '../core/ops/log.js';
+import { localIdentity, startTextThread, type ModelIdentity } from '../core/documents/text.js';
 import { openObjectStore } from '../core/storage/index.js';
 import { createApp } from './app.js';
 
@@ -39,17 +40,42 @@ export interface StartApiOptions {
 
 /** The model's identity with chunking done in this thread (tests and tools; servers use a text thread). */
 export async function loadModelIdentity(config: Config): Promise<ModelIdentity> {
-  return localIdentity(await loadModel(config.model, { searchPath: [...config.modelPath] }));
+  return localIdentity(await loadModel(config.model, config.modelSource));
 }
 
-export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
-  const { config } = opts;
-  const log = opts.log ?? silentLogger;
+/** The model identity, loaded in the background: /readyz answers 503 until it is there. */
+class BackgroundModel {
+  current: ModelIdentity | null = null;
+  error: string | null = null;
+  readonly ready: Promise<ModelIdentity>;
+  private readonly textThread: ReturnType<typeof startTextThread> | null;
+
+  constructor(config: Config, log: Logger, given?: ModelIdentity) {
+    // Chunking and tokenizing documents runs on a thread of its own, so large documents never stall HTTP.
+    this.textThread = given
+      ? null
+      : startTextThread({ model: config.model, modelSource: config.modelSource });
+    this.ready = given ? Promise.resolve(given) : this.textThread!.then((t) => t.identity);
+    this.ready.then(
+      (m) => {
+        this.current = m;
+        log.info('model loaded', { model: config.model, fingerprint: m.fingerprint.slice(0, 16) });
+      },
+      (err) => {
+        this.error = errorMessage(err);
+        log.error('model failed to load', { model: config.model, error: this.error });
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.textThread?.then((t) => t.close()).catch(() => undefined);
+  }
+}
+
+/** The API's Redis connections and queues. */
+function openQueues(config: Config, log: Logger) {
   const redis = createRedis(config.redisUrl, 'producer');
-  await waitForRedis(redis, 5_000).catch((err) =>
-    log.warn('Redis is not reachable yet; /readyz reports it', { error: errorMessage(err) }),
-  );
-  const store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
   const prefix = config.queuePrefix;
   const precomputeQueue = new Queue(PRECOMPUTE_QUEUE, { connection: redis, prefix });
   const blendQueue = new Queue(BLEND_QUEUE, { connection: redis, prefix });
@@ -61,60 +87,12 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
       log.debug('queue connection error', { error: errorMessage(err) }),
     );
   }
-  const docs = new DocumentService(redis, store, precomputeQueue, prefix, log);
-
-  let model: ModelIdentity | null = opts.model ?? null;
-  let modelError: string | null = null;
-  // Chunking and tokenizing documents runs on a thread of its own, so large documents never stall HTTP.
-  const textThread = opts.model
-    ? null
-    : startTextThread({ model: config.model, modelPath: [...config.modelPath] });
-  const modelReady = opts.model ? Promise.resolve(opts.model) : textThread!.then((t) => t.identity);
-  modelReady.then(
-    (m) => {
-      model = m;
-      log.info('model loaded', { model: config.model, fingerprint: m.fingerprint.slice(0, 16) });
-    },
-    (err) => {
-      modelError = errorMessage(err);
-      log.error('model failed to load', { model: config.model, error: modelError });
-    },
-  );
-
-  const app = createApp({
-    config,
+  return {
     redis,
-    store,
-    docs,
+    precomputeQueue,
     blendQueue,
     blendEvents,
-    model: () => model,
-    modelError: () => modelError,
-    log,
-  });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(opts.port ?? config.port, opts.host ?? config.host, (err?: Error) =>
-      err ? reject(err) : resolve(s),
-    );
-  });
-  server.headersTimeout = 30_000;
-  server.requestTimeout = Math.max(120_000, config.queryTimeoutMs + 30_000);
-  server.keepAliveTimeout = 5_000;
-  const { port, address } = server.address() as AddressInfo;
-  const host = address.includes(':') ? `[${address}]` : address;
-  log.info('API listening', { url: `http://${host}:${port}` });
-
-  return {
-    url: `http://${host}:${port}`,
-    port,
-    server,
-    docs,
-    modelReady,
     async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
       await withTimeout(blendEvents.close(), 2_000, 'closing queue events').catch(() => undefined);
       await withTimeout(
         Promise.all([precomputeQueue.close(), blendQueue.close()]),
@@ -123,8 +101,64 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
       ).catch(() => undefined);
       await closeRedis(eventsConnection);
       await closeRedis(redis);
+    },
+  };
+}
+
+async function listen(
+  app: ReturnType<typeof createApp>,
+  port: number,
+  host: string,
+  config: Config,
+): Promise<Server> {
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+  });
+  server.headersTimeout = 30_000;
+  server.requestTimeout = Math.max(120_000, config.queryTimeoutMs + 30_000);
+  server.keepAliveTimeout = 5_000;
+  return server;
+}
+
+export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
+  const { config } = opts;
+  const log = opts.log ?? silentLogger;
+  const queues = openQueues(config, log);
+  await waitForRedis(queues.redis, 5_000).catch((err) =>
+    log.warn('Redis is not reachable yet; /readyz reports it', { error: errorMessage(err) }),
+  );
+  const store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
+  const docs = new DocumentService(queues.redis, store, queues.precomputeQueue, config.queuePrefix, log);
+  const model = new BackgroundModel(config, log, opts.model);
+  const app = createApp({
+    config,
+    redis: queues.redis,
+    store,
+    docs,
+    blendQueue: queues.blendQueue,
+    blendEvents: queues.blendEvents,
+    model: () => model.current,
+    modelError: () => model.error,
+    log,
+  });
+  const server = await listen(app, opts.port ?? config.port, opts.host ?? config.host, config);
+  const { port, address } = server.address() as AddressInfo;
+  const url = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+  log.info('API listening', { url });
+  return {
+    url,
+    port,
+    server,
+    docs,
+    modelReady: model.ready,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await queues.close();
       await store.close();
-      await textThread?.then((t) => t.close()).catch(() => undefined);
+      await model.close();
     },
   };
 }

@@ -1,24 +1,29 @@
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { BlendMode, BlendOptions, DeviationMetric } from '../core/blend/types.js';
+import type { BlendMode, BlendOptions, DeviationMetric } from '../core/blend/index.js';
+import {
+  QA_SETS,
+  QUESTION_TYPES,
+  analyseMisses,
+  findAnswerRows,
+  loadQuestions,
+  measureAccuracy,
+  prepareQuestions,
+  type AccuracySummary,
+  type AnswerRows,
+  type MissAnalysis,
+  type PreparedQuestion,
+  type QaSetName,
+  type QuestionType,
+  type RowSelectionCounts,
+} from '../core/eval/index.js';
 import { Engine } from '../core/model/engine.js';
 import { loadHfModel } from '../core/model/loaders/hf.js';
 import { parameterCount } from '../core/model/random.js';
 import { lineChart, machine, printTable, writeResult, type Series } from './common.js';
-import { analyseMisses, type MissAnalysis, type RowSelectionCounts } from './qa-misses.js';
-import {
-  CBQA_DIR,
-  QA_SETS,
-  QUESTION_TYPES,
-  loadQuestions,
-  measureAccuracy,
-  prepareQuestions,
-  findAnswerRows,
-  type AccuracySummary,
-  type AnswerRows,
-  type PreparedQuestion,
-  type QaSetName,
-  type QuestionType,
-} from './qa.js';
+
+/** The model, kept in the repository (relative to dist/bench/ when compiled). */
+const CBQA_DIR = fileURLToPath(new URL('../../models/cbqa-3M', import.meta.url));
 
 /**
  * Answer accuracy on cbqa-3M (models/cbqa-3M), a small Llama trained to answer questions whose answer
@@ -125,7 +130,7 @@ const configs = grid().filter(
 const model = await loadHfModel(CBQA_DIR);
 // One intra-op thread: at these sizes (≤ 360 tokens, hidden 256) a second thread only adds overhead.
 const engine = await Engine.create(model, { threads: Number(flags.threads ?? 1) });
-const questions = loadQuestions();
+const questions = loadQuestions(CBQA_DIR);
 const idToWord = (id: number) => model.tokenizer.decode([id]).trim() || `#${id}`;
 
 /**

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
@@ -7,6 +7,12 @@ import { GraphBuilder } from '../core/model/onnx/builder.js';
 /** Shared pieces of the benchmark scripts: machine description, medians, tables, JSON and SVG output. */
 
 export const RESULTS_DIR = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+
+/** stories260K multi-chunk inputs, shared with the tests (test/fixtures/stories/story-sets.json). */
+export function storySets(): { chunks: string[]; question: string }[] {
+  const file = new URL('../../test/fixtures/stories/story-sets.json', import.meta.url);
+  return (JSON.parse(readFileSync(file, 'utf8')) as { sets: { chunks: string[]; question: string }[] }).sets;
+}
 
 export function machine(ep: string): Record<string, unknown> {
   return {

@@ -1,19 +1,26 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blendPrefill, memorySource, precomputeChunk, type ChunkCacheData } from '../core/blend/blend.js';
-import { measureFidelity, type FidelityRow } from '../core/blend/fidelity.js';
-import type { BlendMode, BlendOptions, ChunkKvSource } from '../core/blend/types.js';
+import {
+  blendPrefill,
+  memorySource,
+  precomputeChunk,
+  type ChunkCacheData,
+  measureFidelity,
+  type FidelityRow,
+  type BlendMode,
+  type BlendOptions,
+  type ChunkKvSource,
+} from '../core/blend/index.js';
 import { chunkKey, chunkObjectKey, encodeChunkKv } from '../core/kv/format.js';
 import { Engine, type ExecutionProvider } from '../core/model/engine.js';
 import { seededRandom } from '../core/model/generate.js';
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
-import { emptyCacheStats } from '../core/queue/contracts.js';
-import { TieredChunkLoader } from '../core/service/chunk-loader.js';
+import { emptyCacheStats } from '../core/cache/types.js';
+import { TieredChunkLoader } from '../core/cache/tiered-loader.js';
 import { FileObjectStore } from '../core/storage/file.js';
-import { lineChart, machine, printTable, timeMedian, writeResult, type Series } from './common.js';
-import { STORY_SETS } from './story-sets.js';
+import { lineChart, machine, printTable, storySets, timeMedian, writeResult, type Series } from './common.js';
 
 /**
  * TTFT benchmark: a random ~100M-parameter Llama (12 layers), contexts of 4 and 8 chunks of 256 and 512
@@ -26,6 +33,7 @@ const ep = (process.env.ORT_EP ?? 'cpu') as ExecutionProvider;
 const reps = Number(process.env.BENCH_REPS ?? 3);
 const STORIES =
   process.env.STORIES_DIR ?? new URL('../../../shared/models/stories260K', import.meta.url).pathname;
+const STORY_SETS = storySets();
 const RATIO = 0.15;
 const QUESTION = 32;
 const CONTEXTS = (process.env.BENCH_CONTEXTS ?? '4x256,4x512,8x256,8x512').split(',').map((s) => {

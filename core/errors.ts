@@ -84,12 +84,6 @@ export class ConfigError extends CacheBlendError {
   }
 }
 
-export class TimeoutError extends CacheBlendError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('TIMEOUT', message, options);
-  }
-}
-
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

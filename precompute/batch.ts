@@ -17,15 +17,18 @@ import { Queue } from 'bullmq';
 import { loadConfig, type Config } from '../core/config/index.js';
 import { CacheBlendError, InvalidArgumentError, errorMessage } from '../core/errors.js';
 import { PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
-import { closeRedis, createRedis, waitForRedis, withTimeout } from '../core/queue/redis.js';
-import { DocumentService } from '../core/service/documents.js';
-import type { EngineThreadInit } from '../core/service/engine-handlers.js';
-import { createLogger, type Logger } from '../core/service/log.js';
-import { DOCUMENT_ID_RE } from '../core/service/manifest.js';
-import { isEntryPoint } from '../core/service/process.js';
-import { ensureRedis } from '../core/service/redis-launcher.js';
-import { startTextThread } from '../core/service/text.js';
+import { closeRedis, createRedis, waitForRedis } from '../core/queue/redis.js';
+import { withTimeout } from '../core/util/time.js';
+import { DocumentService } from '../core/documents/documents.js';
+import type { EngineThreadInit } from '../core/inference/engine-handlers.js';
+import { createLogger, type Logger } from '../core/ops/log.js';
+import { DOCUMENT_ID_RE } from '../core/documents/manifest.js';
+import { runIfEntryPoint } from '../core/ops/process.js';
+import { ensureRedis, type RedisLaunch } from '../core/ops/redis-launcher.js';
+import { startTextThread, type ModelIdentity } from '../core/documents/text.js';
 import { openObjectStore } from '../core/storage/index.js';
+import type { ObjectStore } from '../core/storage/types.js';
+import type { Redis } from 'ioredis';
 import { startPrecomputeWorker, type PrecomputeWorker } from './precompute-worker.js';
 
 const USAGE = `usage: npm run precompute -- [--remote] [--id-prefix P] [--timeout SECONDS] [--json] <folder or file>...
@@ -107,16 +110,21 @@ function formatBytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
-export async function precomputeBatch(
-  argv: string[],
-  opts: BatchOptions = {},
-): Promise<{ code: number; summary?: BatchSummary }> {
-  const out = opts.out ?? ((s: string) => process.stdout.write(s));
-  const progressStream = opts.progress ?? process.stderr;
-  let values;
-  let positionals: string[];
+interface BatchArgs {
+  inputs: string[];
+  remote: boolean;
+  idPrefix: string;
+  timeoutS: number;
+  json: boolean;
+}
+
+type Progress = NonNullable<BatchOptions['progress']>;
+
+/** The command line, or the exit code to return at once (help printed, or a usage error reported). */
+function parseBatchArgs(argv: string[], out: (s: string) => void, progress: Progress): BatchArgs | number {
+  let parsed;
   try {
-    ({ values, positionals } = parseArgs({
+    parsed = parseArgs({
       args: argv,
       options: {
         remote: { type: 'boolean' },
@@ -127,182 +135,267 @@ export async function precomputeBatch(
       },
       allowPositionals: true,
       strict: true,
-    }));
+    });
   } catch (err) {
-    progressStream.write(`precompute: ${errorMessage(err)}\n${USAGE}\n`);
-    return { code: 2 };
+    progress.write(`precompute: ${errorMessage(err)}\n${USAGE}\n`);
+    return 2;
   }
+  const { values, positionals } = parsed;
   if (values.help) {
     out(`${USAGE}\n`);
-    return { code: 0 };
+    return 0;
   }
   if (positionals.length === 0) {
-    progressStream.write(`precompute: name at least one folder or file\n${USAGE}\n`);
-    return { code: 2 };
+    progress.write(`precompute: name at least one folder or file\n${USAGE}\n`);
+    return 2;
   }
   const timeoutS = values.timeout === undefined ? 3600 : Number(values.timeout);
   if (!Number.isFinite(timeoutS) || timeoutS <= 0) {
-    progressStream.write(`precompute: --timeout must be a positive number of seconds\n`);
-    return { code: 2 };
+    progress.write(`precompute: --timeout must be a positive number of seconds\n`);
+    return 2;
+  }
+  return {
+    inputs: positionals,
+    remote: values.remote ?? false,
+    idPrefix: values['id-prefix'] ?? '',
+    timeoutS,
+    json: values.json ?? false,
+  };
+}
+
+/** What ingesting the files produced: each document's chunk keys, and which chunks need computing. */
+interface Ingested {
+  docKeys: string[][];
+  /** Chunks a precompute job was enqueued for. */
+  enqueued: Set<string>;
+  /** Chunks already ready when their document was stored. */
+  alreadyReady: Set<string>;
+}
+
+/** Ingest every file as a document, as POST /v1/documents does; files that can't be chunked are skipped. */
+async function ingestFiles(
+  files: { file: string; rel: string }[],
+  docs: DocumentService,
+  model: ModelIdentity,
+  args: BatchArgs,
+  config: Config,
+  progress: Progress,
+): Promise<Ingested> {
+  const out: Ingested = { docKeys: [], enqueued: new Set(), alreadyReady: new Set() };
+  for (const f of files) {
+    const text = await readFile(f.file, 'utf8');
+    const id = documentIdFor(f.rel, args.idPrefix);
+    let r;
+    try {
+      r = await docs.ingest(
+        { id, text, metadata: { source: f.rel, bytes: Buffer.byteLength(text) } },
+        model,
+        config.chunkTokenBudget,
+      );
+    } catch (err) {
+      if (!(err instanceof InvalidArgumentError)) throw err;
+      progress.write(`precompute: skipping ${f.rel}: ${err.message}\n`);
+      continue;
+    }
+    out.docKeys.push(r.keys);
+    for (const k of r.enqueued) if (!out.alreadyReady.has(k)) out.enqueued.add(k);
+    for (const k of r.alreadyReady) if (!out.enqueued.has(k)) out.alreadyReady.add(k);
+  }
+  return out;
+}
+
+type ChunkInfo = Awaited<ReturnType<DocumentService['chunkInfo']>>;
+
+/**
+ * Draws the wait as a bar on a TTY (redrawn) or as a line per tenth elsewhere, and warns once when a
+ * remote run sees no progress for 30 s.
+ */
+class ProgressReport {
+  private lastStep = -1;
+  private lastDone = -1;
+  private lastChange = Date.now();
+  private warned = false;
+  readonly tty: boolean;
+
+  constructor(
+    private readonly stream: Progress,
+    private readonly t0: number,
+    private readonly warnIfStalled: boolean,
+  ) {
+    this.tty = Boolean((stream as { isTTY?: boolean }).isTTY);
   }
 
+  update(finished: number, total: number, done: number, written: number): void {
+    const fraction = total === 0 ? 1 : finished / total;
+    const line = `${finished}/${total} chunks  ${formatBytes(written)} written  ${((performance.now() - this.t0) / 1000).toFixed(1)} s`;
+    if (this.tty) {
+      const width = 30;
+      const filled = Math.round(fraction * width);
+      this.stream.write(
+        `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%  ${line}\x1b[K`,
+      );
+    } else if (Math.floor(fraction * 10) !== this.lastStep) {
+      this.stream.write(`precompute: ${(fraction * 100).toFixed(0)}%  ${line}\n`);
+      this.lastStep = Math.floor(fraction * 10);
+    }
+    if (done !== this.lastDone) {
+      this.lastDone = done;
+      this.lastChange = Date.now();
+    } else if (!this.warned && this.warnIfStalled && Date.now() - this.lastChange > 30_000) {
+      this.warned = true;
+      this.stream.write(
+        `${this.tty ? '\n' : ''}precompute: no progress for 30 s; is a precompute worker running?\n`,
+      );
+    }
+  }
+
+  /** End a redrawn bar's line. */
+  end(): void {
+    if (this.tty) this.stream.write('\n');
+  }
+}
+
+/** Poll the enqueued chunks until each is ready or failed, or the deadline passes (`pending` > 0). */
+async function waitForChunks(
+  docs: DocumentService,
+  ingested: Ingested,
+  report: ProgressReport,
+  deadline: number,
+): Promise<{ info: ChunkInfo; pending: number }> {
+  const keys = [...ingested.enqueued];
+  const total = new Set(ingested.docKeys.flat()).size;
+  for (;;) {
+    const info = await docs.chunkInfo(keys);
+    const state = (k: string) => info.get(k)?.state;
+    const done = keys.filter((k) => state(k) === 'ready' || state(k) === 'failed').length;
+    const written = keys.reduce((a, k) => a + (info.get(k)?.written ?? 0), 0);
+    report.update(ingested.alreadyReady.size + done, total, done, written);
+    if (done === keys.length || Date.now() > deadline) return { info, pending: keys.length - done };
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function summarize(ingested: Ingested, info: ChunkInfo, t0: number): BatchSummary {
+  const { docKeys, enqueued, alreadyReady } = ingested;
+  const keys = [...enqueued];
+  const distinct = new Set(docKeys.flat());
+  const state = (k: string) => (alreadyReady.has(k) ? 'ready' : info.get(k)?.state);
+  const computedKeys = keys.filter((k) => info.get(k)?.state === 'ready' && (info.get(k)?.written ?? 0) > 0);
+  const failedKeys = keys.filter((k) => info.get(k)?.state === 'failed');
+  return {
+    documents: docKeys.length,
+    documentsReady: docKeys.filter((ks) => ks.every((k) => state(k) === 'ready')).length,
+    documentsFailed: docKeys.filter((ks) => ks.some((k) => state(k) === 'failed')).length,
+    chunks: docKeys.reduce((a, ks) => a + ks.length, 0),
+    distinctChunks: distinct.size,
+    alreadyStored: distinct.size - computedKeys.length - failedKeys.length,
+    computed: computedKeys.length,
+    failed: failedKeys.length,
+    bytesWritten: computedKeys.reduce((a, k) => a + (info.get(k)?.written ?? 0), 0),
+    seconds: Math.round((performance.now() - t0) / 100) / 10,
+  };
+}
+
+function formatSummary(summary: BatchSummary): string {
+  return [
+    `documents:      ${summary.documents} (${summary.documentsReady} ready, ${summary.documentsFailed} failed)`,
+    `chunks:         ${summary.chunks} (${summary.distinctChunks} distinct)`,
+    `already stored: ${summary.alreadyStored}`,
+    `computed:       ${summary.computed}${summary.failed ? `  (failed: ${summary.failed})` : ''}`,
+    `bytes written:  ${formatBytes(summary.bytesWritten)} (${summary.bytesWritten} bytes)`,
+    `time:           ${summary.seconds.toFixed(1)} s`,
+    '',
+  ].join('\n');
+}
+
+/** Connections and threads the batch holds; close() releases whatever was opened. */
+class BatchResources {
+  worker?: PrecomputeWorker;
+  textThread?: Awaited<ReturnType<typeof startTextThread>>;
+  readonly redis: Redis;
+  readonly store: ObjectStore;
+  readonly queue: Queue;
+  readonly docs: DocumentService;
+
+  private constructor(
+    readonly config: Config,
+    readonly log: Logger,
+    private readonly redisLaunch: RedisLaunch,
+  ) {
+    this.redis = createRedis(config.redisUrl, 'producer');
+    this.store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
+    this.queue = new Queue(PRECOMPUTE_QUEUE, { connection: this.redis, prefix: config.queuePrefix });
+    this.queue.on('error', () => undefined);
+    this.docs = new DocumentService(this.redis, this.store, this.queue, config.queuePrefix, log);
+  }
+
+  static async open(config: Config, log: Logger): Promise<BatchResources> {
+    return new BatchResources(config, log, await ensureRedis(config, log));
+  }
+
+  async close(): Promise<void> {
+    await this.worker?.close();
+    await this.textThread?.close();
+    await withTimeout(this.queue.close(), 2_000, 'closing the queue').catch(() => undefined);
+    await closeRedis(this.redis);
+    await this.store.close();
+    await this.redisLaunch.stop();
+  }
+}
+
+export async function precomputeBatch(
+  argv: string[],
+  opts: BatchOptions = {},
+): Promise<{ code: number; summary?: BatchSummary }> {
+  const out = opts.out ?? ((s: string) => process.stdout.write(s));
+  const progress = opts.progress ?? process.stderr;
+  const args = parseBatchArgs(argv, out, progress);
+  if (typeof args === 'number') return { code: args };
   const t0 = performance.now();
   const config = opts.config ?? loadConfig();
   const log = opts.log ?? createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'precompute');
-  const files = await collectFiles(positionals).catch((err: unknown) => {
-    progressStream.write(`precompute: ${errorMessage(err)}\n`);
+  const files = await collectFiles(args.inputs).catch((err: unknown) => {
+    progress.write(`precompute: ${errorMessage(err)}\n`);
     return null;
   });
   if (!files) return { code: 2 };
   if (files.length === 0) {
-    progressStream.write('precompute: no .txt or .md files found\n');
+    progress.write('precompute: no .txt or .md files found\n');
     return { code: 2 };
   }
-
-  const redisLaunch = await ensureRedis(config, log);
-  const redis = createRedis(config.redisUrl, 'producer');
-  const store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
-  const queue = new Queue(PRECOMPUTE_QUEUE, { connection: redis, prefix: config.queuePrefix });
-  queue.on('error', () => undefined);
-  const docs = new DocumentService(redis, store, queue, config.queuePrefix, log);
-  let worker: PrecomputeWorker | undefined;
-  let textThread: Awaited<ReturnType<typeof startTextThread>> | undefined;
+  const res = await BatchResources.open(config, log);
   try {
-    await waitForRedis(redis, 10_000);
-    await withTimeout(store.ping(), 10_000, 'object store ping');
+    await waitForRedis(res.redis, 10_000);
+    await withTimeout(res.store.ping(), 10_000, 'object store ping');
     // Chunking runs on its own thread: the local worker's lock renewals must not wait for a big file.
-    textThread = await startTextThread({ model: config.model, modelPath: [...config.modelPath] });
-    const model = textThread.identity;
-    if (!values.remote) worker = await startPrecomputeWorker({ config, log, threadInit: opts.threadInit });
-
-    const docKeys: string[][] = [];
-    const enqueued = new Set<string>();
-    const alreadyReady = new Set<string>();
-    for (const f of files) {
-      const text = await readFile(f.file, 'utf8');
-      const id = documentIdFor(f.rel, values['id-prefix'] ?? '');
-      let r;
-      try {
-        r = await docs.ingest(
-          { id, text, metadata: { source: f.rel, bytes: Buffer.byteLength(text) } },
-          model,
-          config.chunkTokenBudget,
-        );
-      } catch (err) {
-        if (!(err instanceof InvalidArgumentError)) throw err;
-        progressStream.write(`precompute: skipping ${f.rel}: ${err.message}\n`);
-        continue;
-      }
-      docKeys.push(r.keys);
-      for (const k of r.enqueued) if (!alreadyReady.has(k)) enqueued.add(k);
-      for (const k of r.alreadyReady) if (!enqueued.has(k)) alreadyReady.add(k);
-    }
-    const distinct = new Set(docKeys.flat());
-    const keys = [...enqueued];
-
-    // Wait, drawing progress.
-    const tty = Boolean((progressStream as { isTTY?: boolean }).isTTY);
-    const deadline = Date.now() + timeoutS * 1000;
-    let lastLine = -1;
-    let lastChange = Date.now();
-    let lastDone = -1;
-    let warned = false;
-    let info = await docs.chunkInfo(keys);
-    for (;;) {
-      const done = keys.filter(
-        (k) => info.get(k)?.state === 'ready' || info.get(k)?.state === 'failed',
-      ).length;
-      const written = keys.reduce((a, k) => a + (info.get(k)?.written ?? 0), 0);
-      const total = distinct.size;
-      const finished = alreadyReady.size + done;
-      const fraction = total === 0 ? 1 : finished / total;
-      const line = `${finished}/${total} chunks  ${formatBytes(written)} written  ${((performance.now() - t0) / 1000).toFixed(1)} s`;
-      if (tty) {
-        const width = 30;
-        const filled = Math.round(fraction * width);
-        progressStream.write(
-          `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%  ${line}\x1b[K`,
-        );
-      } else {
-        const step = Math.floor(fraction * 10);
-        if (step !== lastLine) {
-          progressStream.write(`precompute: ${(fraction * 100).toFixed(0)}%  ${line}\n`);
-          lastLine = step;
-        }
-      }
-      if (done === keys.length) break;
-      if (done !== lastDone) {
-        lastDone = done;
-        lastChange = Date.now();
-      } else if (!warned && values.remote && Date.now() - lastChange > 30_000) {
-        warned = true;
-        progressStream.write(
-          `${tty ? '\n' : ''}precompute: no progress for 30 s; is a precompute worker running?\n`,
-        );
-      }
-      if (Date.now() > deadline) {
-        if (tty) progressStream.write('\n');
-        progressStream.write(
-          `precompute: gave up after ${timeoutS} s with ${keys.length - done} chunks pending\n`,
-        );
-        return { code: 1 };
-      }
-      await new Promise((r) => setTimeout(r, 200));
-      info = await docs.chunkInfo(keys);
-    }
-    if (tty) progressStream.write('\n');
-
-    const state = (k: string) => (alreadyReady.has(k) ? 'ready' : info.get(k)?.state);
-    const computedKeys = keys.filter(
-      (k) => info.get(k)?.state === 'ready' && (info.get(k)?.written ?? 0) > 0,
+    res.textThread = await startTextThread({ model: config.model, modelSource: config.modelSource });
+    if (!args.remote) res.worker = await startPrecomputeWorker({ config, log, threadInit: opts.threadInit });
+    const ingested = await ingestFiles(files, res.docs, res.textThread.identity, args, config, progress);
+    const report = new ProgressReport(progress, t0, args.remote);
+    const { info, pending } = await waitForChunks(
+      res.docs,
+      ingested,
+      report,
+      Date.now() + args.timeoutS * 1000,
     );
-    const failedKeys = keys.filter((k) => info.get(k)?.state === 'failed');
-    const summary: BatchSummary = {
-      documents: docKeys.length,
-      documentsReady: docKeys.filter((ks) => ks.every((k) => state(k) === 'ready')).length,
-      documentsFailed: docKeys.filter((ks) => ks.some((k) => state(k) === 'failed')).length,
-      chunks: docKeys.reduce((a, ks) => a + ks.length, 0),
-      distinctChunks: distinct.size,
-      alreadyStored: distinct.size - computedKeys.length - failedKeys.length,
-      computed: computedKeys.length,
-      failed: failedKeys.length,
-      bytesWritten: computedKeys.reduce((a, k) => a + (info.get(k)?.written ?? 0), 0),
-      seconds: Math.round((performance.now() - t0) / 100) / 10,
-    };
-    if (values.json) out(`${JSON.stringify(summary)}\n`);
-    else {
-      out(
-        [
-          `documents:      ${summary.documents} (${summary.documentsReady} ready, ${summary.documentsFailed} failed)`,
-          `chunks:         ${summary.chunks} (${summary.distinctChunks} distinct)`,
-          `already stored: ${summary.alreadyStored}`,
-          `computed:       ${summary.computed}${summary.failed ? `  (failed: ${summary.failed})` : ''}`,
-          `bytes written:  ${formatBytes(summary.bytesWritten)} (${summary.bytesWritten} bytes)`,
-          `time:           ${summary.seconds.toFixed(1)} s`,
-          '',
-        ].join('\n'),
-      );
+    report.end();
+    if (pending > 0) {
+      progress.write(`precompute: gave up after ${args.timeoutS} s with ${pending} chunks pending\n`);
+      return { code: 1 };
     }
+    const summary = summarize(ingested, info, t0);
+    out(args.json ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
     return { code: summary.failed > 0 ? 1 : 0, summary };
   } catch (err) {
-    progressStream.write(`precompute: ${err instanceof CacheBlendError ? err.message : errorMessage(err)}\n`);
+    progress.write(`precompute: ${err instanceof CacheBlendError ? err.message : errorMessage(err)}\n`);
     return { code: 1 };
   } finally {
-    await worker?.close();
-    await textThread?.close();
-    await withTimeout(queue.close(), 2_000, 'closing the queue').catch(() => undefined);
-    await closeRedis(redis);
-    await store.close();
-    await redisLaunch.stop();
+    await res.close();
   }
 }
 
-if (isEntryPoint(import.meta.url)) {
-  precomputeBatch(process.argv.slice(2)).then(
-    ({ code }) => process.exit(code),
-    (err: unknown) => {
-      process.stderr.write(`precompute: ${errorMessage(err)}\n`);
-      process.exit(1);
-    },
-  );
-}
+runIfEntryPoint(
+  import.meta.url,
+  'precompute',
+  async () => (await precomputeBatch(process.argv.slice(2))).code,
+);

@@ -4,30 +4,24 @@
  * whole or not at all (ObjectStore.put is atomic). Inference runs on an InferenceThread, so this thread
  * stays free to renew BullMQ locks.
  */
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
+import { storedObjectSize } from '../core/cache/chunk-object.js';
 import type { Config } from '../core/config/index.js';
-import { CacheBlendError, errorMessage } from '../core/errors.js';
-import {
-  checkKvHeader,
-  chunkKey,
-  chunkObjectKey,
-  decodeKvHeader,
-  headerBytesFor,
-  totalBytes,
-} from '../core/kv/format.js';
+import { DocumentService } from '../core/documents/documents.js';
+import { KvFormatError, KvMismatchError, errorMessage } from '../core/errors.js';
+import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
+import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
+import { chunkKey, chunkObjectKey } from '../core/kv/format.js';
+import { silentLogger, type Logger } from '../core/ops/log.js';
+import { metrics } from '../core/ops/metrics.js';
 import {
   PRECOMPUTE_QUEUE,
   encodeFailure,
   type PrecomputeJobData,
   type PrecomputeJobResult,
 } from '../core/queue/contracts.js';
-import { closeRedis, createRedis, withTimeout } from '../core/queue/redis.js';
-import { DocumentService } from '../core/service/documents.js';
-import type { EngineInfo, EngineThreadInit } from '../core/service/engine-handlers.js';
-import { workerEngineThread, type EngineCaller } from '../core/service/engine-thread.js';
-import { silentLogger, type Logger } from '../core/service/log.js';
-import { metrics } from '../core/service/metrics.js';
+import { closeRedis, createRedis } from '../core/queue/redis.js';
+import { startQueueWorker } from '../core/queue/worker.js';
 import { openObjectStore } from '../core/storage/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
 
@@ -50,39 +44,14 @@ export interface PrecomputeWorker {
   close(): Promise<void>;
 }
 
-/** Size of a valid stored object, or null when it is missing or bad (which the caller then rewrites). */
-async function existingObject(
-  store: ObjectStore,
-  objKey: string,
-  data: PrecomputeJobData,
-  info: EngineInfo,
-  log: Logger,
-): Promise<number | null> {
-  const head = await store.head(objKey);
-  if (!head) return null;
-  try {
-    const probe = await store.getRange(objKey, 0, headerBytesFor(data.tokenIds.length, info.numLayers));
-    if (!probe) return null;
-    const header = decodeKvHeader(probe);
-    checkKvHeader(header, {
-      fingerprint: data.fingerprint,
-      tokenIds: data.tokenIds,
-      numLayers: info.numLayers,
-      kvHeads: info.kvHeads,
-      headDim: info.headDim,
-    });
-    if (head.size !== totalBytes(header)) {
-      throw new CacheBlendError(
-        'KV_FORMAT',
-        `object is ${head.size} bytes, header says ${totalBytes(header)}`,
-      );
-    }
-    return head.size;
-  } catch (err) {
-    if (!(err instanceof CacheBlendError) || err.code === 'UNAVAILABLE' || err.code === 'STORAGE') throw err;
-    log.warn('stored chunk cache is invalid: recomputing', { key: data.key, error: errorMessage(err) });
-    return null;
-  }
+/** What one precompute job needs around it. */
+interface PrecomputeContext {
+  thread: EngineCaller;
+  info: EngineInfo;
+  store: ObjectStore;
+  docs: DocumentService;
+  log: Logger;
+  lockWaitMs: number;
 }
 
 export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Promise<PrecomputeWorker> {
@@ -91,115 +60,116 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
   const { thread, ownThread } = await workerEngineThread(config, opts, log);
   const info = await thread.call('info', []);
   const store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
-  const redis: Redis = createRedis(config.redisUrl, 'worker');
+  const redis = createRedis(config.redisUrl, 'worker');
   const docs = new DocumentService(redis, store, null, config.queuePrefix, log);
-  const bullConnection = createRedis(config.redisUrl, 'worker');
-  const m = metrics();
-
-  const process = async (job: Job<PrecomputeJobData, PrecomputeJobResult>): Promise<PrecomputeJobResult> => {
-    const data = job.data;
-    if (
-      !Array.isArray(data.tokenIds) ||
-      data.tokenIds.length === 0 ||
-      chunkKey(data.fingerprint, data.tokenIds) !== data.key
-    ) {
-      throw new UnrecoverableError(
-        encodeFailure('INVALID_ARGUMENT', 'job data does not match its chunk key'),
-      );
-    }
-    if (data.fingerprint !== info.fingerprint) {
-      throw new UnrecoverableError(
-        encodeFailure(
-          'KV_MISMATCH',
-          `chunk is for model ${data.fingerprint.slice(0, 12)}, this worker runs ${info.fingerprint.slice(0, 12)}`,
-        ),
-      );
-    }
-    return docs.withChunkLock(data.key, opts.lockWaitMs ?? 60_000, async () => {
-      if (!(await docs.isReferenced(data.key))) {
-        m.precomputed.inc({ result: 'skipped' });
-        return { key: data.key, computed: false, bytes: 0, written: 0, skipped: 'unreferenced' as const };
-      }
-      const objKey = chunkObjectKey(data.fingerprint, data.key);
-      const existing = await existingObject(store, objKey, data, info, log);
-      if (existing !== null) {
-        await docs.markReady(data.key, data.fingerprint, { bytes: existing, written: 0 });
-        await job.updateProgress(100);
-        m.precomputed.inc({ result: 'existing' });
-        return { key: data.key, computed: false, bytes: existing, written: 0 };
-      }
-      await job.updateProgress(10);
-      const u8 = await thread.call('computeChunk', [data.tokenIds]);
-      const buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-      await job.updateProgress(70);
-      await store.put(objKey, buf);
-      await docs.markReady(data.key, data.fingerprint, { bytes: buf.length, written: buf.length });
-      await job.updateProgress(100);
-      m.precomputed.inc({ result: 'computed' });
-      m.bytesWritten.inc(buf.length);
-      return { key: data.key, computed: true, bytes: buf.length, written: buf.length };
-    });
-  };
-
-  const worker = new Worker<PrecomputeJobData, PrecomputeJobResult>(
-    PRECOMPUTE_QUEUE,
-    async (job) => {
-      const t0 = performance.now();
-      m.jobQueueWait.observe({ queue: PRECOMPUTE_QUEUE }, Math.max(0, Date.now() - job.timestamp) / 1000);
-      try {
-        const result = await process(job);
-        m.jobDuration.observe(
-          { queue: PRECOMPUTE_QUEUE, outcome: 'completed' },
-          (performance.now() - t0) / 1000,
-        );
-        return result;
-      } catch (err) {
-        m.jobDuration.observe(
-          { queue: PRECOMPUTE_QUEUE, outcome: 'failed' },
-          (performance.now() - t0) / 1000,
-        );
-        const final = err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-        const message =
-          err instanceof CacheBlendError ? encodeFailure(err.code, err.message) : errorMessage(err);
-        log.warn('precompute job failed', {
-          key: job.data.key,
-          attempt: job.attemptsMade + 1,
-          final,
-          error: message,
-        });
-        if (final) await docs.markFailed(job.data.key, message).catch(() => undefined);
-        if (err instanceof UnrecoverableError) throw err;
-        throw new Error(message);
-      }
-    },
-    { connection: bullConnection, prefix: config.queuePrefix, concurrency: config.precomputeConcurrency },
-  );
-  worker.on('error', (err) => log.warn('precompute worker error', { error: errorMessage(err) }));
-
-  const sweepMs = opts.sweepMs ?? 60_000;
-  const sweep =
-    sweepMs > 0
-      ? setInterval(() => {
-          docs.sweep().catch(() => undefined);
-        }, sweepMs)
-      : null;
-  sweep?.unref();
-
-  await worker.waitUntilReady().catch(() => undefined);
+  const ctx: PrecomputeContext = { thread, info, store, docs, log, lockWaitMs: opts.lockWaitMs ?? 60_000 };
+  const queueWorker = await startQueueWorker<PrecomputeJobData, PrecomputeJobResult>({
+    queue: PRECOMPUTE_QUEUE,
+    connection: createRedis(config.redisUrl, 'worker'),
+    prefix: config.queuePrefix,
+    concurrency: config.precomputeConcurrency,
+    log,
+    process: (job) => precomputeJob(ctx, job),
+    onFinalFailure: (job, failure) => docs.markFailed(job.data.key, failure),
+  });
+  const sweep = startSweep(docs, opts.sweepMs ?? 60_000);
   log.info('precompute worker started', { model: info.source, concurrency: config.precomputeConcurrency });
   return {
-    worker,
+    worker: queueWorker.worker,
     info,
     store,
     async close() {
       if (sweep) clearInterval(sweep);
-      await withTimeout(worker.close(), 10_000, 'closing the precompute worker').catch(() =>
-        worker.close(true),
-      );
+      await queueWorker.close();
       if (ownThread) await thread.terminate();
       await closeRedis(redis);
-      await closeRedis(bullConnection);
       await store.close();
     },
   };
+}
+
+/** Retry deferred chunk deletions every `ms` (0: never). */
+function startSweep(docs: DocumentService, ms: number): NodeJS.Timeout | null {
+  if (ms <= 0) return null;
+  const timer = setInterval(() => {
+    docs.sweep().catch(() => undefined);
+  }, ms);
+  timer.unref();
+  return timer;
+}
+
+/** Refuse a job whose data does not match its key, or that is for another model. */
+function checkJob(data: PrecomputeJobData, info: EngineInfo): void {
+  if (
+    !Array.isArray(data.tokenIds) ||
+    data.tokenIds.length === 0 ||
+    chunkKey(data.fingerprint, data.tokenIds) !== data.key
+  ) {
+    throw new UnrecoverableError(encodeFailure('INVALID_ARGUMENT', 'job data does not match its chunk key'));
+  }
+  if (data.fingerprint !== info.fingerprint) {
+    throw new UnrecoverableError(
+      encodeFailure(
+        'KV_MISMATCH',
+        `chunk is for model ${data.fingerprint.slice(0, 12)}, this worker runs ${info.fingerprint.slice(0, 12)}`,
+      ),
+    );
+  }
+}
+
+/** Store one chunk's cache under its lock, unless nobody wants it or a valid object is already there. */
+async function precomputeJob(
+  ctx: PrecomputeContext,
+  job: Job<PrecomputeJobData, PrecomputeJobResult>,
+): Promise<PrecomputeJobResult> {
+  const { data } = job;
+  const { docs, store, thread } = ctx;
+  const m = metrics();
+  checkJob(data, ctx.info);
+  return docs.withChunkLock(data.key, ctx.lockWaitMs, async () => {
+    if (!(await docs.isReferenced(data.key))) {
+      m.precomputed.inc({ result: 'skipped' });
+      return { key: data.key, computed: false, bytes: 0, written: 0, skipped: 'unreferenced' as const };
+    }
+    const objKey = chunkObjectKey(data.fingerprint, data.key);
+    const existing = await validExistingObject(ctx, objKey, data);
+    if (existing !== null) {
+      await docs.markReady(data.key, data.fingerprint, { bytes: existing, written: 0 });
+      await job.updateProgress(100);
+      m.precomputed.inc({ result: 'existing' });
+      return { key: data.key, computed: false, bytes: existing, written: 0 };
+    }
+    await job.updateProgress(10);
+    const u8 = await thread.call('computeChunk', [data.tokenIds]);
+    const buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+    await job.updateProgress(70);
+    await store.put(objKey, buf);
+    await docs.markReady(data.key, data.fingerprint, { bytes: buf.length, written: buf.length });
+    await job.updateProgress(100);
+    m.precomputed.inc({ result: 'computed' });
+    m.bytesWritten.inc(buf.length);
+    return { key: data.key, computed: true, bytes: buf.length, written: buf.length };
+  });
+}
+
+/** Size of a valid stored object, or null when it is missing or bad (which the caller then rewrites). */
+async function validExistingObject(
+  ctx: PrecomputeContext,
+  objKey: string,
+  data: PrecomputeJobData,
+): Promise<number | null> {
+  const { info } = ctx;
+  try {
+    return await storedObjectSize(ctx.store, objKey, {
+      fingerprint: data.fingerprint,
+      tokenIds: data.tokenIds,
+      numLayers: info.numLayers,
+      kvHeads: info.kvHeads,
+      headDim: info.headDim,
+    });
+  } catch (err) {
+    if (!(err instanceof KvFormatError || err instanceof KvMismatchError)) throw err;
+    ctx.log.warn('stored chunk cache is invalid: recomputing', { key: data.key, error: errorMessage(err) });
+    return null;
+  }
 }

@@ -1,6 +1,7 @@
 import type { Engine } from '../model/engine.js';
 import { decode } from '../model/generate.js';
-import { blendPrefill, memorySource, precomputeChunk } from './blend.js';
+import { blendPrefill } from './blend.js';
+import { memorySource, precomputeChunk } from './chunks.js';
 import type { BlendMode, BlendOptions, ChunkKvSource, DeviationMetric } from './types.js';
 
 /**

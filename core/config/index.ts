@@ -17,6 +17,10 @@
  * | S3_FORCE_PATH_STYLE     | true                                      | true/false/1/0                          |
  * | MODEL                   | stories260K                               |                                         |
  * | CACHEBLEND_MODEL_PATH   | ../shared/models:<DATA_DIR>/models        | ':'-separated, relative to cwd          |
+ * | CACHEBLEND_MODEL_CACHE  | ~/.cache/cacheblend/models                | where Hub downloads go                  |
+ * | CACHEBLEND_ALLOW_DOWNLOAD | false                                   | true/1: fetch unknown names from the Hub |
+ * | HF_ENDPOINT             | https://huggingface.co                    | Hub base URL                            |
+ * | HF_TOKEN                | (none)                                    | Hub token for gated repos (secret)      |
  * | EXECUTION_PROVIDER      | cpu                                       | cpu, webgpu, cuda                       |
  * | KV_DTYPE                | float16                                   | float16, float32                        |
  * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
@@ -28,7 +32,10 @@
  * | BLEND_CONCURRENCY       | 1                                         |                                         |
  * | PRECOMPUTE_CONCURRENCY  | 1                                         |                                         |
  * | LOG_LEVEL               | info                                      | trace, debug, info, warn, error, silent |
+ * | METRICS_PORT            | (none)                                    | a worker started alone serves /metrics  |
+ * | REDIS_SERVER_BIN        | redis-server                              | binary the embedded launcher starts     |
  */
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
@@ -45,6 +52,17 @@ export interface S3Settings {
   readonly forcePathStyle: boolean;
 }
 
+/** Where models are found (see core/model/resolve.ts). */
+export interface ModelSourceSettings {
+  /** Absolute directories searched for a model name, in order. */
+  readonly searchPath: readonly string[];
+  /** Absolute; Hub downloads go to `<cacheDir>/<org>--<name>`. */
+  readonly cacheDir: string;
+  readonly allowDownload: boolean;
+  readonly endpoint: string;
+  readonly token?: string;
+}
+
 export interface Config {
   readonly port: number;
   readonly host: string;
@@ -58,8 +76,7 @@ export interface Config {
   /** Connection settings for s3:// stores; pass as `openObjectStore(url, { s3: config.s3 })`. */
   readonly s3: S3Settings;
   readonly model: string;
-  /** Absolute directories searched for models, in order. */
-  readonly modelPath: readonly string[];
+  readonly modelSource: ModelSourceSettings;
   readonly executionProvider: ExecutionProvider;
   readonly kvDtype: KvDtype;
   readonly lruBytes: number;
@@ -72,6 +89,10 @@ export interface Config {
   readonly blendConcurrency: number;
   readonly precomputeConcurrency: number;
   readonly logLevel: LogLevel;
+  /** Port of the /metrics server of a worker started alone; null: none. */
+  readonly metricsPort: number | null;
+  /** The redis-server binary the embedded launcher (and the test harness) starts. */
+  readonly redisServerBin: string;
 }
 
 export interface LoadConfigOptions {
@@ -80,15 +101,22 @@ export interface LoadConfigOptions {
 }
 
 /** Variables whose values must never appear in error messages or logs. */
-const SECRET_VARS = new Set(['S3_SECRET_ACCESS_KEY', 'S3_ACCESS_KEY_ID', 'REDIS_URL', 'KV_STORE_URL']);
+const SECRET_VARS = new Set([
+  'S3_SECRET_ACCESS_KEY',
+  'S3_ACCESS_KEY_ID',
+  'REDIS_URL',
+  'KV_STORE_URL',
+  'HF_TOKEN',
+]);
 
-const int = (min: number, max: number, fallback: number) =>
+const integer = (min: number, max: number) =>
   z
     .string()
     .regex(/^\d+$/, `must be an integer between ${min} and ${max}`)
     .transform(Number)
-    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
-    .default(fallback);
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const int = (min: number, max: number, fallback: number) => integer(min, max).default(fallback);
 
 const bool = (fallback: boolean) =>
   z
@@ -133,6 +161,10 @@ const EnvSchema = z.object({
   S3_FORCE_PATH_STYLE: bool(true),
   MODEL: noSpaces.default('stories260K'),
   CACHEBLEND_MODEL_PATH: z.string().optional(),
+  CACHEBLEND_MODEL_CACHE: z.string().optional(),
+  CACHEBLEND_ALLOW_DOWNLOAD: bool(false),
+  HF_ENDPOINT: urlWithProtocols(['http:', 'https:'], 'http(s)').default('https://huggingface.co'),
+  HF_TOKEN: z.string().optional(),
   EXECUTION_PROVIDER: oneOf(['cpu', 'webgpu', 'cuda'], 'cpu'),
   KV_DTYPE: oneOf(['float16', 'float32'], 'float16'),
   LRU_BYTES: int(0, MAX, 256 * 1024 * 1024),
@@ -147,6 +179,8 @@ const EnvSchema = z.object({
   BLEND_CONCURRENCY: int(1, 1024, 1),
   PRECOMPUTE_CONCURRENCY: int(1, 1024, 1),
   LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'], 'info'),
+  METRICS_PORT: integer(0, 65535).optional(),
+  REDIS_SERVER_BIN: z.string().default('redis-server'),
 });
 
 /** Names of all variables read by loadConfig. */
@@ -161,62 +195,18 @@ export function loadConfig(
   options: LoadConfigOptions = {},
 ): Config {
   const cwd = options.cwd ?? process.cwd();
-  const raw: Record<string, string | undefined> = {};
-  for (const name of CONFIG_VARIABLES) {
-    const value = env[name];
-    raw[name] = value === undefined || value.trim() === '' ? undefined : value.trim();
-  }
-
-  const parsed = EnvSchema.safeParse(raw);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const name = String(issue.path[0] ?? '?');
-      const value = raw[name];
-      const shown = value === undefined || SECRET_VARS.has(name) ? '' : ` (got ${JSON.stringify(value)})`;
-      return `${name} ${issue.message}${shown}`;
-    });
-    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
-  }
-  const e = parsed.data;
-
-  if ((e.S3_ACCESS_KEY_ID === undefined) !== (e.S3_SECRET_ACCESS_KEY === undefined)) {
-    const missing = e.S3_ACCESS_KEY_ID === undefined ? 'S3_ACCESS_KEY_ID' : 'S3_SECRET_ACCESS_KEY';
-    throw new ConfigError(
-      `invalid configuration: ${missing} must be set when ${
-        missing === 'S3_ACCESS_KEY_ID' ? 'S3_SECRET_ACCESS_KEY' : 'S3_ACCESS_KEY_ID'
-      } is`,
-    );
-  }
-
+  const e = parseEnv(env);
   const dataDir = path.resolve(cwd, e.DATA_DIR);
-  const kvStoreUrl = absoluteFileUrl(e.KV_STORE_URL ?? `file://${path.join(dataDir, 'kv')}`, cwd);
-  const modelPath = e.CACHEBLEND_MODEL_PATH
-    ? e.CACHEBLEND_MODEL_PATH.split(':')
-        .filter((dir) => dir.trim() !== '')
-        .map((dir) => path.resolve(cwd, dir.trim()))
-    : [path.resolve(cwd, '../shared/models'), path.join(dataDir, 'models')];
-  if (modelPath.length === 0) {
-    throw new ConfigError('invalid configuration: CACHEBLEND_MODEL_PATH names no directory');
-  }
-
-  const s3: S3Settings = {
-    region: e.S3_REGION,
-    forcePathStyle: e.S3_FORCE_PATH_STYLE,
-    ...(e.S3_ENDPOINT !== undefined && { endpoint: e.S3_ENDPOINT }),
-    ...(e.S3_ACCESS_KEY_ID !== undefined && { accessKeyId: e.S3_ACCESS_KEY_ID }),
-    ...(e.S3_SECRET_ACCESS_KEY !== undefined && { secretAccessKey: e.S3_SECRET_ACCESS_KEY }),
-  };
-
   const config: Config = {
     port: e.PORT,
     host: e.HOST,
     dataDir,
     redisUrl: e.REDIS_URL ?? 'redis://127.0.0.1:6379',
     redisUrlDefaulted: e.REDIS_URL === undefined,
-    kvStoreUrl,
-    s3: Object.freeze(s3),
+    kvStoreUrl: absoluteFileUrl(e.KV_STORE_URL ?? `file://${path.join(dataDir, 'kv')}`, cwd),
+    s3: s3Settings(e),
     model: e.MODEL,
-    modelPath: Object.freeze(modelPath),
+    modelSource: modelSourceSettings(e, cwd, dataDir),
     executionProvider: e.EXECUTION_PROVIDER,
     kvDtype: e.KV_DTYPE,
     lruBytes: e.LRU_BYTES,
@@ -228,16 +218,68 @@ export function loadConfig(
     blendConcurrency: e.BLEND_CONCURRENCY,
     precomputeConcurrency: e.PRECOMPUTE_CONCURRENCY,
     logLevel: e.LOG_LEVEL,
+    metricsPort: e.METRICS_PORT ?? null,
+    redisServerBin: e.REDIS_SERVER_BIN,
   };
   return Object.freeze(config);
 }
 
-let cached: Config | undefined;
+type Env = z.infer<typeof EnvSchema>;
 
-/** The process-wide configuration, parsed from process.env on first use. */
-export function getConfig(): Config {
-  cached ??= loadConfig();
-  return cached;
+/** Validate the variables (empty counts as unset); ConfigError names each bad one, never a secret's value. */
+function parseEnv(env: Record<string, string | undefined>): Env {
+  const raw: Record<string, string | undefined> = {};
+  for (const name of CONFIG_VARIABLES) {
+    const value = env[name];
+    raw[name] = value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+  const parsed = EnvSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? '?');
+      const value = raw[name];
+      const shown = value === undefined || SECRET_VARS.has(name) ? '' : ` (got ${JSON.stringify(value)})`;
+      return `${name} ${issue.message}${shown}`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+function s3Settings(e: Env): S3Settings {
+  if ((e.S3_ACCESS_KEY_ID === undefined) !== (e.S3_SECRET_ACCESS_KEY === undefined)) {
+    const [missing, given] =
+      e.S3_ACCESS_KEY_ID === undefined
+        ? ['S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY']
+        : ['S3_SECRET_ACCESS_KEY', 'S3_ACCESS_KEY_ID'];
+    throw new ConfigError(`invalid configuration: ${missing} must be set when ${given} is`);
+  }
+  return Object.freeze({
+    region: e.S3_REGION,
+    forcePathStyle: e.S3_FORCE_PATH_STYLE,
+    ...(e.S3_ENDPOINT !== undefined && { endpoint: e.S3_ENDPOINT }),
+    ...(e.S3_ACCESS_KEY_ID !== undefined && { accessKeyId: e.S3_ACCESS_KEY_ID }),
+    ...(e.S3_SECRET_ACCESS_KEY !== undefined && { secretAccessKey: e.S3_SECRET_ACCESS_KEY }),
+  });
+}
+
+function modelSourceSettings(e: Env, cwd: string, dataDir: string): ModelSourceSettings {
+  const searchPath = e.CACHEBLEND_MODEL_PATH
+    ? e.CACHEBLEND_MODEL_PATH.split(':')
+        .filter((dir) => dir.trim() !== '')
+        .map((dir) => path.resolve(cwd, dir.trim()))
+    : [path.resolve(cwd, '../shared/models'), path.join(dataDir, 'models')];
+  if (searchPath.length === 0) {
+    throw new ConfigError('invalid configuration: CACHEBLEND_MODEL_PATH names no directory');
+  }
+  const cacheDir = e.CACHEBLEND_MODEL_CACHE ?? path.join(os.homedir(), '.cache', 'cacheblend', 'models');
+  return Object.freeze({
+    searchPath: Object.freeze(searchPath),
+    cacheDir: path.resolve(cwd, cacheDir),
+    allowDownload: e.CACHEBLEND_ALLOW_DOWNLOAD,
+    endpoint: e.HF_ENDPOINT.replace(/\/+$/, ''),
+    ...(e.HF_TOKEN !== undefined && { token: e.HF_TOKEN }),
+  });
 }
 
 /** A copy safe to log: secrets and URL passwords replaced by '***'. */
@@ -245,6 +287,10 @@ export function redactConfig(config: Config): Record<string, unknown> {
   return {
     ...config,
     redisUrl: redactUrlPassword(config.redisUrl),
+    modelSource: {
+      ...config.modelSource,
+      ...(config.modelSource.token !== undefined && { token: '***' }),
+    },
     s3: {
       ...config.s3,
       ...(config.s3.accessKeyId !== undefined && { accessKeyId: '***' }),

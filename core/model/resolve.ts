@@ -10,18 +10,19 @@ import path from 'node:path';
 import { ModelLoadError, NotFoundError, errorMessage } from '../errors.js';
 import { exists } from '../util/fs.js';
 
+/** Where to look; the service and CLI pass `config.modelSource` (core/config), which reads the environment. */
 export interface ResolveOptions {
-  /** Folders to look in; default: CACHEBLEND_MODEL_PATH, ':'-separated. */
-  searchPath?: string[];
-  /** Where downloads go (`<cacheDir>/<org>--<name>`); default: CACHEBLEND_MODEL_CACHE or ~/.cache/cacheblend/models. */
+  /** Folders to look in; default none. */
+  searchPath?: readonly string[];
+  /** Where downloads go (`<cacheDir>/<org>--<name>`); default ~/.cache/cacheblend/models. */
   cacheDir?: string;
-  /** Whether a name found nowhere may be downloaded from the Hub; default: CACHEBLEND_ALLOW_DOWNLOAD=1. */
+  /** Whether a name found nowhere may be downloaded from the Hub; default false. */
   allowDownload?: boolean;
   /** Hub branch, tag or commit; default 'main' (or the `@rev` suffix of the name). */
   revision?: string;
-  /** Hub base URL; default HF_ENDPOINT or https://huggingface.co. */
+  /** Hub base URL; default https://huggingface.co. */
   endpoint?: string;
-  /** Hub access token for gated repos; default HF_TOKEN. */
+  /** Hub access token for gated repos; default none. */
   token?: string;
   /** Injected for tests; default the global fetch. */
   fetch?: typeof fetch;
@@ -34,12 +35,8 @@ export const DOWNLOAD_MARKER = '.cacheblend-download.json';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)?$/;
 
-export function defaultSearchPath(): string[] {
-  return (process.env.CACHEBLEND_MODEL_PATH ?? '').split(':').filter((s) => s.length > 0);
-}
-
 export function defaultCacheDir(): string {
-  return process.env.CACHEBLEND_MODEL_CACHE ?? path.join(os.homedir(), '.cache', 'cacheblend', 'models');
+  return path.join(os.homedir(), '.cache', 'cacheblend', 'models');
 }
 
 /** `org/name` → `org--name`, the folder name used in search paths and the cache. */
@@ -78,7 +75,7 @@ export async function resolveModelPath(nameOrPath: string, opts: ResolveOptions 
   const { repo } = parsed;
   const revision = opts.revision ?? parsed.revision ?? 'main';
 
-  for (const dir of opts.searchPath ?? defaultSearchPath()) {
+  for (const dir of opts.searchPath ?? []) {
     const candidates = [path.join(dir, repo)];
     if (repo.includes('/')) candidates.push(path.join(dir, repoFolderName(repo)));
     for (const c of candidates) {
@@ -92,11 +89,11 @@ export async function resolveModelPath(nameOrPath: string, opts: ResolveOptions 
   if (await isCompleteDownload(cached, repo, revision)) return cached;
   looked.push(`${cached} (download cache)`);
 
-  const allow = opts.allowDownload ?? process.env.CACHEBLEND_ALLOW_DOWNLOAD === '1';
+  const allow = opts.allowDownload ?? false;
   const where = looked.join(', ');
   if (!allow) {
     throw new NotFoundError(
-      `model '${nameOrPath}' not found; looked in: ${where}. Downloads are off (allowDownload / CACHEBLEND_ALLOW_DOWNLOAD=1)`,
+      `model '${nameOrPath}' not found; looked in: ${where}. Downloads are off (CACHEBLEND_ALLOW_DOWNLOAD=1 turns them on)`,
     );
   }
   try {
@@ -159,8 +156,8 @@ export async function downloadFromHub(
   target: string,
   opts: ResolveOptions = {},
 ): Promise<void> {
-  const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
-  const token = opts.token ?? process.env.HF_TOKEN;
+  const endpoint = (opts.endpoint ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const token = opts.token;
   const doFetch = opts.fetch ?? fetch;
   const log = opts.log ?? (() => undefined);
   const headers: Record<string, string> = { 'user-agent': 'cacheblend' };

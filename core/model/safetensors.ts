@@ -31,9 +31,6 @@ const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
   F8_E5M2: 1,
 };
 
-/** The dtypes this reader converts to fp32. */
-export const FLOAT_DTYPES: ReadonlySet<SafetensorsDtype> = new Set(['F32', 'F16', 'BF16']);
-
 /** A header larger than this is certainly corrupt (real headers are well under 10 MB). */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 

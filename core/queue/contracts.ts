@@ -2,7 +2,8 @@
  * What travels through the queues: queue names, job names, payloads and results. The API and the batch
  * command produce, the workers consume; both sides import these types and nothing else from each other.
  */
-import type { BlendMode } from '../blend/types.js';
+import type { BlendMode } from '../blend/index.js';
+import type { CacheStats } from '../cache/types.js';
 
 /** Precompute: one job per chunk, job id = chunk key, so the same chunk enqueued twice is one job. */
 export const PRECOMPUTE_QUEUE = 'precompute';
@@ -52,22 +53,6 @@ export interface BlendJobData {
   stream: boolean;
 }
 
-export type CacheTier = 'lru' | 'disk' | 'store';
-
-export interface CacheStats {
-  /** Chunk caches found in each tier. */
-  hits: Record<CacheTier, number>;
-  /** Chunk caches found nowhere usable, computed (and stored) during the query. */
-  misses: number;
-  /**
-   * Chunk caches found corrupt or truncated in some tier and logged; each is also counted where its
-   * replacement came from: a store hit (a bad disk copy) or a miss (recomputed and rewritten).
-   */
-  corrupt: number;
-  /** Bytes read from each tier. */
-  bytesLoaded: Record<CacheTier, number>;
-}
-
 export interface BlendJobResult {
   answer: string;
   /** Generated token ids. */
@@ -98,15 +83,6 @@ export interface BlendProgress {
   delta: string;
   /** Tokens generated so far. */
   tokens: number;
-}
-
-export function emptyCacheStats(): CacheStats {
-  return {
-    hits: { lru: 0, disk: 0, store: 0 },
-    misses: 0,
-    corrupt: 0,
-    bytesLoaded: { lru: 0, disk: 0, store: 0 },
-  };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { CacheBlendError, UnavailableError, errorMessage } from '../errors.js';
+import { withTimeout } from '../util/time.js';
 
 /**
  * Redis connections, one kind per role:
@@ -63,14 +64,6 @@ export async function redisCall<T>(fn: () => Promise<T>, what = 'Redis'): Promis
   } catch (err) {
     throw redisError(err, what);
   }
-}
-
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UnavailableError(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Closes a client without waiting on a server that may be gone. */

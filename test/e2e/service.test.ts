@@ -6,13 +6,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi, type ApiServer } from '../../api/server.js';
 import { main } from '../../cli/main.js';
 import { chunkKey, chunkObjectKey } from '../../core/kv/format.js';
-import { engineThreadInit, startEngineThread, type EngineThread } from '../../core/service/engine-thread.js';
-import { decodeManifest, manifestObjectKey, type DocumentManifest } from '../../core/service/manifest.js';
+import {
+  engineThreadInit,
+  startEngineThread,
+  type EngineThread,
+} from '../../core/inference/engine-thread.js';
+import { decodeManifest, manifestObjectKey, type DocumentManifest } from '../../core/documents/manifest.js';
 import { openObjectStore, type ObjectStore } from '../../core/storage/index.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
 import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js';
-import { STORY_SETS } from '../../bench/story-sets.js';
-import { STORIES_DIR } from '../helpers/models.js';
+import { STORIES_DIR, STORY_SETS } from '../helpers/models.js';
 import { s3Options, serviceConfig, waitFor, type TestServiceEnv } from '../helpers/service.js';
 import { startRedis, startS3, type RedisHandle, type S3Handle } from '../helpers/services.js';
 

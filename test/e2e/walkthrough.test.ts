@@ -5,7 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi, type ApiServer } from '../../api/server.js';
-import { engineThreadInit, startEngineThread, type EngineThread } from '../../core/service/engine-thread.js';
+import {
+  engineThreadInit,
+  startEngineThread,
+  type EngineThread,
+} from '../../core/inference/engine-thread.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
 import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js';
 import { CBQA_DIR } from '../helpers/models.js';

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Engine, type EngineOptions } from '../../core/model/engine.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
@@ -44,3 +45,16 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
   return d;
 }
+
+/** A multi-chunk input: chunks and the question (a continuation for stories260K) that follows them. */
+export interface ChunkSet {
+  chunks: string[];
+  question: string;
+}
+
+/** stories260K multi-chunk inputs (test/fixtures/stories/story-sets.json; the TTFT benchmark reads it too). */
+export const STORY_SETS: ChunkSet[] = (
+  JSON.parse(readFileSync(new URL('../fixtures/stories/story-sets.json', import.meta.url), 'utf8')) as {
+    sets: ChunkSet[];
+  }
+).sets;

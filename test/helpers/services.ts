@@ -10,6 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../core/config/index.js';
 
 export interface RedisHandle {
   /** e.g. redis://127.0.0.1:41234 */
@@ -53,11 +54,11 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts `redis-server` (from PATH, or $REDIS_SERVER_BIN) on a free loopback port with no persistence
+ * Starts `redis-server` (from PATH, or REDIS_SERVER_BIN through core/config) on a free loopback port with no persistence
  * and `maxmemory-policy noeviction` (BullMQ requires it), waiting until it answers PING.
  */
-export async function startRedis(options: { timeoutMs?: number } = {}): Promise<RedisHandle> {
-  const bin = process.env.REDIS_SERVER_BIN || 'redis-server';
+export async function startRedis(options: { timeoutMs?: number; bin?: string } = {}): Promise<RedisHandle> {
+  const bin = options.bin ?? loadConfig().redisServerBin;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'cacheblend-redis-'));
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {

@@ -5,13 +5,13 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.js';
 import { chunkKey, chunkObjectKey, decodeKvHeader, layerByteRange } from '../../core/kv/format.js';
 import type { Engine } from '../../core/model/engine.js';
-import { emptyCacheStats, type BlendJobData } from '../../core/queue/contracts.js';
-import { TieredChunkLoader } from '../../core/service/chunk-loader.js';
-import { createHandlers, type EngineHandlers } from '../../core/service/engine-handlers.js';
-import { computeChunkObject } from '../../core/service/pipeline.js';
+import { emptyCacheStats } from '../../core/cache/types.js';
+import type { BlendJobData } from '../../core/queue/contracts.js';
+import { TieredChunkLoader } from '../../core/cache/tiered-loader.js';
+import { createHandlers, type EngineHandlers } from '../../core/inference/engine-handlers.js';
+import { computeChunkObject } from '../../core/inference/pipeline.js';
 import { FileObjectStore, openObjectStore, type ObjectStore } from '../../core/storage/index.js';
-import { STORY_SETS } from '../../bench/story-sets.js';
-import { STORIES_DIR, storiesEngine } from '../helpers/models.js';
+import { STORIES_DIR, storiesEngine, STORY_SETS } from '../helpers/models.js';
 import { s3Options, uniqueName } from '../helpers/service.js';
 import { startS3, type S3Handle } from '../helpers/services.js';
 
@@ -170,7 +170,12 @@ for (const backend of backends) {
       beforeAll(async () => {
         handlers = await createHandlers({
           model: STORIES_DIR,
-          modelPath: [],
+          modelSource: {
+            searchPath: [],
+            cacheDir: '/nonexistent',
+            allowDownload: false,
+            endpoint: 'https://huggingface.co',
+          },
           executionProvider: 'cpu',
           threads: 1,
           kvStoreUrl: url,

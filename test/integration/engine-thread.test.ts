@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SupervisedEngineThread, type EngineThread } from '../../core/service/engine-thread.js';
+import { SupervisedEngineThread, type EngineThread } from '../../core/inference/engine-thread.js';
 import { STORIES_DIR } from '../helpers/models.js';
 
 describe('SupervisedEngineThread', () => {
@@ -8,7 +8,12 @@ describe('SupervisedEngineThread', () => {
     const thread = await SupervisedEngineThread.start(
       {
         model: STORIES_DIR,
-        modelPath: [],
+        modelSource: {
+          searchPath: [],
+          cacheDir: '/nonexistent',
+          allowDownload: false,
+          endpoint: 'https://huggingface.co',
+        },
         executionProvider: 'cpu',
         threads: 1,
         kvStoreUrl: 'memory://',

@@ -8,15 +8,14 @@ import { chunkKey, chunkObjectKey } from '../../core/kv/format.js';
 import type { Engine } from '../../core/model/engine.js';
 import { PRECOMPUTE_QUEUE } from '../../core/queue/contracts.js';
 import { closeRedis, createRedis, waitForRedis } from '../../core/queue/redis.js';
-import { DocumentService, type ModelIdentity } from '../../core/service/documents.js';
-import { manifestObjectKey } from '../../core/service/manifest.js';
-import { metrics } from '../../core/service/metrics.js';
-import { computeChunkObject } from '../../core/service/pipeline.js';
+import { DocumentService, type ModelIdentity } from '../../core/documents/documents.js';
+import { manifestObjectKey } from '../../core/documents/manifest.js';
+import { metrics } from '../../core/ops/metrics.js';
+import { computeChunkObject } from '../../core/inference/pipeline.js';
 import { openObjectStore, type ObjectStore } from '../../core/storage/index.js';
 import { precomputeBatch } from '../../precompute/batch.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
-import { STORY_SETS } from '../../bench/story-sets.js';
-import { storiesEngine } from '../helpers/models.js';
+import { storiesEngine, STORY_SETS } from '../helpers/models.js';
 import { s3Options, serviceConfig, waitFor, type TestServiceEnv } from '../helpers/service.js';
 import { startRedis, startS3, type RedisHandle, type S3Handle } from '../helpers/services.js';
 
@@ -111,7 +110,7 @@ describe('precompute worker', () => {
     const written1 = await counter('cacheblend_precompute_bytes_written_total');
     const existing0 = await counter('cacheblend_precompute_chunks_total', { result: 'existing' });
     const k = keyOf(set.chunks[1]);
-    await redis.hset(docs.chunkHashKey(k), 'state', 'pending');
+    await redis.hset(docs.keys.chunk(k), 'state', 'pending');
     await docs.enqueue([
       { key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(set.chunks[1]) },
     ]);
@@ -126,7 +125,7 @@ describe('precompute worker', () => {
     const k = keyOf(c);
     const expected = await expectedObject(c);
     await store.put(objKeyOf(c), expected.subarray(0, expected.length - 10));
-    await redis.hset(docs.chunkHashKey(k), 'state', 'pending', 'written', '0');
+    await redis.hset(docs.keys.chunk(k), 'state', 'pending', 'written', '0');
     await docs.enqueue([{ key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(c) }]);
     const info = await waitFor(
       async () => {
@@ -151,8 +150,8 @@ describe('precompute worker', () => {
 
     expect(await docs.remove('b')).toEqual({ chunksDeleted: 2 });
     expect(await store.head(objKeyOf(shared))).toBeNull();
-    expect(await redis.exists(docs.chunkHashKey(keyOf(shared)), docs.refsKey(keyOf(shared)))).toBe(0);
-    expect(await redis.scard(docs.gcKey)).toBe(0);
+    expect(await redis.exists(docs.keys.chunk(keyOf(shared)), docs.keys.refs(keyOf(shared)))).toBe(0);
+    expect(await redis.scard(docs.keys.gc)).toBe(0);
   });
 
   it('keeps a chunk that a concurrent ingest takes up while it is being deleted', async () => {

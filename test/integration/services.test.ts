@@ -44,14 +44,9 @@ describe('test service harness', () => {
   });
 
   it('explains a missing redis-server binary', async () => {
-    const saved = process.env.REDIS_SERVER_BIN;
-    process.env.REDIS_SERVER_BIN = '/nonexistent/redis-server';
-    try {
-      await expect(startRedis()).rejects.toThrow(/not installed.*apt-get install -y redis-server/);
-    } finally {
-      if (saved === undefined) delete process.env.REDIS_SERVER_BIN;
-      else process.env.REDIS_SERVER_BIN = saved;
-    }
+    await expect(startRedis({ bin: '/nonexistent/redis-server' })).rejects.toThrow(
+      /not installed.*apt-get install -y redis-server/,
+    );
   });
 
   it('starts s3rver with a bucket and stops it', async () => {

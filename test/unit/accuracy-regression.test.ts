@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../core/model/engine.js';
-import { loadQuestions, measureAccuracy, prepareQuestions, type PreparedQuestion } from '../../bench/qa.js';
-import { cbqaEngine } from '../helpers/models.js';
+import {
+  loadQuestions,
+  measureAccuracy,
+  prepareQuestions,
+  type PreparedQuestion,
+} from '../../core/eval/index.js';
+import { CBQA_DIR, cbqaEngine } from '../helpers/models.js';
 
 /**
  * Answer accuracy as a regression test, so a defect in the blending path shows as lost answers and not
@@ -19,7 +24,7 @@ describe('answer accuracy on cbqa-3M, easy coref_cross questions', () => {
   let prepared: PreparedQuestion[];
   beforeAll(async () => {
     engine = await cbqaEngine();
-    const subset = loadQuestions().easy.filter((q) => q.type === 'coref_cross');
+    const subset = loadQuestions(CBQA_DIR).easy.filter((q) => q.type === 'coref_cross');
     expect(subset).toHaveLength(100);
     prepared = await prepareQuestions(engine, subset);
   });

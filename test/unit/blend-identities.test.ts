@@ -1,12 +1,16 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blendPrefill, memorySource, precomputeChunk } from '../../core/blend/blend.js';
-import type { BlendOptions, ChunkKvSource } from '../../core/blend/types.js';
+import {
+  blendPrefill,
+  memorySource,
+  precomputeChunk,
+  type BlendOptions,
+  type ChunkKvSource,
+} from '../../core/blend/index.js';
 import { Engine } from '../../core/model/engine.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { decode } from '../../core/model/generate.js';
-import { maxAbsDiff, randomEngine, storiesEngine } from '../helpers/models.js';
-import { STORY_SETS } from '../../bench/story-sets.js';
+import { maxAbsDiff, randomEngine, storiesEngine, STORY_SETS } from '../helpers/models.js';
 
 /** First-token logits and 16 greedy tokens of one mode. */
 async function run(engine: Engine, sources: ChunkKvSource[], q: number[], o: BlendOptions) {

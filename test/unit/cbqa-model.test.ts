@@ -2,12 +2,18 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.js';
-import { blendPrefill } from '../../core/blend/blend.js';
+import { blendPrefill } from '../../core/blend/index.js';
 import { Engine } from '../../core/model/engine.js';
 import { detectModelFormat, loadModel } from '../../core/model/load.js';
 import { HfTokenizer } from '../../core/model/tokenizers/hf.js';
 import type { LoadedModel } from '../../core/model/types.js';
-import { findAnswerRows, loadQuestions, measureAccuracy, prepareQuestions, QA_SETS } from '../../bench/qa.js';
+import {
+  findAnswerRows,
+  loadQuestions,
+  measureAccuracy,
+  prepareQuestions,
+  QA_SETS,
+} from '../../core/eval/index.js';
 import { CBQA_DIR } from '../helpers/models.js';
 
 /** cbqa-3M (models/cbqa-3M) through the Hugging Face path: config, tokenizer, answers. */
@@ -72,13 +78,13 @@ describe('cbqa-3M through the Hugging Face loader', () => {
   });
 
   it('answers the first 60 easy questions in full prefill, as its README reports (1.000)', async () => {
-    const prepared = await prepareQuestions(engine, loadQuestions().easy.slice(0, 60));
+    const prepared = await prepareQuestions(engine, loadQuestions(CBQA_DIR).easy.slice(0, 60));
     const full = await measureAccuracy(engine, prepared, { mode: 'full' });
     expect(full.accuracy).toBe(1);
   });
 
   it('blend reports the rows it recomputed, and the analysis hook can force a row in', async () => {
-    const [p] = await prepareQuestions(engine, loadQuestions().easy.slice(1, 2)); // a coref_cross question
+    const [p] = await prepareQuestions(engine, loadQuestions(CBQA_DIR).easy.slice(1, 2)); // a coref_cross question
     const rows = findAnswerRows(p.q)!;
     const opts = { mode: 'blend' as const, ratio: 0.15 };
     const { prefill } = await blendPrefill(engine, p.sources, p.questionIds, opts);
@@ -100,7 +106,7 @@ describe('cbqa-3M through the Hugging Face loader', () => {
   });
 
   it('every question of both public sets states its answer where the miss analysis looks for it', () => {
-    const sets = loadQuestions();
+    const sets = loadQuestions(CBQA_DIR);
     for (const set of QA_SETS) {
       for (const q of sets[set]) {
         const rows = findAnswerRows(q);

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
 import type { Tokenizer } from '../../core/model/types.js';
-import { chunkText } from '../../core/service/chunker.js';
+import { chunkText } from '../../core/documents/chunker.js';
 import { STORIES_DIR } from '../helpers/models.js';
 
 let tok: Tokenizer;

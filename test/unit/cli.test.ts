@@ -74,7 +74,8 @@ describe('cacheblend generate', () => {
 
   it('answers bad input with a message and exit code 2, not a crash', async () => {
     for (const args of [
-      ['generate', '--prompt', 'x'],
+      ['generate'],
+      ['generate', '--model', STORIES_DIR, '--prompt', 'x', '--max-tokens', '-3'],
       ['generate', '--model', STORIES_DIR, '--prompt', 'x', '--max-tokens', 'ten'],
       ['generate', '--model', STORIES_DIR, '--question', 'q', '--mode', 'fast'],
       ['generate', '--model', STORIES_DIR, '--question', 'q', '--ratio', '1.5'],
@@ -87,5 +88,52 @@ describe('cacheblend generate', () => {
     }
     const missing = await cli(['generate', '--model', '/nonexistent/model', '--prompt', 'x']);
     expect(missing.code).toBe(1);
+  });
+
+  it('prints help for every command and exits 0', async () => {
+    for (const command of ['generate', 'serve', 'api', 'worker', 'precompute']) {
+      const { code, out } = await cli([command, '--help']);
+      expect(code, command).toBe(0);
+      expect(out, command).toMatch(/usage|commands/);
+    }
+    expect((await cli(['generate', '--help'])).out).toContain('--max-tokens');
+  });
+
+  it('says plainly what is wrong with a number, negative ones included', async () => {
+    const messages: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => (messages.push(String(s)), true)) as typeof process.stderr.write;
+    try {
+      await cli(['generate', '--model', STORIES_DIR, '--prompt', 'x', '--max-tokens', '-3']);
+      await cli(['generate', '--model', STORIES_DIR, '--question', 'q', '--ratio', '1.5']);
+    } finally {
+      process.stderr.write = write;
+    }
+    const text = messages.join('');
+    expect(text).toContain('--max-tokens must be an integer of at least 0, got "-3"');
+    expect(text).toContain('--ratio must be a number from 0 to 1, got "1.5"');
+    expect(text).not.toMatch(/ambiguous/);
+  });
+
+  it("refuses a prompt longer than the context with the service's message", async () => {
+    const messages: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string) => (messages.push(String(s)), true)) as typeof process.stderr.write;
+    let code: number;
+    try {
+      ({ code } = await cli([
+        'generate',
+        '--model',
+        STORIES_DIR,
+        '--prompt',
+        'Once upon a time '.repeat(200),
+      ]));
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(code).toBe(2);
+    expect(messages.join('')).toMatch(
+      /--prompt: the prompt \(\d+ tokens\) plus maxTokens \(32\) exceeds the model's context of 512 tokens/,
+    );
   });
 });

@@ -1,4 +1,6 @@
+import os from 'node:os';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { CONFIG_VARIABLES, loadConfig, redactConfig } from '../../core/config/index.js';
 import { ConfigError } from '../../core/errors.js';
@@ -28,7 +30,12 @@ describe('loadConfig', () => {
       kvStoreUrl: 'file:///srv/app/.data/kv',
       s3: { region: 'us-east-1', forcePathStyle: true },
       model: 'stories260K',
-      modelPath: ['/srv/shared/models', '/srv/app/.data/models'],
+      modelSource: {
+        searchPath: ['/srv/shared/models', '/srv/app/.data/models'],
+        cacheDir: path.join(os.homedir(), '.cache', 'cacheblend', 'models'),
+        allowDownload: false,
+        endpoint: 'https://huggingface.co',
+      },
       executionProvider: 'cpu',
       kvDtype: 'float16',
       lruBytes: 256 * 1024 * 1024,
@@ -40,6 +47,8 @@ describe('loadConfig', () => {
       blendConcurrency: 1,
       precomputeConcurrency: 1,
       logLevel: 'info',
+      metricsPort: null,
+      redisServerBin: 'redis-server',
     });
   });
 
@@ -57,6 +66,10 @@ describe('loadConfig', () => {
       S3_FORCE_PATH_STYLE: 'false',
       MODEL: 'Qwen/Qwen2.5-0.5B-Instruct',
       CACHEBLEND_MODEL_PATH: '/models:rel/models::',
+      CACHEBLEND_MODEL_CACHE: 'hub-cache',
+      CACHEBLEND_ALLOW_DOWNLOAD: '1',
+      HF_ENDPOINT: 'https://hf-mirror.example/',
+      HF_TOKEN: 'hf_secret',
       EXECUTION_PROVIDER: 'cuda',
       KV_DTYPE: 'float32',
       LRU_BYTES: '1024',
@@ -68,6 +81,8 @@ describe('loadConfig', () => {
       BLEND_CONCURRENCY: '4',
       PRECOMPUTE_CONCURRENCY: '2',
       LOG_LEVEL: 'debug',
+      METRICS_PORT: '9100',
+      REDIS_SERVER_BIN: '/opt/redis/bin/redis-server',
     });
     expect(c).toMatchObject({
       port: 9000,
@@ -84,7 +99,13 @@ describe('loadConfig', () => {
         forcePathStyle: false,
       },
       model: 'Qwen/Qwen2.5-0.5B-Instruct',
-      modelPath: ['/models', '/srv/app/rel/models'],
+      modelSource: {
+        searchPath: ['/models', '/srv/app/rel/models'],
+        cacheDir: '/srv/app/hub-cache',
+        allowDownload: true,
+        endpoint: 'https://hf-mirror.example',
+        token: 'hf_secret',
+      },
       executionProvider: 'cuda',
       kvDtype: 'float32',
       lruBytes: 1024,
@@ -96,6 +117,8 @@ describe('loadConfig', () => {
       blendConcurrency: 4,
       precomputeConcurrency: 2,
       logLevel: 'debug',
+      metricsPort: 9100,
+      redisServerBin: '/opt/redis/bin/redis-server',
     });
   });
 
@@ -104,7 +127,10 @@ describe('loadConfig', () => {
     expect(c.dataDir).toBe('/srv/app/state');
     expect(c.kvStoreUrl).toBe('file:///srv/app/state/kv');
     expect(c.diskCacheDir).toBe('/srv/app/state/disk-cache');
-    expect(c.modelPath).toEqual([path.resolve(cwd, '../shared/models'), '/srv/app/state/models']);
+    expect(c.modelSource.searchPath).toEqual([
+      path.resolve(cwd, '../shared/models'),
+      '/srv/app/state/models',
+    ]);
   });
 
   it('makes relative file:// store URLs absolute and keeps others', () => {
@@ -125,7 +151,8 @@ describe('loadConfig', () => {
     const c = load();
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.s3)).toBe(true);
-    expect(Object.isFrozen(c.modelPath)).toBe(true);
+    expect(Object.isFrozen(c.modelSource)).toBe(true);
+    expect(Object.isFrozen(c.modelSource.searchPath)).toBe(true);
     expect(() => {
       (c as { port: number }).port = 1;
     }).toThrow(TypeError);
@@ -194,6 +221,12 @@ describe('loadConfig', () => {
     expect(err.message).not.toContain('hunter2');
   });
 
+  it('rejects a bad METRICS_PORT and HF_ENDPOINT, naming them', () => {
+    expect(errorFor({ METRICS_PORT: '70000' }).message).toContain('METRICS_PORT');
+    expect(errorFor({ HF_ENDPOINT: 'ftp://hub' }).message).toContain('HF_ENDPOINT');
+    expect(errorFor({ CACHEBLEND_ALLOW_DOWNLOAD: 'yes' }).message).toContain('CACHEBLEND_ALLOW_DOWNLOAD');
+  });
+
   it('rejects a model path with no directories', () => {
     expect(errorFor({ CACHEBLEND_MODEL_PATH: ':::' }).message).toContain('CACHEBLEND_MODEL_PATH');
   });
@@ -203,8 +236,10 @@ describe('loadConfig', () => {
       REDIS_URL: 'redis://:pw@redis:6379',
       S3_ACCESS_KEY_ID: 'AKID',
       S3_SECRET_ACCESS_KEY: 'SECRET',
+      HF_TOKEN: 'hf_TOKENVALUE',
     });
     const text = JSON.stringify(redactConfig(c));
+    expect(text).not.toContain('TOKENVALUE');
     expect(text).not.toContain('SECRET');
     expect(text).not.toContain('AKID');
     expect(text).not.toContain(':pw@');
@@ -219,6 +254,12 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(23);
+    expect(CONFIG_VARIABLES).toHaveLength(29);
+  });
+
+  it('documents every variable in the README configuration table', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(readme.indexOf('## Configuration'));
+    for (const name of CONFIG_VARIABLES) expect(table, name).toContain(`\`${name}\``);
   });
 });

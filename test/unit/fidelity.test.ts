@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { measureFidelity } from '../../core/blend/fidelity.js';
-import { storiesEngine } from '../helpers/models.js';
-import { STORY_SETS } from '../../bench/story-sets.js';
+import { measureFidelity } from '../../core/blend/index.js';
+import { storiesEngine, STORY_SETS } from '../helpers/models.js';
 
 describe('blend fidelity on stories260K', () => {
   it('blend at r=0.15 has a clearly lower first-token KL from full than reuse', async () => {

@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../core/config/index.js';
 import { ModelLoadError, NotFoundError } from '../../core/errors.js';
 import { loadModel } from '../../core/model/load.js';
 import { DOWNLOAD_MARKER, parseModelName, resolveModelPath } from '../../core/model/resolve.js';
@@ -85,15 +86,12 @@ describe('resolveModelPath', () => {
     expect(await resolveModelPath('plain', { searchPath })).toBe(path.join(tmp, 'search', 'plain'));
   });
 
-  it('reads the search path from CACHEBLEND_MODEL_PATH by default', async () => {
-    const saved = process.env.CACHEBLEND_MODEL_PATH;
-    process.env.CACHEBLEND_MODEL_PATH = `${path.join(tmp, 'nope')}:${HF_FIXTURES_DIR}`;
-    try {
-      expect(await resolveModelPath('llama-tied')).toBe(path.join(HF_FIXTURES_DIR, 'llama-tied'));
-    } finally {
-      if (saved === undefined) delete process.env.CACHEBLEND_MODEL_PATH;
-      else process.env.CACHEBLEND_MODEL_PATH = saved;
-    }
+  it('finds names on the search path CACHEBLEND_MODEL_PATH configures', async () => {
+    const config = loadConfig({ CACHEBLEND_MODEL_PATH: `${path.join(tmp, 'nope')}:${HF_FIXTURES_DIR}` });
+    expect(await resolveModelPath('llama-tied', config.modelSource)).toBe(
+      path.join(HF_FIXTURES_DIR, 'llama-tied'),
+    );
+    await expect(resolveModelPath('llama-tied')).rejects.toThrow(/not found/);
   });
 
   it('NotFoundError lists where it looked when downloads are off', async () => {

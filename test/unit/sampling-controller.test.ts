@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { controllerRatio, CostModel } from '../../core/blend/controller.js';
+import { controllerRatio, CostModel } from '../../core/blend/index.js';
 import { argmax, sampleToken, seededRandom } from '../../core/model/generate.js';
 
 const logits = Float32Array.from({ length: 50 }, (_, i) => Math.sin(i * 1.7) * 3);

@@ -1,22 +1,16 @@
 /**
- * Question answering on cbqa-3M (models/cbqa-3M, see its README): the question sets, one answer per
- * question through the same prompt, stored-cache round trip and prefill as `cacheblend generate
- * --max-tokens 1` and the service, and where each answer sits in the prompt. Used by
- * `npm run bench:accuracy` and the accuracy regression tests.
+ * Answer accuracy on a question-answering model (cbqa-3M, models/cbqa-3M: see its README): its question
+ * sets, one answer per question through the same prompt, stored-cache round trip and prefill as
+ * `cacheblend generate --max-tokens 1` and the blend worker, and where each answer sits in the prompt.
+ * Used by `npm run bench:accuracy` and the accuracy tests.
  */
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { blendPrefill } from '../core/blend/blend.js';
-import type { BlendOptions, BlendPrefill, ChunkKvSource } from '../core/blend/types.js';
-import type { KvDtype } from '../core/kv/format.js';
-import type { Engine } from '../core/model/engine.js';
-import { argmax } from '../core/model/generate.js';
-import { storedChunk } from '../core/service/pipeline.js';
-
-/** The model's folder in the repository (from bench/ in the sources and dist/bench/ when compiled). */
-export const CBQA_DIR = fileURLToPath(
-  new URL(import.meta.url.includes('/dist/') ? '../../models/cbqa-3M' : '../models/cbqa-3M', import.meta.url),
-);
+import path from 'node:path';
+import { blendPrefill, type BlendOptions, type BlendPrefill, type ChunkKvSource } from '../blend/index.js';
+import { storedChunk } from '../inference/pipeline.js';
+import type { KvDtype } from '../kv/format.js';
+import type { Engine } from '../model/engine.js';
+import { argmax } from '../model/generate.js';
 
 export type QuestionType = 'hop1_color' | 'coref_cross' | 'coref_intra';
 export const QUESTION_TYPES: readonly QuestionType[] = ['hop1_color', 'coref_cross', 'coref_intra'];
@@ -34,9 +28,10 @@ export interface QaQuestion {
 export type QaSetName = 'easy' | 'main';
 export const QA_SETS: readonly QaSetName[] = ['easy', 'main'];
 
-/** questions.json's public sets: `easy` (the training distribution) and `main` (longer, harder). */
-export function loadQuestions(dir = CBQA_DIR): Record<QaSetName, QaQuestion[]> {
-  const raw = JSON.parse(readFileSync(`${dir}/questions.json`, 'utf8')) as Record<string, QaQuestion[]>;
+/** The model folder's questions.json: public sets `easy` (the training distribution) and `main` (harder). */
+export function loadQuestions(modelDir: string): Record<QaSetName, QaQuestion[]> {
+  const file = path.join(modelDir, 'questions.json');
+  const raw = JSON.parse(readFileSync(file, 'utf8')) as Record<string, QaQuestion[]>;
   return { easy: raw.public_easy, main: raw.public_main };
 }
 

@@ -2,13 +2,7 @@
  * Documents and the chunk bookkeeping behind them.
  *
  * Object store: `docs/<id>.json` (the manifest, see manifest.ts) and `kv/…` (chunk caches, chunkObjectKey).
- * Redis, under `<prefix>:` (QUEUE_PREFIX):
- *   doc:<id>      hash  id, chunks (JSON list of chunk keys, in order), meta (JSON), createdAt, updatedAt
- *   chunk:<key>   hash  state (pending|ready|failed|deleting), tokens (JSON ids), ntokens, bytes, written,
- *                       error, updatedAt
- *   refs:<key>    set   ids of the documents that use the chunk
- *   lock:<key>    string  held while a chunk object is written (precompute) or deleted (garbage collection)
- *   gc            set   chunk keys no document references, whose objects still have to be deleted
+ * Redis: the keys in keys.ts, changed by the scripts in lua/ (scripts.ts).
  *
  * A document's status is computed when asked, from its chunks' states: ready when all are ready, failed
  * when any failed, pending otherwise. Reference changes happen in Lua scripts (atomic); writing and
@@ -31,7 +25,9 @@ import {
 import { redisCall } from '../queue/redis.js';
 import type { ObjectStore } from '../storage/types.js';
 import { DOCUMENT_ID_RE, encodeManifest, manifestObjectKey, type DocumentManifest } from './manifest.js';
-import { silentLogger, type Logger } from './log.js';
+import { silentLogger, type Logger } from '../ops/log.js';
+import { DocumentKeys } from './keys.js';
+import { documentScripts } from './scripts.js';
 import type { ModelIdentity } from './text.js';
 
 export type ChunkState = 'pending' | 'ready' | 'failed' | 'deleting';
@@ -84,113 +80,6 @@ export const PRECOMPUTE_JOB_OPTIONS = {
   removeOnFail: true,
 } as const;
 
-/** Drop document `id`'s reference to chunk `k`; a chunk no document references goes to the gc set. */
-const RELEASE_REF_LUA = `
-local function release(p, id, k, gcKey, orphans)
-  redis.call('SREM', p .. 'refs:' .. k, id)
-  if redis.call('SCARD', p .. 'refs:' .. k) == 0 then
-    redis.call('SADD', gcKey, k)
-    table.insert(orphans, k)
-  end
-end
-`;
-
-const INGEST_LUA = `${RELEASE_REF_LUA}
-local p = ARGV[1]
-local id = ARGV[2]
-local now = ARGV[3]
-local newKeys = cjson.decode(ARGV[5])
-local toks = cjson.decode(ARGV[6])
-local old = redis.call('HGET', KEYS[1], 'chunks')
-local created = redis.call('HGET', KEYS[1], 'createdAt') or now
-local enqueue = {}
-local ready = {}
-local seen = {}
-for i, k in ipairs(newKeys) do
-  redis.call('SADD', p .. 'refs:' .. k, id)
-  if not seen[k] then
-    seen[k] = true
-    local ck = p .. 'chunk:' .. k
-    local st = redis.call('HGET', ck, 'state')
-    if st == 'ready' then
-      table.insert(ready, k)
-    else
-      redis.call('HSET', ck, 'state', 'pending', 'tokens', toks[i][1], 'ntokens', toks[i][2], 'fp', ARGV[7], 'updatedAt', now)
-      redis.call('HDEL', ck, 'error')
-      table.insert(enqueue, k)
-    end
-  end
-end
-local orphans = {}
-if old then
-  for _, k in ipairs(cjson.decode(old)) do
-    if not seen[k] then
-      seen[k] = true
-      release(p, id, k, KEYS[2], orphans)
-    end
-  end
-end
-redis.call('HSET', KEYS[1], 'id', id, 'chunks', ARGV[5], 'meta', ARGV[4], 'createdAt', created, 'updatedAt', now)
-return {cjson.encode(enqueue), cjson.encode(ready), cjson.encode(orphans)}
-`;
-
-const DELETE_LUA = `${RELEASE_REF_LUA}
-local p = ARGV[1]
-local id = ARGV[2]
-local chunks = redis.call('HGET', KEYS[1], 'chunks')
-if not chunks then return false end
-redis.call('DEL', KEYS[1])
-local orphans = {}
-local seen = {}
-for _, k in ipairs(cjson.decode(chunks)) do
-  if not seen[k] then
-    seen[k] = true
-    release(p, id, k, KEYS[2], orphans)
-  end
-end
-return cjson.encode(orphans)
-`;
-
-/**
- * Under the chunk lock, before deleting the object: still unreferenced? Then mark it as being deleted and
- * return the model fingerprint its object is stored under.
- */
-const GC_BEGIN_LUA = `
-if redis.call('SCARD', KEYS[1]) > 0 then
-  redis.call('SREM', KEYS[3], ARGV[1])
-  return false
-end
-local fp = redis.call('HGET', KEYS[2], 'fp')
-redis.call('HSET', KEYS[2], 'state', 'deleting')
-return fp or ''
-`;
-
-/** After deleting the object: forget the chunk, unless an ingest took it up again meanwhile. */
-const GC_END_LUA = `
-redis.call('SREM', KEYS[3], ARGV[1])
-if redis.call('SCARD', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-return 0
-`;
-
-const RELEASE_LOCK_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`;
-
-const EXTEND_LOCK_LUA = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-`;
-
-const MARK_FAILED_LUA = `
-if redis.call('HGET', KEYS[1], 'state') == 'ready' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'failed', 'error', ARGV[1], 'updatedAt', ARGV[2])
-return 1
-`;
-
 const LOCK_TTL_MS = 120_000;
 
 function parseList(json: string): string[] {
@@ -199,7 +88,8 @@ function parseList(json: string): string[] {
 }
 
 export class DocumentService {
-  private readonly p: string;
+  readonly keys: DocumentKeys;
+  private readonly script: ReturnType<typeof documentScripts>;
 
   constructor(
     private readonly redis: Redis,
@@ -208,23 +98,8 @@ export class DocumentService {
     keyPrefix: string,
     private readonly log: Logger = silentLogger,
   ) {
-    this.p = `${keyPrefix}:`;
-  }
-
-  docKey(id: string): string {
-    return `${this.p}doc:${id}`;
-  }
-  chunkHashKey(key: string): string {
-    return `${this.p}chunk:${key}`;
-  }
-  refsKey(key: string): string {
-    return `${this.p}refs:${key}`;
-  }
-  lockKey(key: string): string {
-    return `${this.p}lock:${key}`;
-  }
-  get gcKey(): string {
-    return `${this.p}gc`;
+    this.keys = new DocumentKeys(keyPrefix);
+    this.script = documentScripts(redis);
   }
 
   /** Chunk a document (text or explicit chunks) and compute each chunk's key; throws InvalidArgumentError. */
@@ -249,7 +124,9 @@ export class DocumentService {
     const keys = chunks.map((c) => c.key);
     const keysJson = JSON.stringify(keys);
     const metaJson = JSON.stringify(input.metadata ?? {});
-    const existing = await redisCall(() => this.redis.hmget(this.docKey(id), 'chunks', 'meta', 'createdAt'));
+    const existing = await redisCall(() =>
+      this.redis.hmget(this.keys.doc(id), 'chunks', 'meta', 'createdAt'),
+    );
     const changed = existing[0] !== keysJson || existing[1] !== metaJson;
     const now = new Date().toISOString();
     if (changed) {
@@ -266,18 +143,10 @@ export class DocumentService {
     }
     const toks = chunks.map((c) => [JSON.stringify(c.tokenIds), String(c.tokenIds.length)]);
     const [enqueueJson, readyJson, orphansJson] = (await redisCall(() =>
-      this.redis.eval(
-        INGEST_LUA,
-        2,
-        this.docKey(id),
-        this.gcKey,
-        this.p,
-        id,
-        now,
-        metaJson,
-        keysJson,
-        JSON.stringify(toks),
-        model.fingerprint,
+      this.script(
+        'ingest',
+        [this.keys.doc(id), this.keys.gc],
+        [this.keys.prefix, id, now, metaJson, keysJson, JSON.stringify(toks), model.fingerprint],
       ),
     )) as [string, string, string];
     const enqueued = parseList(enqueueJson);
@@ -308,12 +177,12 @@ export class DocumentService {
   }
 
   async status(id: string): Promise<DocumentStatus | null> {
-    const doc = await redisCall(() => this.redis.hgetall(this.docKey(id)));
+    const doc = await redisCall(() => this.redis.hgetall(this.keys.doc(id)));
     if (!doc.chunks) return null;
     const keys = parseList(doc.chunks);
     const unique = [...new Set(keys)];
     const pipeline = this.redis.pipeline();
-    for (const k of unique) pipeline.hmget(this.chunkHashKey(k), 'state', 'ntokens', 'error');
+    for (const k of unique) pipeline.hmget(this.keys.chunk(k), 'state', 'ntokens', 'error');
     const replies = (await redisCall(() => pipeline.exec())) ?? [];
     const info = new Map<string, { state: ChunkState; ntokens: number; error?: string }>();
     unique.forEach((k, i) => {
@@ -353,11 +222,11 @@ export class DocumentService {
 
   /** Remove a document; chunk objects no other document references are deleted. Null when unknown. */
   async remove(id: string, lockWaitMs = 5_000): Promise<{ chunksDeleted: number } | null> {
-    const exists = await redisCall(() => this.redis.exists(this.docKey(id)));
+    const exists = await redisCall(() => this.redis.exists(this.keys.doc(id)));
     if (!exists) return null;
     await this.store.delete(manifestObjectKey(id));
     const res = (await redisCall(() =>
-      this.redis.eval(DELETE_LUA, 2, this.docKey(id), this.gcKey, this.p, id),
+      this.script('delete', [this.keys.doc(id), this.keys.gc], [this.keys.prefix, id]),
     )) as string | null;
     if (res === null) return null; // deleted concurrently
     return { chunksDeleted: await this.collect(parseList(res), lockWaitMs) };
@@ -372,15 +241,12 @@ export class DocumentService {
     let deleted = 0;
     for (const key of keys) {
       try {
+        const gcKeys = [this.keys.refs(key), this.keys.chunk(key), this.keys.gc];
         const done = await this.withChunkLock(key, lockWaitMs, async () => {
-          const fp = (await redisCall(() =>
-            this.redis.eval(GC_BEGIN_LUA, 3, this.refsKey(key), this.chunkHashKey(key), this.gcKey, key),
-          )) as string | null;
+          const fp = (await redisCall(() => this.script('gc-begin', gcKeys, [key]))) as string | null;
           if (fp === null) return false; // referenced again: keep it
           if (/^[0-9a-f]{64}$/.test(fp)) await this.store.delete(chunkObjectKey(fp, key));
-          await redisCall(() =>
-            this.redis.eval(GC_END_LUA, 3, this.refsKey(key), this.chunkHashKey(key), this.gcKey, key),
-          );
+          await redisCall(() => this.script('gc-end', gcKeys, [key]));
           return true;
         });
         if (done) deleted++;
@@ -393,14 +259,14 @@ export class DocumentService {
 
   /** Retry garbage collection of every chunk left in the gc set. */
   async sweep(lockWaitMs = 1_000): Promise<number> {
-    const keys = await redisCall(() => this.redis.smembers(this.gcKey));
+    const keys = await redisCall(() => this.redis.smembers(this.keys.gc));
     return keys.length ? this.collect(keys, lockWaitMs) : 0;
   }
 
   /** The chunks of the given documents, in order, with their token ids. NotFoundError names unknown ids. */
   async chunkRefs(ids: string[]): Promise<BlendChunkRef[]> {
     const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hget(this.docKey(id), 'chunks');
+    for (const id of ids) pipeline.hget(this.keys.doc(id), 'chunks');
     const replies = (await redisCall(() => pipeline.exec())) ?? [];
     const perDoc = ids.map((id, i) => {
       const [err, value] = replies[i] ?? [null, null];
@@ -412,7 +278,7 @@ export class DocumentService {
     const tokens = unique.length
       ? await redisCall(async () => {
           const p = this.redis.pipeline();
-          for (const k of unique) p.hget(this.chunkHashKey(k), 'tokens');
+          for (const k of unique) p.hget(this.keys.chunk(k), 'tokens');
           return (await p.exec()) ?? [];
         })
       : [];
@@ -430,7 +296,7 @@ export class DocumentService {
   // ----- used by the precompute worker -----------------------------------------------------------------
 
   async isReferenced(key: string): Promise<boolean> {
-    return (await redisCall(() => this.redis.scard(this.refsKey(key)))) > 0;
+    return (await redisCall(() => this.redis.scard(this.keys.refs(key)))) > 0;
   }
 
   async markReady(
@@ -441,27 +307,21 @@ export class DocumentService {
     await redisCall(() =>
       this.redis
         .multi()
-        .hset(this.chunkHashKey(key), {
+        .hset(this.keys.chunk(key), {
           state: 'ready',
           fp: fingerprint,
           bytes: String(result.bytes),
           written: String(result.written),
           updatedAt: new Date().toISOString(),
         })
-        .hdel(this.chunkHashKey(key), 'error')
+        .hdel(this.keys.chunk(key), 'error')
         .exec(),
     );
   }
 
   async markFailed(key: string, message: string): Promise<void> {
     await redisCall(() =>
-      this.redis.eval(
-        MARK_FAILED_LUA,
-        1,
-        this.chunkHashKey(key),
-        message.slice(0, 1000),
-        new Date().toISOString(),
-      ),
+      this.script('mark-failed', [this.keys.chunk(key)], [message.slice(0, 1000), new Date().toISOString()]),
     );
   }
 
@@ -472,7 +332,7 @@ export class DocumentService {
     const out = new Map<string, { state: ChunkState | null; written: number; bytes: number }>();
     if (keys.length === 0) return out;
     const p = this.redis.pipeline();
-    for (const k of keys) p.hmget(this.chunkHashKey(k), 'state', 'written', 'bytes');
+    for (const k of keys) p.hmget(this.keys.chunk(k), 'state', 'written', 'bytes');
     const replies = (await redisCall(() => p.exec())) ?? [];
     keys.forEach((k, i) => {
       const [state, written, bytes] = (replies[i]?.[1] ?? []) as (string | null)[];
@@ -490,7 +350,7 @@ export class DocumentService {
    * the lock, then throws UnavailableError.
    */
   async withChunkLock<T>(key: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
-    const lock = this.lockKey(key);
+    const lock = this.keys.lock(key);
     const token = randomBytes(12).toString('hex');
     const deadline = Date.now() + waitMs;
     for (;;) {
@@ -500,13 +360,13 @@ export class DocumentService {
       await new Promise((r) => setTimeout(r, 50));
     }
     const renew = setInterval(() => {
-      this.redis.eval(EXTEND_LOCK_LUA, 1, lock, token, LOCK_TTL_MS).catch(() => undefined);
+      this.script('extend-lock', [lock], [token, LOCK_TTL_MS]).catch(() => undefined);
     }, LOCK_TTL_MS / 3);
     try {
       return await fn();
     } finally {
       clearInterval(renew);
-      await this.redis.eval(RELEASE_LOCK_LUA, 1, lock, token).catch(() => undefined);
+      await this.script('unlock', [lock], [token]).catch(() => undefined);
     }
   }
 }

@@ -16,7 +16,7 @@ export function engineThreadInit(
 ): EngineThreadInit {
   return {
     model: config.model,
-    modelPath: [...config.modelPath],
+    modelSource: config.modelSource,
     executionProvider: config.executionProvider,
     threads: 0,
     kvStoreUrl: config.kvStoreUrl,

@@ -5,7 +5,8 @@
  * on METRICS_PORT when set.
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BlendJobResult, CacheTier } from '../queue/contracts.js';
+import type { CacheTier } from '../cache/types.js';
+import type { BlendJobResult } from '../queue/contracts.js';
 
 const SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 

@@ -1,11 +1,50 @@
 /**
- * Process plumbing shared by the entry points: run shutdown steps once on SIGINT/SIGTERM, serve
- * /metrics and /healthz for a worker started alone, and tell whether a module is the entry point.
+ * Process plumbing shared by the entry points: run a service until SIGINT/SIGTERM and close it once,
+ * serve /metrics and /healthz for a worker started alone, and run a module's main when it is the entry.
  */
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
-import type { Logger } from './log.js';
+import { loadConfig, type Config } from '../config/index.js';
+import { errorMessage } from '../errors.js';
+import { createLogger, type Logger } from './log.js';
 import { metrics } from './metrics.js';
+
+/** Something started that must be closed on shutdown. */
+export interface Service {
+  close(): Promise<void>;
+}
+
+/**
+ * Start a service from the environment's configuration, serve its metrics on METRICS_PORT when asked and
+ * set, and run until SIGINT/SIGTERM, then close it.
+ */
+export async function runService(
+  name: string,
+  start: (config: Config, log: Logger) => Promise<Service>,
+  opts: { metricsServer?: boolean } = {},
+): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config.logLevel, name);
+  const service = await start(config, log);
+  const port = opts.metricsServer ? config.metricsPort : null;
+  const server = port === null ? null : await startMetricsServer(port, config.host, log);
+  await untilSignal(log, async () => {
+    server?.close();
+    await service.close();
+  });
+}
+
+/** Run `main` when `moduleUrl` is the process's entry point: exit with its code, or 1 printing the error. */
+export function runIfEntryPoint(moduleUrl: string, name: string, main: () => Promise<number | void>): void {
+  if (!isEntryPoint(moduleUrl)) return;
+  main().then(
+    (code) => process.exit(code ?? 0),
+    (err: unknown) => {
+      process.stderr.write(`${name}: ${errorMessage(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
 
 export function isEntryPoint(moduleUrl: string): boolean {
   return process.argv[1] !== undefined && moduleUrl === pathToFileURL(process.argv[1]).href;
@@ -37,16 +76,6 @@ export function untilSignal(log: Logger, stop: () => Promise<void>): Promise<voi
     process.once('SIGINT', handler);
     process.once('SIGTERM', handler);
   });
-}
-
-/** METRICS_PORT for workers started alone (unset: no metrics server). */
-export function metricsPortFromEnv(): number | null {
-  const raw = process.env.METRICS_PORT?.trim();
-  if (!raw) return null;
-  const port = Number(raw);
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`METRICS_PORT must be a port number, got "${raw}"`);
-  return port;
 }
 
 /** A minimal HTTP server with GET /metrics and GET /healthz. */

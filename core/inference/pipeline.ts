@@ -4,12 +4,20 @@
  * service stores it (precomputed, encoded in the KV dtype, decoded back), prefill + decoding, and the
  * answer's text reconstruction.
  */
-import { blendPrefill, memorySource, precomputeChunk, type ChunkCacheData } from '../blend/blend.js';
-import type { BlendOptions, BlendPrefill, ChunkKvSource } from '../blend/types.js';
+import {
+  blendPrefill,
+  memorySource,
+  precomputeChunk,
+  type ChunkCacheData,
+  type BlendOptions,
+  type BlendPrefill,
+  type ChunkKvSource,
+} from '../blend/index.js';
 import { decodeChunkKv, encodeChunkKv, type KvDtype } from '../kv/format.js';
 import type { Engine } from '../model/engine.js';
 import { decode, type SamplingOptions } from '../model/generate.js';
 import type { Tokenizer } from '../model/types.js';
+import { InvalidArgumentError } from '../errors.js';
 
 /** Encode a precomputed chunk cache in the stored object format. */
 export function encodeChunkCache(engine: Engine, data: ChunkCacheData, dtype: KvDtype): Buffer {
@@ -38,6 +46,24 @@ export async function storedChunk(engine: Engine, ids: number[], dtype: KvDtype)
   const data = await precomputeChunk(engine, ids);
   const { kv } = decodeChunkKv(encodeChunkCache(engine, data, dtype));
   return memorySource({ ...data, keys: kv.keys, values: kv.values });
+}
+
+/**
+ * The one context-length rule the service and the CLI share: the prompt plus the tokens to generate must
+ * fit the model's positions. The message names `promptField` (what the caller can shorten) when the
+ * prompt alone is too long, else `maxTokensField`.
+ */
+export function checkContextFits(
+  promptTokens: number,
+  maxTokens: number,
+  contextLength: number,
+  fields: { prompt: string; maxTokens: string },
+): void {
+  if (promptTokens + maxTokens <= contextLength) return;
+  const field = promptTokens > contextLength ? fields.prompt : fields.maxTokens;
+  throw new InvalidArgumentError(
+    `${field}: the prompt (${promptTokens} tokens) plus maxTokens (${maxTokens}) exceeds the model's context of ${contextLength} tokens`,
+  );
 }
 
 /** The generated text: decode(prompt + generated) minus decode(prompt), so merges across the seam count. */

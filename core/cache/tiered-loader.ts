@@ -10,24 +10,27 @@
  * layers were served is replaced the same way; the earlier layers passed their checksums, so they are the
  * same bytes the replacement holds.
  */
-import type { ChunkKvSource } from '../blend/types.js';
+import type { ChunkKvSource } from '../blend/index.js';
 import { CacheBlendError, KvFormatError, KvMismatchError, errorMessage } from '../errors.js';
 import {
-  checkKvHeader,
   chunkObjectKey,
   decodeChunkKv,
   decodeKvHeader,
   decodeKvLayer,
-  headerBytesFor,
   layerByteRange,
   totalBytes,
-  type KvExpectation,
   type KvHeader,
 } from '../kv/format.js';
-import type { CacheStats, CacheTier } from '../queue/contracts.js';
+import {
+  checkedHeader,
+  probeChunkObject,
+  type ChunkObjectExpectation,
+  type ProbedObject,
+} from './chunk-object.js';
+import type { CacheStats, CacheTier } from './types.js';
 import { ByteLru } from '../storage/lru.js';
 import type { ObjectStore } from '../storage/types.js';
-import { silentLogger, type Logger } from './log.js';
+import { silentLogger, type Logger } from '../ops/log.js';
 
 export interface ChunkLoaderOptions {
   store: ObjectStore;
@@ -72,63 +75,76 @@ export class TieredChunkLoader {
     return chunkObjectKey(this.opts.fingerprint, key);
   }
 
-  private expectation(tokenIds: readonly number[]): KvExpectation {
+  private expectation(tokenIds: readonly number[]): ChunkObjectExpectation {
     const { fingerprint, numLayers, kvHeads, headDim } = this.opts;
     return { fingerprint, tokenIds, numLayers, kvHeads, headDim };
   }
 
   /** Open a chunk's cache through the tiers; never throws for a missing or bad object (it computes one). */
   async open(key: string, tokenIds: readonly number[], stats: CacheStats): Promise<LoadedChunk> {
-    const expect = this.expectation(tokenIds);
-    const cached = this.lru.get(key);
-    if (cached) {
-      try {
-        const header = decodeKvHeader(cached);
-        checkKvHeader(header, expect);
-        stats.hits.lru++;
-        stats.bytesLoaded.lru += cached.length;
-        return new BufferChunk(this, key, tokenIds, 'lru', cached, header, stats);
-      } catch (err) {
-        this.lru.delete(key);
-        this.log.warn('dropping an invalid LRU entry', { key, error: errorMessage(err) });
-      }
-    }
-    const objKey = this.objectKey(key);
+    const fromLru = this.openFromLru(key, tokenIds, stats);
+    if (fromLru) return fromLru;
     const tiers: [CacheTier, ObjectStore | null][] = [
       ['disk', this.opts.disk],
       ['store', this.opts.store],
     ];
     for (const [tier, reader] of tiers) {
-      if (!reader) continue;
-      let probe: Buffer | null;
-      try {
-        probe = await reader.getRange(objKey, 0, headerBytesFor(tokenIds.length, this.opts.numLayers));
-      } catch (err) {
-        this.log.warn(`chunk cache ${tier} read failed; trying the next tier`, {
-          key,
-          error: errorMessage(err),
-        });
-        continue;
-      }
-      if (probe === null) continue;
-      let header: KvHeader;
-      try {
-        header = decodeKvHeader(probe);
-        checkKvHeader(header, expect);
-      } catch (err) {
-        stats.corrupt++;
-        this.log.warn(`corrupt chunk cache in ${tier}: treated as a miss`, { key, error: errorMessage(err) });
-        const fixed = await this.recover(key, tokenIds, tier, stats);
-        return new BufferChunk(this, key, tokenIds, fixed.tier, fixed.buf, decodeKvHeader(fixed.buf), stats);
-      }
-      stats.hits[tier]++;
-      stats.bytesLoaded[tier] += probe.length;
-      return new RangedChunk(this, key, tokenIds, tier, reader, objKey, header, probe, stats);
+      const opened = reader && (await this.openFromTier(tier, reader, key, tokenIds, stats));
+      if (opened) return opened;
     }
     stats.misses++;
     this.log.debug('chunk cache miss: computing', { key, tokens: tokenIds.length });
     const buf = await this.computeAndStore(key, tokenIds, true);
     return new BufferChunk(this, key, tokenIds, 'computed', buf, decodeKvHeader(buf), stats);
+  }
+
+  private openFromLru(key: string, tokenIds: readonly number[], stats: CacheStats): LoadedChunk | null {
+    const cached = this.lru.get(key);
+    if (!cached) return null;
+    try {
+      const header = checkedHeader(cached, this.expectation(tokenIds));
+      stats.hits.lru++;
+      stats.bytesLoaded.lru += cached.length;
+      return new BufferChunk(this, key, tokenIds, 'lru', cached, header, stats);
+    } catch (err) {
+      this.lru.delete(key);
+      this.log.warn('dropping an invalid LRU entry', { key, error: errorMessage(err) });
+      return null;
+    }
+  }
+
+  /**
+   * A chunk read layer by layer from a disk or store tier. Null when the tier lacks it or cannot be read
+   * (the next tier is tried); a corrupt object there is replaced (see recover).
+   */
+  private async openFromTier(
+    tier: CacheTier,
+    reader: ObjectStore,
+    key: string,
+    tokenIds: readonly number[],
+    stats: CacheStats,
+  ): Promise<LoadedChunk | null> {
+    const objKey = this.objectKey(key);
+    let probed: ProbedObject | null;
+    try {
+      probed = await probeChunkObject(reader, objKey, this.expectation(tokenIds));
+    } catch (err) {
+      if (!(err instanceof KvFormatError || err instanceof KvMismatchError)) {
+        this.log.warn(`chunk cache ${tier} read failed; trying the next tier`, {
+          key,
+          error: errorMessage(err),
+        });
+        return null;
+      }
+      stats.corrupt++;
+      this.log.warn(`corrupt chunk cache in ${tier}: treated as a miss`, { key, error: errorMessage(err) });
+      const fixed = await this.recover(key, tokenIds, tier, stats);
+      return new BufferChunk(this, key, tokenIds, fixed.tier, fixed.buf, decodeKvHeader(fixed.buf), stats);
+    }
+    if (!probed) return null;
+    stats.hits[tier]++;
+    stats.bytesLoaded[tier] += probed.probe.length;
+    return new RangedChunk(this, key, tokenIds, tier, reader, objKey, probed.header, probed.probe, stats);
   }
 
   /** The whole validated object of a chunk, through the tiers (tests and tools). */

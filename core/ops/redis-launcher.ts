@@ -44,7 +44,7 @@ export async function ensureRedis(config: Config, log: Logger): Promise<RedisLau
     log.warn('nothing answers at REDIS_URL yet; waiting for it (requests get 503 meanwhile)');
     return none;
   }
-  const bin = process.env.REDIS_SERVER_BIN || 'redis-server';
+  const bin = config.redisServerBin;
   if (spawnSync(bin, ['--version'], { stdio: 'ignore' }).status !== 0) {
     log.warn(
       `no Redis at ${config.redisUrl} and ${bin} is not installed; install redis-server or set REDIS_URL`,

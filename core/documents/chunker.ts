@@ -53,92 +53,115 @@ function trimSpan(text: string, s: Span): Span {
 export function chunkText(text: string, tok: Tokenizer, budget: number): string[] {
   if (!Number.isInteger(budget) || budget < 1)
     throw new InvalidArgumentError('chunk token budget must be >= 1');
-  const count = (s: Span) => tok.encode(text.slice(s.start, s.end)).length;
-  const maxChars = budget * MAX_CHARS_PER_TOKEN;
+  return new TextPacker(text, tok, budget).chunks();
+}
+
+/** One text's chunking: split into units that fit the budget, pack them greedily, check each chunk. */
+class TextPacker {
+  private readonly maxChars: number;
+
+  constructor(
+    private readonly text: string,
+    private readonly tok: Tokenizer,
+    private readonly budget: number,
+  ) {
+    this.maxChars = budget * MAX_CHARS_PER_TOKEN;
+  }
+
+  private count(s: Span): number {
+    return this.tok.encode(this.text.slice(s.start, s.end)).length;
+  }
+
+  private slice(s: Span): string {
+    return this.text.slice(s.start, s.end);
+  }
 
   /** Pieces of `span` that each fit the budget, in order (level 0: sentences, 1: words, 2: characters). */
-  const pieces = (span: Span, level: number, out: Unit[]) => {
-    if (span.end - span.start <= maxChars) {
-      const tokens = count(span);
-      if (tokens <= budget) {
+  private pieces(span: Span, level: number, out: Unit[]): void {
+    if (span.end - span.start <= this.maxChars) {
+      const tokens = this.count(span);
+      if (tokens <= this.budget) {
         out.push({ ...span, tokens });
         return;
       }
     }
-    if (level < 2) {
-      const parts = splitSpan(text, span, level === 0 ? SENTENCE : WORD);
-      if (parts.length > 1) {
-        for (const p of parts) pieces(p, level + 1, out);
-        return;
-      }
-      pieces(span, level + 1, out);
+    if (level >= 2) {
+      this.cutWord(span, out);
       return;
     }
-    // A "word" longer than the budget: cut it into the longest prefixes that fit.
+    const parts = splitSpan(this.text, span, level === 0 ? SENTENCE : WORD);
+    if (parts.length > 1) for (const p of parts) this.pieces(p, level + 1, out);
+    else this.pieces(span, level + 1, out);
+  }
+
+  /** A "word" longer than the budget: cut it into the longest prefixes that fit. */
+  private cutWord(span: Span, out: Unit[]): void {
     let start = span.start;
     while (start < span.end) {
       let lo = start + 1;
-      let hi = Math.min(span.end, start + maxChars);
+      let hi = Math.min(span.end, start + this.maxChars);
       while (lo < hi) {
         const mid = Math.ceil((lo + hi) / 2);
-        if (count({ start, end: mid }) <= budget) lo = mid;
+        if (this.count({ start, end: mid }) <= this.budget) lo = mid;
         else hi = mid - 1;
       }
       // Never split a UTF-16 surrogate pair.
-      if (lo < span.end && /[\uDC00-\uDFFF]/.test(text[lo]) && lo - 1 > start) lo--;
-      out.push({ start, end: lo, tokens: count({ start, end: lo }) });
+      if (lo < span.end && /[\uDC00-\uDFFF]/.test(this.text[lo]) && lo - 1 > start) lo--;
+      out.push({ start, end: lo, tokens: this.count({ start, end: lo }) });
       start = lo;
     }
-  };
-
-  // Units: a whole paragraph when its pieces add up to the budget or less, else its pieces.
-  const units: Unit[] = [];
-  for (const para of splitSpan(text, { start: 0, end: text.length }, PARAGRAPH)) {
-    const parts: Unit[] = [];
-    pieces(para, 0, parts);
-    const tokens = parts.reduce((a, p) => a + p.tokens, 0);
-    if (parts.length > 1 && tokens <= budget) units.push({ ...para, tokens, parts });
-    else units.push(...parts);
   }
 
-  const chunks: string[] = [];
-  const emit = (group: Unit[]) => {
-    const span = { start: group[0].start, end: group[group.length - 1].end };
-    if (group.length === 1 && !group[0].parts) {
-      chunks.push(text.slice(span.start, span.end)); // a single piece was counted exactly
-      return;
+  /** Units: a whole paragraph when its pieces add up to the budget or less, else its pieces. */
+  private units(): Unit[] {
+    const units: Unit[] = [];
+    for (const para of splitSpan(this.text, { start: 0, end: this.text.length }, PARAGRAPH)) {
+      const parts: Unit[] = [];
+      this.pieces(para, 0, parts);
+      const tokens = parts.reduce((a, p) => a + p.tokens, 0);
+      if (parts.length > 1 && tokens <= this.budget) units.push({ ...para, tokens, parts });
+      else units.push(...parts);
     }
-    if (count(span) <= budget) {
-      chunks.push(text.slice(span.start, span.end));
+    return units;
+  }
+
+  /** A packed group as chunks: one when its exact count fits, else re-packed from its finest pieces. */
+  private emit(group: Unit[], chunks: string[]): void {
+    const span = { start: group[0].start, end: group[group.length - 1].end };
+    // A single piece was counted exactly.
+    if ((group.length === 1 && !group[0].parts) || this.count(span) <= this.budget) {
+      chunks.push(this.slice(span));
       return;
     }
     // The estimate was off: pack again from the finest pieces, checking every merge exactly.
-    const fine = group.flatMap((u) => u.parts ?? [u]);
     let current: Span | null = null;
-    for (const u of fine) {
+    for (const u of group.flatMap((g) => g.parts ?? [g])) {
       const merged: Span | null = current ? { start: current.start, end: u.end } : null;
-      if (merged && count(merged) <= budget) {
+      if (merged && this.count(merged) <= this.budget) {
         current = merged;
         continue;
       }
-      if (current) chunks.push(text.slice(current.start, current.end));
+      if (current) chunks.push(this.slice(current));
       current = u;
     }
-    if (current) chunks.push(text.slice(current.start, current.end));
-  };
-
-  // Pack consecutive units greedily by their estimated counts.
-  let group: Unit[] = [];
-  let used = 0;
-  for (const u of units) {
-    if (group.length > 0 && used + u.tokens > budget) {
-      emit(group);
-      group = [];
-      used = 0;
-    }
-    group.push(u);
-    used += u.tokens;
+    if (current) chunks.push(this.slice(current));
   }
-  if (group.length > 0) emit(group);
-  return chunks.filter((c) => tok.encode(c).length > 0);
+
+  /** Pack consecutive units greedily by their estimated counts. */
+  chunks(): string[] {
+    const chunks: string[] = [];
+    let group: Unit[] = [];
+    let used = 0;
+    for (const u of this.units()) {
+      if (group.length > 0 && used + u.tokens > this.budget) {
+        this.emit(group, chunks);
+        group = [];
+        used = 0;
+      }
+      group.push(u);
+      used += u.tokens;
+    }
+    if (group.length > 0) this.emit(group, chunks);
+    return chunks.filter((c) => this.tok.encode(c).length > 0);
+  }
 }

@@ -1,0 +1,66 @@
+/**
+ * Blend jobs as the API sees them: enqueue one per query, wait for it within QUERY_TIMEOUT_MS (504 with
+ * the job id to poll), map a failed job back to an HTTP error, and present a result with its total time.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Job } from 'bullmq';
+import { errorMessage } from '../core/errors.js';
+import { BLEND_JOB, decodeFailure, type BlendJobData, type BlendJobResult } from '../core/queue/contracts.js';
+import { redisCall } from '../core/queue/redis.js';
+import { roundMs, withTimeout } from '../core/util/time.js';
+import type { ApiDeps } from './deps.js';
+import { HttpError, STATUS, fieldOf } from './errors.js';
+
+export type QueryJob = Job<BlendJobData, BlendJobResult>;
+
+const BLEND_JOB_OPTIONS = {
+  attempts: 1,
+  removeOnComplete: { age: 3_600, count: 10_000 },
+  removeOnFail: { age: 3_600, count: 10_000 },
+} as const;
+
+export function newJobId(): string {
+  return randomUUID();
+}
+
+export function enqueueQuery(deps: ApiDeps, jobId: string, data: BlendJobData): Promise<QueryJob> {
+  return redisCall(
+    () => deps.blendQueue.add(BLEND_JOB, data, { jobId, ...BLEND_JOB_OPTIONS }),
+    'Redis (blend queue)',
+  );
+}
+
+/** Wait for a blend job, bounded by QUERY_TIMEOUT_MS (504 with the job id on timeout). */
+export async function waitForJob(deps: ApiDeps, job: QueryJob, jobId: string): Promise<BlendJobResult> {
+  const timeoutMs = deps.config.queryTimeoutMs;
+  const timedOut = () =>
+    new HttpError(
+      504,
+      'TIMEOUT',
+      `the query did not finish within ${timeoutMs} ms; poll GET /v1/jobs/${jobId}`,
+      {
+        jobId,
+      },
+    );
+  try {
+    return await withTimeout(job.waitUntilFinished(deps.blendEvents, timeoutMs + 1_000), timeoutMs, timedOut);
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    throw jobFailure(err, jobId);
+  }
+}
+
+/** A failed job's error (`CODE: message`, see encodeFailure) as the HTTP error its code maps to. */
+export function jobFailure(err: unknown, jobId: string): HttpError {
+  const { code, message } = decodeFailure(errorMessage(err));
+  const status = STATUS[code] ?? 500;
+  return new HttpError(status, code, status === 500 ? `the query failed: ${message}` : message, {
+    jobId,
+    ...(status === 400 && fieldOf(message) && { field: fieldOf(message) }),
+  });
+}
+
+/** A finished job's result with the request's total time, as the query endpoints return it. */
+export function presentResult(result: BlendJobResult, jobId: string, t0: number) {
+  return { jobId, ...result, timings: { ...result.timings, totalMs: roundMs(performance.now() - t0) } };
+}

@@ -1,0 +1,67 @@
+/**
+ * Chunk caches as blending consumes them: computed alone (BOS + the chunk's ids, stored without BOS's row),
+ * held in memory, or known only by their tokens (full mode never reads a cache).
+ */
+import { InvalidArgumentError } from '../errors.js';
+import type { Engine } from '../model/engine.js';
+import type { KvCache } from '../model/kv-cache.js';
+import type { ChunkKvSource } from './types.js';
+
+export interface ChunkCacheData {
+  tokenIds: number[];
+  positions: Int32Array;
+  keys: Float32Array[];
+  values: Float32Array[];
+}
+
+/** A chunk's cache computed alone: BOS + ids at positions 0…len, stored without BOS's row. */
+export async function precomputeChunk(engine: Engine, tokenIds: readonly number[]): Promise<ChunkCacheData> {
+  if (tokenIds.length === 0) throw new InvalidArgumentError('a chunk needs at least one token');
+  const cache = engine.newCache(tokenIds.length + 1);
+  await engine.forward(cache, [engine.config.bosTokenId, ...tokenIds], { logitRows: 'none' });
+  const r = cache.rowSize;
+  return {
+    tokenIds: [...tokenIds],
+    positions: cache.positions.slice(1, cache.length),
+    keys: cache.keys.map((k) => k.slice(r, cache.length * r)),
+    values: cache.values.map((v) => v.slice(r, cache.length * r)),
+  };
+}
+
+/** An in-memory ChunkKvSource. */
+export function memorySource(data: ChunkCacheData): ChunkKvSource {
+  return {
+    tokenIds: data.tokenIds,
+    layer: async (l) => ({ k: data.keys[l], v: data.values[l] }),
+  };
+}
+
+/** A chunk known only by its tokens, for `full` mode, which never reads a cache. */
+export function tokenIdsOnly(tokenIds: readonly number[]): ChunkKvSource {
+  return {
+    tokenIds,
+    layer: () => Promise.reject(new Error('full mode reads no chunk cache')),
+  };
+}
+
+const bosRows = new WeakMap<Engine, Promise<{ k: Float32Array[]; v: Float32Array[] }>>();
+
+/** BOS at position 0 attends only to itself, so its K/V are the same in every prompt: computed once. */
+function bosKv(engine: Engine): Promise<{ k: Float32Array[]; v: Float32Array[] }> {
+  let p = bosRows.get(engine);
+  if (!p) {
+    p = (async () => {
+      const c = engine.newCache(1);
+      await engine.forward(c, [engine.config.bosTokenId], { logitRows: 'none' });
+      return { k: c.keys.map((k) => k.slice(0, c.rowSize)), v: c.values.map((v) => v.slice(0, c.rowSize)) };
+    })();
+    bosRows.set(engine, p);
+  }
+  return p;
+}
+
+/** Write BOS's K/V into row 0 of every layer. */
+export async function writeBosRows(engine: Engine, cache: KvCache): Promise<void> {
+  const bos = await bosKv(engine);
+  for (let l = 0; l < engine.config.numLayers; l++) cache.writeRows(l, 0, bos.k[l], bos.v[l]);
+}

@@ -1,0 +1,10 @@
+/**
+ * CacheBlend's public interface: prefill in any mode over chunk cache sources, the chunk caches
+ * themselves, the loading controller and the fidelity measurement. Implementation files are internal.
+ */
+export { blendPrefill, validateBlendOptions, DEFAULT_CHECK_LAYER, DEFAULT_RATIO } from './blend.js';
+export { memorySource, precomputeChunk, tokenIdsOnly, type ChunkCacheData } from './chunks.js';
+export { controllerRatio, CostModel } from './controller.js';
+export { klDivergence, measureFidelity, softmax, type FidelityRow } from './fidelity.js';
+export { deviations, topK } from './selection.js';
+export * from './types.js';

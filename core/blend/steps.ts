@@ -1,0 +1,231 @@
+/**
+ * The named steps the prefill modes are composed from: lay the prompt out, read chunk layers into the cache
+ * (keys re-rotated to the chunk's offset), recompute every token through the layers below the check layer,
+ * select tokens by deviation, and recompute the selection through one layer against the mixed cache.
+ *
+ * Cache rows follow prompt order: row 0 is BOS, then each chunk's tokens, then the question; a row's RoPE
+ * position is its prompt index.
+ */
+import { InvalidArgumentError } from '../errors.js';
+import { rotateKeys } from '../kv/rope.js';
+import { buildMask, concatFloat32, type Engine } from '../model/engine.js';
+import type { KvCache } from '../model/kv-cache.js';
+import { deviations, topK } from './selection.js';
+import type { BlendOptions, ChunkKvSource } from './types.js';
+
+export interface PromptLayout {
+  /** BOS + every chunk's ids + the question's ids. */
+  promptIds: number[];
+  /** Prompt index where each chunk starts. */
+  offsets: number[];
+  /** Prompt index of the first question token. */
+  contextEnd: number;
+  /** Prompt index = RoPE position of every row; views of this one array serve every step. */
+  positions: Int32Array;
+}
+
+export function layoutPrompt(
+  bos: number,
+  chunks: readonly ChunkKvSource[],
+  question: readonly number[],
+): PromptLayout {
+  const promptIds = [bos];
+  const offsets: number[] = [];
+  for (const c of chunks) {
+    if (c.tokenIds.length === 0) throw new InvalidArgumentError('a chunk has no tokens');
+    offsets.push(promptIds.length);
+    promptIds.push(...c.tokenIds);
+  }
+  const contextEnd = promptIds.length;
+  promptIds.push(...question);
+  const positions = Int32Array.from({ length: promptIds.length }, (_, i) => i);
+  return { promptIds, offsets, contextEnd, positions };
+}
+
+type LayerKv = { k: Float32Array; v: Float32Array };
+
+/**
+ * Reads chunk caches into a prompt's cache one layer at a time. `prefetch(l)` asks every source for layer
+ * l now, so its bytes arrive while earlier layers compute; `fill(l)` waits for them, copies them into rows
+ * offset…offset+len-1 and rotates the keys from positions 1…len to the chunk's real offset.
+ */
+export class ChunkLayerReader {
+  /** Time spent waiting on sources that were not ready when a layer needed them. */
+  waitedMs = 0;
+  private readonly pending = new Map<string, Promise<LayerKv>>();
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly cache: KvCache,
+    private readonly chunks: readonly ChunkKvSource[],
+    private readonly offsets: readonly number[],
+  ) {}
+
+  prefetch(l: number): void {
+    if (l >= this.engine.config.numLayers) return;
+    this.chunks.forEach((c, i) => {
+      const key = `${i}:${l}`;
+      if (this.pending.has(key)) return;
+      const p = c.layer(l);
+      p.catch(() => undefined); // observed when awaited; avoid an unhandled rejection meanwhile
+      this.pending.set(key, p);
+    });
+  }
+
+  async fill(l: number): Promise<void> {
+    const { numKvHeads: KV, headDim: hd, ropeLayout } = this.engine.config;
+    for (let c = 0; c < this.chunks.length; c++) {
+      const key = `${c}:${l}`;
+      const t0 = performance.now();
+      const { k, v } = await (this.pending.get(key) ?? this.chunks[c].layer(l));
+      this.waitedMs += performance.now() - t0;
+      this.pending.delete(key);
+      const n = this.chunks[c].tokenIds.length;
+      const at = this.offsets[c];
+      // Copy into the cache, then rotate there: the source (an LRU entry, say) must stay as stored.
+      this.cache.writeRows(l, at, k.subarray(0, n * KV * hd), v.subarray(0, n * KV * hd));
+      const rows = this.cache.keys[l].subarray(at * KV * hd, (at + n) * KV * hd);
+      rotateKeys(rows, n, KV, hd, ropeLayout, this.engine.invFreq, at - 1);
+    }
+  }
+
+  /** Every layer from `from` on, each requested one layer ahead of its use. */
+  async fillFrom(from: number): Promise<void> {
+    for (let l = from; l < this.engine.config.numLayers; l++) {
+      this.prefetch(l + 1);
+      await this.fill(l);
+    }
+  }
+}
+
+/** Tokens computed at the current layer: prompt indices in prompt order, and their hidden states. */
+export interface ActiveTokens {
+  indices: Int32Array;
+  hidden: Float32Array;
+}
+
+/**
+ * Run every active token through layers 0…layers-1 (below the check layer, nothing is reused), writing
+ * their K/V. In prefill-sized blocks, as Engine.forward does: each block attends to BOS, the earlier
+ * blocks' fresh rows of the layer, and itself. Expects every prompt token but BOS to be active.
+ */
+export async function recomputeAllTokens(
+  engine: Engine,
+  cache: KvCache,
+  layout: PromptLayout,
+  active: ActiveTokens,
+  layers: number,
+): Promise<Float32Array> {
+  const D = engine.config.hiddenSize;
+  const row = cache.rowSize;
+  const B = engine.prefillBlock;
+  const n = active.indices.length;
+  let hidden = active.hidden;
+  for (let l = 0; l < layers; l++) {
+    const outs: Float32Array[] = [];
+    for (let s = 0; s < n; s += B) {
+      const e = Math.min(n, s + B);
+      const idx = active.indices.subarray(s, e);
+      const r = await engine.runLayer(
+        l,
+        hidden.subarray(s * D, e * D),
+        engine.rope(idx),
+        cache.keys[l].subarray(0, (s + 1) * row),
+        cache.values[l].subarray(0, (s + 1) * row),
+        buildMask(idx, layout.positions.subarray(0, s + 1)),
+      );
+      cache.writeRows(l, s + 1, r.k, r.v);
+      outs.push(r.hidden);
+    }
+    hidden = concatFloat32(outs);
+  }
+  return hidden;
+}
+
+/**
+ * Keep the `target` active context tokens whose fresh K/V at `layer` (projected from their input to the
+ * layer) deviate most from the cached rows (by `opts.metric`, after `opts.adjustDeviations` if given);
+ * question tokens always stay. Unchanged when no more than `target` context tokens are active.
+ */
+export async function selectByDeviation(
+  engine: Engine,
+  cache: KvCache,
+  layer: number,
+  active: ActiveTokens,
+  contextEnd: number,
+  target: number,
+  opts: Pick<BlendOptions, 'metric' | 'adjustDeviations'>,
+): Promise<ActiveTokens> {
+  const D = engine.config.hiddenSize;
+  const activeCtx = active.indices.filter((i) => i < contextEnd);
+  const ctxCount = activeCtx.length;
+  if (target >= ctxCount) return active;
+  const fresh = await engine.projectKv(
+    layer,
+    active.hidden.subarray(0, ctxCount * D),
+    engine.rope(activeCtx),
+  );
+  const metric = opts.metric ?? 'k';
+  const scores = deviations(metric, cache.rowSize, fresh, cache.keys[layer], cache.values[layer], activeCtx);
+  opts.adjustDeviations?.(layer, activeCtx, scores);
+  // Survivors first (ascending), then the question tokens, which follow the context in prompt order.
+  const keep = [
+    ...topK(scores, target),
+    ...Array.from({ length: active.indices.length - ctxCount }, (_, q) => ctxCount + q),
+  ];
+  const indices = new Int32Array(keep.length);
+  const hidden = new Float32Array(keep.length * D);
+  keep.forEach((from, i) => {
+    indices[i] = active.indices[from];
+    hidden.set(active.hidden.subarray(from * D, (from + 1) * D), i * D);
+  });
+  return { indices, hidden };
+}
+
+/**
+ * Block size for the selective layers. The selected tokens are spread over the whole prompt; on the CPU,
+ * splitting them into four position-ordered blocks lets early blocks skip the keys after them (as causal
+ * prefill does), at the price of smaller matrix products: blend at 4×512 went from 864 to 774 ms. On a GPU
+ * provider every extra run copies the cache to the device again, so there it runs as few blocks as it can.
+ */
+function selectiveBlock(engine: Engine, active: number): number {
+  const B = engine.prefillBlock;
+  return engine.executionProvider === 'cpu' ? Math.min(B, Math.max(64, Math.ceil(active / 4))) : B;
+}
+
+/**
+ * Run the active tokens through `layer`, attending by position over the whole mixed cache, and overwrite
+ * their rows with the fresh K/V. Rows of active tokens not computed yet at this layer (stale context rows,
+ * unwritten question rows) stay hidden; each block sees the fresh rows the blocks before it wrote.
+ */
+export async function recomputeSelected(
+  engine: Engine,
+  cache: KvCache,
+  layer: number,
+  active: ActiveTokens,
+  positions: Int32Array,
+): Promise<Float32Array> {
+  const D = engine.config.hiddenSize;
+  const row = cache.rowSize;
+  const notYetComputed = new Uint8Array(positions.length);
+  for (const i of active.indices) notYetComputed[i] = 1;
+  const outs: Float32Array[] = [];
+  const block = selectiveBlock(engine, active.indices.length);
+  for (let s = 0; s < active.indices.length; s += block) {
+    const idx = active.indices.subarray(s, Math.min(active.indices.length, s + block));
+    // Active tokens are in prompt order, so this block needs only the rows up to its last token.
+    const end = idx[idx.length - 1] + 1;
+    const out = await engine.runLayer(
+      layer,
+      active.hidden.subarray(s * D, (s + idx.length) * D),
+      engine.rope(idx),
+      cache.keys[layer].subarray(0, end * row),
+      cache.values[layer].subarray(0, end * row),
+      buildMask(idx, positions.subarray(0, end), notYetComputed.subarray(0, end)),
+    );
+    cache.writeRowsAt(layer, idx, out.k, out.v);
+    for (const i of idx) notYetComputed[i] = 0;
+    outs.push(out.hidden);
+  }
+  return concatFloat32(outs);
+}

@@ -1,0 +1,88 @@
+/**
+ * The scaffold both workers stand on: a BullMQ Worker whose processor is instrumented (queue wait and job
+ * duration by outcome in the metrics), whose failures cross Redis as `CODE: message` (encodeFailure) so
+ * the API can map them to HTTP statuses, with errors the caller caused marked unrecoverable (no retry), and
+ * a close() that waits for running jobs (bounded) before releasing what the worker holds.
+ */
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { CacheBlendError, errorMessage } from '../errors.js';
+import type { Logger } from '../ops/log.js';
+import { metrics } from '../ops/metrics.js';
+import { withTimeout } from '../util/time.js';
+import { encodeFailure } from './contracts.js';
+import { closeRedis } from './redis.js';
+
+/** Error codes the job's input caused: retrying will not help. */
+const UNRECOVERABLE = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'KV_MISMATCH', 'UNSUPPORTED_MODEL']);
+
+export interface QueueWorkerOptions<D, R> {
+  queue: string;
+  /** A `worker`-role connection (core/queue/redis.ts); closed with the worker. */
+  connection: Redis;
+  prefix: string;
+  concurrency: number;
+  log: Logger;
+  process(job: Job<D, R>): Promise<R>;
+  /** Called once a job has failed for good (no attempts left, or unrecoverable), with the encoded error. */
+  onFinalFailure?(job: Job<D, R>, failure: string): Promise<void>;
+}
+
+export interface QueueWorker<D, R> {
+  worker: Worker<D, R>;
+  /** Stop taking jobs, wait up to 10 s for running ones (then force), close the connection. */
+  close(): Promise<void>;
+}
+
+/** The error BullMQ records for a failed job: code-prefixed, unrecoverable when the input caused it. */
+export function failureFor(err: unknown): Error {
+  if (err instanceof UnrecoverableError) return err;
+  const code = err instanceof CacheBlendError ? err.code : 'INTERNAL';
+  const message = /^[A-Z_]+: /.test(errorMessage(err))
+    ? errorMessage(err)
+    : encodeFailure(code, errorMessage(err));
+  return UNRECOVERABLE.has(code) ? new UnrecoverableError(message) : new Error(message);
+}
+
+export async function startQueueWorker<D, R>(opts: QueueWorkerOptions<D, R>): Promise<QueueWorker<D, R>> {
+  const m = metrics();
+  const { queue, log } = opts;
+  const processor = async (job: Job<D, R>): Promise<R> => {
+    const t0 = performance.now();
+    const waited = Math.max(0, (job.processedOn ?? Date.now()) - job.timestamp);
+    m.jobQueueWait.observe({ queue }, waited / 1000);
+    try {
+      const result = await opts.process(job);
+      m.jobDuration.observe({ queue, outcome: 'completed' }, (performance.now() - t0) / 1000);
+      return result;
+    } catch (err) {
+      m.jobDuration.observe({ queue, outcome: 'failed' }, (performance.now() - t0) / 1000);
+      const failure = failureFor(err);
+      const final = failure instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      log.warn(`${queue} job failed`, {
+        jobId: job.id,
+        attempt: job.attemptsMade + 1,
+        final,
+        error: failure.message,
+      });
+      if (final) await opts.onFinalFailure?.(job, failure.message).catch(() => undefined);
+      throw failure;
+    }
+  };
+  const worker = new Worker<D, R>(queue, processor, {
+    connection: opts.connection,
+    prefix: opts.prefix,
+    concurrency: opts.concurrency,
+  });
+  worker.on('error', (err) => log.warn(`${queue} worker error`, { error: errorMessage(err) }));
+  await worker.waitUntilReady().catch(() => undefined);
+  return {
+    worker,
+    async close() {
+      await withTimeout(worker.close(), 10_000, `closing the ${queue} worker`).catch(() =>
+        worker.close(true),
+      );
+      await closeRedis(opts.connection);
+    },
+  };
+}
