@@ -2,6 +2,7 @@
 import { Router } from 'express';
 import { documentIdSchema } from '../../core/documents/manifest.js';
 import { NotFoundError } from '../../core/errors.js';
+import { requestIdOf } from '../access-log.js';
 import { requireModel, type ApiDeps } from '../deps.js';
 import { DocumentBody, parseBody, parseParam } from '../schemas.js';
 
@@ -11,7 +12,9 @@ export function documentsRouter(deps: ApiDeps): Router {
 
   router.post('/', async (req, res) => {
     const body = parseBody(DocumentBody, req.body);
-    const r = await docs.ingest(body, requireModel(deps), config.chunkTokenBudget);
+    const r = await docs.ingest(body, requireModel(deps), config.chunkTokenBudget, {
+      requestId: requestIdOf(req),
+    });
     res.status(202).json({ id: r.id, chunks: r.chunks, enqueued: r.enqueued.length });
   });
 

@@ -119,7 +119,12 @@ export class DocumentService {
    * Store a document (replacing one with the same id) and enqueue precompute jobs for its chunks that are
    * not ready. Writes the manifest first, so Redis never names a document the store does not describe.
    */
-  async ingest(input: DocumentInput, model: ModelIdentity, budget: number): Promise<IngestResult> {
+  async ingest(
+    input: DocumentInput,
+    model: ModelIdentity,
+    budget: number,
+    opts: { requestId?: string } = {},
+  ): Promise<IngestResult> {
     const { id, chunks } = await this.prepare(input, model, budget);
     const keys = chunks.map((c) => c.key);
     const keysJson = JSON.stringify(keys);
@@ -152,7 +157,12 @@ export class DocumentService {
     const enqueued = parseList(enqueueJson);
     const byKey = new Map(chunks.map((c) => [c.key, c]));
     await this.enqueue(
-      enqueued.map((k) => ({ key: k, fingerprint: model.fingerprint, tokenIds: byKey.get(k)!.tokenIds })),
+      enqueued.map((k) => ({
+        key: k,
+        fingerprint: model.fingerprint,
+        tokenIds: byKey.get(k)!.tokenIds,
+        ...(opts.requestId && { requestId: opts.requestId }),
+      })),
     );
     const orphans = parseList(orphansJson);
     if (orphans.length > 0) await this.collect(orphans, 5_000);

@@ -19,6 +19,8 @@ export interface PrecomputeJobData {
   /** Fingerprint of the model the chunk's cache must be computed with. */
   fingerprint: string;
   tokenIds: number[];
+  /** Id of the HTTP request (or batch run) that enqueued the chunk, for log correlation. */
+  requestId?: string;
 }
 
 export interface PrecomputeJobResult {
@@ -51,6 +53,8 @@ export interface BlendJobData {
   seed: number;
   /** Publish the answer's text as job progress while it is generated (for SSE). */
   stream: boolean;
+  /** Id of the HTTP request that made the job, for log correlation. */
+  requestId?: string;
 }
 
 export interface BlendJobResult {

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { CONFIG_VARIABLES, loadConfig, redactConfig } from '../../core/config/index.js';
 import { ConfigError } from '../../core/errors.js';
+import { projectRoot } from '../../core/util/fs.js';
 
 const cwd = '/srv/app';
 const load = (env: Record<string, string | undefined> = {}) => loadConfig(env, { cwd });
@@ -31,7 +32,7 @@ describe('loadConfig', () => {
       s3: { region: 'us-east-1', forcePathStyle: true },
       model: 'stories260K',
       modelSource: {
-        searchPath: ['/srv/shared/models', '/srv/app/.data/models'],
+        searchPath: [path.join(projectRoot(), 'models'), '/srv/app/.data/models'],
         cacheDir: path.join(os.homedir(), '.cache', 'cacheblend', 'models'),
         allowDownload: false,
         endpoint: 'https://huggingface.co',
@@ -127,10 +128,7 @@ describe('loadConfig', () => {
     expect(c.dataDir).toBe('/srv/app/state');
     expect(c.kvStoreUrl).toBe('file:///srv/app/state/kv');
     expect(c.diskCacheDir).toBe('/srv/app/state/disk-cache');
-    expect(c.modelSource.searchPath).toEqual([
-      path.resolve(cwd, '../shared/models'),
-      '/srv/app/state/models',
-    ]);
+    expect(c.modelSource.searchPath).toEqual([path.join(projectRoot(), 'models'), '/srv/app/state/models']);
   });
 
   it('makes relative file:// store URLs absolute and keeps others', () => {
