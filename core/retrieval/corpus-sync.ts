@@ -35,6 +35,13 @@ async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promi
   await Promise.all(lanes);
 }
 
+/** Order of two stream ids (`<ms>-<seq>`). */
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(BigInt);
+  const [bm, bs] = b.split('-').map(BigInt);
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
+}
+
 export class CorpusSync {
   readonly index = new CorpusIndex();
   /** Resolves once the first rebuild has finished. */
@@ -133,6 +140,16 @@ export class CorpusSync {
     });
   }
 
+  /**
+   * True when the log no longer holds the last entry applied: it was trimmed past this process (more than
+   * CORPUS_LOG_LENGTH changes behind), so entries after it may be lost.
+   */
+  private async trimmedPast(): Promise<boolean> {
+    if (this.lastId === '0-0') return false;
+    const first = await this.tail.xrange(this.docs.keys.corpusLog, '-', '+', 'COUNT', 1);
+    return first.length > 0 && compareIds(first[0][0], this.lastId) > 0;
+  }
+
   /** Apply change-log entries as they come, until stopped (or a Redis error, which the caller handles). */
   private async follow(): Promise<void> {
     while (!this.stopped) {
@@ -147,6 +164,7 @@ export class CorpusSync {
       )) as [string, [string, string[]][]][] | null;
       const entries = reply?.[0]?.[1] ?? [];
       if (entries.length === 0) continue;
+      if (await this.trimmedPast()) throw new Error('the change log was trimmed past this process');
       // Syncing reads the current state, so a document named several times is synced once.
       const changed = new Set<string>();
       for (const [, fields] of entries) {
