@@ -30,6 +30,7 @@
  * | MAX_BODY_BYTES          | 1048576 (1 MiB)                           |                                         |
  * | QUEUE_PREFIX            | cacheblend                                | BullMQ key prefix                       |
  * | BLEND_CONCURRENCY       | 1                                         |                                         |
+ * | BLEND_MIN_RATIO         | 0.15                                      | r_min of `ratio: "auto"`, in [0, 1]     |
  * | PRECOMPUTE_CONCURRENCY  | 1                                         |                                         |
  * | LOG_LEVEL               | info                                      | trace, debug, info, warn, error, silent |
  * | METRICS_PORT            | (none)                                    | a worker started alone serves /metrics  |
@@ -88,6 +89,8 @@ export interface Config {
   readonly maxBodyBytes: number;
   readonly queuePrefix: string;
   readonly blendConcurrency: number;
+  /** r_min of `ratio: "auto"`: the loading controller never recomputes less than this fraction. */
+  readonly blendMinRatio: number;
   readonly precomputeConcurrency: number;
   readonly logLevel: LogLevel;
   /** Port of the /metrics server of a worker started alone; null: none. */
@@ -178,6 +181,11 @@ const EnvSchema = z.object({
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters from A-Z a-z 0-9 _ . -')
     .default('cacheblend'),
   BLEND_CONCURRENCY: int(1, 1024, 1),
+  BLEND_MIN_RATIO: z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a number in [0, 1]')
+    .transform(Number)
+    .default(0.15),
   PRECOMPUTE_CONCURRENCY: int(1, 1024, 1),
   LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'], 'info'),
   METRICS_PORT: integer(0, 65535).optional(),
@@ -217,6 +225,7 @@ export function loadConfig(
     maxBodyBytes: e.MAX_BODY_BYTES,
     queuePrefix: e.QUEUE_PREFIX,
     blendConcurrency: e.BLEND_CONCURRENCY,
+    blendMinRatio: e.BLEND_MIN_RATIO,
     precomputeConcurrency: e.PRECOMPUTE_CONCURRENCY,
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT ?? null,

@@ -24,6 +24,7 @@ export function engineThreadInit(
     diskCacheDir: config.diskCacheDir,
     lruBytes: config.lruBytes,
     kvDtype: config.kvDtype,
+    minRatio: config.blendMinRatio,
     logLevel: config.logLevel,
     ...overrides,
   };

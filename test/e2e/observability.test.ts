@@ -95,10 +95,11 @@ describe('request ids and access logs', () => {
       await queue.close();
       await closeRedis(redis);
     }
-    // A query that cannot fit the context fails in the worker: its log line names the request.
+    // Raw chunks that cannot fit the context fail in the worker (the API does not tokenize them): its log
+    // line names the request.
     const tooLong = await post(
       '/v1/query',
-      { question: 'and then '.repeat(300), documents: ['obs-doc'] },
+      { question: 'Lily', chunks: ['and then '.repeat(300)] },
       'query-too-long',
     );
     expect(tooLong.status).toBe(400);

@@ -47,6 +47,7 @@ describe('loadConfig', () => {
       maxBodyBytes: 1024 * 1024,
       queuePrefix: 'cacheblend',
       blendConcurrency: 1,
+      blendMinRatio: 0.15,
       precomputeConcurrency: 1,
       logLevel: 'info',
       metricsPort: null,
@@ -81,6 +82,7 @@ describe('loadConfig', () => {
       MAX_BODY_BYTES: '2048',
       QUEUE_PREFIX: 'cb-test',
       BLEND_CONCURRENCY: '4',
+      BLEND_MIN_RATIO: '0.3',
       PRECOMPUTE_CONCURRENCY: '2',
       LOG_LEVEL: 'debug',
       METRICS_PORT: '9100',
@@ -117,6 +119,7 @@ describe('loadConfig', () => {
       maxBodyBytes: 2048,
       queuePrefix: 'cb-test',
       blendConcurrency: 4,
+      blendMinRatio: 0.3,
       precomputeConcurrency: 2,
       logLevel: 'debug',
       metricsPort: 9100,
@@ -169,6 +172,8 @@ describe('loadConfig', () => {
     ['QUERY_TIMEOUT_MS', 'soon'],
     ['MAX_BODY_BYTES', '0'],
     ['BLEND_CONCURRENCY', '0'],
+    ['BLEND_MIN_RATIO', '1.5'],
+    ['BLEND_MIN_RATIO', 'auto'],
     ['PRECOMPUTE_CONCURRENCY', 'two'],
     ['S3_FORCE_PATH_STYLE', 'yes'],
     ['S3_FORCE_PATH_STYLE', 'TRUE '],
@@ -253,7 +258,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(29);
+    expect(CONFIG_VARIABLES).toHaveLength(30);
   });
 
   it('documents every variable in the README configuration table', () => {
