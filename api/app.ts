@@ -5,11 +5,13 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { errorMessage } from '../core/errors.js';
 import { silentLogger } from '../core/ops/log.js';
 import { metrics } from '../core/ops/metrics.js';
+import { accessLog, requestIdOf } from './access-log.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, toHttpError } from './errors.js';
 import { documentsRouter } from './routes/documents.js';
 import { healthRouter } from './routes/health.js';
 import { jobsRouter } from './routes/jobs.js';
+import { openAiRouter } from './routes/openai.js';
 import { queriesRouter } from './routes/queries.js';
 
 export function createApp(deps: ApiDeps): express.Express {
@@ -17,6 +19,7 @@ export function createApp(deps: ApiDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use(accessLog(log));
   app.use(requestTimer());
   app.use(express.json({ limit: deps.config.maxBodyBytes }));
 
@@ -24,6 +27,7 @@ export function createApp(deps: ApiDeps): express.Express {
   app.use('/v1/documents', documentsRouter(deps));
   app.use('/v1/query', queriesRouter(deps));
   app.use('/v1/jobs', jobsRouter(deps));
+  app.use('/v1', openAiRouter(deps));
 
   app.use((req, _res, next) => {
     next(new HttpError(404, 'NOT_FOUND', `no route for ${req.method} ${req.path}`));
@@ -32,6 +36,7 @@ export function createApp(deps: ApiDeps): express.Express {
     const e = toHttpError(err);
     if (e.status >= 500) {
       log.error('request failed', {
+        requestId: requestIdOf(req),
         method: req.method,
         path: req.path,
         status: e.status,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick-start demo: bring the service up on the embedded defaults (Redis started under .data if none
-# answers, file KV store, stories260K from ../shared/models), ingest a document, wait until its chunk
+# answers, file KV store, stories260K from models/), ingest a document, wait until its chunk
 # caches are precomputed, ask a question in blend and full mode, then keep serving until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,12 +13,16 @@ if [[ -z "${REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1; then
   exit 1
 fi
 
-npm start &
+# Build (incremental), then the service itself, not `npm start`: npm does not pass SIGTERM on, so
+# stopping it would orphan the server.
+npm run --silent build
+mkdir -p .data
+node bin/cacheblend.js serve 2>>.data/service.log &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 
-echo "demo: waiting for ${base}/readyz ..."
+echo "demo: service logs go to .data/service.log; waiting for ${base}/readyz ..."
 for _ in $(seq 1 240); do
   curl -sf "${base}/readyz" >/dev/null 2>&1 && break
   kill -0 "$pid" 2>/dev/null || { echo "demo: the service exited" >&2; exit 1; }

@@ -69,7 +69,7 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
     prefix: config.queuePrefix,
     concurrency: config.precomputeConcurrency,
     log,
-    process: (job) => precomputeJob(ctx, job),
+    process: (job, jobLog) => precomputeJob({ ...ctx, log: jobLog }, job),
     onFinalFailure: (job, failure) => docs.markFailed(job.data.key, failure),
   });
   const sweep = startSweep(docs, opts.sweepMs ?? 60_000);

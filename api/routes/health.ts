@@ -1,10 +1,11 @@
-/** Liveness, readiness (Redis, object store, model) and Prometheus metrics. */
+/** Liveness, readiness (Redis, object store, model), Prometheus metrics and the OpenAPI document. */
 import { Router } from 'express';
 import { errorMessage } from '../../core/errors.js';
 import { metrics } from '../../core/ops/metrics.js';
 import { pingRedis } from '../../core/queue/redis.js';
 import { withTimeout } from '../../core/util/time.js';
 import { modelState, type ApiDeps } from '../deps.js';
+import { openApiDocument } from '../openapi.js';
 
 export function healthRouter(deps: ApiDeps): Router {
   const router = Router();
@@ -28,6 +29,10 @@ export function healthRouter(deps: ApiDeps): Router {
         checks,
       },
     });
+  });
+
+  router.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
   });
 
   router.get('/metrics', async (_req, res) => {

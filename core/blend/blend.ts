@@ -1,9 +1,13 @@
 /**
  * CacheBlend prefill over precomputed chunk caches, and the three baselines. Every mode builds the same
- * prompt `BOS + ids(c1) + … + ids(cn) + ids(q)` at positions 0…N-1, so modes differ only in what they
- * recompute; each is a short composition of the steps of `PrefillSteps` (prefill-steps.ts), done on the
- * host (host-steps.ts, over the functions in steps.ts) or, for a device-resident engine, on the GPU
- * (device-steps.ts).
+ * prompt `BOS + ids(prefix) + ids(c1) + … + ids(cn) + ids(suffix)` at positions 0…N-1, so modes differ only
+ * in what they recompute; each is a short composition of the steps of `PrefillSteps` (prefill-steps.ts),
+ * done on the host (host-steps.ts, over the functions in steps.ts) or, for a device-resident engine, on
+ * the GPU (device-steps.ts).
+ *
+ * The prefix (a template's system prompt) is a true prefix cache: computed alone as BOS + prefix, its rows
+ * sit at their own positions 1…p in every prompt, so every mode reuses them as they are — never rotated,
+ * never selected, never recomputed. They are exact: the prefix attends only to BOS and itself.
  */
 import { InvalidArgumentError } from '../errors.js';
 import type { Engine, SequenceCache } from '../model/engine.js';
@@ -36,11 +40,13 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number): void {
   }
 }
 
-/** One prefill in progress: the prompt's layout and the steps (with the cache) the mode runs. */
+/** One prefill in progress: the prompt's layout and the cache the mode fills. */
 interface PrefillRun {
   engine: Engine;
+  prefix: ChunkKvSource | null;
   chunks: readonly ChunkKvSource[];
   layout: PromptLayout;
+  /** The steps the mode runs, on the host or on the device; they own the prompt's cache. */
   steps: PrefillSteps;
   contextTokens: number;
   opts: BlendOptions;
@@ -52,12 +58,14 @@ interface ModeOutcome {
   recomputedTokens: number;
   ratio: number;
   loadWaitMs: number;
+  selected?: Int32Array[];
 }
 
 /**
  * Prefill the prompt in the requested mode. Returns a cache holding the whole prompt (ready for decoding;
- * a host cache has room for `extraCapacity` more rows) and the first token's logits. A device-resident
- * engine keeps the cache on the GPU.
+ * a host cache has room for `extraCapacity` more rows, a device-resident engine's stays on the GPU) and
+ * the first token's logits. `questionIds` are the suffix's
+ * ids (the question as the template wraps it); `prefix` is the template prefix's cache, if any.
  */
 export async function blendPrefill(
   engine: Engine,
@@ -65,24 +73,28 @@ export async function blendPrefill(
   questionIds: readonly number[],
   opts: BlendOptions,
   extraCapacity = 0,
+  prefix: ChunkKvSource | null = null,
 ): Promise<{ cache: SequenceCache; prefill: BlendPrefill }> {
   validateBlendOptions(opts, engine.config.numLayers);
   if (questionIds.length === 0) throw new InvalidArgumentError('the question has no tokens');
+  if (prefix && prefix.tokenIds.length === 0) prefix = null;
   const t0 = performance.now();
-  const layout = layoutPrompt(engine.config.bosTokenId, chunks, questionIds);
+  const layout = layoutPrompt(engine.config.bosTokenId, chunks, questionIds, prefix);
   const N = layout.promptIds.length;
   const steps: PrefillSteps = engine.device
     ? new DevicePrefillSteps(engine.device, layout)
     : new HostPrefillSteps(engine, layout, N + extraCapacity);
-  const run: PrefillRun = { engine, chunks, layout, steps, contextTokens: layout.contextEnd - 1, opts };
+  const contextTokens = layout.contextEnd - layout.contextStart;
+  const run: PrefillRun = { engine, prefix, chunks, layout, steps, contextTokens, opts };
   const outcome = await MODES[opts.mode](run);
   const ttftMs = performance.now() - t0;
-  const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs } = outcome;
+  const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected } = outcome;
   return {
     cache: steps.cache,
     prefill: {
       mode: opts.mode,
       promptTokens: N,
+      prefixTokens: layout.contextStart - 1,
       contextTokens: run.contextTokens,
       recomputedTokens,
       ratio,
@@ -93,6 +105,7 @@ export async function blendPrefill(
         computeMs: ttftMs - loadWaitMs,
         ...(steps.stepMs ? { steps: { ...steps.stepMs } } : {}),
       },
+      ...(selected && { selected }),
     },
   };
 }
@@ -110,23 +123,38 @@ async function fullPrefill({ engine, steps, layout, contextTokens }: PrefillRun)
   return { firstTokenLogits, recomputedTokens: contextTokens, ratio: 1, loadWaitMs: 0 };
 }
 
-/** Prefix caching: BOS and the first chunk sit where they were precomputed; prefill everything after. */
-async function prefixPrefill({ engine, steps, layout, chunks }: PrefillRun): Promise<ModeOutcome> {
-  const first = chunks.slice(0, 1);
-  const end = first.length ? layout.offsets[0] + first[0].tokenIds.length : 1;
-  await steps.reuseChunks(first, end);
+/**
+ * Prefix caching: BOS and the longest exactly cached prefix sit where they were precomputed — the template's
+ * prefix when there is one (a chunk after it was computed without it, so it is not exact), else the first
+ * chunk; prefill everything after.
+ */
+async function prefixPrefill({ engine, steps, layout, chunks, prefix }: PrefillRun): Promise<ModeOutcome> {
+  const reused = prefix ? [prefix] : chunks.slice(0, 1);
+  const end = reused.length ? 1 + reused[0].tokenIds.length : 1;
+  await steps.reuseChunks(reused, [1], end);
   const firstTokenLogits = await engine.forward(steps.cache, layout.promptIds.slice(end));
   return {
     firstTokenLogits,
-    recomputedTokens: layout.contextEnd - end,
+    recomputedTokens: layout.contextEnd - Math.max(end, layout.contextStart),
     ratio: 1,
     loadWaitMs: steps.waitedMs,
   };
 }
 
+/** The prefix (at its own positions) and every chunk (rotated to its offset) as one set of sources. */
+function allSources({ prefix, chunks, layout }: PrefillRun): [ChunkKvSource[], number[]] {
+  return prefix
+    ? [
+        [prefix, ...chunks],
+        [1, ...layout.offsets],
+      ]
+    : [[...chunks], layout.offsets];
+}
+
 /** Every chunk's cache rotated into place as is; only the question is computed. */
-async function reusePrefill({ engine, steps, layout, chunks }: PrefillRun): Promise<ModeOutcome> {
-  await steps.reuseChunks(chunks, layout.contextEnd);
+async function reusePrefill(run: PrefillRun): Promise<ModeOutcome> {
+  const { engine, steps, layout } = run;
+  await steps.reuseChunks(...allSources(run), layout.contextEnd);
   const firstTokenLogits = await engine.forward(steps.cache, layout.promptIds.slice(layout.contextEnd));
   return { firstTokenLogits, recomputedTokens: 0, ratio: 0, loadWaitMs: steps.waitedMs };
 }
@@ -141,7 +169,8 @@ function chosenRatio(opts: BlendOptions, contextTokens: number): number {
  * CacheBlend. Layers below the check layer are recomputed for every token (their cached rows are never
  * loaded); from the check layer on, each layer keeps the context tokens whose fresh K/V deviate most from
  * the cached rows (the check layer's selection, narrowed further under gradual filtering) plus the
- * question, recomputes only them and overwrites their rows. Decoding continues on the blended cache.
+ * question, recomputes only them and overwrites their rows. The prefix's rows are exact: read, never
+ * recomputed. Decoding continues on the blended cache.
  *
  * Layers run in segments: one layer at a time while gradual ratios still narrow the selection, then the
  * rest in one segment (a device-resident engine runs each segment in one call).
@@ -153,17 +182,25 @@ async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
   const metric = opts.metric ?? 'k';
   const ratio = chosenRatio(opts, contextTokens);
   const ratios = opts.gradualRatios ?? [ratio];
-  await steps.prepareBlend(chunks, checkLayer);
+  await steps.prepareBlend(run.prefix, chunks, checkLayer);
   let scores: Float64Array | null = await steps.recomputeAll(checkLayer, metric);
-  let recomputedTokens = 0;
+  const selected: Int32Array[] = []; // context rows recomputed at each layer from the check layer on
   for (let l = checkLayer; l < L;) {
     const target = Math.round(ratios[Math.min(l - checkLayer, ratios.length - 1)] * contextTokens);
-    if (scores && target < steps.activeContext.length) steps.keep(topK(scores, target));
-    if (l === checkLayer) recomputedTokens = steps.activeContext.length;
+    if (scores && target < steps.activeContext.length) {
+      opts.adjustDeviations?.(l, steps.activeContext, scores);
+      steps.keep(topK(scores, target));
+    }
     const next = l - checkLayer + 1 < ratios.length ? l + 1 : L;
     scores = await steps.recomputeSelected(l, next, next < L ? metric : null);
-    l = next;
+    for (; l < next; l++) selected.push(steps.activeContext.slice());
   }
   const firstTokenLogits = await steps.finishBlend();
-  return { firstTokenLogits, recomputedTokens, ratio, loadWaitMs: steps.waitedMs };
+  return {
+    firstTokenLogits,
+    recomputedTokens: selected[0].length,
+    ratio,
+    loadWaitMs: steps.waitedMs,
+    selected,
+  };
 }

@@ -79,43 +79,62 @@ export class DevicePrefillSteps implements PrefillSteps {
     }
   }
 
-  private async assemble(chunks: readonly ChunkKvSource[], from: number, questionRows: number) {
-    const onDevice = await this.timed('load+upload', () => this.deviceChunks(chunks));
+  private async assemble(
+    sources: readonly ChunkKvSource[],
+    offsets: readonly number[],
+    questionRows: number,
+  ) {
+    const onDevice = await this.timed('load+upload', () => this.deviceChunks(sources));
     try {
-      return await this.timed('assemble', () =>
-        this.runner.assemble(onDevice, this.layout.offsets, from, questionRows),
-      );
+      return await this.timed('assemble', () => this.runner.assemble(onDevice, offsets, 0, questionRows));
     } finally {
       for (const c of onDevice) c.release();
     }
   }
 
-  async reuseChunks(chunks: readonly ChunkKvSource[], end: number): Promise<void> {
-    const { k, v } = await this.assemble(chunks, 0, 0);
+  async reuseChunks(
+    sources: readonly ChunkKvSource[],
+    offsets: readonly number[],
+    end: number,
+  ): Promise<void> {
+    const { k, v } = await this.assemble(sources, offsets, 0);
     this.cache.replace(k, v, end);
   }
 
-  async prepareBlend(chunks: readonly ChunkKvSource[], check: number): Promise<void> {
+  /** Every layer's rows assembled: the front reads BOS's and the prefix's rows below the check layer. */
+  async prepareBlend(
+    prefix: ChunkKvSource | null,
+    chunks: readonly ChunkKvSource[],
+    check: number,
+  ): Promise<void> {
     this.check = check;
-    const questionRows = this.layout.promptIds.length - this.layout.contextEnd;
-    this.upper = await this.assemble(chunks, check, questionRows);
+    const { offsets, promptIds, contextEnd } = this.layout;
+    const sources = prefix ? [prefix, ...chunks] : [...chunks];
+    const all = await this.assemble(
+      sources,
+      prefix ? [1, ...offsets] : offsets,
+      promptIds.length - contextEnd,
+    );
+    this.lower = { k: all.k.slice(0, check), v: all.v.slice(0, check) };
+    this.upper = { k: all.k.slice(check), v: all.v.slice(check) };
   }
 
   async recomputeAll(check: number, metric: DeviationMetric): Promise<Float64Array> {
-    const { promptIds, contextEnd, positions } = this.layout;
+    const { contextStart, contextEnd, positions } = this.layout;
     const front = await this.timed('recomputeAll+score', () =>
       this.runner.blendFront(
-        promptIds,
-        contextEnd - 1,
+        this.layout,
         { k: this.upper.k[0], v: this.upper.v[0] },
+        this.lower,
         check,
         metric,
       ),
     );
+    for (const t of [...this.lower.k, ...this.lower.v]) t.dispose();
     this.lower = { k: front.k, v: front.v };
-    this.setHidden(front.hidden, positions.subarray(1));
-    this.active = positions.subarray(1);
-    this.contextCount = contextEnd - 1;
+    this.setHidden(front.hidden, positions.subarray(contextStart));
+    this.active = positions.subarray(contextStart);
+    this.contextCount = contextEnd - contextStart;
     return Float64Array.from(front.dev);
   }
 

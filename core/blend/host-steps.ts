@@ -17,6 +17,7 @@ import type { ChunkKvSource, DeviationMetric } from './types.js';
 export class HostPrefillSteps implements PrefillSteps {
   readonly cache: KvCache;
   private reader: ChunkLayerReader | null = null;
+  private prefixWaitedMs = 0;
   private readonly filled = new Set<number>();
   private active: ActiveTokens = { indices: new Int32Array(0), hidden: new Float32Array(0) };
   private contextCount = 0;
@@ -30,27 +31,39 @@ export class HostPrefillSteps implements PrefillSteps {
   }
 
   get waitedMs(): number {
-    return this.reader?.waitedMs ?? 0;
+    return (this.reader?.waitedMs ?? 0) + this.prefixWaitedMs;
   }
 
   get activeContext(): Int32Array {
     return this.active.indices.subarray(0, this.contextCount);
   }
 
-  async reuseChunks(chunks: readonly ChunkKvSource[], end: number): Promise<void> {
+  async reuseChunks(
+    sources: readonly ChunkKvSource[],
+    offsets: readonly number[],
+    end: number,
+  ): Promise<void> {
     this.cache.reserve(this.layout.promptIds.length);
-    this.reader = new ChunkLayerReader(this.engine, this.cache, chunks, this.layout.offsets);
+    this.reader = new ChunkLayerReader(this.engine, this.cache, sources, offsets);
     this.reader.prefetch(0);
     await writeBosRows(this.engine, this.cache);
     await this.reader.fillFrom(0);
     this.cache.commit(this.layout.positions.subarray(0, end));
   }
 
-  async prepareBlend(chunks: readonly ChunkKvSource[], check: number): Promise<void> {
+  async prepareBlend(
+    prefix: ChunkKvSource | null,
+    chunks: readonly ChunkKvSource[],
+    check: number,
+  ): Promise<void> {
     this.cache.reserve(this.layout.promptIds.length);
     this.reader = new ChunkLayerReader(this.engine, this.cache, chunks, this.layout.offsets);
     this.reader.prefetch(check);
     await writeBosRows(this.engine, this.cache);
+    // The prefix's rows are exact at every layer: read them all, compute none of them.
+    const prefixReader = new ChunkLayerReader(this.engine, this.cache, prefix ? [prefix] : [], [1]);
+    await prefixReader.fillFrom(0);
+    this.prefixWaitedMs = prefixReader.waitedMs;
   }
 
   /** Layer l's chunk rows in the cache (read once), with layer l+1 requested meanwhile. */
@@ -63,8 +76,12 @@ export class HostPrefillSteps implements PrefillSteps {
 
   async recomputeAll(check: number, metric: DeviationMetric): Promise<Float64Array> {
     const { layout, engine } = this;
-    this.active = { indices: layout.positions.subarray(1), hidden: engine.embed(layout.promptIds.slice(1)) };
-    this.contextCount = layout.contextEnd - 1;
+    const start = layout.contextStart;
+    this.active = {
+      indices: layout.positions.subarray(start),
+      hidden: engine.embed(layout.promptIds.slice(start)),
+    };
+    this.contextCount = layout.contextEnd - start;
     this.active.hidden = await recomputeAllTokens(engine, this.cache, layout, this.active, check);
     return this.score(check, metric);
   }

@@ -17,13 +17,19 @@ export interface PrefillSteps {
   readonly waitedMs: number;
   /** Wall time per step, where the implementation measures it (the device's). */
   readonly stepMs?: Record<string, number>;
-  /** Rows [0, end) of every layer: BOS and `chunks` (keys rotated to their offsets), as stored. */
-  reuseChunks(chunks: readonly ChunkKvSource[], end: number): Promise<void>;
-  /** Start a blend: BOS and the chunks' rows of layers [check, L) (the host reads each layer when reached). */
-  prepareBlend(chunks: readonly ChunkKvSource[], check: number): Promise<void>;
   /**
-   * Every prompt token after BOS through layers [0, check) (nothing is reused there); all become active.
-   * Returns the deviation at layer `check` of every context token.
+   * Rows [0, end) of every layer: BOS and `sources` at `offsets` (keys rotated from 1…n to the offset), as
+   * stored.
+   */
+  reuseChunks(sources: readonly ChunkKvSource[], offsets: readonly number[], end: number): Promise<void>;
+  /**
+   * Start a blend: BOS and the prefix's rows (exact, every layer), and the chunks' rows of layers [check, L)
+   * (the host reads each layer when it is reached).
+   */
+  prepareBlend(prefix: ChunkKvSource | null, chunks: readonly ChunkKvSource[], check: number): Promise<void>;
+  /**
+   * Every prompt token from the first chunk on through layers [0, check) (no chunk row is reused there);
+   * all become active. Returns the deviation at layer `check` of every context token.
    */
   recomputeAll(check: number, metric: DeviationMetric): Promise<Float64Array>;
   /** Prompt indices of the active context tokens, ascending; the question tokens are active after them. */

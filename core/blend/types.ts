@@ -24,6 +24,11 @@ export interface BlendOptions {
   gradualRatios?: number[];
   /** The loading controller: pick ratio = max(r_load, minRatio) from the store's speed (see controller.ts). */
   controller?: { minRatio: number; layerLoadMs: number; tokenLayerMs: number };
+  /**
+   * Analysis hook (benchmarks, never the service): sees, and may change, the deviations of the candidate
+   * context rows (prompt indices) at each selecting layer before the top-k, e.g. to force a row in.
+   */
+  adjustDeviations?: (layer: number, rows: Int32Array, deviations: Float64Array) => void;
 }
 
 /** One chunk's precomputed cache, readable layer by layer (a store may fetch each layer as a byte range). */
@@ -51,9 +56,11 @@ export interface BlendTimings {
 
 export interface BlendPrefill {
   mode: BlendMode;
-  /** Tokens in the prompt: BOS + chunks + question. */
+  /** Tokens in the prompt: BOS + prefix + chunks + suffix (question). */
   promptTokens: number;
-  /** Tokens of the chunks (BOS and the question excluded). */
+  /** Tokens of the template's prefix (a cached system prompt; 0 without one). */
+  prefixTokens: number;
+  /** Tokens of the chunks (BOS, the prefix and the suffix excluded). */
   contextTokens: number;
   /** Context tokens recomputed past the check layer (blend), or prefilled (full/prefix). */
   recomputedTokens: number;
@@ -62,4 +69,9 @@ export interface BlendPrefill {
   /** Logits of the last prompt position. */
   firstTokenLogits: Float32Array;
   timings: BlendTimings;
+  /**
+   * Blend only: for each layer from the check layer on, the prompt indices (row 0 is BOS) of the context
+   * tokens recomputed there, ascending. Kept because the selection already exists; used to analyse misses.
+   */
+  selected?: Int32Array[];
 }

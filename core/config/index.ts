@@ -16,7 +16,7 @@
  * | S3_SECRET_ACCESS_KEY    | (SDK default chain)                       |                                         |
  * | S3_FORCE_PATH_STYLE     | true                                      | true/false/1/0                          |
  * | MODEL                   | stories260K                               |                                         |
- * | CACHEBLEND_MODEL_PATH   | ../shared/models:<DATA_DIR>/models        | ':'-separated, relative to cwd          |
+ * | CACHEBLEND_MODEL_PATH   | <repo>/models:<DATA_DIR>/models           | ':'-separated, relative to cwd          |
  * | CACHEBLEND_MODEL_CACHE  | ~/.cache/cacheblend/models                | where Hub downloads go                  |
  * | CACHEBLEND_ALLOW_DOWNLOAD | false                                   | true/1: fetch unknown names from the Hub |
  * | HF_ENDPOINT             | https://huggingface.co                    | Hub base URL                            |
@@ -25,13 +25,14 @@
  * | KV_DTYPE                | float16                                   | float16, float32                        |
  * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
  * | GPU_TIER_BYTES          | 2147483648 (2 GiB)                        | chunk caches kept in GPU memory (webgpu) |
- * | DEVICE_DTYPE            | float32                                   | float32, float16 (webgpu compute)       |
+ * | DEVICE_DTYPE            | float16                                   | float16, float32 (webgpu compute)       |
  * | DISK_CACHE_DIR          | <DATA_DIR>/disk-cache                     |                                         |
  * | CHUNK_TOKEN_BUDGET      | 256                                       |                                         |
  * | QUERY_TIMEOUT_MS        | 60000                                     |                                         |
  * | MAX_BODY_BYTES          | 1048576 (1 MiB)                           |                                         |
  * | QUEUE_PREFIX            | cacheblend                                | BullMQ key prefix                       |
  * | BLEND_CONCURRENCY       | 1                                         |                                         |
+ * | BLEND_MIN_RATIO         | 0.15                                      | r_min of `ratio: "auto"`, in [0, 1]     |
  * | PRECOMPUTE_CONCURRENCY  | 1                                         |                                         |
  * | LOG_LEVEL               | info                                      | trace, debug, info, warn, error, silent |
  * | METRICS_PORT            | (none)                                    | a worker started alone serves /metrics  |
@@ -41,6 +42,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { projectRoot } from '../util/fs.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 export type KvDtype = 'float16' | 'float32';
@@ -94,6 +96,8 @@ export interface Config {
   readonly maxBodyBytes: number;
   readonly queuePrefix: string;
   readonly blendConcurrency: number;
+  /** r_min of `ratio: "auto"`: the loading controller never recomputes less than this fraction. */
+  readonly blendMinRatio: number;
   readonly precomputeConcurrency: number;
   readonly logLevel: LogLevel;
   /** Port of the /metrics server of a worker started alone; null: none. */
@@ -176,7 +180,7 @@ const EnvSchema = z.object({
   KV_DTYPE: oneOf(['float16', 'float32'], 'float16'),
   LRU_BYTES: int(0, MAX, 256 * 1024 * 1024),
   GPU_TIER_BYTES: int(0, MAX, 2 * 1024 ** 3),
-  DEVICE_DTYPE: oneOf(['float32', 'float16'], 'float32'),
+  DEVICE_DTYPE: oneOf(['float16', 'float32'], 'float16'),
   DISK_CACHE_DIR: z.string().optional(),
   CHUNK_TOKEN_BUDGET: int(1, 1_000_000, 256),
   QUERY_TIMEOUT_MS: int(1, 24 * 60 * 60 * 1000, 60_000),
@@ -186,6 +190,11 @@ const EnvSchema = z.object({
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters from A-Z a-z 0-9 _ . -')
     .default('cacheblend'),
   BLEND_CONCURRENCY: int(1, 1024, 1),
+  BLEND_MIN_RATIO: z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a number in [0, 1]')
+    .transform(Number)
+    .default(0.15),
   PRECOMPUTE_CONCURRENCY: int(1, 1024, 1),
   LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'], 'info'),
   METRICS_PORT: integer(0, 65535).optional(),
@@ -227,6 +236,7 @@ export function loadConfig(
     maxBodyBytes: e.MAX_BODY_BYTES,
     queuePrefix: e.QUEUE_PREFIX,
     blendConcurrency: e.BLEND_CONCURRENCY,
+    blendMinRatio: e.BLEND_MIN_RATIO,
     precomputeConcurrency: e.PRECOMPUTE_CONCURRENCY,
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT ?? null,
@@ -279,7 +289,7 @@ function modelSourceSettings(e: Env, cwd: string, dataDir: string): ModelSourceS
     ? e.CACHEBLEND_MODEL_PATH.split(':')
         .filter((dir) => dir.trim() !== '')
         .map((dir) => path.resolve(cwd, dir.trim()))
-    : [path.resolve(cwd, '../shared/models'), path.join(dataDir, 'models')];
+    : [path.join(projectRoot(), 'models'), path.join(dataDir, 'models')];
   if (searchPath.length === 0) {
     throw new ConfigError('invalid configuration: CACHEBLEND_MODEL_PATH names no directory');
   }

@@ -24,9 +24,15 @@ import {
 } from '../queue/contracts.js';
 import { redisCall } from '../queue/redis.js';
 import type { ObjectStore } from '../storage/types.js';
-import { DOCUMENT_ID_RE, encodeManifest, manifestObjectKey, type DocumentManifest } from './manifest.js';
+import {
+  DOCUMENT_ID_RE,
+  decodeManifest,
+  encodeManifest,
+  manifestObjectKey,
+  type DocumentManifest,
+} from './manifest.js';
 import { silentLogger, type Logger } from '../ops/log.js';
-import { DocumentKeys } from './keys.js';
+import { CORPUS_LOG_LENGTH, DocumentKeys } from './keys.js';
 import { documentScripts } from './scripts.js';
 import type { ModelIdentity } from './text.js';
 
@@ -72,6 +78,9 @@ export interface DocumentStatus {
   createdAt: string;
   updatedAt: string;
 }
+
+/** A document in a listing: its status without the per-chunk list (`chunks` is the count). */
+export type DocumentSummary = Omit<DocumentStatus, 'chunks'> & { chunks: number };
 
 export const PRECOMPUTE_JOB_OPTIONS = {
   attempts: 3,
@@ -119,7 +128,12 @@ export class DocumentService {
    * Store a document (replacing one with the same id) and enqueue precompute jobs for its chunks that are
    * not ready. Writes the manifest first, so Redis never names a document the store does not describe.
    */
-  async ingest(input: DocumentInput, model: ModelIdentity, budget: number): Promise<IngestResult> {
+  async ingest(
+    input: DocumentInput,
+    model: ModelIdentity,
+    budget: number,
+    opts: { requestId?: string } = {},
+  ): Promise<IngestResult> {
     const { id, chunks } = await this.prepare(input, model, budget);
     const keys = chunks.map((c) => c.key);
     const keysJson = JSON.stringify(keys);
@@ -145,14 +159,28 @@ export class DocumentService {
     const [enqueueJson, readyJson, orphansJson] = (await redisCall(() =>
       this.script(
         'ingest',
-        [this.keys.doc(id), this.keys.gc],
-        [this.keys.prefix, id, now, metaJson, keysJson, JSON.stringify(toks), model.fingerprint],
+        [this.keys.doc(id), this.keys.gc, this.keys.docList, this.keys.corpusLog],
+        [
+          this.keys.prefix,
+          id,
+          now,
+          metaJson,
+          keysJson,
+          JSON.stringify(toks),
+          model.fingerprint,
+          CORPUS_LOG_LENGTH,
+        ],
       ),
     )) as [string, string, string];
     const enqueued = parseList(enqueueJson);
     const byKey = new Map(chunks.map((c) => [c.key, c]));
     await this.enqueue(
-      enqueued.map((k) => ({ key: k, fingerprint: model.fingerprint, tokenIds: byKey.get(k)!.tokenIds })),
+      enqueued.map((k) => ({
+        key: k,
+        fingerprint: model.fingerprint,
+        tokenIds: byKey.get(k)!.tokenIds,
+        ...(opts.requestId && { requestId: opts.requestId }),
+      })),
     );
     const orphans = parseList(orphansJson);
     if (orphans.length > 0) await this.collect(orphans, 5_000);
@@ -226,7 +254,11 @@ export class DocumentService {
     if (!exists) return null;
     await this.store.delete(manifestObjectKey(id));
     const res = (await redisCall(() =>
-      this.script('delete', [this.keys.doc(id), this.keys.gc], [this.keys.prefix, id]),
+      this.script(
+        'delete',
+        [this.keys.doc(id), this.keys.gc, this.keys.docList, this.keys.corpusLog],
+        [this.keys.prefix, id, CORPUS_LOG_LENGTH],
+      ),
     )) as string | null;
     if (res === null) return null; // deleted concurrently
     return { chunksDeleted: await this.collect(parseList(res), lockWaitMs) };
@@ -265,6 +297,11 @@ export class DocumentService {
 
   /** The chunks of the given documents, in order, with their token ids. NotFoundError names unknown ids. */
   async chunkRefs(ids: string[]): Promise<BlendChunkRef[]> {
+    return (await this.chunkRefsByDocument(ids)).flat();
+  }
+
+  /** Each document's chunks, in order, with their token ids. NotFoundError names unknown ids. */
+  async chunkRefsByDocument(ids: string[]): Promise<BlendChunkRef[][]> {
     const pipeline = this.redis.pipeline();
     for (const id of ids) pipeline.hget(this.keys.doc(id), 'chunks');
     const replies = (await redisCall(() => pipeline.exec())) ?? [];
@@ -274,23 +311,101 @@ export class DocumentService {
       if (value == null) throw new NotFoundError(`document ${JSON.stringify(id)} not found`);
       return parseList(value as string);
     });
-    const unique = [...new Set(perDoc.flat())];
-    const tokens = unique.length
-      ? await redisCall(async () => {
-          const p = this.redis.pipeline();
-          for (const k of unique) p.hget(this.keys.chunk(k), 'tokens');
-          return (await p.exec()) ?? [];
-        })
-      : [];
-    const byKey = new Map<string, number[]>();
-    unique.forEach((k, i) => {
-      const [err, value] = tokens[i] ?? [null, null];
-      if (err || value == null) {
-        throw new UnavailableError(`chunk ${k} has no token record (document being changed?)`);
-      }
-      byKey.set(k, JSON.parse(value as string) as number[]);
+    const byKey = await this.tokensOf([...new Set(perDoc.flat())]);
+    return perDoc.map((keys) =>
+      keys.map((key) => {
+        const tokenIds = byKey.get(key);
+        if (!tokenIds)
+          throw new UnavailableError(`chunk ${key} has no token record (document being changed?)`);
+        return { key, tokenIds };
+      }),
+    );
+  }
+
+  /** Token ids of chunks by key; keys without a record (released meanwhile) are absent from the map. */
+  async tokensOf(keys: string[]): Promise<Map<string, number[]>> {
+    const out = new Map<string, number[]>();
+    if (keys.length === 0) return out;
+    const p = this.redis.pipeline();
+    for (const k of keys) p.hget(this.keys.chunk(k), 'tokens');
+    const replies = (await redisCall(() => p.exec())) ?? [];
+    keys.forEach((k, i) => {
+      const [err, value] = replies[i] ?? [null, null];
+      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+      if (value != null) out.set(k, JSON.parse(value as string) as number[]);
     });
-    return perDoc.flat().map((key) => ({ key, tokenIds: byKey.get(key)! }));
+    return out;
+  }
+
+  /** A document's chunk keys in order (Redis, the live truth), or null when it does not exist. */
+  async chunkKeysOf(id: string): Promise<string[] | null> {
+    const v = await redisCall(() => this.redis.hget(this.keys.doc(id), 'chunks'));
+    return v == null ? null : parseList(v);
+  }
+
+  /** A document's manifest from the object store, or null when there is none. */
+  async manifest(id: string): Promise<DocumentManifest | null> {
+    const buf = await this.store.get(manifestObjectKey(id));
+    return buf ? decodeManifest(buf) : null;
+  }
+
+  /**
+   * One page of documents in id order, each with its status (chunk list left out): up to `limit` ids after
+   * `cursor` (exclusive), and the cursor of the next page (null on the last).
+   */
+  async list(opts: {
+    cursor?: string;
+    limit: number;
+  }): Promise<{ documents: DocumentSummary[]; nextCursor: string | null }> {
+    const from = opts.cursor === undefined ? '-' : `(${opts.cursor}`;
+    const ids = await redisCall(() =>
+      this.redis.zrangebylex(this.keys.docList, from, '+', 'LIMIT', 0, opts.limit + 1),
+    );
+    const page = ids.slice(0, opts.limit);
+    const statuses = await Promise.all(page.map((id) => this.status(id)));
+    const documents = statuses
+      .filter((s): s is DocumentStatus => s !== null)
+      .map(({ chunks, ...rest }) => ({ ...rest, chunks: chunks.length }));
+    return { documents, nextCursor: ids.length > opts.limit ? page[page.length - 1] : null };
+  }
+
+  /** Id of the corpus change log's last entry ('0-0' when empty). */
+  async corpusLogHead(): Promise<string> {
+    const last = await redisCall(() => this.redis.xrevrange(this.keys.corpusLog, '+', '-', 'COUNT', 1));
+    return last[0]?.[0] ?? '0-0';
+  }
+
+  /** Every document id, in id order, a page at a time. */
+  async *allIds(pageSize = 1_000): AsyncGenerator<string[]> {
+    let from = '-';
+    for (;;) {
+      const ids = await redisCall(() =>
+        this.redis.zrangebylex(this.keys.docList, from, '+', 'LIMIT', 0, pageSize),
+      );
+      if (ids.length > 0) yield ids;
+      if (ids.length < pageSize) return;
+      from = `(${ids[ids.length - 1]}`;
+    }
+  }
+
+  /** List documents stored before the document list existed (a SCAN over doc hashes). Returns how many. */
+  async backfillDocList(): Promise<number> {
+    let cursor = '0';
+    let added = 0;
+    const prefix = this.keys.doc('');
+    do {
+      const [next, found] = await redisCall(() =>
+        this.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000),
+      );
+      cursor = next;
+      const ids = found.map((k) => k.slice(prefix.length)).filter((id) => DOCUMENT_ID_RE.test(id));
+      if (ids.length) {
+        added += await redisCall(() =>
+          this.redis.zadd(this.keys.docList, 'NX', ...ids.flatMap((id) => [0, id])),
+        );
+      }
+    } while (cursor !== '0');
+    return added;
   }
 
   // ----- used by the precompute worker -----------------------------------------------------------------

@@ -6,8 +6,14 @@
  *   refs:<key>    set   ids of the documents that use the chunk
  *   lock:<key>    string  held while a chunk object is written (precompute) or deleted (garbage collection)
  *   gc            set   chunk keys no document references, whose objects still have to be deleted
+ *   docs          zset  every document id, score 0 (listed in id order, paginated by ZRANGEBYLEX)
+ *   corpus:log    stream  one entry per ingest or delete (`op`, `doc`), trimmed to about
+ *                       CORPUS_LOG_LENGTH entries: each API process tails it to keep its ranking index current
  * The Lua scripts (lua/*.lua) build the refs and chunk keys from the same prefix.
  */
+/** Entries the corpus change log keeps (XADD MAXLEN ~): a process further behind rebuilds its index. */
+export const CORPUS_LOG_LENGTH = 100_000;
+
 export class DocumentKeys {
   /** `<prefix>:`, passed to the scripts that derive keys themselves. */
   readonly prefix: string;
@@ -30,5 +36,11 @@ export class DocumentKeys {
   }
   get gc(): string {
     return `${this.prefix}gc`;
+  }
+  get docList(): string {
+    return `${this.prefix}docs`;
+  }
+  get corpusLog(): string {
+    return `${this.prefix}corpus:log`;
   }
 }

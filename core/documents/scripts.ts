@@ -11,8 +11,8 @@ type ScriptFn = (...args: (string | number)[]) => Promise<Reply>;
 
 /** Script name → number of KEYS it takes. */
 const SCRIPTS = {
-  ingest: 2,
-  delete: 2,
+  ingest: 4,
+  delete: 4,
   'gc-begin': 3,
   'gc-end': 3,
   unlock: 1,

@@ -5,6 +5,7 @@
  * renew BullMQ locks run it on a thread of its own (`startTextThread`); `localIdentity` runs it in place.
  */
 import { InvalidArgumentError } from '../errors.js';
+import { frameIds, type PromptSpec } from '../model/template.js';
 import type { LoadedModel, Tokenizer } from '../model/types.js';
 import { InferenceThread } from '../runtime/inference-thread.js';
 import { chunkText } from './chunker.js';
@@ -20,10 +21,26 @@ export interface TextChunk {
   tokenIds: number[];
 }
 
+/** A prompt's frame as token counts: what the template and the question take of the context. */
+export interface FrameSize {
+  template: 'none' | 'chat' | 'jinja';
+  prefixTokens: number;
+  suffixTokens: number;
+}
+
 export interface ModelIdentity {
   fingerprint: string;
+  /** The model's context length (max positions). */
+  contextLength: number;
   /** Split `text` (or take `chunks` as given) and tokenize each chunk; InvalidArgumentError names the field. */
   chunkDocument(input: DocumentText, budget: number): Promise<TextChunk[]>;
+  /** Render and tokenize a prompt's template around its question (see core/model/template.ts). */
+  frame(spec: PromptSpec): Promise<FrameSize>;
+}
+
+export function frameSize(tok: Tokenizer, spec: PromptSpec): FrameSize {
+  const f = frameIds(tok, spec);
+  return { template: f.template, prefixTokens: f.prefixIds.length, suffixTokens: f.suffixIds.length };
 }
 
 export function splitDocument(tok: Tokenizer, input: DocumentText, budget: number): TextChunk[] {
@@ -40,12 +57,16 @@ export function splitDocument(tok: Tokenizer, input: DocumentText, budget: numbe
   });
 }
 
-/** Chunking in this thread (tests, tools). Keeps only the tokenizer and fingerprint of `model`. */
-export function localIdentity(model: Pick<LoadedModel, 'tokenizer' | 'fingerprint'>): ModelIdentity {
+/** Chunking in this thread (tests, tools). Keeps only the tokenizer, fingerprint and context length. */
+export function localIdentity(
+  model: Pick<LoadedModel, 'tokenizer' | 'fingerprint' | 'config'>,
+): ModelIdentity {
   const { tokenizer, fingerprint } = model;
   return {
     fingerprint,
+    contextLength: model.config.maxPositionEmbeddings,
     chunkDocument: async (input, budget) => splitDocument(tokenizer, input, budget),
+    frame: async (spec) => frameSize(tokenizer, spec),
   };
 }
 
@@ -60,11 +81,13 @@ export async function startTextThread(
 ): Promise<{ identity: ModelIdentity; close(): Promise<void> }> {
   const thread = await InferenceThread.start<TextHandlers>(HANDLERS_URL, init);
   try {
-    const { fingerprint } = await thread.call('info', []);
+    const { fingerprint, contextLength } = await thread.call('info', []);
     return {
       identity: {
         fingerprint,
+        contextLength,
         chunkDocument: (input, budget) => thread.call('chunkDocument', [input, budget]),
+        frame: (spec) => thread.call('frame', [spec]),
       },
       close: () => thread.terminate(),
     };

@@ -26,6 +26,7 @@ export function engineThreadInit(
     gpuTierBytes: config.gpuTierBytes,
     deviceDtype: config.deviceDtype,
     kvDtype: config.kvDtype,
+    minRatio: config.blendMinRatio,
     logLevel: config.logLevel,
     ...overrides,
   };

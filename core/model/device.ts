@@ -518,44 +518,47 @@ export class DeviceRunner {
   }
 
   /**
-   * CacheBlend's first stage: prompt tokens 1…N-1 through layers [0, check) after BOS's row, then the
-   * deviation at layer `check` of the first `contextTokens` tokens' fresh K/V from `cached` (that layer's
-   * assembled cache, rows 1…contextTokens). Returns the check layer's input hidden states (on the device),
-   * the deviations (on the host) and the recomputed cache of layers [0, check), BOS's row included.
+   * CacheBlend's first stage: the prompt's tokens from the first chunk on (prompt index contextStart)
+   * through layers [0, check) after the rows below them (BOS and the template prefix, the first
+   * contextStart rows of `past`, that layer's assembled cache), then the deviation at layer `check` of the
+   * context tokens' fresh K/V from `cached` (that layer's assembled cache). Returns the check layer's input
+   * hidden states (on the device), the deviations (on the host) and the caches of layers [0, check).
    */
   async blendFront(
-    promptIds: readonly number[],
-    contextTokens: number,
+    layout: { promptIds: readonly number[]; contextStart: number; contextEnd: number },
     cached: { k: ort.Tensor; v: ort.Tensor },
+    past: DeviceLayers,
     check: number,
     metric: 'k' | 'v' | 'kv',
   ): Promise<DeviceLayers & { hidden: ort.Tensor; dev: Float32Array }> {
+    const { promptIds, contextStart: start, contextEnd } = layout;
     const N = promptIds.length;
-    const bos = (await this.bosRows()).rows;
     const stack = await this.stack({
       from: 0,
       to: check,
       cache: 'append',
+      slicePast: true,
       input: 'ids',
       head: false,
       emitHidden: true,
       deviation: metric,
     });
     const feeds: Feeds = {
-      ...this.positionFeeds(range(1, N)),
+      ...this.positionFeeds(range(start, N)),
       ...DeviceRunner.lengths(1, N),
+      past_rows: int64([start]),
       cached_k: cached.k,
       cached_v: cached.v,
     };
     for (let l = 0; l < check; l++) {
-      feeds[`past_k_${l}`] = bos.k[l];
-      feeds[`past_v_${l}`] = bos.v[l];
+      feeds[`past_k_${l}`] = past.k[l];
+      feeds[`past_v_${l}`] = past.v[l];
     }
     const out = await this.runStack(stack, feeds, {
-      ids: promptIds.slice(1),
-      q_pos: range(1, N),
+      ids: promptIds.slice(start),
+      q_pos: range(start, N),
       k_pos: range(0, N),
-      ctx_rows: range(1, contextTokens + 1),
+      ctx_rows: range(start, contextEnd),
     });
     return { ...this.layerOutputs(out, 0, check), hidden: out.hidden, dev: out.dev.data as Float32Array };
   }

@@ -23,7 +23,8 @@ export interface QueueWorkerOptions<D, R> {
   prefix: string;
   concurrency: number;
   log: Logger;
-  process(job: Job<D, R>): Promise<R>;
+  /** Run one job; `log` carries the job id and the request id that made it. */
+  process(job: Job<D, R>, log: Logger): Promise<R>;
   /** Called once a job has failed for good (no attempts left, or unrecoverable), with the encoded error. */
   onFinalFailure?(job: Job<D, R>, failure: string): Promise<void>;
 }
@@ -51,16 +52,17 @@ export async function startQueueWorker<D, R>(opts: QueueWorkerOptions<D, R>): Pr
     const t0 = performance.now();
     const waited = Math.max(0, (job.processedOn ?? Date.now()) - job.timestamp);
     m.jobQueueWait.observe({ queue }, waited / 1000);
+    const requestId = (job.data as { requestId?: unknown }).requestId;
+    const jobLog = log.child({ jobId: job.id, ...(typeof requestId === 'string' && { requestId }) });
     try {
-      const result = await opts.process(job);
+      const result = await opts.process(job, jobLog);
       m.jobDuration.observe({ queue, outcome: 'completed' }, (performance.now() - t0) / 1000);
       return result;
     } catch (err) {
       m.jobDuration.observe({ queue, outcome: 'failed' }, (performance.now() - t0) / 1000);
       const failure = failureFor(err);
       const final = failure instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      log.warn(`${queue} job failed`, {
-        jobId: job.id,
+      jobLog.warn(`${queue} job failed`, {
         attempt: job.attemptsMade + 1,
         final,
         error: failure.message,

@@ -2,8 +2,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
+import { BENCH_VARIABLES, loadBenchSettings } from '../../core/config/bench.js';
 import { CONFIG_VARIABLES, loadConfig, redactConfig } from '../../core/config/index.js';
 import { ConfigError } from '../../core/errors.js';
+import { projectRoot } from '../../core/util/fs.js';
 
 const cwd = '/srv/app';
 const load = (env: Record<string, string | undefined> = {}) => loadConfig(env, { cwd });
@@ -31,7 +33,7 @@ describe('loadConfig', () => {
       s3: { region: 'us-east-1', forcePathStyle: true },
       model: 'stories260K',
       modelSource: {
-        searchPath: ['/srv/shared/models', '/srv/app/.data/models'],
+        searchPath: [path.join(projectRoot(), 'models'), '/srv/app/.data/models'],
         cacheDir: path.join(os.homedir(), '.cache', 'cacheblend', 'models'),
         allowDownload: false,
         endpoint: 'https://huggingface.co',
@@ -40,13 +42,14 @@ describe('loadConfig', () => {
       kvDtype: 'float16',
       lruBytes: 256 * 1024 * 1024,
       gpuTierBytes: 2 * 1024 ** 3,
-      deviceDtype: 'float32',
+      deviceDtype: 'float16',
       diskCacheDir: '/srv/app/.data/disk-cache',
       chunkTokenBudget: 256,
       queryTimeoutMs: 60_000,
       maxBodyBytes: 1024 * 1024,
       queuePrefix: 'cacheblend',
       blendConcurrency: 1,
+      blendMinRatio: 0.15,
       precomputeConcurrency: 1,
       logLevel: 'info',
       metricsPort: null,
@@ -81,6 +84,7 @@ describe('loadConfig', () => {
       MAX_BODY_BYTES: '2048',
       QUEUE_PREFIX: 'cb-test',
       BLEND_CONCURRENCY: '4',
+      BLEND_MIN_RATIO: '0.3',
       PRECOMPUTE_CONCURRENCY: '2',
       LOG_LEVEL: 'debug',
       METRICS_PORT: '9100',
@@ -117,6 +121,7 @@ describe('loadConfig', () => {
       maxBodyBytes: 2048,
       queuePrefix: 'cb-test',
       blendConcurrency: 4,
+      blendMinRatio: 0.3,
       precomputeConcurrency: 2,
       logLevel: 'debug',
       metricsPort: 9100,
@@ -129,10 +134,7 @@ describe('loadConfig', () => {
     expect(c.dataDir).toBe('/srv/app/state');
     expect(c.kvStoreUrl).toBe('file:///srv/app/state/kv');
     expect(c.diskCacheDir).toBe('/srv/app/state/disk-cache');
-    expect(c.modelSource.searchPath).toEqual([
-      path.resolve(cwd, '../shared/models'),
-      '/srv/app/state/models',
-    ]);
+    expect(c.modelSource.searchPath).toEqual([path.join(projectRoot(), 'models'), '/srv/app/state/models']);
   });
 
   it('makes relative file:// store URLs absolute and keeps others', () => {
@@ -172,6 +174,8 @@ describe('loadConfig', () => {
     ['QUERY_TIMEOUT_MS', 'soon'],
     ['MAX_BODY_BYTES', '0'],
     ['BLEND_CONCURRENCY', '0'],
+    ['BLEND_MIN_RATIO', '1.5'],
+    ['BLEND_MIN_RATIO', 'auto'],
     ['PRECOMPUTE_CONCURRENCY', 'two'],
     ['S3_FORCE_PATH_STYLE', 'yes'],
     ['S3_FORCE_PATH_STYLE', 'TRUE '],
@@ -256,12 +260,28 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(31);
+    expect(CONFIG_VARIABLES).toHaveLength(32);
   });
 
   it('documents every variable in the README configuration table', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const table = readme.slice(readme.indexOf('## Configuration'));
-    for (const name of CONFIG_VARIABLES) expect(table, name).toContain(`\`${name}\``);
+    for (const name of [...CONFIG_VARIABLES, ...BENCH_VARIABLES])
+      expect(table, name).toContain(`\`${name}\``);
+  });
+});
+
+describe('loadBenchSettings', () => {
+  it('has defaults, parses contexts, and names a bad variable', () => {
+    const d = loadBenchSettings({});
+    expect(d).toMatchObject({ executionProvider: 'cpu', reps: 3 });
+    expect(d.storiesDir).toBe(path.join(projectRoot(), 'models', 'stories260K'));
+    expect(loadBenchSettings({ BENCH_CONTEXTS: '2x64,8x512' }).contexts).toEqual([
+      { chunks: 2, tokens: 64 },
+      { chunks: 8, tokens: 512 },
+    ]);
+    expect(() => loadBenchSettings({ BENCH_REPS: '0' })).toThrow(/BENCH_REPS/);
+    expect(() => loadBenchSettings({ ORT_EP: 'tpu' })).toThrow(/ORT_EP/);
+    expect(() => loadBenchSettings({ BENCH_CONTEXTS: '4by512' })).toThrow(/BENCH_CONTEXTS/);
   });
 });

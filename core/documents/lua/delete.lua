@@ -1,5 +1,6 @@
 -- Remove a document and release its chunk references.
--- KEYS[1] doc hash, KEYS[2] gc set; ARGV[1] key prefix, ARGV[2] document id
+-- KEYS[1] doc hash, KEYS[2] gc set, KEYS[3] document list (sorted set), KEYS[4] corpus change log (stream)
+-- ARGV[1] key prefix, ARGV[2] document id, ARGV[3] change log length kept
 -- Returns the JSON list of chunks left unreferenced, or false when the document does not exist.
 --- @include release-ref
 local p = ARGV[1]
@@ -7,6 +8,8 @@ local id = ARGV[2]
 local chunks = redis.call('HGET', KEYS[1], 'chunks')
 if not chunks then return false end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], id)
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'op', 'delete', 'doc', id)
 local orphans = {}
 local seen = {}
 for _, k in ipairs(cjson.decode(chunks)) do

@@ -1,7 +1,8 @@
 -- Store a document's chunk list and take references to its chunks; release the chunks it no longer uses.
--- KEYS[1] doc hash, KEYS[2] gc set
+-- KEYS[1] doc hash, KEYS[2] gc set, KEYS[3] document list (sorted set), KEYS[4] corpus change log (stream)
 -- ARGV[1] key prefix, ARGV[2] document id, ARGV[3] now (ISO), ARGV[4] metadata JSON,
--- ARGV[5] chunk keys JSON (in order), ARGV[6] per chunk [token ids JSON, token count], ARGV[7] fingerprint
+-- ARGV[5] chunk keys JSON (in order), ARGV[6] per chunk [token ids JSON, token count], ARGV[7] fingerprint,
+-- ARGV[8] change log length kept
 -- Returns {chunks to enqueue, chunks already ready, chunks left unreferenced}, each a JSON list.
 --- @include release-ref
 local p = ARGV[1]
@@ -39,4 +40,6 @@ if old then
   end
 end
 redis.call('HSET', KEYS[1], 'id', id, 'chunks', ARGV[5], 'meta', ARGV[4], 'createdAt', created, 'updatedAt', now)
+redis.call('ZADD', KEYS[3], 0, id)
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'op', 'ingest', 'doc', id)
 return {cjson.encode(enqueue), cjson.encode(ready), cjson.encode(orphans)}

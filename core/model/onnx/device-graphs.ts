@@ -46,6 +46,8 @@ export interface StackGraphOptions {
   head: boolean;
   /** Return the stack's output hidden states as `hidden`. */
   emitHidden: boolean;
+  /** append: the past is the first `past_rows` rows of each `past_k_l` / `past_v_l` (int64 [1]). */
+  slicePast?: boolean;
   /**
    * Causal attention (none/append): onnxruntime's GroupQueryAttention ('fused', default) or a concatenation
    * and position mask ('decomposed').
@@ -99,6 +101,13 @@ class Ctx {
   tables: { cos: string; sin: string } | null = null;
   /** The segments of the packed integer input, by name (see intSegments). */
   ints: Record<string, string> = {};
+  private pastRowsInput: string | null = null;
+
+  /** The `past_rows` input (int64 [1]), declared once. */
+  pastRows(): string {
+    this.pastRowsInput ??= this.g.input('past_rows', 'int64', [1]);
+    return this.pastRowsInput;
+  }
   constructor(
     readonly g: GraphBuilder,
     readonly cfg: ModelConfig,
@@ -475,8 +484,10 @@ function cacheInputs(c: Ctx, o: StackGraphOptions, l: number, shared: Omit<Layer
   if (o.cache !== 'none') {
     const prefix = o.cache === 'append' ? 'past' : 'cache';
     const dims = [o.cache === 'append' ? 'B' : 1, cfg.numKvHeads, 'S', cfg.headDim];
-    io.k = g.input(`${prefix}_k_${l}`, c.t, dims);
-    io.v = g.input(`${prefix}_v_${l}`, c.t, dims);
+    const rows = o.slicePast ? c.pastRows() : null;
+    const take = (t: string) => (rows ? g.o('Slice', [t, g.int64s([0]), rows, g.int64s([2])]) : t);
+    io.k = take(g.input(`${prefix}_k_${l}`, c.t, dims));
+    io.v = take(g.input(`${prefix}_v_${l}`, c.t, dims));
   }
   return io;
 }

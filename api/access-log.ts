@@ -1,0 +1,46 @@
+/**
+ * One access-log line per request (pino-http) carrying a request id: the caller's `X-Request-Id` when it
+ * is a sane token, else a new UUID. The id is echoed in the `X-Request-Id` reply header and travels into
+ * the jobs the request creates, so worker log lines of that work carry it too.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Request } from 'express';
+import { pinoHttp } from 'pino-http';
+import type { Logger } from '../core/ops/log.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function accessLog(log: Logger) {
+  return pinoHttp({
+    logger: log.pino,
+    genReqId: (req: IncomingMessage, res: ServerResponse) => {
+      const given = req.headers['x-request-id'];
+      const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+      res.setHeader('X-Request-Id', id);
+      return id;
+    },
+    customProps: (req) => ({ requestId: req.id }),
+    // Method, path and status are what an access log needs; headers and bodies stay out of the logs.
+    serializers: {
+      // originalUrl: a router mounted at /v1/… sees only the rest of the path in `url`.
+      req: (req: { method: string; url: string; raw?: { originalUrl?: string } }) => ({
+        method: req.method,
+        url: req.raw?.originalUrl ?? req.url,
+      }),
+      res: (res: { statusCode: number }) => ({ status: res.statusCode }),
+    },
+    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+    customSuccessMessage: (req, res) => `${req.method} ${pathOf(req)} ${res.statusCode}`,
+    customErrorMessage: (req, res) => `${req.method} ${pathOf(req)} ${res.statusCode}`,
+  });
+}
+
+function pathOf(req: IncomingMessage): string {
+  return (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? '';
+}
+
+/** The request's id (set by accessLog). */
+export function requestIdOf(req: Request): string {
+  return String((req as unknown as { id?: unknown }).id ?? '');
+}
