@@ -13,9 +13,16 @@ import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
 import { maxAbsDiff, STORIES_DIR, STORY_SETS } from '../helpers/models.js';
 import { noWebGpu } from '../helpers/webgpu.js';
 
-/** First-token logits and 16 greedy tokens of one mode. */
-async function answer(engine: Engine, sources: ChunkKvSource[], q: number[], o: BlendOptions) {
-  const { cache, prefill } = await blendPrefill(engine, sources, q, o, 16);
+/** First-token logits and 16 greedy tokens of one mode (with the first source as a template prefix). */
+async function answer(
+  engine: Engine,
+  sources: ChunkKvSource[],
+  q: number[],
+  o: BlendOptions,
+  asPrefix = false,
+) {
+  const [chunks, prefix] = asPrefix ? [sources.slice(1), sources[0]] : [sources, null];
+  const { cache, prefill } = await blendPrefill(engine, chunks, q, o, 16, prefix);
   const { tokens } = await decode(engine, cache, prefill.firstTokenLogits, {
     maxTokens: 16,
     stopAtEos: false,
@@ -86,6 +93,24 @@ describe.skipIf(noWebGpu)('blending on the device (skipped without a WebGPU adap
       expect(worst).toBeLessThan(1e-3);
     });
   }
+
+  it('with a template prefix, prefix/reuse/blend answer as on the CPU (first logits 1e-3, 16 tokens)', async () => {
+    let worst = 0;
+    for (const o of [
+      { mode: 'prefix' },
+      { mode: 'reuse' },
+      { mode: 'blend', ratio: 0.15 },
+    ] as BlendOptions[]) {
+      for (const s of sets) {
+        const a = await answer(cpu, s.cpu, s.q, o, true);
+        const b = await answer(gpu, s.cpu, s.q, o, true);
+        worst = Math.max(worst, maxAbsDiff(a.logits, b.logits));
+        expect(b.recomputed).toBe(a.recomputed);
+        expect(b.tokens).toEqual(a.tokens);
+      }
+    }
+    expect(worst).toBeLessThan(1e-3);
+  });
 
   it('fp16 on the device stays within its stated distance of the fp32 CPU (logits 0.3, greedy agreement 0.9)', async () => {
     const half = await Engine.create(await loadLlama2cModel(STORIES_DIR), {
