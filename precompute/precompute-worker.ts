@@ -10,6 +10,7 @@ import type { Config } from '../core/config/index.js';
 import { DocumentService } from '../core/documents/documents.js';
 import { KvFormatError, KvMismatchError, errorMessage } from '../core/errors.js';
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
+import { ChunkBatcher } from '../core/inference/chunk-batcher.js';
 import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
 import { chunkKey, chunkObjectKey } from '../core/kv/format.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
@@ -47,6 +48,8 @@ export interface PrecomputeWorker {
 /** What one precompute job needs around it. */
 interface PrecomputeContext {
   thread: EngineCaller;
+  /** A chunk's encoded object: through a batcher on a GPU engine, else one thread call per chunk. */
+  compute: (tokenIds: number[]) => Promise<Uint8Array>;
   info: EngineInfo;
   store: ObjectStore;
   docs: DocumentService;
@@ -62,7 +65,20 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
   const store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
   const redis = createRedis(config.redisUrl, 'worker');
   const docs = new DocumentService(redis, store, null, config.queuePrefix, log);
-  const ctx: PrecomputeContext = { thread, info, store, docs, log, lockWaitMs: opts.lockWaitMs ?? 60_000 };
+  // On a GPU engine, jobs running at the same time (up to PRECOMPUTE_CONCURRENCY) compute in one batch.
+  const batcher = info.batchesChunks
+    ? new ChunkBatcher((batch) => thread.call('computeChunks', [batch]), config.precomputeConcurrency)
+    : null;
+  const compute = (ids: number[]) => (batcher ? batcher.compute(ids) : thread.call('computeChunk', [ids]));
+  const ctx: PrecomputeContext = {
+    thread,
+    compute,
+    info,
+    store,
+    docs,
+    log,
+    lockWaitMs: opts.lockWaitMs ?? 60_000,
+  };
   const queueWorker = await startQueueWorker<PrecomputeJobData, PrecomputeJobResult>({
     queue: PRECOMPUTE_QUEUE,
     connection: createRedis(config.redisUrl, 'worker'),
@@ -123,7 +139,7 @@ async function precomputeJob(
   job: Job<PrecomputeJobData, PrecomputeJobResult>,
 ): Promise<PrecomputeJobResult> {
   const { data } = job;
-  const { docs, store, thread } = ctx;
+  const { docs, store } = ctx;
   const m = metrics();
   checkJob(data, ctx.info);
   return docs.withChunkLock(data.key, ctx.lockWaitMs, async () => {
@@ -140,11 +156,15 @@ async function precomputeJob(
       return { key: data.key, computed: false, bytes: existing, written: 0 };
     }
     await job.updateProgress(10);
-    const u8 = await thread.call('computeChunk', [data.tokenIds]);
+    const u8 = await ctx.compute(data.tokenIds);
     const buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
     await job.updateProgress(70);
     await store.put(objKey, buf);
-    await docs.markReady(data.key, data.fingerprint, { bytes: buf.length, written: buf.length });
+    await docs.markReady(data.key, data.fingerprint, {
+      bytes: buf.length,
+      written: buf.length,
+      tokens: data.tokenIds.length,
+    });
     await job.updateProgress(100);
     m.precomputed.inc({ result: 'computed' });
     m.bytesWritten.inc(buf.length);

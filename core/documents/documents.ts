@@ -417,7 +417,7 @@ export class DocumentService {
   async markReady(
     key: string,
     fingerprint: string,
-    result: Pick<PrecomputeJobResult, 'bytes' | 'written'>,
+    result: Pick<PrecomputeJobResult, 'bytes' | 'written'> & { tokens?: number },
   ): Promise<void> {
     await redisCall(() =>
       this.redis
@@ -427,6 +427,7 @@ export class DocumentService {
           fp: fingerprint,
           bytes: String(result.bytes),
           written: String(result.written),
+          tokens: String(result.tokens ?? 0),
           updatedAt: new Date().toISOString(),
         })
         .hdel(this.keys.chunk(key), 'error')
@@ -441,20 +442,25 @@ export class DocumentService {
   }
 
   /** Chunk hash fields, for the batch summary and tests. */
+  /** Each chunk's state, bytes stored and written, and tokens computed (0 unless this run computed it). */
   async chunkInfo(
     keys: string[],
-  ): Promise<Map<string, { state: ChunkState | null; written: number; bytes: number }>> {
-    const out = new Map<string, { state: ChunkState | null; written: number; bytes: number }>();
+  ): Promise<Map<string, { state: ChunkState | null; written: number; bytes: number; tokens: number }>> {
+    const out = new Map<
+      string,
+      { state: ChunkState | null; written: number; bytes: number; tokens: number }
+    >();
     if (keys.length === 0) return out;
     const p = this.redis.pipeline();
-    for (const k of keys) p.hmget(this.keys.chunk(k), 'state', 'written', 'bytes');
+    for (const k of keys) p.hmget(this.keys.chunk(k), 'state', 'written', 'bytes', 'tokens');
     const replies = (await redisCall(() => p.exec())) ?? [];
     keys.forEach((k, i) => {
-      const [state, written, bytes] = (replies[i]?.[1] ?? []) as (string | null)[];
+      const [state, written, bytes, tokens] = (replies[i]?.[1] ?? []) as (string | null)[];
       out.set(k, {
         state: state as ChunkState | null,
         written: Number(written ?? 0),
         bytes: Number(bytes ?? 0),
+        tokens: Number(tokens ?? 0),
       });
     });
     return out;

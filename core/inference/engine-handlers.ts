@@ -29,6 +29,7 @@ import {
   blendAndDecode,
   checkContextFits,
   computeChunkObject,
+  computeChunkObjects,
   promptLength,
   type BlendAnswer,
   type PromptParts,
@@ -62,6 +63,8 @@ export interface EngineInfo {
   kvHeads: number;
   headDim: number;
   maxPositions: number;
+  /** The engine computes several chunks in one run (device-resident): worth batching precompute jobs. */
+  batchesChunks: boolean;
 }
 
 /** What the thread returns for a blend job; the worker adds queueMs and workerMs. */
@@ -124,6 +127,7 @@ export async function createHandlers(init: EngineThreadInit) {
         kvHeads: cfg.numKvHeads,
         headDim: cfg.headDim,
         maxPositions: cfg.maxPositionEmbeddings,
+        batchesChunks: engine.device !== null,
       };
     },
 
@@ -131,6 +135,14 @@ export async function createHandlers(init: EngineThreadInit) {
     async computeChunk(tokenIds: number[]): Promise<Buffer> {
       if (tokenIds.length === 0) throw new InvalidArgumentError('a chunk needs at least one token');
       return computeChunkObject(engine, tokenIds, init.kvDtype);
+    },
+
+    /** Several chunks' encoded objects, computed in one batch where the engine can (the GPU's). */
+    async computeChunks(tokenIds: number[][]): Promise<Buffer[]> {
+      if (tokenIds.some((t) => t.length === 0)) {
+        throw new InvalidArgumentError('a chunk needs at least one token');
+      }
+      return computeChunkObjects(engine, tokenIds, init.kvDtype);
     },
 
     async blend(job: BlendJobData, port?: MessagePort): Promise<BlendThreadResult> {

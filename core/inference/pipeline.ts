@@ -8,6 +8,7 @@ import {
   blendPrefill,
   memorySource,
   precomputeChunk,
+  precomputeChunks,
   type ChunkCacheData,
   type BlendOptions,
   type BlendPrefill,
@@ -39,6 +40,15 @@ export async function computeChunkObject(
   dtype: KvDtype,
 ): Promise<Buffer> {
   return encodeChunkCache(engine, await precomputeChunk(engine, ids), dtype);
+}
+
+/** Several chunks' encoded objects; a device-resident engine computes them in batches. */
+export async function computeChunkObjects(
+  engine: Engine,
+  ids: readonly (readonly number[])[],
+  dtype: KvDtype,
+): Promise<Buffer[]> {
+  return (await precomputeChunks(engine, ids)).map((data) => encodeChunkCache(engine, data, dtype));
 }
 
 /** A chunk's cache as the service would hold it: precomputed, then encoded and decoded in `dtype`. */
