@@ -1,5 +1,5 @@
 import ort from 'onnxruntime-node';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, UnavailableError } from '../errors.js';
 import { inverseFrequencies, ropeTables } from '../kv/rope.js';
 import { chooseAttention, DeviceKvCache, DeviceRunner } from './device.js';
 import { KvCache } from './kv-cache.js';
@@ -38,6 +38,33 @@ export interface EngineOptions {
   deviceSelectiveAttention?: SelectiveAttention;
   /** Extra onnxruntime session options (benchmarks: profiling). */
   sessionOptions?: ort.InferenceSession.SessionOptions;
+}
+
+/**
+ * A provider that cannot start fails with what to install, not onnxruntime's library error alone: the CUDA
+ * provider's binaries are not in onnxruntime-node's npm package (its install script fetches them on
+ * request) and need CUDA 12 and cuDNN 9; WebGPU needs a Vulkan driver and loader.
+ */
+function providerUnavailable(ep: ExecutionProvider, err: unknown): unknown {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (ep === 'cuda' && /Failed to load|cannot open shared object|providers_(shared|cuda)|CUDA/i.test(msg)) {
+    return new UnavailableError(
+      'the CUDA execution provider could not be loaded. It needs NVIDIA CUDA 12 and cuDNN 9 installed ' +
+        "(their libraries on the loader's path) and onnxruntime-node's CUDA binaries, which npm does not " +
+        'install by default: run `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` (or `npm install ' +
+        `--onnxruntime-node-install=cuda12\`). onnxruntime said: ${msg.split('\n')[0]}`,
+      { cause: err },
+    );
+  }
+  if (ep === 'webgpu' && /adapter|Vulkan|vkCreateInstance/i.test(msg)) {
+    return new UnavailableError(
+      "the WebGPU execution provider found no GPU adapter. It runs through Vulkan: install the GPU's " +
+        'Vulkan driver and the Vulkan loader (Debian/Ubuntu: libvulkan1; with an NVIDIA driver also the GL ' +
+        `vendor libraries, libglvnd0 libegl1); see docs/gpu.md. onnxruntime said: ${msg.split('\n')[0]}`,
+      { cause: err },
+    );
+  }
+  return err;
 }
 
 /** A sequence's KV cache: on the host (CPU, or a GPU engine's host-copy path) or on the device. */
@@ -141,6 +168,19 @@ export class Engine {
       ...(ep === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
       ...opts.sessionOptions,
     };
+    try {
+      return await Engine.build(model, opts, sessionOptions, ep);
+    } catch (err) {
+      throw providerUnavailable(ep, err);
+    }
+  }
+
+  private static async build(
+    model: LoadedModel,
+    opts: EngineOptions,
+    sessionOptions: ort.InferenceSession.SessionOptions,
+    ep: ExecutionProvider,
+  ): Promise<Engine> {
     const device =
       ep === 'webgpu' && (opts.deviceResident ?? true)
         ? await Engine.deviceRunner(model, opts, sessionOptions)
