@@ -15,14 +15,14 @@ import { Engine, releaseCache, type EngineOptions } from '../core/model/engine.j
 import { seededRandom } from '../core/model/generate.js';
 import type { DeviceDtype, SelectiveAttention } from '../core/model/onnx/device-graphs.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
-import { machine, median, printTable, timeMedian, writeResult } from './common.js';
+import { barChart, machine, median, printTable, timeMedian, writeResult } from './common.js';
 
 /**
  * GPU benchmark (`npm run bench:gpu`): the device-resident WebGPU engine on the 124.7M random Llama of
  * bench:ttft, against PyTorch + transformers on the same card (bench/torch_anchor.py, when python3 has
  * torch and transformers). Writes bench/results/gpu.json and gpu.svg.
  *
- * BENCH_DTYPES (default float32,float16) lists the device precisions measured, each optionally with an
+ * BENCH_DTYPES (default float16,float32: the service default first) lists the device precisions measured, each optionally with an
  * attention kernel (`float32:decomposed`); the first is reported as the headline. BENCH_REPS (default 5) repetitions, medians. BENCH_PROFILE=1 adds onnxruntime's per-op
  * profile of one prefill and one decode step.
  */
@@ -31,7 +31,7 @@ const reps = Number(process.env.BENCH_REPS ?? 5);
 // Entries `dtype[:attention]`; attention defaults to the engine's own choice (fused where it checks out).
 // Entries `dtype[:attention[:selective[:flags]]]`, empty fields for the engine's own choice; flags
 // (`+`-separated): `novalidate` turns Dawn's validation off, `pending256` lets 256 dispatches queue.
-const variants = (process.env.BENCH_DTYPES ?? 'float32,float16').split(',').map((v) => {
+const variants = (process.env.BENCH_DTYPES ?? 'float16,float32').split(',').map((v) => {
   const [dtype, a, sel, flags = ''] = v.split(':');
   return {
     dtype: dtype as DeviceDtype,
@@ -262,8 +262,8 @@ function torchAnchor(): TorchAnchor {
 }
 
 const cardName = card();
-console.error(`gpu benchmark on ${cardName}: ${process.env.BENCH_DTYPES ?? 'float32,float16'}`);
-const rows = [];
+console.error(`gpu benchmark on ${cardName}: ${process.env.BENCH_DTYPES ?? 'float16,float32'}`);
+const rows: Awaited<ReturnType<typeof measure>>[] = [];
 for (const v of variants) rows.push(await measure(v));
 const profiles = process.env.BENCH_PROFILE === '1' ? [await profile(variants[0].dtype)] : [];
 const torch = process.env.BENCH_TORCH === '0' ? { error: 'skipped (BENCH_TORCH=0)' } : torchAnchor();
@@ -352,3 +352,51 @@ for (const p of profiles) {
   }
 }
 console.log(`wrote ${writeResult('gpu.json', result)}`);
+console.log(`wrote ${writeResult('gpu.svg', chart())}`);
+
+/** Each measurement as a multiple of PyTorch fp32's speed on the same card (1 = as fast; higher is faster). */
+function chart(): string {
+  const bars: { label: string; value: number; group: string }[] = [];
+  for (const r of rows) {
+    const g = `${r.dtype}`;
+    if (torch.fullPrefill4x512Fp32Ms) {
+      bars.push({
+        label: `${g} full prefill 4x512`,
+        value: torch.fullPrefill4x512Fp32Ms / r.fullPrefill4x512Ms,
+        group: g,
+      });
+      bars.push({
+        label: `${g} blend 0.15, GPU-tier hit`,
+        value: torch.fullPrefill4x512Fp32Ms / r.blendHitMs,
+        group: g,
+      });
+    }
+    if (torch.decode2048Fp32TokPerS) {
+      bars.push({
+        label: `${g} decode @2048`,
+        value: r.decode2048TokPerS / torch.decode2048Fp32TokPerS,
+        group: g,
+      });
+    }
+    if (torch.precomputeFp32TokPerS) {
+      bars.push({
+        label: `${g} batched precompute`,
+        value: r.precomputeComputeTokPerS / torch.precomputeFp32TokPerS,
+        group: g,
+      });
+    }
+  }
+  if (torch.fullPrefill4x512Bf16Ms) {
+    bars.push({
+      label: 'PyTorch bf16 full prefill',
+      value: torch.fullPrefill4x512Fp32Ms! / torch.fullPrefill4x512Bf16Ms,
+      group: 'torch',
+    });
+  }
+  return barChart({
+    title: `WebGPU engine vs PyTorch fp32 (${cardName}); blend vs PyTorch's full prefill`,
+    xLabel: 'speed relative to PyTorch fp32 (x)',
+    bars,
+    reference: { value: 1, label: 'PyTorch fp32' },
+  });
+}
