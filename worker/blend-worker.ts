@@ -16,8 +16,9 @@ import {
   type BlendJobResult,
   type BlendProgress,
 } from '../core/queue/contracts.js';
-import { createRedis } from '../core/queue/redis.js';
+import { closeRedis, createRedis } from '../core/queue/redis.js';
 import { startQueueWorker } from '../core/queue/worker.js';
+import { followEvictions, type EvictionFollower } from './eviction.js';
 
 export interface BlendWorkerOptions {
   config: Config;
@@ -31,6 +32,7 @@ export interface BlendWorker {
   worker: Worker<BlendJobData, BlendJobResult>;
   thread: EngineCaller;
   info: EngineInfo;
+  evictions: EvictionFollower;
   close(): Promise<void>;
 }
 
@@ -41,19 +43,31 @@ export async function startBlendWorker(opts: BlendWorkerOptions): Promise<BlendW
   const info = await thread.call('info', []);
   const queueWorker = await startQueueWorker<BlendJobData, BlendJobResult>({
     queue: BLEND_QUEUE,
-    connection: createRedis(config.redisUrl, 'worker'),
+    connection: createRedis(config, 'worker'),
     prefix: config.queuePrefix,
     concurrency: config.blendConcurrency,
+    lockMs: config.jobLockMs,
     log,
     process: (job) => runBlendJob(thread, job),
+  });
+  const redis = createRedis(config, 'worker');
+  const evictions = await followEvictions({
+    settings: config,
+    queuePrefix: config.queuePrefix,
+    redis,
+    thread,
+    log,
   });
   log.info('blend worker started', { model: info.source, concurrency: config.blendConcurrency });
   return {
     worker: queueWorker.worker,
     thread,
     info,
+    evictions,
     async close() {
       await queueWorker.close();
+      await evictions.close();
+      await closeRedis(redis);
       if (ownThread) await thread.terminate();
     },
   };

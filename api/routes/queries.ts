@@ -7,6 +7,7 @@ import { Router, type Request, type Response } from 'express';
 import type { BlendJobData, BlendProgress } from '../../core/queue/contracts.js';
 import { requireModel, type ApiDeps } from '../deps.js';
 import { HttpError } from '../errors.js';
+import { tenantOf } from '../middleware/auth.js';
 import { enqueueQuery, jobFailure, newJobId, presentResult, waitForJob } from '../query-jobs.js';
 import { QueryBody, parseBody } from '../schemas.js';
 
@@ -20,7 +21,7 @@ export function queriesRouter(deps: ApiDeps): Router {
     const async = req.query.async === '1' || req.query.async === 'true';
     const data: BlendJobData = {
       question: body.question,
-      chunks: await deps.docs.chunkRefs(body.documents),
+      chunks: await deps.docs.chunkRefs(body.documents, tenantOf(res)),
       documents: body.documents,
       fingerprint: model.fingerprint,
       mode: body.mode as BlendJobData['mode'],

@@ -1,23 +1,33 @@
 /**
- * Where the documents' bookkeeping lives in Redis, under `<prefix>:` (QUEUE_PREFIX):
- *   doc:<id>      hash  id, chunks (JSON list of chunk keys, in order), meta (JSON), createdAt, updatedAt
- *   chunk:<key>   hash  state (pending|ready|failed|deleting), tokens (JSON ids), ntokens, fp, bytes,
- *                       written, error, updatedAt
- *   refs:<key>    set   ids of the documents that use the chunk
- *   lock:<key>    string  held while a chunk object is written (precompute) or deleted (garbage collection)
- *   gc            set   chunk keys no document references, whose objects still have to be deleted
- * The Lua scripts (lua/*.lua) build the refs and chunk keys from the same prefix.
+ * Where the documents' bookkeeping lives in Redis, under `{<QUEUE_PREFIX>}:` — the prefix in a hash tag, so
+ * every key below sits in one Redis Cluster slot and every script may touch any of them (BullMQ's queues
+ * use the same tagged prefix, see core/queue/redis.ts `keyPrefix`):
+ *   doc:<name>        hash    id, tenant, chunks (JSON list of chunk keys, in order), ntokens (their sum),
+ *                             meta (JSON), createdAt, updatedAt; <name> is the document's name (names.ts)
+ *   chunk:<key>       hash    state (pending|ready|failed|deleting|unreferenced), gen, tokens (JSON ids),
+ *                             ntokens, fp, salt, bytes, written, error, updatedAt
+ *   refs:<key>        set     names of the documents that use the chunk
+ *   lock:<key>        string  held while a chunk object is written (precompute) or deleted (garbage collection)
+ *   doclock:<name>    string  held while a document is written or deleted (manifest and index change together)
+ *   gc                set     chunk keys no document references, whose objects still have to be deleted
+ *   pending           zset    chunk keys in state pending, scored by when they were last (re)enqueued
+ *   failed            zset    chunk keys in state failed, scored by when they failed
+ *   reconcile         string  held by the precompute worker running a reconciler round
+ *   evict             channel chunk keys whose objects were deleted: blend workers drop their copies
+ * The Lua scripts (lua/*.lua) build refs and chunk keys from the same prefix.
  */
+import { keyPrefix } from '../queue/redis.js';
+
 export class DocumentKeys {
-  /** `<prefix>:`, passed to the scripts that derive keys themselves. */
+  /** `{<prefix>}:`, passed to the scripts that derive keys themselves. */
   readonly prefix: string;
 
-  constructor(keyPrefix: string) {
-    this.prefix = `${keyPrefix}:`;
+  constructor(queuePrefix: string) {
+    this.prefix = `${keyPrefix(queuePrefix)}:`;
   }
 
-  doc(id: string): string {
-    return `${this.prefix}doc:${id}`;
+  doc(name: string): string {
+    return `${this.prefix}doc:${name}`;
   }
   chunk(key: string): string {
     return `${this.prefix}chunk:${key}`;
@@ -28,7 +38,22 @@ export class DocumentKeys {
   lock(key: string): string {
     return `${this.prefix}lock:${key}`;
   }
+  docLock(name: string): string {
+    return `${this.prefix}doclock:${name}`;
+  }
   get gc(): string {
     return `${this.prefix}gc`;
+  }
+  get pending(): string {
+    return `${this.prefix}pending`;
+  }
+  get failed(): string {
+    return `${this.prefix}failed`;
+  }
+  get reconcile(): string {
+    return `${this.prefix}reconcile`;
+  }
+  get evict(): string {
+    return `${this.prefix}evict`;
   }
 }

@@ -1,7 +1,7 @@
 /** Handlers of the text thread (see text.ts): the model's tokenizer and fingerprint, nothing else kept. */
 import type { ModelSourceSettings } from '../config/index.js';
 import { loadModel } from '../model/load.js';
-import { splitDocument, type DocumentText, type TextChunk } from './text.js';
+import { countTokens, splitDocument, type DocumentText, type TextChunk } from './text.js';
 
 export interface TextThreadInit {
   model: string;
@@ -9,10 +9,13 @@ export interface TextThreadInit {
 }
 
 export async function createHandlers(init: TextThreadInit) {
-  const { tokenizer, fingerprint } = await loadModel(init.model, init.modelSource);
+  const { tokenizer, fingerprint, config } = await loadModel(init.model, init.modelSource);
   return {
-    async info(): Promise<{ fingerprint: string }> {
-      return { fingerprint };
+    async info(): Promise<{ fingerprint: string; contextLength: number }> {
+      return { fingerprint, contextLength: config.maxPositionEmbeddings };
+    },
+    async countTokens(text: string, limit: number): Promise<number | null> {
+      return countTokens(tokenizer, text, limit);
     },
     async chunkDocument(input: DocumentText, budget: number): Promise<TextChunk[]> {
       return splitDocument(tokenizer, input, budget);

@@ -11,7 +11,8 @@ import { Engine, type ExecutionProvider } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
 import { emptyCacheStats, type CacheStats } from '../cache/types.js';
 import type { BlendJobData, BlendJobResult, BlendProgress } from '../queue/contracts.js';
-import { FileObjectStore, openObjectStore } from '../storage/index.js';
+import { openObjectStore } from '../storage/index.js';
+import { DiskTier } from '../cache/disk-tier.js';
 import type { ObjectStore } from '../storage/types.js';
 import type { Tokenizer } from '../model/types.js';
 import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
@@ -28,6 +29,8 @@ export interface EngineThreadInit {
   s3: S3Settings;
   /** Disk cache directory; null disables the tier. */
   diskCacheDir: string | null;
+  /** Bound of the disk tier in bytes (0 disables it). */
+  diskCacheBytes: number;
   lruBytes: number;
   kvDtype: KvDtype;
   logLevel: LogLevel;
@@ -52,6 +55,7 @@ interface EngineContext {
   init: EngineThreadInit;
   engine: Engine;
   store: ObjectStore;
+  disk: DiskTier | null;
   loader: TieredChunkLoader;
   log: Logger;
 }
@@ -65,9 +69,13 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
   });
   const cfg = model.config;
   const store = openObjectStore(init.kvStoreUrl, { s3: init.s3 });
+  const disk =
+    init.diskCacheDir && init.diskCacheBytes > 0
+      ? new DiskTier(init.diskCacheDir, init.diskCacheBytes, log)
+      : null;
   const loader = new TieredChunkLoader({
     store,
-    disk: init.diskCacheDir ? new FileObjectStore(init.diskCacheDir) : null,
+    disk,
     lruBytes: init.lruBytes,
     fingerprint: model.fingerprint,
     numLayers: cfg.numLayers,
@@ -76,12 +84,12 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     compute: (ids) => computeChunkObject(engine, ids, init.kvDtype),
     log,
   });
-  return { init, engine, store, loader, log };
+  return { init, engine, store, disk, loader, log };
 }
 
 export async function createHandlers(init: EngineThreadInit) {
   const ctx = await openEngine(init);
-  const { engine, loader, store } = ctx;
+  const { engine, loader, store, disk } = ctx;
   const { model, config: cfg } = engine;
   return {
     async info(): Promise<EngineInfo> {
@@ -118,8 +126,38 @@ export async function createHandlers(init: EngineThreadInit) {
       loader.lru.clear();
     },
 
+    /** Drop chunks from the LRU and disk tiers (their documents were deleted); returns how many were held. */
+    async evictChunks(keys: string[]): Promise<number> {
+      await loader.flush(); // a disk write still in flight would bring a copy back
+      let held = 0;
+      for (const key of keys) {
+        if (loader.lru.delete(key)) held++;
+        if (disk && (await disk.head(loader.objectKey(key)))) held++;
+        await disk?.delete(loader.objectKey(key));
+      }
+      return held;
+    },
+
+    /** Chunk keys of this model's objects in the disk tier. */
+    async diskChunkKeys(): Promise<string[]> {
+      if (!disk) return [];
+      const keys: string[] = [];
+      for await (const k of disk.list(`kv/${model.fingerprint.slice(0, 16)}/`)) {
+        const m = /\/([0-9a-f]{64})\.kv$/.exec(k);
+        if (m) keys.push(m[1]);
+      }
+      return keys;
+    },
+
+    /** Bytes and entries the disk tier holds. */
+    async diskStats(): Promise<{ bytes: number; maxBytes: number }> {
+      await disk?.settle();
+      return { bytes: disk?.bytes ?? 0, maxBytes: disk?.maxBytes ?? 0 };
+    },
+
     async close(): Promise<void> {
       await loader.flush();
+      await disk?.close();
       await store.close();
       await engine.dispose();
     },

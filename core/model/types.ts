@@ -71,6 +71,11 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosTokenId: number;
   readonly eosTokenIds: readonly number[];
+  /**
+   * The most characters of text one token ever stands for: a text of n characters has at least
+   * n / maxTokenChars tokens, so callers refuse overlong text before paying to encode it.
+   */
+  readonly maxTokenChars: number;
   /** Token ids of `text` without BOS; callers prepend BOS themselves so every mode builds prompts alike. */
   encode(text: string): number[];
   decode(ids: readonly number[]): string;

@@ -5,20 +5,46 @@
 import type { BlendMode } from '../blend/index.js';
 import type { CacheStats } from '../cache/types.js';
 
-/** Precompute: one job per chunk, job id = chunk key, so the same chunk enqueued twice is one job. */
+/**
+ * Precompute: one job per chunk and generation, job id `<chunk key>-<generation>`, so the same chunk
+ * enqueued twice while pending is one job, and a chunk taken up again after its job ended (skipped, failed,
+ * deleted) gets a new one (see core/documents/lua/ingest.lua).
+ */
 export const PRECOMPUTE_QUEUE = 'precompute';
 export const PRECOMPUTE_JOB = 'chunk';
+
+export function precomputeJobId(key: string, gen: number): string {
+  return `${key}-${gen}`;
+}
+
+/** Backoff between precompute attempts: 1 s doubling to 60 s, with jitter (12 attempts span ~6 minutes). */
+export function precomputeBackoffMs(attemptsMade: number): number {
+  const base = Math.min(60_000, 1_000 * 2 ** Math.max(0, attemptsMade - 1));
+  return Math.round(base * (0.75 + Math.random() * 0.5));
+}
+
+/** Options of every precompute job; the worker supplies the 'custom' backoff (precomputeBackoffMs). */
+export function precomputeJobOptions(attempts: number) {
+  return {
+    attempts,
+    backoff: { type: 'custom' },
+    removeOnComplete: true,
+    removeOnFail: true,
+  } as const;
+}
 
 /** Blend: one job per query, job id = a random UUID chosen by the producer (so it can listen first). */
 export const BLEND_QUEUE = 'blend';
 export const BLEND_JOB = 'query';
 
 export interface PrecomputeJobData {
-  /** chunkKey(fingerprint, tokenIds). */
+  /** chunkKey(fingerprint, tokenIds, salt). */
   key: string;
   /** Fingerprint of the model the chunk's cache must be computed with. */
   fingerprint: string;
   tokenIds: number[];
+  /** The tenant's cache salt in the key ('' or absent: none). */
+  salt?: string;
 }
 
 export interface PrecomputeJobResult {
@@ -84,6 +110,16 @@ export interface BlendProgress {
   /** Tokens generated so far. */
   tokens: number;
 }
+
+/** Error codes a job's input caused: retrying will not help (no retry, and the reconciler leaves them). */
+export const PERMANENT_FAILURES: ReadonlySet<string> = new Set([
+  'INVALID_ARGUMENT',
+  'NOT_FOUND',
+  'KV_MISMATCH',
+  'UNSUPPORTED_MODEL',
+  'PAYLOAD_TOO_LARGE',
+  'CANCELLED',
+]);
 
 /**
  * Job failures cross Redis as plain strings; workers prefix the error code (`INVALID_ARGUMENT: …`) so the
