@@ -7,6 +7,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { errorMessage } from '../core/errors.js';
 import { silentLogger } from '../core/ops/log.js';
 import { metrics } from '../core/ops/metrics.js';
+import { accessLog, requestIdOf } from './access-log.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, toHttpError } from './errors.js';
 import { authenticate } from './middleware/auth.js';
@@ -22,6 +23,7 @@ export function createApp(deps: ApiDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.use(accessLog(log));
   app.use(securityHeaders());
   app.use(requestTimer());
 
@@ -39,6 +41,7 @@ export function createApp(deps: ApiDeps): express.Express {
     const e = toHttpError(err);
     if (e.status >= 500) {
       log.error('request failed', {
+        requestId: requestIdOf(req),
         method: req.method,
         path: req.path,
         status: e.status,

@@ -12,8 +12,7 @@ import { machine, matmulRate, median, printTable, timeMedian, writeResult } from
  */
 
 const ep = (process.env.ORT_EP ?? 'cpu') as ExecutionProvider;
-const STORIES =
-  process.env.STORIES_DIR ?? new URL('../../../shared/models/stories260K', import.meta.url).pathname;
+const STORIES = process.env.STORIES_DIR ?? new URL('../../models/stories260K', import.meta.url).pathname;
 
 /** Useful prefill FLOPs: every weight MatMul per token, causal attention pairs, logits of the last token. */
 function prefillFlops(m: LoadedModel, T: number): number {

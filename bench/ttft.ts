@@ -31,8 +31,7 @@ import { lineChart, machine, printTable, storySets, timeMedian, writeResult, typ
 
 const ep = (process.env.ORT_EP ?? 'cpu') as ExecutionProvider;
 const reps = Number(process.env.BENCH_REPS ?? 3);
-const STORIES =
-  process.env.STORIES_DIR ?? new URL('../../../shared/models/stories260K', import.meta.url).pathname;
+const STORIES = process.env.STORIES_DIR ?? new URL('../../models/stories260K', import.meta.url).pathname;
 const STORY_SETS = storySets();
 const RATIO = 0.15;
 const QUESTION = 32;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick-start demo: bring the service up on the embedded defaults (Redis started under .data if none
-# answers, file KV store, stories260K from ../shared/models), ingest a document, wait until its chunk
+# answers, file KV store, stories260K from models/), ingest a document, wait until its chunk
 # caches are precomputed, ask a question in blend and full mode, then keep serving until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -89,7 +89,7 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
     lockMs: config.jobLockMs,
     backoffMs: precomputeBackoffMs,
     log,
-    process: (job, token) => precomputeJob(ctx, job, token),
+    process: (job, jobLog, token) => precomputeJob({ ...ctx, log: jobLog }, job, token),
     onFinalFailure: (job, failure) => docs.markFailed(job.data.key, failure),
   });
   const reconciler = new Reconciler(docs, { log });

@@ -3,6 +3,7 @@ import { Router } from 'express';
 import { documentIdSchema } from '../../core/documents/manifest.js';
 import { cacheSalt } from '../../core/documents/names.js';
 import { NotFoundError } from '../../core/errors.js';
+import { requestIdOf } from '../access-log.js';
 import { requireModel, type ApiDeps } from '../deps.js';
 import { tenantOf } from '../middleware/auth.js';
 import { DocumentBody, parseBody, parseParam } from '../schemas.js';
@@ -18,6 +19,7 @@ export function documentsRouter(deps: ApiDeps): Router {
       budget: config.chunkTokenBudget,
       tenant,
       salt: cacheSalt(tenant, config.shareChunkCache),
+      requestId: requestIdOf(req),
     });
     res.status(202).json({ id: r.id, chunks: r.chunks, enqueued: r.enqueued.length });
   });

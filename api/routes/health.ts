@@ -1,8 +1,9 @@
-/** Liveness, readiness (see ../readiness.ts) and Prometheus metrics (behind their own token, see auth). */
+/** Liveness, readiness (see ../readiness.ts), Prometheus metrics (behind their own token) and the OpenAPI document. */
 import { Router } from 'express';
 import { metrics } from '../../core/ops/metrics.js';
 import type { ApiDeps } from '../deps.js';
 import { metricsAccess } from '../middleware/auth.js';
+import { openApiDocument } from '../openapi.js';
 import { readinessChecks } from '../readiness.js';
 
 export function healthRouter(deps: ApiDeps): Router {
@@ -28,6 +29,10 @@ export function healthRouter(deps: ApiDeps): Router {
         checks: state,
       },
     });
+  });
+
+  router.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
   });
 
   router.get('/metrics', metricsAccess(deps.config), async (_req, res) => {

@@ -5,6 +5,7 @@
  */
 import { Router, type Request, type Response } from 'express';
 import type { BlendJobData, BlendProgress } from '../../core/queue/contracts.js';
+import { requestIdOf } from '../access-log.js';
 import { requireModel, type ApiDeps } from '../deps.js';
 import { HttpError } from '../errors.js';
 import { tenantOf } from '../middleware/auth.js';
@@ -30,6 +31,7 @@ export function queriesRouter(deps: ApiDeps): Router {
       temperature: body.temperature,
       seed: body.seed,
       stream: body.stream && req.query.async === undefined,
+      requestId: requestIdOf(req),
     };
     const jobId = newJobId();
     if (async) {

@@ -16,7 +16,7 @@
  * | S3_SECRET_ACCESS_KEY    | (SDK default chain)                       |                                         |
  * | S3_FORCE_PATH_STYLE     | true                                      | true/false/1/0                          |
  * | MODEL                   | stories260K                               |                                         |
- * | CACHEBLEND_MODEL_PATH   | ../shared/models:<DATA_DIR>/models        | ':'-separated, relative to cwd          |
+ * | CACHEBLEND_MODEL_PATH   | <repo>/models:<DATA_DIR>/models           | ':'-separated, relative to cwd          |
  * | CACHEBLEND_MODEL_CACHE  | ~/.cache/cacheblend/models                | where Hub downloads go                  |
  * | CACHEBLEND_ALLOW_DOWNLOAD | false                                   | true/1: fetch unknown names from the Hub |
  * | HF_ENDPOINT             | https://huggingface.co                    | Hub base URL                            |
@@ -50,6 +50,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { projectRoot } from '../util/fs.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 export type KvDtype = 'float16' | 'float32';
@@ -376,7 +377,7 @@ function modelSourceSettings(e: Env, cwd: string, dataDir: string): ModelSourceS
     ? e.CACHEBLEND_MODEL_PATH.split(':')
         .filter((dir) => dir.trim() !== '')
         .map((dir) => path.resolve(cwd, dir.trim()))
-    : [path.resolve(cwd, '../shared/models'), path.join(dataDir, 'models')];
+    : [path.join(projectRoot(), 'models'), path.join(dataDir, 'models')];
   if (searchPath.length === 0) {
     throw new ConfigError('invalid configuration: CACHEBLEND_MODEL_PATH names no directory');
   }

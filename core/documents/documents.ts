@@ -55,6 +55,8 @@ export interface IngestOptions {
   tenant?: string;
   /** Cache salt of the tenant's chunk keys (see names.ts `cacheSalt`; default none). */
   salt?: string;
+  /** Id of the request (or batch run) that ingests, carried into its precompute jobs for the logs. */
+  requestId?: string;
 }
 
 export interface IngestResult {
@@ -98,6 +100,7 @@ interface IndexEntry {
   fingerprint: string;
   salt: string;
   now: string;
+  requestId?: string;
 }
 
 /** How long a document write waits for a concurrent write of the same document. */
@@ -158,6 +161,7 @@ export class DocumentService {
       metadata,
       fingerprint: model.fingerprint,
       salt: opts.salt ?? '',
+      requestId: opts.requestId,
     };
     const r = await this.locks.with(this.keys.docLock(name), DOC_LOCK_WAIT_MS, `document ${id}`, async () => {
       const existing = await redisCall(() =>
@@ -224,7 +228,13 @@ export class DocumentService {
     await this.enqueue(
       toEnqueue.map(([key, gen]) => ({
         gen,
-        data: { key, fingerprint: e.fingerprint, tokenIds: byKey.get(key)!.tokenIds, salt: e.salt },
+        data: {
+          key,
+          fingerprint: e.fingerprint,
+          tokenIds: byKey.get(key)!.tokenIds,
+          salt: e.salt,
+          ...(e.requestId && { requestId: e.requestId }),
+        },
       })),
     );
     return {

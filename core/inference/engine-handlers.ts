@@ -243,11 +243,13 @@ async function runBlend(
   // Fill the LRU and disk tiers with whole objects (blend skips the layers below its check layer).
   await Promise.all(
     opened.map((c) =>
-      c
-        .complete()
-        .catch((err) =>
-          log.warn('could not complete a chunk cache', { key: c.key, error: errorMessage(err) }),
-        ),
+      c.complete().catch((err) =>
+        log.warn('could not complete a chunk cache', {
+          key: c.key,
+          requestId: job.requestId,
+          error: errorMessage(err),
+        }),
+      ),
     ),
   );
   return {

@@ -1,10 +1,11 @@
 /**
- * A small structured logger: one JSON object per line on stderr, filtered by level. Safe to use from the
- * inference thread too (it writes with process.stderr, which worker threads forward to the parent).
+ * Structured logging through pino: one JSON object per line on stderr, filtered by level. The project's
+ * Logger keeps the `log.info(message, fields)` call shape everywhere; `child` adds a component name or
+ * bindings such as a request id. Safe on worker threads (stderr is forwarded to the parent).
  */
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+import { pino, type Logger as PinoLogger } from 'pino';
 
-const ORDER: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, silent: 99 };
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 export interface Logger {
   trace(msg: string, fields?: Record<string, unknown>): void;
@@ -12,29 +13,42 @@ export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
-  child(name: string): Logger;
+  /** A logger whose lines also carry `name` (a component: `api`, `blend`, …) or the given bindings. */
+  child(bindings: string | Record<string, unknown>): Logger;
+  /** The pino logger underneath (for pino-http). */
+  readonly pino: PinoLogger;
 }
 
-export type LogSink = (line: string) => void;
+function wrap(p: PinoLogger): Logger {
+  return {
+    trace: (m, f) => p.trace(f ?? {}, m),
+    debug: (m, f) => p.debug(f ?? {}, m),
+    info: (m, f) => p.info(f ?? {}, m),
+    warn: (m, f) => p.warn(f ?? {}, m),
+    error: (m, f) => p.error(f ?? {}, m),
+    child: (b) => {
+      const bindings = typeof b === 'string' ? { name: `${p.bindings().name ?? 'cacheblend'}.${b}` } : b;
+      return wrap(p.child(bindings));
+    },
+    pino: p,
+  };
+}
 
+/**
+ * A logger writing to `destination`: default process.stderr (on a worker thread, forwarded to the
+ * process's stderr by Node).
+ */
 export function createLogger(
   level: LogLevel = 'info',
   name = 'cacheblend',
-  sink: LogSink = (line) => process.stderr.write(line),
+  destination: { write(line: string): unknown } = process.stderr,
 ): Logger {
-  const min = ORDER[level];
-  const emit = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: Record<string, unknown>) => {
-    if (ORDER[lvl] < min) return;
-    sink(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, name, msg, ...fields })}\n`);
-  };
-  return {
-    trace: (m, f) => emit('trace', m, f),
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
-    child: (child) => createLogger(level, `${name}.${child}`, sink),
-  };
+  return wrap(
+    pino(
+      { level, name, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
+      destination as pino.DestinationStream,
+    ),
+  );
 }
 
 export const silentLogger: Logger = createLogger('silent');

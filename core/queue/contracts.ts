@@ -45,6 +45,8 @@ export interface PrecomputeJobData {
   tokenIds: number[];
   /** The tenant's cache salt in the key ('' or absent: none). */
   salt?: string;
+  /** Id of the HTTP request (or batch run) that enqueued the chunk, for log correlation. */
+  requestId?: string;
 }
 
 export interface PrecomputeJobResult {
@@ -77,6 +79,8 @@ export interface BlendJobData {
   seed: number;
   /** Publish the answer's text as job progress while it is generated (for SSE). */
   stream: boolean;
+  /** Id of the HTTP request that made the job, for log correlation. */
+  requestId?: string;
 }
 
 export interface BlendJobResult {

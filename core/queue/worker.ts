@@ -24,8 +24,16 @@ export interface QueueWorkerOptions<D, R> {
   /** Delay before retry n (attempts made so far) of a job with `backoff: {type: 'custom'}`. */
   backoffMs?: (attemptsMade: number) => number;
   log: Logger;
-  /** `token` is the job's lock token (for moveToDelayed); `signal` aborts when the job is cancelled. */
-  process(job: Job<D, R>, token: string | undefined, signal: AbortSignal | undefined): Promise<R>;
+  /**
+   * Run one job: `log` carries the job id and the request id that made it, `token` is the job's lock
+   * token (for moveToDelayed), `signal` aborts when the job is cancelled (Worker.cancelJob).
+   */
+  process(
+    job: Job<D, R>,
+    log: Logger,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<R>;
   /** Called once a job has failed for good (no attempts left, or unrecoverable), with the encoded error. */
   onFinalFailure?(job: Job<D, R>, failure: string): Promise<void>;
 }
@@ -53,8 +61,10 @@ export async function startQueueWorker<D, R>(opts: QueueWorkerOptions<D, R>): Pr
     const t0 = performance.now();
     const waited = Math.max(0, (job.processedOn ?? Date.now()) - job.timestamp);
     m.jobQueueWait.observe({ queue }, waited / 1000);
+    const requestId = (job.data as { requestId?: unknown }).requestId;
+    const jobLog = log.child({ jobId: job.id, ...(typeof requestId === 'string' && { requestId }) });
     try {
-      const result = await opts.process(job, token, signal);
+      const result = await opts.process(job, jobLog, token, signal);
       m.jobDuration.observe({ queue, outcome: 'completed' }, (performance.now() - t0) / 1000);
       return result;
     } catch (err) {
@@ -62,8 +72,7 @@ export async function startQueueWorker<D, R>(opts: QueueWorkerOptions<D, R>): Pr
       m.jobDuration.observe({ queue, outcome: 'failed' }, (performance.now() - t0) / 1000);
       const failure = failureFor(err);
       const final = failure instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-      log.warn(`${queue} job failed`, {
-        jobId: job.id,
+      jobLog.warn(`${queue} job failed`, {
         attempt: job.attemptsMade + 1,
         final,
         error: failure.message,

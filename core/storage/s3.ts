@@ -14,6 +14,12 @@ import { ConfigError, StorageError, UnavailableError, errorMessage } from '../er
 import { validateKey, validatePrefix, validateRange } from './keys.js';
 import type { ObjectStore, S3StoreOptions } from './types.js';
 
+// The SDK prints, once per thread, a notice that its releases after January 2027 need Node 22. This
+// project pins the SDK (package-lock.json), is tested on Node 20 and 22, and says so in the README; the
+// notice repeated by every process and inference thread is noise, so it is switched off with the SDK's
+// own documented setting.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

@@ -1,4 +1,5 @@
 import { stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 
 /** Whether a path exists (file or folder); any error reading it counts as no. */
 export async function exists(p: string): Promise<boolean> {
@@ -8,4 +9,13 @@ export async function exists(p: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * The project's root folder (where package.json and models/ are), from this module's location: the
+ * TypeScript source (core/util) or its build (dist/core/util).
+ */
+export function projectRoot(): string {
+  const up = import.meta.url.includes('/dist/core/util/') ? '../../../' : '../../';
+  return fileURLToPath(new URL(up, import.meta.url));
 }

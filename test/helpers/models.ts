@@ -4,8 +4,8 @@ import { Engine, type EngineOptions } from '../../core/model/engine.js';
 import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
 import { createRandomModel, type RandomModelShape } from '../../core/model/random.js';
 
-/** The real pretrained tiny Llama from ../shared (read in place, never copied into the repo). */
-export const STORIES_DIR = fileURLToPath(new URL('../../../shared/models/stories260K', import.meta.url));
+/** The real pretrained tiny Llama shipped in models/ (the default model). */
+export const STORIES_DIR = fileURLToPath(new URL('../../models/stories260K', import.meta.url));
 export const STORIES_GOLDEN = `${STORIES_DIR}/golden_greedy.json`;
 
 export async function storiesEngine(): Promise<Engine> {
