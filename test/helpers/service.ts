@@ -26,6 +26,8 @@ export function uniqueName(label: string): string {
 
 export interface TestServiceEnv {
   config: Config;
+  /** The environment the config was read from (to start the same service as a child process). */
+  vars: Record<string, string>;
   dataDir: string;
   cleanup(): Promise<void>;
 }
@@ -61,6 +63,7 @@ export async function serviceConfig(opts: {
   };
   return {
     config: loadConfig(env),
+    vars: env,
     dataDir,
     cleanup: () => rm(dataDir, { recursive: true, force: true }),
   };
