@@ -138,6 +138,13 @@ export async function createHandlers(init: EngineThreadInit) {
       return held;
     },
 
+    /** Which of `keys` the LRU and the disk tier hold. */
+    async cachedChunks(keys: string[]): Promise<{ lru: string[]; disk: string[] }> {
+      const disk: string[] = [];
+      for (const k of keys) if (ctx.disk && (await ctx.disk.head(loader.objectKey(k)))) disk.push(k);
+      return { lru: keys.filter((k) => loader.lru.has(k)), disk };
+    },
+
     /** Chunk keys of this model's objects in the disk tier. */
     async diskChunkKeys(): Promise<string[]> {
       if (!disk) return [];
