@@ -66,6 +66,6 @@ export function jsonBody(limit: number): RequestHandler {
 /** Absolute filesystem paths (and file:// URLs) in a message, replaced so 5xx replies reveal no layout. */
 export function withoutPaths(message: string): string {
   return message
-    .replace(/file:\/\/\/?[^\s'",;)]*/g, '<path>')
-    .replace(/(^|[\s('"=:])\/(?:[^\s/'",;)]+\/)*[^\s/'",;)]*/g, '$1<path>');
+    .replace(/file:\/\/[^\s'",;)]*/g, '<path>')
+    .replace(/(^|[\s('"=])\/[^\s/'",;:)]+(?:\/[^\s/'",;:)]*)*/g, '$1<path>');
 }
