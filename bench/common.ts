@@ -99,6 +99,10 @@ export function lineChart(opts: {
   yLabel: string;
   series: Series[];
   logY?: boolean;
+  /** Fixed y range (linear axis only); by default 0 … 1.1 × the largest value. */
+  yRange?: [number, number];
+  /** x values to label; by default every distinct x of the points. */
+  xTicks?: number[];
 }): string {
   const W = 640;
   const H = 400;
@@ -107,7 +111,10 @@ export function lineChart(opts: {
   const ys = opts.series.flatMap((s) => s.points.map((p) => p.y));
   const tf = (y: number) => (opts.logY ? Math.log10(Math.max(y, 1e-9)) : y);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const [y0, y1] = [opts.logY ? tf(Math.min(...ys)) : 0, tf(Math.max(...ys)) * (opts.logY ? 1 : 1.1)];
+  const [y0, y1] =
+    opts.yRange && !opts.logY
+      ? opts.yRange
+      : [opts.logY ? tf(Math.min(...ys)) : 0, tf(Math.max(...ys)) * (opts.logY ? 1 : 1.1)];
   const px = (x: number) => m.l + ((x - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
   const py = (y: number) => H - m.b - ((tf(y) - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
   const colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f'];
@@ -120,7 +127,7 @@ export function lineChart(opts: {
     `<text x="${(W - m.r + m.l) / 2 - 40}" y="${H - 12}">${opts.xLabel}</text>`,
     `<text x="14" y="${m.t - 10}">${opts.yLabel}</text>`,
   ];
-  for (const x of [...new Set(xs)].sort((a, b) => a - b)) {
+  for (const x of opts.xTicks ?? [...new Set(xs)].sort((a, b) => a - b)) {
     parts.push(`<text x="${px(x) - 10}" y="${H - m.b + 16}">${x}</text>`);
   }
   for (let i = 0; i <= 4; i++) {

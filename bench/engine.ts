@@ -1,4 +1,5 @@
-import { Engine, type ExecutionProvider } from '../core/model/engine.js';
+import { loadBenchSettings } from '../core/config/bench.js';
+import { Engine } from '../core/model/engine.js';
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
 import type { LoadedModel } from '../core/model/types.js';
@@ -11,8 +12,9 @@ import { machine, matmulRate, median, printTable, timeMedian, writeResult } from
  * only the new K/V rows saves.
  */
 
-const ep = (process.env.ORT_EP ?? 'cpu') as ExecutionProvider;
-const STORIES = process.env.STORIES_DIR ?? new URL('../../models/stories260K', import.meta.url).pathname;
+const settings = loadBenchSettings();
+const ep = settings.executionProvider;
+const STORIES = settings.storiesDir;
 
 /** Useful prefill FLOPs: every weight MatMul per token, causal attention pairs, logits of the last token. */
 function prefillFlops(m: LoadedModel, T: number): number {
@@ -65,7 +67,7 @@ async function benchModel(name: string, model: LoadedModel, lengths: number[], r
   return rows;
 }
 
-const reps = Number(process.env.BENCH_REPS ?? 3);
+const reps = settings.reps;
 console.error(`engine benchmark on ${ep}; measuring onnxruntime MatMul 2048³...`);
 const rate = await matmulRate(2048, 5, ep);
 const stories = await loadLlama2cModel(STORIES);

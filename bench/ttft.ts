@@ -13,7 +13,8 @@ import {
   type ChunkKvSource,
 } from '../core/blend/index.js';
 import { chunkKey, chunkObjectKey, encodeChunkKv } from '../core/kv/format.js';
-import { Engine, type ExecutionProvider } from '../core/model/engine.js';
+import { loadBenchSettings } from '../core/config/bench.js';
+import { Engine } from '../core/model/engine.js';
 import { seededRandom } from '../core/model/generate.js';
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
@@ -29,16 +30,14 @@ import { lineChart, machine, printTable, storySets, timeMedian, writeResult, typ
  * run on stories260K: KL and greedy agreement against full for reuse and blend at several ratios.
  */
 
-const ep = (process.env.ORT_EP ?? 'cpu') as ExecutionProvider;
-const reps = Number(process.env.BENCH_REPS ?? 3);
-const STORIES = process.env.STORIES_DIR ?? new URL('../../models/stories260K', import.meta.url).pathname;
+const settings = loadBenchSettings();
+const ep = settings.executionProvider;
+const reps = settings.reps;
+const STORIES = settings.storiesDir;
 const STORY_SETS = storySets();
 const RATIO = 0.15;
 const QUESTION = 32;
-const CONTEXTS = (process.env.BENCH_CONTEXTS ?? '4x256,4x512,8x256,8x512').split(',').map((s) => {
-  const [n, len] = s.split('x').map(Number);
-  return { n, len };
-});
+const CONTEXTS = settings.contexts.map((c) => ({ n: c.chunks, len: c.tokens }));
 
 const model = createRandomModel(LLAMA_100M);
 const L = model.config.numLayers;

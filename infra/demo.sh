@@ -13,7 +13,8 @@ if [[ -z "${REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1; then
   exit 1
 fi
 
-npm start &
+# The service itself, not `npm start`: npm does not pass SIGTERM on, so stopping it would orphan the server.
+node bin/cacheblend.js serve &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM

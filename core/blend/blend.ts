@@ -56,6 +56,7 @@ interface ModeOutcome {
   recomputedTokens: number;
   ratio: number;
   loadWaitMs: number;
+  selected?: Int32Array[];
 }
 
 /**
@@ -78,7 +79,7 @@ export async function blendPrefill(
   const run: PrefillRun = { engine, chunks, layout, cache, contextTokens: layout.contextEnd - 1, opts };
   const outcome = await MODES[opts.mode](run);
   const ttftMs = performance.now() - t0;
-  const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs } = outcome;
+  const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected } = outcome;
   return {
     cache,
     prefill: {
@@ -89,6 +90,7 @@ export async function blendPrefill(
       ratio,
       firstTokenLogits,
       timings: { ttftMs, loadWaitMs, computeMs: ttftMs - loadWaitMs },
+      ...(selected && { selected }),
     },
   };
 }
@@ -164,16 +166,17 @@ async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
     hidden: engine.embed(layout.promptIds.slice(1)),
   };
   active.hidden = await recomputeAllTokens(engine, cache, layout, active, checkLayer);
-  let recomputedTokens = 0;
+  const selected: Int32Array[] = []; // context rows recomputed at each layer from the check layer on
   for (let l = checkLayer; l < L; l++) {
     reader.prefetch(l + 1);
     await reader.fill(l);
     const target = Math.round(ratios[Math.min(l - checkLayer, ratios.length - 1)] * contextTokens);
-    active = await selectByDeviation(engine, cache, l, active, layout.contextEnd, target, opts.metric ?? 'k');
+    active = await selectByDeviation(engine, cache, l, active, layout.contextEnd, target, opts);
     active.hidden = await recomputeSelected(engine, cache, l, active, layout.positions);
-    if (l === checkLayer) recomputedTokens = active.indices.filter((i) => i < layout.contextEnd).length;
+    selected.push(active.indices.filter((i) => i < layout.contextEnd));
   }
   cache.commit(layout.positions);
   const firstTokenLogits = await engine.logits(active.hidden.subarray(active.hidden.length - D));
-  return { firstTokenLogits, recomputedTokens, ratio, loadWaitMs: reader.waitedMs };
+  const recomputedTokens = selected[0].length;
+  return { firstTokenLogits, recomputedTokens, ratio, loadWaitMs: reader.waitedMs, selected };
 }

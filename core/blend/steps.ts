@@ -11,7 +11,7 @@ import { rotateKeys } from '../kv/rope.js';
 import { buildMask, concatFloat32, type Engine } from '../model/engine.js';
 import type { KvCache } from '../model/kv-cache.js';
 import { deviations, topK } from './selection.js';
-import type { ChunkKvSource, DeviationMetric } from './types.js';
+import type { BlendOptions, ChunkKvSource } from './types.js';
 
 export interface PromptLayout {
   /** BOS + every chunk's ids + the question's ids. */
@@ -144,8 +144,8 @@ export async function recomputeAllTokens(
 
 /**
  * Keep the `target` active context tokens whose fresh K/V at `layer` (projected from their input to the
- * layer) deviate most from the cached rows; question tokens always stay. Unchanged when no more than
- * `target` context tokens are active.
+ * layer) deviate most from the cached rows (by `opts.metric`, after `opts.adjustDeviations` if given);
+ * question tokens always stay. Unchanged when no more than `target` context tokens are active.
  */
 export async function selectByDeviation(
   engine: Engine,
@@ -154,7 +154,7 @@ export async function selectByDeviation(
   active: ActiveTokens,
   contextEnd: number,
   target: number,
-  metric: DeviationMetric,
+  opts: Pick<BlendOptions, 'metric' | 'adjustDeviations'>,
 ): Promise<ActiveTokens> {
   const D = engine.config.hiddenSize;
   const activeCtx = active.indices.filter((i) => i < contextEnd);
@@ -165,7 +165,9 @@ export async function selectByDeviation(
     active.hidden.subarray(0, ctxCount * D),
     engine.rope(activeCtx),
   );
+  const metric = opts.metric ?? 'k';
   const scores = deviations(metric, cache.rowSize, fresh, cache.keys[layer], cache.values[layer], activeCtx);
+  opts.adjustDeviations?.(layer, activeCtx, scores);
   // Survivors first (ascending), then the question tokens, which follow the context in prompt order.
   const keep = [
     ...topK(scores, target),

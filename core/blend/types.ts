@@ -22,6 +22,11 @@ export interface BlendOptions {
   gradualRatios?: number[];
   /** The loading controller: pick ratio = max(r_load, minRatio) from the store's speed (see controller.ts). */
   controller?: { minRatio: number; layerLoadMs: number; tokenLayerMs: number };
+  /**
+   * Analysis hook (benchmarks, never the service): sees, and may change, the deviations of the candidate
+   * context rows (prompt indices) at each selecting layer before the top-k, e.g. to force a row in.
+   */
+  adjustDeviations?: (layer: number, rows: Int32Array, deviations: Float64Array) => void;
 }
 
 /** One chunk's precomputed cache, readable layer by layer (a store may fetch each layer as a byte range). */
@@ -54,4 +59,9 @@ export interface BlendPrefill {
   /** Logits of the last prompt position. */
   firstTokenLogits: Float32Array;
   timings: BlendTimings;
+  /**
+   * Blend only: for each layer from the check layer on, the prompt indices (row 0 is BOS) of the context
+   * tokens recomputed there, ascending. Kept because the selection already exists; used to analyse misses.
+   */
+  selected?: Int32Array[];
 }

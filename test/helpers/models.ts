@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Engine, type EngineOptions } from '../../core/model/engine.js';
+import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
 import { createRandomModel, type RandomModelShape } from '../../core/model/random.js';
 
@@ -10,6 +11,13 @@ export const STORIES_GOLDEN = `${STORIES_DIR}/golden_greedy.json`;
 
 export async function storiesEngine(): Promise<Engine> {
   return Engine.create(await loadLlama2cModel(STORIES_DIR), { threads: 1 });
+}
+
+/** cbqa-3M, the question-answering Llama kept in the repository (models/cbqa-3M, see its README). */
+export const CBQA_DIR = fileURLToPath(new URL('../../models/cbqa-3M', import.meta.url));
+
+export async function cbqaEngine(): Promise<Engine> {
+  return Engine.create(await loadHfModel(CBQA_DIR), { threads: 1 });
 }
 
 /** A small random Llama with GQA for identities that need no trained weights. */

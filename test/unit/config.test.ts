@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
+import { BENCH_VARIABLES, loadBenchSettings } from '../../core/config/bench.js';
 import { CONFIG_VARIABLES, loadConfig, redactConfig } from '../../core/config/index.js';
 import { ConfigError } from '../../core/errors.js';
 import { projectRoot } from '../../core/util/fs.js';
@@ -317,6 +318,22 @@ describe('loadConfig', () => {
   it('documents every variable in the README configuration table', () => {
     const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const table = readme.slice(readme.indexOf('## Configuration'));
-    for (const name of CONFIG_VARIABLES) expect(table, name).toContain(`\`${name}\``);
+    for (const name of [...CONFIG_VARIABLES, ...BENCH_VARIABLES])
+      expect(table, name).toContain(`\`${name}\``);
+  });
+});
+
+describe('loadBenchSettings', () => {
+  it('has defaults, parses contexts, and names a bad variable', () => {
+    const d = loadBenchSettings({});
+    expect(d).toMatchObject({ executionProvider: 'cpu', reps: 3 });
+    expect(d.storiesDir).toBe(path.join(projectRoot(), 'models', 'stories260K'));
+    expect(loadBenchSettings({ BENCH_CONTEXTS: '2x64,8x512' }).contexts).toEqual([
+      { chunks: 2, tokens: 64 },
+      { chunks: 8, tokens: 512 },
+    ]);
+    expect(() => loadBenchSettings({ BENCH_REPS: '0' })).toThrow(/BENCH_REPS/);
+    expect(() => loadBenchSettings({ ORT_EP: 'tpu' })).toThrow(/ORT_EP/);
+    expect(() => loadBenchSettings({ BENCH_CONTEXTS: '4by512' })).toThrow(/BENCH_CONTEXTS/);
   });
 });

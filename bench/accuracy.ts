@@ -1,0 +1,326 @@
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { BlendMode, BlendOptions, DeviationMetric } from '../core/blend/index.js';
+import {
+  QA_SETS,
+  QUESTION_TYPES,
+  analyseMisses,
+  findAnswerRows,
+  loadQuestions,
+  measureAccuracy,
+  prepareQuestions,
+  type AccuracySummary,
+  type AnswerRows,
+  type MissAnalysis,
+  type PreparedQuestion,
+  type QaSetName,
+  type QuestionType,
+  type RowSelectionCounts,
+} from '../core/eval/index.js';
+import { Engine } from '../core/model/engine.js';
+import { loadHfModel } from '../core/model/loaders/hf.js';
+import { parameterCount } from '../core/model/random.js';
+import { lineChart, machine, printTable, writeResult, type Series } from './common.js';
+
+/** The model, kept in the repository (relative to dist/bench/ when compiled). */
+const CBQA_DIR = fileURLToPath(new URL('../../models/cbqa-3M', import.meta.url));
+
+/**
+ * Answer accuracy on cbqa-3M (models/cbqa-3M), a small Llama trained to answer questions whose answer
+ * sits in one chunk or only across a chunk boundary: full, prefix, reuse and blend over a grid of ratios,
+ * deviation metrics, check layers and gradual filtering, on both public question sets. One process: the
+ * engine is built once and each chunk's cache is precomputed once and round-tripped through the stored
+ * fp16 format (as the service and `cacheblend generate` do); every configuration reuses those caches.
+ * The answer is the greedy first token (`--max-tokens 1`).
+ *
+ *   npm run bench:accuracy                       the whole grid, both sets; writes bench/results/accuracy.*
+ *   npm run bench:accuracy -- --sets easy --limit 50 --only 'reuse|k/1'   a subset; prints only
+ */
+
+const { values: flags } = parseArgs({
+  options: {
+    sets: { type: 'string' },
+    limit: { type: 'string' },
+    only: { type: 'string' },
+    threads: { type: 'string' },
+  },
+});
+
+export interface AccuracyConfig {
+  label: string;
+  options: BlendOptions;
+}
+
+const RATIOS = [0.05, 0.1, 0.15, 0.2, 0.3, 0.5];
+const METRICS: DeviationMetric[] = ['k', 'v', 'kv'];
+const GRADUAL = [
+  [0.3, 0.2, 0.15],
+  [0.5, 0.3, 0.15],
+  [0.3, 0.15, 0.05],
+];
+/** The configuration whose misses are analysed in detail (today's default), and the defaults' candidates. */
+const DEFAULT_LABEL = 'blend k/1 r=0.15';
+const ANALYSED = ['reuse', DEFAULT_LABEL, 'blend k/3 r=0.15', 'blend k/2 r=0.15', 'blend kv/1 r=0.15'];
+
+/**
+ * The grid, as a list so new rows are one line each (`ratio: "auto"` goes here once BlendOptions has it).
+ * Labels: `blend <metric>/<check layer> r=<ratio>`.
+ */
+function grid(): AccuracyConfig[] {
+  const configs: AccuracyConfig[] = [
+    { label: 'full', options: { mode: 'full' } },
+    { label: 'prefix', options: { mode: 'prefix' } },
+    { label: 'reuse', options: { mode: 'reuse' } },
+  ];
+  const blend = (metric: DeviationMetric, checkLayer: number, ratio: number) =>
+    configs.push({
+      label: `blend ${metric}/${checkLayer} r=${ratio}`,
+      options: { mode: 'blend', ratio, metric, checkLayer },
+    });
+  for (const metric of METRICS) for (const r of RATIOS) blend(metric, 1, r);
+  for (const checkLayer of [2, 3]) for (const r of RATIOS) blend('k', checkLayer, r);
+  for (const g of GRADUAL) {
+    configs.push({
+      label: `blend k/1 gradual ${g.join(',')}`,
+      options: { mode: 'blend', gradualRatios: g, metric: 'k', checkLayer: 1 },
+    });
+  }
+  return configs;
+}
+
+/** One row of bench/results/accuracy.json (the shape issue 12 asks for; gradual rows add their ratios). */
+interface AccuracyRow {
+  set: QaSetName;
+  mode: BlendMode;
+  ratio: number | null;
+  metric: DeviationMetric | null;
+  checkLayer: number | null;
+  accuracy: number;
+  perType: Record<QuestionType, number>;
+  recomputedShare: number;
+  gradualRatios?: number[];
+}
+
+function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): AccuracyRow {
+  const o = c.options;
+  const blend = o.mode === 'blend';
+  return {
+    set,
+    mode: o.mode,
+    ratio: blend ? (o.gradualRatios?.[0] ?? o.ratio ?? 0.15) : null,
+    metric: blend ? (o.metric ?? 'k') : null,
+    checkLayer: blend ? (o.checkLayer ?? 1) : null,
+    accuracy: s.accuracy,
+    perType: s.perType,
+    recomputedShare: s.recomputedShare,
+    ...(o.gradualRatios && { gradualRatios: o.gradualRatios }),
+  };
+}
+
+const sets = (flags.sets?.split(',') ?? QA_SETS) as QaSetName[];
+for (const s of sets) if (!QA_SETS.includes(s)) throw new Error(`--sets: unknown set "${s}" (easy, main)`);
+const limit = flags.limit === undefined ? Infinity : Number(flags.limit);
+const only = flags.only === undefined ? null : new RegExp(flags.only);
+const partial = flags.sets !== undefined || flags.limit !== undefined || only !== null;
+// Always run the baselines the miss analysis compares against.
+const configs = grid().filter(
+  (c) => !only || only.test(c.label) || c.label === 'full' || c.label === 'reuse',
+);
+
+const model = await loadHfModel(CBQA_DIR);
+// One intra-op thread: at these sizes (≤ 360 tokens, hidden 256) a second thread only adds overhead.
+const engine = await Engine.create(model, { threads: Number(flags.threads ?? 1) });
+const questions = loadQuestions(CBQA_DIR);
+const idToWord = (id: number) => model.tokenizer.decode([id]).trim() || `#${id}`;
+
+/**
+ * Oracle runs for the miss analysis: the default blend (K, check layer 1, r = 0.15), but the rows that
+ * carry the answer are forced into the selection (their deviation set to +∞ before the top-k; the count
+ * of recomputed rows stays the same). Shows whether recomputing those rows would have been enough.
+ */
+const ORACLES: { label: string; rows: (a: AnswerRows) => number[] }[] = [
+  { label: 'colour row forced', rows: (a) => [a.colour] },
+  { label: 'fact rows forced (O|it, is, COLOUR)', rows: (a) => [a.it ?? a.object, a.colour - 1, a.colour] },
+];
+
+function forcing(checkLayer: number, pick: (a: AnswerRows) => number[]) {
+  return (p: PreparedQuestion): BlendOptions => {
+    const a = findAnswerRows(p.q);
+    const forced = new Set(a ? pick(a) : []);
+    return {
+      mode: 'blend',
+      ratio: 0.15,
+      metric: 'k',
+      checkLayer,
+      adjustDeviations: (layer, rows, dev) => {
+        if (layer !== checkLayer) return;
+        rows.forEach((r, i) => {
+          if (forced.has(r)) dev[i] = Infinity;
+        });
+      },
+    };
+  };
+}
+
+interface OracleRow {
+  set: QaSetName;
+  label: string;
+  accuracy: number;
+  perType: Record<QuestionType, number>;
+  /** Of the default blend's misses against full, how many the oracle answers. */
+  fixed: number;
+  misses: number;
+}
+
+const rows: AccuracyRow[] = [];
+const oracles: OracleRow[] = [];
+const misses: Record<string, Record<string, MissAnalysis>> = {};
+const t0 = performance.now();
+for (const set of sets) {
+  const qs = questions[set].slice(0, limit);
+  const prepared = await prepareQuestions(engine, qs);
+  console.error(`${set}: ${qs.length} questions, chunk caches precomputed`);
+  const summaries = new Map<string, AccuracySummary>();
+  for (const c of configs) {
+    const t = performance.now();
+    const s = await measureAccuracy(engine, prepared, c.options);
+    summaries.set(c.label, s);
+    rows.push(toRow(set, c, s));
+    const ms = (performance.now() - t) / qs.length;
+    console.error(`  ${set} ${c.label}: ${s.accuracy.toFixed(3)} (${ms.toFixed(1)} ms/question)`);
+  }
+  misses[set] = {};
+  const full = summaries.get('full')!.outcomes;
+  const reuse = summaries.get('reuse')!.outcomes;
+  for (const label of ANALYSED) {
+    const s = summaries.get(label);
+    if (s) misses[set][label] = analyseMisses(prepared, full, reuse, s.outcomes, idToWord);
+  }
+  const base = summaries.get(DEFAULT_LABEL);
+  if (base) {
+    for (const o of ORACLES) {
+      const s = await measureAccuracy(engine, prepared, forcing(1, o.rows));
+      const missed = base.outcomes.filter((b, i) => full[i].correct && !b.correct);
+      const fixed = missed.filter((b) => s.outcomes[b.index].correct).length;
+      oracles.push({
+        set,
+        label: o.label,
+        accuracy: s.accuracy,
+        perType: s.perType,
+        fixed,
+        misses: missed.length,
+      });
+    }
+  }
+}
+const elapsedS = (performance.now() - t0) / 1000;
+await engine.dispose();
+
+printTable(
+  ['set', 'mode', 'ratio', 'metric', 'check', 'accuracy', ...QUESTION_TYPES, 'recomputed share'],
+  rows.map((r) => [
+    r.set,
+    r.mode,
+    r.gradualRatios?.join(',') ?? String(r.ratio ?? '-'),
+    r.metric ?? '-',
+    r.checkLayer ?? '-',
+    r.accuracy.toFixed(3),
+    ...QUESTION_TYPES.map((t) => r.perType[t].toFixed(3)),
+    r.recomputedShare.toFixed(3),
+  ]),
+);
+console.log('');
+printTable(
+  [
+    'set',
+    'configuration',
+    'full right',
+    'mode right',
+    'misses vs full',
+    'answer in chunk 1 / later: misses',
+    'colour row recomputed (misses / hits)',
+    'coref `it` recomputed (misses / hits)',
+  ],
+  Object.entries(misses).flatMap(([set, byLabel]) =>
+    Object.entries(byLabel).map(([label, m]) => {
+      const sel = m.answerRowsSelected;
+      const sum = (g: 'misses' | 'hits', f: (c: RowSelectionCounts) => number) =>
+        QUESTION_TYPES.reduce((a, t) => a + f(sel![g][t]), 0);
+      const ratio = (f: (c: RowSelectionCounts) => number, d: (c: RowSelectionCounts) => number) =>
+        `${sum('misses', f)}/${sum('misses', d)} / ${sum('hits', f)}/${sum('hits', d)}`;
+      const { first, later } = m.byAnswerChunk;
+      return [
+        set,
+        label,
+        m.fullCorrect,
+        m.modeCorrect,
+        m.missesVsFull,
+        `${first.misses}/${first.questions} / ${later.misses}/${later.questions}`,
+        sel
+          ? ratio(
+              (c) => c.colour,
+              (c) => c.questions,
+            )
+          : '-',
+        sel
+          ? ratio(
+              (c) => c.it,
+              (c) => c.corefQuestions,
+            )
+          : '-',
+      ];
+    }),
+  ),
+);
+console.log('');
+printTable(
+  ['set', `oracle (${DEFAULT_LABEL})`, 'accuracy', ...QUESTION_TYPES, 'default misses answered'],
+  oracles.map((o) => [
+    o.set,
+    o.label,
+    o.accuracy.toFixed(3),
+    ...QUESTION_TYPES.map((t) => o.perType[t].toFixed(3)),
+    `${o.fixed}/${o.misses}`,
+  ]),
+);
+console.error(`${elapsedS.toFixed(0)} s in all`);
+
+if (partial) {
+  console.log('a subset (--sets, --limit or --only): nothing written');
+} else {
+  const modelInfo = { name: 'cbqa-3M', path: 'models/cbqa-3M', parameters: parameterCount(model) };
+  writeResult('accuracy.json', { model: modelInfo, machine: { ...machine('cpu'), elapsedS }, rows });
+  writeResult('accuracy-misses.json', { model: modelInfo, misses, oracles });
+  for (const set of sets) writeResult(`accuracy-${set}.svg`, chart(set, rows));
+  console.log('wrote bench/results/accuracy.json, accuracy-misses.json, accuracy-{easy,main}.svg');
+}
+
+/** Accuracy against the recomputed share, one line per metric (check layer 1) and per deeper check layer. */
+function chart(set: QaSetName, all: AccuracyRow[]): string {
+  const rs = all.filter((r) => r.set === set);
+  const ends = (mode: BlendMode) => rs.find((r) => r.mode === mode)!;
+  const [reuse, full] = [ends('reuse'), ends('full')];
+  const line = (name: string, pick: (r: AccuracyRow) => boolean): Series => ({
+    name,
+    points: [reuse, ...rs.filter((r) => r.mode === 'blend' && !r.gradualRatios && pick(r)), full].map(
+      (r) => ({ x: Number(r.recomputedShare.toFixed(3)), y: r.accuracy }),
+    ),
+  });
+  const series = [
+    line('K, check layer 1', (r) => r.metric === 'k' && r.checkLayer === 1),
+    line('V, check layer 1', (r) => r.metric === 'v' && r.checkLayer === 1),
+    line('K+V, check layer 1', (r) => r.metric === 'kv' && r.checkLayer === 1),
+    line('K, check layer 2', (r) => r.metric === 'k' && r.checkLayer === 2),
+    line('K, check layer 3', (r) => r.metric === 'k' && r.checkLayer === 3),
+  ];
+  const ys = rs.map((r) => r.accuracy);
+  const lo = Math.max(0, Math.floor(Math.min(...ys) * 20) / 20 - 0.05);
+  return lineChart({
+    title: `Accuracy vs recomputed share (cbqa-3M, ${set})`,
+    xLabel: 'recomputed share of token × layer work',
+    yLabel: 'accuracy',
+    series,
+    yRange: [lo, Math.min(1, Math.ceil(Math.max(...ys) * 20) / 20 + 0.02)],
+    xTicks: [0, 0.25, 0.5, 0.75, 1],
+  });
+}

@@ -1,0 +1,6 @@
+/**
+ * Answer-accuracy evaluation on a question-answering model (cbqa-3M): question sets, greedy answers per
+ * mode through the inference pipeline's stored-cache round trip, and the analysis of misses.
+ */
+export * from './qa.js';
+export * from './misses.js';
