@@ -38,7 +38,7 @@ const sink = (lines: Record<string, unknown>[]) => ({
 
 beforeAll(async () => {
   redisServer = await startRedis();
-  env = await serviceConfig({ redis: redisServer, label: 'obs' });
+  env = await serviceConfig({ redis: redisServer, label: 'obs', env: { CHUNK_TOKEN_BUDGET: '128' } });
   const { config } = env;
   thread = await startEngineThread(engineThreadInit(config, { threads: 1 }));
   const workerLog = createLogger('info', 'worker', sink(workerLines));
