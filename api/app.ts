@@ -53,6 +53,7 @@ export function createApp(deps: ApiDeps): express.Express {
       return;
     }
     const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
+    res.set(e.headers);
     res.status(e.status).json({ error: { code: e.code, message, ...e.extra } });
   });
   return app;

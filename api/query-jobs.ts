@@ -23,10 +23,39 @@ export function newJobId(): string {
   return randomUUID();
 }
 
-export function enqueueQuery(deps: ApiDeps, jobId: string, data: BlendJobData): Promise<QueryJob> {
+/** Enqueue a query, unless QUERY_QUEUE_LIMIT queries already wait (then 429, nothing enqueued). */
+export async function enqueueQuery(deps: ApiDeps, jobId: string, data: BlendJobData): Promise<QueryJob> {
+  await admit(deps);
   return redisCall(
     () => deps.blendQueue.add(BLEND_JOB, data, { jobId, ...BLEND_JOB_OPTIONS }),
     'Redis (blend queue)',
+  );
+}
+
+/** Mean time a blend worker spends on a query, as this process has seen them (for Retry-After). */
+let meanWorkerMs = 1_000;
+
+export function observeWorkerMs(ms: number): void {
+  meanWorkerMs = 0.9 * meanWorkerMs + 0.1 * ms;
+}
+
+/**
+ * Admission control: the queue of waiting queries is bounded, so a burst is answered at once with 429
+ * and `Retry-After` (about how long the waiting queries take one worker) instead of with answers that
+ * come too late to matter. The count is read, not reserved: API processes racing for the last places may
+ * overshoot the limit by a few.
+ */
+async function admit(deps: ApiDeps): Promise<void> {
+  const limit = deps.config.queryQueueLimit;
+  const waiting = await redisCall(() => deps.blendQueue.getWaitingCount(), 'Redis (blend queue)');
+  if (waiting < limit) return;
+  const retryAfter = Math.min(60, Math.max(1, Math.ceil((waiting * meanWorkerMs) / 1000)));
+  throw new HttpError(
+    429,
+    'OVERLOADED',
+    `${waiting} queries are waiting (QUERY_QUEUE_LIMIT ${limit}); retry in ${retryAfter} s`,
+    {},
+    { 'Retry-After': String(retryAfter) },
   );
 }
 
@@ -62,5 +91,6 @@ export function jobFailure(err: unknown, jobId: string): HttpError {
 
 /** A finished job's result with the request's total time, as the query endpoints return it. */
 export function presentResult(result: BlendJobResult, jobId: string, t0: number) {
+  observeWorkerMs(result.timings.workerMs);
   return { jobId, ...result, timings: { ...result.timings, totalMs: roundMs(performance.now() - t0) } };
 }

@@ -83,6 +83,7 @@ function openQueues(config: Config, log: Logger) {
   const eventsConnection = createRedis(config, 'worker');
   const blendEvents = new QueueEvents(BLEND_QUEUE, { connection: eventsConnection, prefix });
   blendEvents.setMaxListeners(0);
+  blendQueue.setMaxListeners(0); // every query waiting for its job listens for the queue closing
   for (const emitter of [precomputeQueue, blendQueue, blendEvents]) {
     (emitter as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
       log.debug('queue connection error', { error: errorMessage(err) }),
