@@ -63,7 +63,7 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         importsOf(
-          ['documents', 'cache', 'inference', 'queue', 'blend', 'ops', 'eval', ...DEPLOYABLES],
+          ['documents', 'cache', 'inference', 'queue', 'blend', 'ops', 'eval', 'retrieval', ...DEPLOYABLES],
           'storage, kv, model, util, runtime and config are the foundation: they never import the layers above',
         ),
       ],
@@ -75,7 +75,7 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         importsOf(
-          ['documents', 'cache', 'inference', 'queue', 'ops', 'eval', ...DEPLOYABLES],
+          ['documents', 'cache', 'inference', 'queue', 'ops', 'eval', 'retrieval', ...DEPLOYABLES],
           'blend sits on model and kv only',
         ),
       ],

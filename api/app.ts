@@ -16,6 +16,7 @@ import { perKeyRateLimit } from './middleware/rate-limit.js';
 import { documentsRouter } from './routes/documents.js';
 import { healthRouter } from './routes/health.js';
 import { jobsRouter } from './routes/jobs.js';
+import { openAiRouter } from './routes/openai.js';
 import { queriesRouter } from './routes/queries.js';
 
 export function createApp(deps: ApiDeps): express.Express {
@@ -33,6 +34,7 @@ export function createApp(deps: ApiDeps): express.Express {
   app.use('/v1/documents', documentsRouter(deps));
   app.use('/v1/query', queriesRouter(deps));
   app.use('/v1/jobs', jobsRouter(deps));
+  app.use('/v1', openAiRouter(deps));
 
   app.use((req, _res, next) => {
     next(new HttpError(404, 'NOT_FOUND', `no route for ${req.method} ${req.path}`));

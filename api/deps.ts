@@ -5,6 +5,7 @@ import type { DocumentService, ModelIdentity } from '../core/documents/documents
 import { UnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/ops/log.js';
 import type { RedisClient } from '../core/queue/redis.js';
+import type { Retriever } from '../core/retrieval/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
 
 export interface ApiDeps {
@@ -12,6 +13,8 @@ export interface ApiDeps {
   redis: RedisClient;
   store: ObjectStore;
   docs: DocumentService;
+  /** Ranks chunks for queries; its index follows the corpus change log. */
+  retriever: Retriever;
   blendQueue: Queue;
   blendEvents: QueueEvents;
   /** The model's tokenizer and fingerprint once loaded; null while loading or after a failed load. */

@@ -4,7 +4,7 @@
  * API is listed once here with its request schema and the replies it can give.
  */
 import { z } from 'zod';
-import { DocumentBody, JobId, QueryBody } from './schemas.js';
+import { ChatCompletionBody, CompletionBody, DocumentBody, JobId, QueryBody } from './schemas.js';
 import { documentIdSchema } from '../core/documents/manifest.js';
 
 interface RouteDoc {
@@ -34,6 +34,19 @@ const ROUTES: RouteDoc[] = [
   },
   {
     method: 'get',
+    path: '/v1/documents',
+    summary: 'Documents in id order, a page at a time, each with its status',
+    query: {
+      limit: 'documents per page, 1-1000 (default 100)',
+      cursor: 'the nextCursor of the previous page (the last id it listed)',
+    },
+    responses: {
+      200: '{ documents: [{ id, status, progress, chunks (count), metadata, createdAt, updatedAt }], nextCursor }',
+      400: 'bad limit or cursor',
+    },
+  },
+  {
+    method: 'get',
     path: '/v1/documents/{id}',
     summary: "A document's status and per-chunk progress",
     params: { id: documentIdSchema },
@@ -54,11 +67,11 @@ const ROUTES: RouteDoc[] = [
     method: 'post',
     path: '/v1/query',
     summary:
-      'Answer a question over documents in a blend mode (stream: true answers with Server-Sent Events)',
+      'Answer a question over the chunks retrieval picks from documents (or the whole corpus), or over raw chunks, in a blend mode (stream: true answers with Server-Sent Events)',
     body: QueryBody,
     query: { async: '1 or true: answer 202 { jobId } at once; poll GET /v1/jobs/{id}' },
     responses: {
-      200: '{ jobId, answer, tokens, mode, ttftMs, promptTokens, contextTokens, recomputedTokens, ratio?, timings, cache }',
+      200: '{ jobId, answer, tokens, mode, finishReason, template, ttftMs, promptTokens, prefixTokens, contextTokens, recomputedTokens, ratio?, autoRatio?, retrieval?: { chunks: [{ document, index, score, tokens }], leftOut, budget, order }, timings, cache }',
       202: '{ jobId } (async)',
       400: 'bad field, or the prompt does not fit the model',
       404: 'a named document does not exist',
@@ -72,6 +85,40 @@ const ROUTES: RouteDoc[] = [
     summary: "A query job's state, and its result or error once finished",
     params: { id: JobId },
     responses: { 200: '{ jobId, state, result?, error? }', 400: 'bad id', 404: 'no such job' },
+  },
+  {
+    method: 'get',
+    path: '/v1/models',
+    summary: 'OpenAI-compatible: the served model',
+    responses: { 200: '{ object: "list", data: [{ id, object: "model", created, owned_by }] }' },
+  },
+  {
+    method: 'post',
+    path: '/v1/chat/completions',
+    summary:
+      'OpenAI-compatible chat completion (stream: SSE chunks, then [DONE]); extensions: documents, chunks, cacheblend',
+    body: ChatCompletionBody,
+    responses: {
+      200: '{ id, object: "chat.completion", created, model, choices: [{ index, message, finish_reason }], usage, cacheblend }',
+      400: "bad field (OpenAI's error shape: { error: { message, type, code, param } })",
+      404: 'unknown model or document',
+      503: 'Redis or the model unavailable',
+      504: 'not finished within QUERY_TIMEOUT_MS',
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/completions',
+    summary:
+      'OpenAI-compatible completion of a prompt (no template by default); extensions: documents, chunks, cacheblend',
+    body: CompletionBody,
+    responses: {
+      200: '{ id, object: "text_completion", created, model, choices: [{ index, text, finish_reason }], usage, cacheblend }',
+      400: "bad field (OpenAI's error shape)",
+      404: 'unknown model or document',
+      503: 'Redis or the model unavailable',
+      504: 'not finished within QUERY_TIMEOUT_MS',
+    },
   },
   { method: 'get', path: '/healthz', summary: 'Liveness', responses: { 200: '{ status: "ok" }' } },
   {

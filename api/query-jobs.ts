@@ -5,7 +5,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Job } from 'bullmq';
 import { errorMessage } from '../core/errors.js';
-import { BLEND_JOB, decodeFailure, type BlendJobData, type BlendJobResult } from '../core/queue/contracts.js';
+import type { Response } from 'express';
+import {
+  BLEND_JOB,
+  decodeFailure,
+  type BlendJobData,
+  type BlendJobResult,
+  type BlendProgress,
+} from '../core/queue/contracts.js';
 import { redisCall } from '../core/queue/redis.js';
 import { roundMs, withTimeout } from '../core/util/time.js';
 import type { ApiDeps } from './deps.js';
@@ -93,4 +100,54 @@ export function jobFailure(err: unknown, jobId: string): HttpError {
 export function presentResult(result: BlendJobResult, jobId: string, t0: number) {
   observeWorkerMs(result.timings.workerMs);
   return { jobId, ...result, timings: { ...result.timings, totalMs: roundMs(performance.now() - t0) } };
+}
+
+/** What a streamed job tells its caller as it runs. */
+export interface StreamHooks {
+  /** The job is enqueued (write response headers now: a Redis error before this is still a JSON reply). */
+  started(): void;
+  /** New answer text. */
+  delta(text: string, tokens: number): void;
+}
+
+/**
+ * Enqueue a streaming job and relay its text as it is generated; resolves with the result once the job
+ * finishes (any text the progress events did not carry is relayed first).
+ */
+export async function runStreamed(
+  deps: ApiDeps,
+  jobId: string,
+  data: BlendJobData,
+  hooks: StreamHooks,
+): Promise<BlendJobResult> {
+  let streamed = '';
+  const onProgress = ({ jobId: id, data: p }: { jobId: string; data: unknown }) => {
+    if (id !== jobId || typeof p !== 'object' || p === null) return;
+    const { delta, tokens } = p as BlendProgress;
+    streamed += delta;
+    hooks.delta(delta, tokens);
+  };
+  // Listen before the job exists, so no progress event is missed.
+  deps.blendEvents.on('progress', onProgress);
+  try {
+    const job = await enqueueQuery(deps, jobId, data);
+    hooks.started();
+    const result = await waitForJob(deps, job, jobId);
+    if (result.answer.length > streamed.length && result.answer.startsWith(streamed)) {
+      hooks.delta(result.answer.slice(streamed.length), result.tokens.length);
+    }
+    return result;
+  } finally {
+    deps.blendEvents.off('progress', onProgress);
+  }
+}
+
+/** Start a Server-Sent Events reply. */
+export function openEventStream(res: Response): void {
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-cache',
+    Connection: 'keep-alive',
+    'X-Accel-Buffering': 'no',
+  });
 }

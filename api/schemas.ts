@@ -3,7 +3,7 @@
  * schema failure into a 400 naming the field.
  */
 import { z } from 'zod';
-import { BLEND_MODES } from '../core/blend/index.js';
+import { BLEND_MODES, type BlendMode } from '../core/blend/index.js';
 import { documentIdSchema } from '../core/documents/manifest.js';
 import { HttpError } from './errors.js';
 
@@ -20,28 +20,148 @@ export const DocumentBody = z
   })
   .strict();
 
+const question = z.string().min(1, 'must not be empty').max(100_000, 'is too long');
+const system = z.string().max(100_000, 'is too long');
+const documentList = z
+  .array(documentIdSchema)
+  .min(1, 'must name at least one document')
+  .max(1_000, 'must name at most 1000');
+const rawChunks = z
+  .array(z.string().min(1, 'must not be empty').max(100_000, 'is too long'))
+  .min(1, 'must hold at least one chunk')
+  .max(1_000, 'must hold at most 1000 chunks');
+const mode = z
+  .enum(BLEND_MODES as [string, ...string[]], { error: `must be one of ${BLEND_MODES.join(', ')}` })
+  .transform((m) => m as BlendMode);
+const ratio = z.union([z.number().min(0).max(1), z.literal('auto')], {
+  error: 'must be a number in [0, 1] or "auto"',
+});
+const template = z.enum(['auto', 'none', 'chat'], { error: 'must be one of auto, none, chat' });
+const retrievalTopK = z.number().int('must be an integer').min(1, 'must be at least 1').max(10_000);
+const order = z.enum(['document', 'relevance'], { error: 'must be document or relevance' });
+const stopList = z.union(
+  [z.string().min(1, 'must not be empty'), z.array(z.string().min(1, 'must not be empty')).max(16)],
+  { error: 'must be a string or a list of at most 16 non-empty strings' },
+);
+const seed = z
+  .number()
+  .int('must be an integer')
+  .min(0)
+  .max(2 ** 32 - 1);
+const topP = z.number().gt(0, 'must be in (0, 1]').max(1, 'must be in (0, 1]');
+const sampleTopK = z.number().int('must be an integer').min(1, 'must be at least 1');
+
+/** `documents` and `chunks` are alternatives; neither means the whole corpus. */
+function oneSource(b: { documents?: unknown; chunks?: unknown }, ctx: z.RefinementCtx): void {
+  if (b.documents !== undefined && b.chunks !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['chunks'], message: 'give documents or chunks, not both' });
+  }
+}
+
+/**
+ * POST /v1/query. Reply (200): `{jobId, answer, tokens, mode, finishReason, template, ttftMs, promptTokens,
+ * prefixTokens, contextTokens, recomputedTokens, ratio?, autoRatio?, retrieval?, timings, cache}` — see
+ * BlendJobResult (core/queue/contracts.ts) and docs/api-retrieval.md.
+ */
 export const QueryBody = z
   .object({
-    question: z.string().min(1, 'must not be empty').max(100_000, 'is too long'),
-    documents: z
-      .array(documentIdSchema)
-      .min(1, 'must name at least one document')
-      .max(100, 'must name at most 100'),
-    mode: z
-      .enum(BLEND_MODES as [string, ...string[]], { error: `must be one of ${BLEND_MODES.join(', ')}` })
-      .default('blend'),
-    ratio: z.number().min(0, 'must be in [0, 1]').max(1, 'must be in [0, 1]').optional(),
+    question,
+    /** Rank the chunks of these documents; the whole corpus when neither this nor `chunks` is given. */
+    documents: documentList.optional(),
+    /** Raw chunk texts, used as given (no retrieval). */
+    chunks: rawChunks.optional(),
+    system: system.optional(),
+    template: template.default('auto'),
+    /** At most this many chunks (retrieval). */
+    topK: retrievalTopK.optional(),
+    order: order.default('document'),
+    mode: mode.default('blend'),
+    ratio: ratio.optional(),
     maxTokens: z.number().int('must be an integer').min(0).max(4096).default(32),
     temperature: z.number().min(0, 'must be >= 0').max(10).default(0),
-    seed: z
-      .number()
-      .int('must be an integer')
-      .min(0)
-      .max(2 ** 32 - 1)
-      .default(0),
+    topP: topP.optional(),
+    /** Sampling's top-k (`topK` is retrieval's). */
+    sampleTopK: sampleTopK.optional(),
+    stop: stopList.optional(),
+    seed: seed.default(0),
     stream: z.boolean().default(false),
   })
+  .strict()
+  .superRefine(oneSource);
+
+/** GET /v1/documents query string. Reply: `{documents: DocumentSummary[], nextCursor: string | null}`. */
+export const DocumentListQuery = z
+  .object({
+    limit: z
+      .string()
+      .regex(/^\d+$/, 'must be an integer from 1 to 1000')
+      .transform(Number)
+      .pipe(z.number().int().min(1, 'must be at least 1').max(1_000, 'must be at most 1000'))
+      .default(100),
+    cursor: documentIdSchema.optional(),
+  })
   .strict();
+
+/** The `cacheblend` extension of the OpenAI-compatible requests. */
+const CacheblendOptions = z
+  .object({
+    mode: mode.optional(),
+    ratio: ratio.optional(),
+    topK: retrievalTopK.optional(),
+    order: order.optional(),
+    template: template.optional(),
+  })
+  .strict();
+
+/** Fields both OpenAI-compatible endpoints take. Unknown fields are ignored, as OpenAI-compatible servers do. */
+const openAiCommon = {
+  model: z.string().min(1, 'must not be empty'),
+  max_tokens: z.number().int('must be an integer').min(0).max(4096).nullish(),
+  max_completion_tokens: z.number().int('must be an integer').min(0).max(4096).nullish(),
+  temperature: z.number().min(0, 'must be >= 0').max(2, 'must be <= 2').nullish(),
+  top_p: topP.nullish(),
+  top_k: sampleTopK.nullish(),
+  stop: stopList.nullish(),
+  seed: z.number().int('must be an integer').nullish(),
+  n: z.literal(1, { error: 'only 1 is supported' }).nullish(),
+  stream: z.boolean().nullish(),
+  documents: documentList.optional(),
+  chunks: rawChunks.optional(),
+  cacheblend: CacheblendOptions.optional(),
+};
+
+const chatMessage = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant'], {
+    error: 'must be system, developer, user or assistant',
+  }),
+  content: z.union(
+    [
+      z.string(),
+      z.array(
+        z.object({ type: z.literal('text', { error: 'only text parts are supported' }), text: z.string() }),
+      ),
+    ],
+    { error: 'must be a string or a list of text parts' },
+  ),
+});
+
+/** POST /v1/chat/completions (OpenAI's shape, plus `documents`, `chunks`, `cacheblend`). */
+export const ChatCompletionBody = z
+  .object({
+    ...openAiCommon,
+    messages: z.array(chatMessage).min(1, 'must hold at least one message').max(1_000),
+  })
+  .superRefine(oneSource);
+
+/** POST /v1/completions (OpenAI's shape, plus `documents`, `chunks`, `cacheblend`). */
+export const CompletionBody = z
+  .object({
+    ...openAiCommon,
+    prompt: z.union([question, z.array(question).length(1, 'only one prompt is supported')], {
+      error: 'must be a non-empty string',
+    }),
+  })
+  .superRefine(oneSource);
 
 export const JobId = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'not a job id');
 

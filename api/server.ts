@@ -16,6 +16,7 @@ import { withTimeout } from '../core/util/time.js';
 import { DocumentService } from '../core/documents/documents.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
 import { localIdentity, startTextThread, type ModelIdentity } from '../core/documents/text.js';
+import { CorpusSync, Retriever } from '../core/retrieval/index.js';
 import { openObjectStore } from '../core/storage/index.js';
 import { createApp } from './app.js';
 
@@ -24,6 +25,8 @@ export interface ApiServer {
   port: number;
   server: Server;
   docs: DocumentService;
+  /** This process's ranking index and its change-log follower. */
+  corpus: CorpusSync;
   /** Resolves once the model is loaded (rejects if loading failed). */
   modelReady: Promise<ModelIdentity>;
   close(): Promise<void>;
@@ -156,12 +159,14 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     log,
     config.precomputeAttempts,
   );
+  const corpus = new CorpusSync(docs, createRedis(config, 'worker'), log);
   const model = new BackgroundModel(config, log, opts.model);
   const app = createApp({
     config,
     redis: queues.redis,
     store,
     docs,
+    retriever: new Retriever(docs, corpus),
     blendQueue: queues.blendQueue,
     blendEvents: queues.blendEvents,
     model: () => model.current,
@@ -177,12 +182,14 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     port,
     server,
     docs,
+    corpus,
     modelReady: model.ready,
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await corpus.stop();
       await queues.close();
       await store.close();
       await model.close();

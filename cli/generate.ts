@@ -9,33 +9,39 @@ import {
   tokenIdsOnly,
   type BlendMode,
   type BlendOptions,
-  type BlendPrefill,
   type ChunkKvSource,
 } from '../core/blend/index.js';
 import type { Config, ExecutionProvider, KvDtype } from '../core/config/index.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { readFileSync } from 'node:fs';
 import {
-  answerText,
   blendAndDecode,
   checkContextFits,
-  promptIds,
+  promptLength,
   storedChunk,
+  type BlendAnswer,
+  type DecodeOptions,
 } from '../core/inference/pipeline.js';
 import { Engine } from '../core/model/engine.js';
-import type { SamplingOptions } from '../core/model/generate.js';
 import { loadModel } from '../core/model/load.js';
+import { TEMPLATE_NAMES, frameIds, type TemplateChoice, type TemplateName } from '../core/model/template.js';
 import { roundMs } from '../core/util/time.js';
 import { choiceFlag, numberFlag, parseFlags } from './args.js';
 
 export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] (--prompt <text> | --chunk <text>... --question <text>)
-         [--mode full|prefix|reuse|blend] [--ratio R] [--check-layer N] [--metric k|v|kv]
-         [--gradual R1,R2,...] [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
-         [--ep cpu|webgpu|cuda] [--kv-dtype float16|float32] [--json] [--logits]
+         [--system <text>] [--template auto|none|chat|<file>] [--mode full|prefix|reuse|blend] [--ratio R]
+         [--check-layer N] [--metric k|v|kv] [--gradual R1,R2,...] [--max-tokens N] [--temperature T]
+         [--top-k K] [--top-p P] [--stop <text>]... [--seed S] [--ep cpu|webgpu|cuda]
+         [--kv-dtype float16|float32] [--json] [--logits]
 
   --model       a model folder, or a name looked up like the service does (default: MODEL)
   --prompt      plain generation: BOS + the tokenized text, prefilled in full
   --chunk       a context chunk (repeatable), tokenized on its own; its KV cache is precomputed alone
   --question    the question that follows the chunks
+  --system      a system prompt: part of the template's prefix, cached once at its own positions
+  --template    how the prompt is framed: auto (the model's chat template if it has one, else none),
+                none (system prompt, chunks, bare question), chat, or a Jinja chat-template file
+  --stop        stop when the answer holds this text (repeatable); the answer ends before it
   --mode        how the chunks' caches are used (default blend)
   --ratio       fraction of context tokens blend recomputes (default 0.15)
   --check-layer layer where blend measures deviations (default 1)
@@ -54,6 +60,9 @@ const FLAGS = {
   prompt: { type: 'string' },
   chunk: { type: 'string', multiple: true },
   question: { type: 'string' },
+  system: { type: 'string' },
+  template: { type: 'string' },
+  stop: { type: 'string', multiple: true },
   mode: { type: 'string' },
   ratio: { type: 'string' },
   'check-layer': { type: 'string' },
@@ -77,8 +86,10 @@ interface GenerateRequest {
   plain: boolean;
   chunks: string[];
   question: string;
+  system?: string;
+  template: TemplateChoice;
   blend: BlendOptions;
-  sampling: SamplingOptions;
+  sampling: DecodeOptions;
   ep: ExecutionProvider;
   kvDtype: KvDtype;
   json: boolean;
@@ -103,11 +114,16 @@ export function parseGenerateArgs(argv: string[], config: Config): GenerateReque
   if (plain && mode !== 'full') {
     throw new InvalidArgumentError('--prompt runs in full mode; use --chunk/--question for other modes');
   }
+  if (plain && (values.system !== undefined || values.template !== undefined)) {
+    throw new InvalidArgumentError('--prompt is used as given; --system and --template go with --question');
+  }
   return {
     model: values.model ?? config.model,
     plain,
     chunks,
     question: plain ? values.prompt! : values.question!,
+    system: values.system,
+    template: plain ? 'none' : templateFlag(values.template),
     blend: {
       mode,
       ratio: numberFlag(values.ratio, 'ratio', { min: 0, max: 1 }),
@@ -121,12 +137,26 @@ export function parseGenerateArgs(argv: string[], config: Config): GenerateReque
       topK: numberFlag(values['top-k'], 'top-k', { integer: true, min: 1 }),
       topP: numberFlag(values['top-p'], 'top-p', { min: 0, max: 1 }),
       seed: numberFlag(values.seed, 'seed', { integer: true, min: 0, max: 2 ** 32 - 1 }) ?? 0,
+      stop: values.stop,
     },
     ep: choiceFlag<ExecutionProvider>(values.ep, 'ep', ['cpu', 'webgpu', 'cuda'], config.executionProvider),
     kvDtype: choiceFlag<KvDtype>(values['kv-dtype'], 'kv-dtype', ['float16', 'float32'], config.kvDtype),
     json: values.json ?? false,
     logits: values.logits ?? false,
   };
+}
+
+/** --template: a template name, or a file holding a Jinja chat template. */
+function templateFlag(raw: string | undefined): TemplateChoice {
+  if (raw === undefined) return 'auto';
+  if ((TEMPLATE_NAMES as readonly string[]).includes(raw)) return raw as TemplateName;
+  try {
+    return { jinja: readFileSync(raw, 'utf8') };
+  } catch {
+    throw new InvalidArgumentError(
+      `--template must be one of ${TEMPLATE_NAMES.join(', ')} or a readable file, got "${raw}"`,
+    );
+  }
 }
 
 export async function generateCommand(
@@ -149,53 +179,40 @@ export async function generateCommand(
   }
 }
 
-interface GenerateAnswer {
-  prefill: BlendPrefill;
-  tokens: number[];
-  text: string;
-  totalMs: number;
-}
-
-async function generate(engine: Engine, req: GenerateRequest): Promise<GenerateAnswer> {
+async function generate(engine: Engine, req: GenerateRequest): Promise<BlendAnswer> {
   const tok = engine.model.tokenizer;
   const chunkIds = req.chunks.map((c, i) => {
     const ids = tok.encode(c);
     if (ids.length === 0) throw new InvalidArgumentError(`--chunk ${i + 1} is empty`);
     return ids;
   });
-  const questionIds = tok.encode(req.question);
-  if (questionIds.length === 0)
+  const frame = frameIds(tok, { template: req.template, system: req.system, question: req.question });
+  if (frame.suffixIds.length === 0)
     throw new InvalidArgumentError(`${req.plain ? '--prompt' : '--question'} is empty`);
-  const promptTokens = 1 + chunkIds.reduce((a, ids) => a + ids.length, 0) + questionIds.length;
+  const promptTokens = promptLength(frame.prefixIds.length, chunkIds, frame.suffixIds.length);
   checkContextFits(promptTokens, req.sampling.maxTokens, engine.config.maxPositionEmbeddings, {
     prompt: req.plain ? '--prompt' : '--chunk/--question',
     maxTokens: '--max-tokens',
   });
   // Caches are precomputed (offline in the service) before the clock starts: TTFT is the query's cost.
-  const sources: ChunkKvSource[] =
-    req.blend.mode === 'full'
-      ? chunkIds.map(tokenIdsOnly)
-      : await Promise.all(chunkIds.map((ids) => storedChunk(engine, ids, req.kvDtype)));
-  const { prefill, tokens, totalMs } = await blendAndDecode(
-    engine,
-    sources,
-    questionIds,
-    req.blend,
-    req.sampling,
-  );
-  const text = answerText(tok, promptIds(engine.config.bosTokenId, sources, questionIds), tokens);
-  return { prefill, tokens, text, totalMs };
+  const cached = (ids: number[]): Promise<ChunkKvSource> =>
+    req.blend.mode === 'full' ? Promise.resolve(tokenIdsOnly(ids)) : storedChunk(engine, ids, req.kvDtype);
+  const prefix = frame.prefixIds.length ? await cached(frame.prefixIds) : null;
+  const chunks = await Promise.all(chunkIds.map(cached));
+  return blendAndDecode(engine, { prefix, chunks, suffixIds: frame.suffixIds }, req.blend, req.sampling);
 }
 
-function jsonResult(req: GenerateRequest, { prefill, tokens, text, totalMs }: GenerateAnswer) {
+function jsonResult(req: GenerateRequest, { prefill, tokens, text, totalMs, finishReason }: BlendAnswer) {
   return {
     mode: req.blend.mode,
     promptTokens: prefill.promptTokens,
+    prefixTokens: prefill.prefixTokens,
     contextTokens: prefill.contextTokens,
     recomputedTokens: prefill.recomputedTokens,
     ...(req.blend.mode === 'blend' && { ratio: prefill.ratio }),
     generatedTokens: tokens,
     text,
+    finishReason,
     ttftMs: roundMs(prefill.timings.ttftMs),
     totalMs: roundMs(totalMs),
     ...(req.logits && { firstTokenLogits: Array.from(prefill.firstTokenLogits) }),

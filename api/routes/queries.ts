@@ -4,12 +4,21 @@
  * `done` or `error`.
  */
 import { Router, type Request, type Response } from 'express';
-import type { BlendJobData, BlendProgress } from '../../core/queue/contracts.js';
+import type { BlendJobData } from '../../core/queue/contracts.js';
 import { requestIdOf } from '../access-log.js';
-import { requireModel, type ApiDeps } from '../deps.js';
+import type { ApiDeps } from '../deps.js';
 import { HttpError } from '../errors.js';
 import { tenantOf } from '../middleware/auth.js';
-import { enqueueQuery, jobFailure, newJobId, presentResult, waitForJob } from '../query-jobs.js';
+import {
+  enqueueQuery,
+  jobFailure,
+  newJobId,
+  openEventStream,
+  presentResult,
+  runStreamed,
+  waitForJob,
+} from '../query-jobs.js';
+import { planQuery, stopList } from '../query-plan.js';
 import { QueryBody, parseBody } from '../schemas.js';
 
 export function queriesRouter(deps: ApiDeps): Router {
@@ -18,21 +27,14 @@ export function queriesRouter(deps: ApiDeps): Router {
   router.post('/', async (req, res) => {
     const t0 = performance.now();
     const body = parseBody(QueryBody, req.body);
-    const model = requireModel(deps);
     const async = req.query.async === '1' || req.query.async === 'true';
-    const data: BlendJobData = {
-      question: body.question,
-      chunks: await deps.docs.chunkRefs(body.documents, tenantOf(res)),
-      documents: body.documents,
-      fingerprint: model.fingerprint,
-      mode: body.mode as BlendJobData['mode'],
-      ...(body.ratio !== undefined && { ratio: body.ratio }),
-      maxTokens: body.maxTokens,
-      temperature: body.temperature,
-      seed: body.seed,
+    const data = await planQuery(deps, {
+      ...body,
+      tenant: tenantOf(res),
+      stop: stopList(body.stop),
       stream: body.stream && req.query.async === undefined,
       requestId: requestIdOf(req),
-    };
+    });
     const jobId = newJobId();
     if (async) {
       await enqueueQuery(deps, jobId, data);
@@ -56,39 +58,25 @@ async function streamQuery(
   data: BlendJobData,
   t0: number,
 ): Promise<void> {
-  let streamed = '';
+  let open = false;
   const send = (event: string, payload: unknown) => {
     if (!res.writableEnded && !res.destroyed)
       res.write(`event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`);
   };
-  const onProgress = ({ jobId: id, data: p }: { jobId: string; data: unknown }) => {
-    if (id !== jobId || typeof p !== 'object' || p === null) return;
-    streamed += (p as BlendProgress).delta;
-    send('token', p);
-  };
-  // Listen before the job exists, so no token event is missed.
-  deps.blendEvents.on('progress', onProgress);
   try {
-    const job = await enqueueQuery(deps, jobId, data); // before any byte is written: a Redis error stays a JSON 503
-    res.writeHead(200, {
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
+    const result = await runStreamed(deps, jobId, data, {
+      started: () => {
+        openEventStream(res);
+        open = true;
+        send('job', { jobId });
+      },
+      delta: (delta, tokens) => send('token', { delta, tokens }),
     });
-    send('job', { jobId });
-    try {
-      const result = await waitForJob(deps, job, jobId);
-      if (result.answer.length > streamed.length && result.answer.startsWith(streamed)) {
-        send('token', { delta: result.answer.slice(streamed.length), tokens: result.tokens.length });
-      }
-      send('done', presentResult(result, jobId, t0));
-    } catch (err) {
-      const e = err instanceof HttpError ? err : jobFailure(err, jobId);
-      send('error', { error: { code: e.code, message: e.message, ...e.extra } });
-    }
-    res.end();
-  } finally {
-    deps.blendEvents.off('progress', onProgress);
+    send('done', presentResult(result, jobId, t0));
+  } catch (err) {
+    if (!open) throw err; // nothing written yet: a JSON error reply
+    const e = err instanceof HttpError ? err : jobFailure(err, jobId);
+    send('error', { error: { code: e.code, message: e.message, ...e.extra } });
   }
+  res.end();
 }

@@ -1,7 +1,11 @@
 /**
  * CacheBlend prefill over precomputed chunk caches, and the three baselines. Every mode builds the same
- * prompt `BOS + ids(c1) + … + ids(cn) + ids(q)` at positions 0…N-1, so modes differ only in what they
- * recompute; each is a short composition of the steps in steps.ts.
+ * prompt `BOS + ids(prefix) + ids(c1) + … + ids(cn) + ids(suffix)` at positions 0…N-1, so modes differ only
+ * in what they recompute; each is a short composition of the steps in steps.ts.
+ *
+ * The prefix (a template's system prompt) is a true prefix cache: computed alone as BOS + prefix, its rows
+ * sit at their own positions 1…p in every prompt, so every mode reuses them as they are — never rotated,
+ * never selected, never recomputed. They are exact: the prefix attends only to BOS and itself.
  */
 import { InvalidArgumentError } from '../errors.js';
 import type { Engine } from '../model/engine.js';
@@ -43,6 +47,7 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number): void {
 /** One prefill in progress: the prompt's layout and the cache the mode fills. */
 interface PrefillRun {
   engine: Engine;
+  prefix: ChunkKvSource | null;
   chunks: readonly ChunkKvSource[];
   layout: PromptLayout;
   cache: KvCache;
@@ -61,7 +66,8 @@ interface ModeOutcome {
 
 /**
  * Prefill the prompt in the requested mode. Returns a cache holding the whole prompt (ready for decoding,
- * with room for `extraCapacity` more rows) and the first token's logits.
+ * with room for `extraCapacity` more rows) and the first token's logits. `questionIds` are the suffix's
+ * ids (the question as the template wraps it); `prefix` is the template prefix's cache, if any.
  */
 export async function blendPrefill(
   engine: Engine,
@@ -69,14 +75,17 @@ export async function blendPrefill(
   questionIds: readonly number[],
   opts: BlendOptions,
   extraCapacity = 0,
+  prefix: ChunkKvSource | null = null,
 ): Promise<{ cache: KvCache; prefill: BlendPrefill }> {
   validateBlendOptions(opts, engine.config.numLayers);
   if (questionIds.length === 0) throw new InvalidArgumentError('the question has no tokens');
+  if (prefix && prefix.tokenIds.length === 0) prefix = null;
   const t0 = performance.now();
-  const layout = layoutPrompt(engine.config.bosTokenId, chunks, questionIds);
+  const layout = layoutPrompt(engine.config.bosTokenId, chunks, questionIds, prefix);
   const N = layout.promptIds.length;
   const cache = engine.newCache(N + extraCapacity);
-  const run: PrefillRun = { engine, chunks, layout, cache, contextTokens: layout.contextEnd - 1, opts };
+  const contextTokens = layout.contextEnd - layout.contextStart;
+  const run: PrefillRun = { engine, prefix, chunks, layout, cache, contextTokens, opts };
   const outcome = await MODES[opts.mode](run);
   const ttftMs = performance.now() - t0;
   const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected } = outcome;
@@ -85,6 +94,7 @@ export async function blendPrefill(
     prefill: {
       mode: opts.mode,
       promptTokens: N,
+      prefixTokens: layout.contextStart - 1,
       contextTokens: run.contextTokens,
       recomputedTokens,
       ratio,
@@ -108,28 +118,43 @@ async function fullPrefill({ engine, cache, layout, contextTokens }: PrefillRun)
   return { firstTokenLogits, recomputedTokens: contextTokens, ratio: 1, loadWaitMs: 0 };
 }
 
-/** Prefix caching: BOS and the first chunk sit where they were precomputed; prefill everything after. */
-async function prefixPrefill({ engine, cache, layout, chunks }: PrefillRun): Promise<ModeOutcome> {
-  const first = chunks.slice(0, 1);
-  const end = first.length ? layout.offsets[0] + first[0].tokenIds.length : 1;
+/**
+ * Prefix caching: BOS and the longest exactly cached prefix sit where they were precomputed — the template's
+ * prefix when there is one (a chunk after it was computed without it, so it is not exact), else the first
+ * chunk; prefill everything after.
+ */
+async function prefixPrefill({ engine, cache, layout, chunks, prefix }: PrefillRun): Promise<ModeOutcome> {
+  const reused = prefix ? [prefix] : chunks.slice(0, 1);
+  const end = reused.length ? 1 + reused[0].tokenIds.length : 1;
   cache.reserve(layout.promptIds.length);
   await writeBosRows(engine, cache);
-  const reader = new ChunkLayerReader(engine, cache, first, layout.offsets);
+  const reader = new ChunkLayerReader(engine, cache, reused, [1]);
   await reader.fillFrom(0);
   cache.commit(layout.positions.subarray(0, end));
   const firstTokenLogits = await engine.forward(cache, layout.promptIds.slice(end));
   return {
     firstTokenLogits,
-    recomputedTokens: layout.contextEnd - end,
+    recomputedTokens: layout.contextEnd - Math.max(end, layout.contextStart),
     ratio: 1,
     loadWaitMs: reader.waitedMs,
   };
 }
 
+/** The prefix (at its own positions) and every chunk (rotated to its offset) as one reader's sources. */
+function allSources({ prefix, chunks, layout }: PrefillRun): [ChunkKvSource[], number[]] {
+  return prefix
+    ? [
+        [prefix, ...chunks],
+        [1, ...layout.offsets],
+      ]
+    : [[...chunks], layout.offsets];
+}
+
 /** Every chunk's cache rotated into place as is; only the question is computed. */
-async function reusePrefill({ engine, cache, layout, chunks }: PrefillRun): Promise<ModeOutcome> {
+async function reusePrefill(run: PrefillRun): Promise<ModeOutcome> {
+  const { engine, cache, layout } = run;
   cache.reserve(layout.promptIds.length);
-  const reader = new ChunkLayerReader(engine, cache, chunks, layout.offsets);
+  const reader = new ChunkLayerReader(engine, cache, ...allSources(run));
   reader.prefetch(0);
   await writeBosRows(engine, cache);
   await reader.fillFrom(0);
@@ -161,9 +186,12 @@ async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
   const reader = new ChunkLayerReader(engine, cache, chunks, layout.offsets);
   reader.prefetch(checkLayer);
   await writeBosRows(engine, cache);
+  // The prefix's rows are exact at every layer: read them all, compute none of them.
+  const prefixReader = new ChunkLayerReader(engine, cache, run.prefix ? [run.prefix] : [], [1]);
+  await prefixReader.fillFrom(0);
   let active: ActiveTokens = {
-    indices: layout.positions.subarray(1),
-    hidden: engine.embed(layout.promptIds.slice(1)),
+    indices: layout.positions.subarray(layout.contextStart),
+    hidden: engine.embed(layout.promptIds.slice(layout.contextStart)),
   };
   active.hidden = await recomputeAllTokens(engine, cache, layout, active, checkLayer);
   const selected: Int32Array[] = []; // context rows recomputed at each layer from the check layer on
@@ -178,5 +206,6 @@ async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
   cache.commit(layout.positions);
   const firstTokenLogits = await engine.logits(active.hidden.subarray(active.hidden.length - D));
   const recomputedTokens = selected[0].length;
-  return { firstTokenLogits, recomputedTokens, ratio, loadWaitMs: reader.waitedMs, selected };
+  const loadWaitMs = reader.waitedMs + prefixReader.waitedMs;
+  return { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected };
 }

@@ -3,8 +3,9 @@
  * (keys re-rotated to the chunk's offset), recompute every token through the layers below the check layer,
  * select tokens by deviation, and recompute the selection through one layer against the mixed cache.
  *
- * Cache rows follow prompt order: row 0 is BOS, then each chunk's tokens, then the question; a row's RoPE
- * position is its prompt index.
+ * Cache rows follow prompt order: row 0 is BOS, then the template's prefix (a system prompt, if any), then
+ * each chunk's tokens, then the suffix (the question, wrapped by the template); a row's RoPE position is its
+ * prompt index.
  */
 import { InvalidArgumentError } from '../errors.js';
 import { rotateKeys } from '../kv/rope.js';
@@ -14,11 +15,13 @@ import { deviations, topK } from './selection.js';
 import type { BlendOptions, ChunkKvSource } from './types.js';
 
 export interface PromptLayout {
-  /** BOS + every chunk's ids + the question's ids. */
+  /** BOS + the prefix's ids + every chunk's ids + the suffix's (question's) ids. */
   promptIds: number[];
+  /** Prompt index of the first chunk token (1 + prefix length): prefix rows lie below it. */
+  contextStart: number;
   /** Prompt index where each chunk starts. */
   offsets: number[];
-  /** Prompt index of the first question token. */
+  /** Prompt index of the first suffix (question) token. */
   contextEnd: number;
   /** Prompt index = RoPE position of every row; views of this one array serve every step. */
   positions: Int32Array;
@@ -28,8 +31,10 @@ export function layoutPrompt(
   bos: number,
   chunks: readonly ChunkKvSource[],
   question: readonly number[],
+  prefix: ChunkKvSource | null = null,
 ): PromptLayout {
-  const promptIds = [bos];
+  const promptIds = [bos, ...(prefix?.tokenIds ?? [])];
+  const contextStart = promptIds.length;
   const offsets: number[] = [];
   for (const c of chunks) {
     if (c.tokenIds.length === 0) throw new InvalidArgumentError('a chunk has no tokens');
@@ -39,7 +44,7 @@ export function layoutPrompt(
   const contextEnd = promptIds.length;
   promptIds.push(...question);
   const positions = Int32Array.from({ length: promptIds.length }, (_, i) => i);
-  return { promptIds, offsets, contextEnd, positions };
+  return { promptIds, contextStart, offsets, contextEnd, positions };
 }
 
 type LayerKv = { k: Float32Array; v: Float32Array };
@@ -84,6 +89,8 @@ export class ChunkLayerReader {
       const at = this.offsets[c];
       // Copy into the cache, then rotate there: the source (an LRU entry, say) must stay as stored.
       this.cache.writeRows(l, at, k.subarray(0, n * KV * hd), v.subarray(0, n * KV * hd));
+      // A template prefix sits where it was computed (offset 1): nothing to rotate.
+      if (at === 1) continue;
       const rows = this.cache.keys[l].subarray(at * KV * hd, (at + n) * KV * hd);
       rotateKeys(rows, n, KV, hd, ropeLayout, this.engine.invFreq, at - 1);
     }
@@ -105,9 +112,10 @@ export interface ActiveTokens {
 }
 
 /**
- * Run every active token through layers 0…layers-1 (below the check layer, nothing is reused), writing
- * their K/V. In prefill-sized blocks, as Engine.forward does: each block attends to BOS, the earlier
- * blocks' fresh rows of the layer, and itself. Expects every prompt token but BOS to be active.
+ * Run every active token through layers 0…layers-1 (below the check layer, no chunk row is reused), writing
+ * their K/V. In prefill-sized blocks, as Engine.forward does: each block attends to BOS and the prefix
+ * (whose cached rows are exact: they were computed at these very positions), the earlier blocks' fresh rows
+ * of the layer, and itself. Expects every prompt token from contextStart on to be active.
  */
 export async function recomputeAllTokens(
   engine: Engine,
@@ -120,6 +128,7 @@ export async function recomputeAllTokens(
   const row = cache.rowSize;
   const B = engine.prefillBlock;
   const n = active.indices.length;
+  const start = layout.contextStart;
   let hidden = active.hidden;
   for (let l = 0; l < layers; l++) {
     const outs: Float32Array[] = [];
@@ -130,11 +139,11 @@ export async function recomputeAllTokens(
         l,
         hidden.subarray(s * D, e * D),
         engine.rope(idx),
-        cache.keys[l].subarray(0, (s + 1) * row),
-        cache.values[l].subarray(0, (s + 1) * row),
-        buildMask(idx, layout.positions.subarray(0, s + 1)),
+        cache.keys[l].subarray(0, (start + s) * row),
+        cache.values[l].subarray(0, (start + s) * row),
+        buildMask(idx, layout.positions.subarray(0, start + s)),
       );
-      cache.writeRows(l, s + 1, r.k, r.v);
+      cache.writeRows(l, start + s, r.k, r.v);
       outs.push(r.hidden);
     }
     hidden = concatFloat32(outs);

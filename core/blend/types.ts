@@ -48,9 +48,11 @@ export interface BlendTimings {
 
 export interface BlendPrefill {
   mode: BlendMode;
-  /** Tokens in the prompt: BOS + chunks + question. */
+  /** Tokens in the prompt: BOS + prefix + chunks + suffix (question). */
   promptTokens: number;
-  /** Tokens of the chunks (BOS and the question excluded). */
+  /** Tokens of the template's prefix (a cached system prompt; 0 without one). */
+  prefixTokens: number;
+  /** Tokens of the chunks (BOS, the prefix and the suffix excluded). */
   contextTokens: number;
   /** Context tokens recomputed past the check layer (blend), or prefilled (full/prefix). */
   recomputedTokens: number;

@@ -44,6 +44,8 @@ export interface ChunkLoaderOptions {
   headDim: number;
   /** The encoded object of a chunk, computed now (a miss or a corrupt object). */
   compute(tokenIds: readonly number[]): Promise<Buffer>;
+  /** Sees each layer read from the disk cache or the store: bytes and wall time (the loading controller). */
+  onLayerLoad?: (bytes: number, ms: number) => void;
   log?: Logger;
 }
 
@@ -69,6 +71,11 @@ export class TieredChunkLoader {
   constructor(private readonly opts: ChunkLoaderOptions) {
     this.lru = new ByteLru<string, Buffer>({ maxBytes: opts.lruBytes, sizeOf: (b) => b.length });
     this.log = opts.log ?? silentLogger;
+  }
+
+  /** Report a layer read from disk or the store to whoever learns load speeds. */
+  observeLoad(bytes: number, ms: number): void {
+    this.opts.onLayerLoad?.(bytes, ms);
   }
 
   objectKey(key: string): string {
@@ -315,8 +322,10 @@ class RangedChunk implements LoadedChunk {
     if (this.replacement) return this.fromReplacement(l);
     try {
       const [s, e] = layerByteRange(this.header, l);
+      const t0 = performance.now();
       const bytes = await this.reader.getRange(this.objKey, s, e);
       if (bytes === null) throw new KvFormatError('object disappeared while being read');
+      this.loader.observeLoad(bytes.length, performance.now() - t0);
       const decoded = decodeKvLayer(this.header, l, bytes);
       if (!this.replacement) {
         bytes.copy(this.assembled, s);

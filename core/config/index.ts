@@ -30,6 +30,7 @@
  * | MAX_BODY_BYTES          | 1048576 (1 MiB)                           |                                         |
  * | QUEUE_PREFIX            | cacheblend                                | BullMQ key prefix                       |
  * | BLEND_CONCURRENCY       | 1                                         |                                         |
+ * | BLEND_MIN_RATIO         | 0.15                                      | r_min of `ratio: "auto"`, in [0, 1]     |
  * | PRECOMPUTE_CONCURRENCY  | 2                                         |                                         |
  * | LOG_LEVEL               | info                                      | trace, debug, info, warn, error, silent |
  * | METRICS_PORT            | (none)                                    | a worker started alone serves /metrics  |
@@ -40,6 +41,7 @@
  * | METRICS_TOKEN           | (none)                                    | Bearer token for the API's /metrics     |
  * | SHARE_CHUNK_CACHE       | false                                     | tenants share chunk caches (no salt)    |
  * | QUERY_QUEUE_LIMIT       | 64                                        | waiting queries before 429              |
+ * | MAX_QUERY_CHUNKS        | 20000                                     | chunks a query's documents may hold     |
  * | RATE_LIMIT_PER_MINUTE   | 0 (off)                                   | requests per key per minute on /v1      |
  * | DISK_CACHE_BYTES        | 2147483648 (2 GiB)                        | disk tier bound (0: no disk tier)       |
  * | JOB_LOCK_MS             | 30000                                     | a dead worker's job is retried after this |
@@ -116,6 +118,8 @@ export interface Config {
   readonly maxBodyBytes: number;
   readonly queuePrefix: string;
   readonly blendConcurrency: number;
+  /** r_min of `ratio: "auto"`: the loading controller never recomputes less than this fraction. */
+  readonly blendMinRatio: number;
   readonly precomputeConcurrency: number;
   readonly logLevel: LogLevel;
   /** Port of the /metrics server of a worker started alone; null: none. */
@@ -134,6 +138,8 @@ export interface Config {
   readonly shareChunkCache: boolean;
   /** Queries waiting for a blend worker beyond which new ones get 429. */
   readonly queryQueueLimit: number;
+  /** Chunks the documents a query names may hold in all (its candidates); more is a 413. */
+  readonly maxQueryChunks: number;
   /** Requests per API key (or client address when open) per minute on /v1; 0: unlimited. */
   readonly rateLimitPerMinute: number;
   /** Bound of the disk tier in bytes; 0 disables the tier. */
@@ -230,6 +236,11 @@ const EnvSchema = z.object({
     .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters from A-Z a-z 0-9 _ . -')
     .default('cacheblend'),
   BLEND_CONCURRENCY: int(1, 1024, 1),
+  BLEND_MIN_RATIO: z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a number in [0, 1]')
+    .transform(Number)
+    .default(0.15),
   PRECOMPUTE_CONCURRENCY: int(1, 1024, 2),
   LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'], 'info'),
   METRICS_PORT: integer(0, 65535).optional(),
@@ -249,6 +260,7 @@ const EnvSchema = z.object({
   METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   SHARE_CHUNK_CACHE: bool(false),
   QUERY_QUEUE_LIMIT: int(1, 1_000_000, 64),
+  MAX_QUERY_CHUNKS: int(1, 10_000_000, 20_000),
   RATE_LIMIT_PER_MINUTE: int(0, 1_000_000_000, 0),
   DISK_CACHE_BYTES: int(0, MAX, 2 * 1024 ** 3),
   JOB_LOCK_MS: int(1_000, 3_600_000, 30_000),
@@ -289,6 +301,7 @@ export function loadConfig(
     maxBodyBytes: e.MAX_BODY_BYTES,
     queuePrefix: e.QUEUE_PREFIX,
     blendConcurrency: e.BLEND_CONCURRENCY,
+    blendMinRatio: e.BLEND_MIN_RATIO,
     precomputeConcurrency: e.PRECOMPUTE_CONCURRENCY,
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT ?? null,
@@ -299,6 +312,7 @@ export function loadConfig(
     metricsToken: e.METRICS_TOKEN ?? null,
     shareChunkCache: e.SHARE_CHUNK_CACHE,
     queryQueueLimit: e.QUERY_QUEUE_LIMIT,
+    maxQueryChunks: e.MAX_QUERY_CHUNKS,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     diskCacheBytes: e.DISK_CACHE_BYTES,
     jobLockMs: e.JOB_LOCK_MS,

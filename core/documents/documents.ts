@@ -16,7 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { DEFAULT_TENANT } from '../config/index.js';
-import { NotFoundError, UnavailableError, errorMessage } from '../errors.js';
+import { NotFoundError, TooLargeError, UnavailableError, errorMessage } from '../errors.js';
 import { chunkKey, chunkObjectKey } from '../kv/format.js';
 import {
   PRECOMPUTE_JOB,
@@ -28,11 +28,17 @@ import {
 } from '../queue/contracts.js';
 import { redisCall, type RedisClient } from '../queue/redis.js';
 import type { ObjectStore } from '../storage/types.js';
-import { encodeManifest, manifestObjectKey, type DocumentManifest, type ManifestChunk } from './manifest.js';
+import {
+  decodeManifest,
+  encodeManifest,
+  manifestObjectKey,
+  type DocumentManifest,
+  type ManifestChunk,
+} from './manifest.js';
 import { silentLogger, type Logger } from '../ops/log.js';
-import { DocumentKeys } from './keys.js';
+import { CORPUS_LOG_LENGTH, DocumentKeys } from './keys.js';
 import { RedisLocks } from './locks.js';
-import { documentName } from './names.js';
+import { documentName, listKey, nameOfListKey, parseDocumentName } from './names.js';
 import { documentScripts, type ScriptCaller } from './scripts.js';
 import type { ModelIdentity } from './text.js';
 
@@ -102,6 +108,9 @@ interface IndexEntry {
   now: string;
   requestId?: string;
 }
+
+/** A document in a listing: its status without the per-chunk list (`chunks` is the count). */
+export type DocumentSummary = Omit<DocumentStatus, 'chunks'> & { chunks: number };
 
 /** How long a document write waits for a concurrent write of the same document. */
 const DOC_LOCK_WAIT_MS = 15_000;
@@ -206,7 +215,14 @@ export class DocumentService {
     const [enqueueJson, readyJson, orphansJson] = (await redisCall(() =>
       this.script(
         'ingest',
-        [this.keys.doc(e.name), this.keys.gc, this.keys.pending, this.keys.failed],
+        [
+          this.keys.doc(e.name),
+          this.keys.gc,
+          this.keys.pending,
+          this.keys.failed,
+          this.keys.docList,
+          this.keys.corpusLog,
+        ],
         [
           this.keys.prefix,
           e.name,
@@ -220,6 +236,8 @@ export class DocumentService {
           e.tenant,
           e.id,
           ntokens,
+          listKey(e.tenant, e.id),
+          CORPUS_LOG_LENGTH,
         ],
       ),
     )) as [string, string, string];
@@ -355,7 +373,11 @@ export class DocumentService {
         if (!exists) return null;
         await this.store.delete(manifestObjectKey(name));
         const res = (await redisCall(() =>
-          this.script('delete', [this.keys.doc(name), this.keys.gc], [this.keys.prefix, name]),
+          this.script(
+            'delete',
+            [this.keys.doc(name), this.keys.gc, this.keys.docList, this.keys.corpusLog],
+            [this.keys.prefix, name, listKey(tenant, id), CORPUS_LOG_LENGTH],
+          ),
         )) as string | null;
         return res === null ? null : parseList(res);
       },
@@ -405,11 +427,16 @@ export class DocumentService {
     return keys.length ? this.collect(keys, lockWaitMs) : 0;
   }
 
-  /**
-   * The chunks of the given documents of one tenant, in order, with their token ids. NotFoundError names
-   * unknown ids.
-   */
+  /** The chunks of the given documents of one tenant, in order, with their token ids. */
   async chunkRefs(ids: string[], tenant = DEFAULT_TENANT): Promise<BlendChunkRef[]> {
+    return (await this.chunkRefsByDocument(ids, tenant)).flat();
+  }
+
+  /**
+   * Each document's chunks (documents of one tenant, by id), in order, with their token ids.
+   * NotFoundError names unknown ids.
+   */
+  async chunkRefsByDocument(ids: string[], tenant = DEFAULT_TENANT): Promise<BlendChunkRef[][]> {
     const pipeline = this.redis.pipeline();
     for (const id of ids) pipeline.hget(this.keys.doc(documentName(tenant, id)), 'chunks');
     const replies = (await redisCall(() => pipeline.exec())) ?? [];
@@ -419,23 +446,168 @@ export class DocumentService {
       if (value == null) throw new NotFoundError(`document ${JSON.stringify(id)} not found`);
       return parseList(value as string);
     });
-    const unique = [...new Set(perDoc.flat())];
-    const tokens = unique.length
-      ? await redisCall(async () => {
-          const p = this.redis.pipeline();
-          for (const k of unique) p.hget(this.keys.chunk(k), 'tokens');
-          return (await p.exec()) ?? [];
-        })
-      : [];
-    const byKey = new Map<string, number[]>();
-    unique.forEach((k, i) => {
-      const [err, value] = tokens[i] ?? [null, null];
-      if (err || value == null) {
-        throw new UnavailableError(`chunk ${k} has no token record (document being changed?)`);
-      }
-      byKey.set(k, JSON.parse(value as string) as number[]);
+    const byKey = await this.tokensOf([...new Set(perDoc.flat())]);
+    return perDoc.map((keys) =>
+      keys.map((key) => {
+        const tokenIds = byKey.get(key);
+        if (!tokenIds)
+          throw new UnavailableError(`chunk ${key} has no token record (document being changed?)`);
+        return { key, tokenIds };
+      }),
+    );
+  }
+
+  /** Token ids of chunks by key; keys without a record (released meanwhile) are absent from the map. */
+  async tokensOf(keys: string[]): Promise<Map<string, number[]>> {
+    const out = new Map<string, number[]>();
+    if (keys.length === 0) return out;
+    const p = this.redis.pipeline();
+    for (const k of keys) p.hget(this.keys.chunk(k), 'tokens');
+    const replies = (await redisCall(() => p.exec())) ?? [];
+    keys.forEach((k, i) => {
+      const [err, value] = replies[i] ?? [null, null];
+      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+      if (value != null) out.set(k, JSON.parse(value as string) as number[]);
     });
-    return perDoc.flat().map((key) => ({ key, tokenIds: byKey.get(key)! }));
+    return out;
+  }
+
+  /**
+   * A document's chunk keys in order (Redis, the live truth), or null when it does not exist. Takes the
+   * document's name (names.ts), as the corpus change log and index use it.
+   */
+  async chunkKeysOf(name: string): Promise<string[] | null> {
+    const v = await redisCall(() => this.redis.hget(this.keys.doc(name), 'chunks'));
+    return v == null ? null : parseList(v);
+  }
+
+  /** A document's manifest from the object store (by name), or null when there is none. */
+  async manifest(name: string): Promise<DocumentManifest | null> {
+    const buf = await this.store.get(manifestObjectKey(name));
+    return buf ? decodeManifest(buf) : null;
+  }
+
+  /**
+   * Each named document's chunks as keys and token counts (no token ids: those are read only for the
+   * chunks a query uses, see tokensOf). The documents' sizes are checked first, from their counts alone:
+   * more than `maxChunks` chunks in all is a TooLargeError (413) before any list is read. NotFoundError
+   * names an unknown id.
+   */
+  async chunkListsByDocument(
+    ids: string[],
+    tenant: string,
+    maxChunks: number,
+  ): Promise<{ key: string; tokens: number }[][]> {
+    const counts = await this.chunkCounts(ids, tenant);
+    counts.forEach((n, i) => {
+      if (n === null) throw new NotFoundError(`document ${JSON.stringify(ids[i])} not found`);
+    });
+    const total = counts.reduce((a: number, n) => a + (n ?? 0), 0);
+    if (total > maxChunks) {
+      throw new TooLargeError(
+        `documents: the named documents hold ${total} chunks, more than a query may draw on (MAX_QUERY_CHUNKS ${maxChunks})`,
+      );
+    }
+    const p = this.redis.pipeline();
+    for (const id of ids) p.hget(this.keys.doc(documentName(tenant, id)), 'chunks');
+    const lists = ((await redisCall(() => p.exec())) ?? []).map(([err, value], i) => {
+      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+      if (value == null) throw new NotFoundError(`document ${JSON.stringify(ids[i])} not found`);
+      return parseList(value as string);
+    });
+    const unique = [...new Set(lists.flat())];
+    const q = this.redis.pipeline();
+    for (const k of unique) q.hget(this.keys.chunk(k), 'ntokens');
+    const replies = unique.length ? ((await redisCall(() => q.exec())) ?? []) : [];
+    const tokens = new Map(unique.map((k, i) => [k, Number(replies[i]?.[1] ?? 0)]));
+    return lists.map((keys) => keys.map((key) => ({ key, tokens: tokens.get(key)! })));
+  }
+
+  /** How many chunks each named document of a tenant has (null: no such document), without loading them. */
+  async chunkCounts(ids: string[], tenant = DEFAULT_TENANT): Promise<(number | null)[]> {
+    const p = this.redis.pipeline();
+    for (const id of ids) p.hmget(this.keys.doc(documentName(tenant, id)), 'nchunks', 'chunks');
+    const replies = (await redisCall(() => p.exec())) ?? [];
+    return ids.map((_, i) => {
+      const [err, value] = replies[i] ?? [null, null];
+      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+      const [nchunks, chunks] = value as (string | null)[];
+      if (nchunks != null) return Number(nchunks);
+      return chunks == null ? null : parseList(chunks).length; // indexed before counts were kept
+    });
+  }
+
+  /**
+   * One page of a tenant's documents in id order, each with its status (chunk list left out): up to
+   * `limit` ids after `cursor` (exclusive), and the cursor of the next page (null on the last).
+   */
+  async list(opts: {
+    cursor?: string;
+    limit: number;
+    tenant?: string;
+  }): Promise<{ documents: DocumentSummary[]; nextCursor: string | null }> {
+    const tenant = opts.tenant ?? DEFAULT_TENANT;
+    // A tenant's list keys are `<tenant>/<id>`: the range from `<tenant>/` up to `<tenant>0` ('0' follows '/').
+    const from = opts.cursor === undefined ? `[${tenant}/` : `(${listKey(tenant, opts.cursor)}`;
+    const keys = await redisCall(() =>
+      this.redis.zrangebylex(this.keys.docList, from, `(${tenant}0`, 'LIMIT', 0, opts.limit + 1),
+    );
+    const ids = keys.map((k) => k.slice(tenant.length + 1));
+    const page = ids.slice(0, opts.limit);
+    const statuses = await Promise.all(page.map((id) => this.status(id, tenant)));
+    const documents = statuses
+      .filter((s): s is DocumentStatus => s !== null)
+      .map(({ chunks, ...rest }) => ({ ...rest, chunks: chunks.length }));
+    return { documents, nextCursor: ids.length > opts.limit ? page[page.length - 1] : null };
+  }
+
+  /** Id of the corpus change log's last entry ('0-0' when empty). */
+  async corpusLogHead(): Promise<string> {
+    const last = await redisCall(() => this.redis.xrevrange(this.keys.corpusLog, '+', '-', 'COUNT', 1));
+    return last[0]?.[0] ?? '0-0';
+  }
+
+  /** Every document's name (all tenants), in list order, a page at a time. */
+  async *allNames(pageSize = 1_000): AsyncGenerator<string[]> {
+    let from = '-';
+    for (;;) {
+      const keys = await redisCall(() =>
+        this.redis.zrangebylex(this.keys.docList, from, '+', 'LIMIT', 0, pageSize),
+      );
+      const names = keys.map(nameOfListKey).filter((n): n is string => n !== null);
+      if (names.length > 0) yield names;
+      if (keys.length < pageSize) return;
+      from = `(${keys[keys.length - 1]}`;
+    }
+  }
+
+  /** List documents indexed before the document list existed (a SCAN over doc hashes). Returns how many. */
+  async backfillDocList(): Promise<number> {
+    let cursor = '0';
+    let added = 0;
+    const prefix = this.keys.doc('');
+    do {
+      const [next, found] = await redisCall(() =>
+        this.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000),
+      );
+      cursor = next;
+      const keys = found
+        .map((k) => {
+          try {
+            const ref = parseDocumentName(k.slice(prefix.length));
+            return listKey(ref.tenant, ref.id);
+          } catch {
+            return null;
+          }
+        })
+        .filter((k): k is string => k !== null);
+      if (keys.length) {
+        added += await redisCall(() =>
+          this.redis.zadd(this.keys.docList, 'NX', ...keys.flatMap((k) => [0, k])),
+        );
+      }
+    } while (cursor !== '0');
+    return added;
   }
 
   // ----- used by the precompute worker -----------------------------------------------------------------

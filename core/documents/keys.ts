@@ -14,9 +14,17 @@
  *   failed            zset    chunk keys in state failed, scored by when they failed
  *   reconcile         string  held by the precompute worker running a reconciler round
  *   evict             channel chunk keys whose objects were deleted: blend workers drop their copies
+ *   docs              zset    every document as `<tenant>/<id>` (names.ts `listKey`), score 0: a tenant's
+ *                             documents are one lexicographic range, listed in id order by ZRANGEBYLEX
+ *   corpus:log        stream  one entry per ingest or delete (`op`, `doc` = the document's name), trimmed
+ *                             to about CORPUS_LOG_LENGTH entries: each API process tails it to keep its
+ *                             ranking index current
  * The Lua scripts (lua/*.lua) build refs and chunk keys from the same prefix.
  */
 import { keyPrefix } from '../queue/redis.js';
+
+/** Entries the corpus change log keeps (XADD MAXLEN ~): a process further behind rebuilds its index. */
+export const CORPUS_LOG_LENGTH = 100_000;
 
 export class DocumentKeys {
   /** `{<prefix>}:`, passed to the scripts that derive keys themselves. */
@@ -55,5 +63,11 @@ export class DocumentKeys {
   }
   get evict(): string {
     return `${this.prefix}evict`;
+  }
+  get docList(): string {
+    return `${this.prefix}docs`;
+  }
+  get corpusLog(): string {
+    return `${this.prefix}corpus:log`;
   }
 }

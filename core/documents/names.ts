@@ -30,6 +30,23 @@ export function parseDocumentName(name: string): DocumentRef {
   return ref;
 }
 
+/** A document's entry in the document list: `<tenant>/<id>` for every tenant, so each is one lexicographic range. */
+export function listKey(tenant: string, id: string): string {
+  documentName(tenant, id); // validates
+  return `${tenant}/${id}`;
+}
+
+/** The document name a list key stands for; null for anything else. */
+export function nameOfListKey(key: string): string | null {
+  const slash = key.indexOf('/');
+  if (slash < 0) return null;
+  try {
+    return documentName(key.slice(0, slash), key.slice(slash + 1));
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The salt a tenant's chunk identities carry (see chunkKey): none for DEFAULT_TENANT or when the operator
  * shares caches across tenants (SHARE_CHUNK_CACHE); otherwise the tenant, so that one tenant can neither

@@ -12,8 +12,8 @@ type ScriptFn = (...args: (string | number)[]) => Promise<Reply>;
 
 /** Script name → number of KEYS it takes. */
 const SCRIPTS = {
-  ingest: 4,
-  delete: 2,
+  ingest: 6,
+  delete: 4,
   'gc-begin': 3,
   'gc-end': 5,
   unlock: 1,

@@ -1,7 +1,15 @@
 /** Handlers of the text thread (see text.ts): the model's tokenizer and fingerprint, nothing else kept. */
 import type { ModelSourceSettings } from '../config/index.js';
 import { loadModel } from '../model/load.js';
-import { countTokens, splitDocument, type DocumentText, type TextChunk } from './text.js';
+import type { PromptSpec } from '../model/template.js';
+import {
+  countTokens,
+  frameSize,
+  splitDocument,
+  type DocumentText,
+  type FrameSize,
+  type TextChunk,
+} from './text.js';
 
 export interface TextThreadInit {
   model: string;
@@ -11,11 +19,18 @@ export interface TextThreadInit {
 export async function createHandlers(init: TextThreadInit) {
   const { tokenizer, fingerprint, config } = await loadModel(init.model, init.modelSource);
   return {
-    async info(): Promise<{ fingerprint: string; contextLength: number }> {
-      return { fingerprint, contextLength: config.maxPositionEmbeddings };
+    async info(): Promise<{ fingerprint: string; contextLength: number; maxTokenChars: number }> {
+      return {
+        fingerprint,
+        contextLength: config.maxPositionEmbeddings,
+        maxTokenChars: tokenizer.maxTokenChars,
+      };
     },
     async countTokens(text: string, limit: number): Promise<number | null> {
       return countTokens(tokenizer, text, limit);
+    },
+    async frame(spec: PromptSpec): Promise<FrameSize> {
+      return frameSize(tokenizer, spec);
     },
     async chunkDocument(input: DocumentText, budget: number): Promise<TextChunk[]> {
       return splitDocument(tokenizer, input, budget);

@@ -5,6 +5,7 @@
  * renew BullMQ locks run it on a thread of its own (`startTextThread`); `localIdentity` runs it in place.
  */
 import { InvalidArgumentError, TooLargeError } from '../errors.js';
+import { frameIds, type PromptSpec } from '../model/template.js';
 import type { LoadedModel, Tokenizer } from '../model/types.js';
 import { InferenceThread } from '../runtime/inference-thread.js';
 import { chunkText } from './chunker.js';
@@ -20,10 +21,19 @@ export interface TextChunk {
   tokenIds: number[];
 }
 
+/** A prompt's frame as token counts: what the template and the question take of the context. */
+export interface FrameSize {
+  template: 'none' | 'chat' | 'jinja';
+  prefixTokens: number;
+  suffixTokens: number;
+}
+
 export interface ModelIdentity {
   fingerprint: string;
   /** Positions the model has: prompt plus generated tokens must fit. */
   contextLength: number;
+  /** The most characters one token stands for (Tokenizer.maxTokenChars): a length bound before encoding. */
+  maxTokenChars: number;
   /**
    * Split `text` (or take `chunks` as given) and tokenize each chunk; InvalidArgumentError names the
    * field, TooLargeError (413) a given chunk over `budget` tokens.
@@ -31,12 +41,19 @@ export interface ModelIdentity {
   chunkDocument(input: DocumentText, budget: number): Promise<TextChunk[]>;
   /** Tokens in `text`, or null when it surely has more than `limit` (refused by length, never encoded). */
   countTokens(text: string, limit: number): Promise<number | null>;
+  /** Render and tokenize a prompt's template around its question (see core/model/template.ts). */
+  frame(spec: PromptSpec): Promise<FrameSize>;
 }
 
 /** Tokens in `text`, or null when its length alone proves more than `limit` (cheap, before encoding). */
 export function countTokens(tok: Tokenizer, text: string, limit: number): number | null {
   if (text.length > limit * tok.maxTokenChars) return null;
   return tok.encode(text).length;
+}
+
+export function frameSize(tok: Tokenizer, spec: PromptSpec): FrameSize {
+  const f = frameIds(tok, spec);
+  return { template: f.template, prefixTokens: f.prefixIds.length, suffixTokens: f.suffixIds.length };
 }
 
 export function splitDocument(tok: Tokenizer, input: DocumentText, budget: number): TextChunk[] {
@@ -64,7 +81,7 @@ export function splitDocument(tok: Tokenizer, input: DocumentText, budget: numbe
   });
 }
 
-/** Chunking in this thread (tests, tools). Keeps only the tokenizer, fingerprint and context of `model`. */
+/** Chunking in this thread (tests, tools). Keeps only the tokenizer, fingerprint and context length. */
 export function localIdentity(
   model: Pick<LoadedModel, 'tokenizer' | 'fingerprint' | 'config'>,
 ): ModelIdentity {
@@ -72,8 +89,10 @@ export function localIdentity(
   return {
     fingerprint,
     contextLength: model.config.maxPositionEmbeddings,
+    maxTokenChars: tokenizer.maxTokenChars,
     chunkDocument: async (input, budget) => splitDocument(tokenizer, input, budget),
     countTokens: async (text, limit) => countTokens(tokenizer, text, limit),
+    frame: async (spec) => frameSize(tokenizer, spec),
   };
 }
 
@@ -88,13 +107,15 @@ export async function startTextThread(
 ): Promise<{ identity: ModelIdentity; close(): Promise<void> }> {
   const thread = await InferenceThread.start<TextHandlers>(HANDLERS_URL, init);
   try {
-    const { fingerprint, contextLength } = await thread.call('info', []);
+    const { fingerprint, contextLength, maxTokenChars } = await thread.call('info', []);
     return {
       identity: {
         fingerprint,
         contextLength,
+        maxTokenChars,
         chunkDocument: (input, budget) => thread.call('chunkDocument', [input, budget]),
         countTokens: (text, limit) => thread.call('countTokens', [text, limit]),
+        frame: (spec) => thread.call('frame', [spec]),
       },
       close: () => thread.terminate(),
     };

@@ -4,20 +4,35 @@
  * process's main thread (HTTP, BullMQ lock renewal). Also usable in-process (tests call createHandlers).
  */
 import type { MessagePort } from 'node:worker_threads';
-import { tokenIdsOnly, type ChunkKvSource } from '../blend/index.js';
+import { CostModel, DEFAULT_RATIO, tokenIdsOnly, type BlendOptions } from '../blend/index.js';
 import type { KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
 import { InvalidArgumentError, KvMismatchError, errorMessage } from '../errors.js';
 import { Engine, type ExecutionProvider } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
 import { emptyCacheStats, type CacheStats } from '../cache/types.js';
-import type { BlendJobData, BlendJobResult, BlendProgress } from '../queue/contracts.js';
+import type {
+  AutoRatio,
+  BlendChunkRef,
+  BlendJobData,
+  BlendJobResult,
+  BlendProgress,
+} from '../queue/contracts.js';
+import { chunkKey } from '../kv/format.js';
+import { frameIds } from '../model/template.js';
 import { openObjectStore } from '../storage/index.js';
 import { DiskTier } from '../cache/disk-tier.js';
 import type { ObjectStore } from '../storage/types.js';
 import type { Tokenizer } from '../model/types.js';
 import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
 import { createLogger, type LogLevel, type Logger } from '../ops/log.js';
-import { answerText, blendAndDecode, checkContextFits, computeChunkObject, promptIds } from './pipeline.js';
+import {
+  blendAndDecode,
+  checkContextFits,
+  computeChunkObject,
+  promptLength,
+  type BlendAnswer,
+  type PromptParts,
+} from './pipeline.js';
 
 export interface EngineThreadInit {
   model: string;
@@ -33,6 +48,8 @@ export interface EngineThreadInit {
   diskCacheBytes: number;
   lruBytes: number;
   kvDtype: KvDtype;
+  /** r_min of `ratio: "auto"` (BLEND_MIN_RATIO; default 0.15). */
+  minRatio?: number;
   logLevel: LogLevel;
 }
 
@@ -57,6 +74,8 @@ interface EngineContext {
   store: ObjectStore;
   disk: DiskTier | null;
   loader: TieredChunkLoader;
+  /** Load and layer speeds observed on this thread, for `ratio: "auto"`. */
+  cost: CostModel;
   log: Logger;
 }
 
@@ -68,6 +87,11 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     threads: init.threads,
   });
   const cfg = model.config;
+  const cost = new CostModel();
+  // Decoding steps (one token) are dominated by per-call overhead: they would skew the per-token cost.
+  engine.layerObserver = (tokens, ms) => {
+    if (tokens >= 8) cost.observeLayer(tokens, ms);
+  };
   const store = openObjectStore(init.kvStoreUrl, { s3: init.s3 });
   const disk =
     init.diskCacheDir && init.diskCacheBytes > 0
@@ -82,9 +106,10 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     kvHeads: cfg.numKvHeads,
     headDim: cfg.headDim,
     compute: (ids) => computeChunkObject(engine, ids, init.kvDtype),
+    onLayerLoad: (bytes, ms) => cost.observeLoad(bytes, ms),
     log,
   });
-  return { init, engine, store, disk, loader, log };
+  return { init, engine, store, disk, loader, cost, log };
 }
 
 export async function createHandlers(init: EngineThreadInit) {
@@ -172,47 +197,121 @@ export async function createHandlers(init: EngineThreadInit) {
 }
 
 /**
- * The chunk sources a mode reads: none for full (tokens only), the first chunk's cache for prefix (the
- * rest is prefilled), every chunk's for reuse and blend. `opened` are the ones read through the tiers.
+ * The caches a mode reads: none for full (tokens only); for prefix the template prefix's, or without one
+ * the first chunk's (the rest is prefilled); the prefix's and every chunk's for reuse and blend. `opened`
+ * are the ones read through the tiers.
  */
 async function openSources(
   loader: TieredChunkLoader,
-  job: BlendJobData,
+  mode: BlendJobData['mode'],
+  prefixRef: BlendChunkRef | null,
+  refs: BlendChunkRef[],
   stats: CacheStats,
-): Promise<{ sources: ChunkKvSource[]; opened: LoadedChunk[] }> {
-  const tokensOnly = (chunks: BlendJobData['chunks']) => chunks.map((c) => tokenIdsOnly(c.tokenIds));
-  if (job.mode === 'full') return { sources: tokensOnly(job.chunks), opened: [] };
-  if (job.mode === 'prefix') {
-    const opened = job.chunks.length
-      ? [await loader.open(job.chunks[0].key, job.chunks[0].tokenIds, stats)]
-      : [];
-    return { sources: [...opened, ...tokensOnly(job.chunks.slice(1))], opened };
+): Promise<{ parts: Omit<PromptParts, 'suffixIds'>; opened: LoadedChunk[] }> {
+  const open = (r: BlendChunkRef) => loader.open(r.key, r.tokenIds, stats);
+  const tokensOnly = (r: BlendChunkRef) => tokenIdsOnly(r.tokenIds);
+  if (mode === 'full') {
+    return {
+      parts: { prefix: prefixRef && tokensOnly(prefixRef), chunks: refs.map(tokensOnly) },
+      opened: [],
+    };
   }
-  const opened = await Promise.all(job.chunks.map((c) => loader.open(c.key, c.tokenIds, stats)));
-  return { sources: opened, opened };
+  if (mode === 'prefix') {
+    if (prefixRef) {
+      const prefix = await open(prefixRef);
+      return { parts: { prefix, chunks: refs.map(tokensOnly) }, opened: [prefix] };
+    }
+    const first = refs.length ? [await open(refs[0])] : [];
+    return { parts: { prefix: null, chunks: [...first, ...refs.slice(1).map(tokensOnly)] }, opened: first };
+  }
+  const [prefix, ...chunks] = await Promise.all([prefixRef && open(prefixRef), ...refs.map(open)]);
+  const all = chunks as LoadedChunk[];
+  return { parts: { prefix, chunks: all }, opened: prefix ? [prefix, ...all] : all };
 }
 
 /**
- * A token callback that posts the answer's new text to `port` as it grows. Text is decode(prompt +
- * generated) minus decode(prompt); a trailing partial UTF-8 character is held back, and text already sent
- * is never retracted.
+ * A text callback that posts the answer's new text to `port` as it grows (see AnswerText.streamable: a
+ * partial UTF-8 character or a possible stop sequence is held back); text already sent is never retracted.
  */
-function textStreamer(tok: Tokenizer, prompt: readonly number[], port: MessagePort): (id: number) => void {
-  const generated: number[] = [];
-  const base = tok.decode([...prompt]).length;
+function textStreamer(port: MessagePort): (text: string) => void {
   let sent = '';
-  return (id) => {
-    generated.push(id);
-    const stable = tok
-      .decode([...prompt, ...generated])
-      .slice(base)
-      .replace(/\uFFFD+$/, '');
+  let tokens = 0;
+  return (stable) => {
+    tokens++;
     if (stable.length > sent.length && stable.startsWith(sent)) {
-      const msg: BlendProgress = { delta: stable.slice(sent.length), tokens: generated.length };
+      const msg: BlendProgress = { delta: stable.slice(sent.length), tokens };
       sent = stable;
       port.postMessage(msg);
     }
   };
+}
+
+/** Raw chunk texts as chunk references: tokenized here, keyed like any stored chunk (with the tenant's salt). */
+function rawChunkRefs(tok: Tokenizer, fingerprint: string, texts: string[] = [], salt = ''): BlendChunkRef[] {
+  return texts.map((text, i) => {
+    const tokenIds = tok.encode(text);
+    if (tokenIds.length === 0) throw new InvalidArgumentError(`chunks.${i}: has no tokens`);
+    return { key: chunkKey(fingerprint, tokenIds, salt), tokenIds };
+  });
+}
+
+/** The job's prompt frame and chunk references, checked against the model's context. */
+function planPrompt(ctx: EngineContext, job: BlendJobData) {
+  const { model, config: cfg } = ctx.engine;
+  if (job.fingerprint !== model.fingerprint) {
+    throw new KvMismatchError(
+      `the job was made for model ${job.fingerprint.slice(0, 12)}, this worker runs ${model.fingerprint.slice(0, 12)}`,
+    );
+  }
+  const frame = frameIds(model.tokenizer, {
+    template: job.template ?? 'auto',
+    system: job.system,
+    history: job.history,
+    question: job.question,
+  });
+  if (frame.suffixIds.length === 0) throw new InvalidArgumentError('question: has no tokens');
+  const refs = [...job.chunks, ...rawChunkRefs(model.tokenizer, model.fingerprint, job.chunkTexts, job.salt)];
+  const { prefixIds, suffixIds } = frame;
+  const promptTokens = promptLength(
+    prefixIds.length,
+    refs.map((r) => r.tokenIds),
+    suffixIds.length,
+  );
+  checkContextFits(promptTokens, job.maxTokens, cfg.maxPositionEmbeddings, {
+    prompt: job.chunkTexts ? 'chunks' : 'documents',
+    maxTokens: 'maxTokens',
+  });
+  const prefixRef = prefixIds.length
+    ? { key: chunkKey(model.fingerprint, prefixIds, job.salt), tokenIds: prefixIds }
+    : null;
+  return { frame, refs, prefixRef };
+}
+
+/**
+ * The blend options of a job: its fixed ratio, or for `auto` the loading controller's inputs from the cost
+ * model — the bytes of one layer of every cache read layer by layer from disk or the store (LRU hits and
+ * caches just computed are in memory already).
+ */
+function blendOptions(
+  ctx: EngineContext,
+  job: BlendJobData,
+  opened: LoadedChunk[],
+): { opts: BlendOptions; autoRatio?: AutoRatio } {
+  if (job.ratio !== 'auto') return { opts: { mode: job.mode, ratio: job.ratio } };
+  const { numKvHeads, headDim } = ctx.engine.config;
+  const bytesPerValue = ctx.init.kvDtype === 'float16' ? 2 : 4;
+  const tokensToLoad = opened
+    .filter((c) => c.tier === 'disk' || c.tier === 'store')
+    .reduce((a, c) => a + c.tokenIds.length, 0);
+  const estimate = ctx.cost.estimate(tokensToLoad * numKvHeads * headDim * 2 * bytesPerValue);
+  const minRatio = ctx.init.minRatio ?? DEFAULT_RATIO;
+  const autoRatio = {
+    minRatio,
+    layerLoadMs: estimate?.layerLoadMs ?? null,
+    tokenLayerMs: estimate?.tokenLayerMs ?? null,
+  };
+  if (!estimate) return { opts: { mode: job.mode, ratio: minRatio }, autoRatio };
+  return { opts: { mode: job.mode, controller: { minRatio, ...estimate } }, autoRatio };
 }
 
 async function runBlend(
@@ -221,31 +320,26 @@ async function runBlend(
   port?: MessagePort,
 ): Promise<BlendThreadResult> {
   const { engine, loader, log } = ctx;
-  const { model, config: cfg } = engine;
-  if (job.fingerprint !== model.fingerprint) {
-    throw new KvMismatchError(
-      `the job was made for model ${job.fingerprint.slice(0, 12)}, this worker runs ${model.fingerprint.slice(0, 12)}`,
-    );
-  }
-  const questionIds = model.tokenizer.encode(job.question);
-  if (questionIds.length === 0) throw new InvalidArgumentError('question: has no tokens');
-  const promptTokens = 1 + job.chunks.reduce((a, c) => a + c.tokenIds.length, 0) + questionIds.length;
-  checkContextFits(promptTokens, job.maxTokens, cfg.maxPositionEmbeddings, {
-    prompt: 'documents',
-    maxTokens: 'maxTokens',
-  });
+  const { frame, refs, prefixRef } = planPrompt(ctx, job);
   const stats = emptyCacheStats();
   const t0 = performance.now();
-  const { sources, opened } = await openSources(loader, job, stats);
+  const { parts, opened } = await openSources(loader, job.mode, prefixRef, refs, stats);
   const openMs = performance.now() - t0;
-  const prompt = promptIds(cfg.bosTokenId, sources, questionIds);
-  const { prefill, tokens, decodeMs } = await blendAndDecode(
+  const { opts, autoRatio } = blendOptions(ctx, job, opened);
+  const sampling = {
+    maxTokens: job.maxTokens,
+    temperature: job.temperature,
+    topK: job.topK,
+    topP: job.topP,
+    seed: job.seed,
+    stop: job.stop,
+  };
+  const answer = await blendAndDecode(
     engine,
-    sources,
-    questionIds,
-    { mode: job.mode, ratio: job.ratio },
-    { maxTokens: job.maxTokens, temperature: job.temperature, seed: job.seed },
-    port && textStreamer(model.tokenizer, prompt, port),
+    { ...parts, suffixIds: frame.suffixIds },
+    opts,
+    sampling,
+    port && textStreamer(port),
   );
   // Fill the LRU and disk tiers with whole objects (blend skips the layers below its check layer).
   await Promise.all(
@@ -259,20 +353,36 @@ async function runBlend(
       ),
     ),
   );
+  return blendResult(job, answer, frame.template, openMs, stats, autoRatio);
+}
+
+function blendResult(
+  job: BlendJobData,
+  { prefill, tokens, text, finishReason, decodeMs }: BlendAnswer,
+  template: string,
+  openMs: number,
+  stats: CacheStats,
+  autoRatio: AutoRatio | undefined,
+): BlendThreadResult {
   return {
-    answer: answerText(model.tokenizer, prompt, tokens),
+    answer: text,
     tokens,
     mode: job.mode,
+    finishReason,
+    template,
     ttftMs: openMs + prefill.timings.ttftMs,
     promptTokens: prefill.promptTokens,
+    prefixTokens: prefill.prefixTokens,
     contextTokens: prefill.contextTokens,
     recomputedTokens: prefill.recomputedTokens,
     ...(job.mode === 'blend' && { ratio: prefill.ratio }),
+    ...(job.mode === 'blend' && autoRatio && { autoRatio }),
     timings: {
       loadMs: openMs + prefill.timings.loadWaitMs,
       computeMs: prefill.timings.computeMs + decodeMs,
     },
     cache: stats,
+    ...(job.retrieval && { retrieval: job.retrieval }),
   };
 }
 

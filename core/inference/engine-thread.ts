@@ -25,6 +25,7 @@ export function engineThreadInit(
     diskCacheBytes: config.diskCacheBytes,
     lruBytes: config.lruBytes,
     kvDtype: config.kvDtype,
+    minRatio: config.blendMinRatio,
     logLevel: config.logLevel,
     ...overrides,
   };

@@ -15,7 +15,7 @@ import {
 } from '../blend/index.js';
 import { decodeChunkKv, encodeChunkKv, type KvDtype } from '../kv/format.js';
 import type { Engine } from '../model/engine.js';
-import { decode, type SamplingOptions } from '../model/generate.js';
+import { decode, type FinishReason, type SamplingOptions } from '../model/generate.js';
 import type { Tokenizer } from '../model/types.js';
 import { InvalidArgumentError } from '../errors.js';
 
@@ -66,44 +66,136 @@ export function checkContextFits(
   );
 }
 
-/** The generated text: decode(prompt + generated) minus decode(prompt), so merges across the seam count. */
-export function answerText(
-  tok: Tokenizer,
-  promptIds: readonly number[],
-  generated: readonly number[],
-): string {
-  return tok.decode([...promptIds, ...generated]).slice(tok.decode(promptIds).length);
+/** Prompt tokens kept before the generated ones when decoding the answer, so merges across the seam count. */
+const SEAM_TOKENS = 32;
+
+/**
+ * The answer's text as tokens arrive: decode(tail of the prompt + generated) minus decode(tail), cut before
+ * the first stop sequence. `streamable` is the part that can be sent already: no trailing partial UTF-8
+ * character, and no tail that might still grow into a stop sequence.
+ */
+export class AnswerText {
+  private readonly seam: number[];
+  private readonly base: number;
+  private readonly generated: number[] = [];
+  private raw = '';
+  /** Set once a stop sequence appears: the answer ends before it. */
+  stopped = false;
+
+  constructor(
+    private readonly tok: Tokenizer,
+    prompt: readonly number[],
+    private readonly stop: readonly string[] = [],
+  ) {
+    this.seam = prompt.slice(-SEAM_TOKENS);
+    this.base = tok.decode(this.seam).length;
+  }
+
+  /** Add a generated token; true when the text now holds a stop sequence. */
+  push(id: number): boolean {
+    this.generated.push(id);
+    this.raw = this.tok.decode([...this.seam, ...this.generated]).slice(this.base);
+    const at = Math.min(...this.stop.map((s) => this.raw.indexOf(s)).filter((i) => i >= 0));
+    if (Number.isFinite(at)) {
+      this.raw = this.raw.slice(0, at);
+      this.stopped = true;
+    }
+    return this.stopped;
+  }
+
+  get text(): string {
+    return this.raw;
+  }
+
+  streamable(): string {
+    let t = this.raw.replace(/\uFFFD+$/, '');
+    if (this.stopped) return t;
+    for (const s of this.stop) {
+      for (let k = Math.min(s.length - 1, t.length); k > 0; k--) {
+        if (t.endsWith(s.slice(0, k))) {
+          t = t.slice(0, t.length - k);
+          break;
+        }
+      }
+    }
+    return t;
+  }
 }
 
-/** BOS + every chunk's ids + the question's ids: the prompt every mode builds. */
-export function promptIds(
-  bos: number,
-  chunks: readonly ChunkKvSource[],
-  questionIds: readonly number[],
-): number[] {
-  return [bos, ...chunks.flatMap((c) => c.tokenIds), ...questionIds];
+/** What a prompt is built from: the template prefix's cache, the chunks' caches, the suffix's ids. */
+export interface PromptParts {
+  prefix: ChunkKvSource | null;
+  chunks: readonly ChunkKvSource[];
+  suffixIds: readonly number[];
+}
+
+/** BOS + the prefix's ids + every chunk's ids + the suffix's ids: the prompt every mode builds. */
+export function promptIds(bos: number, parts: PromptParts): number[] {
+  return [
+    bos,
+    ...(parts.prefix?.tokenIds ?? []),
+    ...parts.chunks.flatMap((c) => c.tokenIds),
+    ...parts.suffixIds,
+  ];
+}
+
+/** Tokens of the prompt `parts` make: BOS + prefix + chunks + suffix. */
+export function promptLength(prefix: number, chunks: readonly { length: number }[], suffix: number): number {
+  return 1 + prefix + chunks.reduce((a, c) => a + c.length, 0) + suffix;
+}
+
+export interface DecodeOptions extends SamplingOptions {
+  /** Stop when the answer's text holds one of these; the answer ends before it. */
+  stop?: string[];
 }
 
 export interface BlendAnswer {
   prefill: BlendPrefill;
   tokens: number[];
+  /** The answer's text (before any stop sequence). */
+  text: string;
+  finishReason: FinishReason;
   /** Prefill start → last token, ms. */
   totalMs: number;
   /** Decoding only, ms. */
   decodeMs: number;
 }
 
-/** Prefill in the requested mode over the chunk caches, then decode; `onToken` sees each new token. */
+/**
+ * Prefill in the requested mode over the prompt's caches, then decode; `onText` sees the answer's text that
+ * can be streamed so far, each time it grows.
+ */
 export async function blendAndDecode(
   engine: Engine,
-  chunks: readonly ChunkKvSource[],
-  questionIds: readonly number[],
+  parts: PromptParts,
   opts: BlendOptions,
-  sampling: SamplingOptions,
-  onToken?: (id: number) => void,
+  sampling: DecodeOptions,
+  onText?: (streamable: string) => void,
 ): Promise<BlendAnswer> {
   const t0 = performance.now();
-  const { cache, prefill } = await blendPrefill(engine, chunks, questionIds, opts, sampling.maxTokens);
-  const { tokens, decodeMs } = await decode(engine, cache, prefill.firstTokenLogits, sampling, onToken);
-  return { prefill, tokens, totalMs: performance.now() - t0, decodeMs };
+  const { cache, prefill } = await blendPrefill(
+    engine,
+    parts.chunks,
+    parts.suffixIds,
+    opts,
+    sampling.maxTokens,
+    parts.prefix,
+  );
+  const answer = new AnswerText(
+    engine.model.tokenizer,
+    promptIds(engine.config.bosTokenId, parts),
+    sampling.stop?.filter((s) => s !== '') ?? [],
+  );
+  const { tokens, finishReason, decodeMs } = await decode(
+    engine,
+    cache,
+    prefill.firstTokenLogits,
+    sampling,
+    (id) => {
+      const stopped = answer.push(id);
+      onText?.(answer.streamable());
+      return stopped;
+    },
+  );
+  return { prefill, tokens, text: answer.text, finishReason, totalMs: performance.now() - t0, decodeMs };
 }

@@ -63,6 +63,8 @@ export interface LayerResult {
 export class Engine {
   readonly config: ModelConfig;
   readonly invFreq: Float64Array;
+  /** Sees every layer run's token count and wall time (the loading controller's cost model learns from it). */
+  layerObserver: ((tokens: number, ms: number) => void) | null = null;
   private readonly kvProjSessions = new Map<number, Promise<ort.InferenceSession>>();
 
   private constructor(
@@ -145,7 +147,9 @@ export class Engine {
       past_v: new ort.Tensor('float32', pastV, [S, KV, hd]),
       mask: new ort.Tensor('float32', mask, [T, S + T]),
     };
+    const t0 = performance.now();
     const out = await this.layers[layer].run(feeds);
+    this.layerObserver?.(T, performance.now() - t0);
     const k = out.k ?? out.present_k;
     const v = out.v ?? out.present_v;
     return {

@@ -13,8 +13,12 @@ export interface SamplingOptions {
   stopAtEos?: boolean;
 }
 
+/** Why decoding ended: an end token or a stop condition (`stop`), or the token budget (`length`). */
+export type FinishReason = 'stop' | 'length';
+
 export interface DecodeResult {
   tokens: number[];
+  finishReason: FinishReason;
   /** Wall time of each generated token after the first, ms. */
   decodeMs: number;
 }
@@ -79,14 +83,15 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rand: () =
 
 /**
  * Continue from a cache whose last row's logits are `firstLogits`: pick a token, feed it back through the
- * engine (only the new row's K/V come back and are appended), repeat. Shared by every mode.
+ * engine (only the new row's K/V come back and are appended), repeat. Shared by every mode. `onToken` sees
+ * each new token and may return true to stop there (a stop sequence was generated).
  */
 export async function decode(
   engine: Engine,
   cache: KvCache,
   firstLogits: Float32Array,
   o: SamplingOptions,
-  onToken?: (id: number) => void,
+  onToken?: (id: number) => boolean | void,
 ): Promise<DecodeResult> {
   validateSampling(o);
   const rand = seededRandom(o.seed ?? 0);
@@ -94,15 +99,22 @@ export async function decode(
   const tokens: number[] = [];
   let logits = firstLogits;
   const t0 = performance.now();
+  let finishReason: FinishReason = 'length';
   while (tokens.length < o.maxTokens) {
     const next = sampleToken(logits, o, rand);
-    if ((o.stopAtEos ?? true) && eos.has(next)) break;
+    if ((o.stopAtEos ?? true) && eos.has(next)) {
+      finishReason = 'stop';
+      break;
+    }
     tokens.push(next);
-    onToken?.(next);
+    if (onToken?.(next) === true) {
+      finishReason = 'stop';
+      break;
+    }
     if (tokens.length === o.maxTokens) break;
     logits = await engine.forward(cache, [next]);
   }
-  return { tokens, decodeMs: performance.now() - t0 };
+  return { tokens, finishReason, decodeMs: performance.now() - t0 };
 }
 
 export interface GenerateResult {

@@ -76,6 +76,10 @@ export interface Tokenizer {
    * n / maxTokenChars tokens, so callers refuse overlong text before paying to encode it.
    */
   readonly maxTokenChars: number;
+  /** The model's Jinja chat template (tokenizer_config.json `chat_template`), if it has one. */
+  readonly chatTemplate?: string;
+  /** Texts of the special tokens a chat template may write (`bos_token`, `eos_token`). */
+  readonly specialTokens?: { bos?: string; eos?: string };
   /** Token ids of `text` without BOS; callers prepend BOS themselves so every mode builds prompts alike. */
   encode(text: string): number[];
   decode(ids: readonly number[]): string;

@@ -4,6 +4,8 @@
  */
 import type { BlendMode } from '../blend/index.js';
 import type { CacheStats } from '../cache/types.js';
+import type { FinishReason } from '../model/generate.js';
+import type { ChatMessage, TemplateName } from '../model/template.js';
 
 /**
  * Precompute: one job per chunk and generation, job id `<chunk key>-<generation>`, so the same chunk
@@ -66,21 +68,65 @@ export interface BlendChunkRef {
   tokenIds: number[];
 }
 
+/** One chunk retrieval put into the prompt: where it comes from and its relevance score. */
+export interface UsedChunk {
+  document: string;
+  index: number;
+  score: number;
+  tokens: number;
+}
+
+/** What retrieval chose for a query (computed by the API, echoed in the result). */
+export interface RetrievalSummary {
+  /** Chunks used, in prompt order. */
+  chunks: UsedChunk[];
+  /** Candidate chunks that were not used (over the budget, over topK, or, for the corpus, unmatched). */
+  leftOut: number;
+  /** Context tokens the chunks could take: context − template − question − maxTokens. */
+  budget: number;
+  order: 'document' | 'relevance';
+}
+
 export interface BlendJobData {
   question: string;
-  /** Every chunk of every requested document, in request order. */
+  /** System prompt: part of the template's cached prefix. */
+  system?: string;
+  /** Earlier turns of a chat, before the question. */
+  history?: ChatMessage[];
+  /** How the prompt is framed (default auto; see core/model/template.ts). */
+  template?: TemplateName;
+  /** Stored chunks for the prompt, in prompt order (from documents, after retrieval). */
   chunks: BlendChunkRef[];
+  /** Raw chunk texts (a query by `chunks`): tokenized and keyed by the worker, computed and stored if missing. */
+  chunkTexts?: string[];
+  /** The tenant's cache salt, for the keys of raw chunks and the template prefix (see names.ts `cacheSalt`). */
+  salt?: string;
+  /** The tenant the job belongs to (others get 404 for it); absent: DEFAULT_TENANT. */
+  tenant?: string;
   documents: string[];
   fingerprint: string;
   mode: BlendMode;
-  ratio?: number;
+  /** A fixed ratio, or `auto`: the loading controller's max(r_load, BLEND_MIN_RATIO). */
+  ratio?: number | 'auto';
   maxTokens: number;
   temperature: number;
+  topK?: number;
+  topP?: number;
+  /** Stop sequences: the answer ends before the first one generated. */
+  stop?: string[];
   seed: number;
   /** Publish the answer's text as job progress while it is generated (for SSE). */
   stream: boolean;
   /** Id of the HTTP request that made the job, for log correlation. */
   requestId?: string;
+  retrieval?: RetrievalSummary;
+}
+
+/** How `ratio: "auto"` was decided: the controller's inputs (null before any load or layer was observed). */
+export interface AutoRatio {
+  minRatio: number;
+  layerLoadMs: number | null;
+  tokenLayerMs: number | null;
 }
 
 export interface BlendJobResult {
@@ -91,10 +137,19 @@ export interface BlendJobResult {
   /** Worker time from job start to the first token's logits (cache loading included). */
   ttftMs: number;
   promptTokens: number;
+  /** Tokens of the template's cached prefix (0 without one). */
+  prefixTokens: number;
   contextTokens: number;
   recomputedTokens: number;
   /** Blend ratio used (blend mode only). */
   ratio?: number;
+  /** Set when the request asked for `ratio: "auto"`. */
+  autoRatio?: AutoRatio;
+  /** `stop`: an end token or a stop sequence; `length`: maxTokens reached. */
+  finishReason: FinishReason;
+  /** The template applied: none, chat or jinja. */
+  template: string;
+  retrieval?: RetrievalSummary;
   timings: {
     /** Opening chunk caches plus waiting for layers that were not ready when needed. */
     loadMs: number;

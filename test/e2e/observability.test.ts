@@ -91,19 +91,23 @@ describe('request ids and access logs', () => {
     try {
       const job = await Job.fromId<BlendJobData>(queue, jobId);
       expect(job?.data.requestId).toBe('query-8');
+      // A job the worker fails (made for another model, as a stale producer would send): its log line
+      // names the request that made it.
+      await queue.add('query', { ...job!.data, fingerprint: 'f'.repeat(64), requestId: 'query-failing' });
+      await waitFor(async () => workerLines.some((l) => l.requestId === 'query-failing'), 10_000, 'log line');
+      const failed = workerLines.find((l) => l.requestId === 'query-failing');
+      expect(failed).toMatchObject({ level: 40, msg: 'blend job failed' });
     } finally {
       await queue.close();
       await closeRedis(redis);
     }
-    // A query that cannot fit the context fails in the worker: its log line names the request.
+    // Raw chunks that cannot fit the context are measured and refused by the API: nothing is queued.
     const tooLong = await post(
       '/v1/query',
-      { question: 'and then '.repeat(300), documents: ['obs-doc'] },
-      'query-too-long',
+      { question: 'Lily', chunks: ['and then '.repeat(300)] },
+      'too-long',
     );
-    expect(tooLong.status).toBe(400);
-    const failed = workerLines.find((l) => l.requestId === 'query-too-long');
-    expect(failed).toMatchObject({ level: 40, msg: 'blend job failed' });
+    expect(tooLong.status).toBe(413);
   });
 });
 

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.js';
 import { STORIES_DIR } from '../helpers/models.js';
@@ -9,6 +12,52 @@ async function cli(args: string[]): Promise<{ code: number; out: string }> {
 }
 
 describe('cacheblend generate', () => {
+  it('frames the prompt with --system and a --template file, and stops at --stop', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'cacheblend-tpl-'));
+    try {
+      const file = path.join(dir, 'tpl.jinja');
+      await writeFile(file, '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[answer]');
+      const base = ['generate', '--model', STORIES_DIR, '--chunk', 'Lily had a red ball.', '--json'];
+      const plain = JSON.parse((await cli([...base, '--question', 'Lily', '--max-tokens', '12'])).out);
+      expect(plain).toMatchObject({ prefixTokens: 0, finishReason: 'length' });
+      const sys = JSON.parse(
+        (await cli([...base, '--question', 'Lily', '--system', 'Once upon a time.', '--max-tokens', '4']))
+          .out,
+      );
+      const system = JSON.parse(
+        (
+          await cli([
+            'generate',
+            '--model',
+            STORIES_DIR,
+            '--prompt',
+            'Once upon a time.',
+            '--max-tokens',
+            '0',
+            '--json',
+          ])
+        ).out,
+      );
+      expect(sys.prefixTokens).toBe(system.promptTokens - 1); // the system prompt's own tokens, after BOS
+      const tpl = JSON.parse(
+        (await cli([...base, '--question', 'Lily', '--template', file, '--max-tokens', '4'])).out,
+      );
+      expect(tpl.prefixTokens).toBeGreaterThan(0); // "[user] " before the chunks
+      const stop = plain.text.slice(3, 6);
+      const stopped = JSON.parse(
+        (await cli([...base, '--question', 'Lily', '--max-tokens', '12', '--stop', stop])).out,
+      );
+      expect(stopped).toMatchObject({
+        text: plain.text.slice(0, plain.text.indexOf(stop)),
+        finishReason: 'stop',
+      });
+      const bad = await cli([...base, '--question', 'Lily', '--template', path.join(dir, 'missing')]);
+      expect(bad.code).toBe(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('prints the documented JSON for --prompt', async () => {
     const { code, out } = await cli([
       'generate',

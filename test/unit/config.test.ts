@@ -47,6 +47,7 @@ describe('loadConfig', () => {
       maxBodyBytes: 1024 * 1024,
       queuePrefix: 'cacheblend',
       blendConcurrency: 1,
+      blendMinRatio: 0.15,
       precomputeConcurrency: 2,
       logLevel: 'info',
       metricsPort: null,
@@ -57,6 +58,7 @@ describe('loadConfig', () => {
       metricsToken: null,
       shareChunkCache: false,
       queryQueueLimit: 64,
+      maxQueryChunks: 20_000,
       rateLimitPerMinute: 0,
       diskCacheBytes: 2 * 1024 ** 3,
       jobLockMs: 30_000,
@@ -92,6 +94,7 @@ describe('loadConfig', () => {
       MAX_BODY_BYTES: '2048',
       QUEUE_PREFIX: 'cb-test',
       BLEND_CONCURRENCY: '4',
+      BLEND_MIN_RATIO: '0.3',
       PRECOMPUTE_CONCURRENCY: '2',
       LOG_LEVEL: 'debug',
       METRICS_PORT: '9100',
@@ -102,6 +105,7 @@ describe('loadConfig', () => {
       METRICS_TOKEN: 'metrics-token-0123456789',
       SHARE_CHUNK_CACHE: 'true',
       QUERY_QUEUE_LIMIT: '10',
+      MAX_QUERY_CHUNKS: '500',
       RATE_LIMIT_PER_MINUTE: '600',
       DISK_CACHE_BYTES: '1048576',
       JOB_LOCK_MS: '5000',
@@ -139,6 +143,7 @@ describe('loadConfig', () => {
       maxBodyBytes: 2048,
       queuePrefix: 'cb-test',
       blendConcurrency: 4,
+      blendMinRatio: 0.3,
       precomputeConcurrency: 2,
       logLevel: 'debug',
       metricsPort: 9100,
@@ -155,6 +160,7 @@ describe('loadConfig', () => {
       metricsToken: 'metrics-token-0123456789',
       shareChunkCache: true,
       queryQueueLimit: 10,
+      maxQueryChunks: 500,
       rateLimitPerMinute: 600,
       diskCacheBytes: 1048576,
       jobLockMs: 5000,
@@ -228,6 +234,8 @@ describe('loadConfig', () => {
     ['QUERY_TIMEOUT_MS', 'soon'],
     ['MAX_BODY_BYTES', '0'],
     ['BLEND_CONCURRENCY', '0'],
+    ['BLEND_MIN_RATIO', '1.5'],
+    ['BLEND_MIN_RATIO', 'auto'],
     ['PRECOMPUTE_CONCURRENCY', 'two'],
     ['S3_FORCE_PATH_STYLE', 'yes'],
     ['S3_FORCE_PATH_STYLE', 'TRUE '],
@@ -312,7 +320,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(40);
+    expect(CONFIG_VARIABLES).toHaveLength(42);
   });
 
   it('documents every variable in the README configuration table', () => {

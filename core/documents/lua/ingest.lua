@@ -1,8 +1,10 @@
 -- Store a document's chunk list and take references to its chunks; release the chunks it no longer uses.
--- KEYS[1] doc hash, KEYS[2] gc set, KEYS[3] pending zset, KEYS[4] failed zset
+-- KEYS[1] doc hash, KEYS[2] gc set, KEYS[3] pending zset, KEYS[4] failed zset,
+-- KEYS[5] document list (sorted set), KEYS[6] corpus change log (stream)
 -- ARGV[1] key prefix, ARGV[2] document name, ARGV[3] now (ISO), ARGV[4] metadata JSON,
 -- ARGV[5] chunk keys JSON (in order), ARGV[6] per chunk [token ids JSON, token count], ARGV[7] fingerprint,
--- ARGV[8] cache salt, ARGV[9] now (ms), ARGV[10] tenant, ARGV[11] document id, ARGV[12] total tokens
+-- ARGV[8] cache salt, ARGV[9] now (ms), ARGV[10] tenant, ARGV[11] document id, ARGV[12] total tokens,
+-- ARGV[13] the document's list key (<tenant>/<id>), ARGV[14] change log length kept
 -- Returns {chunks to enqueue as [key, generation] pairs, chunks already ready, chunks left unreferenced},
 -- each a JSON list. A chunk that was not pending (new, failed, being deleted, skipped as unreferenced)
 -- starts a new generation, so its job id is new too: a finishing job of an old generation never swallows
@@ -48,6 +50,8 @@ if old then
     end
   end
 end
-redis.call('HSET', KEYS[1], 'id', ARGV[11], 'tenant', ARGV[10], 'chunks', ARGV[5], 'ntokens', ARGV[12],
-  'meta', ARGV[4], 'createdAt', created, 'updatedAt', now)
+redis.call('HSET', KEYS[1], 'id', ARGV[11], 'tenant', ARGV[10], 'chunks', ARGV[5], 'nchunks', #newKeys,
+  'ntokens', ARGV[12], 'meta', ARGV[4], 'createdAt', created, 'updatedAt', now)
+redis.call('ZADD', KEYS[5], 0, ARGV[13])
+redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[14], '*', 'op', 'ingest', 'doc', name)
 return {cjson.encode(enqueue), cjson.encode(ready), cjson.encode(orphans)}

@@ -30,6 +30,8 @@ export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosTokenId: number;
   readonly eosTokenIds: readonly number[];
+  readonly chatTemplate?: string;
+  readonly specialTokens: { bos?: string; eos?: string };
   private readonly cleanUpSpaces: boolean;
   /** See Tokenizer.maxTokenChars: the longest vocabulary entry (byte-level pieces count bytes, an upper bound). */
   readonly maxTokenChars: number;
@@ -55,6 +57,8 @@ export class HfTokenizer implements Tokenizer {
     this.bosTokenId = bos;
     const eos = opts.eosTokenIds ?? [configTokenId(tok, config, 'eos_token')].filter((x) => x !== undefined);
     this.eosTokenIds = Object.freeze([...eos]);
+    this.chatTemplate = chatTemplateOf(config);
+    this.specialTokens = { bos: tokenContent(config.bos_token), eos: tokenContent(config.eos_token) };
     const cleanUp = config.clean_up_tokenization_spaces;
     this.cleanUpSpaces = typeof cleanUp === 'boolean' ? cleanUp : false;
   }
@@ -105,6 +109,21 @@ export class HfTokenizer implements Tokenizer {
   specialTokenId(key: string): number | undefined {
     return configTokenId(this.tok, this.config, key);
   }
+}
+
+/**
+ * tokenizer_config.json's `chat_template`: a Jinja string, or a list of named templates (then the one named
+ * `default`, else the first).
+ */
+function chatTemplateOf(config: TokenizerConfigJson): string | undefined {
+  const t = config.chat_template;
+  if (typeof t === 'string' && t.trim() !== '') return t;
+  if (!Array.isArray(t)) return undefined;
+  const named = t.filter(
+    (e): e is { name: string; template: string } =>
+      !!e && typeof e === 'object' && typeof (e as { template?: unknown }).template === 'string',
+  );
+  return (named.find((e) => e.name === 'default') ?? named[0])?.template;
 }
 
 /** Id of the token that tokenizer_config.json names under `key`, if any and if it is in the vocabulary. */

@@ -1,0 +1,233 @@
+/**
+ * OpenAI-compatible endpoints, so OpenAI clients (the `openai` packages, LangChain, LlamaIndex) can talk to
+ * the service: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`, each answered whole or
+ * streamed as SSE (`data: {chunk}` lines, then `data: [DONE]`). Documents ride on extension fields:
+ * `documents` (ids: retrieval over them), `chunks` (raw texts) and `cacheblend: {mode, ratio, topK, order,
+ * template}`; with neither `documents` nor `chunks` the whole corpus is searched. Errors take OpenAI's
+ * shape: `{"error": {"message", "type", "code", "param"}}`.
+ *
+ * Response shapes (OpenAI's):
+ *   chat:        {id, object: "chat.completion", created, model, choices: [{index, message: {role, content},
+ *                finish_reason, logprobs: null}], usage: {prompt_tokens, completion_tokens, total_tokens},
+ *                cacheblend: {jobId, mode, ratio?, autoRatio?, template, retrieval?, ttftMs, cache, …}}
+ *   completion:  the same with object "text_completion" and choices [{index, text, finish_reason, logprobs}]
+ *   chunks:      object "chat.completion.chunk" (choices[].delta) or "text_completion" (choices[].text)
+ */
+import path from 'node:path';
+import { Router, type NextFunction, type Request, type Response } from 'express';
+import type { z } from 'zod';
+import { errorMessage } from '../../core/errors.js';
+import type { ChatMessage } from '../../core/model/template.js';
+import { silentLogger } from '../../core/ops/log.js';
+import type { BlendJobResult } from '../../core/queue/contracts.js';
+import { requestIdOf } from '../access-log.js';
+import { requireModel, type ApiDeps } from '../deps.js';
+import { HttpError, toHttpError } from '../errors.js';
+import {
+  enqueueQuery,
+  jobFailure,
+  newJobId,
+  openEventStream,
+  runStreamed,
+  waitForJob,
+} from '../query-jobs.js';
+import { planQuery, stopList, type QueryInput } from '../query-plan.js';
+import { ChatCompletionBody, CompletionBody, parseBody } from '../schemas.js';
+
+type Kind = 'chat' | 'completion';
+type OpenAiBody = z.infer<typeof ChatCompletionBody> | z.infer<typeof CompletionBody>;
+
+/** Tokens generated when a request sets no max_tokens: OpenAI's "as many as fit", bounded. */
+const DEFAULT_MAX_TOKENS = 256;
+
+export function openAiRouter(deps: ApiDeps): Router {
+  const router = Router();
+  const created = Math.floor(Date.now() / 1000);
+  const modelId = path.basename(deps.config.model);
+
+  router.get('/models', (_req, res) => {
+    res.json({ object: 'list', data: [{ id: modelId, object: 'model', created, owned_by: 'cacheblend' }] });
+  });
+
+  for (const kind of ['chat', 'completion'] as const) {
+    router.post(kind === 'chat' ? '/chat/completions' : '/completions', async (req, res) => {
+      const body = parseBody(kind === 'chat' ? ChatCompletionBody : CompletionBody, req.body);
+      if (body.model !== modelId && body.model !== deps.config.model) {
+        throw new HttpError(
+          404,
+          'model_not_found',
+          `model: "${body.model}" is not served here (${modelId} is)`,
+          {
+            field: 'model',
+          },
+        );
+      }
+      const input = { ...queryInput(deps, kind, body), requestId: requestIdOf(req) };
+      const reply = { kind, id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${newJobId()}`, model: modelId };
+      if (input.stream) await streamCompletion(deps, res, reply, input);
+      else await answerCompletion(deps, res, reply, input);
+    });
+  }
+
+  router.use(openAiErrors(deps));
+  return router;
+}
+
+/** The query an OpenAI request asks for. */
+function queryInput(deps: ApiDeps, kind: Kind, body: OpenAiBody): QueryInput {
+  const ext = body.cacheblend ?? {};
+  const requested = body.max_completion_tokens ?? body.max_tokens;
+  const maxTokens =
+    requested ?? Math.min(DEFAULT_MAX_TOKENS, Math.floor(requireModel(deps).contextLength / 2));
+  const conversation =
+    'messages' in body
+      ? splitConversation(body.messages)
+      : { question: typeof body.prompt === 'string' ? body.prompt : body.prompt[0] };
+  return {
+    ...conversation,
+    // A completion continues its prompt as given; a chat is framed by the model's chat template.
+    template: ext.template ?? (kind === 'chat' ? 'auto' : 'none'),
+    documents: body.documents,
+    chunks: body.chunks,
+    topK: ext.topK,
+    order: ext.order ?? 'document',
+    mode: ext.mode ?? 'blend',
+    ratio: ext.ratio,
+    maxTokens,
+    temperature: body.temperature ?? 1,
+    topP: body.top_p ?? undefined,
+    sampleTopK: body.top_k ?? undefined,
+    stop: stopList(body.stop),
+    seed: (body.seed ?? 0) >>> 0,
+    stream: body.stream ?? false,
+    fields: { question: kind === 'chat' ? 'messages' : 'prompt', maxTokens: 'max_tokens' },
+  };
+}
+
+type Message = z.infer<typeof ChatCompletionBody>['messages'][number];
+
+/** System (and developer) messages make the system prompt; the last user message is the question. */
+function splitConversation(messages: Message[]): {
+  system?: string;
+  history: ChatMessage[];
+  question: string;
+} {
+  const text = (m: Message) =>
+    typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('');
+  const last = messages[messages.length - 1];
+  if (last.role !== 'user') {
+    throw new HttpError(400, 'INVALID_ARGUMENT', "messages: the last message must be the user's", {
+      field: 'messages',
+    });
+  }
+  const system = messages.filter((m) => m.role === 'system' || m.role === 'developer').map(text);
+  const history = messages
+    .slice(0, -1)
+    .filter((m) => m.role === 'user' || m.role === 'assistant')
+    .map((m) => ({ role: m.role as 'user' | 'assistant', content: text(m) }));
+  return { ...(system.length && { system: system.join('\n\n') }), history, question: text(last) };
+}
+
+interface ReplyIds {
+  kind: Kind;
+  id: string;
+  model: string;
+}
+
+function choice(kind: Kind, content: string | null, finishReason: string | null, delta: boolean) {
+  if (kind === 'completion')
+    return { index: 0, text: content ?? '', finish_reason: finishReason, logprobs: null };
+  const message = { role: 'assistant', content };
+  return delta
+    ? { index: 0, delta: content === null ? {} : { content }, finish_reason: finishReason, logprobs: null }
+    : { index: 0, message, finish_reason: finishReason, logprobs: null };
+}
+
+function usage(r: BlendJobResult) {
+  return {
+    prompt_tokens: r.promptTokens,
+    completion_tokens: r.tokens.length,
+    total_tokens: r.promptTokens + r.tokens.length,
+  };
+}
+
+/** What the service adds to an OpenAI reply: how the answer was computed. */
+function extension(r: BlendJobResult, jobId: string) {
+  const { answer: _answer, tokens: _tokens, finishReason: _finish, ...rest } = r;
+  return { jobId, ...rest };
+}
+
+async function answerCompletion(
+  deps: ApiDeps,
+  res: Response,
+  ids: ReplyIds,
+  input: QueryInput,
+): Promise<void> {
+  const data = await planQuery(deps, input);
+  const jobId = newJobId();
+  const r = await waitForJob(deps, await enqueueQuery(deps, jobId, data), jobId);
+  res.json({
+    id: ids.id,
+    object: ids.kind === 'chat' ? 'chat.completion' : 'text_completion',
+    created: Math.floor(Date.now() / 1000),
+    model: ids.model,
+    choices: [choice(ids.kind, r.answer, r.finishReason, false)],
+    usage: usage(r),
+    cacheblend: extension(r, jobId),
+  });
+}
+
+async function streamCompletion(
+  deps: ApiDeps,
+  res: Response,
+  ids: ReplyIds,
+  input: QueryInput,
+): Promise<void> {
+  const data = await planQuery(deps, input);
+  const jobId = newJobId();
+  const created = Math.floor(Date.now() / 1000);
+  const object = ids.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+  const send = (payload: unknown) => {
+    if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(payload)}\n\n`);
+  };
+  const chunk = (c: object, extra: object = {}) =>
+    send({ id: ids.id, object, created, model: ids.model, choices: [c], ...extra });
+  let open = false;
+  try {
+    const r = await runStreamed(deps, jobId, data, {
+      started: () => {
+        openEventStream(res);
+        open = true;
+        if (ids.kind === 'chat')
+          chunk({ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null, logprobs: null });
+      },
+      delta: (text) => chunk(choice(ids.kind, text, null, true)),
+    });
+    chunk(choice(ids.kind, null, r.finishReason, true), { usage: usage(r), cacheblend: extension(r, jobId) });
+  } catch (err) {
+    if (!open) throw err;
+    send({ error: openAiError(err instanceof HttpError ? err : jobFailure(err, jobId)) });
+  }
+  if (!res.writableEnded) res.end('data: [DONE]\n\n');
+}
+
+function openAiError(e: HttpError) {
+  const type =
+    e.status >= 500 ? 'server_error' : e.status === 404 ? 'not_found_error' : 'invalid_request_error';
+  return { message: e.message, type, code: e.code, param: (e.extra.field as string | undefined) ?? null };
+}
+
+/** Errors on these routes in OpenAI's shape. */
+function openAiErrors(deps: ApiDeps) {
+  const log = deps.log ?? silentLogger;
+  return (err: unknown, req: Request, res: Response, next: NextFunction): void => {
+    if (res.headersSent) {
+      next(err);
+      return;
+    }
+    const e = toHttpError(err);
+    if (e.status >= 500)
+      log.error('request failed', { path: req.path, status: e.status, error: errorMessage(err) });
+    res.status(e.status).json({ error: openAiError(e) });
+  };
+}
