@@ -8,6 +8,7 @@ import { type Job, type Worker } from 'bullmq';
 import type { Config } from '../core/config/index.js';
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
 import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
+import { CancelledError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
 import { observeBlend } from '../core/ops/metrics.js';
 import {
@@ -18,6 +19,7 @@ import {
 } from '../core/queue/contracts.js';
 import { closeRedis, createRedis } from '../core/queue/redis.js';
 import { startQueueWorker } from '../core/queue/worker.js';
+import { followCancellations, type CancellationFollower } from './cancellation.js';
 import { followEvictions, type EvictionFollower } from './eviction.js';
 
 export interface BlendWorkerOptions {
@@ -41,6 +43,8 @@ export async function startBlendWorker(opts: BlendWorkerOptions): Promise<BlendW
   const log = opts.log ?? silentLogger;
   const { thread, ownThread } = await workerEngineThread(config, opts, log);
   const info = await thread.call('info', []);
+  const redis = createRedis(config, 'worker');
+  let cancels: CancellationFollower | null = null;
   const queueWorker = await startQueueWorker<BlendJobData, BlendJobResult>({
     queue: BLEND_QUEUE,
     connection: createRedis(config, 'worker'),
@@ -48,9 +52,15 @@ export async function startBlendWorker(opts: BlendWorkerOptions): Promise<BlendW
     concurrency: config.blendConcurrency,
     lockMs: config.jobLockMs,
     log,
-    process: (job) => runBlendJob(thread, job),
+    process: (job, _log, _token, signal) => runBlendJob(thread, job, signal, cancels),
   });
-  const redis = createRedis(config, 'worker');
+  cancels = await followCancellations({
+    settings: config,
+    queuePrefix: config.queuePrefix,
+    redis,
+    worker: queueWorker.worker,
+    log,
+  });
   const evictions = await followEvictions({
     settings: config,
     queuePrefix: config.queuePrefix,
@@ -66,6 +76,7 @@ export async function startBlendWorker(opts: BlendWorkerOptions): Promise<BlendW
     evictions,
     async close() {
       await queueWorker.close();
+      await cancels?.close();
       await evictions.close();
       await closeRedis(redis);
       if (ownThread) await thread.terminate();
@@ -73,18 +84,31 @@ export async function startBlendWorker(opts: BlendWorkerOptions): Promise<BlendW
   };
 }
 
-/** Run one query on the inference thread, streaming its text as job progress when asked to. */
+/**
+ * Run one query on the inference thread, streaming its text as job progress when asked to. A job the API
+ * cancelled is dropped before it starts; one cancelled while it runs (`signal`) is stopped by the thread at
+ * its next step, through a flag in shared memory.
+ */
 async function runBlendJob(
   thread: EngineCaller,
   job: Job<BlendJobData, BlendJobResult>,
+  signal: AbortSignal | undefined,
+  cancels: CancellationFollower | null,
 ): Promise<BlendJobResult> {
   const started = Date.now();
   const queueMs = Math.max(0, (job.processedOn ?? started) - job.timestamp);
+  if (job.id && (await cancels?.isCancelled(job.id))) {
+    throw new CancelledError('the client went away before the query started');
+  }
+  const cancel = new Int32Array(new SharedArrayBuffer(4));
+  const onAbort = () => Atomics.store(cancel, 0, 1);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
   const relay = job.data.stream ? new ProgressRelay(job) : null;
   try {
     const r = await thread.call(
       'blend',
-      relay ? [job.data, relay.threadPort] : [job.data],
+      [job.data, relay?.threadPort, cancel],
       relay ? [relay.threadPort] : [],
     );
     await relay?.drain();
@@ -95,6 +119,7 @@ async function runBlendJob(
     observeBlend(result);
     return result;
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     relay?.close();
   }
 }

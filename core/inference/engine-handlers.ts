@@ -6,7 +6,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { CostModel, DEFAULT_RATIO, tokenIdsOnly, type BlendOptions } from '../blend/index.js';
 import type { KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
-import { InvalidArgumentError, KvMismatchError, errorMessage } from '../errors.js';
+import { CancelledError, InvalidArgumentError, KvMismatchError, errorMessage } from '../errors.js';
 import { Engine, type ExecutionProvider } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
 import { emptyCacheStats, type CacheStats } from '../cache/types.js';
@@ -134,9 +134,10 @@ export async function createHandlers(init: EngineThreadInit) {
       return computeChunkObject(engine, tokenIds, init.kvDtype);
     },
 
-    async blend(job: BlendJobData, port?: MessagePort): Promise<BlendThreadResult> {
+    /** `cancel[0]` set to 1 (by the worker's main thread) stops the job at its next step. */
+    async blend(job: BlendJobData, port?: MessagePort, cancel?: Int32Array): Promise<BlendThreadResult> {
       try {
-        return await runBlend(ctx, job, port);
+        return await runBlend(ctx, job, port, cancel);
       } finally {
         port?.close();
       }
@@ -246,6 +247,17 @@ function textStreamer(port: MessagePort): (text: string) => void {
   };
 }
 
+/** The per-token text callback, checking for cancellation first (decoding stops at the next token). */
+function withCancellation(
+  stopIfCancelled: () => void,
+  onText: ((text: string) => void) | undefined,
+): (text: string) => void {
+  return (text) => {
+    stopIfCancelled();
+    onText?.(text);
+  };
+}
+
 /** Raw chunk texts as chunk references: tokenized here, keyed like any stored chunk (with the tenant's salt). */
 function rawChunkRefs(tok: Tokenizer, fingerprint: string, texts: string[] = [], salt = ''): BlendChunkRef[] {
   return texts.map((text, i) => {
@@ -314,17 +326,28 @@ function blendOptions(
   return { opts: { mode: job.mode, controller: { minRatio, ...estimate } }, autoRatio };
 }
 
+/** Throws CancelledError once the worker has set the job's cancel flag. */
+function cancellation(cancel: Int32Array | undefined): () => void {
+  return () => {
+    if (cancel && Atomics.load(cancel, 0) === 1) throw new CancelledError('the query was cancelled');
+  };
+}
+
 async function runBlend(
   ctx: EngineContext,
   job: BlendJobData,
   port?: MessagePort,
+  cancel?: Int32Array,
 ): Promise<BlendThreadResult> {
   const { engine, loader, log } = ctx;
+  const stopIfCancelled = cancellation(cancel);
+  stopIfCancelled(); // it may have waited behind other calls on this thread
   const { frame, refs, prefixRef } = planPrompt(ctx, job);
   const stats = emptyCacheStats();
   const t0 = performance.now();
   const { parts, opened } = await openSources(loader, job.mode, prefixRef, refs, stats);
   const openMs = performance.now() - t0;
+  stopIfCancelled();
   const { opts, autoRatio } = blendOptions(ctx, job, opened);
   const sampling = {
     maxTokens: job.maxTokens,
@@ -339,7 +362,7 @@ async function runBlend(
     { ...parts, suffixIds: frame.suffixIds },
     opts,
     sampling,
-    port && textStreamer(port),
+    withCancellation(stopIfCancelled, port && textStreamer(port)),
   );
   // Fill the LRU and disk tiers with whole objects (blend skips the layers below its check layer).
   await Promise.all(

@@ -39,6 +39,22 @@ export function precomputeJobOptions(attempts: number) {
 export const BLEND_QUEUE = 'blend';
 export const BLEND_JOB = 'query';
 
+/**
+ * Cancelling a query whose client went away: the API marks the job cancelled (a key, checked when a worker
+ * starts the job) and announces it on a channel (a worker running it aborts it). Both carry the
+ * `{QUEUE_PREFIX}` hash tag (core/queue/redis.ts `keyPrefix`).
+ */
+export function blendCancelChannel(taggedPrefix: string): string {
+  return `${taggedPrefix}:blend:cancel`;
+}
+
+export function blendCancelledKey(taggedPrefix: string, jobId: string): string {
+  return `${taggedPrefix}:blend:cancelled:${jobId}`;
+}
+
+/** How long a cancellation mark is kept (a job still waiting after this long has expired anyway). */
+export const CANCEL_MARK_MS = 10 * 60_000;
+
 export interface PrecomputeJobData {
   /** chunkKey(fingerprint, tokenIds, salt). */
   key: string;
