@@ -120,6 +120,56 @@ describe('isolation', () => {
   });
 });
 
+describe('queries and jobs', () => {
+  it('keeps jobs, listings and corpus search within the tenant', async () => {
+    const secret = 'The purple dragon guarded the silver castle.';
+    expect(
+      (
+        await stack.request('POST', '/v1/documents', {
+          body: { id: 'dragon', text: secret },
+          headers: as(ACME),
+        })
+      ).status,
+    ).toBe(202);
+    await stack.ready('dragon', { headers: as(ACME) });
+
+    // A job is its tenant's: another tenant cannot read its result.
+    const queued = await stack.request('POST', '/v1/query?async=1', {
+      body: { question: 'Who guarded the castle?', documents: ['dragon'], maxTokens: 2 },
+      headers: as(ACME),
+    });
+    expect(queued.status).toBe(202);
+    const jobId = queued.body.jobId as string;
+    expect((await stack.request('GET', `/v1/jobs/${jobId}`, { headers: as(GLOBEX) })).status).toBe(404);
+    expect((await stack.request('GET', `/v1/jobs/${jobId}`, { headers: as(ACME) })).status).toBe(200);
+
+    // Listings show only the caller's documents.
+    const list = async (key: string) =>
+      (
+        (await stack.request('GET', '/v1/documents', { headers: as(key) })).body.documents as { id: string }[]
+      ).map((d) => d.id);
+    expect(await list(ACME)).toContain('dragon');
+    expect(await list(GLOBEX)).not.toContain('dragon');
+
+    // A corpus search (no documents named) never draws on another tenant's chunks.
+    const search = async (key: string) =>
+      stack.request('POST', '/v1/query', {
+        body: { question: 'purple dragon silver castle', maxTokens: 2 },
+        headers: as(key),
+      });
+    const own = await search(ACME);
+    expect(own.status).toBe(200);
+    const used = (own.body.retrieval as { chunks: { document: string }[] }).chunks.map((c) => c.document);
+    expect(used).toContain('dragon');
+    const other = await search(GLOBEX);
+    expect([200, 400]).toContain(other.status);
+    const otherUsed = (
+      (other.body.retrieval as { chunks: { document: string }[] } | undefined)?.chunks ?? []
+    ).map((c) => c.document);
+    expect(otherUsed).not.toContain('dragon');
+  });
+});
+
 describe('per-key rate limits', () => {
   let limited: ApiServer;
   let second: ApiServer;
