@@ -73,10 +73,11 @@ const ROUTES: RouteDoc[] = [
     responses: {
       200: '{ jobId, answer, tokens, mode, finishReason, template, ttftMs, promptTokens, prefixTokens, contextTokens, recomputedTokens, ratio?, autoRatio?, retrieval?: { chunks: [{ document, index, score, tokens }], leftOut, budget, order }, timings, cache }',
       202: '{ jobId } (async)',
-      400: 'bad field, or the prompt does not fit the model',
+      400: 'bad field, or maxTokens does not fit the model',
       404: 'a named document does not exist',
+      413: 'the question or raw chunks do not fit the context, or the documents hold over MAX_QUERY_CHUNKS chunks',
       503: 'Redis or the model unavailable',
-      504: 'not finished within QUERY_TIMEOUT_MS: { error: { jobId } } to poll',
+      504: 'not finished within QUERY_TIMEOUT_MS (the query is cancelled): { error: { jobId } }',
     },
   },
   {
