@@ -23,13 +23,21 @@ export function accessLog(log: Logger) {
     customProps: (req) => ({ requestId: req.id }),
     // Method, path and status are what an access log needs; headers and bodies stay out of the logs.
     serializers: {
-      req: (req: { method: string; url: string }) => ({ method: req.method, url: req.url }),
+      // originalUrl: a router mounted at /v1/… sees only the rest of the path in `url`.
+      req: (req: { method: string; url: string; raw?: { originalUrl?: string } }) => ({
+        method: req.method,
+        url: req.raw?.originalUrl ?? req.url,
+      }),
       res: (res: { statusCode: number }) => ({ status: res.statusCode }),
     },
     customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
-    customSuccessMessage: (req, res) => `${req.method} ${req.url} ${res.statusCode}`,
-    customErrorMessage: (req, res) => `${req.method} ${req.url} ${res.statusCode}`,
+    customSuccessMessage: (req, res) => `${req.method} ${pathOf(req)} ${res.statusCode}`,
+    customErrorMessage: (req, res) => `${req.method} ${pathOf(req)} ${res.statusCode}`,
   });
+}
+
+function pathOf(req: IncomingMessage): string {
+  return (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? '';
 }
 
 /** The request's id (set by accessLog). */

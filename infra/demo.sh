@@ -13,13 +13,16 @@ if [[ -z "${REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1; then
   exit 1
 fi
 
-# The service itself, not `npm start`: npm does not pass SIGTERM on, so stopping it would orphan the server.
-node bin/cacheblend.js serve &
+# Build (incremental), then the service itself, not `npm start`: npm does not pass SIGTERM on, so
+# stopping it would orphan the server.
+npm run --silent build
+mkdir -p .data
+node bin/cacheblend.js serve 2>>.data/service.log &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 
-echo "demo: waiting for ${base}/readyz ..."
+echo "demo: service logs go to .data/service.log; waiting for ${base}/readyz ..."
 for _ in $(seq 1 240); do
   curl -sf "${base}/readyz" >/dev/null 2>&1 && break
   kill -0 "$pid" 2>/dev/null || { echo "demo: the service exited" >&2; exit 1; }

@@ -19,17 +19,18 @@ export interface Logger {
   readonly pino: PinoLogger;
 }
 
-function wrap(p: PinoLogger): Logger {
+function wrap(p: PinoLogger, named: (name: string) => PinoLogger): Logger {
   return {
     trace: (m, f) => p.trace(f ?? {}, m),
     debug: (m, f) => p.debug(f ?? {}, m),
     info: (m, f) => p.info(f ?? {}, m),
     warn: (m, f) => p.warn(f ?? {}, m),
     error: (m, f) => p.error(f ?? {}, m),
-    child: (b) => {
-      const bindings = typeof b === 'string' ? { name: `${p.bindings().name ?? 'cacheblend'}.${b}` } : b;
-      return wrap(p.child(bindings));
-    },
+    // A component gets a logger of its own name (pino would repeat a `name` binding, not replace it).
+    child: (b) =>
+      typeof b === 'string'
+        ? wrap(named(`${String(p.bindings().name ?? 'cacheblend')}.${b}`), named)
+        : wrap(p.child(b), named),
     pino: p,
   };
 }
@@ -43,12 +44,12 @@ export function createLogger(
   name = 'cacheblend',
   destination: { write(line: string): unknown } = process.stderr,
 ): Logger {
-  return wrap(
+  const named = (n: string) =>
     pino(
-      { level, name, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
+      { level, name: n, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
       destination as pino.DestinationStream,
-    ),
-  );
+    );
+  return wrap(named(name), named);
 }
 
 export const silentLogger: Logger = createLogger('silent');

@@ -80,6 +80,11 @@ describe('request ids and access logs', () => {
   it('carries the id into the jobs a request makes and the worker log lines about them', async () => {
     const ingest = await post('/v1/documents', { id: 'obs-doc', chunks: STORY_SETS[0].chunks }, 'ingest-7');
     expect(ingest.status).toBe(202);
+    // A route of a mounted router logs its whole path.
+    expect(apiLines.find((l) => l.requestId === 'ingest-7')).toMatchObject({
+      msg: 'POST /v1/documents 202',
+      req: { url: '/v1/documents' },
+    });
     await waitFor(async () => {
       const r = (await (await fetch(`${api.url}/v1/documents/obs-doc`)).json()) as { status: string };
       return r.status === 'ready';
