@@ -1,5 +1,7 @@
 /**
- * The HTTP API (Express): JSON in and out, one router per resource, errors shaped by errors.ts.
+ * The HTTP API (Express): JSON in and out, one router per resource, errors shaped by errors.ts. Every
+ * reply carries the hardening headers; /v1 requests are authenticated (API_KEYS), rate limited per key,
+ * and only then have their bodies parsed (depth-checked JSON up to MAX_BODY_BYTES).
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { errorMessage } from '../core/errors.js';
@@ -8,6 +10,9 @@ import { metrics } from '../core/ops/metrics.js';
 import { accessLog, requestIdOf } from './access-log.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, toHttpError } from './errors.js';
+import { authenticate } from './middleware/auth.js';
+import { jsonBody, securityHeaders, withoutPaths } from './middleware/hardening.js';
+import { perKeyRateLimit } from './middleware/rate-limit.js';
 import { documentsRouter } from './routes/documents.js';
 import { healthRouter } from './routes/health.js';
 import { jobsRouter } from './routes/jobs.js';
@@ -20,10 +25,12 @@ export function createApp(deps: ApiDeps): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(accessLog(log));
+  app.use(securityHeaders());
   app.use(requestTimer());
-  app.use(express.json({ limit: deps.config.maxBodyBytes }));
 
   app.use(healthRouter(deps));
+  app.use('/v1', authenticate(deps.config), perKeyRateLimit(deps.config, deps.redis));
+  app.use('/v1', jsonBody(deps.config.maxBodyBytes));
   app.use('/v1/documents', documentsRouter(deps));
   app.use('/v1/query', queriesRouter(deps));
   app.use('/v1/jobs', jobsRouter(deps));
@@ -47,7 +54,9 @@ export function createApp(deps: ApiDeps): express.Express {
       res.end();
       return;
     }
-    res.status(e.status).json({ error: { code: e.code, message: e.message, ...e.extra } });
+    const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
+    res.set(e.headers);
+    res.status(e.status).json({ error: { code: e.code, message, ...e.extra } });
   });
   return app;
 }

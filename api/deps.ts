@@ -1,16 +1,16 @@
 /** What the routers need: configuration, connections, the documents service and the model's identity. */
 import type { Queue, QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../core/config/index.js';
 import type { DocumentService, ModelIdentity } from '../core/documents/documents.js';
 import { UnavailableError } from '../core/errors.js';
 import type { Logger } from '../core/ops/log.js';
+import type { RedisClient } from '../core/queue/redis.js';
 import type { Retriever } from '../core/retrieval/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
 
 export interface ApiDeps {
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   store: ObjectStore;
   docs: DocumentService;
   /** Ranks chunks for queries; its index follows the corpus change log. */

@@ -27,7 +27,8 @@ const ROUTES: RouteDoc[] = [
     responses: {
       202: 'accepted: { id, chunks, enqueued }',
       400: 'bad field',
-      413: 'body too large',
+      413: 'body too large, or a given chunk over CHUNK_TOKEN_BUDGET tokens',
+      415: 'unsupported Content-Encoding or charset',
       503: 'Redis, store or model unavailable',
     },
   },
@@ -72,10 +73,11 @@ const ROUTES: RouteDoc[] = [
     responses: {
       200: '{ jobId, answer, tokens, mode, finishReason, template, ttftMs, promptTokens, prefixTokens, contextTokens, recomputedTokens, ratio?, autoRatio?, retrieval?: { chunks: [{ document, index, score, tokens }], leftOut, budget, order }, timings, cache }',
       202: '{ jobId } (async)',
-      400: 'bad field, or the prompt does not fit the model',
+      400: 'bad field, or maxTokens does not fit the model',
       404: 'a named document does not exist',
+      413: 'the question or raw chunks do not fit the context, or the documents hold over MAX_QUERY_CHUNKS chunks',
       503: 'Redis or the model unavailable',
-      504: 'not finished within QUERY_TIMEOUT_MS: { error: { jobId } } to poll',
+      504: 'not finished within QUERY_TIMEOUT_MS (the query is cancelled): { error: { jobId } }',
     },
   },
   {
@@ -123,14 +125,15 @@ const ROUTES: RouteDoc[] = [
   {
     method: 'get',
     path: '/readyz',
-    summary: 'Readiness: Redis, object store and model',
+    summary:
+      'Readiness: Redis reachable and durable, store writable, model loaded, a blend worker live, queue not full',
     responses: { 200: '{ status: "ready", checks }', 503: 'not ready: { error: { checks } }' },
   },
   {
     method: 'get',
     path: '/metrics',
-    summary: 'Prometheus metrics (text format)',
-    responses: { 200: 'metrics' },
+    summary: 'Prometheus metrics (text format); Bearer METRICS_TOKEN when set or when API_KEYS is set',
+    responses: { 200: 'metrics', 401: 'metrics token missing or wrong' },
   },
   { method: 'get', path: '/openapi.json', summary: 'This document', responses: { 200: 'OpenAPI 3.1' } },
 ];
@@ -152,7 +155,14 @@ function jsonSchema(schema: z.ZodTypeAny): Record<string, unknown> {
   return rest;
 }
 
+/** What every /v1 route may also answer: authentication (API_KEYS) and per-key rate limits. */
+const V1_RESPONSES: Record<number, string> = {
+  401: 'no or unknown API key (when API_KEYS is set)',
+  429: 'rate limited (RATE_LIMIT_PER_MINUTE) or the query queue is full (QUERY_QUEUE_LIMIT); see Retry-After',
+};
+
 function operation(r: RouteDoc): Record<string, unknown> {
+  const v1 = r.path.startsWith('/v1/');
   const parameters = [
     ...Object.entries(r.params ?? {}).map(([name, s]) => ({
       name,
@@ -169,7 +179,7 @@ function operation(r: RouteDoc): Record<string, unknown> {
     })),
   ];
   const responses = Object.fromEntries(
-    Object.entries(r.responses).map(([status, description]) => [
+    Object.entries({ ...r.responses, ...(v1 && V1_RESPONSES) }).map(([status, description]) => [
       status,
       Number(status) >= 400
         ? { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } }
@@ -178,6 +188,7 @@ function operation(r: RouteDoc): Record<string, unknown> {
   );
   return {
     summary: r.summary,
+    ...(v1 && { security: [{ apiKey: [] }, {}] }),
     ...(parameters.length > 0 && { parameters }),
     ...(r.body && {
       requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(r.body) } } },
@@ -200,7 +211,12 @@ export function openApiDocument(): Record<string, unknown> {
       description: 'Retrieval-augmented answers over precomputed chunk KV caches (CacheBlend).',
     },
     paths,
-    components: { schemas: { Error: jsonSchema(ErrorBody) } },
+    components: {
+      schemas: { Error: jsonSchema(ErrorBody) },
+      securitySchemes: {
+        apiKey: { type: 'http', scheme: 'bearer', description: 'a key from API_KEYS (tenant:key,…)' },
+      },
+    },
   };
   return cached;
 }

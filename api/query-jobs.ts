@@ -1,6 +1,7 @@
 /**
- * Blend jobs as the API sees them: enqueue one per query, wait for it within QUERY_TIMEOUT_MS (504 with
- * the job id to poll), map a failed job back to an HTTP error, and present a result with its total time.
+ * Blend jobs as the API sees them: enqueue one per query (admission control, see query-control.ts), wait
+ * for it within QUERY_TIMEOUT_MS (504, and the job is cancelled), map a failed job back to an HTTP error,
+ * and present a result with its total time.
  */
 import { randomUUID } from 'node:crypto';
 import type { Job } from 'bullmq';
@@ -14,9 +15,10 @@ import {
   type BlendProgress,
 } from '../core/queue/contracts.js';
 import { redisCall } from '../core/queue/redis.js';
-import { roundMs, withTimeout } from '../core/util/time.js';
+import { roundMs } from '../core/util/time.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, STATUS, fieldOf } from './errors.js';
+import { admit, cancelQuery, observeWorkerMs } from './query-control.js';
 
 export type QueryJob = Job<BlendJobData, BlendJobResult>;
 
@@ -30,30 +32,56 @@ export function newJobId(): string {
   return randomUUID();
 }
 
-export function enqueueQuery(deps: ApiDeps, jobId: string, data: BlendJobData): Promise<QueryJob> {
+/** Enqueue a query, unless QUERY_QUEUE_LIMIT queries already wait (then 429, nothing enqueued). */
+export async function enqueueQuery(deps: ApiDeps, jobId: string, data: BlendJobData): Promise<QueryJob> {
+  await admit(deps);
   return redisCall(
     () => deps.blendQueue.add(BLEND_JOB, data, { jobId, ...BLEND_JOB_OPTIONS }),
     'Redis (blend queue)',
   );
 }
 
-/** Wait for a blend job, bounded by QUERY_TIMEOUT_MS (504 with the job id on timeout). */
-export async function waitForJob(deps: ApiDeps, job: QueryJob, jobId: string): Promise<BlendJobResult> {
+/**
+ * Wait for a blend job, bounded by QUERY_TIMEOUT_MS: on timeout (504) or when `signal` aborts (the client
+ * went away) the job is cancelled — removed if it still waits, its worker told to stop if it runs.
+ */
+export async function waitForJob(
+  deps: ApiDeps,
+  job: QueryJob,
+  jobId: string,
+  signal?: AbortSignal,
+): Promise<BlendJobResult> {
   const timeoutMs = deps.config.queryTimeoutMs;
-  const timedOut = () =>
-    new HttpError(
-      504,
-      'TIMEOUT',
-      `the query did not finish within ${timeoutMs} ms; poll GET /v1/jobs/${jobId}`,
-      {
-        jobId,
-      },
+  const finished = job.waitUntilFinished(deps.blendEvents, timeoutMs + 1_000);
+  finished.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort = () => undefined as void;
+  const stopped = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new HttpError(504, 'TIMEOUT', `the query did not finish within ${timeoutMs} ms and was cancelled`, {
+            jobId,
+          }),
+        ),
+      timeoutMs,
     );
+    onAbort = () =>
+      reject(new HttpError(499, 'CANCELLED', 'the client went away: the query was cancelled', { jobId }));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+  });
   try {
-    return await withTimeout(job.waitUntilFinished(deps.blendEvents, timeoutMs + 1_000), timeoutMs, timedOut);
+    return await Promise.race([finished, stopped]);
   } catch (err) {
-    if (err instanceof HttpError) throw err;
-    throw jobFailure(err, jobId);
+    if (!(err instanceof HttpError)) throw jobFailure(err, jobId);
+    await cancelQuery(deps, jobId).catch((e: unknown) =>
+      deps.log?.warn('could not cancel a query', { jobId, error: errorMessage(e) }),
+    );
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
   }
 }
 
@@ -69,6 +97,7 @@ export function jobFailure(err: unknown, jobId: string): HttpError {
 
 /** A finished job's result with the request's total time, as the query endpoints return it. */
 export function presentResult(result: BlendJobResult, jobId: string, t0: number) {
+  observeWorkerMs(result.timings.workerMs);
   return { jobId, ...result, timings: { ...result.timings, totalMs: roundMs(performance.now() - t0) } };
 }
 
@@ -89,6 +118,7 @@ export async function runStreamed(
   jobId: string,
   data: BlendJobData,
   hooks: StreamHooks,
+  signal?: AbortSignal,
 ): Promise<BlendJobResult> {
   let streamed = '';
   const onProgress = ({ jobId: id, data: p }: { jobId: string; data: unknown }) => {
@@ -102,7 +132,7 @@ export async function runStreamed(
   try {
     const job = await enqueueQuery(deps, jobId, data);
     hooks.started();
-    const result = await waitForJob(deps, job, jobId);
+    const result = await waitForJob(deps, job, jobId, signal);
     if (result.answer.length > streamed.length && result.answer.startsWith(streamed)) {
       hooks.delta(result.answer.slice(streamed.length), result.tokens.length);
     }
@@ -110,6 +140,15 @@ export async function runStreamed(
   } finally {
     deps.blendEvents.off('progress', onProgress);
   }
+}
+
+/** Aborts when the client goes away before its reply is complete (a closed connection, a dropped stream). */
+export function clientGone(res: Response): AbortSignal {
+  const ac = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) ac.abort();
+  });
+  return ac.signal;
 }
 
 /** Start a Server-Sent Events reply. */

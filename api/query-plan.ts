@@ -2,10 +2,18 @@
  * From a query (native or OpenAI-compatible) to a blend job: the template's frame sizes the context budget
  * (model context − BOS − template − question − maxTokens), retrieval fills it from the named documents or
  * the corpus — or raw chunks are passed to the worker as given.
+ *
+ * Everything is measured here, before anything is queued: text too long to fit the context by its length
+ * alone is refused without tokenizing it (413); the question's frame and raw chunks are counted in tokens
+ * on the text thread; named documents are sized by their chunk counts before their lists are read. So the
+ * job that is enqueued fits the model, and its payload is bounded by the context, not by the request.
  */
 import type { BlendMode } from '../core/blend/index.js';
 import { checkContextFits } from '../core/inference/pipeline.js';
-import { InvalidArgumentError } from '../core/errors.js';
+import { DEFAULT_TENANT } from '../core/config/index.js';
+import { cacheSalt } from '../core/documents/names.js';
+import type { ModelIdentity } from '../core/documents/text.js';
+import { InvalidArgumentError, TooLargeError } from '../core/errors.js';
 import type { ChatMessage, TemplateName } from '../core/model/template.js';
 import type { BlendJobData } from '../core/queue/contracts.js';
 import type { ChunkOrder } from '../core/retrieval/index.js';
@@ -34,28 +42,28 @@ export interface QueryInput {
   requestId?: string;
   /** Request field names for errors (`question` is `messages` or `prompt` on the OpenAI routes). */
   fields?: { question: string; maxTokens: string };
+  /** The caller's tenant (default: DEFAULT_TENANT). */
+  tenant?: string;
 }
 
 export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobData> {
   const model = requireModel(deps);
+  const tenant = q.tenant ?? DEFAULT_TENANT;
   const fields = q.fields ?? { question: 'question', maxTokens: 'maxTokens' };
-  const frame = await model.frame({
-    template: q.template,
-    system: q.system,
-    history: q.history,
-    question: q.question,
-  });
-  if (frame.suffixTokens === 0) throw new InvalidArgumentError(`${fields.question}: has no tokens`);
-  const fixed = 1 + frame.prefixTokens + frame.suffixTokens;
+  const fixed = await frameTokens(model, q, fields.question);
   checkContextFits(fixed, q.maxTokens, model.contextLength, {
     prompt: fields.question,
     maxTokens: fields.maxTokens,
   });
+  const budget = model.contextLength - fixed - q.maxTokens;
+  const salt = cacheSalt(tenant, deps.config.shareChunkCache);
   const base = {
     question: q.question,
     ...(q.system !== undefined && { system: q.system }),
     ...(q.history?.length && { history: q.history }),
     template: q.template,
+    tenant,
+    ...(salt && { salt }),
     fingerprint: model.fingerprint,
     mode: q.mode,
     ...(q.ratio !== undefined && { ratio: q.ratio }),
@@ -68,16 +76,59 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     stream: q.stream,
     ...(q.requestId !== undefined && { requestId: q.requestId }),
   };
-  if (q.chunks) return { ...base, chunks: [], chunkTexts: q.chunks, documents: [] };
+  if (q.chunks) {
+    await checkRawChunks(model, q.chunks, budget);
+    return { ...base, chunks: [], chunkTexts: q.chunks, documents: [] };
+  }
   const { refs, summary } = await deps.retriever.retrieve({
     question: q.question,
+    tenant,
     documents: q.documents,
-    budget: model.contextLength - fixed - q.maxTokens,
+    budget,
+    maxChunks: deps.config.maxQueryChunks,
     topK: q.topK,
     order: q.order,
     readyWaitMs: deps.config.queryTimeoutMs,
   });
   return { ...base, chunks: refs, documents: q.documents ?? [], retrieval: summary };
+}
+
+/**
+ * BOS + the template's frame + the question, in tokens. Text whose length alone exceeds the context is
+ * refused before it is tokenized; a frame that does not fit the context is a 413 naming the question.
+ */
+async function frameTokens(model: ModelIdentity, q: QueryInput, field: string): Promise<number> {
+  const chars =
+    q.question.length + (q.system?.length ?? 0) + (q.history ?? []).reduce((a, m) => a + m.content.length, 0);
+  const tooLong = (what: string) =>
+    new TooLargeError(
+      `${field}: ${what}, more than the model's context of ${model.contextLength} tokens holds`,
+    );
+  if (chars > model.contextLength * model.maxTokenChars) throw tooLong(`${chars} characters`);
+  const frame = await model.frame({
+    template: q.template,
+    system: q.system,
+    history: q.history,
+    question: q.question,
+  });
+  if (frame.suffixTokens === 0) throw new InvalidArgumentError(`${field}: has no tokens`);
+  const fixed = 1 + frame.prefixTokens + frame.suffixTokens;
+  if (fixed > model.contextLength) throw tooLong(`the prompt's frame takes ${fixed} tokens`);
+  return fixed;
+}
+
+/** Raw chunks must fit what the context leaves: measured by length first, then in tokens (413 if not). */
+async function checkRawChunks(model: ModelIdentity, chunks: string[], budget: number): Promise<void> {
+  const chars = chunks.reduce((a, c) => a + c.length, 0);
+  const over = (what: string) =>
+    new TooLargeError(`chunks: ${what}, more than the ${budget} tokens the context leaves for them`);
+  if (chars > budget * model.maxTokenChars) throw over(`${chars} characters`);
+  let tokens = 0;
+  for (const c of chunks) {
+    const n = await model.countTokens(c, budget - tokens);
+    if (n === null || tokens + n > budget) throw over('the chunks take more tokens');
+    tokens += n;
+  }
 }
 
 /** `stop` as a list (OpenAI allows one string or several). */

@@ -10,7 +10,8 @@ import type { Config } from '../core/config/index.js';
 import { errorMessage } from '../core/errors.js';
 import { loadModel } from '../core/model/load.js';
 import { BLEND_QUEUE, PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
-import { closeRedis, createRedis, waitForRedis } from '../core/queue/redis.js';
+import { checkDurabilityWhenReachable } from '../core/queue/durability.js';
+import { closeRedis, createRedis, keyPrefix } from '../core/queue/redis.js';
 import { withTimeout } from '../core/util/time.js';
 import { DocumentService } from '../core/documents/documents.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
@@ -78,13 +79,14 @@ class BackgroundModel {
 
 /** The API's Redis connections and queues. */
 function openQueues(config: Config, log: Logger) {
-  const redis = createRedis(config.redisUrl, 'producer');
-  const prefix = config.queuePrefix;
+  const redis = createRedis(config, 'producer');
+  const prefix = keyPrefix(config.queuePrefix);
   const precomputeQueue = new Queue(PRECOMPUTE_QUEUE, { connection: redis, prefix });
   const blendQueue = new Queue(BLEND_QUEUE, { connection: redis, prefix });
-  const eventsConnection = createRedis(config.redisUrl, 'worker');
+  const eventsConnection = createRedis(config, 'worker');
   const blendEvents = new QueueEvents(BLEND_QUEUE, { connection: eventsConnection, prefix });
   blendEvents.setMaxListeners(0);
+  blendQueue.setMaxListeners(0); // every query waiting for its job listens for the queue closing
   for (const emitter of [precomputeQueue, blendQueue, blendEvents]) {
     (emitter as unknown as NodeJS.EventEmitter).on('error', (err: Error) =>
       log.debug('queue connection error', { error: errorMessage(err) }),
@@ -123,16 +125,41 @@ async function listen(
   return server;
 }
 
+/**
+ * Connect, and refuse a Redis that would lose documents (see core/queue/durability.ts). One that is not
+ * reachable yet is checked by readiness once it is.
+ */
+async function connectRedis(
+  queues: ReturnType<typeof openQueues>,
+  config: Config,
+  log: Logger,
+): Promise<void> {
+  try {
+    await checkDurabilityWhenReachable(queues.redis, config.redisRequireDurable, log);
+  } catch (err) {
+    await queues.close();
+    throw err;
+  }
+}
+
 export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
   const { config } = opts;
   const log = opts.log ?? silentLogger;
   const queues = openQueues(config, log);
-  await waitForRedis(queues.redis, 5_000).catch((err) =>
-    log.warn('Redis is not reachable yet; /readyz reports it', { error: errorMessage(err) }),
-  );
+  await connectRedis(queues, config, log);
+  if (config.apiKeys.length === 0) {
+    log.warn('API_KEYS is unset: the API is open, every client reads and deletes every document');
+  }
   const store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
-  const docs = new DocumentService(queues.redis, store, queues.precomputeQueue, config.queuePrefix, log);
-  const corpus = new CorpusSync(docs, createRedis(config.redisUrl, 'worker'), log);
+  const docs = new DocumentService(
+    queues.redis,
+    store,
+    queues.precomputeQueue,
+    config.queuePrefix,
+    log,
+    config.precomputeAttempts,
+  );
+  const corpus = new CorpusSync(docs, createRedis(config, 'worker'), log);
   const model = new BackgroundModel(config, log, opts.model);
   const app = createApp({
     config,

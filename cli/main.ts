@@ -11,6 +11,7 @@ const SERVICE_USAGE = `service commands:
   cacheblend api                           the HTTP API alone (npm run api)
   cacheblend worker blend|precompute       one worker alone (npm run worker / precompute-worker)
   cacheblend precompute [options] <path>…  batch precompute of .txt/.md files (npm run precompute)
+  cacheblend rebuild [--json]              restore the document index in Redis from the stored manifests
 They read their settings from the environment (see the README's configuration table).`;
 
 const USAGE = `usage: cacheblend <command> [options]   (cacheblend <command> --help for one command)
@@ -43,10 +44,14 @@ const COMMANDS: Record<string, Command> = {
   },
   precompute: async (rest, out) =>
     (await (await import('../precompute/batch.js')).precomputeBatch(rest, { out })).code,
+  rebuild: async (rest, out) => {
+    const summary = await (await import('./rebuild.js')).rebuildCommand(rest, out);
+    return summary.damaged > 0 ? 1 : 0;
+  },
 };
 
 /** Commands whose --help is the service usage (generate and precompute print their own). */
-const SERVICE_COMMANDS = new Set(['serve', 'api', 'worker']);
+const SERVICE_COMMANDS = new Set(['serve', 'api', 'worker', 'rebuild']);
 
 export async function main(argv: string[], out: Out = (s) => process.stdout.write(s)): Promise<number> {
   const [command, ...rest] = argv;

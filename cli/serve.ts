@@ -13,22 +13,26 @@ import { startBlendWorker } from '../worker/blend-worker.js';
 
 export function serve(argv: string[] = []): Promise<void> {
   const apiOnly = argv.includes('--api-only');
-  return runService('cacheblend', async (config, log) => {
-    log.info('starting', { apiOnly, config: redactConfig(config) });
-    const redis = await ensureRedis(config, log);
-    const api = await startApi({ config, log: log.child('api') });
-    const workers: Service[] = apiOnly
-      ? []
-      : await Promise.all([
-          startBlendWorker({ config, log: log.child('blend') }),
-          startPrecomputeWorker({ config, log: log.child('precompute') }),
-        ]);
-    return {
-      async close() {
-        await api.close();
-        await Promise.all(workers.map((w) => w.close()));
-        await redis.stop();
-      },
-    };
-  });
+  return runService(
+    'cacheblend',
+    async (config, log) => {
+      log.info('starting', { apiOnly, config: redactConfig(config) });
+      const redis = await ensureRedis(config, log);
+      const api = await startApi({ config, log: log.child('api') });
+      const workers: Service[] = apiOnly
+        ? []
+        : await Promise.all([
+            startBlendWorker({ config, log: log.child('blend') }),
+            startPrecomputeWorker({ config, log: log.child('precompute') }),
+          ]);
+      return {
+        async close() {
+          await api.close();
+          await Promise.all(workers.map((w) => w.close()));
+          await redis.stop();
+        },
+      };
+    },
+    { metricsServer: true },
+  );
 }

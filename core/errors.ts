@@ -14,6 +14,10 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   | 'CONFIG'
   | 'TIMEOUT'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'UNAUTHENTICATED'
+  | 'RATE_LIMITED'
+  | 'CANCELLED'
   | 'INTERNAL';
 
 export class CacheBlendError extends Error {
@@ -29,6 +33,20 @@ export class CacheBlendError extends Error {
 export class InvalidArgumentError extends CacheBlendError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** Input that would cost more than the service allows (tokens over a budget or the context): a 413. */
+export class TooLargeError extends CacheBlendError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PAYLOAD_TOO_LARGE', message, options);
+  }
+}
+
+/** Work stopped because its requester went away or gave up. */
+export class CancelledError extends CacheBlendError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CANCELLED', message, options);
   }
 }
 

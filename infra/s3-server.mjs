@@ -16,6 +16,9 @@
  *
  * s3rver is a test double, not a production store: it overwrites objects in place (a reader racing an
  * overwrite can see a torn object) and ignores Content-MD5. Use MinIO or S3 for anything real.
+ *
+ * Fault injection for tests: SIGUSR2 toggles read-only mode, in which writes and deletes are answered
+ * `403 AccessDenied` (as a bucket policy that denies writes would) while reads work.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -53,6 +56,25 @@ const server = new S3rver({
   directory,
   silent: !values.verbose,
   configureBuckets: buckets.map((name) => ({ name })),
+});
+
+let readOnly = false;
+process.on('SIGUSR2', () => {
+  readOnly = !readOnly;
+  console.error(`s3-server: read-only ${readOnly ? 'on' : 'off'}`);
+});
+// Runs before s3rver's own middleware (Koa composes the array when the server starts).
+server.middleware.unshift(async (ctx, next) => {
+  if (readOnly && ['PUT', 'POST', 'DELETE'].includes(ctx.method)) {
+    ctx.req.resume(); // drain the upload
+    ctx.status = 403;
+    ctx.type = 'application/xml';
+    ctx.body =
+      '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>' +
+      '<Message>the store is read-only</Message></Error>';
+    return;
+  }
+  await next();
 });
 
 let info;

@@ -17,7 +17,8 @@ import { Queue } from 'bullmq';
 import { loadConfig, type Config } from '../core/config/index.js';
 import { CacheBlendError, InvalidArgumentError, errorMessage } from '../core/errors.js';
 import { PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
-import { closeRedis, createRedis, waitForRedis } from '../core/queue/redis.js';
+import { checkRedisDurability } from '../core/queue/durability.js';
+import { closeRedis, createRedis, keyPrefix, waitForRedis, type RedisClient } from '../core/queue/redis.js';
 import { withTimeout } from '../core/util/time.js';
 import { DocumentService } from '../core/documents/documents.js';
 import type { EngineThreadInit } from '../core/inference/engine-handlers.js';
@@ -28,7 +29,6 @@ import { ensureRedis, type RedisLaunch } from '../core/ops/redis-launcher.js';
 import { startTextThread, type ModelIdentity } from '../core/documents/text.js';
 import { openObjectStore } from '../core/storage/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
-import type { Redis } from 'ioredis';
 import { startPrecomputeWorker, type PrecomputeWorker } from './precompute-worker.js';
 
 const USAGE = `usage: npm run precompute -- [--remote] [--id-prefix P] [--timeout SECONDS] [--json] <folder or file>...
@@ -193,7 +193,7 @@ async function ingestFiles(
       r = await docs.ingest(
         { id, text, metadata: { source: f.rel, bytes: Buffer.byteLength(text) } },
         model,
-        config.chunkTokenBudget,
+        { budget: config.chunkTokenBudget },
       );
     } catch (err) {
       if (!(err instanceof InvalidArgumentError)) throw err;
@@ -320,7 +320,7 @@ function formatSummary(summary: BatchSummary): string {
 class BatchResources {
   worker?: PrecomputeWorker;
   textThread?: Awaited<ReturnType<typeof startTextThread>>;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly store: ObjectStore;
   readonly queue: Queue;
   readonly docs: DocumentService;
@@ -330,11 +330,21 @@ class BatchResources {
     readonly log: Logger,
     private readonly redisLaunch: RedisLaunch,
   ) {
-    this.redis = createRedis(config.redisUrl, 'producer');
+    this.redis = createRedis(config, 'producer');
     this.store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
-    this.queue = new Queue(PRECOMPUTE_QUEUE, { connection: this.redis, prefix: config.queuePrefix });
+    this.queue = new Queue(PRECOMPUTE_QUEUE, {
+      connection: this.redis,
+      prefix: keyPrefix(config.queuePrefix),
+    });
     this.queue.on('error', () => undefined);
-    this.docs = new DocumentService(this.redis, this.store, this.queue, config.queuePrefix, log);
+    this.docs = new DocumentService(
+      this.redis,
+      this.store,
+      this.queue,
+      config.queuePrefix,
+      log,
+      config.precomputeAttempts,
+    );
   }
 
   static async open(config: Config, log: Logger): Promise<BatchResources> {
@@ -374,6 +384,7 @@ export async function precomputeBatch(
   const res = await BatchResources.open(config, log);
   try {
     await waitForRedis(res.redis, 10_000);
+    await checkRedisDurability(res.redis, config.redisRequireDurable, log);
     await withTimeout(res.store.ping(), 10_000, 'object store ping');
     // Chunking runs on its own thread: the local worker's lock renewals must not wait for a big file.
     res.textThread = await startTextThread({ model: config.model, modelSource: config.modelSource });

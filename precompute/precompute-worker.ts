@@ -3,11 +3,17 @@
  * chunk's KV cache. Idempotent: a valid object already in the store is not recomputed. The object appears
  * whole or not at all (ObjectStore.put is atomic). Inference runs on an InferenceThread, so this thread
  * stays free to renew BullMQ locks.
+ *
+ * Self-healing: a job whose chunk lock is held elsewhere goes back to the queue for a moment instead of
+ * occupying a slot; failed attempts retry with backoff over minutes (precomputeBackoffMs); a worker that
+ * dies frees its chunk locks within seconds (LOCK_TTL_MS) and its jobs within about JOB_LOCK_MS; and the
+ * reconciler (core/documents/reconciler.ts) re-enqueues lost chunks and retries failed ones.
  */
-import { UnrecoverableError, type Job, type Worker } from 'bullmq';
+import { DelayedError, Queue, UnrecoverableError, type Job, type Worker } from 'bullmq';
 import { storedObjectSize } from '../core/cache/chunk-object.js';
 import type { Config } from '../core/config/index.js';
 import { DocumentService } from '../core/documents/documents.js';
+import { Reconciler } from '../core/documents/reconciler.js';
 import { KvFormatError, KvMismatchError, errorMessage } from '../core/errors.js';
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
 import { ChunkBatcher } from '../core/inference/chunk-batcher.js';
@@ -18,10 +24,12 @@ import { metrics } from '../core/ops/metrics.js';
 import {
   PRECOMPUTE_QUEUE,
   encodeFailure,
+  precomputeBackoffMs,
   type PrecomputeJobData,
   type PrecomputeJobResult,
 } from '../core/queue/contracts.js';
-import { closeRedis, createRedis } from '../core/queue/redis.js';
+import { checkDurabilityWhenReachable } from '../core/queue/durability.js';
+import { closeRedis, createRedis, keyPrefix } from '../core/queue/redis.js';
 import { startQueueWorker } from '../core/queue/worker.js';
 import { openObjectStore } from '../core/storage/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
@@ -32,16 +40,17 @@ export interface PrecomputeWorkerOptions {
   /** Share an inference thread (e.g. a test's); by default the worker starts and owns one. */
   thread?: EngineCaller;
   threadInit?: Partial<EngineThreadInit>;
-  /** How long a job waits for a chunk lock held by a garbage collection (default 60 s). */
+  /** How long a job waits for a chunk lock held elsewhere before it steps back into the queue (default 2 s). */
   lockWaitMs?: number;
-  /** Period of the sweep that retries deferred chunk deletions (default 60 s; 0 disables). */
-  sweepMs?: number;
+  /** Period of the reconciler (default RECONCILE_INTERVAL_MS; 0 disables). */
+  reconcileMs?: number;
 }
 
 export interface PrecomputeWorker {
   worker: Worker<PrecomputeJobData, PrecomputeJobResult>;
   info: EngineInfo;
   store: ObjectStore;
+  reconciler: Reconciler;
   close(): Promise<void>;
 }
 
@@ -63,65 +72,70 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
   const { thread, ownThread } = await workerEngineThread(config, opts, log);
   const info = await thread.call('info', []);
   const store = openObjectStore(config.kvStoreUrl, { s3: config.s3 });
-  const redis = createRedis(config.redisUrl, 'worker');
-  const docs = new DocumentService(redis, store, null, config.queuePrefix, log);
+  const redis = createRedis(config, 'worker');
+  try {
+    await checkDurabilityWhenReachable(redis, config.redisRequireDurable, log);
+  } catch (err) {
+    await closeRedis(redis);
+    if (ownThread) await thread.terminate();
+    throw err;
+  }
+  const queue = new Queue(PRECOMPUTE_QUEUE, { connection: redis, prefix: keyPrefix(config.queuePrefix) });
+  queue.on('error', () => undefined);
+  const docs = new DocumentService(redis, store, queue, config.queuePrefix, log, config.precomputeAttempts);
   // On a GPU engine, jobs running at the same time (up to PRECOMPUTE_CONCURRENCY) compute in one batch.
   const batcher = info.batchesChunks
     ? new ChunkBatcher((batch) => thread.call('computeChunks', [batch]), config.precomputeConcurrency)
     : null;
   const compute = (ids: number[]) => (batcher ? batcher.compute(ids) : thread.call('computeChunk', [ids]));
-  const ctx: PrecomputeContext = {
-    thread,
-    compute,
-    info,
-    store,
-    docs,
-    log,
-    lockWaitMs: opts.lockWaitMs ?? 60_000,
-  };
+  const lockWaitMs = opts.lockWaitMs ?? 2_000;
+  const ctx: PrecomputeContext = { thread, compute, info, store, docs, log, lockWaitMs };
   const queueWorker = await startQueueWorker<PrecomputeJobData, PrecomputeJobResult>({
     queue: PRECOMPUTE_QUEUE,
-    connection: createRedis(config.redisUrl, 'worker'),
+    connection: createRedis(config, 'worker'),
     prefix: config.queuePrefix,
     concurrency: config.precomputeConcurrency,
+    lockMs: config.jobLockMs,
+    backoffMs: precomputeBackoffMs,
     log,
-    process: (job, jobLog) => precomputeJob({ ...ctx, log: jobLog }, job),
+    process: (job, jobLog, token) => precomputeJob({ ...ctx, log: jobLog }, job, token),
     onFinalFailure: (job, failure) => docs.markFailed(job.data.key, failure),
   });
-  const sweep = startSweep(docs, opts.sweepMs ?? 60_000);
+  const reconciler = new Reconciler(docs, { log });
+  reconciler.start(opts.reconcileMs ?? config.reconcileIntervalMs);
   log.info('precompute worker started', { model: info.source, concurrency: config.precomputeConcurrency });
   return {
     worker: queueWorker.worker,
     info,
     store,
+    reconciler,
     async close() {
-      if (sweep) clearInterval(sweep);
+      await reconciler.stop();
       await queueWorker.close();
       if (ownThread) await thread.terminate();
+      await queue.close().catch(() => undefined);
       await closeRedis(redis);
       await store.close();
     },
   };
 }
 
-/** Retry deferred chunk deletions every `ms` (0: never). */
-function startSweep(docs: DocumentService, ms: number): NodeJS.Timeout | null {
-  if (ms <= 0) return null;
-  const timer = setInterval(() => {
-    docs.sweep().catch(() => undefined);
-  }, ms);
-  timer.unref();
-  return timer;
-}
-
-/** Refuse a job whose data does not match its key, or that is for another model. */
+/** Refuse a job whose data does not match its key, that cannot fit the model, or is for another model. */
 function checkJob(data: PrecomputeJobData, info: EngineInfo): void {
   if (
     !Array.isArray(data.tokenIds) ||
     data.tokenIds.length === 0 ||
-    chunkKey(data.fingerprint, data.tokenIds) !== data.key
+    chunkKey(data.fingerprint, data.tokenIds, data.salt ?? '') !== data.key
   ) {
     throw new UnrecoverableError(encodeFailure('INVALID_ARGUMENT', 'job data does not match its chunk key'));
+  }
+  if (data.tokenIds.length + 1 > info.maxPositions) {
+    throw new UnrecoverableError(
+      encodeFailure(
+        'PAYLOAD_TOO_LARGE',
+        `chunk of ${data.tokenIds.length} tokens does not fit the model's context of ${info.maxPositions}`,
+      ),
+    );
   }
   if (data.fingerprint !== info.fingerprint) {
     throw new UnrecoverableError(
@@ -133,43 +147,56 @@ function checkJob(data: PrecomputeJobData, info: EngineInfo): void {
   }
 }
 
-/** Store one chunk's cache under its lock, unless nobody wants it or a valid object is already there. */
+/** How long a job whose chunk is locked elsewhere waits in the queue before it tries again. */
+const LOCKED_RETRY_MS = 1_000;
+
+/**
+ * Store one chunk's cache under its lock, unless nobody wants it or a valid object is already there. A
+ * chunk locked elsewhere (a garbage collection, or a job of an older generation) sends the job back to
+ * the queue for a moment, so it never holds a worker slot while waiting.
+ */
 async function precomputeJob(
+  ctx: PrecomputeContext,
+  job: Job<PrecomputeJobData, PrecomputeJobResult>,
+  token: string | undefined,
+): Promise<PrecomputeJobResult> {
+  checkJob(job.data, ctx.info);
+  const r = await ctx.docs.tryWithChunkLock(job.data.key, ctx.lockWaitMs, () => precomputeLocked(ctx, job));
+  if (r) return r.value;
+  await job.moveToDelayed(Date.now() + LOCKED_RETRY_MS, token);
+  throw new DelayedError();
+}
+
+async function precomputeLocked(
   ctx: PrecomputeContext,
   job: Job<PrecomputeJobData, PrecomputeJobResult>,
 ): Promise<PrecomputeJobResult> {
   const { data } = job;
   const { docs, store } = ctx;
   const m = metrics();
-  checkJob(data, ctx.info);
-  return docs.withChunkLock(data.key, ctx.lockWaitMs, async () => {
-    if (!(await docs.isReferenced(data.key))) {
-      m.precomputed.inc({ result: 'skipped' });
-      return { key: data.key, computed: false, bytes: 0, written: 0, skipped: 'unreferenced' as const };
-    }
-    const objKey = chunkObjectKey(data.fingerprint, data.key);
-    const existing = await validExistingObject(ctx, objKey, data);
-    if (existing !== null) {
-      await docs.markReady(data.key, data.fingerprint, { bytes: existing, written: 0 });
-      await job.updateProgress(100);
-      m.precomputed.inc({ result: 'existing' });
-      return { key: data.key, computed: false, bytes: existing, written: 0 };
-    }
-    await job.updateProgress(10);
-    const u8 = await ctx.compute(data.tokenIds);
-    const buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
-    await job.updateProgress(70);
-    await store.put(objKey, buf);
-    await docs.markReady(data.key, data.fingerprint, {
-      bytes: buf.length,
-      written: buf.length,
-      tokens: data.tokenIds.length,
-    });
+  if (!(await docs.beginPrecompute(data.key))) {
+    m.precomputed.inc({ result: 'skipped' });
+    return { key: data.key, computed: false, bytes: 0, written: 0, skipped: 'unreferenced' as const };
+  }
+  const objKey = chunkObjectKey(data.fingerprint, data.key);
+  const existing = await validExistingObject(ctx, objKey, data);
+  if (existing !== null) {
+    await docs.markReady(data.key, data.fingerprint, { bytes: existing, written: 0 });
     await job.updateProgress(100);
-    m.precomputed.inc({ result: 'computed' });
-    m.bytesWritten.inc(buf.length);
-    return { key: data.key, computed: true, bytes: buf.length, written: buf.length };
-  });
+    m.precomputed.inc({ result: 'existing' });
+    return { key: data.key, computed: false, bytes: existing, written: 0 };
+  }
+  await job.updateProgress(10);
+  const u8 = await ctx.compute(data.tokenIds);
+  const buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+  await job.updateProgress(70);
+  await store.put(objKey, buf);
+  const stored = { bytes: buf.length, written: buf.length, tokens: data.tokenIds.length };
+  await docs.markReady(data.key, data.fingerprint, stored);
+  await job.updateProgress(100);
+  m.precomputed.inc({ result: 'computed' });
+  m.bytesWritten.inc(buf.length);
+  return { key: data.key, computed: true, bytes: buf.length, written: buf.length };
 }
 
 /** Size of a valid stored object, or null when it is missing or bad (which the caller then rewrites). */

@@ -8,6 +8,7 @@ import { type Job, type Worker } from 'bullmq';
 import type { Config } from '../core/config/index.js';
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
 import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
+import { CancelledError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
 import { observeBlend } from '../core/ops/metrics.js';
 import {
@@ -16,8 +17,10 @@ import {
   type BlendJobResult,
   type BlendProgress,
 } from '../core/queue/contracts.js';
-import { createRedis } from '../core/queue/redis.js';
+import { closeRedis, createRedis } from '../core/queue/redis.js';
 import { startQueueWorker } from '../core/queue/worker.js';
+import { followCancellations, type CancellationFollower } from './cancellation.js';
+import { followEvictions, type EvictionFollower } from './eviction.js';
 
 export interface BlendWorkerOptions {
   config: Config;
@@ -31,6 +34,7 @@ export interface BlendWorker {
   worker: Worker<BlendJobData, BlendJobResult>;
   thread: EngineCaller;
   info: EngineInfo;
+  evictions: EvictionFollower;
   close(): Promise<void>;
 }
 
@@ -39,38 +43,72 @@ export async function startBlendWorker(opts: BlendWorkerOptions): Promise<BlendW
   const log = opts.log ?? silentLogger;
   const { thread, ownThread } = await workerEngineThread(config, opts, log);
   const info = await thread.call('info', []);
+  const redis = createRedis(config, 'worker');
+  let cancels: CancellationFollower | null = null;
   const queueWorker = await startQueueWorker<BlendJobData, BlendJobResult>({
     queue: BLEND_QUEUE,
-    connection: createRedis(config.redisUrl, 'worker'),
+    connection: createRedis(config, 'worker'),
     prefix: config.queuePrefix,
     concurrency: config.blendConcurrency,
+    lockMs: config.jobLockMs,
     log,
-    process: (job) => runBlendJob(thread, job),
+    process: (job, _log, _token, signal) => runBlendJob(thread, job, signal, cancels),
+  });
+  cancels = await followCancellations({
+    settings: config,
+    queuePrefix: config.queuePrefix,
+    redis,
+    worker: queueWorker.worker,
+    log,
+  });
+  const evictions = await followEvictions({
+    settings: config,
+    queuePrefix: config.queuePrefix,
+    redis,
+    thread,
+    log,
   });
   log.info('blend worker started', { model: info.source, concurrency: config.blendConcurrency });
   return {
     worker: queueWorker.worker,
     thread,
     info,
+    evictions,
     async close() {
       await queueWorker.close();
+      await cancels?.close();
+      await evictions.close();
+      await closeRedis(redis);
       if (ownThread) await thread.terminate();
     },
   };
 }
 
-/** Run one query on the inference thread, streaming its text as job progress when asked to. */
+/**
+ * Run one query on the inference thread, streaming its text as job progress when asked to. A job the API
+ * cancelled is dropped before it starts; one cancelled while it runs (`signal`) is stopped by the thread at
+ * its next step, through a flag in shared memory.
+ */
 async function runBlendJob(
   thread: EngineCaller,
   job: Job<BlendJobData, BlendJobResult>,
+  signal: AbortSignal | undefined,
+  cancels: CancellationFollower | null,
 ): Promise<BlendJobResult> {
   const started = Date.now();
   const queueMs = Math.max(0, (job.processedOn ?? started) - job.timestamp);
+  if (job.id && (await cancels?.isCancelled(job.id))) {
+    throw new CancelledError('the client went away before the query started');
+  }
+  const cancel = new Int32Array(new SharedArrayBuffer(4));
+  const onAbort = () => Atomics.store(cancel, 0, 1);
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
   const relay = job.data.stream ? new ProgressRelay(job) : null;
   try {
     const r = await thread.call(
       'blend',
-      relay ? [job.data, relay.threadPort] : [job.data],
+      [job.data, relay?.threadPort, cancel],
       relay ? [relay.threadPort] : [],
     );
     await relay?.drain();
@@ -81,6 +119,7 @@ async function runBlendJob(
     observeBlend(result);
     return result;
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     relay?.close();
   }
 }

@@ -1,10 +1,15 @@
-/** A query job's state and, once finished, its result or error (for `?async=1` and timed-out queries). */
+/**
+ * A query job's state and, once finished, its result or error (for `?async=1` queries) — the caller's
+ * tenant's jobs only: another tenant's job is not found.
+ */
 import { Router } from 'express';
 import { Job } from 'bullmq';
+import { DEFAULT_TENANT } from '../../core/config/index.js';
 import { NotFoundError } from '../../core/errors.js';
 import { decodeFailure, type BlendJobData, type BlendJobResult } from '../../core/queue/contracts.js';
 import { redisCall } from '../../core/queue/redis.js';
 import type { ApiDeps } from '../deps.js';
+import { tenantOf } from '../middleware/auth.js';
 import { JobId, parseParam } from '../schemas.js';
 
 export function jobsRouter(deps: ApiDeps): Router {
@@ -13,7 +18,9 @@ export function jobsRouter(deps: ApiDeps): Router {
   router.get('/:id', async (req, res) => {
     const id = parseParam(JobId, req.params.id);
     const job = await redisCall(() => Job.fromId<BlendJobData, BlendJobResult>(deps.blendQueue, id));
-    if (!job) throw new NotFoundError(`job ${JSON.stringify(id)} not found`);
+    if (!job || (job.data.tenant ?? DEFAULT_TENANT) !== tenantOf(res)) {
+      throw new NotFoundError(`job ${JSON.stringify(id)} not found`);
+    }
     const state = await redisCall(() => job.getState());
     const out: Record<string, unknown> = { jobId: id, state };
     if (state === 'completed' && job.returnvalue) {

@@ -23,7 +23,10 @@ import type { BlendJobResult } from '../../core/queue/contracts.js';
 import { requestIdOf } from '../access-log.js';
 import { requireModel, type ApiDeps } from '../deps.js';
 import { HttpError, toHttpError } from '../errors.js';
+import { withoutPaths } from '../middleware/hardening.js';
+import { tenantOf } from '../middleware/auth.js';
 import {
+  clientGone,
   enqueueQuery,
   jobFailure,
   newJobId,
@@ -62,7 +65,7 @@ export function openAiRouter(deps: ApiDeps): Router {
           },
         );
       }
-      const input = { ...queryInput(deps, kind, body), requestId: requestIdOf(req) };
+      const input = { ...queryInput(deps, kind, body), requestId: requestIdOf(req), tenant: tenantOf(res) };
       const reply = { kind, id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${newJobId()}`, model: modelId };
       if (input.stream) await streamCompletion(deps, res, reply, input);
       else await answerCompletion(deps, res, reply, input);
@@ -163,9 +166,10 @@ async function answerCompletion(
   ids: ReplyIds,
   input: QueryInput,
 ): Promise<void> {
+  const gone = clientGone(res); // a client that leaves cancels its query
   const data = await planQuery(deps, input);
   const jobId = newJobId();
-  const r = await waitForJob(deps, await enqueueQuery(deps, jobId, data), jobId);
+  const r = await waitForJob(deps, await enqueueQuery(deps, jobId, data), jobId, gone);
   res.json({
     id: ids.id,
     object: ids.kind === 'chat' ? 'chat.completion' : 'text_completion',
@@ -183,6 +187,7 @@ async function streamCompletion(
   ids: ReplyIds,
   input: QueryInput,
 ): Promise<void> {
+  const gone = clientGone(res); // a client that leaves cancels its query
   const data = await planQuery(deps, input);
   const jobId = newJobId();
   const created = Math.floor(Date.now() / 1000);
@@ -194,15 +199,26 @@ async function streamCompletion(
     send({ id: ids.id, object, created, model: ids.model, choices: [c], ...extra });
   let open = false;
   try {
-    const r = await runStreamed(deps, jobId, data, {
-      started: () => {
-        openEventStream(res);
-        open = true;
-        if (ids.kind === 'chat')
-          chunk({ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null, logprobs: null });
+    const r = await runStreamed(
+      deps,
+      jobId,
+      data,
+      {
+        started: () => {
+          openEventStream(res);
+          open = true;
+          if (ids.kind === 'chat')
+            chunk({
+              index: 0,
+              delta: { role: 'assistant', content: '' },
+              finish_reason: null,
+              logprobs: null,
+            });
+        },
+        delta: (text) => chunk(choice(ids.kind, text, null, true)),
       },
-      delta: (text) => chunk(choice(ids.kind, text, null, true)),
-    });
+      gone,
+    );
     chunk(choice(ids.kind, null, r.finishReason, true), { usage: usage(r), cacheblend: extension(r, jobId) });
   } catch (err) {
     if (!open) throw err;
@@ -214,7 +230,8 @@ async function streamCompletion(
 function openAiError(e: HttpError) {
   const type =
     e.status >= 500 ? 'server_error' : e.status === 404 ? 'not_found_error' : 'invalid_request_error';
-  return { message: e.message, type, code: e.code, param: (e.extra.field as string | undefined) ?? null };
+  const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
+  return { message, type, code: e.code, param: (e.extra.field as string | undefined) ?? null };
 }
 
 /** Errors on these routes in OpenAI's shape. */
@@ -228,6 +245,7 @@ function openAiErrors(deps: ApiDeps) {
     const e = toHttpError(err);
     if (e.status >= 500)
       log.error('request failed', { path: req.path, status: e.status, error: errorMessage(err) });
+    res.set(e.headers);
     res.status(e.status).json({ error: openAiError(e) });
   };
 }

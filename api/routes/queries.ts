@@ -3,12 +3,15 @@
  * (`?async=1`), or as Server-Sent Events (`stream: true`): `job`, then `token` events (text deltas), then
  * `done` or `error`.
  */
-import { Router, type Request, type Response } from 'express';
+import { Router, type Response } from 'express';
 import type { BlendJobData } from '../../core/queue/contracts.js';
 import { requestIdOf } from '../access-log.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError } from '../errors.js';
+import { tenantOf } from '../middleware/auth.js';
+import { withoutPaths } from '../middleware/hardening.js';
 import {
+  clientGone,
   enqueueQuery,
   jobFailure,
   newJobId,
@@ -25,10 +28,12 @@ export function queriesRouter(deps: ApiDeps): Router {
 
   router.post('/', async (req, res) => {
     const t0 = performance.now();
+    const gone = clientGone(res); // a client that leaves cancels its query
     const body = parseBody(QueryBody, req.body);
     const async = req.query.async === '1' || req.query.async === 'true';
     const data = await planQuery(deps, {
       ...body,
+      tenant: tenantOf(res),
       stop: stopList(body.stop),
       stream: body.stream && req.query.async === undefined,
       requestId: requestIdOf(req),
@@ -38,10 +43,10 @@ export function queriesRouter(deps: ApiDeps): Router {
       await enqueueQuery(deps, jobId, data);
       res.status(202).json({ jobId });
     } else if (data.stream) {
-      await streamQuery(deps, req, res, jobId, data, t0);
+      await streamQuery(deps, gone, res, jobId, data, t0);
     } else {
       const job = await enqueueQuery(deps, jobId, data);
-      res.json(presentResult(await waitForJob(deps, job, jobId), jobId, t0));
+      res.json(presentResult(await waitForJob(deps, job, jobId, gone), jobId, t0));
     }
   });
 
@@ -50,7 +55,7 @@ export function queriesRouter(deps: ApiDeps): Router {
 
 async function streamQuery(
   deps: ApiDeps,
-  _req: Request,
+  gone: AbortSignal,
   res: Response,
   jobId: string,
   data: BlendJobData,
@@ -62,19 +67,26 @@ async function streamQuery(
       res.write(`event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`);
   };
   try {
-    const result = await runStreamed(deps, jobId, data, {
-      started: () => {
-        openEventStream(res);
-        open = true;
-        send('job', { jobId });
+    const result = await runStreamed(
+      deps,
+      jobId,
+      data,
+      {
+        started: () => {
+          openEventStream(res);
+          open = true;
+          send('job', { jobId });
+        },
+        delta: (delta, tokens) => send('token', { delta, tokens }),
       },
-      delta: (delta, tokens) => send('token', { delta, tokens }),
-    });
+      gone,
+    );
     send('done', presentResult(result, jobId, t0));
   } catch (err) {
     if (!open) throw err; // nothing written yet: a JSON error reply
     const e = err instanceof HttpError ? err : jobFailure(err, jobId);
-    send('error', { error: { code: e.code, message: e.message, ...e.extra } });
+    const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
+    send('error', { error: { code: e.code, message, ...e.extra } });
   }
   res.end();
 }

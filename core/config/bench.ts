@@ -8,6 +8,9 @@
  * | BENCH_REPS      | 3                                | repetitions; medians are reported              |
  * | BENCH_CONTEXTS  | 4x256,4x512,8x256,8x512          | bench:ttft contexts, chunks x tokens per chunk |
  * | STORIES_DIR     | <repo>/models/stories260K        | the stories260K folder                         |
+ * | BENCH_LOAD_SECONDS | 15                            | bench:load: seconds per load phase             |
+ * | BENCH_LOAD_CONCURRENCY | 8,64                      | bench:load: concurrent clients per phase       |
+ * | BENCH_LOAD_QUEUE_LIMIT | 16                        | bench:load: QUERY_QUEUE_LIMIT of the service   |
  */
 import path from 'node:path';
 import { z } from 'zod';
@@ -20,6 +23,9 @@ export interface BenchSettings {
   readonly reps: number;
   readonly contexts: readonly { readonly chunks: number; readonly tokens: number }[];
   readonly storiesDir: string;
+  readonly loadSeconds: number;
+  readonly loadConcurrency: readonly number[];
+  readonly loadQueueLimit: number;
 }
 
 const BenchEnv = z.object({
@@ -34,6 +40,20 @@ const BenchEnv = z.object({
     .regex(/^\d+x\d+(,\d+x\d+)*$/, 'must be a comma-separated list like 4x512,8x256')
     .default('4x256,4x512,8x256,8x512'),
   STORIES_DIR: z.string().optional(),
+  BENCH_LOAD_SECONDS: z
+    .string()
+    .regex(/^[1-9]\d{0,3}$/, 'must be a whole number from 1 to 9999')
+    .transform(Number)
+    .default(15),
+  BENCH_LOAD_CONCURRENCY: z
+    .string()
+    .regex(/^[1-9]\d{0,3}(,[1-9]\d{0,3})*$/, 'must be a comma-separated list like 8,64')
+    .default('8,64'),
+  BENCH_LOAD_QUEUE_LIMIT: z
+    .string()
+    .regex(/^[1-9]\d{0,5}$/, 'must be a whole number from 1 to 999999')
+    .transform(Number)
+    .default(16),
 });
 
 /** Names of the variables loadBenchSettings reads. */
@@ -57,5 +77,8 @@ export function loadBenchSettings(env: Record<string, string | undefined> = proc
       }),
     ),
     storiesDir: path.resolve(e.STORIES_DIR ?? path.join(projectRoot(), 'models', 'stories260K')),
+    loadSeconds: e.BENCH_LOAD_SECONDS,
+    loadConcurrency: Object.freeze(e.BENCH_LOAD_CONCURRENCY.split(',').map(Number)),
+    loadQueueLimit: e.BENCH_LOAD_QUEUE_LIMIT,
   });
 }

@@ -33,10 +33,22 @@
  * | QUEUE_PREFIX            | cacheblend                                | BullMQ key prefix                       |
  * | BLEND_CONCURRENCY       | 1                                         |                                         |
  * | BLEND_MIN_RATIO         | 0.15                                      | r_min of `ratio: "auto"`, in [0, 1]     |
- * | PRECOMPUTE_CONCURRENCY  | 1                                         |                                         |
+ * | PRECOMPUTE_CONCURRENCY  | 2                                         |                                         |
  * | LOG_LEVEL               | info                                      | trace, debug, info, warn, error, silent |
  * | METRICS_PORT            | (none)                                    | a worker started alone serves /metrics  |
  * | REDIS_SERVER_BIN        | redis-server                              | binary the embedded launcher starts     |
+ * | REDIS_CLUSTER_NODES     | (none)                                    | host:port,… seeds: use Redis Cluster    |
+ * | REDIS_REQUIRE_DURABLE   | true                                      | refuse a Redis without persistence/noeviction |
+ * | API_KEYS                | (none: open)                              | tenant:key,… Bearer keys (secret)       |
+ * | METRICS_TOKEN           | (none)                                    | Bearer token for the API's /metrics     |
+ * | SHARE_CHUNK_CACHE       | false                                     | tenants share chunk caches (no salt)    |
+ * | QUERY_QUEUE_LIMIT       | 64                                        | waiting queries before 429              |
+ * | MAX_QUERY_CHUNKS        | 20000                                     | chunks a query's documents may hold     |
+ * | RATE_LIMIT_PER_MINUTE   | 0 (off)                                   | requests per key per minute on /v1      |
+ * | DISK_CACHE_BYTES        | 2147483648 (2 GiB)                        | disk tier bound (0: no disk tier)       |
+ * | JOB_LOCK_MS             | 30000                                     | a dead worker's job is retried after this |
+ * | PRECOMPUTE_ATTEMPTS     | 12                                        | tries per chunk, backoff 1 s doubling to 60 s |
+ * | RECONCILE_INTERVAL_MS   | 30000                                     | reconciler period (0: off)              |
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -67,6 +79,23 @@ export interface ModelSourceSettings {
   readonly endpoint: string;
   readonly token?: string;
 }
+
+/** A seed node of a Redis Cluster. */
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** One API key and the tenant it authenticates. */
+export interface ApiKey {
+  readonly tenant: string;
+  readonly key: string;
+}
+
+/** Tenant names: letters, digits, '_' and '-'. */
+export const TENANT_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/** The tenant of every request while API_KEYS is unset (and of documents made then). */
+export const DEFAULT_TENANT = 'default';
 
 export interface Config {
   readonly port: number;
@@ -104,6 +133,30 @@ export interface Config {
   readonly metricsPort: number | null;
   /** The redis-server binary the embedded launcher (and the test harness) starts. */
   readonly redisServerBin: string;
+  /** Seeds of a Redis Cluster (REDIS_URL then only lends its credentials); empty: a single Redis. */
+  readonly redisClusterNodes: readonly RedisNode[];
+  /** Refuse to start against a Redis without persistence or with an evicting maxmemory-policy. */
+  readonly redisRequireDurable: boolean;
+  /** API keys; empty: no authentication, every request is DEFAULT_TENANT's. */
+  readonly apiKeys: readonly ApiKey[];
+  /** Bearer token for GET /metrics on the API port; null: open while apiKeys is empty, else refused. */
+  readonly metricsToken: string | null;
+  /** Chunk caches shared across tenants (no per-tenant salt in the chunk identity). */
+  readonly shareChunkCache: boolean;
+  /** Queries waiting for a blend worker beyond which new ones get 429. */
+  readonly queryQueueLimit: number;
+  /** Chunks the documents a query names may hold in all (its candidates); more is a 413. */
+  readonly maxQueryChunks: number;
+  /** Requests per API key (or client address when open) per minute on /v1; 0: unlimited. */
+  readonly rateLimitPerMinute: number;
+  /** Bound of the disk tier in bytes; 0 disables the tier. */
+  readonly diskCacheBytes: number;
+  /** BullMQ job lock duration: a job whose worker died is taken up again after about this long. */
+  readonly jobLockMs: number;
+  /** Attempts per precompute job (backoff 1 s, doubling, capped at 60 s). */
+  readonly precomputeAttempts: number;
+  /** Period of the reconciler (re-enqueue lost chunks, retry failed ones, collect garbage); 0: off. */
+  readonly reconcileIntervalMs: number;
 }
 
 export interface LoadConfigOptions {
@@ -118,6 +171,8 @@ const SECRET_VARS = new Set([
   'REDIS_URL',
   'KV_STORE_URL',
   'HF_TOKEN',
+  'API_KEYS',
+  'METRICS_TOKEN',
 ]);
 
 const integer = (min: number, max: number) =>
@@ -195,10 +250,31 @@ const EnvSchema = z.object({
     .regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a number in [0, 1]')
     .transform(Number)
     .default(0.15),
-  PRECOMPUTE_CONCURRENCY: int(1, 1024, 1),
+  PRECOMPUTE_CONCURRENCY: int(1, 1024, 2),
   LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'], 'info'),
   METRICS_PORT: integer(0, 65535).optional(),
   REDIS_SERVER_BIN: z.string().default('redis-server'),
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .regex(/^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$/, 'must be host:port[,host:port…]')
+    .optional(),
+  REDIS_REQUIRE_DURABLE: bool(true),
+  API_KEYS: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_-]{1,64}:[^\s,:]{16,256}(,[A-Za-z0-9_-]{1,64}:[^\s,:]{16,256})*$/,
+      'must be tenant:key[,tenant:key…] (tenants: A-Z a-z 0-9 _ -; keys: 16-256 characters, no spaces, commas or colons)',
+    )
+    .optional(),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  SHARE_CHUNK_CACHE: bool(false),
+  QUERY_QUEUE_LIMIT: int(1, 1_000_000, 64),
+  MAX_QUERY_CHUNKS: int(1, 10_000_000, 20_000),
+  RATE_LIMIT_PER_MINUTE: int(0, 1_000_000_000, 0),
+  DISK_CACHE_BYTES: int(0, MAX, 2 * 1024 ** 3),
+  JOB_LOCK_MS: int(1_000, 3_600_000, 30_000),
+  PRECOMPUTE_ATTEMPTS: int(1, 100, 12),
+  RECONCILE_INTERVAL_MS: int(0, 24 * 60 * 60 * 1000, 30_000),
 });
 
 /** Names of all variables read by loadConfig. */
@@ -241,6 +317,18 @@ export function loadConfig(
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT ?? null,
     redisServerBin: e.REDIS_SERVER_BIN,
+    redisClusterNodes: Object.freeze(clusterNodes(e.REDIS_CLUSTER_NODES)),
+    redisRequireDurable: e.REDIS_REQUIRE_DURABLE,
+    apiKeys: Object.freeze(apiKeys(e.API_KEYS)),
+    metricsToken: e.METRICS_TOKEN ?? null,
+    shareChunkCache: e.SHARE_CHUNK_CACHE,
+    queryQueueLimit: e.QUERY_QUEUE_LIMIT,
+    maxQueryChunks: e.MAX_QUERY_CHUNKS,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    diskCacheBytes: e.DISK_CACHE_BYTES,
+    jobLockMs: e.JOB_LOCK_MS,
+    precomputeAttempts: e.PRECOMPUTE_ATTEMPTS,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
   };
   return Object.freeze(config);
 }
@@ -265,6 +353,31 @@ function parseEnv(env: Record<string, string | undefined>): Env {
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   return parsed.data;
+}
+
+function clusterNodes(list: string | undefined): RedisNode[] {
+  if (list === undefined) return [];
+  return list.split(',').map((entry) => {
+    const at = entry.lastIndexOf(':');
+    const port = Number(entry.slice(at + 1));
+    if (port < 1 || port > 65535) {
+      throw new ConfigError(`invalid configuration: REDIS_CLUSTER_NODES has a bad port in ${entry}`);
+    }
+    return Object.freeze({ host: entry.slice(0, at), port });
+  });
+}
+
+/** `tenant:key,…` → entries; a key given twice (to one tenant or two) is refused. */
+function apiKeys(list: string | undefined): ApiKey[] {
+  if (list === undefined) return [];
+  const seen = new Set<string>();
+  return list.split(',').map((entry) => {
+    const at = entry.indexOf(':');
+    const key = entry.slice(at + 1);
+    if (seen.has(key)) throw new ConfigError('invalid configuration: API_KEYS lists one key twice');
+    seen.add(key);
+    return Object.freeze({ tenant: entry.slice(0, at), key });
+  });
 }
 
 function s3Settings(e: Env): S3Settings {
@@ -308,6 +421,8 @@ export function redactConfig(config: Config): Record<string, unknown> {
   return {
     ...config,
     redisUrl: redactUrlPassword(config.redisUrl),
+    apiKeys: config.apiKeys.map((k) => ({ tenant: k.tenant, key: '***' })),
+    metricsToken: config.metricsToken === null ? null : '***',
     modelSource: {
       ...config.modelSource,
       ...(config.modelSource.token !== undefined && { token: '***' }),

@@ -1,42 +1,48 @@
 /**
  * Documents and the chunk bookkeeping behind them.
  *
- * Object store: `docs/<id>.json` (the manifest, see manifest.ts) and `kv/…` (chunk caches, chunkObjectKey).
+ * Object store: `docs/<name>.json` (the manifest, see manifest.ts) and `kv/…` (chunk caches, chunkObjectKey).
  * Redis: the keys in keys.ts, changed by the scripts in lua/ (scripts.ts).
  *
  * A document's status is computed when asked, from its chunks' states: ready when all are ready, failed
- * when any failed, pending otherwise. Reference changes happen in Lua scripts (atomic); writing and
- * deleting a chunk's object happen under the chunk's lock, and both re-check the references inside it,
- * so an ingest racing a delete of the same chunk ends with the object present and the chunk pending or
- * ready, never "ready" with no object (see `collect`). The scripts touch keys they compute from the
- * prefix, so this needs a single Redis, not Redis Cluster.
+ * when any failed, pending otherwise. Reference changes happen in Lua scripts (atomic). A document's
+ * manifest and index entry change together under the document's lock, so concurrent writers of one id
+ * leave both describing the same version. Writing and deleting a chunk's object happen under the chunk's
+ * lock, and both re-check the references inside it, so an ingest racing a delete of the same chunk ends
+ * with the object present and the chunk pending or ready, never "ready" with no object (see `collect`);
+ * a chunk's job generation (lua/ingest.lua) keeps a finishing job from swallowing the next one. Every key
+ * carries the `{prefix}` hash tag, so all of this runs on Redis Cluster too.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { InvalidArgumentError, NotFoundError, UnavailableError, errorMessage } from '../errors.js';
+import { DEFAULT_TENANT } from '../config/index.js';
+import { NotFoundError, TooLargeError, UnavailableError, errorMessage } from '../errors.js';
 import { chunkKey, chunkObjectKey } from '../kv/format.js';
 import {
   PRECOMPUTE_JOB,
+  precomputeJobId,
+  precomputeJobOptions,
   type BlendChunkRef,
   type PrecomputeJobData,
   type PrecomputeJobResult,
 } from '../queue/contracts.js';
-import { redisCall } from '../queue/redis.js';
+import { redisCall, type RedisClient } from '../queue/redis.js';
 import type { ObjectStore } from '../storage/types.js';
 import {
-  DOCUMENT_ID_RE,
   decodeManifest,
   encodeManifest,
   manifestObjectKey,
   type DocumentManifest,
+  type ManifestChunk,
 } from './manifest.js';
 import { silentLogger, type Logger } from '../ops/log.js';
 import { CORPUS_LOG_LENGTH, DocumentKeys } from './keys.js';
-import { documentScripts } from './scripts.js';
+import { RedisLocks } from './locks.js';
+import { documentName, listKey, nameOfListKey, parseDocumentName } from './names.js';
+import { documentScripts, type ScriptCaller } from './scripts.js';
 import type { ModelIdentity } from './text.js';
 
-export type ChunkState = 'pending' | 'ready' | 'failed' | 'deleting';
+export type ChunkState = 'pending' | 'ready' | 'failed' | 'deleting' | 'unreferenced';
 export type DocumentState = 'pending' | 'ready' | 'failed';
 
 export interface DocumentInput {
@@ -47,6 +53,17 @@ export interface DocumentInput {
 }
 
 export type { ModelIdentity } from './text.js';
+
+export interface IngestOptions {
+  /** Most tokens per chunk (CHUNK_TOKEN_BUDGET; capped below the model's context). */
+  budget: number;
+  /** Owner (default: DEFAULT_TENANT). */
+  tenant?: string;
+  /** Cache salt of the tenant's chunk keys (see names.ts `cacheSalt`; default none). */
+  salt?: string;
+  /** Id of the request (or batch run) that ingests, carried into its precompute jobs for the logs. */
+  requestId?: string;
+}
 
 export interface IngestResult {
   id: string;
@@ -65,7 +82,7 @@ export interface ChunkStatus {
   index: number;
   key: string;
   tokens: number;
-  status: Exclude<ChunkState, 'deleting'>;
+  status: DocumentState;
   error?: string;
 }
 
@@ -79,153 +96,225 @@ export interface DocumentStatus {
   updatedAt: string;
 }
 
+/** What the index records of a document (from a request, or from its manifest on rebuild). */
+interface IndexEntry {
+  name: string;
+  tenant: string;
+  id: string;
+  chunks: ManifestChunk[];
+  metadata: Record<string, unknown>;
+  fingerprint: string;
+  salt: string;
+  now: string;
+  requestId?: string;
+}
+
 /** A document in a listing: its status without the per-chunk list (`chunks` is the count). */
 export type DocumentSummary = Omit<DocumentStatus, 'chunks'> & { chunks: number };
 
-export const PRECOMPUTE_JOB_OPTIONS = {
-  attempts: 3,
-  backoff: { type: 'exponential', delay: 1_000 },
-  removeOnComplete: true,
-  removeOnFail: true,
-} as const;
+/** How long a document write waits for a concurrent write of the same document. */
+const DOC_LOCK_WAIT_MS = 15_000;
 
-const LOCK_TTL_MS = 120_000;
-
-function parseList(json: string): string[] {
+function parseList<T = string>(json: string): T[] {
   const v = JSON.parse(json) as unknown;
-  return Array.isArray(v) ? (v as string[]) : []; // cjson encodes an empty table as {}
+  return Array.isArray(v) ? (v as T[]) : []; // cjson encodes an empty table as {}
 }
 
 export class DocumentService {
   readonly keys: DocumentKeys;
-  private readonly script: ReturnType<typeof documentScripts>;
+  readonly locks: RedisLocks;
+  private readonly script: ScriptCaller;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly store: ObjectStore,
     private readonly precomputeQueue: Queue | null,
-    keyPrefix: string,
+    queuePrefix: string,
     private readonly log: Logger = silentLogger,
+    private readonly precomputeAttempts = 12,
   ) {
-    this.keys = new DocumentKeys(keyPrefix);
+    this.keys = new DocumentKeys(queuePrefix);
     this.script = documentScripts(redis);
+    this.locks = new RedisLocks(redis, this.script, log);
   }
 
   /** Chunk a document (text or explicit chunks) and compute each chunk's key; throws InvalidArgumentError. */
   async prepare(
     input: DocumentInput,
     model: ModelIdentity,
-    budget: number,
-  ): Promise<{ id: string; chunks: { key: string; text: string; tokenIds: number[] }[] }> {
+    opts: IngestOptions,
+  ): Promise<{ id: string; chunks: ManifestChunk[] }> {
     const id = input.id ?? randomUUID();
-    if (!DOCUMENT_ID_RE.test(id))
-      throw new InvalidArgumentError(`id: invalid document id ${JSON.stringify(id)}`);
+    documentName(opts.tenant ?? DEFAULT_TENANT, id); // validates the id before any work
+    const budget = Math.max(1, Math.min(opts.budget, model.contextLength - 1));
     const pieces = await model.chunkDocument({ text: input.text, chunks: input.chunks }, budget);
-    return { id, chunks: pieces.map((c) => ({ ...c, key: chunkKey(model.fingerprint, c.tokenIds) })) };
+    const salt = opts.salt ?? '';
+    return { id, chunks: pieces.map((c) => ({ ...c, key: chunkKey(model.fingerprint, c.tokenIds, salt) })) };
   }
 
   /**
    * Store a document (replacing one with the same id) and enqueue precompute jobs for its chunks that are
-   * not ready. Writes the manifest first, so Redis never names a document the store does not describe.
+   * not ready. Under the document's lock: the manifest first, then the index, so Redis never names a
+   * document the store does not describe, and concurrent writers of one id end in agreement.
    */
-  async ingest(
-    input: DocumentInput,
-    model: ModelIdentity,
-    budget: number,
-    opts: { requestId?: string } = {},
-  ): Promise<IngestResult> {
-    const { id, chunks } = await this.prepare(input, model, budget);
+  async ingest(input: DocumentInput, model: ModelIdentity, opts: IngestOptions): Promise<IngestResult> {
+    const tenant = opts.tenant ?? DEFAULT_TENANT;
+    const { id, chunks } = await this.prepare(input, model, opts);
+    const name = documentName(tenant, id);
+    const metadata = input.metadata ?? {};
+    const entry = {
+      name,
+      tenant,
+      id,
+      chunks,
+      metadata,
+      fingerprint: model.fingerprint,
+      salt: opts.salt ?? '',
+      requestId: opts.requestId,
+    };
+    const r = await this.locks.with(this.keys.docLock(name), DOC_LOCK_WAIT_MS, `document ${id}`, async () => {
+      const existing = await redisCall(() =>
+        this.redis.hmget(this.keys.doc(name), 'chunks', 'meta', 'createdAt'),
+      );
+      const now = new Date().toISOString();
+      const changed =
+        existing[0] !== JSON.stringify(chunks.map((c) => c.key)) || existing[1] !== JSON.stringify(metadata);
+      if (changed) {
+        const manifest: DocumentManifest = {
+          version: 1,
+          id,
+          ...(tenant !== DEFAULT_TENANT && { tenant }),
+          ...(entry.salt !== '' && { cacheSalt: entry.salt }),
+          fingerprint: model.fingerprint,
+          createdAt: existing[2] ?? now,
+          updatedAt: now,
+          metadata,
+          chunks,
+        };
+        await this.store.put(manifestObjectKey(name), encodeManifest(manifest));
+      }
+      return { changed, ...(await this.index({ ...entry, now })) };
+    });
+    if (r.orphans.length > 0) await this.collect(r.orphans, 5_000);
     const keys = chunks.map((c) => c.key);
-    const keysJson = JSON.stringify(keys);
-    const metaJson = JSON.stringify(input.metadata ?? {});
-    const existing = await redisCall(() =>
-      this.redis.hmget(this.keys.doc(id), 'chunks', 'meta', 'createdAt'),
-    );
-    const changed = existing[0] !== keysJson || existing[1] !== metaJson;
-    const now = new Date().toISOString();
-    if (changed) {
-      const manifest: DocumentManifest = {
-        version: 1,
-        id,
-        fingerprint: model.fingerprint,
-        createdAt: existing[2] ?? now,
-        updatedAt: now,
-        metadata: input.metadata ?? {},
-        chunks,
-      };
-      await this.store.put(manifestObjectKey(id), encodeManifest(manifest));
-    }
-    const toks = chunks.map((c) => [JSON.stringify(c.tokenIds), String(c.tokenIds.length)]);
+    return {
+      id,
+      chunks: chunks.length,
+      keys,
+      enqueued: r.enqueued,
+      alreadyReady: r.ready,
+      changed: r.changed,
+    };
+  }
+
+  /** Record a document in the index (ingest.lua) and enqueue its chunks that need computing. */
+  private async index(e: IndexEntry): Promise<{ enqueued: string[]; ready: string[]; orphans: string[] }> {
+    const keys = e.chunks.map((c) => c.key);
+    const toks = e.chunks.map((c) => [JSON.stringify(c.tokenIds), String(c.tokenIds.length)]);
+    const ntokens = e.chunks.reduce((a, c) => a + c.tokenIds.length, 0);
     const [enqueueJson, readyJson, orphansJson] = (await redisCall(() =>
       this.script(
         'ingest',
-        [this.keys.doc(id), this.keys.gc, this.keys.docList, this.keys.corpusLog],
+        [
+          this.keys.doc(e.name),
+          this.keys.gc,
+          this.keys.pending,
+          this.keys.failed,
+          this.keys.docList,
+          this.keys.corpusLog,
+        ],
         [
           this.keys.prefix,
-          id,
-          now,
-          metaJson,
-          keysJson,
+          e.name,
+          e.now,
+          JSON.stringify(e.metadata),
+          JSON.stringify(keys),
           JSON.stringify(toks),
-          model.fingerprint,
+          e.fingerprint,
+          e.salt,
+          Date.now(),
+          e.tenant,
+          e.id,
+          ntokens,
+          listKey(e.tenant, e.id),
           CORPUS_LOG_LENGTH,
         ],
       ),
     )) as [string, string, string];
-    const enqueued = parseList(enqueueJson);
-    const byKey = new Map(chunks.map((c) => [c.key, c]));
+    const toEnqueue = parseList<[string, number]>(enqueueJson);
+    const byKey = new Map(e.chunks.map((c) => [c.key, c]));
     await this.enqueue(
-      enqueued.map((k) => ({
-        key: k,
-        fingerprint: model.fingerprint,
-        tokenIds: byKey.get(k)!.tokenIds,
-        ...(opts.requestId && { requestId: opts.requestId }),
+      toEnqueue.map(([key, gen]) => ({
+        gen,
+        data: {
+          key,
+          fingerprint: e.fingerprint,
+          tokenIds: byKey.get(key)!.tokenIds,
+          salt: e.salt,
+          ...(e.requestId && { requestId: e.requestId }),
+        },
       })),
     );
-    const orphans = parseList(orphansJson);
-    if (orphans.length > 0) await this.collect(orphans, 5_000);
-    return { id, chunks: chunks.length, keys, enqueued, alreadyReady: parseList(readyJson), changed };
+    return {
+      enqueued: toEnqueue.map(([k]) => k),
+      ready: parseList(readyJson),
+      orphans: parseList(orphansJson),
+    };
   }
 
-  /** Add precompute jobs (job id = chunk key: a job already waiting or running for a chunk is reused). */
-  async enqueue(jobs: PrecomputeJobData[]): Promise<void> {
+  /**
+   * Restore a document's index entry from its manifest (`cacheblend rebuild`), unless the index already
+   * holds exactly these chunks. Chunks whose objects are stored become ready once a precompute worker has
+   * checked them (without recomputing). Returns whether the entry was written.
+   */
+  async restore(manifest: DocumentManifest): Promise<{ restored: boolean; enqueued: number }> {
+    const tenant = manifest.tenant ?? DEFAULT_TENANT;
+    const name = documentName(tenant, manifest.id);
+    return this.locks.with(this.keys.docLock(name), DOC_LOCK_WAIT_MS, `document ${manifest.id}`, async () => {
+      const existing = await redisCall(() => this.redis.hget(this.keys.doc(name), 'chunks'));
+      if (existing === JSON.stringify(manifest.chunks.map((c) => c.key)))
+        return { restored: false, enqueued: 0 };
+      const r = await this.index({
+        name,
+        tenant,
+        id: manifest.id,
+        chunks: manifest.chunks,
+        metadata: manifest.metadata,
+        fingerprint: manifest.fingerprint,
+        salt: manifest.cacheSalt ?? '',
+        now: manifest.updatedAt,
+      });
+      if (r.orphans.length > 0) await this.collect(r.orphans, 5_000);
+      return { restored: true, enqueued: r.enqueued.length };
+    });
+  }
+
+  /** Add precompute jobs; a job id that exists (the chunk's generation is queued or running) is kept. */
+  async enqueue(jobs: { gen: number; data: PrecomputeJobData }[]): Promise<void> {
     if (jobs.length === 0) return;
     if (!this.precomputeQueue) throw new UnavailableError('no precompute queue configured');
+    const opts = precomputeJobOptions(this.precomputeAttempts);
     await redisCall(
       () =>
         this.precomputeQueue!.addBulk(
-          jobs.map((data) => ({
+          jobs.map(({ gen, data }) => ({
             name: PRECOMPUTE_JOB,
             data,
-            opts: { jobId: data.key, ...PRECOMPUTE_JOB_OPTIONS },
+            opts: { jobId: precomputeJobId(data.key, gen), ...opts },
           })),
         ),
       'Redis (precompute queue)',
     );
   }
 
-  async status(id: string): Promise<DocumentStatus | null> {
-    const doc = await redisCall(() => this.redis.hgetall(this.keys.doc(id)));
+  async status(id: string, tenant = DEFAULT_TENANT): Promise<DocumentStatus | null> {
+    const doc = await redisCall(() => this.redis.hgetall(this.keys.doc(documentName(tenant, id))));
     if (!doc.chunks) return null;
     const keys = parseList(doc.chunks);
-    const unique = [...new Set(keys)];
-    const pipeline = this.redis.pipeline();
-    for (const k of unique) pipeline.hmget(this.keys.chunk(k), 'state', 'ntokens', 'error');
-    const replies = (await redisCall(() => pipeline.exec())) ?? [];
-    const info = new Map<string, { state: ChunkState; ntokens: number; error?: string }>();
-    unique.forEach((k, i) => {
-      const [err, value] = replies[i] ?? [null, []];
-      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
-      const [state, ntokens, error] = value as (string | null)[];
-      info.set(k, {
-        state: (state as ChunkState) ?? 'pending',
-        ntokens: Number(ntokens ?? 0),
-        error: error ?? undefined,
-      });
-    });
+    const info = await this.chunkStates([...new Set(keys)]);
     const chunks: ChunkStatus[] = keys.map((key, index) => {
       const c = info.get(key)!;
-      const status = c.state === 'deleting' ? 'pending' : c.state;
+      const status: DocumentState = c.state === 'ready' || c.state === 'failed' ? c.state : 'pending';
       return {
         index,
         key,
@@ -248,45 +337,88 @@ export class DocumentService {
     };
   }
 
+  private async chunkStates(
+    keys: string[],
+  ): Promise<Map<string, { state: ChunkState; ntokens: number; error?: string }>> {
+    const pipeline = this.redis.pipeline();
+    for (const k of keys) pipeline.hmget(this.keys.chunk(k), 'state', 'ntokens', 'error');
+    const replies = keys.length ? ((await redisCall(() => pipeline.exec())) ?? []) : [];
+    const info = new Map<string, { state: ChunkState; ntokens: number; error?: string }>();
+    keys.forEach((k, i) => {
+      const [err, value] = replies[i] ?? [null, []];
+      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+      const [state, ntokens, error] = value as (string | null)[];
+      info.set(k, {
+        state: (state as ChunkState) ?? 'pending',
+        ntokens: Number(ntokens ?? 0),
+        error: error ?? undefined,
+      });
+    });
+    return info;
+  }
+
   /** Remove a document; chunk objects no other document references are deleted. Null when unknown. */
-  async remove(id: string, lockWaitMs = 5_000): Promise<{ chunksDeleted: number } | null> {
-    const exists = await redisCall(() => this.redis.exists(this.keys.doc(id)));
-    if (!exists) return null;
-    await this.store.delete(manifestObjectKey(id));
-    const res = (await redisCall(() =>
-      this.script(
-        'delete',
-        [this.keys.doc(id), this.keys.gc, this.keys.docList, this.keys.corpusLog],
-        [this.keys.prefix, id, CORPUS_LOG_LENGTH],
-      ),
-    )) as string | null;
-    if (res === null) return null; // deleted concurrently
-    return { chunksDeleted: await this.collect(parseList(res), lockWaitMs) };
+  async remove(
+    id: string,
+    tenant = DEFAULT_TENANT,
+    lockWaitMs = 5_000,
+  ): Promise<{ chunksDeleted: number } | null> {
+    const name = documentName(tenant, id);
+    const orphans = await this.locks.with(
+      this.keys.docLock(name),
+      DOC_LOCK_WAIT_MS,
+      `document ${id}`,
+      async () => {
+        const exists = await redisCall(() => this.redis.exists(this.keys.doc(name)));
+        if (!exists) return null;
+        await this.store.delete(manifestObjectKey(name));
+        const res = (await redisCall(() =>
+          this.script(
+            'delete',
+            [this.keys.doc(name), this.keys.gc, this.keys.docList, this.keys.corpusLog],
+            [this.keys.prefix, name, listKey(tenant, id), CORPUS_LOG_LENGTH],
+          ),
+        )) as string | null;
+        return res === null ? null : parseList(res);
+      },
+    );
+    if (orphans === null) return null;
+    return { chunksDeleted: await this.collect(orphans, lockWaitMs) };
   }
 
   /**
-   * Delete the objects of unreferenced chunks, each under its lock. Chunks whose lock cannot be taken in
-   * `lockWaitMs`, or whose deletion fails, stay in the gc set for `sweep` to retry. Returns how many
-   * objects were deleted.
+   * Delete the objects of unreferenced chunks, each under its lock, and tell every blend worker to drop
+   * its copies (the `evict` channel). Chunks whose lock cannot be taken in `lockWaitMs`, or whose deletion
+   * fails, stay in the gc set for `sweep` to retry. Returns how many objects were deleted.
    */
   async collect(keys: string[], lockWaitMs = 5_000): Promise<number> {
-    let deleted = 0;
+    const gone: string[] = [];
     for (const key of keys) {
       try {
         const gcKeys = [this.keys.refs(key), this.keys.chunk(key), this.keys.gc];
-        const done = await this.withChunkLock(key, lockWaitMs, async () => {
+        const done = await this.locks.tryWith(this.keys.lock(key), lockWaitMs, async () => {
           const fp = (await redisCall(() => this.script('gc-begin', gcKeys, [key]))) as string | null;
           if (fp === null) return false; // referenced again: keep it
           if (/^[0-9a-f]{64}$/.test(fp)) await this.store.delete(chunkObjectKey(fp, key));
-          await redisCall(() => this.script('gc-end', gcKeys, [key]));
+          await redisCall(() =>
+            this.script('gc-end', [...gcKeys, this.keys.pending, this.keys.failed], [key]),
+          );
           return true;
         });
-        if (done) deleted++;
+        if (!done) this.log.info('chunk garbage collection deferred: chunk is locked', { key });
+        if (done?.value) gone.push(key);
       } catch (err) {
         this.log.warn('chunk garbage collection deferred', { key, error: errorMessage(err) });
       }
     }
-    return deleted;
+    if (gone.length > 0) {
+      await this.redis
+        .publish(this.keys.evict, JSON.stringify(gone))
+        .catch((err: unknown) =>
+          this.log.warn('could not announce deleted chunks to blend workers', { error: errorMessage(err) }),
+        );
+    }
+    return gone.length;
   }
 
   /** Retry garbage collection of every chunk left in the gc set. */
@@ -295,15 +427,18 @@ export class DocumentService {
     return keys.length ? this.collect(keys, lockWaitMs) : 0;
   }
 
-  /** The chunks of the given documents, in order, with their token ids. NotFoundError names unknown ids. */
-  async chunkRefs(ids: string[]): Promise<BlendChunkRef[]> {
-    return (await this.chunkRefsByDocument(ids)).flat();
+  /** The chunks of the given documents of one tenant, in order, with their token ids. */
+  async chunkRefs(ids: string[], tenant = DEFAULT_TENANT): Promise<BlendChunkRef[]> {
+    return (await this.chunkRefsByDocument(ids, tenant)).flat();
   }
 
-  /** Each document's chunks, in order, with their token ids. NotFoundError names unknown ids. */
-  async chunkRefsByDocument(ids: string[]): Promise<BlendChunkRef[][]> {
+  /**
+   * Each document's chunks (documents of one tenant, by id), in order, with their token ids.
+   * NotFoundError names unknown ids.
+   */
+  async chunkRefsByDocument(ids: string[], tenant = DEFAULT_TENANT): Promise<BlendChunkRef[][]> {
     const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hget(this.keys.doc(id), 'chunks');
+    for (const id of ids) pipeline.hget(this.keys.doc(documentName(tenant, id)), 'chunks');
     const replies = (await redisCall(() => pipeline.exec())) ?? [];
     const perDoc = ids.map((id, i) => {
       const [err, value] = replies[i] ?? [null, null];
@@ -337,32 +472,89 @@ export class DocumentService {
     return out;
   }
 
-  /** A document's chunk keys in order (Redis, the live truth), or null when it does not exist. */
-  async chunkKeysOf(id: string): Promise<string[] | null> {
-    const v = await redisCall(() => this.redis.hget(this.keys.doc(id), 'chunks'));
+  /**
+   * A document's chunk keys in order (Redis, the live truth), or null when it does not exist. Takes the
+   * document's name (names.ts), as the corpus change log and index use it.
+   */
+  async chunkKeysOf(name: string): Promise<string[] | null> {
+    const v = await redisCall(() => this.redis.hget(this.keys.doc(name), 'chunks'));
     return v == null ? null : parseList(v);
   }
 
-  /** A document's manifest from the object store, or null when there is none. */
-  async manifest(id: string): Promise<DocumentManifest | null> {
-    const buf = await this.store.get(manifestObjectKey(id));
+  /** A document's manifest from the object store (by name), or null when there is none. */
+  async manifest(name: string): Promise<DocumentManifest | null> {
+    const buf = await this.store.get(manifestObjectKey(name));
     return buf ? decodeManifest(buf) : null;
   }
 
   /**
-   * One page of documents in id order, each with its status (chunk list left out): up to `limit` ids after
-   * `cursor` (exclusive), and the cursor of the next page (null on the last).
+   * Each named document's chunks as keys and token counts (no token ids: those are read only for the
+   * chunks a query uses, see tokensOf). The documents' sizes are checked first, from their counts alone:
+   * more than `maxChunks` chunks in all is a TooLargeError (413) before any list is read. NotFoundError
+   * names an unknown id.
+   */
+  async chunkListsByDocument(
+    ids: string[],
+    tenant: string,
+    maxChunks: number,
+  ): Promise<{ key: string; tokens: number }[][]> {
+    const counts = await this.chunkCounts(ids, tenant);
+    counts.forEach((n, i) => {
+      if (n === null) throw new NotFoundError(`document ${JSON.stringify(ids[i])} not found`);
+    });
+    const total = counts.reduce((a: number, n) => a + (n ?? 0), 0);
+    if (total > maxChunks) {
+      throw new TooLargeError(
+        `documents: the named documents hold ${total} chunks, more than a query may draw on (MAX_QUERY_CHUNKS ${maxChunks})`,
+      );
+    }
+    const p = this.redis.pipeline();
+    for (const id of ids) p.hget(this.keys.doc(documentName(tenant, id)), 'chunks');
+    const lists = ((await redisCall(() => p.exec())) ?? []).map(([err, value], i) => {
+      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+      if (value == null) throw new NotFoundError(`document ${JSON.stringify(ids[i])} not found`);
+      return parseList(value as string);
+    });
+    const unique = [...new Set(lists.flat())];
+    const q = this.redis.pipeline();
+    for (const k of unique) q.hget(this.keys.chunk(k), 'ntokens');
+    const replies = unique.length ? ((await redisCall(() => q.exec())) ?? []) : [];
+    const tokens = new Map(unique.map((k, i) => [k, Number(replies[i]?.[1] ?? 0)]));
+    return lists.map((keys) => keys.map((key) => ({ key, tokens: tokens.get(key)! })));
+  }
+
+  /** How many chunks each named document of a tenant has (null: no such document), without loading them. */
+  async chunkCounts(ids: string[], tenant = DEFAULT_TENANT): Promise<(number | null)[]> {
+    const p = this.redis.pipeline();
+    for (const id of ids) p.hmget(this.keys.doc(documentName(tenant, id)), 'nchunks', 'chunks');
+    const replies = (await redisCall(() => p.exec())) ?? [];
+    return ids.map((_, i) => {
+      const [err, value] = replies[i] ?? [null, null];
+      if (err) throw new UnavailableError(`Redis is unavailable: ${errorMessage(err)}`);
+      const [nchunks, chunks] = value as (string | null)[];
+      if (nchunks != null) return Number(nchunks);
+      return chunks == null ? null : parseList(chunks).length; // indexed before counts were kept
+    });
+  }
+
+  /**
+   * One page of a tenant's documents in id order, each with its status (chunk list left out): up to
+   * `limit` ids after `cursor` (exclusive), and the cursor of the next page (null on the last).
    */
   async list(opts: {
     cursor?: string;
     limit: number;
+    tenant?: string;
   }): Promise<{ documents: DocumentSummary[]; nextCursor: string | null }> {
-    const from = opts.cursor === undefined ? '-' : `(${opts.cursor}`;
-    const ids = await redisCall(() =>
-      this.redis.zrangebylex(this.keys.docList, from, '+', 'LIMIT', 0, opts.limit + 1),
+    const tenant = opts.tenant ?? DEFAULT_TENANT;
+    // A tenant's list keys are `<tenant>/<id>`: the range from `<tenant>/` up to `<tenant>0` ('0' follows '/').
+    const from = opts.cursor === undefined ? `[${tenant}/` : `(${listKey(tenant, opts.cursor)}`;
+    const keys = await redisCall(() =>
+      this.redis.zrangebylex(this.keys.docList, from, `(${tenant}0`, 'LIMIT', 0, opts.limit + 1),
     );
+    const ids = keys.map((k) => k.slice(tenant.length + 1));
     const page = ids.slice(0, opts.limit);
-    const statuses = await Promise.all(page.map((id) => this.status(id)));
+    const statuses = await Promise.all(page.map((id) => this.status(id, tenant)));
     const documents = statuses
       .filter((s): s is DocumentStatus => s !== null)
       .map(({ chunks, ...rest }) => ({ ...rest, chunks: chunks.length }));
@@ -375,20 +567,21 @@ export class DocumentService {
     return last[0]?.[0] ?? '0-0';
   }
 
-  /** Every document id, in id order, a page at a time. */
-  async *allIds(pageSize = 1_000): AsyncGenerator<string[]> {
+  /** Every document's name (all tenants), in list order, a page at a time. */
+  async *allNames(pageSize = 1_000): AsyncGenerator<string[]> {
     let from = '-';
     for (;;) {
-      const ids = await redisCall(() =>
+      const keys = await redisCall(() =>
         this.redis.zrangebylex(this.keys.docList, from, '+', 'LIMIT', 0, pageSize),
       );
-      if (ids.length > 0) yield ids;
-      if (ids.length < pageSize) return;
-      from = `(${ids[ids.length - 1]}`;
+      const names = keys.map(nameOfListKey).filter((n): n is string => n !== null);
+      if (names.length > 0) yield names;
+      if (keys.length < pageSize) return;
+      from = `(${keys[keys.length - 1]}`;
     }
   }
 
-  /** List documents stored before the document list existed (a SCAN over doc hashes). Returns how many. */
+  /** List documents indexed before the document list existed (a SCAN over doc hashes). Returns how many. */
   async backfillDocList(): Promise<number> {
     let cursor = '0';
     let added = 0;
@@ -398,10 +591,19 @@ export class DocumentService {
         this.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000),
       );
       cursor = next;
-      const ids = found.map((k) => k.slice(prefix.length)).filter((id) => DOCUMENT_ID_RE.test(id));
-      if (ids.length) {
+      const keys = found
+        .map((k) => {
+          try {
+            const ref = parseDocumentName(k.slice(prefix.length));
+            return listKey(ref.tenant, ref.id);
+          } catch {
+            return null;
+          }
+        })
+        .filter((k): k is string => k !== null);
+      if (keys.length) {
         added += await redisCall(() =>
-          this.redis.zadd(this.keys.docList, 'NX', ...ids.flatMap((id) => [0, id])),
+          this.redis.zadd(this.keys.docList, 'NX', ...keys.flatMap((k) => [0, k])),
         );
       }
     } while (cursor !== '0');
@@ -410,8 +612,10 @@ export class DocumentService {
 
   // ----- used by the precompute worker -----------------------------------------------------------------
 
-  async isReferenced(key: string): Promise<boolean> {
-    return (await redisCall(() => this.redis.scard(this.keys.refs(key)))) > 0;
+  /** Under the chunk's lock: still referenced? If not, it leaves the pending state (precompute-begin.lua). */
+  async beginPrecompute(key: string): Promise<boolean> {
+    const keys = [this.keys.refs(key), this.keys.chunk(key), this.keys.pending];
+    return (await redisCall(() => this.script('precompute-begin', keys, [key]))) === 1;
   }
 
   async markReady(
@@ -419,30 +623,20 @@ export class DocumentService {
     fingerprint: string,
     result: Pick<PrecomputeJobResult, 'bytes' | 'written'> & { tokens?: number },
   ): Promise<void> {
-    await redisCall(() =>
-      this.redis
-        .multi()
-        .hset(this.keys.chunk(key), {
-          state: 'ready',
-          fp: fingerprint,
-          bytes: String(result.bytes),
-          written: String(result.written),
-          tokens: String(result.tokens ?? 0),
-          updatedAt: new Date().toISOString(),
-        })
-        .hdel(this.keys.chunk(key), 'error')
-        .exec(),
-    );
+    const keys = [this.keys.chunk(key), this.keys.pending, this.keys.failed];
+    const now = new Date().toISOString();
+    const args = [fingerprint, result.bytes, result.written, now, key, result.tokens ?? 0];
+    await redisCall(() => this.script('mark-ready', keys, args));
   }
 
   async markFailed(key: string, message: string): Promise<void> {
-    await redisCall(() =>
-      this.script('mark-failed', [this.keys.chunk(key)], [message.slice(0, 1000), new Date().toISOString()]),
-    );
+    const keys = [this.keys.chunk(key), this.keys.pending, this.keys.failed];
+    const args = [message.slice(0, 1000), new Date().toISOString(), key, Date.now()];
+    await redisCall(() => this.script('mark-failed', keys, args));
   }
 
   /** Chunk hash fields, for the batch summary and tests. */
-  /** Each chunk's state, bytes stored and written, and tokens computed (0 unless this run computed it). */
+  /** Each chunk's state, bytes stored and written, and tokens computed (0 where nothing was computed). */
   async chunkInfo(
     keys: string[],
   ): Promise<Map<string, { state: ChunkState | null; written: number; bytes: number; tokens: number }>> {
@@ -466,28 +660,17 @@ export class DocumentService {
     return out;
   }
 
-  /**
-   * Run `fn` holding the chunk's lock (SET NX with a TTL, renewed while held). Waits up to `waitMs` for
-   * the lock, then throws UnavailableError.
-   */
-  async withChunkLock<T>(key: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
-    const lock = this.keys.lock(key);
-    const token = randomBytes(12).toString('hex');
-    const deadline = Date.now() + waitMs;
-    for (;;) {
-      const ok = await redisCall(() => this.redis.set(lock, token, 'PX', LOCK_TTL_MS, 'NX'));
-      if (ok === 'OK') break;
-      if (Date.now() >= deadline) throw new UnavailableError(`chunk ${key} is locked by another process`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const renew = setInterval(() => {
-      this.script('extend-lock', [lock], [token, LOCK_TTL_MS]).catch(() => undefined);
-    }, LOCK_TTL_MS / 3);
-    try {
-      return await fn();
-    } finally {
-      clearInterval(renew);
-      await this.script('unlock', [lock], [token]).catch(() => undefined);
-    }
+  /** Run `fn` holding the chunk's lock; null (fn not run) when another process holds it past `waitMs`. */
+  tryWithChunkLock<T>(key: string, waitMs: number, fn: () => Promise<T>): Promise<{ value: T } | null> {
+    return this.locks.tryWith(this.keys.lock(key), waitMs, fn);
+  }
+
+  /** The script caller (the reconciler shares it). */
+  get scripts(): ScriptCaller {
+    return this.script;
+  }
+
+  get client(): RedisClient {
+    return this.redis;
   }
 }

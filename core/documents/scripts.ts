@@ -1,26 +1,33 @@
 /**
  * The documents' Redis scripts, kept as `.lua` files beside this module (`lua/`) and registered once per
  * connection with ioredis `defineCommand` (EVALSHA, falling back to EVAL when the server lacks the script),
- * the way BullMQ keeps its commands. A line `--- @include name` pulls in `lua/name.lua`.
+ * the way BullMQ keeps its commands. A line `--- @include name` pulls in `lua/name.lua`. Every key a script
+ * touches, given or derived, shares the `{prefix}` hash tag (keys.ts), so the scripts run on Redis Cluster.
  */
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../queue/redis.js';
 
 type Reply = unknown;
 type ScriptFn = (...args: (string | number)[]) => Promise<Reply>;
 
 /** Script name → number of KEYS it takes. */
 const SCRIPTS = {
-  ingest: 4,
+  ingest: 6,
   delete: 4,
   'gc-begin': 3,
-  'gc-end': 3,
+  'gc-end': 5,
   unlock: 1,
   'extend-lock': 1,
-  'mark-failed': 1,
+  'mark-failed': 3,
+  'mark-ready': 3,
+  'precompute-begin': 3,
+  'retry-failed': 3,
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;
+
+/** Calls a script by name with its KEYS and ARGV. */
+export type ScriptCaller = (name: ScriptName, keys: string[], args: (string | number)[]) => Promise<Reply>;
 
 const LUA_DIR = new URL('./lua/', import.meta.url);
 
@@ -36,9 +43,7 @@ function commandName(name: ScriptName): string {
 }
 
 /** Define every script on `redis` (once per connection) and return a typed caller. */
-export function documentScripts(
-  redis: Redis,
-): (name: ScriptName, keys: string[], args: (string | number)[]) => Promise<Reply> {
+export function documentScripts(redis: RedisClient): ScriptCaller {
   const commands = redis as unknown as Record<string, ScriptFn | undefined>;
   for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
     if (commands[commandName(name)]) continue;

@@ -2,7 +2,14 @@
 import type { ModelSourceSettings } from '../config/index.js';
 import { loadModel } from '../model/load.js';
 import type { PromptSpec } from '../model/template.js';
-import { frameSize, splitDocument, type DocumentText, type FrameSize, type TextChunk } from './text.js';
+import {
+  countTokens,
+  frameSize,
+  splitDocument,
+  type DocumentText,
+  type FrameSize,
+  type TextChunk,
+} from './text.js';
 
 export interface TextThreadInit {
   model: string;
@@ -12,8 +19,15 @@ export interface TextThreadInit {
 export async function createHandlers(init: TextThreadInit) {
   const { tokenizer, fingerprint, config } = await loadModel(init.model, init.modelSource);
   return {
-    async info(): Promise<{ fingerprint: string; contextLength: number }> {
-      return { fingerprint, contextLength: config.maxPositionEmbeddings };
+    async info(): Promise<{ fingerprint: string; contextLength: number; maxTokenChars: number }> {
+      return {
+        fingerprint,
+        contextLength: config.maxPositionEmbeddings,
+        maxTokenChars: tokenizer.maxTokenChars,
+      };
+    },
+    async countTokens(text: string, limit: number): Promise<number | null> {
+      return countTokens(tokenizer, text, limit);
     },
     async frame(spec: PromptSpec): Promise<FrameSize> {
       return frameSize(tokenizer, spec);

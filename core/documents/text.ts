@@ -4,7 +4,7 @@
  * while (llama2.c's BPE is quadratic in the length of what it encodes), so processes that serve HTTP or
  * renew BullMQ locks run it on a thread of its own (`startTextThread`); `localIdentity` runs it in place.
  */
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, TooLargeError } from '../errors.js';
 import { frameIds, type PromptSpec } from '../model/template.js';
 import type { LoadedModel, Tokenizer } from '../model/types.js';
 import { InferenceThread } from '../runtime/inference-thread.js';
@@ -30,12 +30,25 @@ export interface FrameSize {
 
 export interface ModelIdentity {
   fingerprint: string;
-  /** The model's context length (max positions). */
+  /** Positions the model has: prompt plus generated tokens must fit. */
   contextLength: number;
-  /** Split `text` (or take `chunks` as given) and tokenize each chunk; InvalidArgumentError names the field. */
+  /** The most characters one token stands for (Tokenizer.maxTokenChars): a length bound before encoding. */
+  maxTokenChars: number;
+  /**
+   * Split `text` (or take `chunks` as given) and tokenize each chunk; InvalidArgumentError names the
+   * field, TooLargeError (413) a given chunk over `budget` tokens.
+   */
   chunkDocument(input: DocumentText, budget: number): Promise<TextChunk[]>;
+  /** Tokens in `text`, or null when it surely has more than `limit` (refused by length, never encoded). */
+  countTokens(text: string, limit: number): Promise<number | null>;
   /** Render and tokenize a prompt's template around its question (see core/model/template.ts). */
   frame(spec: PromptSpec): Promise<FrameSize>;
+}
+
+/** Tokens in `text`, or null when its length alone proves more than `limit` (cheap, before encoding). */
+export function countTokens(tok: Tokenizer, text: string, limit: number): number | null {
+  if (text.length > limit * tok.maxTokenChars) return null;
+  return tok.encode(text).length;
 }
 
 export function frameSize(tok: Tokenizer, spec: PromptSpec): FrameSize {
@@ -51,8 +64,19 @@ export function splitDocument(tok: Tokenizer, input: DocumentText, budget: numbe
   const texts = input.text !== undefined ? chunkText(input.text, tok, budget) : input.chunks!;
   if (texts.length === 0) throw new InvalidArgumentError(`${field}: has no tokens`);
   return texts.map((text, i) => {
+    // Given chunks are measured before anything is stored: one over the budget is refused (a text is split).
+    if (input.chunks && text.length > budget * tok.maxTokenChars) {
+      throw new TooLargeError(
+        `chunks.${i}: ${text.length} characters is more than the chunk budget of ${budget} tokens (CHUNK_TOKEN_BUDGET) can hold; split it or send it as text`,
+      );
+    }
     const tokenIds = tok.encode(text);
     if (tokenIds.length === 0) throw new InvalidArgumentError(`chunks.${i}: has no tokens`);
+    if (tokenIds.length > budget) {
+      throw new TooLargeError(
+        `chunks.${i}: ${tokenIds.length} tokens is over the chunk budget of ${budget} (CHUNK_TOKEN_BUDGET); split it or send it as text`,
+      );
+    }
     return { text, tokenIds };
   });
 }
@@ -65,7 +89,9 @@ export function localIdentity(
   return {
     fingerprint,
     contextLength: model.config.maxPositionEmbeddings,
+    maxTokenChars: tokenizer.maxTokenChars,
     chunkDocument: async (input, budget) => splitDocument(tokenizer, input, budget),
+    countTokens: async (text, limit) => countTokens(tokenizer, text, limit),
     frame: async (spec) => frameSize(tokenizer, spec),
   };
 }
@@ -81,12 +107,14 @@ export async function startTextThread(
 ): Promise<{ identity: ModelIdentity; close(): Promise<void> }> {
   const thread = await InferenceThread.start<TextHandlers>(HANDLERS_URL, init);
   try {
-    const { fingerprint, contextLength } = await thread.call('info', []);
+    const { fingerprint, contextLength, maxTokenChars } = await thread.call('info', []);
     return {
       identity: {
         fingerprint,
         contextLength,
+        maxTokenChars,
         chunkDocument: (input, budget) => thread.call('chunkDocument', [input, budget]),
+        countTokens: (text, limit) => thread.call('countTokens', [text, limit]),
         frame: (spec) => thread.call('frame', [spec]),
       },
       close: () => thread.terminate(),

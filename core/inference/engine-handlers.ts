@@ -6,7 +6,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { CostModel, DEFAULT_RATIO, tokenIdsOnly, type BlendOptions } from '../blend/index.js';
 import type { DeviceDtype, KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
-import { InvalidArgumentError, KvMismatchError, errorMessage } from '../errors.js';
+import { CancelledError, InvalidArgumentError, KvMismatchError, errorMessage } from '../errors.js';
 import { Engine, type ExecutionProvider } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
 import { emptyCacheStats, type CacheStats } from '../cache/types.js';
@@ -19,7 +19,8 @@ import type {
 } from '../queue/contracts.js';
 import { chunkKey } from '../kv/format.js';
 import { frameIds } from '../model/template.js';
-import { FileObjectStore, openObjectStore } from '../storage/index.js';
+import { openObjectStore } from '../storage/index.js';
+import { DiskTier } from '../cache/disk-tier.js';
 import type { ObjectStore } from '../storage/types.js';
 import type { Tokenizer } from '../model/types.js';
 import { DeviceChunkTier } from '../cache/device-tier.js';
@@ -45,6 +46,8 @@ export interface EngineThreadInit {
   s3: S3Settings;
   /** Disk cache directory; null disables the tier. */
   diskCacheDir: string | null;
+  /** Bound of the disk tier in bytes (0 disables it). */
+  diskCacheBytes: number;
   lruBytes: number;
   /** GPU tier bytes (device-resident engines only; 0 or absent: off). */
   gpuTierBytes?: number;
@@ -77,6 +80,7 @@ interface EngineContext {
   init: EngineThreadInit;
   engine: Engine;
   store: ObjectStore;
+  disk: DiskTier | null;
   loader: TieredChunkLoader;
   /** Load and layer speeds observed on this thread, for `ratio: "auto"`. */
   cost: CostModel;
@@ -98,9 +102,13 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     if (tokens >= 8) cost.observeLayer(tokens, ms);
   };
   const store = openObjectStore(init.kvStoreUrl, { s3: init.s3 });
+  const disk =
+    init.diskCacheDir && init.diskCacheBytes > 0
+      ? new DiskTier(init.diskCacheDir, init.diskCacheBytes, log)
+      : null;
   const loader = new TieredChunkLoader({
     store,
-    disk: init.diskCacheDir ? new FileObjectStore(init.diskCacheDir) : null,
+    disk,
     lruBytes: init.lruBytes,
     fingerprint: model.fingerprint,
     numLayers: cfg.numLayers,
@@ -111,12 +119,12 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     log,
     deviceTier: engine.device && init.gpuTierBytes ? new DeviceChunkTier(init.gpuTierBytes) : null,
   });
-  return { init, engine, store, loader, cost, log };
+  return { init, engine, store, disk, loader, cost, log };
 }
 
 export async function createHandlers(init: EngineThreadInit) {
   const ctx = await openEngine(init);
-  const { engine, loader, store } = ctx;
+  const { engine, loader, store, disk } = ctx;
   const { model, config: cfg } = engine;
   return {
     async info(): Promise<EngineInfo> {
@@ -145,9 +153,10 @@ export async function createHandlers(init: EngineThreadInit) {
       return computeChunkObjects(engine, tokenIds, init.kvDtype);
     },
 
-    async blend(job: BlendJobData, port?: MessagePort): Promise<BlendThreadResult> {
+    /** `cancel[0]` set to 1 (by the worker's main thread) stops the job at its next step. */
+    async blend(job: BlendJobData, port?: MessagePort, cancel?: Int32Array): Promise<BlendThreadResult> {
       try {
-        return await runBlend(ctx, job, port);
+        return await runBlend(ctx, job, port, cancel);
       } finally {
         port?.close();
       }
@@ -162,8 +171,45 @@ export async function createHandlers(init: EngineThreadInit) {
       loader.lru.clear();
     },
 
+    /** Drop chunks from the LRU and disk tiers (their documents were deleted); returns how many were held. */
+    async evictChunks(keys: string[]): Promise<number> {
+      await loader.flush(); // a disk write still in flight would bring a copy back
+      let held = 0;
+      for (const key of keys) {
+        if (loader.lru.delete(key)) held++;
+        if (disk && (await disk.head(loader.objectKey(key)))) held++;
+        await disk?.delete(loader.objectKey(key));
+      }
+      return held;
+    },
+
+    /** Which of `keys` the LRU and the disk tier hold. */
+    async cachedChunks(keys: string[]): Promise<{ lru: string[]; disk: string[] }> {
+      const disk: string[] = [];
+      for (const k of keys) if (ctx.disk && (await ctx.disk.head(loader.objectKey(k)))) disk.push(k);
+      return { lru: keys.filter((k) => loader.lru.has(k)), disk };
+    },
+
+    /** Chunk keys of this model's objects in the disk tier. */
+    async diskChunkKeys(): Promise<string[]> {
+      if (!disk) return [];
+      const keys: string[] = [];
+      for await (const k of disk.list(`kv/${model.fingerprint.slice(0, 16)}/`)) {
+        const m = /\/([0-9a-f]{64})\.kv$/.exec(k);
+        if (m) keys.push(m[1]);
+      }
+      return keys;
+    },
+
+    /** Bytes and entries the disk tier holds. */
+    async diskStats(): Promise<{ bytes: number; maxBytes: number }> {
+      await disk?.settle();
+      return { bytes: disk?.bytes ?? 0, maxBytes: disk?.maxBytes ?? 0 };
+    },
+
     async close(): Promise<void> {
       await loader.flush();
+      await disk?.close();
       await store.close();
       await engine.dispose();
     },
@@ -220,12 +266,23 @@ function textStreamer(port: MessagePort): (text: string) => void {
   };
 }
 
-/** Raw chunk texts as chunk references: tokenized here, keyed like any stored chunk. */
-function rawChunkRefs(tok: Tokenizer, fingerprint: string, texts: string[] = []): BlendChunkRef[] {
+/** The per-token text callback, checking for cancellation first (decoding stops at the next token). */
+function withCancellation(
+  stopIfCancelled: () => void,
+  onText: ((text: string) => void) | undefined,
+): (text: string) => void {
+  return (text) => {
+    stopIfCancelled();
+    onText?.(text);
+  };
+}
+
+/** Raw chunk texts as chunk references: tokenized here, keyed like any stored chunk (with the tenant's salt). */
+function rawChunkRefs(tok: Tokenizer, fingerprint: string, texts: string[] = [], salt = ''): BlendChunkRef[] {
   return texts.map((text, i) => {
     const tokenIds = tok.encode(text);
     if (tokenIds.length === 0) throw new InvalidArgumentError(`chunks.${i}: has no tokens`);
-    return { key: chunkKey(fingerprint, tokenIds), tokenIds };
+    return { key: chunkKey(fingerprint, tokenIds, salt), tokenIds };
   });
 }
 
@@ -244,7 +301,7 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
     question: job.question,
   });
   if (frame.suffixIds.length === 0) throw new InvalidArgumentError('question: has no tokens');
-  const refs = [...job.chunks, ...rawChunkRefs(model.tokenizer, model.fingerprint, job.chunkTexts)];
+  const refs = [...job.chunks, ...rawChunkRefs(model.tokenizer, model.fingerprint, job.chunkTexts, job.salt)];
   const { prefixIds, suffixIds } = frame;
   const promptTokens = promptLength(
     prefixIds.length,
@@ -256,7 +313,7 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
     maxTokens: 'maxTokens',
   });
   const prefixRef = prefixIds.length
-    ? { key: chunkKey(model.fingerprint, prefixIds), tokenIds: prefixIds }
+    ? { key: chunkKey(model.fingerprint, prefixIds, job.salt), tokenIds: prefixIds }
     : null;
   return { frame, refs, prefixRef };
 }
@@ -288,17 +345,28 @@ function blendOptions(
   return { opts: { mode: job.mode, controller: { minRatio, ...estimate } }, autoRatio };
 }
 
+/** Throws CancelledError once the worker has set the job's cancel flag. */
+function cancellation(cancel: Int32Array | undefined): () => void {
+  return () => {
+    if (cancel && Atomics.load(cancel, 0) === 1) throw new CancelledError('the query was cancelled');
+  };
+}
+
 async function runBlend(
   ctx: EngineContext,
   job: BlendJobData,
   port?: MessagePort,
+  cancel?: Int32Array,
 ): Promise<BlendThreadResult> {
   const { engine, loader, log } = ctx;
+  const stopIfCancelled = cancellation(cancel);
+  stopIfCancelled(); // it may have waited behind other calls on this thread
   const { frame, refs, prefixRef } = planPrompt(ctx, job);
   const stats = emptyCacheStats();
   const t0 = performance.now();
   const { parts, opened } = await openSources(loader, job.mode, prefixRef, refs, stats);
   const openMs = performance.now() - t0;
+  stopIfCancelled();
   const { opts, autoRatio } = blendOptions(ctx, job, opened);
   const sampling = {
     maxTokens: job.maxTokens,
@@ -313,7 +381,7 @@ async function runBlend(
     { ...parts, suffixIds: frame.suffixIds },
     opts,
     sampling,
-    port && textStreamer(port),
+    withCancellation(stopIfCancelled, port && textStreamer(port)),
   );
   // Fill the LRU and disk tiers with whole objects (blend skips the layers below its check layer).
   await Promise.all(

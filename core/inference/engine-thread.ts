@@ -22,6 +22,7 @@ export function engineThreadInit(
     kvStoreUrl: config.kvStoreUrl,
     s3: { ...config.s3 },
     diskCacheDir: config.diskCacheDir,
+    diskCacheBytes: config.diskCacheBytes,
     lruBytes: config.lruBytes,
     gpuTierBytes: config.gpuTierBytes,
     deviceDtype: config.deviceDtype,

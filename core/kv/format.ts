@@ -250,8 +250,12 @@ export function decodeChunkKv(
 }
 
 /** A chunk's identity: the model and its token ids, never its text. */
-export function chunkKey(fingerprint: string, tokenIds: readonly number[]): string {
-  return createHash('sha256').update(fingerprint).update(':').update(tokenIdsHash(tokenIds)).digest('hex');
+export function chunkKey(fingerprint: string, tokenIds: readonly number[], salt = ''): string {
+  const h = createHash('sha256').update(fingerprint).update(':').update(tokenIdsHash(tokenIds));
+  // A salt (a tenant's, see core/documents/names.ts) makes another identity for the same tokens; none keeps
+  // the keys chunks had before salts existed.
+  if (salt !== '') h.update(':salt:').update(salt);
+  return h.digest('hex');
 }
 
 /** Object-store key of a chunk's KV: grouped by model so one model's caches can be listed or dropped. */

@@ -25,6 +25,7 @@ export interface RandomModelShape {
 class ByteTokenizer implements Tokenizer {
   readonly bosTokenId = 1;
   readonly eosTokenIds = [2];
+  readonly maxTokenChars = 1;
   constructor(readonly vocabSize: number) {}
   encode(text: string): number[] {
     return Array.from(new TextEncoder().encode(text), (b) => (b + 3) % this.vocabSize);

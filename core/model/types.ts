@@ -71,6 +71,11 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosTokenId: number;
   readonly eosTokenIds: readonly number[];
+  /**
+   * The most characters of text one token ever stands for: a text of n characters has at least
+   * n / maxTokenChars tokens, so callers refuse overlong text before paying to encode it.
+   */
+  readonly maxTokenChars: number;
   /** The model's Jinja chat template (tokenizer_config.json `chat_template`), if it has one. */
   readonly chatTemplate?: string;
   /** Texts of the special tokens a chat template may write (`bos_token`, `eos_token`). */

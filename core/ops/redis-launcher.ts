@@ -39,7 +39,7 @@ export function redisAnswers(url: string, timeoutMs = 1_000): Promise<boolean> {
 
 export async function ensureRedis(config: Config, log: Logger): Promise<RedisLaunch> {
   const none: RedisLaunch = { url: config.redisUrl, child: null, stop: async () => undefined };
-  if (await redisAnswers(config.redisUrl)) return none;
+  if (config.redisClusterNodes.length > 0 || (await redisAnswers(config.redisUrl))) return none;
   if (!config.redisUrlDefaulted) {
     log.warn('nothing answers at REDIS_URL yet; waiting for it (requests get 503 meanwhile)');
     return none;

@@ -7,20 +7,62 @@ import type { CacheStats } from '../cache/types.js';
 import type { FinishReason } from '../model/generate.js';
 import type { ChatMessage, TemplateName } from '../model/template.js';
 
-/** Precompute: one job per chunk, job id = chunk key, so the same chunk enqueued twice is one job. */
+/**
+ * Precompute: one job per chunk and generation, job id `<chunk key>-<generation>`, so the same chunk
+ * enqueued twice while pending is one job, and a chunk taken up again after its job ended (skipped, failed,
+ * deleted) gets a new one (see core/documents/lua/ingest.lua).
+ */
 export const PRECOMPUTE_QUEUE = 'precompute';
 export const PRECOMPUTE_JOB = 'chunk';
+
+export function precomputeJobId(key: string, gen: number): string {
+  return `${key}-${gen}`;
+}
+
+/** Backoff between precompute attempts: 1 s doubling to 60 s, with jitter (12 attempts span ~6 minutes). */
+export function precomputeBackoffMs(attemptsMade: number): number {
+  const base = Math.min(60_000, 1_000 * 2 ** Math.max(0, attemptsMade - 1));
+  return Math.round(base * (0.75 + Math.random() * 0.5));
+}
+
+/** Options of every precompute job; the worker supplies the 'custom' backoff (precomputeBackoffMs). */
+export function precomputeJobOptions(attempts: number) {
+  return {
+    attempts,
+    backoff: { type: 'custom' },
+    removeOnComplete: true,
+    removeOnFail: true,
+  } as const;
+}
 
 /** Blend: one job per query, job id = a random UUID chosen by the producer (so it can listen first). */
 export const BLEND_QUEUE = 'blend';
 export const BLEND_JOB = 'query';
 
+/**
+ * Cancelling a query whose client went away: the API marks the job cancelled (a key, checked when a worker
+ * starts the job) and announces it on a channel (a worker running it aborts it). Both carry the
+ * `{QUEUE_PREFIX}` hash tag (core/queue/redis.ts `keyPrefix`).
+ */
+export function blendCancelChannel(taggedPrefix: string): string {
+  return `${taggedPrefix}:blend:cancel`;
+}
+
+export function blendCancelledKey(taggedPrefix: string, jobId: string): string {
+  return `${taggedPrefix}:blend:cancelled:${jobId}`;
+}
+
+/** How long a cancellation mark is kept (a job still waiting after this long has expired anyway). */
+export const CANCEL_MARK_MS = 10 * 60_000;
+
 export interface PrecomputeJobData {
-  /** chunkKey(fingerprint, tokenIds). */
+  /** chunkKey(fingerprint, tokenIds, salt). */
   key: string;
   /** Fingerprint of the model the chunk's cache must be computed with. */
   fingerprint: string;
   tokenIds: number[];
+  /** The tenant's cache salt in the key ('' or absent: none). */
+  salt?: string;
   /** Id of the HTTP request (or batch run) that enqueued the chunk, for log correlation. */
   requestId?: string;
 }
@@ -73,6 +115,10 @@ export interface BlendJobData {
   chunks: BlendChunkRef[];
   /** Raw chunk texts (a query by `chunks`): tokenized and keyed by the worker, computed and stored if missing. */
   chunkTexts?: string[];
+  /** The tenant's cache salt, for the keys of raw chunks and the template prefix (see names.ts `cacheSalt`). */
+  salt?: string;
+  /** The tenant the job belongs to (others get 404 for it); absent: DEFAULT_TENANT. */
+  tenant?: string;
   documents: string[];
   fingerprint: string;
   mode: BlendMode;
@@ -139,6 +185,16 @@ export interface BlendProgress {
   /** Tokens generated so far. */
   tokens: number;
 }
+
+/** Error codes a job's input caused: retrying will not help (no retry, and the reconciler leaves them). */
+export const PERMANENT_FAILURES: ReadonlySet<string> = new Set([
+  'INVALID_ARGUMENT',
+  'NOT_FOUND',
+  'KV_MISMATCH',
+  'UNSUPPORTED_MODEL',
+  'PAYLOAD_TOO_LARGE',
+  'CANCELLED',
+]);
 
 /**
  * Job failures cross Redis as plain strings; workers prefix the error code (`INVALID_ARGUMENT: …`) so the

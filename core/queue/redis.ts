@@ -1,6 +1,21 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Config } from '../config/index.js';
 import { CacheBlendError, UnavailableError, errorMessage } from '../errors.js';
 import { withTimeout } from '../util/time.js';
+
+/** A connection to one Redis, or to a Redis Cluster (REDIS_CLUSTER_NODES); both speak the same commands. */
+export type RedisClient = Redis | Cluster;
+
+/** Where Redis is: REDIS_URL, or a cluster's seed nodes (then REDIS_URL lends only its credentials). */
+export type RedisSettings = Pick<Config, 'redisUrl' | 'redisClusterNodes'>;
+
+/**
+ * The key prefix BullMQ and the documents' bookkeeping use: QUEUE_PREFIX in a hash tag, so that every key
+ * lands in one Redis Cluster slot and every Lua script (BullMQ's and ours) runs on one node.
+ */
+export function keyPrefix(queuePrefix: string): string {
+  return `{${queuePrefix}}`;
+}
 
 /**
  * Redis connections, one kind per role:
@@ -22,15 +37,38 @@ export function redisOptions(role: RedisRole): RedisOptions {
     : { ...common, maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout: 5_000 };
 }
 
-export function createRedis(url: string, role: RedisRole): Redis {
-  const client = new Redis(url, redisOptions(role));
+export function createRedis(settings: RedisSettings, role: RedisRole): RedisClient {
+  const client =
+    settings.redisClusterNodes.length > 0
+      ? createCluster(settings, role)
+      : new Redis(settings.redisUrl, redisOptions(role));
   // Connection errors are reported through readiness and failed commands; don't crash on 'error'.
   client.on('error', () => undefined);
   return client;
 }
 
+/** A Cluster client over the seed nodes, with REDIS_URL's user, password and TLS for every node. */
+function createCluster(settings: RedisSettings, role: RedisRole): Cluster {
+  const u = new URL(settings.redisUrl);
+  const auth: RedisOptions = {
+    ...(u.username && { username: decodeURIComponent(u.username) }),
+    ...(u.password && { password: decodeURIComponent(u.password) }),
+    ...(u.protocol === 'rediss:' && { tls: {} }),
+  };
+  const { retryStrategy, ...perNode } = redisOptions(role);
+  return new Cluster(
+    settings.redisClusterNodes.map((n) => ({ host: n.host, port: n.port })),
+    {
+      redisOptions: { ...perNode, ...auth },
+      clusterRetryStrategy: retryStrategy,
+      enableOfflineQueue: role === 'worker',
+      slotsRefreshTimeout: 2_000,
+    },
+  );
+}
+
 /** Resolves once the client is ready, or rejects with UnavailableError after `timeoutMs`. */
-export function waitForRedis(client: Redis, timeoutMs = 5_000): Promise<void> {
+export function waitForRedis(client: RedisClient, timeoutMs = 5_000): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -46,7 +84,7 @@ export function waitForRedis(client: Redis, timeoutMs = 5_000): Promise<void> {
 }
 
 /** PING with a deadline; throws UnavailableError. */
-export async function pingRedis(client: Redis, timeoutMs = 2_000): Promise<void> {
+export async function pingRedis(client: RedisClient, timeoutMs = 2_000): Promise<void> {
   if (client.status !== 'ready') throw new UnavailableError(`Redis is not connected (${client.status})`);
   await withTimeout(client.ping(), timeoutMs, 'Redis PING');
 }
@@ -67,7 +105,7 @@ export async function redisCall<T>(fn: () => Promise<T>, what = 'Redis'): Promis
 }
 
 /** Closes a client without waiting on a server that may be gone. */
-export async function closeRedis(client: Redis): Promise<void> {
+export async function closeRedis(client: RedisClient): Promise<void> {
   try {
     if (client.status === 'ready') await withTimeout(client.quit(), 1_000, 'Redis QUIT');
   } catch {

@@ -4,27 +4,36 @@
  * the API can map them to HTTP statuses, with errors the caller caused marked unrecoverable (no retry), and
  * a close() that waits for running jobs (bounded) before releasing what the worker holds.
  */
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { CacheBlendError, errorMessage } from '../errors.js';
 import type { Logger } from '../ops/log.js';
 import { metrics } from '../ops/metrics.js';
 import { withTimeout } from '../util/time.js';
-import { encodeFailure } from './contracts.js';
-import { closeRedis } from './redis.js';
-
-/** Error codes the job's input caused: retrying will not help. */
-const UNRECOVERABLE = new Set(['INVALID_ARGUMENT', 'NOT_FOUND', 'KV_MISMATCH', 'UNSUPPORTED_MODEL']);
+import { PERMANENT_FAILURES, encodeFailure } from './contracts.js';
+import { closeRedis, keyPrefix, type RedisClient } from './redis.js';
 
 export interface QueueWorkerOptions<D, R> {
   queue: string;
   /** A `worker`-role connection (core/queue/redis.ts); closed with the worker. */
-  connection: Redis;
+  connection: RedisClient;
+  /** QUEUE_PREFIX (hash-tagged here, see keyPrefix). */
   prefix: string;
   concurrency: number;
+  /** Job lock duration (JOB_LOCK_MS): a job whose worker died is back in the queue within about twice this. */
+  lockMs: number;
+  /** Delay before retry n (attempts made so far) of a job with `backoff: {type: 'custom'}`. */
+  backoffMs?: (attemptsMade: number) => number;
   log: Logger;
-  /** Run one job; `log` carries the job id and the request id that made it. */
-  process(job: Job<D, R>, log: Logger): Promise<R>;
+  /**
+   * Run one job: `log` carries the job id and the request id that made it, `token` is the job's lock
+   * token (for moveToDelayed), `signal` aborts when the job is cancelled (Worker.cancelJob).
+   */
+  process(
+    job: Job<D, R>,
+    log: Logger,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<R>;
   /** Called once a job has failed for good (no attempts left, or unrecoverable), with the encoded error. */
   onFinalFailure?(job: Job<D, R>, failure: string): Promise<void>;
 }
@@ -42,23 +51,24 @@ export function failureFor(err: unknown): Error {
   const message = /^[A-Z_]+: /.test(errorMessage(err))
     ? errorMessage(err)
     : encodeFailure(code, errorMessage(err));
-  return UNRECOVERABLE.has(code) ? new UnrecoverableError(message) : new Error(message);
+  return PERMANENT_FAILURES.has(code) ? new UnrecoverableError(message) : new Error(message);
 }
 
 export async function startQueueWorker<D, R>(opts: QueueWorkerOptions<D, R>): Promise<QueueWorker<D, R>> {
   const m = metrics();
   const { queue, log } = opts;
-  const processor = async (job: Job<D, R>): Promise<R> => {
+  const processor = async (job: Job<D, R>, token?: string, signal?: AbortSignal): Promise<R> => {
     const t0 = performance.now();
     const waited = Math.max(0, (job.processedOn ?? Date.now()) - job.timestamp);
     m.jobQueueWait.observe({ queue }, waited / 1000);
     const requestId = (job.data as { requestId?: unknown }).requestId;
     const jobLog = log.child({ jobId: job.id, ...(typeof requestId === 'string' && { requestId }) });
     try {
-      const result = await opts.process(job, jobLog);
+      const result = await opts.process(job, jobLog, token, signal);
       m.jobDuration.observe({ queue, outcome: 'completed' }, (performance.now() - t0) / 1000);
       return result;
     } catch (err) {
+      if (err instanceof DelayedError) throw err; // moved back to the queue on purpose, not a failure
       m.jobDuration.observe({ queue, outcome: 'failed' }, (performance.now() - t0) / 1000);
       const failure = failureFor(err);
       const final = failure instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
@@ -71,10 +81,16 @@ export async function startQueueWorker<D, R>(opts: QueueWorkerOptions<D, R>): Pr
       throw failure;
     }
   };
+  const backoffMs = opts.backoffMs;
   const worker = new Worker<D, R>(queue, processor, {
     connection: opts.connection,
-    prefix: opts.prefix,
+    prefix: keyPrefix(opts.prefix),
     concurrency: opts.concurrency,
+    lockDuration: opts.lockMs,
+    stalledInterval: opts.lockMs,
+    // A job whose worker died goes back to the queue; only one that kills its workers again and again fails.
+    maxStalledCount: 3,
+    ...(backoffMs && { settings: { backoffStrategy: (attemptsMade: number) => backoffMs(attemptsMade) } }),
   });
   worker.on('error', (err) => log.warn(`${queue} worker error`, { error: errorMessage(err) }));
   await worker.waitUntilReady().catch(() => undefined);

@@ -6,15 +6,17 @@
  * Redis, when entries may have been trimmed meanwhile — it rebuilds from the document list and the
  * manifests, having first noted the log's last entry, so changes made during the rebuild are replayed.
  *
+ * Documents are known by their names (core/documents/names.ts: `<tenant>/<id>`, or `<id>` for the default
+ * tenant), so one index serves every tenant and retrieval filters by tenant.
+ *
  * Syncing a document is idempotent: it reads the document's current chunk keys (Redis) and, when they
  * differ from the indexed ones, its manifest (chunk texts). A manifest that does not match Redis yet
  * belongs to an ingest or delete in progress, whose log entry follows.
  */
-import type { Redis } from 'ioredis';
 import type { DocumentService } from '../documents/documents.js';
 import { UnavailableError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../ops/log.js';
-import { closeRedis } from '../queue/redis.js';
+import { closeRedis, type RedisClient } from '../queue/redis.js';
 import { withTimeout } from '../util/time.js';
 import { CorpusIndex } from './corpus-index.js';
 
@@ -53,7 +55,7 @@ export class CorpusSync {
   /** `tail` is a connection of its own (it blocks in XREAD), closed by stop(). */
   constructor(
     private readonly docs: DocumentService,
-    private readonly tail: Redis,
+    private readonly tail: RedisClient,
     private readonly log: Logger = silentLogger,
   ) {
     let markReady!: () => void;
@@ -66,7 +68,7 @@ export class CorpusSync {
     await withTimeout(this.ready, ms, () => new UnavailableError('the corpus index is still being built'));
   }
 
-  /** Bring one document up to date in the index now (read-your-writes after an ingest or delete). */
+  /** Bring one document (by name) up to date in the index now (read-your-writes after an ingest or delete). */
   async syncDocument(id: string): Promise<void> {
     const keys = await this.docs.chunkKeysOf(id);
     if (!keys) {
@@ -127,10 +129,10 @@ export class CorpusSync {
     this.lastId = await this.docs.corpusLogHead();
     await this.docs.backfillDocList();
     const listed = new Set<string>();
-    for await (const ids of this.docs.allIds()) {
+    for await (const names of this.docs.allNames()) {
       if (this.stopped) return;
-      ids.forEach((id) => listed.add(id));
-      await forEachLimit(ids, REBUILD_CONCURRENCY, (id) => this.syncDocument(id));
+      names.forEach((name) => listed.add(name));
+      await forEachLimit(names, REBUILD_CONCURRENCY, (name) => this.syncDocument(name));
     }
     for (const id of this.index.documents()) if (!listed.has(id)) this.index.remove(id);
     this.log.info('corpus index built', {

@@ -1,20 +1,26 @@
 /**
  * Retrieval for a query: rank chunks by relevance to the question and keep the best that fit the context
  * budget. With `documents`, every chunk of those documents is a candidate (unmatched ones rank last, in
- * document order): when they all fit, all are used. Without, the whole corpus is searched and only chunks
- * sharing a term with the question are candidates.
+ * document order): when they all fit, all are used. Without, the tenant's whole corpus is searched and only
+ * chunks sharing a term with the question are candidates. Documents are the requesting tenant's only.
  */
 import type { DocumentService } from '../documents/documents.js';
+import { documentName, parseDocumentName } from '../documents/names.js';
+import { UnavailableError } from '../errors.js';
 import type { BlendChunkRef, RetrievalSummary } from '../queue/contracts.js';
 import type { CorpusSync } from './corpus-sync.js';
 import { selectChunks, type Candidate, type ChunkOrder } from './select.js';
 
 export interface RetrieveRequest {
   question: string;
-  /** Search only these documents (in this order); all of the corpus when absent. */
+  /** Whose documents: names and the corpus are this tenant's only. */
+  tenant: string;
+  /** Search only these documents (in this order); all of the tenant's corpus when absent. */
   documents?: string[];
   /** Context tokens the chunks may take. */
   budget: number;
+  /** Most chunks the named documents may hold in all (MAX_QUERY_CHUNKS): more is a 413 before any is read. */
+  maxChunks: number;
   topK?: number;
   order: ChunkOrder;
   /** How long to wait for the index's first build. */
@@ -42,46 +48,50 @@ export class Retriever {
     return this.fromCorpus(req);
   }
 
+  /**
+   * Candidates are the named documents' chunks as keys and token counts (their sizes checked first); token
+   * ids are read only for the chunks chosen, so a query naming large documents costs their key lists, not
+   * their tokens.
+   */
   private async fromDocuments(req: RetrieveRequest, ids: string[]): Promise<Retrieved> {
-    const perDoc = await this.docs.chunkRefsByDocument(ids); // Redis is the truth; unknown ids are 404s
+    const perDoc = await this.docs.chunkListsByDocument(ids, req.tenant, req.maxChunks); // unknown ids: 404
+    const names = ids.map((id) => documentName(req.tenant, id));
     // Another process may have just ingested one of them: bring the index up to date with Redis first.
     await Promise.all(
-      ids.map((id, i) =>
+      names.map((name, i) =>
         this.sync.ensureCurrent(
-          id,
-          perDoc[i].map((r) => r.key),
+          name,
+          perDoc[i].map((c) => c.key),
         ),
       ),
     );
     const scores = new Map(
-      this.sync.index.rank(req.question, new Set(ids)).map((r) => [`${r.document}#${r.index}`, r.score]),
+      this.sync.index.rank(req.question, new Set(names)).map((r) => [`${r.document}#${r.index}`, r.score]),
     );
-    const refs = new Map<string, BlendChunkRef>();
     const candidates: Candidate[] = [];
     ids.forEach((document, d) =>
-      perDoc[d].forEach((ref, index) => {
-        const id = `${document}#${index}`;
-        refs.set(id, ref);
-        const score = scores.get(id) ?? 0;
-        candidates.push({
-          document,
-          index,
-          key: ref.key,
-          tokens: ref.tokenIds.length,
-          score,
-          order: candidates.length,
-        });
+      perDoc[d].forEach((c, index) => {
+        const score = scores.get(`${names[d]}#${index}`) ?? 0;
+        candidates.push({ document, index, key: c.key, tokens: c.tokens, score, order: candidates.length });
       }),
     );
     const { used, leftOut } = selectChunks(candidates, req.budget, req);
-    return {
-      refs: used.map((c) => refs.get(`${c.document}#${c.index}`)!),
-      summary: summarize(used, leftOut, req),
-    };
+    const tokens = await this.docs.tokensOf(used.map((c) => c.key));
+    const refs = used.map((c) => {
+      const tokenIds = tokens.get(c.key);
+      if (!tokenIds)
+        throw new UnavailableError(`chunk ${c.key} has no token record (document being changed?)`);
+      return { key: c.key, tokenIds };
+    });
+    return { refs, summary: summarize(used, leftOut, req) };
   }
 
+  /** The tenant's chunks sharing a term with the question (other tenants' documents are never ranked in). */
   private async fromCorpus(req: RetrieveRequest): Promise<Retrieved> {
-    const ranked = this.sync.index.rank(req.question);
+    const ranked = this.sync.index.rank(req.question).flatMap((r) => {
+      const ref = parseDocumentName(r.document);
+      return ref.tenant === req.tenant ? [{ ...r, document: ref.id }] : [];
+    });
     const inDocumentOrder = [...ranked].sort((a, b) =>
       a.document === b.document ? a.index - b.index : a.document < b.document ? -1 : 1,
     );

@@ -14,7 +14,7 @@ import {
 } from '../../core/inference/engine-thread.js';
 import { createLogger } from '../../core/ops/log.js';
 import { BLEND_QUEUE, type BlendJobData } from '../../core/queue/contracts.js';
-import { createRedis, closeRedis } from '../../core/queue/redis.js';
+import { createRedis, closeRedis, keyPrefix } from '../../core/queue/redis.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
 import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js';
 import { STORY_SETS } from '../helpers/models.js';
@@ -38,12 +38,12 @@ const sink = (lines: Record<string, unknown>[]) => ({
 
 beforeAll(async () => {
   redisServer = await startRedis();
-  env = await serviceConfig({ redis: redisServer, label: 'obs' });
+  env = await serviceConfig({ redis: redisServer, label: 'obs', env: { CHUNK_TOKEN_BUDGET: '128' } });
   const { config } = env;
   thread = await startEngineThread(engineThreadInit(config, { threads: 1 }));
   const workerLog = createLogger('info', 'worker', sink(workerLines));
   [precompute, blend, api] = await Promise.all([
-    startPrecomputeWorker({ config, thread, sweepMs: 0, log: workerLog }),
+    startPrecomputeWorker({ config, thread, reconcileMs: 0, log: workerLog }),
     startBlendWorker({ config, thread, log: workerLog }),
     startApi({ config, port: 0, log: createLogger('info', 'api', sink(apiLines)) }),
   ]);
@@ -91,25 +91,28 @@ describe('request ids and access logs', () => {
     });
     const queued = await post('/v1/query?async=1', { question: 'Lily', documents: ['obs-doc'] }, 'query-8');
     const { jobId } = (await queued.json()) as { jobId: string };
-    const redis = createRedis(redisServer.url, 'producer');
-    const queue = new Queue(BLEND_QUEUE, { connection: redis, prefix: env.config.queuePrefix });
+    const redis = createRedis(env.config, 'producer');
+    const queue = new Queue(BLEND_QUEUE, { connection: redis, prefix: keyPrefix(env.config.queuePrefix) });
     try {
       const job = await Job.fromId<BlendJobData>(queue, jobId);
       expect(job?.data.requestId).toBe('query-8');
+      // A job the worker fails (made for another model, as a stale producer would send): its log line
+      // names the request that made it.
+      await queue.add('query', { ...job!.data, fingerprint: 'f'.repeat(64), requestId: 'query-failing' });
+      await waitFor(async () => workerLines.some((l) => l.requestId === 'query-failing'), 10_000, 'log line');
+      const failed = workerLines.find((l) => l.requestId === 'query-failing');
+      expect(failed).toMatchObject({ level: 40, msg: 'blend job failed' });
     } finally {
       await queue.close();
       await closeRedis(redis);
     }
-    // Raw chunks that cannot fit the context fail in the worker (the API does not tokenize them): its log
-    // line names the request.
+    // Raw chunks that cannot fit the context are measured and refused by the API: nothing is queued.
     const tooLong = await post(
       '/v1/query',
       { question: 'Lily', chunks: ['and then '.repeat(300)] },
-      'query-too-long',
+      'too-long',
     );
-    expect(tooLong.status).toBe(400);
-    const failed = workerLines.find((l) => l.requestId === 'query-too-long');
-    expect(failed).toMatchObject({ level: 40, msg: 'blend job failed' });
+    expect(tooLong.status).toBe(413);
   });
 });
 

@@ -54,7 +54,7 @@ beforeAll(async () => {
   const { config } = env;
   thread = await startEngineThread(engineThreadInit(config, { threads: 1 }));
   [precompute, blend, api] = await Promise.all([
-    startPrecomputeWorker({ config, thread, sweepMs: 0 }),
+    startPrecomputeWorker({ config, thread, reconcileMs: 0 }),
     startBlendWorker({ config, thread }),
     startApi({ config, port: 0 }),
   ]);

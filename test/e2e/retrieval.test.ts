@@ -106,7 +106,7 @@ beforeAll(async () => {
   const { config } = env;
   thread = await startEngineThread(engineThreadInit(config, { threads: 1 }));
   [precompute, blend, apiA, apiB] = await Promise.all([
-    startPrecomputeWorker({ config, thread, sweepMs: 0 }),
+    startPrecomputeWorker({ config, thread, reconcileMs: 0 }),
     startBlendWorker({ config, thread }),
     startApi({ config, port: 0 }),
     startApi({ config, port: 0 }),
@@ -383,11 +383,12 @@ describe('raw chunks, templates and sampling controls', () => {
   it('rejects documents and chunks together, and a question that leaves no room', async () => {
     const both = await http('POST', '/v1/query', { question: 'q', documents: ['big'], chunks: ['x'] });
     expect(both.body.error).toMatchObject({ code: 'INVALID_ARGUMENT', field: 'chunks' });
+    // Measured in the API before anything is queued: 413, naming the field.
     const tooLong = await http('POST', '/v1/query', { question: 'word '.repeat(600) });
-    expect(tooLong.status).toBe(400);
-    expect(tooLong.body.error.field).toBe('question');
+    expect(tooLong.status).toBe(413);
+    expect(tooLong.body.error).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', field: 'question' });
     const rawTooLong = await http('POST', '/v1/query', { question: 'q', chunks: [BIG_TEXT] });
-    expect(rawTooLong.status).toBe(400);
-    expect(rawTooLong.body.error.field).toBe('chunks');
+    expect(rawTooLong.status).toBe(413);
+    expect(rawTooLong.body.error).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', field: 'chunks' });
   });
 });

@@ -75,7 +75,7 @@ beforeAll(async () => {
   const { config } = env;
   thread = await startEngineThread(engineThreadInit(config, { threads: 1 }));
   [precompute, blend, api] = await Promise.all([
-    startPrecomputeWorker({ config, thread, sweepMs: 0 }),
+    startPrecomputeWorker({ config, thread, reconcileMs: 0 }),
     startBlendWorker({ config, thread }),
     startApi({ config, port: 0 }),
   ]);
@@ -255,7 +255,7 @@ describe('CacheBlend service over HTTP', () => {
     expect((await http('POST', '/v1/query', body)).body.answer).toBe(answer);
   });
 
-  it('answers 504 with the job id when a query outlives QUERY_TIMEOUT_MS', async () => {
+  it('answers 504 with the job id when a query outlives QUERY_TIMEOUT_MS, and cancels the job', async () => {
     const impatient = await serviceConfig({
       redis: redisServer,
       s3,
@@ -278,7 +278,16 @@ describe('CacheBlend service over HTTP', () => {
       expect(r.status).toBe(504);
       expect(r.body.error).toMatchObject({ code: 'TIMEOUT' });
       const jobId = r.body.error!.jobId!;
-      await waitFor(async () => (await http('GET', `/v1/jobs/${jobId}`)).body.state === 'completed', 20_000);
+      // Removed while it waited, or stopped by its worker: never answered for nobody.
+      const after = await waitFor(
+        async () => {
+          const j = await http('GET', `/v1/jobs/${jobId}`);
+          return j.status === 404 || j.body.state === 'failed' ? j : null;
+        },
+        20_000,
+        'the job cancelled',
+      );
+      if (after.status === 200) expect(after.body.error).toMatchObject({ code: 'CANCELLED' });
     } finally {
       await other.close();
       await impatient.cleanup();

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type Config } from '../../core/config/index.js';
 import { STORIES_DIR } from './models.js';
-import { uniquePrefix, type RedisHandle, type S3Handle } from './services.js';
+import { uniquePrefix, type RedisClusterHandle, type RedisHandle, type S3Handle } from './services.js';
 
 export function s3Options(s3: S3Handle) {
   return {
@@ -26,12 +26,16 @@ export function uniqueName(label: string): string {
 
 export interface TestServiceEnv {
   config: Config;
+  /** The environment the config was read from (to start the same service as a child process). */
+  vars: Record<string, string>;
   dataDir: string;
   cleanup(): Promise<void>;
 }
 
 export async function serviceConfig(opts: {
-  redis: RedisHandle;
+  /** One Redis, or (instead) a Redis Cluster. */
+  redis?: RedisHandle;
+  cluster?: RedisClusterHandle;
   s3?: S3Handle;
   label: string;
   env?: Record<string, string>;
@@ -39,7 +43,8 @@ export async function serviceConfig(opts: {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'cacheblend-svc-'));
   const name = uniqueName(opts.label);
   const env: Record<string, string> = {
-    REDIS_URL: opts.redis.url,
+    ...(opts.redis && { REDIS_URL: opts.redis.url }),
+    ...(opts.cluster && { REDIS_CLUSTER_NODES: opts.cluster.clusterNodes }),
     DATA_DIR: dataDir,
     MODEL: STORIES_DIR,
     QUEUE_PREFIX: name,
@@ -58,6 +63,7 @@ export async function serviceConfig(opts: {
   };
   return {
     config: loadConfig(env),
+    vars: env,
     dataDir,
     cleanup: () => rm(dataDir, { recursive: true, force: true }),
   };

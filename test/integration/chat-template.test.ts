@@ -43,6 +43,7 @@ beforeAll(async () => {
     kvStoreUrl: 'memory://',
     s3: { region: 'us-east-1', forcePathStyle: true },
     diskCacheDir: null,
+    diskCacheBytes: 1 << 30,
     lruBytes: 64 * 1024 * 1024,
     kvDtype: 'float16',
     logLevel: 'silent',

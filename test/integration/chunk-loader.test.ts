@@ -181,6 +181,7 @@ for (const backend of backends) {
           kvStoreUrl: url,
           s3: s3Options(s3),
           diskCacheDir: null,
+          diskCacheBytes: 1 << 30,
           lruBytes: 0,
           kvDtype: 'float16',
           logLevel: 'warn',

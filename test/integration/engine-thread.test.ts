@@ -19,6 +19,7 @@ describe('SupervisedEngineThread', () => {
         kvStoreUrl: 'memory://',
         s3: { region: 'us-east-1', forcePathStyle: true },
         diskCacheDir: null,
+        diskCacheBytes: 1 << 30,
         lruBytes: 0,
         kvDtype: 'float16',
         logLevel: 'silent',

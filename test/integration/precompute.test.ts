@@ -1,13 +1,18 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelIdentity } from '../../api/server.js';
 import { chunkKey, chunkObjectKey } from '../../core/kv/format.js';
 import type { Engine } from '../../core/model/engine.js';
 import { PRECOMPUTE_QUEUE } from '../../core/queue/contracts.js';
-import { closeRedis, createRedis, waitForRedis } from '../../core/queue/redis.js';
+import {
+  closeRedis,
+  createRedis,
+  keyPrefix,
+  waitForRedis,
+  type RedisClient,
+} from '../../core/queue/redis.js';
 import { DocumentService, type ModelIdentity } from '../../core/documents/documents.js';
 import { manifestObjectKey } from '../../core/documents/manifest.js';
 import { metrics } from '../../core/ops/metrics.js';
@@ -23,7 +28,7 @@ let redisServer: RedisHandle;
 let s3: S3Handle;
 let env: TestServiceEnv;
 let worker: PrecomputeWorker;
-let redis: Redis;
+let redis: RedisClient;
 let queue: Queue;
 let store: ObjectStore;
 let docs: DocumentService;
@@ -34,10 +39,10 @@ beforeAll(async () => {
   [redisServer, s3, engine] = await Promise.all([startRedis(), startS3(), storiesEngine()]);
   env = await serviceConfig({ redis: redisServer, s3, label: 'precompute' });
   const { config } = env;
-  worker = await startPrecomputeWorker({ config, threadInit: { threads: 1 }, sweepMs: 0 });
-  redis = createRedis(config.redisUrl, 'producer');
+  worker = await startPrecomputeWorker({ config, threadInit: { threads: 1 }, reconcileMs: 0 });
+  redis = createRedis(config, 'producer');
   await waitForRedis(redis);
-  queue = new Queue(PRECOMPUTE_QUEUE, { connection: redis, prefix: config.queuePrefix });
+  queue = new Queue(PRECOMPUTE_QUEUE, { connection: redis, prefix: keyPrefix(config.queuePrefix) });
   store = openObjectStore(config.kvStoreUrl, { s3: s3Options(s3) });
   docs = new DocumentService(redis, store, queue, config.queuePrefix);
   model = await loadModelIdentity(config);
@@ -81,7 +86,7 @@ describe('precompute worker', () => {
 
   it('stores every chunk once, byte-exactly, and never recomputes a stored chunk', async () => {
     const written0 = await counter('cacheblend_precompute_bytes_written_total');
-    const a = await docs.ingest({ id: 'a', chunks: set.chunks }, model, 24);
+    const a = await docs.ingest({ id: 'a', chunks: set.chunks }, model, { budget: 128 });
     expect(a.enqueued).toHaveLength(set.chunks.length);
     const status = await ready('a');
     expect(status.progress).toMatchObject({
@@ -101,7 +106,9 @@ describe('precompute worker', () => {
     );
 
     // Another document sharing a chunk: only the new chunk is enqueued.
-    const b = await docs.ingest({ id: 'b', chunks: [set.chunks[0], 'A brand new chunk.'] }, model, 24);
+    const b = await docs.ingest({ id: 'b', chunks: [set.chunks[0], 'A brand new chunk.'] }, model, {
+      budget: 24,
+    });
     expect(b.alreadyReady).toEqual([keyOf(set.chunks[0])]);
     expect(b.enqueued).toEqual([keyOf('A brand new chunk.')]);
     await ready('b');
@@ -112,7 +119,7 @@ describe('precompute worker', () => {
     const k = keyOf(set.chunks[1]);
     await redis.hset(docs.keys.chunk(k), 'state', 'pending');
     await docs.enqueue([
-      { key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(set.chunks[1]) },
+      { gen: 1, data: { key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(set.chunks[1]) } },
     ]);
     await waitFor(async () => (await docs.chunkInfo([k])).get(k)?.state === 'ready', 20_000, 'chunk ready');
     expect((await docs.chunkInfo([k])).get(k)?.written).toBe(0);
@@ -126,7 +133,9 @@ describe('precompute worker', () => {
     const expected = await expectedObject(c);
     await store.put(objKeyOf(c), expected.subarray(0, expected.length - 10));
     await redis.hset(docs.keys.chunk(k), 'state', 'pending', 'written', '0');
-    await docs.enqueue([{ key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(c) }]);
+    await docs.enqueue([
+      { gen: 1, data: { key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(c) } },
+    ]);
     const info = await waitFor(
       async () => {
         const i = (await docs.chunkInfo([k])).get(k);
@@ -156,7 +165,7 @@ describe('precompute worker', () => {
 
   it('keeps a chunk that a concurrent ingest takes up while it is being deleted', async () => {
     const c = 'Max the cat slept in the warm sun all day.';
-    await docs.ingest({ id: 'c', chunks: [c] }, model, 24);
+    await docs.ingest({ id: 'c', chunks: [c] }, model, { budget: 128 });
     await ready('c');
     // A store whose deletes wait for the test, so the ingest lands mid-deletion.
     let deleteCalled!: () => void;
@@ -184,7 +193,7 @@ describe('precompute worker', () => {
     const slowDocs = new DocumentService(redis, slowStore, queue, env.config.queuePrefix);
     const removal = slowDocs.remove('c');
     await deleting; // the chunk is marked 'deleting' and its object is about to go
-    const d = await docs.ingest({ id: 'd', chunks: [c] }, model, 24);
+    const d = await docs.ingest({ id: 'd', chunks: [c] }, model, { budget: 128 });
     expect(d.enqueued).toEqual([keyOf(c)]); // seen as not ready: a job is enqueued
     releaseDelete();
     expect(await removal).toEqual({ chunksDeleted: 1 });

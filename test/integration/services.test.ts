@@ -16,7 +16,7 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 describe('test service harness', () => {
-  it('starts a real redis-server configured for BullMQ and stops it', async () => {
+  it('starts a real redis-server configured for BullMQ, persisting, and stops it', async () => {
     const redis = await startRedis();
     const client = new Redis(redis.url, { maxRetriesPerRequest: null, lazyConnect: true });
     try {
@@ -24,7 +24,7 @@ describe('test service harness', () => {
       expect(await client.ping()).toBe('PONG');
       expect(await client.config('GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'noeviction']);
       expect(await client.config('GET', 'save')).toEqual(['save', '']);
-      expect(await client.config('GET', 'appendonly')).toEqual(['appendonly', 'no']);
+      expect(await client.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']); // durable, as the service requires
       await client.set('k', 'v');
       expect(await client.get('k')).toBe('v');
     } finally {
@@ -32,6 +32,18 @@ describe('test service harness', () => {
       await redis.stop();
     }
     expect(await canConnect(redis.port)).toBe(false);
+  });
+
+  it('starts one without persistence when asked', async () => {
+    const redis = await startRedis({ durable: false });
+    const client = new Redis(redis.url, { lazyConnect: true });
+    try {
+      await client.connect();
+      expect(await client.config('GET', 'appendonly')).toEqual(['appendonly', 'no']);
+    } finally {
+      client.disconnect();
+      await redis.stop();
+    }
   });
 
   it('runs several redis servers side by side', async () => {

@@ -50,10 +50,22 @@ describe('loadConfig', () => {
       queuePrefix: 'cacheblend',
       blendConcurrency: 1,
       blendMinRatio: 0.15,
-      precomputeConcurrency: 1,
+      precomputeConcurrency: 2,
       logLevel: 'info',
       metricsPort: null,
       redisServerBin: 'redis-server',
+      redisClusterNodes: [],
+      redisRequireDurable: true,
+      apiKeys: [],
+      metricsToken: null,
+      shareChunkCache: false,
+      queryQueueLimit: 64,
+      maxQueryChunks: 20_000,
+      rateLimitPerMinute: 0,
+      diskCacheBytes: 2 * 1024 ** 3,
+      jobLockMs: 30_000,
+      precomputeAttempts: 12,
+      reconcileIntervalMs: 30_000,
     });
   });
 
@@ -89,6 +101,18 @@ describe('loadConfig', () => {
       LOG_LEVEL: 'debug',
       METRICS_PORT: '9100',
       REDIS_SERVER_BIN: '/opt/redis/bin/redis-server',
+      REDIS_CLUSTER_NODES: '10.0.0.1:7000,redis-b:7001',
+      REDIS_REQUIRE_DURABLE: 'false',
+      API_KEYS: 'acme:acme-key-0123456789abcdef,globex:globex_key_0123456789',
+      METRICS_TOKEN: 'metrics-token-0123456789',
+      SHARE_CHUNK_CACHE: 'true',
+      QUERY_QUEUE_LIMIT: '10',
+      MAX_QUERY_CHUNKS: '500',
+      RATE_LIMIT_PER_MINUTE: '600',
+      DISK_CACHE_BYTES: '1048576',
+      JOB_LOCK_MS: '5000',
+      PRECOMPUTE_ATTEMPTS: '3',
+      RECONCILE_INTERVAL_MS: '0',
     });
     expect(c).toMatchObject({
       port: 9000,
@@ -126,7 +150,45 @@ describe('loadConfig', () => {
       logLevel: 'debug',
       metricsPort: 9100,
       redisServerBin: '/opt/redis/bin/redis-server',
+      redisClusterNodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: 'redis-b', port: 7001 },
+      ],
+      redisRequireDurable: false,
+      apiKeys: [
+        { tenant: 'acme', key: 'acme-key-0123456789abcdef' },
+        { tenant: 'globex', key: 'globex_key_0123456789' },
+      ],
+      metricsToken: 'metrics-token-0123456789',
+      shareChunkCache: true,
+      queryQueueLimit: 10,
+      maxQueryChunks: 500,
+      rateLimitPerMinute: 600,
+      diskCacheBytes: 1048576,
+      jobLockMs: 5000,
+      precomputeAttempts: 3,
+      reconcileIntervalMs: 0,
     });
+  });
+
+  it('refuses malformed API keys and cluster nodes, never echoing a key', () => {
+    for (const bad of ['acme', 'acme:short', 'a b:0123456789abcdefgh', 'acme:0123456789abcdefgh,']) {
+      const err = errorFor({ API_KEYS: bad });
+      expect(err.message).toContain('API_KEYS');
+      expect(err.message).not.toContain('0123456789abcdefgh');
+    }
+    expect(errorFor({ API_KEYS: 'a:0123456789abcdefgh,b:0123456789abcdefgh' }).message).toContain('twice');
+    expect(errorFor({ REDIS_CLUSTER_NODES: 'host' }).message).toContain('REDIS_CLUSTER_NODES');
+    expect(errorFor({ REDIS_CLUSTER_NODES: 'host:0' }).message).toContain('REDIS_CLUSTER_NODES');
+    expect(errorFor({ METRICS_TOKEN: 'short' }).message).toContain('METRICS_TOKEN');
+  });
+
+  it('redacts API keys and the metrics token for logging', () => {
+    const c = load({ API_KEYS: 'acme:acme-key-0123456789abcdef', METRICS_TOKEN: 'metrics-token-0123456789' });
+    const text = JSON.stringify(redactConfig(c));
+    expect(text).toContain('acme');
+    expect(text).not.toContain('acme-key-0123456789abcdef');
+    expect(text).not.toContain('metrics-token-0123456789');
   });
 
   it('derives the KV store and caches from DATA_DIR', () => {
@@ -260,7 +322,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(32);
+    expect(CONFIG_VARIABLES).toHaveLength(44);
   });
 
   it('documents every variable in the README configuration table', () => {

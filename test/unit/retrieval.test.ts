@@ -64,6 +64,7 @@ const charTok: Tokenizer = {
   vocabSize: 65536,
   bosTokenId: 1,
   eosTokenIds: [2],
+  maxTokenChars: 1,
   encode: (t) => [...t].map((ch) => ch.charCodeAt(0)),
   decode: (ids) => String.fromCharCode(...ids),
 };

@@ -33,6 +33,8 @@ export class HfTokenizer implements Tokenizer {
   readonly chatTemplate?: string;
   readonly specialTokens: { bos?: string; eos?: string };
   private readonly cleanUpSpaces: boolean;
+  /** See Tokenizer.maxTokenChars: the longest vocabulary entry (byte-level pieces count bytes, an upper bound). */
+  readonly maxTokenChars: number;
 
   /** Wrap a built @huggingface/tokenizers instance; see fromJson and load for the usual ways in. */
   constructor(
@@ -41,8 +43,13 @@ export class HfTokenizer implements Tokenizer {
     opts: HfTokenizerOptions = {},
   ) {
     let maxId = -1;
-    for (const id of tok.get_vocab(true).values()) if (id > maxId) maxId = id;
+    let longest = 1;
+    for (const [piece, id] of tok.get_vocab(true)) {
+      if (id > maxId) maxId = id;
+      if (piece.length > longest) longest = piece.length;
+    }
     this.vocabSize = maxId + 1;
+    this.maxTokenChars = longest;
     const bos = opts.bosTokenId ?? configTokenId(tok, config, 'bos_token');
     if (bos === undefined) {
       throw new ModelLoadError('tokenizer: no BOS token id (tokenizer_config.json names no bos_token)');

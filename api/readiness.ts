@@ -1,0 +1,86 @@
+/**
+ * Readiness: can this API answer, and would its answers be kept? Each check is 'ok' or why not:
+ * - redis: reachable, and durable (persistence, noeviction; see core/queue/durability.ts);
+ * - store: writable — a small object is written and deleted (a full or read-only store fails it);
+ * - model: the tokenizer and fingerprint are loaded;
+ * - workers: at least one blend worker is connected to the queue;
+ * - queue: fewer than QUERY_QUEUE_LIMIT queries wait.
+ * Store and durability probes are cached briefly, so frequent probes cost little.
+ */
+import { randomUUID } from 'node:crypto';
+import { errorMessage } from '../core/errors.js';
+import { durabilityProblems, DURABILITY_FIX } from '../core/queue/durability.js';
+import { pingRedis } from '../core/queue/redis.js';
+import { withTimeout } from '../core/util/time.js';
+import { modelState, type ApiDeps } from './deps.js';
+import { withoutPaths } from './middleware/hardening.js';
+
+const STORE_PROBE_TTL_MS = 2_000;
+const DURABILITY_TTL_MS = 30_000;
+
+/** A value recomputed at most once per `ttlMs` (concurrent callers share one computation). */
+function cached(ttlMs: number, compute: () => Promise<string>): () => Promise<string> {
+  let value: Promise<string> | null = null;
+  let at = 0;
+  return () => {
+    if (!value || Date.now() - at > ttlMs) {
+      at = Date.now();
+      value = compute();
+    }
+    return value;
+  };
+}
+
+const outcome = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (err: unknown) => withoutPaths(errorMessage(err)),
+  );
+
+export function readinessChecks(deps: ApiDeps): () => Promise<Record<string, string>> {
+  const probeKey = `health/${randomUUID()}`;
+  const store = cached(STORE_PROBE_TTL_MS, () =>
+    outcome(
+      withTimeout(
+        (async () => {
+          await deps.store.put(probeKey, Buffer.from('ok'));
+          await deps.store.delete(probeKey);
+        })(),
+        3_000,
+        'object store write probe',
+      ),
+    ).then((r) => (r === 'ok' ? r : `not writable: ${r}`)),
+  );
+  const durable = cached(DURABILITY_TTL_MS, async () => {
+    if (!deps.config.redisRequireDurable) return 'ok';
+    const problems = await durabilityProblems(deps.redis).catch(() => [] as string[]);
+    return problems.length === 0 ? 'ok' : `not durable: ${problems.join('; ')}. Fix: ${DURABILITY_FIX}`;
+  });
+  const redis = async () => {
+    const ping = await outcome(pingRedis(deps.redis, 2_000));
+    return ping === 'ok' ? durable() : ping;
+  };
+  return async () => {
+    const [r, s, workers, queue] = await Promise.all([redis(), store(), blendWorkers(deps), queueRoom(deps)]);
+    return { redis: r, store: s, model: modelState(deps), workers, queue };
+  };
+}
+
+async function blendWorkers(deps: ApiDeps): Promise<string> {
+  try {
+    const n = await withTimeout(deps.blendQueue.getWorkersCount(), 2_000, 'listing blend workers');
+    return n > 0 ? 'ok' : 'no live blend worker';
+  } catch (err) {
+    return `unknown: ${errorMessage(err)}`;
+  }
+}
+
+async function queueRoom(deps: ApiDeps): Promise<string> {
+  try {
+    const waiting = await withTimeout(deps.blendQueue.getWaitingCount(), 2_000, 'counting queued queries');
+    const limit = deps.config.queryQueueLimit;
+    return waiting < limit ? 'ok' : `full: ${waiting} queries waiting (QUERY_QUEUE_LIMIT ${limit})`;
+  } catch (err) {
+    return `unknown: ${errorMessage(err)}`;
+  }
+}

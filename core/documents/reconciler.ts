@@ -1,0 +1,141 @@
+/**
+ * The reconciler: what makes precompute self-healing. Every round (RECONCILE_INTERVAL_MS, in precompute
+ * workers; one worker at a time, under a lock) it
+ * - re-enqueues chunks pending for a while: a chunk whose job was lost (an API that died between
+ *   indexing and enqueueing, a job that ended while an ingest took the chunk up again) gets its job back,
+ *   and one whose job still exists is left alone (the job id is the same, BullMQ keeps the existing job);
+ * - gives chunks that failed for a transient reason (store or Redis trouble) another generation, once
+ *   they have been failed for a while; failures the input caused stay failed;
+ * - retries garbage collection of chunks left in the gc set.
+ */
+import { errorMessage } from '../errors.js';
+import { silentLogger, type Logger } from '../ops/log.js';
+import { PERMANENT_FAILURES, decodeFailure, type PrecomputeJobData } from '../queue/contracts.js';
+import { redisCall } from '../queue/redis.js';
+import type { DocumentService } from './documents.js';
+
+export interface ReconcilerOptions {
+  /** A chunk pending this long is re-enqueued (default 10 s). */
+  staleMs?: number;
+  /** A chunk failed this long is retried (default 60 s). */
+  failedRetryMs?: number;
+  /** Chunks looked at per round and index (default 1000). */
+  batch?: number;
+  log?: Logger;
+}
+
+export interface ReconcileRound {
+  /** False when another worker held the round's lock. */
+  ran: boolean;
+  requeued: number;
+  retried: number;
+  collected: number;
+}
+
+export class Reconciler {
+  private readonly staleMs: number;
+  private readonly failedRetryMs: number;
+  private readonly batch: number;
+  private readonly log: Logger;
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly docs: DocumentService,
+    opts: ReconcilerOptions = {},
+  ) {
+    this.staleMs = opts.staleMs ?? 10_000;
+    this.failedRetryMs = opts.failedRetryMs ?? 60_000;
+    this.batch = opts.batch ?? 1_000;
+    this.log = opts.log ?? silentLogger;
+  }
+
+  /** Run a round every `intervalMs` (0: never). */
+  start(intervalMs: number): void {
+    if (intervalMs <= 0) return;
+    this.timer = setInterval(() => {
+      this.running = this.round().catch((err: unknown) =>
+        this.log.warn('reconciler round failed', { error: errorMessage(err) }),
+      );
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  async round(): Promise<ReconcileRound> {
+    const r = await this.docs.locks.tryWith(this.docs.keys.reconcile, 0, async () => {
+      const collected = await this.docs.sweep();
+      const requeued = await this.requeuePending();
+      const retried = await this.retryFailed();
+      return { ran: true, requeued, retried, collected };
+    });
+    const round = r?.value ?? { ran: false, requeued: 0, retried: 0, collected: 0 };
+    if (round.requeued + round.retried + round.collected > 0) this.log.info('reconciled', { ...round });
+    return round;
+  }
+
+  /** Enqueue (again) every chunk pending longer than staleMs; drop index entries no longer pending. */
+  private async requeuePending(): Promise<number> {
+    const { keys } = this.docs;
+    const client = this.docs.client;
+    const now = Date.now();
+    const stale = await redisCall(() =>
+      client.zrangebyscore(keys.pending, '-inf', now - this.staleMs, 'LIMIT', 0, this.batch),
+    );
+    if (stale.length === 0) return 0;
+    const p = client.pipeline();
+    for (const k of stale) p.hmget(keys.chunk(k), 'state', 'gen', 'tokens', 'fp', 'salt');
+    const replies = (await redisCall(() => p.exec())) ?? [];
+    const jobs: { gen: number; data: PrecomputeJobData }[] = [];
+    const touch = client.pipeline();
+    stale.forEach((key, i) => {
+      const [state, gen, tokens, fp, salt] = (replies[i]?.[1] ?? []) as (string | null)[];
+      if (state !== 'pending' || !tokens || !fp) {
+        touch.zrem(keys.pending, key);
+        return;
+      }
+      const data = { key, fingerprint: fp, tokenIds: JSON.parse(tokens) as number[], salt: salt ?? '' };
+      jobs.push({ gen: Number(gen ?? 0), data });
+      touch.zadd(keys.pending, now, key);
+    });
+    await this.docs.enqueue(jobs);
+    await redisCall(() => touch.exec());
+    return jobs.length;
+  }
+
+  /** Give each chunk failed longer than failedRetryMs for a transient reason a new generation and job. */
+  private async retryFailed(): Promise<number> {
+    const { keys } = this.docs;
+    const client = this.docs.client;
+    const now = Date.now();
+    const due = await redisCall(() =>
+      client.zrangebyscore(keys.failed, '-inf', now - this.failedRetryMs, 'LIMIT', 0, this.batch),
+    );
+    let retried = 0;
+    for (const key of due) {
+      const [error, tokens, fp, salt] = await redisCall(() =>
+        client.hmget(keys.chunk(key), 'error', 'tokens', 'fp', 'salt'),
+      );
+      if (PERMANENT_FAILURES.has(decodeFailure(error ?? '').code) || !tokens || !fp) {
+        await redisCall(() => client.zrem(keys.failed, key)); // stays failed; never looked at again
+        continue;
+      }
+      const gen = (await redisCall(() =>
+        this.docs.scripts(
+          'retry-failed',
+          [keys.chunk(key), keys.pending, keys.failed],
+          [key, now, new Date(now).toISOString()],
+        ),
+      )) as number | null;
+      if (gen === null) continue;
+      const data = { key, fingerprint: fp, tokenIds: JSON.parse(tokens) as number[], salt: salt ?? '' };
+      await this.docs.enqueue([{ gen, data }]);
+      retried++;
+    }
+    return retried;
+  }
+}
