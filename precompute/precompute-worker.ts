@@ -191,8 +191,7 @@ async function precomputeLocked(
   const buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
   await job.updateProgress(70);
   await store.put(objKey, buf);
-  const stored = { bytes: buf.length, written: buf.length, tokens: data.tokenIds.length };
-  await docs.markReady(data.key, data.fingerprint, stored);
+  await docs.markReady(data.key, data.fingerprint, { bytes: buf.length, written: buf.length });
   await job.updateProgress(100);
   m.precomputed.inc({ result: 'computed' });
   m.bytesWritten.inc(buf.length);

@@ -621,12 +621,13 @@ export class DocumentService {
   async markReady(
     key: string,
     fingerprint: string,
-    result: Pick<PrecomputeJobResult, 'bytes' | 'written'> & { tokens?: number },
+    result: Pick<PrecomputeJobResult, 'bytes' | 'written'>,
   ): Promise<void> {
     const keys = [this.keys.chunk(key), this.keys.pending, this.keys.failed];
     const now = new Date().toISOString();
-    const args = [fingerprint, result.bytes, result.written, now, key, result.tokens ?? 0];
-    await redisCall(() => this.script('mark-ready', keys, args));
+    await redisCall(() =>
+      this.script('mark-ready', keys, [fingerprint, result.bytes, result.written, now, key]),
+    );
   }
 
   async markFailed(key: string, message: string): Promise<void> {
@@ -635,8 +636,7 @@ export class DocumentService {
     await redisCall(() => this.script('mark-failed', keys, args));
   }
 
-  /** Chunk hash fields, for the batch summary and tests. */
-  /** Each chunk's state, bytes stored and written, and tokens computed (0 where nothing was computed). */
+  /** Chunk hash fields (state, bytes stored and written, token count), for the batch summary and tests. */
   async chunkInfo(
     keys: string[],
   ): Promise<Map<string, { state: ChunkState | null; written: number; bytes: number; tokens: number }>> {
@@ -646,7 +646,7 @@ export class DocumentService {
     >();
     if (keys.length === 0) return out;
     const p = this.redis.pipeline();
-    for (const k of keys) p.hmget(this.keys.chunk(k), 'state', 'written', 'bytes', 'tokens');
+    for (const k of keys) p.hmget(this.keys.chunk(k), 'state', 'written', 'bytes', 'ntokens');
     const replies = (await redisCall(() => p.exec())) ?? [];
     keys.forEach((k, i) => {
       const [state, written, bytes, tokens] = (replies[i]?.[1] ?? []) as (string | null)[];
