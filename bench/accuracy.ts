@@ -5,6 +5,7 @@ import {
   QA_SETS,
   QUESTION_TYPES,
   analyseMisses,
+  autoRatio,
   findAnswerRows,
   loadQuestions,
   measureAccuracy,
@@ -48,7 +49,8 @@ const { values: flags } = parseArgs({
 
 export interface AccuracyConfig {
   label: string;
-  options: BlendOptions;
+  /** 'auto': `ratio: "auto"`, the loading controller deciding per question (core/eval/auto.ts). */
+  options: BlendOptions | 'auto';
 }
 
 const RATIOS = [0.05, 0.1, 0.15, 0.2, 0.3, 0.5];
@@ -63,7 +65,7 @@ const DEFAULT_LABEL = 'blend k/1 r=0.15';
 const ANALYSED = ['reuse', DEFAULT_LABEL, 'blend k/3 r=0.15', 'blend k/2 r=0.15', 'blend kv/1 r=0.15'];
 
 /**
- * The grid, as a list so new rows are one line each (`ratio: "auto"` goes here once BlendOptions has it).
+ * The grid, as a list so new rows are one line each (`blend auto`: the loading controller, per question).
  * Labels: `blend <metric>/<check layer> r=<ratio>`.
  */
 function grid(): AccuracyConfig[] {
@@ -79,6 +81,7 @@ function grid(): AccuracyConfig[] {
     });
   for (const metric of METRICS) for (const r of RATIOS) blend(metric, 1, r);
   for (const checkLayer of [2, 3]) for (const r of RATIOS) blend('k', checkLayer, r);
+  configs.push({ label: 'blend auto', options: 'auto' });
   for (const g of GRADUAL) {
     configs.push({
       label: `blend k/1 gradual ${g.join(',')}`,
@@ -99,9 +102,25 @@ interface AccuracyRow {
   perType: Record<QuestionType, number>;
   recomputedShare: number;
   gradualRatios?: number[];
+  /** `ratio: "auto"`: `ratio` is the mean of the ratios the controller chose. */
+  auto?: true;
 }
 
 function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): AccuracyRow {
+  if (c.options === 'auto') {
+    const meanRatio = s.outcomes.reduce((a, o) => a + o.ratio, 0) / Math.max(1, s.outcomes.length);
+    return {
+      set,
+      mode: 'blend',
+      ratio: meanRatio,
+      metric: 'k',
+      checkLayer: 1,
+      accuracy: s.accuracy,
+      perType: s.perType,
+      recomputedShare: s.recomputedShare,
+      auto: true,
+    };
+  }
   const o = c.options;
   const blend = o.mode === 'blend';
   return {
@@ -172,6 +191,17 @@ interface OracleRow {
   misses: number;
 }
 
+/** One configuration over a set's questions; `auto` measures loads first (see core/eval/auto.ts). */
+async function measureConfig(c: AccuracyConfig, prepared: PreparedQuestion[]): Promise<AccuracySummary> {
+  if (c.options !== 'auto') return measureAccuracy(engine, prepared, c.options);
+  const auto = await autoRatio(engine, prepared);
+  try {
+    return await measureAccuracy(engine, prepared, (p) => auto.options(p));
+  } finally {
+    auto.close();
+  }
+}
+
 const rows: AccuracyRow[] = [];
 const oracles: OracleRow[] = [];
 const misses: Record<string, Record<string, MissAnalysis>> = {};
@@ -183,7 +213,7 @@ for (const set of sets) {
   const summaries = new Map<string, AccuracySummary>();
   for (const c of configs) {
     const t = performance.now();
-    const s = await measureAccuracy(engine, prepared, c.options);
+    const s = await measureConfig(c, prepared);
     summaries.set(c.label, s);
     rows.push(toRow(set, c, s));
     const ms = (performance.now() - t) / qs.length;
@@ -221,7 +251,7 @@ printTable(
   rows.map((r) => [
     r.set,
     r.mode,
-    r.gradualRatios?.join(',') ?? String(r.ratio ?? '-'),
+    r.auto ? `auto (${r.ratio!.toFixed(2)})` : (r.gradualRatios?.join(',') ?? String(r.ratio ?? '-')),
     r.metric ?? '-',
     r.checkLayer ?? '-',
     r.accuracy.toFixed(3),
@@ -302,9 +332,11 @@ function chart(set: QaSetName, all: AccuracyRow[]): string {
   const [reuse, full] = [ends('reuse'), ends('full')];
   const line = (name: string, pick: (r: AccuracyRow) => boolean): Series => ({
     name,
-    points: [reuse, ...rs.filter((r) => r.mode === 'blend' && !r.gradualRatios && pick(r)), full].map(
-      (r) => ({ x: Number(r.recomputedShare.toFixed(3)), y: r.accuracy }),
-    ),
+    points: [
+      reuse,
+      ...rs.filter((r) => r.mode === 'blend' && !r.gradualRatios && !r.auto && pick(r)),
+      full,
+    ].map((r) => ({ x: Number(r.recomputedShare.toFixed(3)), y: r.accuracy })),
   });
   const series = [
     line('K, check layer 1', (r) => r.metric === 'k' && r.checkLayer === 1),
@@ -312,6 +344,11 @@ function chart(set: QaSetName, all: AccuracyRow[]): string {
     line('K+V, check layer 1', (r) => r.metric === 'kv' && r.checkLayer === 1),
     line('K, check layer 2', (r) => r.metric === 'k' && r.checkLayer === 2),
     line('K, check layer 3', (r) => r.metric === 'k' && r.checkLayer === 3),
+    // ratio "auto": one point, the controller's choices averaged.
+    {
+      name: 'ratio auto',
+      points: rs.filter((r) => r.auto).map((r) => ({ x: r.recomputedShare, y: r.accuracy })),
+    },
   ];
   const ys = rs.map((r) => r.accuracy);
   const lo = Math.max(0, Math.floor(Math.min(...ys) * 20) / 20 - 0.05);

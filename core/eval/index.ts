@@ -4,3 +4,4 @@
  */
 export * from './qa.js';
 export * from './misses.js';
+export * from './auto.js';

@@ -100,6 +100,8 @@ export interface QuestionOutcome {
   correct: boolean;
   predicted: number;
   share: number;
+  /** The blend ratio used (the controller's choice under `ratio: "auto"`). */
+  ratio: number;
   /** Blend: context rows (prompt indices) recomputed at the check layer. */
   selected?: Int32Array;
 }
@@ -130,6 +132,7 @@ export async function measureAccuracy(
       correct: predicted === p.answerId,
       predicted,
       share: recomputedShare(prefill, engine.config.numLayers),
+      ratio: prefill.ratio,
       ...(prefill.selected && { selected: prefill.selected[0] }),
     });
   }
