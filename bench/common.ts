@@ -150,3 +150,45 @@ export function lineChart(opts: {
   parts.push('</svg>');
   return parts.join('\n');
 }
+
+/** A small dependency-free SVG chart of labelled horizontal bars (values >= 0), with a reference line. */
+export function barChart(opts: {
+  title: string;
+  xLabel: string;
+  bars: { label: string; value: number; group?: string }[];
+  reference?: { value: number; label: string };
+}): string {
+  const W = 720;
+  const rowH = 22;
+  const m = { l: 260, r: 70, t: 40, b: 50 };
+  const H = m.t + m.b + rowH * opts.bars.length;
+  const max = Math.max(...opts.bars.map((b) => b.value), opts.reference?.value ?? 0) * 1.1 || 1;
+  const px = (v: number) => m.l + (v / max) * (W - m.l - m.r);
+  const colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd'];
+  const groups = [...new Set(opts.bars.map((b) => b.group ?? ''))];
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${m.l}" y="20" font-size="14">${opts.title}</text>`,
+    `<text x="${m.l}" y="${H - 12}">${opts.xLabel}</text>`,
+    `<line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${H - m.b}" stroke="black"/>`,
+  ];
+  opts.bars.forEach((b, i) => {
+    const y = m.t + i * rowH;
+    const c = colors[groups.indexOf(b.group ?? '') % colors.length];
+    parts.push(`<text x="${m.l - 6}" y="${y + 15}" text-anchor="end">${b.label}</text>`);
+    parts.push(
+      `<rect x="${m.l}" y="${y + 4}" width="${px(b.value) - m.l}" height="${rowH - 8}" fill="${c}"/>`,
+    );
+    parts.push(`<text x="${px(b.value) + 4}" y="${y + 15}">${b.value.toPrecision(3)}</text>`);
+  });
+  if (opts.reference) {
+    const x = px(opts.reference.value);
+    parts.push(
+      `<line x1="${x}" y1="${m.t}" x2="${x}" y2="${H - m.b}" stroke="#888" stroke-dasharray="4 3"/>`,
+    );
+    parts.push(`<text x="${x + 3}" y="${H - m.b + 14}" fill="#555">${opts.reference.label}</text>`);
+  }
+  parts.push('</svg>');
+  return parts.join('\n');
+}

@@ -49,6 +49,9 @@ export interface BatchSummary {
   computed: number;
   failed: number;
   bytesWritten: number;
+  /** Tokens of the chunks computed by this run, and per second of the run's whole time. */
+  tokensComputed: number;
+  tokensPerSecond: number;
   seconds: number;
 }
 
@@ -282,6 +285,8 @@ function summarize(ingested: Ingested, info: ChunkInfo, t0: number): BatchSummar
   const state = (k: string) => (alreadyReady.has(k) ? 'ready' : info.get(k)?.state);
   const computedKeys = keys.filter((k) => info.get(k)?.state === 'ready' && (info.get(k)?.written ?? 0) > 0);
   const failedKeys = keys.filter((k) => info.get(k)?.state === 'failed');
+  const tokens = computedKeys.reduce((a, k) => a + (info.get(k)?.tokens ?? 0), 0);
+  const seconds = (performance.now() - t0) / 1000;
   return {
     documents: docKeys.length,
     documentsReady: docKeys.filter((ks) => ks.every((k) => state(k) === 'ready')).length,
@@ -292,7 +297,9 @@ function summarize(ingested: Ingested, info: ChunkInfo, t0: number): BatchSummar
     computed: computedKeys.length,
     failed: failedKeys.length,
     bytesWritten: computedKeys.reduce((a, k) => a + (info.get(k)?.written ?? 0), 0),
-    seconds: Math.round((performance.now() - t0) / 100) / 10,
+    tokensComputed: tokens,
+    tokensPerSecond: Math.round(tokens / seconds),
+    seconds: Math.round(seconds * 10) / 10,
   };
 }
 
@@ -303,6 +310,7 @@ function formatSummary(summary: BatchSummary): string {
     `already stored: ${summary.alreadyStored}`,
     `computed:       ${summary.computed}${summary.failed ? `  (failed: ${summary.failed})` : ''}`,
     `bytes written:  ${formatBytes(summary.bytesWritten)} (${summary.bytesWritten} bytes)`,
+    `tokens:         ${summary.tokensComputed} computed (${summary.tokensPerSecond} tokens/s over the whole run)`,
     `time:           ${summary.seconds.toFixed(1)} s`,
     '',
   ].join('\n');

@@ -16,6 +16,7 @@ import { DocumentService } from '../core/documents/documents.js';
 import { Reconciler } from '../core/documents/reconciler.js';
 import { KvFormatError, KvMismatchError, errorMessage } from '../core/errors.js';
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
+import { ChunkBatcher } from '../core/inference/chunk-batcher.js';
 import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
 import { chunkKey, chunkObjectKey } from '../core/kv/format.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
@@ -56,6 +57,8 @@ export interface PrecomputeWorker {
 /** What one precompute job needs around it. */
 interface PrecomputeContext {
   thread: EngineCaller;
+  /** A chunk's encoded object: through a batcher on a GPU engine, else one thread call per chunk. */
+  compute: (tokenIds: number[]) => Promise<Uint8Array>;
   info: EngineInfo;
   store: ObjectStore;
   docs: DocumentService;
@@ -80,7 +83,13 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
   const queue = new Queue(PRECOMPUTE_QUEUE, { connection: redis, prefix: keyPrefix(config.queuePrefix) });
   queue.on('error', () => undefined);
   const docs = new DocumentService(redis, store, queue, config.queuePrefix, log, config.precomputeAttempts);
-  const ctx: PrecomputeContext = { thread, info, store, docs, log, lockWaitMs: opts.lockWaitMs ?? 2_000 };
+  // On a GPU engine, jobs running at the same time (up to PRECOMPUTE_CONCURRENCY) compute in one batch.
+  const batcher = info.batchesChunks
+    ? new ChunkBatcher((batch) => thread.call('computeChunks', [batch]), config.precomputeConcurrency)
+    : null;
+  const compute = (ids: number[]) => (batcher ? batcher.compute(ids) : thread.call('computeChunk', [ids]));
+  const lockWaitMs = opts.lockWaitMs ?? 2_000;
+  const ctx: PrecomputeContext = { thread, compute, info, store, docs, log, lockWaitMs };
   const queueWorker = await startQueueWorker<PrecomputeJobData, PrecomputeJobResult>({
     queue: PRECOMPUTE_QUEUE,
     connection: createRedis(config, 'worker'),
@@ -163,7 +172,7 @@ async function precomputeLocked(
   job: Job<PrecomputeJobData, PrecomputeJobResult>,
 ): Promise<PrecomputeJobResult> {
   const { data } = job;
-  const { docs, store, thread } = ctx;
+  const { docs, store } = ctx;
   const m = metrics();
   if (!(await docs.beginPrecompute(data.key))) {
     m.precomputed.inc({ result: 'skipped' });
@@ -178,7 +187,7 @@ async function precomputeLocked(
     return { key: data.key, computed: false, bytes: existing, written: 0 };
   }
   await job.updateProgress(10);
-  const u8 = await thread.call('computeChunk', [data.tokenIds]);
+  const u8 = await ctx.compute(data.tokenIds);
   const buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
   await job.updateProgress(70);
   await store.put(objKey, buf);

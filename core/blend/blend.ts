@@ -1,26 +1,22 @@
 /**
  * CacheBlend prefill over precomputed chunk caches, and the three baselines. Every mode builds the same
  * prompt `BOS + ids(prefix) + ids(c1) + … + ids(cn) + ids(suffix)` at positions 0…N-1, so modes differ only
- * in what they recompute; each is a short composition of the steps in steps.ts.
+ * in what they recompute; each is a short composition of the steps of `PrefillSteps` (prefill-steps.ts),
+ * done on the host (host-steps.ts, over the functions in steps.ts) or, for a device-resident engine, on
+ * the GPU (device-steps.ts).
  *
  * The prefix (a template's system prompt) is a true prefix cache: computed alone as BOS + prefix, its rows
  * sit at their own positions 1…p in every prompt, so every mode reuses them as they are — never rotated,
  * never selected, never recomputed. They are exact: the prefix attends only to BOS and itself.
  */
 import { InvalidArgumentError } from '../errors.js';
-import type { Engine } from '../model/engine.js';
-import type { KvCache } from '../model/kv-cache.js';
-import { writeBosRows } from './chunks.js';
+import type { Engine, SequenceCache } from '../model/engine.js';
 import { controllerRatio } from './controller.js';
-import {
-  ChunkLayerReader,
-  layoutPrompt,
-  recomputeAllTokens,
-  recomputeSelected,
-  selectByDeviation,
-  type ActiveTokens,
-  type PromptLayout,
-} from './steps.js';
+import { DevicePrefillSteps } from './device-steps.js';
+import { HostPrefillSteps } from './host-steps.js';
+import type { PrefillSteps } from './prefill-steps.js';
+import { topK } from './selection.js';
+import { layoutPrompt, type PromptLayout } from './steps.js';
 import type { BlendMode, BlendOptions, BlendPrefill, ChunkKvSource } from './types.js';
 
 export const DEFAULT_RATIO = 0.15;
@@ -50,7 +46,8 @@ interface PrefillRun {
   prefix: ChunkKvSource | null;
   chunks: readonly ChunkKvSource[];
   layout: PromptLayout;
-  cache: KvCache;
+  /** The steps the mode runs, on the host or on the device; they own the prompt's cache. */
+  steps: PrefillSteps;
   contextTokens: number;
   opts: BlendOptions;
 }
@@ -65,8 +62,9 @@ interface ModeOutcome {
 }
 
 /**
- * Prefill the prompt in the requested mode. Returns a cache holding the whole prompt (ready for decoding,
- * with room for `extraCapacity` more rows) and the first token's logits. `questionIds` are the suffix's
+ * Prefill the prompt in the requested mode. Returns a cache holding the whole prompt (ready for decoding;
+ * a host cache has room for `extraCapacity` more rows, a device-resident engine's stays on the GPU) and
+ * the first token's logits. `questionIds` are the suffix's
  * ids (the question as the template wraps it); `prefix` is the template prefix's cache, if any.
  */
 export async function blendPrefill(
@@ -76,21 +74,23 @@ export async function blendPrefill(
   opts: BlendOptions,
   extraCapacity = 0,
   prefix: ChunkKvSource | null = null,
-): Promise<{ cache: KvCache; prefill: BlendPrefill }> {
+): Promise<{ cache: SequenceCache; prefill: BlendPrefill }> {
   validateBlendOptions(opts, engine.config.numLayers);
   if (questionIds.length === 0) throw new InvalidArgumentError('the question has no tokens');
   if (prefix && prefix.tokenIds.length === 0) prefix = null;
   const t0 = performance.now();
   const layout = layoutPrompt(engine.config.bosTokenId, chunks, questionIds, prefix);
   const N = layout.promptIds.length;
-  const cache = engine.newCache(N + extraCapacity);
+  const steps: PrefillSteps = engine.device
+    ? new DevicePrefillSteps(engine.device, layout)
+    : new HostPrefillSteps(engine, layout, N + extraCapacity);
   const contextTokens = layout.contextEnd - layout.contextStart;
-  const run: PrefillRun = { engine, prefix, chunks, layout, cache, contextTokens, opts };
+  const run: PrefillRun = { engine, prefix, chunks, layout, steps, contextTokens, opts };
   const outcome = await MODES[opts.mode](run);
   const ttftMs = performance.now() - t0;
   const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected } = outcome;
   return {
-    cache,
+    cache: steps.cache,
     prefill: {
       mode: opts.mode,
       promptTokens: N,
@@ -99,7 +99,12 @@ export async function blendPrefill(
       recomputedTokens,
       ratio,
       firstTokenLogits,
-      timings: { ttftMs, loadWaitMs, computeMs: ttftMs - loadWaitMs },
+      timings: {
+        ttftMs,
+        loadWaitMs,
+        computeMs: ttftMs - loadWaitMs,
+        ...(steps.stepMs ? { steps: { ...steps.stepMs } } : {}),
+      },
       ...(selected && { selected }),
     },
   };
@@ -113,8 +118,8 @@ const MODES: Record<BlendMode, (run: PrefillRun) => Promise<ModeOutcome>> = {
 };
 
 /** The baseline: prefill the whole prompt. */
-async function fullPrefill({ engine, cache, layout, contextTokens }: PrefillRun): Promise<ModeOutcome> {
-  const firstTokenLogits = await engine.forward(cache, layout.promptIds);
+async function fullPrefill({ engine, steps, layout, contextTokens }: PrefillRun): Promise<ModeOutcome> {
+  const firstTokenLogits = await engine.forward(steps.cache, layout.promptIds);
   return { firstTokenLogits, recomputedTokens: contextTokens, ratio: 1, loadWaitMs: 0 };
 }
 
@@ -123,24 +128,20 @@ async function fullPrefill({ engine, cache, layout, contextTokens }: PrefillRun)
  * prefix when there is one (a chunk after it was computed without it, so it is not exact), else the first
  * chunk; prefill everything after.
  */
-async function prefixPrefill({ engine, cache, layout, chunks, prefix }: PrefillRun): Promise<ModeOutcome> {
+async function prefixPrefill({ engine, steps, layout, chunks, prefix }: PrefillRun): Promise<ModeOutcome> {
   const reused = prefix ? [prefix] : chunks.slice(0, 1);
   const end = reused.length ? 1 + reused[0].tokenIds.length : 1;
-  cache.reserve(layout.promptIds.length);
-  await writeBosRows(engine, cache);
-  const reader = new ChunkLayerReader(engine, cache, reused, [1]);
-  await reader.fillFrom(0);
-  cache.commit(layout.positions.subarray(0, end));
-  const firstTokenLogits = await engine.forward(cache, layout.promptIds.slice(end));
+  await steps.reuseChunks(reused, [1], end);
+  const firstTokenLogits = await engine.forward(steps.cache, layout.promptIds.slice(end));
   return {
     firstTokenLogits,
     recomputedTokens: layout.contextEnd - Math.max(end, layout.contextStart),
     ratio: 1,
-    loadWaitMs: reader.waitedMs,
+    loadWaitMs: steps.waitedMs,
   };
 }
 
-/** The prefix (at its own positions) and every chunk (rotated to its offset) as one reader's sources. */
+/** The prefix (at its own positions) and every chunk (rotated to its offset) as one set of sources. */
 function allSources({ prefix, chunks, layout }: PrefillRun): [ChunkKvSource[], number[]] {
   return prefix
     ? [
@@ -152,15 +153,10 @@ function allSources({ prefix, chunks, layout }: PrefillRun): [ChunkKvSource[], n
 
 /** Every chunk's cache rotated into place as is; only the question is computed. */
 async function reusePrefill(run: PrefillRun): Promise<ModeOutcome> {
-  const { engine, cache, layout } = run;
-  cache.reserve(layout.promptIds.length);
-  const reader = new ChunkLayerReader(engine, cache, ...allSources(run));
-  reader.prefetch(0);
-  await writeBosRows(engine, cache);
-  await reader.fillFrom(0);
-  cache.commit(layout.positions.subarray(0, layout.contextEnd));
-  const firstTokenLogits = await engine.forward(cache, layout.promptIds.slice(layout.contextEnd));
-  return { firstTokenLogits, recomputedTokens: 0, ratio: 0, loadWaitMs: reader.waitedMs };
+  const { engine, steps, layout } = run;
+  await steps.reuseChunks(...allSources(run), layout.contextEnd);
+  const firstTokenLogits = await engine.forward(steps.cache, layout.promptIds.slice(layout.contextEnd));
+  return { firstTokenLogits, recomputedTokens: 0, ratio: 0, loadWaitMs: steps.waitedMs };
 }
 
 /** The ratio for this request: the loading controller's when configured, else the fixed one. */
@@ -173,39 +169,38 @@ function chosenRatio(opts: BlendOptions, contextTokens: number): number {
  * CacheBlend. Layers below the check layer are recomputed for every token (their cached rows are never
  * loaded); from the check layer on, each layer keeps the context tokens whose fresh K/V deviate most from
  * the cached rows (the check layer's selection, narrowed further under gradual filtering) plus the
- * question, recomputes only them and overwrites their rows. Decoding continues on the blended cache.
+ * question, recomputes only them and overwrites their rows. The prefix's rows are exact: read, never
+ * recomputed. Decoding continues on the blended cache.
+ *
+ * Layers run in segments: one layer at a time while gradual ratios still narrow the selection, then the
+ * rest in one segment (a device-resident engine runs each segment in one call).
  */
 async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
-  const { engine, cache, layout, chunks, opts, contextTokens } = run;
+  const { engine, steps, chunks, opts, contextTokens } = run;
   const L = engine.config.numLayers;
-  const D = engine.config.hiddenSize;
   const checkLayer = opts.checkLayer ?? DEFAULT_CHECK_LAYER;
+  const metric = opts.metric ?? 'k';
   const ratio = chosenRatio(opts, contextTokens);
   const ratios = opts.gradualRatios ?? [ratio];
-  cache.reserve(layout.promptIds.length);
-  const reader = new ChunkLayerReader(engine, cache, chunks, layout.offsets);
-  reader.prefetch(checkLayer);
-  await writeBosRows(engine, cache);
-  // The prefix's rows are exact at every layer: read them all, compute none of them.
-  const prefixReader = new ChunkLayerReader(engine, cache, run.prefix ? [run.prefix] : [], [1]);
-  await prefixReader.fillFrom(0);
-  let active: ActiveTokens = {
-    indices: layout.positions.subarray(layout.contextStart),
-    hidden: engine.embed(layout.promptIds.slice(layout.contextStart)),
-  };
-  active.hidden = await recomputeAllTokens(engine, cache, layout, active, checkLayer);
+  await steps.prepareBlend(run.prefix, chunks, checkLayer);
+  let scores: Float64Array | null = await steps.recomputeAll(checkLayer, metric);
   const selected: Int32Array[] = []; // context rows recomputed at each layer from the check layer on
-  for (let l = checkLayer; l < L; l++) {
-    reader.prefetch(l + 1);
-    await reader.fill(l);
+  for (let l = checkLayer; l < L;) {
     const target = Math.round(ratios[Math.min(l - checkLayer, ratios.length - 1)] * contextTokens);
-    active = await selectByDeviation(engine, cache, l, active, layout.contextEnd, target, opts);
-    active.hidden = await recomputeSelected(engine, cache, l, active, layout.positions);
-    selected.push(active.indices.filter((i) => i < layout.contextEnd));
+    if (scores && target < steps.activeContext.length) {
+      opts.adjustDeviations?.(l, steps.activeContext, scores);
+      steps.keep(topK(scores, target));
+    }
+    const next = l - checkLayer + 1 < ratios.length ? l + 1 : L;
+    scores = await steps.recomputeSelected(l, next, next < L ? metric : null);
+    for (; l < next; l++) selected.push(steps.activeContext.slice());
   }
-  cache.commit(layout.positions);
-  const firstTokenLogits = await engine.logits(active.hidden.subarray(active.hidden.length - D));
-  const recomputedTokens = selected[0].length;
-  const loadWaitMs = reader.waitedMs + prefixReader.waitedMs;
-  return { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected };
+  const firstTokenLogits = await steps.finishBlend();
+  return {
+    firstTokenLogits,
+    recomputedTokens: selected[0].length,
+    ratio,
+    loadWaitMs: steps.waitedMs,
+    selected,
+  };
 }

@@ -17,6 +17,7 @@ export interface ChunkCacheData {
 /** A chunk's cache computed alone: BOS + ids at positions 0…len, stored without BOS's row. */
 export async function precomputeChunk(engine: Engine, tokenIds: readonly number[]): Promise<ChunkCacheData> {
   if (tokenIds.length === 0) throw new InvalidArgumentError('a chunk needs at least one token');
+  if (engine.device) return (await precomputeChunks(engine, [tokenIds]))[0];
   const cache = engine.newCache(tokenIds.length + 1);
   await engine.forward(cache, [engine.config.bosTokenId, ...tokenIds], { logitRows: 'none' });
   const r = cache.rowSize;
@@ -26,6 +27,48 @@ export async function precomputeChunk(engine: Engine, tokenIds: readonly number[
     keys: cache.keys.map((k) => k.slice(r, cache.length * r)),
     values: cache.values.map((v) => v.slice(r, cache.length * r)),
   };
+}
+
+/** Padded tokens per batched device run: 64 chunks of 1,024 (a few GiB of attention scores at most). */
+const BATCH_TOKENS = 65536;
+
+/**
+ * Several chunks' caches. A device-resident engine computes them in batches (chunks of similar length
+ * together, each batch padded to its longest); the host engine one after another.
+ */
+export async function precomputeChunks(
+  engine: Engine,
+  chunks: readonly (readonly number[])[],
+): Promise<ChunkCacheData[]> {
+  if (chunks.some((c) => c.length === 0)) throw new InvalidArgumentError('a chunk needs at least one token');
+  const device = engine.device;
+  if (!device) {
+    const out: ChunkCacheData[] = [];
+    for (const c of chunks) out.push(await precomputeChunk(engine, c));
+    return out;
+  }
+  const order = chunks.map((_, i) => i).sort((a, b) => chunks[a].length - chunks[b].length);
+  const out = new Array<ChunkCacheData>(chunks.length);
+  const row = engine.config.numKvHeads * engine.config.headDim;
+  const bos = engine.config.bosTokenId;
+  for (let s = 0; s < order.length;) {
+    // Sorted ascending, so the batch's last chunk is its longest: grow while the padded batch fits.
+    let e = s + 1;
+    while (e < order.length && (e + 1 - s) * (chunks[order[e]].length + 1) <= BATCH_TOKENS) e++;
+    const batch = order.slice(s, e);
+    const rows = await device.prefillBatch(batch.map((i) => [bos, ...chunks[i]]));
+    batch.forEach((i, b) => {
+      const n = chunks[i].length;
+      out[i] = {
+        tokenIds: [...chunks[i]],
+        positions: Int32Array.from({ length: n }, (_, p) => p + 1),
+        keys: rows[b].k.map((k) => k.subarray(row)),
+        values: rows[b].v.map((v) => v.subarray(row)),
+      };
+    });
+    s = e;
+  }
+  return out;
 }
 
 /** An in-memory ChunkKvSource. */

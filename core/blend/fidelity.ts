@@ -1,4 +1,4 @@
-import type { Engine } from '../model/engine.js';
+import { releaseCache, type Engine } from '../model/engine.js';
 import { decode } from '../model/generate.js';
 import { blendPrefill } from './blend.js';
 import { memorySource, precomputeChunk } from './chunks.js';
@@ -58,6 +58,7 @@ export async function measureFidelity(
       maxTokens: n,
       stopAtEos: false,
     });
+    releaseCache(cache);
     return { prefill, tokens };
   };
   const fulls = [];

@@ -3,7 +3,13 @@
  * themselves, the loading controller and the fidelity measurement. Implementation files are internal.
  */
 export { blendPrefill, validateBlendOptions, DEFAULT_CHECK_LAYER, DEFAULT_RATIO } from './blend.js';
-export { memorySource, precomputeChunk, tokenIdsOnly, type ChunkCacheData } from './chunks.js';
+export {
+  memorySource,
+  precomputeChunk,
+  precomputeChunks,
+  tokenIdsOnly,
+  type ChunkCacheData,
+} from './chunks.js';
 export { controllerRatio, CostModel } from './controller.js';
 export { klDivergence, measureFidelity, softmax, type FidelityRow } from './fidelity.js';
 export { deviations, topK } from './selection.js';

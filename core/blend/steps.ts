@@ -1,7 +1,9 @@
 /**
- * The named steps the prefill modes are composed from: lay the prompt out, read chunk layers into the cache
- * (keys re-rotated to the chunk's offset), recompute every token through the layers below the check layer,
- * select tokens by deviation, and recompute the selection through one layer against the mixed cache.
+ * The named steps the prefill modes are composed from, as host functions: lay the prompt out, read chunk
+ * layers into the cache (keys re-rotated to the chunk's offset), recompute every token through the layers
+ * below the check layer, score tokens by deviation and keep the largest, and recompute the selection
+ * through one layer against the mixed cache. `HostPrefillSteps` (host-steps.ts) puts them behind the
+ * `PrefillSteps` interface the modes use; device-steps.ts does the same steps on the GPU.
  *
  * Cache rows follow prompt order: row 0 is BOS, then the template's prefix (a system prompt, if any), then
  * each chunk's tokens, then the suffix (the question, wrapped by the template); a row's RoPE position is its
@@ -11,8 +13,8 @@ import { InvalidArgumentError } from '../errors.js';
 import { rotateKeys } from '../kv/rope.js';
 import { buildMask, concatFloat32, type Engine } from '../model/engine.js';
 import type { KvCache } from '../model/kv-cache.js';
-import { deviations, topK } from './selection.js';
-import type { BlendOptions, ChunkKvSource } from './types.js';
+import { deviations } from './selection.js';
+import type { ChunkKvSource, DeviationMetric } from './types.js';
 
 export interface PromptLayout {
   /** BOS + the prefix's ids + every chunk's ids + the suffix's (question's) ids. */
@@ -152,35 +154,35 @@ export async function recomputeAllTokens(
 }
 
 /**
- * Keep the `target` active context tokens whose fresh K/V at `layer` (projected from their input to the
- * layer) deviate most from the cached rows (by `opts.metric`, after `opts.adjustDeviations` if given);
- * question tokens always stay. Unchanged when no more than `target` context tokens are active.
+ * Deviation at `layer` of the active context tokens (the first `count` active ones): their fresh K/V
+ * projected from their input to the layer, against the rows the cache holds for them.
  */
-export async function selectByDeviation(
+export async function scoreActive(
   engine: Engine,
   cache: KvCache,
   layer: number,
   active: ActiveTokens,
-  contextEnd: number,
-  target: number,
-  opts: Pick<BlendOptions, 'metric' | 'adjustDeviations'>,
-): Promise<ActiveTokens> {
+  count: number,
+  metric: DeviationMetric,
+): Promise<Float64Array> {
   const D = engine.config.hiddenSize;
-  const activeCtx = active.indices.filter((i) => i < contextEnd);
-  const ctxCount = activeCtx.length;
-  if (target >= ctxCount) return active;
-  const fresh = await engine.projectKv(
-    layer,
-    active.hidden.subarray(0, ctxCount * D),
-    engine.rope(activeCtx),
-  );
-  const metric = opts.metric ?? 'k';
-  const scores = deviations(metric, cache.rowSize, fresh, cache.keys[layer], cache.values[layer], activeCtx);
-  opts.adjustDeviations?.(layer, activeCtx, scores);
+  const ctx = active.indices.subarray(0, count);
+  const fresh = await engine.projectKv(layer, active.hidden.subarray(0, count * D), engine.rope(ctx));
+  return deviations(metric, cache.rowSize, fresh, cache.keys[layer], cache.values[layer], ctx);
+}
+
+/** Keep the listed active context tokens (indices among the first `count`, ascending) and every question token. */
+export function keepActive(
+  active: ActiveTokens,
+  keepContext: readonly number[],
+  count: number,
+  hiddenSize: number,
+): ActiveTokens {
+  const D = hiddenSize;
   // Survivors first (ascending), then the question tokens, which follow the context in prompt order.
   const keep = [
-    ...topK(scores, target),
-    ...Array.from({ length: active.indices.length - ctxCount }, (_, q) => ctxCount + q),
+    ...keepContext,
+    ...Array.from({ length: active.indices.length - count }, (_, q) => count + q),
   ];
   const indices = new Int32Array(keep.length);
   const hidden = new Float32Array(keep.length * D);

@@ -1,3 +1,5 @@
+import type { DeviceChunk } from '../model/device.js';
+
 /** Public types of the CacheBlend layer: modes, options, chunk cache sources, results. */
 
 export type BlendMode = 'full' | 'prefix' | 'reuse' | 'blend';
@@ -35,6 +37,10 @@ export interface ChunkKvSource {
   readonly tokenIds: readonly number[];
   /** Layer l's K and V, [tokens, kvHeads, headDim], keys rotated at positions 1..tokens. */
   layer(l: number): Promise<{ k: Float32Array; v: Float32Array }>;
+  /** The chunk's cache already on the engine's GPU (a GPU-tier hit): nothing to read or upload. */
+  readonly device?: DeviceChunk;
+  /** Offer a fresh upload to a GPU tier, which keeps its own reference (core/cache/device-tier.ts). */
+  keepOnDevice?(chunk: DeviceChunk): void;
 }
 
 export interface BlendTimings {
@@ -44,6 +50,8 @@ export interface BlendTimings {
   loadWaitMs: number;
   /** Time in onnxruntime and the blend's own arithmetic. */
   computeMs: number;
+  /** Device-resident engines: wall time of each step (a step ends when its host output arrives). */
+  steps?: Record<string, number>;
 }
 
 export interface BlendPrefill {

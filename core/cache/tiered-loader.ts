@@ -27,6 +27,8 @@ import {
   type ChunkObjectExpectation,
   type ProbedObject,
 } from './chunk-object.js';
+import type { DeviceChunk } from '../model/device.js';
+import type { DeviceChunkTier } from './device-tier.js';
 import type { CacheStats, CacheTier } from './types.js';
 import { ByteLru } from '../storage/lru.js';
 import type { ObjectStore } from '../storage/types.js';
@@ -47,6 +49,8 @@ export interface ChunkLoaderOptions {
   /** Sees each layer read from the disk cache or the store: bytes and wall time (the loading controller). */
   onLayerLoad?: (bytes: number, ms: number) => void;
   log?: Logger;
+  /** The GPU tier of a device-resident engine, in front of the LRU; absent or null: none. */
+  deviceTier?: DeviceChunkTier | null;
 }
 
 /** A chunk cache opened for one query. */
@@ -61,6 +65,37 @@ export interface LoadedChunk extends ChunkKvSource {
   complete(): Promise<void>;
   /** The whole validated object; only after complete(). */
   bytes(): Buffer;
+  /** Set when a GPU tier would keep the engine's upload of this chunk. */
+  keepOnDevice?: (chunk: DeviceChunk) => void;
+}
+
+/**
+ * A GPU-tier hit: the engine reads the chunk from GPU memory, so nothing is read here unless a layer is
+ * asked for anyway (then the host tiers are opened, once).
+ */
+class DeviceResidentChunk implements LoadedChunk {
+  readonly tier = 'gpu' as const;
+  private below: Promise<LoadedChunk> | null = null;
+
+  constructor(
+    readonly key: string,
+    readonly tokenIds: readonly number[],
+    readonly device: DeviceChunk,
+    private readonly openBelow: () => Promise<LoadedChunk>,
+  ) {}
+
+  async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
+    this.below ??= this.openBelow();
+    return (await this.below).layer(l);
+  }
+
+  async complete(): Promise<void> {
+    if (this.below) await (await this.below).complete();
+  }
+
+  bytes(): Buffer {
+    throw new Error('a GPU-tier chunk has no host copy here; read it with loadObject');
+  }
 }
 
 export class TieredChunkLoader {
@@ -87,8 +122,29 @@ export class TieredChunkLoader {
     return { fingerprint, tokenIds, numLayers, kvHeads, headDim };
   }
 
-  /** Open a chunk's cache through the tiers; never throws for a missing or bad object (it computes one). */
+  /**
+   * Open a chunk's cache through the tiers; never throws for a missing or bad object (it computes one).
+   * With a GPU tier, a chunk found there is read from nowhere else; one found below it is offered to it
+   * once the engine has uploaded it.
+   */
   async open(key: string, tokenIds: readonly number[], stats: CacheStats): Promise<LoadedChunk> {
+    const gpu = this.opts.deviceTier;
+    const resident = gpu?.get(key);
+    if (resident) {
+      stats.hits.gpu++;
+      return new DeviceResidentChunk(key, tokenIds, resident, () => this.openBelowGpu(key, tokenIds, stats));
+    }
+    const chunk = await this.openBelowGpu(key, tokenIds, stats);
+    if (gpu) chunk.keepOnDevice = (c) => gpu.put(key, c);
+    return chunk;
+  }
+
+  /** Open through the host tiers: LRU, disk, store, else compute. */
+  private async openBelowGpu(
+    key: string,
+    tokenIds: readonly number[],
+    stats: CacheStats,
+  ): Promise<LoadedChunk> {
     const fromLru = this.openFromLru(key, tokenIds, stats);
     if (fromLru) return fromLru;
     const tiers: [CacheTier, ObjectStore | null][] = [
@@ -154,9 +210,9 @@ export class TieredChunkLoader {
     return new RangedChunk(this, key, tokenIds, tier, reader, objKey, probed.header, probed.probe, stats);
   }
 
-  /** The whole validated object of a chunk, through the tiers (tests and tools). */
+  /** The whole validated object of a chunk, through the host tiers (tests and tools). */
   async loadObject(key: string, tokenIds: readonly number[], stats: CacheStats): Promise<Buffer> {
-    const chunk = await this.open(key, tokenIds, stats);
+    const chunk = await this.openBelowGpu(key, tokenIds, stats);
     await chunk.complete();
     await this.flush();
     return chunk.bytes();

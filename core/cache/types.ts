@@ -1,6 +1,7 @@
 /** What a query learns about where its chunk caches came from. */
 
-export type CacheTier = 'lru' | 'disk' | 'store';
+/** 'gpu': the GPU tier of a device-resident engine (nothing read or uploaded). */
+export type CacheTier = 'gpu' | 'lru' | 'disk' | 'store';
 
 export interface CacheStats {
   /** Chunk caches found in each tier. */
@@ -18,9 +19,9 @@ export interface CacheStats {
 
 export function emptyCacheStats(): CacheStats {
   return {
-    hits: { lru: 0, disk: 0, store: 0 },
+    hits: { gpu: 0, lru: 0, disk: 0, store: 0 },
     misses: 0,
     corrupt: 0,
-    bytesLoaded: { lru: 0, disk: 0, store: 0 },
+    bytesLoaded: { gpu: 0, lru: 0, disk: 0, store: 0 },
   };
 }

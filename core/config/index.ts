@@ -24,6 +24,8 @@
  * | EXECUTION_PROVIDER      | cpu                                       | cpu, webgpu, cuda                       |
  * | KV_DTYPE                | float16                                   | float16, float32                        |
  * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
+ * | GPU_TIER_BYTES          | 2147483648 (2 GiB)                        | chunk caches kept in GPU memory (webgpu) |
+ * | DEVICE_DTYPE            | float16                                   | float16, float32 (webgpu compute)       |
  * | DISK_CACHE_DIR          | <DATA_DIR>/disk-cache                     |                                         |
  * | CHUNK_TOKEN_BUDGET      | 256                                       |                                         |
  * | QUERY_TIMEOUT_MS        | 60000                                     |                                         |
@@ -56,6 +58,7 @@ import { projectRoot } from '../util/fs.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 export type KvDtype = 'float16' | 'float32';
+export type DeviceDtype = 'float32' | 'float16';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 export interface S3Settings {
@@ -111,6 +114,10 @@ export interface Config {
   readonly executionProvider: ExecutionProvider;
   readonly kvDtype: KvDtype;
   readonly lruBytes: number;
+  /** Bytes of chunk caches a device-resident (WebGPU) engine keeps in GPU memory; 0 disables the tier. */
+  readonly gpuTierBytes: number;
+  /** Precision of weights, activations and KV on the device (WebGPU). */
+  readonly deviceDtype: DeviceDtype;
   /** Absolute. */
   readonly diskCacheDir: string;
   readonly chunkTokenBudget: number;
@@ -227,6 +234,8 @@ const EnvSchema = z.object({
   EXECUTION_PROVIDER: oneOf(['cpu', 'webgpu', 'cuda'], 'cpu'),
   KV_DTYPE: oneOf(['float16', 'float32'], 'float16'),
   LRU_BYTES: int(0, MAX, 256 * 1024 * 1024),
+  GPU_TIER_BYTES: int(0, MAX, 2 * 1024 ** 3),
+  DEVICE_DTYPE: oneOf(['float16', 'float32'], 'float16'),
   DISK_CACHE_DIR: z.string().optional(),
   CHUNK_TOKEN_BUDGET: int(1, 1_000_000, 256),
   QUERY_TIMEOUT_MS: int(1, 24 * 60 * 60 * 1000, 60_000),
@@ -295,6 +304,8 @@ export function loadConfig(
     executionProvider: e.EXECUTION_PROVIDER,
     kvDtype: e.KV_DTYPE,
     lruBytes: e.LRU_BYTES,
+    gpuTierBytes: e.GPU_TIER_BYTES,
+    deviceDtype: e.DEVICE_DTYPE,
     diskCacheDir: path.resolve(cwd, e.DISK_CACHE_DIR ?? path.join(dataDir, 'disk-cache')),
     chunkTokenBudget: e.CHUNK_TOKEN_BUDGET,
     queryTimeoutMs: e.QUERY_TIMEOUT_MS,

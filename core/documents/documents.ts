@@ -636,21 +636,25 @@ export class DocumentService {
     await redisCall(() => this.script('mark-failed', keys, args));
   }
 
-  /** Chunk hash fields, for the batch summary and tests. */
+  /** Chunk hash fields (state, bytes stored and written, token count), for the batch summary and tests. */
   async chunkInfo(
     keys: string[],
-  ): Promise<Map<string, { state: ChunkState | null; written: number; bytes: number }>> {
-    const out = new Map<string, { state: ChunkState | null; written: number; bytes: number }>();
+  ): Promise<Map<string, { state: ChunkState | null; written: number; bytes: number; tokens: number }>> {
+    const out = new Map<
+      string,
+      { state: ChunkState | null; written: number; bytes: number; tokens: number }
+    >();
     if (keys.length === 0) return out;
     const p = this.redis.pipeline();
-    for (const k of keys) p.hmget(this.keys.chunk(k), 'state', 'written', 'bytes');
+    for (const k of keys) p.hmget(this.keys.chunk(k), 'state', 'written', 'bytes', 'ntokens');
     const replies = (await redisCall(() => p.exec())) ?? [];
     keys.forEach((k, i) => {
-      const [state, written, bytes] = (replies[i]?.[1] ?? []) as (string | null)[];
+      const [state, written, bytes, tokens] = (replies[i]?.[1] ?? []) as (string | null)[];
       out.set(k, {
         state: state as ChunkState | null,
         written: Number(written ?? 0),
         bytes: Number(bytes ?? 0),
+        tokens: Number(tokens ?? 0),
       });
     });
     return out;

@@ -5,7 +5,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { CostModel, DEFAULT_RATIO, tokenIdsOnly, type BlendOptions } from '../blend/index.js';
-import type { KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
+import type { DeviceDtype, KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
 import { CancelledError, InvalidArgumentError, KvMismatchError, errorMessage } from '../errors.js';
 import { Engine, type ExecutionProvider } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
@@ -23,12 +23,14 @@ import { openObjectStore } from '../storage/index.js';
 import { DiskTier } from '../cache/disk-tier.js';
 import type { ObjectStore } from '../storage/types.js';
 import type { Tokenizer } from '../model/types.js';
+import { DeviceChunkTier } from '../cache/device-tier.js';
 import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
 import { createLogger, type LogLevel, type Logger } from '../ops/log.js';
 import {
   blendAndDecode,
   checkContextFits,
   computeChunkObject,
+  computeChunkObjects,
   promptLength,
   type BlendAnswer,
   type PromptParts,
@@ -47,6 +49,10 @@ export interface EngineThreadInit {
   /** Bound of the disk tier in bytes (0 disables it). */
   diskCacheBytes: number;
   lruBytes: number;
+  /** GPU tier bytes (device-resident engines only; 0 or absent: off). */
+  gpuTierBytes?: number;
+  /** Device precision (device-resident engines only; default float32). */
+  deviceDtype?: DeviceDtype;
   kvDtype: KvDtype;
   /** r_min of `ratio: "auto"` (BLEND_MIN_RATIO; default 0.15). */
   minRatio?: number;
@@ -60,6 +66,8 @@ export interface EngineInfo {
   kvHeads: number;
   headDim: number;
   maxPositions: number;
+  /** The engine computes several chunks in one run (device-resident): worth batching precompute jobs. */
+  batchesChunks: boolean;
 }
 
 /** What the thread returns for a blend job; the worker adds queueMs and workerMs. */
@@ -85,6 +93,7 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
   const engine = await Engine.create(model, {
     executionProvider: init.executionProvider,
     threads: init.threads,
+    deviceDtype: init.deviceDtype,
   });
   const cfg = model.config;
   const cost = new CostModel();
@@ -108,6 +117,7 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     compute: (ids) => computeChunkObject(engine, ids, init.kvDtype),
     onLayerLoad: (bytes, ms) => cost.observeLoad(bytes, ms),
     log,
+    deviceTier: engine.device && init.gpuTierBytes ? new DeviceChunkTier(init.gpuTierBytes) : null,
   });
   return { init, engine, store, disk, loader, cost, log };
 }
@@ -125,6 +135,7 @@ export async function createHandlers(init: EngineThreadInit) {
         kvHeads: cfg.numKvHeads,
         headDim: cfg.headDim,
         maxPositions: cfg.maxPositionEmbeddings,
+        batchesChunks: engine.device !== null,
       };
     },
 
@@ -132,6 +143,14 @@ export async function createHandlers(init: EngineThreadInit) {
     async computeChunk(tokenIds: number[]): Promise<Buffer> {
       if (tokenIds.length === 0) throw new InvalidArgumentError('a chunk needs at least one token');
       return computeChunkObject(engine, tokenIds, init.kvDtype);
+    },
+
+    /** Several chunks' encoded objects, computed in one batch where the engine can (the GPU's). */
+    async computeChunks(tokenIds: number[][]): Promise<Buffer[]> {
+      if (tokenIds.some((t) => t.length === 0)) {
+        throw new InvalidArgumentError('a chunk needs at least one token');
+      }
+      return computeChunkObjects(engine, tokenIds, init.kvDtype);
     },
 
     /** `cancel[0]` set to 1 (by the worker's main thread) stops the job at its next step. */

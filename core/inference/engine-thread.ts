@@ -24,6 +24,8 @@ export function engineThreadInit(
     diskCacheDir: config.diskCacheDir,
     diskCacheBytes: config.diskCacheBytes,
     lruBytes: config.lruBytes,
+    gpuTierBytes: config.gpuTierBytes,
+    deviceDtype: config.deviceDtype,
     kvDtype: config.kvDtype,
     minRatio: config.blendMinRatio,
     logLevel: config.logLevel,

@@ -8,13 +8,14 @@ import {
   blendPrefill,
   memorySource,
   precomputeChunk,
+  precomputeChunks,
   type ChunkCacheData,
   type BlendOptions,
   type BlendPrefill,
   type ChunkKvSource,
 } from '../blend/index.js';
 import { decodeChunkKv, encodeChunkKv, type KvDtype } from '../kv/format.js';
-import type { Engine } from '../model/engine.js';
+import { releaseCache, type Engine } from '../model/engine.js';
 import { decode, type FinishReason, type SamplingOptions } from '../model/generate.js';
 import type { Tokenizer } from '../model/types.js';
 import { InvalidArgumentError } from '../errors.js';
@@ -39,6 +40,15 @@ export async function computeChunkObject(
   dtype: KvDtype,
 ): Promise<Buffer> {
   return encodeChunkCache(engine, await precomputeChunk(engine, ids), dtype);
+}
+
+/** Several chunks' encoded objects; a device-resident engine computes them in batches. */
+export async function computeChunkObjects(
+  engine: Engine,
+  ids: readonly (readonly number[])[],
+  dtype: KvDtype,
+): Promise<Buffer[]> {
+  return (await precomputeChunks(engine, ids)).map((data) => encodeChunkCache(engine, data, dtype));
 }
 
 /** A chunk's cache as the service would hold it: precomputed, then encoded and decoded in `dtype`. */
@@ -186,16 +196,20 @@ export async function blendAndDecode(
     promptIds(engine.config.bosTokenId, parts),
     sampling.stop?.filter((s) => s !== '') ?? [],
   );
-  const { tokens, finishReason, decodeMs } = await decode(
-    engine,
-    cache,
-    prefill.firstTokenLogits,
-    sampling,
-    (id) => {
-      const stopped = answer.push(id);
-      onText?.(answer.streamable());
-      return stopped;
-    },
-  );
-  return { prefill, tokens, text: answer.text, finishReason, totalMs: performance.now() - t0, decodeMs };
+  try {
+    const { tokens, finishReason, decodeMs } = await decode(
+      engine,
+      cache,
+      prefill.firstTokenLogits,
+      sampling,
+      (id) => {
+        const stopped = answer.push(id);
+        onText?.(answer.streamable());
+        return stopped;
+      },
+    );
+    return { prefill, tokens, text: answer.text, finishReason, totalMs: performance.now() - t0, decodeMs };
+  } finally {
+    releaseCache(cache); // a device cache's GPU buffers go now, not when the garbage collector runs
+  }
 }

@@ -1,7 +1,9 @@
 import ort from 'onnxruntime-node';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, UnavailableError } from '../errors.js';
 import { inverseFrequencies, ropeTables } from '../kv/rope.js';
+import { chooseAttention, DeviceKvCache, DeviceRunner } from './device.js';
 import { KvCache } from './kv-cache.js';
+import type { DeviceDtype, SelectiveAttention } from './onnx/device-graphs.js';
 import { buildHeadGraph, buildKvProjectionGraph, buildLayerGraph } from './onnx/graphs.js';
 import type { LoadedModel, ModelConfig } from './types.js';
 
@@ -19,6 +21,58 @@ export interface EngineOptions {
    * about twice as fast at 2,048 tokens on the 2-core CPU.
    */
   prefillBlock?: number;
+  /**
+   * WebGPU only: keep hidden states and KV caches on the GPU between runs (default true). Off, the
+   * WebGPU engine runs the per-layer graphs with host copies, like the CPU.
+   */
+  deviceResident?: boolean;
+  /** Precision of weights, activations and KV on the device (default float32); the CPU is always fp32. */
+  deviceDtype?: DeviceDtype;
+  /** Longest run of new tokens per device call (default 4096). */
+  deviceBlock?: number;
+  /**
+   * Attention kernels on the device (causal; blend's selective layers): by default onnxruntime's fused
+   * kernels where a check at start finds they agree with the decomposed graphs on this adapter.
+   */
+  deviceAttention?: 'fused' | 'decomposed';
+  deviceSelectiveAttention?: SelectiveAttention;
+  /** Extra onnxruntime session options (benchmarks: profiling). */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
+}
+
+/**
+ * A provider that cannot start fails with what to install, not onnxruntime's library error alone: the CUDA
+ * provider's binaries are not in onnxruntime-node's npm package (its install script fetches them on
+ * request) and need CUDA 12 and cuDNN 9; WebGPU needs a Vulkan driver and loader.
+ */
+function providerUnavailable(ep: ExecutionProvider, err: unknown): unknown {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (ep === 'cuda' && /Failed to load|cannot open shared object|providers_(shared|cuda)|CUDA/i.test(msg)) {
+    return new UnavailableError(
+      'the CUDA execution provider could not be loaded. It needs NVIDIA CUDA 12 and cuDNN 9 installed ' +
+        "(their libraries on the loader's path) and onnxruntime-node's CUDA binaries, which npm does not " +
+        'install by default: run `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` (or `npm install ' +
+        `--onnxruntime-node-install=cuda12\`). onnxruntime said: ${msg.split('\n')[0]}`,
+      { cause: err },
+    );
+  }
+  if (ep === 'webgpu' && /adapter|Vulkan|vkCreateInstance/i.test(msg)) {
+    return new UnavailableError(
+      "the WebGPU execution provider found no GPU adapter. It runs through Vulkan: install the GPU's " +
+        'Vulkan driver and the Vulkan loader (Debian/Ubuntu: libvulkan1; with an NVIDIA driver also the GL ' +
+        `vendor libraries, libglvnd0 libegl1); see docs/gpu.md. onnxruntime said: ${msg.split('\n')[0]}`,
+      { cause: err },
+    );
+  }
+  return err;
+}
+
+/** A sequence's KV cache: on the host (CPU, or a GPU engine's host-copy path) or on the device. */
+export type SequenceCache = KvCache | DeviceKvCache;
+
+/** Free a cache's GPU buffers now (a host cache is left to the garbage collector). */
+export function releaseCache(cache: SequenceCache): void {
+  if (cache instanceof DeviceKvCache) cache.dispose();
 }
 
 /** Additive attention mask value for "may not attend"; finite so a WebGPU softmax never sees -inf - -inf. */
@@ -66,17 +120,39 @@ export class Engine {
   /** Sees every layer run's token count and wall time (the loading controller's cost model learns from it). */
   layerObserver: ((tokens: number, ms: number) => void) | null = null;
   private readonly kvProjSessions = new Map<number, Promise<ort.InferenceSession>>();
+  private readonly layers: Promise<ort.InferenceSession>[] = [];
+  private head: Promise<ort.InferenceSession> | null = null;
 
   private constructor(
     readonly model: LoadedModel,
-    private readonly layers: ort.InferenceSession[],
-    private readonly head: ort.InferenceSession,
     private readonly sessionOptions: ort.InferenceSession.SessionOptions,
     readonly executionProvider: ExecutionProvider,
     readonly prefillBlock: number,
+    private readonly emitPresent: boolean,
+    /** Device-resident execution (WebGPU), or null: every run copies its inputs and outputs. */
+    readonly device: DeviceRunner | null,
   ) {
     this.config = model.config;
     this.invFreq = inverseFrequencies(model.config);
+  }
+
+  /** The per-layer graph of the host path, created on first use (a device-resident engine rarely needs it). */
+  private layerSession(l: number): Promise<ort.InferenceSession> {
+    if (!this.layers[l]) {
+      const bytes = buildLayerGraph(this.config, this.model.weights.layers[l], l, {
+        emitPresent: this.emitPresent,
+      });
+      this.layers[l] = ort.InferenceSession.create(bytes, this.sessionOptions);
+    }
+    return this.layers[l];
+  }
+
+  private headSession(): Promise<ort.InferenceSession> {
+    this.head ??= ort.InferenceSession.create(
+      buildHeadGraph(this.config, this.model.weights.finalNorm, this.model.weights.lmHead),
+      this.sessionOptions,
+    );
+    return this.head;
   }
 
   static async create(model: LoadedModel, opts: EngineOptions = {}): Promise<Engine> {
@@ -90,22 +166,71 @@ export class Engine {
       // One session per layer means one intra-op pool per layer: spinning pools of idle layers steal the
       // cores from the running one (measured 1.6x slower prefill on 2 cores), so they sleep instead.
       ...(ep === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+      ...opts.sessionOptions,
     };
-    const cfg = model.config;
-    const layers: ort.InferenceSession[] = [];
-    for (let l = 0; l < cfg.numLayers; l++) {
-      const bytes = buildLayerGraph(cfg, model.weights.layers[l], l, { emitPresent: opts.emitPresent });
-      layers.push(await ort.InferenceSession.create(bytes, sessionOptions));
+    try {
+      return await Engine.build(model, opts, sessionOptions, ep);
+    } catch (err) {
+      throw providerUnavailable(ep, err);
     }
-    const head = await ort.InferenceSession.create(
-      buildHeadGraph(cfg, model.weights.finalNorm, model.weights.lmHead),
+  }
+
+  private static async build(
+    model: LoadedModel,
+    opts: EngineOptions,
+    sessionOptions: ort.InferenceSession.SessionOptions,
+    ep: ExecutionProvider,
+  ): Promise<Engine> {
+    const device =
+      ep === 'webgpu' && (opts.deviceResident ?? true)
+        ? await Engine.deviceRunner(model, opts, sessionOptions)
+        : null;
+    const engine = new Engine(
+      model,
       sessionOptions,
+      ep,
+      opts.prefillBlock ?? 512,
+      opts.emitPresent ?? false,
+      device,
     );
-    return new Engine(model, layers, head, sessionOptions, ep, opts.prefillBlock ?? 512);
+    if (device) {
+      // Fail here, not on the first request, when the provider cannot run: one token through the model.
+      const probe = new DeviceKvCache();
+      await device.forward(probe, [model.config.bosTokenId]);
+      probe.dispose();
+    } else {
+      for (let l = 0; l < model.config.numLayers; l++) await engine.layerSession(l);
+      await engine.headSession();
+    }
+    return engine;
+  }
+
+  private static async deviceRunner(
+    model: LoadedModel,
+    opts: EngineOptions,
+    sessionOptions: ort.InferenceSession.SessionOptions,
+  ): Promise<DeviceRunner> {
+    const checked =
+      opts.deviceAttention && opts.deviceSelectiveAttention
+        ? null
+        : await chooseAttention(model, sessionOptions);
+    return new DeviceRunner(
+      model,
+      opts.deviceDtype ?? 'float32',
+      sessionOptions,
+      opts.deviceBlock ?? 4096,
+      opts.deviceAttention ?? checked!.attention,
+      opts.deviceSelectiveAttention ?? checked!.selective,
+    );
   }
 
   newCache(capacity = 64): KvCache {
     return new KvCache(this.config.numLayers, this.config.numKvHeads, this.config.headDim, capacity);
+  }
+
+  /** An empty cache for generating a sequence: on the device when the engine is device-resident. */
+  newSequenceCache(capacity = 64): SequenceCache {
+    return this.device ? new DeviceKvCache() : this.newCache(capacity);
   }
 
   embed(ids: readonly number[]): Float32Array {
@@ -148,7 +273,7 @@ export class Engine {
       mask: new ort.Tensor('float32', mask, [T, S + T]),
     };
     const t0 = performance.now();
-    const out = await this.layers[layer].run(feeds);
+    const out = await (await this.layerSession(layer)).run(feeds);
     this.layerObserver?.(T, performance.now() - t0);
     const k = out.k ?? out.present_k;
     const v = out.v ?? out.present_v;
@@ -188,7 +313,8 @@ export class Engine {
   /** Logits [N, vocab] of N final hidden states. */
   async logits(hidden: Float32Array): Promise<Float32Array> {
     const D = this.config.hiddenSize;
-    const out = await this.head.run({ hidden: new ort.Tensor('float32', hidden, [hidden.length / D, D]) });
+    const session = await this.headSession();
+    const out = await session.run({ hidden: new ort.Tensor('float32', hidden, [hidden.length / D, D]) });
     return out.logits.data as Float32Array;
   }
 
@@ -197,10 +323,18 @@ export class Engine {
    * their K/V into the cache. Returns the logits of the rows selected by `logitRows`.
    */
   async forward(
-    cache: KvCache,
+    cache: SequenceCache,
     ids: readonly number[],
     opts: { positions?: ArrayLike<number>; logitRows?: 'last' | 'all' | 'none' } = {},
   ): Promise<Float32Array> {
+    if (cache instanceof DeviceKvCache) {
+      if (opts.positions || opts.logitRows === 'all') {
+        throw new InvalidArgumentError(
+          'a device cache appends at the next position and returns the last logits',
+        );
+      }
+      return this.device!.forward(cache, ids);
+    }
     const T = ids.length;
     if (T === 0) throw new InvalidArgumentError('forward needs at least one token');
     const start = cache.length === 0 ? 0 : cache.positions[cache.length - 1] + 1;
@@ -247,9 +381,10 @@ export class Engine {
   }
 
   async dispose(): Promise<void> {
-    for (const s of this.layers) await s.release();
-    await this.head.release();
+    for (const s of this.layers) if (s) await (await s).release();
+    if (this.head) await (await this.head).release();
     for (const s of this.kvProjSessions.values()) await (await s).release();
+    await this.device?.dispose();
   }
 }
 

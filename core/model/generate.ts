@@ -1,6 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
-import type { Engine } from './engine.js';
-import type { KvCache } from './kv-cache.js';
+import { releaseCache, type Engine, type SequenceCache } from './engine.js';
 
 export interface SamplingOptions {
   maxTokens: number;
@@ -88,7 +87,7 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rand: () =
  */
 export async function decode(
   engine: Engine,
-  cache: KvCache,
+  cache: SequenceCache,
   firstLogits: Float32Array,
   o: SamplingOptions,
   onToken?: (id: number) => boolean | void,
@@ -133,10 +132,11 @@ export async function generate(
 ): Promise<GenerateResult> {
   if (promptIds.length === 0) throw new InvalidArgumentError('the prompt is empty');
   const t0 = performance.now();
-  const cache = engine.newCache(promptIds.length + o.maxTokens);
+  const cache = engine.newSequenceCache(promptIds.length + o.maxTokens);
   const first = await engine.forward(cache, promptIds);
   const ttftMs = performance.now() - t0;
   const { tokens } = await decode(engine, cache, first, o);
+  releaseCache(cache);
   return {
     promptTokens: promptIds.length,
     tokens,

@@ -100,7 +100,7 @@ export function metrics(): Metrics {
 export function observeBlend(result: BlendJobResult): void {
   const m = metrics();
   m.ttft.observe({ mode: result.mode }, result.ttftMs / 1000);
-  for (const tier of ['lru', 'disk', 'store'] as CacheTier[]) {
+  for (const tier of ['gpu', 'lru', 'disk', 'store'] as CacheTier[]) {
     if (result.cache.hits[tier]) m.cacheHits.inc({ tier }, result.cache.hits[tier]);
     if (result.cache.bytesLoaded[tier]) m.bytesLoaded.inc({ tier }, result.cache.bytesLoaded[tier]);
   }

@@ -206,7 +206,12 @@ describe('CacheBlend service over HTTP', () => {
     const r = await http('POST', '/v1/query', { question: 'Tom opened the box', documents: ['story-1'] });
     expect(r.status).toBe(200);
     const n = (await manifest('story-1')).chunks.length;
-    expect((r.body.cache as { hits: Record<string, number> }).hits).toEqual({ lru: n, disk: 0, store: 0 });
+    expect((r.body.cache as { hits: Record<string, number> }).hits).toEqual({
+      gpu: 0,
+      lru: n,
+      disk: 0,
+      store: 0,
+    });
   });
 
   it('runs a query asynchronously and reports it under /v1/jobs', async () => {

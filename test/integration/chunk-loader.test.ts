@@ -107,7 +107,7 @@ for (const backend of backends) {
       const loader = loaderFor(remote.store, disk.store, 1 << 20);
       let stats = emptyCacheStats();
       expect((await loader.loadObject(key, ids, stats)).equals(object)).toBe(true);
-      expect(stats.hits).toEqual({ lru: 0, disk: 0, store: 1 });
+      expect(stats.hits).toEqual({ gpu: 0, lru: 0, disk: 0, store: 1 });
       expect(stats.misses).toBe(0);
       expect(stats.bytesLoaded.store).toBe(object.length);
       // A header probe, then one byte range per layer; never a whole-object GET.
@@ -118,7 +118,7 @@ for (const backend of backends) {
       stats = emptyCacheStats();
       const before = { ...remote.calls };
       expect((await loader.loadObject(key, ids, stats)).equals(object)).toBe(true);
-      expect(stats.hits).toEqual({ lru: 1, disk: 0, store: 0 });
+      expect(stats.hits).toEqual({ gpu: 0, lru: 1, disk: 0, store: 0 });
       expect(remote.calls).toEqual(before);
 
       // A new process (empty LRU) with the same disk cache: a disk hit.
@@ -127,7 +127,7 @@ for (const backend of backends) {
       expect(
         (await loaderFor(fresh.store, disk.store, 1 << 20).loadObject(key, ids, stats)).equals(object),
       ).toBe(true);
-      expect(stats.hits).toEqual({ lru: 0, disk: 1, store: 0 });
+      expect(stats.hits).toEqual({ gpu: 0, lru: 0, disk: 1, store: 0 });
       expect(fresh.calls.getRange + fresh.calls.get).toBe(0);
 
       // A corrupt disk copy is replaced from the store (and the disk copy rewritten).
@@ -148,7 +148,7 @@ for (const backend of backends) {
       stats = emptyCacheStats();
       await storeOnly.loadObject(key, ids, stats);
       await storeOnly.loadObject(key, ids, stats);
-      expect(stats.hits).toEqual({ lru: 0, disk: 0, store: 2 });
+      expect(stats.hits).toEqual({ gpu: 0, lru: 0, disk: 0, store: 2 });
     });
 
     it('computes and stores a chunk that is missing everywhere', async () => {
@@ -157,7 +157,7 @@ for (const backend of backends) {
       const stats = emptyCacheStats();
       const buf = await loaderFor(store, null, 0).loadObject(key, ids, stats);
       expect(stats.misses).toBe(1);
-      expect(stats.hits).toEqual({ lru: 0, disk: 0, store: 0 });
+      expect(stats.hits).toEqual({ gpu: 0, lru: 0, disk: 0, store: 0 });
       const expected = await computeChunkObject(engine, ids, 'float16');
       expect(buf.equals(expected)).toBe(true);
       expect((await store.get(chunkObjectKey(fp(), key)))!.equals(expected)).toBe(true);

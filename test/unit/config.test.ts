@@ -41,6 +41,8 @@ describe('loadConfig', () => {
       executionProvider: 'cpu',
       kvDtype: 'float16',
       lruBytes: 256 * 1024 * 1024,
+      gpuTierBytes: 2 * 1024 ** 3,
+      deviceDtype: 'float16',
       diskCacheDir: '/srv/app/.data/disk-cache',
       chunkTokenBudget: 256,
       queryTimeoutMs: 60_000,
@@ -320,7 +322,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(42);
+    expect(CONFIG_VARIABLES).toHaveLength(44);
   });
 
   it('documents every variable in the README configuration table', () => {

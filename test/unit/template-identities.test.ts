@@ -17,6 +17,7 @@ import {
   type ChunkKvSource,
 } from '../../core/blend/index.js';
 import { Engine } from '../../core/model/engine.js';
+import type { KvCache } from '../../core/model/kv-cache.js';
 import { decode } from '../../core/model/generate.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { frameIds, renderFrame } from '../../core/model/template.js';
@@ -162,11 +163,12 @@ for (const which of [
       expect(p).toBeGreaterThan(3);
       const r = await run(engine, c, { mode: 'blend', ratio: 1 });
       expect(r.prefill.prefixTokens).toBe(p);
-      const row = r.cache.rowSize;
+      const cache = r.cache as KvCache; // a CPU engine's cache is on the host
+      const row = cache.rowSize;
       for (let l = 0; l < engine.config.numLayers; l++) {
         const { k, v } = await c.prefix.layer(l);
-        expect(r.cache.keys[l].subarray(row, (1 + p) * row)).toEqual(k);
-        expect(r.cache.values[l].subarray(row, (1 + p) * row)).toEqual(v);
+        expect(cache.keys[l].subarray(row, (1 + p) * row)).toEqual(k);
+        expect(cache.values[l].subarray(row, (1 + p) * row)).toEqual(v);
       }
       // Context tokens are the chunks only; blend recomputes round(r × them).
       const half = await run(engine, c, { mode: 'blend', ratio: 0.5 });

@@ -1,12 +1,22 @@
 import onnxProto from 'onnx-proto';
+import { float32ToFloat16Bits } from '../../util/half.js';
 
 const { onnx } = onnxProto;
-type DataType = 'float' | 'int64';
+export type DataType = 'float' | 'float16' | 'int64' | 'int32' | 'bool';
 
-const ELEM: Record<DataType, number> = {
+export const ELEM: Record<DataType, number> = {
   float: onnx.TensorProto.DataType.FLOAT,
+  float16: onnx.TensorProto.DataType.FLOAT16,
   int64: onnx.TensorProto.DataType.INT64,
+  int32: onnx.TensorProto.DataType.INT32,
+  bool: onnx.TensorProto.DataType.BOOL,
 };
+
+function toFloat16(data: Float32Array): Uint16Array {
+  const out = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = float32ToFloat16Bits(data[i]);
+  return out;
+}
 
 /** A symbolic or fixed dimension of a graph input/output. */
 export type Dim = number | string;
@@ -21,6 +31,8 @@ export class GraphBuilder {
   private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private counter = 0;
+  /** Operator domains besides ONNX's own that the graph uses (e.g. com.microsoft contrib ops). */
+  private readonly domains = new Set<string>();
 
   constructor(private readonly name: string) {}
 
@@ -38,16 +50,20 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, type, dims));
   }
 
-  /** A float initializer; `data` is referenced, not copied, until the model is serialized. */
-  weight(name: string, data: Float32Array, dims: number[]): string {
+  /**
+   * A float initializer; `data` is referenced, not copied, until the model is serialized. With `type`
+   * 'float16' the values are rounded to half precision (a new array).
+   */
+  weight(name: string, data: Float32Array, dims: number[], type: 'float' | 'float16' = 'float'): string {
     const expected = dims.reduce((a, b) => a * b, 1);
     if (expected !== data.length)
       throw new Error(`initializer ${name}: ${data.length} values for dims ${dims}`);
+    const raw = type === 'float16' ? toFloat16(data) : data;
     this.initializers.push({
       name,
-      dataType: ELEM.float,
+      dataType: ELEM[type],
       dims,
-      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      rawData: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength),
     });
     return name;
   }
@@ -64,13 +80,20 @@ export class GraphBuilder {
     return name;
   }
 
-  scalar(value: number, hint = 'scalar'): string {
+  scalar(value: number, hint = 'scalar', type: 'float' | 'float16' = 'float'): string {
+    const name = this.fresh(hint);
+    const raw = type === 'float16' ? toFloat16(new Float32Array([value])) : new Float32Array([value]);
+    this.initializers.push({ name, dataType: ELEM[type], dims: [], rawData: new Uint8Array(raw.buffer) });
+    return name;
+  }
+
+  int32s(values: number[], hint = 'const'): string {
     const name = this.fresh(hint);
     this.initializers.push({
       name,
-      dataType: ELEM.float,
-      dims: [],
-      rawData: new Uint8Array(new Float32Array([value]).buffer),
+      dataType: ELEM.int32,
+      dims: [values.length],
+      rawData: new Uint8Array(new Int32Array(values).buffer),
     });
     return name;
   }
@@ -80,13 +103,22 @@ export class GraphBuilder {
     inputs: string[],
     attrs: Record<string, number | number[] | string> = {},
     outputNames?: string[] | number,
+    domain = '',
   ): string[] {
     const outputs =
       typeof outputNames === 'number' || outputNames === undefined
         ? Array.from({ length: outputNames ?? 1 }, () => this.fresh(opType.toLowerCase()))
         : outputNames;
     const attribute = Object.entries(attrs).map(([name, v]) => attributeProto(name, v));
-    this.nodes.push({ opType, input: inputs, output: outputs, attribute, name: this.fresh(`n_${opType}`) });
+    if (domain) this.domains.add(domain);
+    this.nodes.push({
+      opType,
+      domain,
+      input: inputs,
+      output: outputs,
+      attribute,
+      name: this.fresh(`n_${opType}`),
+    });
     return outputs;
   }
 
@@ -95,11 +127,19 @@ export class GraphBuilder {
     return this.op(opType, inputs, attrs)[0];
   }
 
+  /** Names of the graph outputs declared so far. */
+  outputNames(): string[] {
+    return this.outputs.map((o) => o.name ?? '');
+  }
+
   toBytes(opset = 17): Uint8Array {
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'cacheblend',
-      opsetImport: [{ domain: '', version: opset }],
+      opsetImport: [
+        { domain: '', version: opset },
+        ...[...this.domains].map((domain) => ({ domain, version: 1 })),
+      ],
       graph: {
         name: this.name,
         node: this.nodes,

@@ -20,7 +20,7 @@ export interface LayerGraphOptions {
 }
 
 /** W [out, in] row-major → W^T [in, out], the layout MatMul(x, W^T) wants. */
-function transposed(w: Float32Array, out: number, inp: number): Float32Array {
+export function transposed(w: Float32Array, out: number, inp: number): Float32Array {
   const t = new Float32Array(w.length);
   for (let o = 0; o < out; o++) {
     const row = o * inp;
@@ -30,7 +30,7 @@ function transposed(w: Float32Array, out: number, inp: number): Float32Array {
 }
 
 /** Concatenate several [out_k, in] matrices along `out` and transpose: [in, sum(out_k)]. */
-function fusedTransposed(mats: { w: Float32Array; out: number }[], inp: number): Float32Array {
+export function fusedTransposed(mats: { w: Float32Array; out: number }[], inp: number): Float32Array {
   const total = mats.reduce((a, m) => a + m.out, 0);
   const t = new Float32Array(total * inp);
   let col = 0;
@@ -44,7 +44,7 @@ function fusedTransposed(mats: { w: Float32Array; out: number }[], inp: number):
   return t;
 }
 
-function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
+export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
   const ms = g.o('ReduceMean', [g.o('Mul', [x, x])], { axes: [-1], keepdims: 1 });
   const denom = g.o('Sqrt', [g.o('Add', [ms, g.scalar(eps, 'eps')])]);
   return g.o('Mul', [g.o('Div', [x, denom]), weight]);

@@ -1,0 +1,402 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  blendPrefill,
+  memorySource,
+  precomputeChunks,
+  tokenIdsOnly,
+  type BlendOptions,
+  type ChunkCacheData,
+  type ChunkKvSource,
+} from '../core/blend/index.js';
+import { DeviceChunkTier } from '../core/cache/device-tier.js';
+import { Engine, releaseCache, type EngineOptions } from '../core/model/engine.js';
+import { seededRandom } from '../core/model/generate.js';
+import type { DeviceDtype, SelectiveAttention } from '../core/model/onnx/device-graphs.js';
+import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
+import { barChart, machine, median, printTable, timeMedian, writeResult } from './common.js';
+
+/**
+ * GPU benchmark (`npm run bench:gpu`): the device-resident WebGPU engine on the 124.7M random Llama of
+ * bench:ttft, against PyTorch + transformers on the same card (bench/torch_anchor.py, when python3 has
+ * torch and transformers). Writes bench/results/gpu.json and gpu.svg.
+ *
+ * BENCH_DTYPES (default float16,float32: the service default first) lists the device precisions measured, each optionally with an
+ * attention kernel (`float32:decomposed`); the first is reported as the headline. BENCH_REPS (default 5) repetitions, medians. BENCH_PROFILE=1 adds onnxruntime's per-op
+ * profile of one prefill and one decode step.
+ */
+
+const reps = Number(process.env.BENCH_REPS ?? 5);
+// Entries `dtype[:attention]`; attention defaults to the engine's own choice (fused where it checks out).
+// Entries `dtype[:attention[:selective[:flags]]]`, empty fields for the engine's own choice; flags
+// (`+`-separated): `novalidate` turns Dawn's validation off, `pending256` lets 256 dispatches queue.
+const variants = (process.env.BENCH_DTYPES ?? 'float16,float32').split(',').map((v) => {
+  const [dtype, a, sel, flags = ''] = v.split(':');
+  return {
+    dtype: dtype as DeviceDtype,
+    attention: (a || undefined) as 'fused' | 'decomposed' | undefined,
+    selective: (sel || undefined) as SelectiveAttention | undefined,
+    flags: flags.split('+').filter(Boolean),
+  };
+});
+
+type Variant = (typeof variants)[number];
+
+function variantOptions(v: Variant): EngineOptions {
+  const ep = v.flags.includes('novalidate') ? { name: 'webgpu', validationMode: 'disabled' } : 'webgpu';
+  const pending = v.flags.includes('pending256')
+    ? { extra: { ep: { webgpuexecutionprovider: { maxNumPendingDispatches: '256' } } } }
+    : {};
+  return {
+    executionProvider: 'webgpu',
+    deviceDtype: v.dtype,
+    deviceAttention: v.attention,
+    deviceSelectiveAttention: v.selective,
+    sessionOptions: { executionProviders: [ep as 'webgpu'], ...pending },
+  };
+}
+const PRECOMPUTE_BATCH = Number(process.env.BENCH_PRECOMPUTE_BATCH ?? 64);
+const CHUNK = 512;
+const QUESTION = 32;
+
+// BENCH_SHAPE (JSON, e.g. a tiny shape for a smoke run on a software adapter) overrides the model shape.
+const SHAPE = {
+  ...LLAMA_100M,
+  ...(JSON.parse(process.env.BENCH_SHAPE ?? '{}') as Partial<typeof LLAMA_100M>),
+};
+const model = createRandomModel(SHAPE);
+const rand = seededRandom(42);
+const randomIds = (n: number) =>
+  Array.from({ length: n }, () => 3 + Math.floor(rand() * (model.config.vocabSize - 3)));
+const BOS = model.config.bosTokenId;
+const chunkIds = Array.from({ length: 4 }, () => randomIds(CHUNK));
+const question = randomIds(QUESTION);
+const RATIO = 0.15;
+
+function card(): string {
+  try {
+    return execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { encoding: 'utf8' })
+      .split('\n')[0]
+      .trim();
+  } catch {
+    return 'unknown (no nvidia-smi)';
+  }
+}
+
+/** TTFT of one mode (blendPrefill, as the blend worker runs it), medians of reps; step times of the last. */
+async function ttft(engine: Engine, sources: () => ChunkKvSource[], o: BlendOptions) {
+  let steps: Record<string, number> = {};
+  const t = await timeMedian(reps, async () => {
+    const { cache, prefill } = await blendPrefill(engine, sources(), question, o);
+    releaseCache(cache);
+    steps = prefill.timings.steps ?? {};
+  });
+  return { ms: t.median, all: t.all, steps };
+}
+
+/** Chunk sources in front of a GPU tier, as the blend worker's loader builds them. */
+function tierSources(tier: DeviceChunkTier, data: ChunkCacheData[]): ChunkKvSource[] {
+  return data.map((d, i) => ({
+    ...memorySource(d),
+    device: tier.get(`chunk${i}`),
+    keepOnDevice: (c) => tier.put(`chunk${i}`, c),
+  }));
+}
+
+async function blendTtfts(engine: Engine) {
+  const data = await precomputeChunks(engine, chunkIds);
+  const blend: BlendOptions = { mode: 'blend', ratio: RATIO };
+  const full = () => ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' });
+  await full(); // warm-up: session creation and shader compilation stay out of the numbers
+  const fullMs = await full();
+  const miss = () => ttft(engine, () => data.map(memorySource), blend);
+  await miss();
+  const missMs = await miss();
+  const tier = new DeviceChunkTier(2 * 1024 ** 3);
+  await ttft(engine, () => tierSources(tier, data), blend); // fills the tier
+  const hitMs = await ttft(engine, () => tierSources(tier, data), blend);
+  tier.clear();
+  return { fullMs, missMs, hitMs };
+}
+
+async function decodeStepsMs(engine: Engine, context: number, steps: number): Promise<number[]> {
+  const cache = engine.newSequenceCache(context + steps);
+  let logits = await engine.forward(cache, [BOS, ...randomIds(context - 1)]);
+  const times: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const next = logits.indexOf(Math.max(...logits));
+    const t0 = performance.now();
+    logits = await engine.forward(cache, [next]);
+    times.push(performance.now() - t0);
+  }
+  if ('dispose' in cache) cache.dispose();
+  return times;
+}
+
+/**
+ * Batched precompute, chunk tokens per second: the batch's prefill alone (K/V left on the GPU, as the
+ * PyTorch anchor measures), and with every chunk's K/V brought back to the host (what a worker stores).
+ */
+async function precomputeTokPerS(engine: Engine) {
+  const seqs = Array.from({ length: PRECOMPUTE_BATCH }, () => [BOS, ...randomIds(CHUNK)]);
+  const device = engine.device!;
+  const onDevice = async () => {
+    const { k, v } = await device.prefillBatchOnDevice(seqs, true);
+    for (const t of [...k, ...v]) t.dispose();
+  };
+  await onDevice();
+  await device.prefillBatch(seqs);
+  const n = Math.max(3, Math.ceil(reps / 2));
+  const compute = await timeMedian(n, onDevice);
+  const withHost = await timeMedian(n, () => device.prefillBatch(seqs));
+  const tokens = PRECOMPUTE_BATCH * CHUNK;
+  return {
+    tokPerS: (tokens / withHost.median) * 1000,
+    computeTokPerS: (tokens / compute.median) * 1000,
+    ms: withHost.all,
+    computeMs: compute.all,
+  };
+}
+
+/** Aggregate onnxruntime profile files (prefix) by op type: total ms and count. */
+function opProfile(prefix: string): { op: string; ms: number; count: number }[] {
+  const byOp = new Map<string, { ms: number; count: number }>();
+  for (const f of readdirSync('.').filter((n) => n.startsWith(prefix) && n.endsWith('.json'))) {
+    let events: { cat: string; dur: number; args?: { op_name?: string } }[] = [];
+    try {
+      events = JSON.parse(readFileSync(f, 'utf8'));
+    } catch {
+      // a session still profiling has not finished its file; its phase is not this one
+    }
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.args?.op_name) continue;
+      const cur = byOp.get(e.args.op_name) ?? { ms: 0, count: 0 };
+      cur.ms += e.dur / 1000;
+      cur.count += 1;
+      byOp.set(e.args.op_name, cur);
+    }
+    rmSync(f);
+  }
+  return [...byOp.entries()].map(([op, v]) => ({ op, ...v })).sort((a, b) => b.ms - a.ms);
+}
+
+async function measure(v: Variant) {
+  const dtype = v.dtype;
+  const engine = await Engine.create(model, variantOptions(v));
+  const { fullMs, missMs, hitMs } = await blendTtfts(engine);
+  const decode = await decodeStepsMs(engine, 2048, 32);
+  const precompute = await precomputeTokPerS(engine);
+  const attention = [engine.device!.attention, engine.device!.selective, ...v.flags].join(', ');
+  await engine.dispose();
+  const row = {
+    dtype,
+    attention,
+    fullPrefill4x512Ms: fullMs.ms,
+    fullPrefillAllMs: fullMs.all,
+    blendMissMs: missMs.ms,
+    blendMissSteps: missMs.steps,
+    blendHitMs: hitMs.ms,
+    blendHitSteps: hitMs.steps,
+    decode2048TokPerS: 1000 / median(decode.slice(2)),
+    decodeStepMs: decode,
+    precomputeTokPerS: precompute.tokPerS,
+    precomputeMs: precompute.ms,
+    precomputeComputeTokPerS: precompute.computeTokPerS,
+    precomputeComputeMs: precompute.computeMs,
+  };
+  console.error(
+    `  blend steps (ms): miss ${JSON.stringify(row.blendMissSteps)}, hit ${JSON.stringify(row.blendHitSteps)}`,
+  );
+  console.error(
+    `  ${dtype} (${attention}): full ${row.fullPrefill4x512Ms.toFixed(1)} ms, blend ${row.blendMissMs.toFixed(1)} / ${row.blendHitMs.toFixed(1)} ms (miss / hit), decode ${row.decode2048TokPerS.toFixed(0)} tok/s, precompute ${row.precomputeTokPerS.toFixed(0)} / ${row.precomputeComputeTokPerS.toFixed(0)} tok/s (to host / compute)`,
+  );
+  return row;
+}
+
+async function profile(dtype: DeviceDtype) {
+  const prefix = `cacheblend-profile-${process.pid}`;
+  const engine = await Engine.create(model, {
+    executionProvider: 'webgpu',
+    deviceDtype: dtype,
+    sessionOptions: { enableProfiling: true, profileFilePrefix: prefix },
+  });
+  // Each phase's sessions are new when it starts, so ending profiling after it keeps the phases apart
+  // (the blend's first query uploads its chunks; the later ones find them in the GPU tier).
+  await ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' });
+  await engine.device!.endProfiling();
+  const prefill = opProfile(prefix);
+  const data = await precomputeChunks(engine, chunkIds);
+  opProfile(prefix);
+  const tier = new DeviceChunkTier(2 * 1024 ** 3);
+  await ttft(engine, () => tierSources(tier, data), { mode: 'blend', ratio: RATIO });
+  await engine.device!.endProfiling();
+  const blend = opProfile(prefix);
+  tier.clear();
+  await decodeStepsMs(engine, 2048, 8);
+  await engine.device!.endProfiling();
+  const decode = opProfile(prefix);
+  await engine.dispose();
+  return { dtype, prefill, blend, decode };
+}
+
+interface TorchAnchor {
+  card?: string;
+  fullPrefill4x512Fp32Ms?: number;
+  fullPrefill4x512Bf16Ms?: number;
+  decode2048Fp32TokPerS?: number;
+  precomputeFp32TokPerS?: number;
+  precomputeBf16TokPerS?: number;
+  error?: string;
+}
+
+function torchAnchor(): TorchAnchor {
+  const script = fileURLToPath(new URL('../../bench/torch_anchor.py', import.meta.url));
+  if (!existsSync(script)) return { error: `missing ${script}` };
+  const r = spawnSync('python3', [script, '--reps', String(Math.max(reps, 5))], {
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  if (r.status !== 0) return { error: (r.stderr || r.error?.message || 'python3 failed').trim().slice(-400) };
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchAnchor;
+}
+
+const cardName = card();
+console.error(`gpu benchmark on ${cardName}: ${process.env.BENCH_DTYPES ?? 'float16,float32'}`);
+const rows: Awaited<ReturnType<typeof measure>>[] = [];
+for (const v of variants) rows.push(await measure(v));
+const profiles = process.env.BENCH_PROFILE === '1' ? [await profile(variants[0].dtype)] : [];
+const torch = process.env.BENCH_TORCH === '0' ? { error: 'skipped (BENCH_TORCH=0)' } : torchAnchor();
+const head = rows[0];
+
+const result = {
+  card: cardName,
+  machine: machine('webgpu'),
+  model: { ...SHAPE, parameters: parameterCount(model) },
+  dtype: head.dtype,
+  fullPrefill4x512: {
+    ms: head.fullPrefill4x512Ms,
+    torchFp32Ms: torch.fullPrefill4x512Fp32Ms ?? null,
+    torchBf16Ms: torch.fullPrefill4x512Bf16Ms ?? null,
+  },
+  // ms: chunk caches in host RAM, uploaded for the query (a GPU-tier miss); hitMs: already in GPU memory.
+  blendTtft4x512: {
+    ms: head.blendMissMs,
+    ratioToFull: head.blendMissMs / head.fullPrefill4x512Ms,
+    hitMs: head.blendHitMs,
+    hitRatioToFull: head.blendHitMs / head.fullPrefill4x512Ms,
+    ratio: RATIO,
+    steps: { miss: head.blendMissSteps, hit: head.blendHitSteps },
+  },
+  decode2048: { tokPerS: head.decode2048TokPerS, torchFp32TokPerS: torch.decode2048Fp32TokPerS ?? null },
+  // tokPerS: K/V back on the host (what a worker stores); computeTokPerS: the batch's prefill alone.
+  precompute: {
+    tokPerS: head.precomputeTokPerS,
+    computeTokPerS: head.precomputeComputeTokPerS,
+    batch: PRECOMPUTE_BATCH,
+    chunkTokens: CHUNK,
+    torchBf16TokPerS: torch.precomputeBf16TokPerS ?? null,
+    torchFp32TokPerS: torch.precomputeFp32TokPerS ?? null,
+  },
+  torch,
+  rows,
+  profiles,
+};
+printTable(
+  [
+    'dtype',
+    'attention',
+    'full 4x512 ms',
+    'blend miss ms',
+    'blend hit ms',
+    'hit / full',
+    'decode@2048 tok/s',
+    'precompute tok/s (to host / compute)',
+  ],
+  rows.map((r) => [
+    r.dtype,
+    r.attention,
+    r.fullPrefill4x512Ms,
+    r.blendMissMs,
+    r.blendHitMs,
+    r.blendHitMs / r.fullPrefill4x512Ms,
+    r.decode2048TokPerS,
+    `${r.precomputeTokPerS.toFixed(0)} / ${r.precomputeComputeTokPerS.toFixed(0)}`,
+  ]),
+);
+for (const r of rows)
+  console.log(
+    `${r.dtype} blend steps (ms): miss ${JSON.stringify(r.blendMissSteps)}, hit ${JSON.stringify(r.blendHitSteps)}`,
+  );
+if (!torch.error) {
+  printTable(
+    ['PyTorch', 'prefill fp32 ms', 'prefill bf16 ms', 'decode fp32 tok/s', 'precompute bf16 tok/s'],
+    [
+      [
+        torch.card ?? '',
+        torch.fullPrefill4x512Fp32Ms ?? '',
+        torch.fullPrefill4x512Bf16Ms ?? '',
+        torch.decode2048Fp32TokPerS ?? '',
+        torch.precomputeBf16TokPerS ?? '',
+      ],
+    ],
+  );
+} else console.log(`PyTorch anchor: ${torch.error}`);
+for (const p of profiles) {
+  for (const phase of ['prefill', 'blend', 'decode'] as const) {
+    console.log(`profile (${p.dtype}, ${phase}): top ops by host-side time`);
+    printTable(
+      ['op', 'ms', 'count'],
+      p[phase].slice(0, 12).map((o) => [o.op, o.ms, o.count]),
+    );
+  }
+}
+console.log(`wrote ${writeResult('gpu.json', result)}`);
+console.log(`wrote ${writeResult('gpu.svg', chart())}`);
+
+/** Each measurement as a multiple of PyTorch fp32's speed on the same card (1 = as fast; higher is faster). */
+function chart(): string {
+  const bars: { label: string; value: number; group: string }[] = [];
+  for (const r of rows) {
+    const g = `${r.dtype}`;
+    if (torch.fullPrefill4x512Fp32Ms) {
+      bars.push({
+        label: `${g} full prefill 4x512`,
+        value: torch.fullPrefill4x512Fp32Ms / r.fullPrefill4x512Ms,
+        group: g,
+      });
+      bars.push({
+        label: `${g} blend 0.15, GPU-tier hit`,
+        value: torch.fullPrefill4x512Fp32Ms / r.blendHitMs,
+        group: g,
+      });
+    }
+    if (torch.decode2048Fp32TokPerS) {
+      bars.push({
+        label: `${g} decode @2048`,
+        value: r.decode2048TokPerS / torch.decode2048Fp32TokPerS,
+        group: g,
+      });
+    }
+    if (torch.precomputeFp32TokPerS) {
+      bars.push({
+        label: `${g} batched precompute`,
+        value: r.precomputeComputeTokPerS / torch.precomputeFp32TokPerS,
+        group: g,
+      });
+    }
+  }
+  if (torch.fullPrefill4x512Bf16Ms) {
+    bars.push({
+      label: 'PyTorch bf16 full prefill',
+      value: torch.fullPrefill4x512Fp32Ms! / torch.fullPrefill4x512Bf16Ms,
+      group: 'torch',
+    });
+  }
+  return barChart({
+    title: `WebGPU engine vs PyTorch fp32 (${cardName}); blend vs PyTorch's full prefill`,
+    xLabel: 'speed relative to PyTorch fp32 (x)',
+    bars,
+    reference: { value: 1, label: 'PyTorch fp32' },
+  });
+}

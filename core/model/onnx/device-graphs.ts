@@ -1,0 +1,605 @@
+import { inverseFrequencies, ropeTables } from '../../kv/rope.js';
+import type { LayerWeights, ModelConfig, ModelWeights } from '../types.js';
+import { GraphBuilder } from './builder.js';
+import { fusedTransposed, transposed } from './graphs.js';
+
+/**
+ * Graphs for device-resident execution on a GPU provider. Where the CPU engine runs one graph per layer
+ * and keeps the KV cache on the host, these graphs run a whole stack of layers in one call, take the
+ * cache as device tensors and return the updated cache as device tensors, so only ids and positions go
+ * up and only logits (or blend's per-token deviations) come back.
+ *
+ * They are built on onnxruntime's fused contrib kernels, which its WebGPU provider implements:
+ * SimplifiedLayerNormalization (RMSNorm), RotaryEmbedding (from tables of every position, computed like
+ * the host's), and GroupQueryAttention (flash attention where the adapter allows) for causal attention
+ * after a cache. CacheBlend's selective layers, where chosen tokens anywhere in the prompt attend by
+ * position over a mixed cache, use a decomposed attention with a position mask.
+ *
+ * Layouts carry a batch dimension B (1 except in batched precompute): ids [B, T]; hidden [B, T, D] in
+ * fp32 (the residual stream stays fp32 in every precision; matrix products run in the compute precision);
+ * caches [B, kvHeads, rows, headDim] (BNSH, GroupQueryAttention's layout) in the compute precision, where
+ * row r holds the token at position r.
+ */
+
+export type DeviceDtype = 'float32' | 'float16';
+
+export type SelectiveAttention = 'gqa' | 'mha' | 'decomposed';
+
+/** How the new tokens' K/V meet the cache of a stack's layers. */
+export type CacheMode =
+  /** no past rows: a prefill from scratch (also batched). */
+  | 'none'
+  /** past rows `past_k_l` [B, S, ...] followed by the new rows; returns the concatenation. */
+  | 'append'
+  /** a full cache `cache_k_l` [1, N, ...] whose rows `scatter_rows` are overwritten by the new rows. */
+  | 'scatter';
+
+export interface StackGraphOptions {
+  /** Layers [from, to). */
+  from: number;
+  to: number;
+  dtype: DeviceDtype;
+  cache: CacheMode;
+  /** 'ids': token ids [B, T], embedded in the graph; 'rows': rows `rows` of a hidden state `hidden_in`. */
+  input: 'ids' | 'rows';
+  /** Return `logits` [B, vocab] of each sequence's last row. */
+  head: boolean;
+  /** Return the stack's output hidden states as `hidden`. */
+  emitHidden: boolean;
+  /** append: the past is the first `past_rows` rows of each `past_k_l` / `past_v_l` (int64 [1]). */
+  slicePast?: boolean;
+  /**
+   * Causal attention (none/append): onnxruntime's GroupQueryAttention ('fused', default) or a concatenation
+   * and position mask ('decomposed').
+   */
+  attention?: 'fused' | 'decomposed';
+  /**
+   * Blend's selective attention (scatter): GroupQueryAttention after the cache with a bias that hides the
+   * stale rows ('gqa', default), MultiHeadAttention over repeated K/V heads with a position bias ('mha'),
+   * or decomposed.
+   */
+  selective?: SelectiveAttention;
+  /**
+   * Return `dev` [C]: squared L2 distance between layer `to`'s fresh K (V, or both) of the first C tokens
+   * and their cached rows `ctx_rows` of `cached_k` / `cached_v` (CacheBlend's deviation).
+   */
+  deviation?: 'k' | 'v' | 'kv';
+}
+
+/** A built graph and which of its outputs stay on the device (the rest come back to the host). */
+export interface DeviceGraph {
+  bytes: Uint8Array;
+  deviceOutputs: string[];
+}
+
+function finish(g: GraphBuilder, hostOutputs: readonly string[]): DeviceGraph {
+  return { bytes: g.toBytes(), deviceOutputs: g.outputNames().filter((n) => !hostOutputs.includes(n)) };
+}
+
+/**
+ * The small integer inputs of a stack, in the order they are packed into its one int32 input `ints`
+ * (sizes in `int_sizes`, int64 on the host). Every host tensor a GPU kernel reads costs onnxruntime's
+ * WebGPU provider a staging buffer and a queue submission (about a millisecond measured on an H100), so
+ * a run uploads one packed tensor instead of one per index list.
+ */
+export function intSegments(o: StackGraphOptions): string[] {
+  const segs: string[] = [o.input === 'ids' ? 'ids' : 'rows'];
+  const layers = o.to > o.from;
+  const selective = o.selective ?? 'gqa';
+  if (layers && o.cache === 'scatter') {
+    segs.push('q_pos', 'row_src', 'row_new');
+    segs.push(...(selective === 'gqa' ? ['key_pos', 'key_hidden'] : ['k_pos']));
+  } else if (layers && o.attention === 'decomposed') segs.push('q_pos', 'k_pos');
+  if (o.deviation) segs.push('ctx_rows');
+  return segs;
+}
+
+/** The graph under construction plus the precision helpers every piece needs. */
+class Ctx {
+  readonly t: 'float' | 'float16';
+  /** The RoPE tables, added on first use. */
+  tables: { cos: string; sin: string } | null = null;
+  /** The segments of the packed integer input, by name (see intSegments). */
+  ints: Record<string, string> = {};
+  private pastRowsInput: string | null = null;
+
+  /** The `past_rows` input (int64 [1]), declared once. */
+  pastRows(): string {
+    this.pastRowsInput ??= this.g.input('past_rows', 'int64', [1]);
+    return this.pastRowsInput;
+  }
+  constructor(
+    readonly g: GraphBuilder,
+    readonly cfg: ModelConfig,
+    dtype: DeviceDtype,
+  ) {
+    this.t = dtype === 'float16' ? 'float16' : 'float';
+  }
+
+  /** fp32 → compute precision (no-op in fp32). */
+  low(x: string): string {
+    return this.t === 'float' ? x : this.g.o('Cast', [x], { to: 10 });
+  }
+
+  /** compute precision → fp32. */
+  high(x: string): string {
+    return this.t === 'float' ? x : this.g.o('Cast', [x], { to: 1 });
+  }
+
+  weight(name: string, data: Float32Array, dims: number[]): string {
+    return this.g.weight(name, data, dims, this.t);
+  }
+}
+
+/** Positions the device RoPE tables cover: the model's limit, at most this many. */
+export const MAX_DEVICE_POSITIONS = 32768;
+
+export function devicePositions(cfg: ModelConfig): number {
+  return Math.min(cfg.maxPositionEmbeddings, MAX_DEVICE_POSITIONS);
+}
+
+/**
+ * onnxruntime's fused RoPE (com.microsoft RotaryEmbedding) of x [B, T, heads*hd] at `pos` [B, T], from
+ * tables of every position computed like the host's (float64, then rounded).
+ */
+function rotary(c: Ctx, x: string, pos: string): string {
+  const { g, cfg } = c;
+  const P = devicePositions(cfg);
+  if (!c.tables) {
+    const { cos, sin } = ropeTables(
+      inverseFrequencies(cfg),
+      Int32Array.from({ length: P }, (_, i) => i),
+    );
+    c.tables = {
+      cos: c.weight('rope_cos', cos, [P, cfg.headDim / 2]),
+      sin: c.weight('rope_sin', sin, [P, cfg.headDim / 2]),
+    };
+  }
+  const interleaved = cfg.ropeLayout === 'interleaved' ? 1 : 0;
+  return g.op(
+    'RotaryEmbedding',
+    [x, pos, c.tables.cos, c.tables.sin],
+    { interleaved },
+    1,
+    'com.microsoft',
+  )[0];
+}
+
+/** RMSNorm of fp32 x through onnxruntime's fused kernel, cast to the compute precision. */
+function norm(c: Ctx, x: string, name: string, w: Float32Array): string {
+  const { g, cfg } = c;
+  const weight = g.weight(name, w, [cfg.hiddenSize]);
+  return c.low(g.o('SimplifiedLayerNormalization', [x, weight], { axis: -1, epsilon: cfg.rmsNormEps }));
+}
+
+/** Norm, one fused projection and RoPE of a layer's attention inputs; x [B, T, D] fp32; q/k/v [B, T, n*hd]. */
+function projectQkv(
+  c: Ctx,
+  w: LayerWeights,
+  prefix: string,
+  x: string,
+  pos: string,
+  withQuery: boolean,
+): { q: string | null; k: string; v: string } {
+  const { g, cfg } = c;
+  const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
+  const h = norm(c, x, `${prefix}.attn_norm`, w.attnNorm);
+  const parts = [
+    ...(withQuery ? [{ w: w.wq, b: w.bq, out: H * hd }] : []),
+    { w: w.wk, b: w.bk, out: KV * hd },
+    { w: w.wv, b: w.bv, out: KV * hd },
+  ];
+  const width = parts.reduce((n, p) => n + p.out, 0);
+  const name = `${prefix}.w${withQuery ? 'qkv' : 'kv'}`;
+  let proj = g.o('MatMul', [h, c.weight(name, fusedTransposed(parts, D), [D, width])]);
+  if (cfg.attentionBias) {
+    const bias = new Float32Array(width);
+    let off = 0;
+    for (const p of parts) {
+      if (!p.b) throw new Error(`${prefix}: attention biases missing`);
+      bias.set(p.b, off);
+      off += p.out;
+    }
+    proj = g.o('Add', [proj, c.weight(`${prefix}.b${withQuery ? 'qkv' : 'kv'}`, bias, [width])]);
+  }
+  const outs = g.op('Split', [proj, g.int64s(parts.map((p) => p.out))], { axis: -1 }, parts.length);
+  const [k, v] = outs.slice(-2);
+  return { q: withQuery ? rotary(c, outs[0], pos) : null, k: rotary(c, k, pos), v };
+}
+
+/** [B, T, n*hd] → [B, n, T, hd] (the device cache layout, BNSH). */
+function toHeads(c: Ctx, x: string, n: number): string {
+  const { g } = c;
+  return g.o('Transpose', [g.o('Reshape', [x, g.int64s([0, 0, n, c.cfg.headDim])])], { perm: [0, 2, 1, 3] });
+}
+
+interface LayerCacheIo {
+  mode: CacheMode;
+  /** past_k/v (append) or cache_k/v (scatter) input names, [B, KV, rows, hd]. */
+  k?: string;
+  v?: string;
+  /** scatter: which cache rows the new rows replace (bool [rows]) and from which new row (int64 [rows]). */
+  rowNew?: string;
+  rowSrc?: string;
+  /** The additive mask [T, rows]. */
+  mask?: string;
+  /** scatter with fused attention: the mask as the kernel's bias ([1, 1, T, keys]). */
+  bias?: string;
+  selective?: SelectiveAttention;
+  /** none/append: GroupQueryAttention's seqlens_k [B] and total_sequence_length []. */
+  seqlens?: string;
+  total?: string;
+}
+
+/**
+ * Causal attention of T new tokens after S cached rows: onnxruntime's GroupQueryAttention (flash attention
+ * where the adapter allows), which also returns the cache with the new rows appended.
+ */
+function causalAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
+  const { g, cfg } = c;
+  const past = io.mode === 'append' ? [io.k!, io.v!] : ['', ''];
+  const [out, kAll, vAll] = g.op(
+    'GroupQueryAttention',
+    [q, k, v, ...past, io.seqlens!, io.total!],
+    { num_heads: cfg.numHeads, kv_num_heads: cfg.numKvHeads },
+    3,
+    'com.microsoft',
+  );
+  return { out, kAll, vAll };
+}
+
+/** Attention of q [B, T, H*hd] over kAll/vAll [B, KV, rows, hd] with an additive mask [T, rows]. */
+function maskedAttention(c: Ctx, q: string, kAll: string, vAll: string, mask: string): string {
+  const { g, cfg } = c;
+  const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
+  const G = H / KV;
+  const qs = g.o('Mul', [q, g.scalar(1 / Math.sqrt(hd), 'scale', c.t)]);
+  const q5 = g.o('Reshape', [qs, g.int64s([0, 0, KV, G, hd])]);
+  const qg = g.o('Reshape', [g.o('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64s([0, KV, -1, hd])]);
+  const scores = g.o('MatMul', [qg, g.o('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B, KV, G*T, rows]
+  const shape5 = g.o('Concat', [g.int64s([0, KV, G]), g.o('Shape', [mask])], { axis: 0 });
+  const masked = g.o('Add', [c.high(g.o('Reshape', [scores, shape5])), mask]);
+  const probs = c.low(g.o('Reshape', [g.o('Softmax', [masked], { axis: -1 }), g.o('Shape', [scores])]));
+  const ctx5 = g.o('Reshape', [g.o('MatMul', [probs, vAll]), g.int64s([0, KV, G, -1, hd])]);
+  return g.o('Reshape', [g.o('Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), g.int64s([0, 0, -1])]);
+}
+
+/**
+ * CacheBlend's selective attention: the new rows overwrite their rows of the full cache, then every new
+ * token attends over the cache by position (the mask). No fused kernel takes grouped K/V heads with an
+ * arbitrary mask, so 'fused' repeats the K/V heads for onnxruntime's MultiHeadAttention (flash attention
+ * with an additive bias where the adapter allows); 'decomposed' spells the attention out.
+ */
+function scatterAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
+  const { g, cfg } = c;
+  const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
+  // Row r of the result is fresh row row_src[r] where row_new[r], else the cache's row r: a gather and
+  // a select, O(rows). (onnxruntime's WebGPU ScatterND checks its indices for duplicates in every thread,
+  // quadratic in the number of rows: slower than the whole layer.)
+  const isNew = io.rowNew!;
+  const merge = (cache: string, fresh: string) =>
+    g.o('Where', [isNew, g.o('Gather', [toHeads(c, fresh, KV), io.rowSrc!], { axis: 2 }), cache]);
+  if (io.selective === 'gqa') return selectiveGqa(c, io, q, k, v, isNew);
+  const kAll = merge(io.k!, k);
+  const vAll = merge(io.v!, v);
+  if (!io.bias) return { out: maskedAttention(c, q, kAll, vAll, io.mask!), kAll, vAll };
+  const repeat = (t: string) =>
+    g.o('Reshape', [
+      g.o('Expand', [g.o('Unsqueeze', [t, g.int64s([2])]), g.int64s([1, 1, H / KV, 1, 1])]),
+      g.int64s([1, H, -1, hd]),
+    ]);
+  // Present outputs requested: onnxruntime's WebGPU kernel takes its flash path only with them.
+  const [out] = g.op(
+    'MultiHeadAttention',
+    [q, repeat(kAll), repeat(vAll), '', '', io.bias],
+    { num_heads: H },
+    3,
+    'com.microsoft',
+  );
+  return { out, kAll, vAll };
+}
+
+/**
+ * Selective attention through GroupQueryAttention, as the host engine computes it: the cache as it stands
+ * is the past, the new rows come after it, and the bias hides the active tokens' stale rows and every key
+ * after a query's position. The cache after the layer takes the new rows from the kernel's present output.
+ */
+function selectiveGqa(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string, isNew: string) {
+  const { g, cfg } = c;
+  const [out, presentK, presentV] = g.op(
+    'GroupQueryAttention',
+    [q, k, v, io.k!, io.v!, io.seqlens!, io.total!, '', '', '', io.bias!],
+    { num_heads: cfg.numHeads, kv_num_heads: cfg.numKvHeads },
+    3,
+    'com.microsoft',
+  );
+  // Present rows N + i are the new rows; for this kernel row_src holds N + i.
+  const merge = (present: string, cache: string) =>
+    g.o('Where', [isNew, g.o('Gather', [present, io.rowSrc!], { axis: 2 }), cache]);
+  return { out, kAll: merge(presentK, io.k!), vAll: merge(presentV, io.v!) };
+}
+
+/** Causal attention after the cache without the fused kernel: concatenation, then a position mask. */
+function decomposedCausalAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
+  const { g, cfg } = c;
+  const kNew = toHeads(c, k, cfg.numKvHeads);
+  const vNew = toHeads(c, v, cfg.numKvHeads);
+  const kAll = io.mode === 'append' ? g.o('Concat', [io.k!, kNew], { axis: 2 }) : kNew;
+  const vAll = io.mode === 'append' ? g.o('Concat', [io.v!, vNew], { axis: 2 }) : vNew;
+  return { out: maskedAttention(c, q, kAll, vAll, io.mask!), kAll, vAll };
+}
+
+function decoderLayer(
+  c: Ctx,
+  w: LayerWeights,
+  l: number,
+  x: string,
+  pos: string,
+  io: LayerCacheIo,
+): { out: string; k: string; v: string } {
+  const { g, cfg } = c;
+  const { hiddenSize: D, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
+  const p = `l${l}`;
+  const { q, k, v } = projectQkv(c, w, p, x, pos, true);
+  const attn =
+    io.mode === 'scatter'
+      ? scatterAttention(c, io, q!, k, v)
+      : io.mask
+        ? decomposedCausalAttention(c, io, q!, k, v)
+        : causalAttention(c, io, q!, k, v);
+  const wo = c.weight(`${p}.wo_t`, transposed(w.wo, D, H * hd), [H * hd, D]);
+  const h1 = g.o('Add', [x, c.high(g.o('MatMul', [attn.out, wo]))]);
+  const m = norm(c, h1, `${p}.mlp_norm`, w.mlpNorm);
+  const wgu = fusedTransposed(
+    [
+      { w: w.wGate, out: I },
+      { w: w.wUp, out: I },
+    ],
+    D,
+  );
+  const gu = g.o('MatMul', [m, c.weight(`${p}.wgu`, wgu, [D, 2 * I])]);
+  const [gate, up] = g.op('Split', [gu, g.int64s([I, I])], { axis: -1 }, 2);
+  const act = g.o('Mul', [g.o('Mul', [gate, g.o('Sigmoid', [gate])]), up]);
+  const wd = c.weight(`${p}.wdown_t`, transposed(w.wDown, D, I), [I, D]);
+  const out = g.o('Add', [h1, c.high(g.o('MatMul', [act, wd]))]);
+  return { out, k: attn.kAll, v: attn.vAll };
+}
+
+/**
+ * Additive mask [T, keys] in the given precision: query i may see key j when k_pos[j] <= q_pos[i]. The
+ * masked value is finite (fp16 has no room for -1e9) so no softmax ever sees -inf - -inf.
+ */
+function positionMask(
+  g: GraphBuilder,
+  qPos: string,
+  kPos: string,
+  type: 'float' | 'float16' = 'float',
+): string {
+  const later = g.o('Greater', [
+    g.o('Unsqueeze', [kPos, g.int64s([0])]),
+    g.o('Unsqueeze', [qPos, g.int64s([1])]),
+  ]);
+  const masked = type === 'float16' ? -3e4 : -1e9;
+  return g.o('Where', [later, g.scalar(masked, 'masked', type), g.scalar(0, 'visible', type)]);
+}
+
+/** The stack's input hidden states [B, T, D] fp32. */
+function stackInput(c: Ctx, weights: ModelWeights, input: StackGraphOptions['input']): string {
+  const { g, cfg } = c;
+  const D = cfg.hiddenSize;
+  if (input === 'ids') {
+    // ids [B*T] → [B, T]; T is the positions' length.
+    const T = g.o('Slice', [g.o('Shape', [c.ints.pos]), g.int64s([1]), g.int64s([2])]);
+    const ids = g.o('Reshape', [c.ints.ids, g.o('Concat', [g.int64s([-1]), T], { axis: 0 })]);
+    const table = c.weight('embed', weights.embedTokens, [cfg.vocabSize, D]);
+    return c.high(g.o('Gather', [table, ids], { axis: 0 }));
+  }
+  const hidden = g.input('hidden_in', 'float', [1, 'T0', D]);
+  return g.o('Gather', [hidden, c.ints.rows], { axis: 1 });
+}
+
+function logitsOfLastRow(c: Ctx, weights: ModelWeights, x: string): string {
+  const { g, cfg } = c;
+  const { hiddenSize: D, vocabSize: V } = cfg;
+  const last = g.o('Slice', [x, g.int64s([-1]), g.int64s([2 ** 53]), g.int64s([1])]);
+  const h = norm(c, last, 'final_norm', weights.finalNorm);
+  const logits = g.o('MatMul', [h, c.weight('lm_head_t', transposed(weights.lmHead, V, D), [D, V])]);
+  return g.o('Reshape', [c.high(logits), g.int64s([0, V])]);
+}
+
+/**
+ * CacheBlend's deviation at layer `layer` (x is its input) of the first C tokens, whose cache rows are
+ * `ctx_rows` int64 [C]: squared L2 distance of their fresh K (V, or both) from rows ctx_rows of the
+ * cached `cached_k` / `cached_v`.
+ */
+function deviation(
+  c: Ctx,
+  w: LayerWeights,
+  layer: number,
+  x: string,
+  pos: string,
+  metric: 'k' | 'v' | 'kv',
+): string {
+  const { g, cfg } = c;
+  const { numKvHeads: KV, headDim: hd } = cfg;
+  const rows = c.ints.ctx_rows;
+  const count = g.o('Shape', [rows]);
+  const first = (t: string) => g.o('Slice', [t, g.int64s([0]), count, g.int64s([1])]);
+  const fresh = projectQkv(c, w, `l${layer}`, first(x), first(pos), false);
+  const cachedRows = (name: string) =>
+    g.o('Gather', [g.input(name, c.t, [1, KV, 'N', hd]), rows], { axis: 2 });
+  const sq = (a: string, b: string) => {
+    const d = g.o('Sub', [c.high(toHeads(c, a, KV)), c.high(b)]);
+    return g.o('ReduceSum', [g.o('Mul', [d, d]), g.int64s([0, 1, 3])], { keepdims: 0 });
+  };
+  const parts: string[] = [];
+  if (metric !== 'v') parts.push(sq(fresh.k, cachedRows('cached_k')));
+  if (metric !== 'k') parts.push(sq(fresh.v, cachedRows('cached_v')));
+  return parts.length === 1 ? parts[0] : g.o('Add', parts);
+}
+
+/** What every layer's attention needs besides its cache: sequence lengths, a mask or a bias. */
+function attentionInputs(c: Ctx, o: StackGraphOptions): Omit<LayerCacheIo, 'mode'> {
+  const { g } = c;
+  const io: Omit<LayerCacheIo, 'mode'> = {};
+  if (o.to <= o.from) return io;
+  const zero = g.int32s([0]);
+  const lengths = () => {
+    io.seqlens = g.input('seqlens_k', 'int32', ['B']);
+    io.total = g.input('total_len', 'int32', []);
+  };
+  if (o.cache === 'scatter') {
+    io.rowNew = g.o('Reshape', [g.o('Greater', [c.ints.row_new, zero]), g.int64s([1, 1, -1, 1])]);
+    io.rowSrc = c.ints.row_src;
+    io.selective = o.selective ?? 'gqa';
+  }
+  if (io.selective === 'gqa') {
+    // Keys: the N cache rows, then the T new rows; key_pos and key_hidden describe all N + T.
+    lengths();
+    const later = g.o('Greater', [
+      g.o('Unsqueeze', [c.ints.key_pos, g.int64s([0])]),
+      g.o('Unsqueeze', [c.ints.q_pos, g.int64s([1])]),
+    ]);
+    const stale = g.o('Unsqueeze', [g.o('Greater', [c.ints.key_hidden, zero]), g.int64s([0])]);
+    const masked = c.t === 'float16' ? -3e4 : -1e9;
+    const bias = g.o('Where', [
+      g.o('Or', [later, stale]),
+      g.scalar(masked, 'masked', c.t),
+      g.scalar(0, 'visible', c.t),
+    ]);
+    io.bias = g.o('Unsqueeze', [bias, g.int64s([0, 1])]);
+  } else if (o.cache === 'scatter' || o.attention === 'decomposed') {
+    const type = io.selective === 'mha' ? c.t : 'float';
+    const mask = positionMask(g, c.ints.q_pos, c.ints.k_pos, type);
+    if (io.selective === 'mha') io.bias = g.o('Unsqueeze', [mask, g.int64s([0, 1])]);
+    else io.mask = mask;
+  } else lengths();
+  return io;
+}
+
+/** Inputs of every layer's cache. */
+function cacheInputs(c: Ctx, o: StackGraphOptions, l: number, shared: Omit<LayerCacheIo, 'mode'>) {
+  const { g, cfg } = c;
+  const io: LayerCacheIo = { mode: o.cache, ...shared };
+  if (o.cache !== 'none') {
+    const prefix = o.cache === 'append' ? 'past' : 'cache';
+    const dims = [o.cache === 'append' ? 'B' : 1, cfg.numKvHeads, 'S', cfg.headDim];
+    const rows = o.slicePast ? c.pastRows() : null;
+    const take = (t: string) => (rows ? g.o('Slice', [t, g.int64s([0]), rows, g.int64s([2])]) : t);
+    io.k = take(g.input(`${prefix}_k_${l}`, c.t, dims));
+    io.v = take(g.input(`${prefix}_v_${l}`, c.t, dims));
+  }
+  return io;
+}
+
+/**
+ * A stack of decoder layers (see StackGraphOptions). Inputs: ids [B, T] or hidden_in + rows; pos_ids
+ * int64 [1, T] (RoPE positions); none/append: seqlens_k int32 [B] and total_len int32 [] (cache rows after
+ * the run, minus one, and the total); scatter: q_pos/k_pos int32 for the mask, row_new/row_src. Outputs:
+ * logits, hidden, dev, and k_l/v_l [B, KV, rows, hd], the layer's cache after the run.
+ */
+export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: StackGraphOptions): DeviceGraph {
+  const { numKvHeads: KV, headDim: hd, hiddenSize: D, vocabSize: V } = cfg;
+  const g = new GraphBuilder(`stack_${o.from}_${o.to}`);
+  const c = new Ctx(g, cfg, o.dtype);
+  const posIds = g.input('pos_ids', 'int64', [1, 'T']);
+  const segs = intSegments(o);
+  const parts = g.op(
+    'Split',
+    [g.input('ints', 'int32', ['M']), g.input('int_sizes', 'int64', [segs.length])],
+    { axis: 0 },
+    segs.length,
+  );
+  c.ints = Object.fromEntries(segs.map((name, i) => [name, parts[i]]));
+  c.ints.pos = posIds;
+  let x = stackInput(c, weights, o.input);
+  // RotaryEmbedding wants one row of positions per sequence.
+  const batch = g.o('Slice', [g.o('Shape', [x]), g.int64s([0]), g.int64s([1])]);
+  const pos = g.o('Expand', [posIds, g.o('Concat', [batch, g.int64s([1])], { axis: 0 })]);
+  const shared = attentionInputs(c, o);
+  for (let l = o.from; l < o.to; l++) {
+    const r = decoderLayer(c, weights.layers[l], l, x, pos, cacheInputs(c, o, l, shared));
+    g.output(`k_${l}`, r.k, c.t, ['B', KV, 'R', hd]);
+    g.output(`v_${l}`, r.v, c.t, ['B', KV, 'R', hd]);
+    x = r.out;
+  }
+  if (o.deviation) {
+    const dev = deviation(c, weights.layers[o.to], o.to, x, pos, o.deviation);
+    g.output('dev', dev, 'float', ['C']);
+  }
+  if (o.emitHidden) g.output('hidden', x, 'float', ['B', 'T', D]);
+  if (o.head) g.output('logits', logitsOfLastRow(c, weights, x), 'float', ['B', V]);
+  return finish(g, ['logits', 'dev']);
+}
+
+/**
+ * Assemble a request's cache from chunk caches already on the device: for layers [from, L), BOS's row,
+ * then each chunk's rows with keys rotated from positions 1…n to the chunk's offset (`shift_pos`: each
+ * row's offset − 1), then (withQuestion) `q_len` zero rows the blend overwrites.
+ * Inputs: bos_k/bos_v [L, KV, 1, hd], c{i}_k/c{i}_v [L, KV, n_i, hd]; outputs k_l/v_l [1, KV, N, hd].
+ */
+export function buildAssembleGraph(
+  cfg: ModelConfig,
+  dtype: DeviceDtype,
+  chunks: number,
+  from: number,
+  withQuestion: boolean,
+): DeviceGraph {
+  const { numLayers: L, numKvHeads: KV, headDim: hd } = cfg;
+  const g = new GraphBuilder(`assemble_${chunks}`);
+  const c = new Ctx(g, cfg, dtype);
+  const layers = (t: string) =>
+    from === 0 ? t : g.o('Slice', [t, g.int64s([from]), g.int64s([L]), g.int64s([0])]);
+  // Chunks' keys concatenated, then rotated in one kernel: shift_pos [L - from, rows] holds each row's
+  // shift (its chunk's offset - 1), and RoPE rotations compose, so p becomes p + shift.
+  const keys = Array.from({ length: chunks }, (_, i) =>
+    layers(g.input(`c${i}_k`, c.t, [L, KV, `n${i}`, hd])),
+  );
+  const shift = g.input('shift_pos', 'int64', [L - from, 'rows']);
+  const rotated = rotary(c, chunks === 1 ? keys[0] : g.o('Concat', keys, { axis: 2 }), shift);
+  const ks = [layers(g.input('bos_k', c.t, [L, KV, 1, hd])), rotated];
+  const vs = [layers(g.input('bos_v', c.t, [L, KV, 1, hd]))];
+  for (let i = 0; i < chunks; i++) vs.push(layers(g.input(`c${i}_v`, c.t, [L, KV, `n${i}`, hd])));
+  if (withQuestion) {
+    const qLen = g.input('q_len', 'int64', [1]);
+    const shape = g.o('Concat', [g.int64s([L - from, KV]), qLen, g.int64s([hd])], { axis: 0 });
+    const zeros = g.o('Expand', [g.scalar(0, 'zero', c.t), shape]);
+    ks.push(zeros);
+    vs.push(zeros);
+  }
+  const n = L - from;
+  const split = (all: string[], name: string) => {
+    const whole = g.o('Concat', all, { axis: 2 });
+    const outs = n === 1 ? [whole] : g.op('Split', [whole, g.int64s(Array(n).fill(1))], { axis: 0 }, n);
+    outs.forEach((t, i) => g.output(`${name}_${from + i}`, t, c.t, [1, KV, 'N', hd]));
+  };
+  split(ks, 'k');
+  split(vs, 'v');
+  return finish(g, []);
+}
+
+/** Host fp32 token-major [L, n, KV, hd] K and V → device [L, KV, n, hd] in the compute precision. */
+export function buildUploadGraph(cfg: ModelConfig, dtype: DeviceDtype): DeviceGraph {
+  const { numKvHeads: KV, headDim: hd } = cfg;
+  const g = new GraphBuilder('upload');
+  const c = new Ctx(g, cfg, dtype);
+  for (const name of ['k', 'v']) {
+    const x = g.o('Transpose', [g.input(name, 'float', ['L', 'n', KV, hd])], { perm: [0, 2, 1, 3] });
+    g.output(`${name}_dev`, c.low(x), c.t, ['L', KV, 'n', hd]);
+  }
+  return finish(g, []);
+}
+
+/**
+ * Device tensors t0…t{count-1} [B, KV, rows, hd] → fp32 host tensors o0… token-major [B, rows, KV, hd]:
+ * the one way caches come back from the device.
+ */
+export function buildDownloadGraph(cfg: ModelConfig, dtype: DeviceDtype, count: number): DeviceGraph {
+  const g = new GraphBuilder('download');
+  const c = new Ctx(g, cfg, dtype);
+  for (let i = 0; i < count; i++) {
+    const x = g.o('Transpose', [c.high(g.input(`t${i}`, c.t, ['B', 'H', 'R', 'D']))], { perm: [0, 2, 1, 3] });
+    g.output(`o${i}`, x, 'float', ['B', 'R', 'H', 'D']);
+  }
+  return finish(g, g.outputNames());
+}
