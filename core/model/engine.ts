@@ -45,14 +45,18 @@ export interface EngineOptions {
  * provider's binaries are not in onnxruntime-node's npm package (its install script fetches them on
  * request) and need CUDA 12 and cuDNN 9; WebGPU needs a Vulkan driver and loader.
  */
+/** How to fetch onnxruntime-node's CUDA binaries; its install script runs only when asked to. */
+export const CUDA_INSTALL =
+  'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false';
+
 function providerUnavailable(ep: ExecutionProvider, err: unknown): unknown {
   const msg = err instanceof Error ? err.message : String(err);
   if (ep === 'cuda' && /Failed to load|cannot open shared object|providers_(shared|cuda)|CUDA/i.test(msg)) {
     return new UnavailableError(
       'the CUDA execution provider could not be loaded. It needs NVIDIA CUDA 12 and cuDNN 9 installed ' +
         "(their libraries on the loader's path) and onnxruntime-node's CUDA binaries, which npm does not " +
-        'install by default: run `ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci` (or `npm install ' +
-        `--onnxruntime-node-install=cuda12\`). onnxruntime said: ${msg.split('\n')[0]}`,
+        'install by default (this project keeps install scripts off): run ' +
+        `\`${CUDA_INSTALL}\`. onnxruntime said: ${msg.split('\n')[0]}`,
       { cause: err },
     );
   }
