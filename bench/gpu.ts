@@ -11,6 +11,7 @@ import {
   type ChunkKvSource,
 } from '../core/blend/index.js';
 import { DeviceChunkTier } from '../core/cache/device-tier.js';
+import { loadBenchSettings } from '../core/config/bench.js';
 import { Engine, releaseCache, type EngineOptions } from '../core/model/engine.js';
 import { seededRandom } from '../core/model/generate.js';
 import type { DeviceDtype, SelectiveAttention } from '../core/model/onnx/device-graphs.js';
@@ -27,11 +28,12 @@ import { barChart, machine, median, printTable, timeMedian, writeResult } from '
  * profile of one prefill and one decode step.
  */
 
-const reps = Number(process.env.BENCH_REPS ?? 5);
+const settings = loadBenchSettings();
+const reps = settings.repsGiven ?? 5;
 // Entries `dtype[:attention]`; attention defaults to the engine's own choice (fused where it checks out).
 // Entries `dtype[:attention[:selective[:flags]]]`, empty fields for the engine's own choice; flags
 // (`+`-separated): `novalidate` turns Dawn's validation off, `pending256` lets 256 dispatches queue.
-const variants = (process.env.BENCH_DTYPES ?? 'float16,float32').split(',').map((v) => {
+const variants = settings.gpuVariants.map((v) => {
   const [dtype, a, sel, flags = ''] = v.split(':');
   return {
     dtype: dtype as DeviceDtype,
@@ -56,14 +58,14 @@ function variantOptions(v: Variant): EngineOptions {
     sessionOptions: { executionProviders: [ep as 'webgpu'], ...pending },
   };
 }
-const PRECOMPUTE_BATCH = Number(process.env.BENCH_PRECOMPUTE_BATCH ?? 64);
+const PRECOMPUTE_BATCH = settings.precomputeBatch;
 const CHUNK = 512;
 const QUESTION = 32;
 
 // BENCH_SHAPE (JSON, e.g. a tiny shape for a smoke run on a software adapter) overrides the model shape.
 const SHAPE = {
   ...LLAMA_100M,
-  ...(JSON.parse(process.env.BENCH_SHAPE ?? '{}') as Partial<typeof LLAMA_100M>),
+  ...(settings.shape as Partial<typeof LLAMA_100M>),
 };
 const model = createRandomModel(SHAPE);
 const rand = seededRandom(42);
@@ -262,11 +264,11 @@ function torchAnchor(): TorchAnchor {
 }
 
 const cardName = card();
-console.error(`gpu benchmark on ${cardName}: ${process.env.BENCH_DTYPES ?? 'float16,float32'}`);
+console.error(`gpu benchmark on ${cardName}: ${settings.gpuVariants.join(',')}`);
 const rows: Awaited<ReturnType<typeof measure>>[] = [];
 for (const v of variants) rows.push(await measure(v));
-const profiles = process.env.BENCH_PROFILE === '1' ? [await profile(variants[0].dtype)] : [];
-const torch = process.env.BENCH_TORCH === '0' ? { error: 'skipped (BENCH_TORCH=0)' } : torchAnchor();
+const profiles = settings.profile ? [await profile(variants[0].dtype)] : [];
+const torch = settings.torch ? torchAnchor() : { error: 'skipped (BENCH_TORCH=0)' };
 const head = rows[0];
 
 const result = {

@@ -1,4 +1,5 @@
 import ort from 'onnxruntime-node';
+import { loadBenchSettings } from '../core/config/bench.js';
 import { GraphBuilder } from '../core/model/onnx/builder.js';
 import { median, printTable, writeResult } from './common.js';
 
@@ -9,8 +10,9 @@ import { median, printTable, writeResult } from './common.js';
  * Writes bench/results/webgpu-dispatch.json.
  */
 
-const n = Number(process.env.DISPATCH_OPS ?? 200);
-const reps = Number(process.env.BENCH_REPS ?? 20);
+const settings = loadBenchSettings();
+const n = settings.dispatchOps;
+const reps = settings.repsGiven ?? 20;
 
 function chain(): Uint8Array {
   const g = new GraphBuilder('chain');

@@ -11,6 +11,14 @@
  * | BENCH_LOAD_SECONDS | 15                            | bench:load: seconds per load phase             |
  * | BENCH_LOAD_CONCURRENCY | 8,64                      | bench:load: concurrent clients per phase       |
  * | BENCH_LOAD_QUEUE_LIMIT | 16                        | bench:load: QUERY_QUEUE_LIMIT of the service   |
+ * | BENCH_DTYPES    | float16,float32                  | bench:gpu: device precisions (`dtype[:attention[:selective[:flags]]]`) |
+ * | BENCH_PRECOMPUTE_BATCH | 64                        | bench:gpu: chunks per precompute batch         |
+ * | BENCH_SHAPE     | (the 124.7M shape)               | bench:gpu: JSON overriding the model shape     |
+ * | BENCH_PROFILE   | false                            | bench:gpu: add onnxruntime's per-op profile    |
+ * | BENCH_TORCH     | true                             | bench:gpu: run the PyTorch anchor              |
+ * | DISPATCH_OPS    | 200                              | bench webgpu-dispatch: kernels per run         |
+ *
+ * BENCH_REPS unset leaves each script its own default (3; bench:gpu 5, webgpu-dispatch 20).
  */
 import path from 'node:path';
 import { z } from 'zod';
@@ -20,21 +28,39 @@ import type { ExecutionProvider } from './index.js';
 
 export interface BenchSettings {
   readonly executionProvider: ExecutionProvider;
+  /** BENCH_REPS, or 3 when unset. */
   readonly reps: number;
+  /** BENCH_REPS as given, null when unset (scripts with another default). */
+  readonly repsGiven: number | null;
   readonly contexts: readonly { readonly chunks: number; readonly tokens: number }[];
   readonly storiesDir: string;
   readonly loadSeconds: number;
   readonly loadConcurrency: readonly number[];
   readonly loadQueueLimit: number;
+  readonly gpuVariants: readonly string[];
+  readonly precomputeBatch: number;
+  readonly shape: Readonly<Record<string, number>>;
+  readonly profile: boolean;
+  readonly torch: boolean;
+  readonly dispatchOps: number;
 }
+
+const whole = (max: number) =>
+  z
+    .string()
+    .regex(/^[1-9]\d*$/, `must be a whole number from 1 to ${max}`)
+    .transform(Number)
+    .pipe(z.number().max(max, `must be a whole number from 1 to ${max}`));
+
+const flag = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0'], { error: 'must be one of true, false, 1, 0' })
+    .transform((v) => v === 'true' || v === '1')
+    .default(fallback);
 
 const BenchEnv = z.object({
   ORT_EP: z.enum(['cpu', 'webgpu', 'cuda'], { error: 'must be one of cpu, webgpu, cuda' }).default('cpu'),
-  BENCH_REPS: z
-    .string()
-    .regex(/^[1-9]\d{0,3}$/, 'must be a whole number from 1 to 9999')
-    .transform(Number)
-    .default(3),
+  BENCH_REPS: whole(9999).optional(),
   BENCH_CONTEXTS: z
     .string()
     .regex(/^\d+x\d+(,\d+x\d+)*$/, 'must be a comma-separated list like 4x512,8x256')
@@ -54,6 +80,28 @@ const BenchEnv = z.object({
     .regex(/^[1-9]\d{0,5}$/, 'must be a whole number from 1 to 999999')
     .transform(Number)
     .default(16),
+  BENCH_DTYPES: z
+    .string()
+    .regex(
+      /^(float16|float32)(:[\w+]*)*(,(float16|float32)(:[\w+]*)*)*$/,
+      'must list float16/float32 variants, e.g. float16,float32:decomposed',
+    )
+    .default('float16,float32'),
+  BENCH_PRECOMPUTE_BATCH: whole(4096).default(64),
+  BENCH_SHAPE: z
+    .string()
+    .refine((v) => {
+      try {
+        const o = JSON.parse(v) as unknown;
+        return typeof o === 'object' && o !== null && Object.values(o).every((x) => typeof x === 'number');
+      } catch {
+        return false;
+      }
+    }, 'must be a JSON object of numbers, e.g. {"numLayers": 2}')
+    .optional(),
+  BENCH_PROFILE: flag(false),
+  BENCH_TORCH: flag(true),
+  DISPATCH_OPS: whole(100_000).default(200),
 });
 
 /** Names of the variables loadBenchSettings reads. */
@@ -69,7 +117,8 @@ export function loadBenchSettings(env: Record<string, string | undefined> = proc
   const e = r.data;
   return Object.freeze({
     executionProvider: e.ORT_EP,
-    reps: e.BENCH_REPS,
+    reps: e.BENCH_REPS ?? 3,
+    repsGiven: e.BENCH_REPS ?? null,
     contexts: Object.freeze(
       e.BENCH_CONTEXTS.split(',').map((s) => {
         const [chunks, tokens] = s.split('x').map(Number);
@@ -80,5 +129,11 @@ export function loadBenchSettings(env: Record<string, string | undefined> = proc
     loadSeconds: e.BENCH_LOAD_SECONDS,
     loadConcurrency: Object.freeze(e.BENCH_LOAD_CONCURRENCY.split(',').map(Number)),
     loadQueueLimit: e.BENCH_LOAD_QUEUE_LIMIT,
+    gpuVariants: Object.freeze(e.BENCH_DTYPES.split(',')),
+    precomputeBatch: e.BENCH_PRECOMPUTE_BATCH,
+    shape: Object.freeze(e.BENCH_SHAPE ? (JSON.parse(e.BENCH_SHAPE) as Record<string, number>) : {}),
+    profile: e.BENCH_PROFILE,
+    torch: e.BENCH_TORCH,
+    dispatchOps: e.DISPATCH_OPS,
   });
 }
