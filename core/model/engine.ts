@@ -167,6 +167,9 @@ export class Engine {
       intraOpNumThreads: opts.threads ?? 0,
       interOpNumThreads: 1,
       executionMode: 'sequential',
+      // Errors only: on GPU providers onnxruntime warns at every session that shape ops stay on the CPU
+      // (by design) and that unused initializers were dropped — dozens of lines per engine, no action.
+      logSeverityLevel: 3,
       // One session per layer means one intra-op pool per layer: spinning pools of idle layers steal the
       // cores from the running one (measured 1.6x slower prefill on 2 cores), so they sleep instead.
       ...(ep === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
