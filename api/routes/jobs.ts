@@ -17,11 +17,14 @@ export function jobsRouter(deps: ApiDeps): Router {
 
   router.get('/:id', async (req, res) => {
     const id = parseParam(JobId, req.params.id);
+    // The state first, then the job: states only move forward, so the job read after it is at least as new
+    // (read the other way round, a job finishing in between showed "failed" with no reason or "completed"
+    // with no result).
+    const state = await redisCall(() => deps.blendQueue.getJobState(id));
     const job = await redisCall(() => Job.fromId<BlendJobData, BlendJobResult>(deps.blendQueue, id));
     if (!job || (job.data.tenant ?? DEFAULT_TENANT) !== tenantOf(res)) {
       throw new NotFoundError(`job ${JSON.stringify(id)} not found`);
     }
-    const state = await redisCall(() => job.getState());
     const out: Record<string, unknown> = { jobId: id, state };
     if (state === 'completed' && job.returnvalue) {
       const total = (job.finishedOn ?? Date.now()) - job.timestamp;

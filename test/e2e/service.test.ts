@@ -292,7 +292,8 @@ describe('CacheBlend service over HTTP', () => {
         20_000,
         'the job cancelled',
       );
-      if (after.status === 200) expect(after.body.error).toMatchObject({ code: 'CANCELLED' });
+      if (after.status === 200)
+        expect(after.body.error, JSON.stringify(after.body)).toMatchObject({ code: 'CANCELLED' });
     } finally {
       await other.close();
       await impatient.cleanup();
