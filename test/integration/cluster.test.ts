@@ -10,6 +10,7 @@ import { durabilityProblems } from '../../core/queue/durability.js';
 import { closeRedis, createRedis, keyPrefix, type RedisClient } from '../../core/queue/redis.js';
 import { STORY_SETS } from '../helpers/models.js';
 import { startRedisCluster, type RedisClusterHandle } from '../helpers/services.js';
+import { waitFor } from '../helpers/service.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 let cluster: RedisClusterHandle;
@@ -31,7 +32,12 @@ afterAll(async () => {
 describe('on a three-node Redis Cluster', () => {
   it('connects as a cluster client and finds every master durable', async () => {
     expect(client).toBeInstanceOf(Cluster);
-    await new Promise((r) => setTimeout(r, 200));
+    // The client learns the slot map when it connects: wait for that (not a fixed time), up to 10 s.
+    await waitFor(
+      async () => (client as Cluster).status === 'ready' && (client as Cluster).nodes('master').length === 3,
+      10_000,
+      'the cluster client to know 3 masters',
+    );
     expect((client as Cluster).nodes('master')).toHaveLength(3);
     expect(await durabilityProblems(client)).toEqual([]);
   });

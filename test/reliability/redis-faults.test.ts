@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi } from '../../api/server.js';
 import { rebuildCommand } from '../../cli/rebuild.js';
 import { STORY_SETS } from '../helpers/models.js';
-import { serviceConfig } from '../helpers/service.js';
+import { serviceConfig, waitFor } from '../helpers/service.js';
 import { startRedis, type RedisHandle } from '../helpers/services.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
@@ -93,8 +93,12 @@ describe('a Redis without persistence', () => {
         await stack.ready(id);
       }
       await redis.restart(); // no AOF, no RDB: an empty Redis
-      await new Promise((r) => setTimeout(r, 500));
-      expect((await stack.request('GET', '/v1/documents/one')).status).toBe(404);
+      // Once the API has reconnected (503 until then), the document is gone.
+      await waitFor(
+        async () => (await stack.request('GET', '/v1/documents/one')).status === 404,
+        15_000,
+        'the empty Redis to answer 404',
+      );
 
       let out = '';
       const summary = await rebuildCommand(['--json'], (s) => (out += s), stack.config);
