@@ -1,7 +1,7 @@
 import { inverseFrequencies, ropeTables } from '../../kv/rope.js';
 import type { LayerWeights, ModelConfig, ModelWeights } from '../types.js';
 import { GraphBuilder } from './builder.js';
-import { fusedTransposed, transposed } from './graphs.js';
+import { fusedBias, fusedTransposed, transposed } from './graphs.js';
 
 /**
  * Graphs for device-resident execution on a GPU provider. Where the CPU engine runs one graph per layer
@@ -193,13 +193,7 @@ function projectQkv(
   const name = `${prefix}.w${withQuery ? 'qkv' : 'kv'}`;
   let proj = g.o('MatMul', [h, c.weight(name, fusedTransposed(parts, D), [D, width])]);
   if (cfg.attentionBias) {
-    const bias = new Float32Array(width);
-    let off = 0;
-    for (const p of parts) {
-      if (!p.b) throw new Error(`${prefix}: attention biases missing`);
-      bias.set(p.b, off);
-      off += p.out;
-    }
+    const bias = fusedBias(parts, prefix);
     proj = g.o('Add', [proj, c.weight(`${prefix}.b${withQuery ? 'qkv' : 'kv'}`, bias, [width])]);
   }
   const outs = g.op('Split', [proj, g.int64s(parts.map((p) => p.out))], { axis: -1 }, parts.length);

@@ -30,6 +30,18 @@ export function transposed(w: Float32Array, out: number, inp: number): Float32Ar
 }
 
 /** Concatenate several [out_k, in] matrices along `out` and transpose: [in, sum(out_k)]. */
+/** The q/k/v biases of a fused projection, concatenated in the order of its parts (Qwen2 has them). */
+export function fusedBias(parts: { b: Float32Array | null; out: number }[], prefix: string): Float32Array {
+  const bias = new Float32Array(parts.reduce((n, p) => n + p.out, 0));
+  let off = 0;
+  for (const p of parts) {
+    if (!p.b) throw new Error(`${prefix}: attention biases missing`);
+    bias.set(p.b, off);
+    off += p.out;
+  }
+  return bias;
+}
+
 export function fusedTransposed(mats: { w: Float32Array; out: number }[], inp: number): Float32Array {
   const total = mats.reduce((a, m) => a + m.out, 0);
   const t = new Float32Array(total * inp);
@@ -103,13 +115,7 @@ function attentionInputs(
     g.weight(`${prefix}.w${withQuery ? 'qkv' : 'kv'}`, fusedTransposed(parts, D), [D, width]),
   ]);
   if (cfg.attentionBias) {
-    const bias = new Float32Array(width);
-    let off = 0;
-    for (const p of parts) {
-      if (!p.b) throw new Error(`${prefix}: attention biases missing`);
-      bias.set(p.b, off);
-      off += p.out;
-    }
+    const bias = fusedBias(parts, prefix);
     proj = g.o('Add', [proj, g.weight(`${prefix}.b${withQuery ? 'qkv' : 'kv'}`, bias, [width])]);
   }
   const outs = g.op('Split', [proj, g.int64s(parts.map((p) => p.out))], { axis: 1 }, parts.length);
