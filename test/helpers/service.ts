@@ -6,6 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, type Config } from '../../core/config/index.js';
+import { engineThreadInit } from '../../core/inference/engine-thread.js';
+import type { EngineThreadInit } from '../../core/inference/engine-handlers.js';
 import { STORIES_DIR } from './models.js';
 import { uniquePrefix, type RedisClusterHandle, type RedisHandle, type S3Handle } from './services.js';
 
@@ -81,4 +83,21 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * An inference thread's settings for tests that start one directly: the service's defaults
+ * (engineThreadInit over a config of no variables) with one thread, stories260K, a private memory store,
+ * no disk tier and no LRU, silent — each overridable.
+ */
+export function testEngineInit(overrides: Partial<EngineThreadInit> = {}): EngineThreadInit {
+  return engineThreadInit(loadConfig({ LOG_LEVEL: 'silent' }), {
+    model: STORIES_DIR,
+    threads: 1,
+    kvStoreUrl: 'memory://',
+    diskCacheDir: null,
+    lruBytes: 0,
+    kvDtype: 'float16',
+    ...overrides,
+  });
 }

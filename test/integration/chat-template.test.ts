@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testEngineInit } from '../helpers/service.js';
 import { main } from '../../cli/main.js';
 import { createHandlers, type EngineHandlers } from '../../core/inference/engine-handlers.js';
 import type { BlendJobData } from '../../core/queue/contracts.js';
@@ -30,24 +31,7 @@ beforeAll(async () => {
   const cfgPath = path.join(dir, 'tokenizer_config.json');
   const cfg = JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown>;
   await writeFile(cfgPath, JSON.stringify({ ...cfg, chat_template: CHAT_TEMPLATE }));
-  handlers = await createHandlers({
-    model: dir,
-    modelSource: {
-      searchPath: [],
-      cacheDir: '/nonexistent',
-      allowDownload: false,
-      endpoint: 'https://huggingface.co',
-    },
-    executionProvider: 'cpu',
-    threads: 1,
-    kvStoreUrl: 'memory://',
-    s3: { region: 'us-east-1', forcePathStyle: true },
-    diskCacheDir: null,
-    diskCacheBytes: 1 << 30,
-    lruBytes: 64 * 1024 * 1024,
-    kvDtype: 'float16',
-    logLevel: 'silent',
-  });
+  handlers = await createHandlers(testEngineInit({ model: dir, lruBytes: 64 * 1024 * 1024 }));
 });
 
 afterAll(async () => {

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { testEngineInit, s3Options, uniqueName } from '../helpers/service.js';
 import { main } from '../../cli/main.js';
 import { chunkKey, chunkObjectKey, decodeKvHeader, layerByteRange } from '../../core/kv/format.js';
 import type { Engine } from '../../core/model/engine.js';
@@ -12,7 +13,6 @@ import { createHandlers, type EngineHandlers } from '../../core/inference/engine
 import { computeChunkObject } from '../../core/inference/pipeline.js';
 import { FileObjectStore, openObjectStore, type ObjectStore } from '../../core/storage/index.js';
 import { STORIES_DIR, storiesEngine, STORY_SETS } from '../helpers/models.js';
-import { s3Options, uniqueName } from '../helpers/service.js';
 import { startS3, type S3Handle } from '../helpers/services.js';
 
 /** An ObjectStore that counts the calls made to it. */
@@ -168,24 +168,9 @@ for (const backend of backends) {
       let expected: string;
       let objects: { key: string; objKey: string; object: Buffer }[];
       beforeAll(async () => {
-        handlers = await createHandlers({
-          model: STORIES_DIR,
-          modelSource: {
-            searchPath: [],
-            cacheDir: '/nonexistent',
-            allowDownload: false,
-            endpoint: 'https://huggingface.co',
-          },
-          executionProvider: 'cpu',
-          threads: 1,
-          kvStoreUrl: url,
-          s3: s3Options(s3),
-          diskCacheDir: null,
-          diskCacheBytes: 1 << 30,
-          lruBytes: 0,
-          kvDtype: 'float16',
-          logLevel: 'warn',
-        });
+        handlers = await createHandlers(
+          testEngineInit({ kvStoreUrl: url, s3: s3Options(s3), logLevel: 'warn' }),
+        );
         expected = await cliAnswer('blend');
         expect(expected.length).toBeGreaterThan(0);
         objects = await Promise.all(

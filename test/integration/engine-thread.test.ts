@@ -1,31 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { testEngineInit } from '../helpers/service.js';
 import { SupervisedEngineThread, type EngineThread } from '../../core/inference/engine-thread.js';
-import { STORIES_DIR } from '../helpers/models.js';
 
 describe('SupervisedEngineThread', () => {
   it('starts a new inference thread when the old one dies', async () => {
     const restarts: string[] = [];
-    const thread = await SupervisedEngineThread.start(
-      {
-        model: STORIES_DIR,
-        modelSource: {
-          searchPath: [],
-          cacheDir: '/nonexistent',
-          allowDownload: false,
-          endpoint: 'https://huggingface.co',
-        },
-        executionProvider: 'cpu',
-        threads: 1,
-        kvStoreUrl: 'memory://',
-        s3: { region: 'us-east-1', forcePathStyle: true },
-        diskCacheDir: null,
-        diskCacheBytes: 1 << 30,
-        lruBytes: 0,
-        kvDtype: 'float16',
-        logLevel: 'silent',
-      },
-      (reason) => restarts.push(reason),
-    );
+    const thread = await SupervisedEngineThread.start(testEngineInit(), (reason) => restarts.push(reason));
     try {
       const { fingerprint } = await thread.call('info', []);
       // Kill the worker thread behind the supervisor's back, as a crash would.
