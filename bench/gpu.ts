@@ -161,26 +161,43 @@ async function precomputeTokPerS(engine: Engine) {
   };
 }
 
-/** Aggregate onnxruntime profile files (prefix) by op type: total ms and count. */
-function opProfile(prefix: string): { op: string; ms: number; count: number }[] {
-  const byOp = new Map<string, { ms: number; count: number }>();
+interface OpRow {
+  op: string;
+  ms: number;
+  count: number;
+}
+
+/**
+ * Aggregate onnxruntime profile files (prefix) by op type: host-side time (`Node` events: the kernel's
+ * dispatch on the JavaScript side's thread) and GPU time (`Api` events: the WebGPU provider's timestamp
+ * queries around each program it dispatches), each with its count.
+ */
+function opProfile(prefix: string): { host: OpRow[]; gpu: OpRow[] } {
+  const host = new Map<string, { ms: number; count: number }>();
+  const gpu = new Map<string, { ms: number; count: number }>();
+  const add = (m: typeof host, op: string, ms: number) => {
+    const cur = m.get(op) ?? { ms: 0, count: 0 };
+    cur.ms += ms;
+    cur.count += 1;
+    m.set(op, cur);
+  };
   for (const f of readdirSync('.').filter((n) => n.startsWith(prefix) && n.endsWith('.json'))) {
-    let events: { cat: string; dur: number; args?: { op_name?: string } }[] = [];
+    let events: { cat: string; name: string; dur: number; args?: { op_name?: string } }[] = [];
     try {
       events = JSON.parse(readFileSync(f, 'utf8'));
     } catch {
       // a session still profiling has not finished its file; its phase is not this one
     }
     for (const e of events) {
-      if (e.cat !== 'Node' || !e.args?.op_name) continue;
-      const cur = byOp.get(e.args.op_name) ?? { ms: 0, count: 0 };
-      cur.ms += e.dur / 1000;
-      cur.count += 1;
-      byOp.set(e.args.op_name, cur);
+      if (e.cat === 'Node' && e.args?.op_name) add(host, e.args.op_name, e.dur / 1000);
+      // Api names read `node&op&program`.
+      if (e.cat === 'Api') add(gpu, e.name.split('&').slice(1).join('/'), e.dur / 1000);
     }
     rmSync(f);
   }
-  return [...byOp.entries()].map(([op, v]) => ({ op, ...v })).sort((a, b) => b.ms - a.ms);
+  const rows = (m: typeof host) =>
+    [...m.entries()].map(([op, v]) => ({ op, ...v })).sort((a, b) => b.ms - a.ms);
+  return { host: rows(host), gpu: rows(gpu) };
 }
 
 async function measure(v: Variant) {
@@ -216,6 +233,12 @@ async function measure(v: Variant) {
   return row;
 }
 
+/**
+ * onnxruntime's profile of each phase on an engine of its own (profiling ends with a session, so each
+ * phase's sessions are new when it starts; the shaders were compiled by the measured runs before).
+ * prefill: reps full prefills; blend: reps blends, the first a GPU-tier miss, the rest hits; decode: a
+ * 2,048-token prefill and 40 steps. Walls are of the whole phase, profiling on.
+ */
 async function profile(dtype: DeviceDtype) {
   const prefix = `cacheblend-profile-${process.pid}`;
   const engine = await Engine.create(model, {
@@ -223,21 +246,22 @@ async function profile(dtype: DeviceDtype) {
     deviceDtype: dtype,
     sessionOptions: { enableProfiling: true, profileFilePrefix: prefix },
   });
-  // Each phase's sessions are new when it starts, so ending profiling after it keeps the phases apart
-  // (the blend's first query uploads its chunks; the later ones find them in the GPU tier).
-  await ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' });
-  await engine.device!.endProfiling();
-  const prefill = opProfile(prefix);
+  const phase = async (f: () => Promise<unknown>) => {
+    const t0 = performance.now();
+    await f();
+    const wallMs = performance.now() - t0;
+    await engine.device!.endProfiling();
+    return { wallMs, ...opProfile(prefix) };
+  };
+  const prefill = await phase(() => ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' }));
   const data = await precomputeChunks(engine, chunkIds);
   opProfile(prefix);
   const tier = new DeviceChunkTier(2 * 1024 ** 3);
-  await ttft(engine, () => tierSources(tier, data), { mode: 'blend', ratio: RATIO });
-  await engine.device!.endProfiling();
-  const blend = opProfile(prefix);
+  const blend = await phase(() =>
+    ttft(engine, () => tierSources(tier, data), { mode: 'blend', ratio: RATIO }),
+  );
   tier.clear();
-  await decodeStepsMs(engine, 2048, 8);
-  await engine.device!.endProfiling();
-  const decode = opProfile(prefix);
+  const decode = await phase(() => decodeStepsMs(engine, 2048, 40));
   await engine.dispose();
   return { dtype, prefill, blend, decode };
 }
@@ -346,10 +370,22 @@ if (!torch.error) {
 } else console.log(`PyTorch anchor: ${torch.error}`);
 for (const p of profiles) {
   for (const phase of ['prefill', 'blend', 'decode'] as const) {
-    console.log(`profile (${p.dtype}, ${phase}): top ops by host-side time`);
+    const sum = (rows: OpRow[]) => rows.reduce((a, r) => a + r.ms, 0);
+    const count = (rows: OpRow[]) => rows.reduce((a, r) => a + r.count, 0);
+    const { host, gpu } = p[phase];
+    console.log(
+      `profile (${p.dtype}, ${phase}): wall ${p[phase].wallMs.toFixed(1)} ms (reps ${reps}), host kernels ${sum(host).toFixed(1)} ms / ${count(host)}, GPU programs ${sum(gpu).toFixed(1)} ms / ${count(gpu)}`,
+    );
     printTable(
-      ['op', 'ms', 'count'],
-      p[phase].slice(0, 12).map((o) => [o.op, o.ms, o.count]),
+      ['host op', 'ms', 'count', 'GPU program', 'ms', 'count'],
+      Array.from({ length: 14 }, (_, i) => [
+        host[i]?.op ?? '',
+        host[i]?.ms ?? '',
+        host[i]?.count ?? '',
+        gpu[i]?.op ?? '',
+        gpu[i]?.ms ?? '',
+        gpu[i]?.count ?? '',
+      ]),
     );
   }
 }
