@@ -102,6 +102,19 @@ class Ctx {
   /** The segments of the packed integer input, by name (see intSegments). */
   ints: Record<string, string> = {};
   private pastRowsInput: string | null = null;
+  /** RoPE positions [B, T] (int64), declared on first use: fused causal attention derives its own. */
+  positions: (() => string) | null = null;
+
+  private lengthInputs: { seqlens: string; total: string } | null = null;
+
+  /** GroupQueryAttention's `seqlens_k` int32 [B] and `total_len` int32 [] inputs, declared once. */
+  lengths(): { seqlens: string; total: string } {
+    this.lengthInputs ??= {
+      seqlens: this.g.input('seqlens_k', 'int32', ['B']),
+      total: this.g.input('total_len', 'int32', []),
+    };
+    return this.lengthInputs;
+  }
 
   /** The `past_rows` input (int64 [1]), declared once. */
   pastRows(): string {
@@ -143,7 +156,14 @@ export function devicePositions(cfg: ModelConfig): number {
  * tables of every position computed like the host's (float64, then rounded).
  */
 function rotary(c: Ctx, x: string, pos: string): string {
-  const { g, cfg } = c;
+  const tables = ropeCaches(c);
+  const interleaved = c.cfg.ropeLayout === 'interleaved' ? 1 : 0;
+  return c.g.op('RotaryEmbedding', [x, pos, tables.cos, tables.sin], { interleaved }, 1, 'com.microsoft')[0];
+}
+
+/** The RoPE tables of every position the device covers ([P, headDim / 2], compute precision), added once. */
+function ropeCaches(c: Ctx): { cos: string; sin: string } {
+  const { cfg } = c;
   const P = devicePositions(cfg);
   if (!c.tables) {
     const { cos, sin } = ropeTables(
@@ -155,14 +175,7 @@ function rotary(c: Ctx, x: string, pos: string): string {
       sin: c.weight('rope_sin', sin, [P, cfg.headDim / 2]),
     };
   }
-  const interleaved = cfg.ropeLayout === 'interleaved' ? 1 : 0;
-  return g.op(
-    'RotaryEmbedding',
-    [x, pos, c.tables.cos, c.tables.sin],
-    { interleaved },
-    1,
-    'com.microsoft',
-  )[0];
+  return c.tables;
 }
 
 /** RMSNorm of fp32 x through onnxruntime's fused kernel, cast to the compute precision. */
@@ -172,18 +185,24 @@ function norm(c: Ctx, x: string, name: string, w: Float32Array): string {
   return c.low(g.o('SimplifiedLayerNormalization', [x, weight], { axis: -1, epsilon: cfg.rmsNormEps }));
 }
 
-/** Norm, one fused projection and RoPE of a layer's attention inputs; x [B, T, D] fp32; q/k/v [B, T, n*hd]. */
-function projectQkv(
-  c: Ctx,
-  w: LayerWeights,
-  prefix: string,
-  x: string,
-  pos: string,
-  withQuery: boolean,
-): { q: string | null; k: string; v: string } {
+/** RMSNorm of fp32 `x` added to fp32 `delta` (one fused kernel): the normed sum (compute precision) and the sum. */
+function skipNorm(c: Ctx, x: string, delta: string, name: string, w: Float32Array) {
+  const { g, cfg } = c;
+  const weight = g.weight(name, w, [cfg.hiddenSize]);
+  const [normed, , , sum] = g.op(
+    'SkipSimplifiedLayerNormalization',
+    [x, delta, weight],
+    { epsilon: cfg.rmsNormEps },
+    4,
+    'com.microsoft',
+  );
+  return { h: c.low(normed), sum };
+}
+
+/** One fused projection of a layer's normed input h [B, T, D] to q (optional), k and v, packed. */
+function projectPacked(c: Ctx, w: LayerWeights, prefix: string, h: string, withQuery: boolean) {
   const { g, cfg } = c;
   const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
-  const h = norm(c, x, `${prefix}.attn_norm`, w.attnNorm);
   const parts = [
     ...(withQuery ? [{ w: w.wq, b: w.bq, out: H * hd }] : []),
     { w: w.wk, b: w.bk, out: KV * hd },
@@ -196,7 +215,20 @@ function projectQkv(
     const bias = fusedBias(parts, prefix);
     proj = g.o('Add', [proj, c.weight(`${prefix}.b${withQuery ? 'qkv' : 'kv'}`, bias, [width])]);
   }
-  const outs = g.op('Split', [proj, g.int64s(parts.map((p) => p.out))], { axis: -1 }, parts.length);
+  return { proj, sizes: parts.map((p) => p.out) };
+}
+
+/** A layer's attention inputs from its normed input h [B, T, D], RoPE applied at the stack's positions. */
+function projectQkv(
+  c: Ctx,
+  w: LayerWeights,
+  prefix: string,
+  h: string,
+  withQuery: boolean,
+  pos: string = c.positions!(),
+): { q: string | null; k: string; v: string } {
+  const { proj, sizes } = projectPacked(c, w, prefix, h, withQuery);
+  const outs = c.g.op('Split', [proj, c.g.int64s(sizes)], { axis: -1 }, sizes.length);
   const [k, v] = outs.slice(-2);
   return { q: withQuery ? rotary(c, outs[0], pos) : null, k: rotary(c, k, pos), v };
 }
@@ -226,19 +258,34 @@ interface LayerCacheIo {
 }
 
 /**
- * Causal attention of T new tokens after S cached rows: onnxruntime's GroupQueryAttention (flash attention
- * where the adapter allows), which also returns the cache with the new rows appended.
+ * Causal attention of T new tokens after S cached rows through onnxruntime's GroupQueryAttention (flash
+ * attention where the adapter allows), from the packed projection: the kernel applies RoPE itself at the
+ * positions its lengths imply (S + i), and returns the cache with the new rows appended. One kernel where
+ * a split and two RotaryEmbeddings were (every kernel costs ~16 µs on WebGPU, see docs/gpu.md).
  */
-function causalAttention(c: Ctx, io: LayerCacheIo, q: string, k: string, v: string) {
+function causalAttention(c: Ctx, io: LayerCacheIo, w: LayerWeights, prefix: string, h: string) {
   const { g, cfg } = c;
   const past = io.mode === 'append' ? [io.k!, io.v!] : ['', ''];
-  const [out, kAll, vAll] = g.op(
-    'GroupQueryAttention',
-    [q, k, v, ...past, io.seqlens!, io.total!],
-    { num_heads: cfg.numHeads, kv_num_heads: cfg.numKvHeads },
-    3,
-    'com.microsoft',
-  );
+  const heads = { num_heads: cfg.numHeads, kv_num_heads: cfg.numKvHeads };
+  let outs: string[];
+  if (cfg.headDim % 16 === 0) {
+    const { proj } = projectPacked(c, w, prefix, h, true);
+    const tables = ropeCaches(c);
+    const rotaryAttrs = { do_rotary: 1, rotary_interleaved: cfg.ropeLayout === 'interleaved' ? 1 : 0 };
+    const inputs = [proj, '', '', ...past, io.seqlens!, io.total!, tables.cos, tables.sin];
+    outs = g.op('GroupQueryAttention', inputs, { ...heads, ...rotaryAttrs }, 3, 'com.microsoft');
+  } else {
+    // The kernel's own RoPE wants head sizes in multiples of 16 (onnxruntime's WebGPU provider).
+    const { q, k, v } = projectQkv(c, w, prefix, h, true);
+    outs = g.op(
+      'GroupQueryAttention',
+      [q!, k, v, ...past, io.seqlens!, io.total!],
+      heads,
+      3,
+      'com.microsoft',
+    );
+  }
+  const [out, kAll, vAll] = outs;
   return { out, kAll, vAll };
 }
 
@@ -323,27 +370,32 @@ function decomposedCausalAttention(c: Ctx, io: LayerCacheIo, q: string, k: strin
   return { out: maskedAttention(c, q, kAll, vAll, io.mask!), kAll, vAll };
 }
 
+/** The next layer's attention norm, fused into this layer's last residual addition. */
+interface NextNorm {
+  name: string;
+  w: Float32Array;
+}
+
+/**
+ * One decoder layer on the residual stream x (fp32) whose attention norm h (compute precision) is already
+ * computed. Each residual addition is fused with the norm after it (SkipSimplifiedLayerNormalization):
+ * the MLP's norm, then the next layer's attention norm (`next`), so the result carries that layer's h.
+ */
 function decoderLayer(
   c: Ctx,
   w: LayerWeights,
   l: number,
   x: string,
-  pos: string,
+  h: string,
   io: LayerCacheIo,
-): { out: string; k: string; v: string } {
+  next: NextNorm | null,
+): { out: string; h: string | null; k: string; v: string } {
   const { g, cfg } = c;
   const { hiddenSize: D, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
   const p = `l${l}`;
-  const { q, k, v } = projectQkv(c, w, p, x, pos, true);
-  const attn =
-    io.mode === 'scatter'
-      ? scatterAttention(c, io, q!, k, v)
-      : io.mask
-        ? decomposedCausalAttention(c, io, q!, k, v)
-        : causalAttention(c, io, q!, k, v);
+  const attn = layerAttention(c, w, p, h, io);
   const wo = c.weight(`${p}.wo_t`, transposed(w.wo, D, H * hd), [H * hd, D]);
-  const h1 = g.o('Add', [x, c.high(g.o('MatMul', [attn.out, wo]))]);
-  const m = norm(c, h1, `${p}.mlp_norm`, w.mlpNorm);
+  const mlpIn = skipNorm(c, x, c.high(g.o('MatMul', [attn.out, wo])), `${p}.mlp_norm`, w.mlpNorm);
   const wgu = fusedTransposed(
     [
       { w: w.wGate, out: I },
@@ -351,12 +403,32 @@ function decoderLayer(
     ],
     D,
   );
-  const gu = g.o('MatMul', [m, c.weight(`${p}.wgu`, wgu, [D, 2 * I])]);
+  const gu = g.o('MatMul', [mlpIn.h, c.weight(`${p}.wgu`, wgu, [D, 2 * I])]);
   const [gate, up] = g.op('Split', [gu, g.int64s([I, I])], { axis: -1 }, 2);
   const act = g.o('Mul', [g.o('Mul', [gate, g.o('Sigmoid', [gate])]), up]);
   const wd = c.weight(`${p}.wdown_t`, transposed(w.wDown, D, I), [I, D]);
-  const out = g.o('Add', [h1, c.high(g.o('MatMul', [act, wd]))]);
-  return { out, k: attn.kAll, v: attn.vAll };
+  const down = c.high(g.o('MatMul', [act, wd]));
+  if (!next) return { out: g.o('Add', [mlpIn.sum, down]), h: null, k: attn.kAll, v: attn.vAll };
+  const after = skipNorm(c, mlpIn.sum, down, next.name, next.w);
+  return { out: after.sum, h: after.h, k: attn.kAll, v: attn.vAll };
+}
+
+/** A layer's attention over its cache (see CacheMode), from its normed input h. */
+function layerAttention(c: Ctx, w: LayerWeights, prefix: string, h: string, io: LayerCacheIo) {
+  if (io.mode !== 'scatter' && !io.mask) return causalAttention(c, io, w, prefix, h);
+  const { q, k, v } = projectQkv(c, w, prefix, h, true);
+  return io.mode === 'scatter'
+    ? scatterAttention(c, io, q!, k, v)
+    : decomposedCausalAttention(c, io, q!, k, v);
+}
+
+/**
+ * The last layer of a stack whose only outputs are caches (batched precompute): its K and V, nothing
+ * after them (no attention, no MLP), in the cache layout [B, KV, T, hd].
+ */
+function kvOnlyLayer(c: Ctx, w: LayerWeights, l: number, h: string): { k: string; v: string } {
+  const { k, v } = projectQkv(c, w, `l${l}`, h, false);
+  return { k: toHeads(c, k, c.cfg.numKvHeads), v: toHeads(c, v, c.cfg.numKvHeads) };
 }
 
 /**
@@ -382,9 +454,9 @@ function stackInput(c: Ctx, weights: ModelWeights, input: StackGraphOptions['inp
   const { g, cfg } = c;
   const D = cfg.hiddenSize;
   if (input === 'ids') {
-    // ids [B*T] → [B, T]; T is the positions' length.
-    const T = g.o('Slice', [g.o('Shape', [c.ints.pos]), g.int64s([1]), g.int64s([2])]);
-    const ids = g.o('Reshape', [c.ints.ids, g.o('Concat', [g.int64s([-1]), T], { axis: 0 })]);
+    // ids [B*T] → [B, T]; B is the length of seqlens_k (one per sequence).
+    const B = g.o('Shape', [c.lengths().seqlens]);
+    const ids = g.o('Reshape', [c.ints.ids, g.o('Concat', [B, g.int64s([-1])], { axis: 0 })]);
     const table = c.weight('embed', weights.embedTokens, [cfg.vocabSize, D]);
     return c.high(g.o('Gather', [table, ids], { axis: 0 }));
   }
@@ -406,20 +478,14 @@ function logitsOfLastRow(c: Ctx, weights: ModelWeights, x: string): string {
  * `ctx_rows` int64 [C]: squared L2 distance of their fresh K (V, or both) from rows ctx_rows of the
  * cached `cached_k` / `cached_v`.
  */
-function deviation(
-  c: Ctx,
-  w: LayerWeights,
-  layer: number,
-  x: string,
-  pos: string,
-  metric: 'k' | 'v' | 'kv',
-): string {
+function deviation(c: Ctx, w: LayerWeights, layer: number, x: string, metric: 'k' | 'v' | 'kv'): string {
   const { g, cfg } = c;
   const { numKvHeads: KV, headDim: hd } = cfg;
   const rows = c.ints.ctx_rows;
   const count = g.o('Shape', [rows]);
   const first = (t: string) => g.o('Slice', [t, g.int64s([0]), count, g.int64s([1])]);
-  const fresh = projectQkv(c, w, `l${layer}`, first(x), first(pos), false);
+  const h = norm(c, first(x), `l${layer}.attn_norm`, w.attnNorm);
+  const fresh = projectQkv(c, w, `l${layer}`, h, false, first(c.positions!()));
   const cachedRows = (name: string) =>
     g.o('Gather', [g.input(name, c.t, [1, KV, 'N', hd]), rows], { axis: 2 });
   const sq = (a: string, b: string) => {
@@ -439,8 +505,8 @@ function attentionInputs(c: Ctx, o: StackGraphOptions): Omit<LayerCacheIo, 'mode
   if (o.to <= o.from) return io;
   const zero = g.int32s([0]);
   const lengths = () => {
-    io.seqlens = g.input('seqlens_k', 'int32', ['B']);
-    io.total = g.input('total_len', 'int32', []);
+    io.seqlens = c.lengths().seqlens;
+    io.total = c.lengths().total;
   };
   if (o.cache === 'scatter') {
     io.rowNew = g.o('Reshape', [g.o('Greater', [c.ints.row_new, zero]), g.int64s([1, 1, -1, 1])]);
@@ -496,7 +562,6 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
   const { numKvHeads: KV, headDim: hd, hiddenSize: D, vocabSize: V } = cfg;
   const g = new GraphBuilder(`stack_${o.from}_${o.to}`);
   const c = new Ctx(g, cfg, o.dtype);
-  const posIds = g.input('pos_ids', 'int64', [1, 'T']);
   const segs = intSegments(o);
   const parts = g.op(
     'Split',
@@ -505,20 +570,38 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
     segs.length,
   );
   c.ints = Object.fromEntries(segs.map((name, i) => [name, parts[i]]));
-  c.ints.pos = posIds;
   let x = stackInput(c, weights, o.input);
-  // RotaryEmbedding wants one row of positions per sequence.
-  const batch = g.o('Slice', [g.o('Shape', [x]), g.int64s([0]), g.int64s([1])]);
-  const pos = g.o('Expand', [posIds, g.o('Concat', [batch, g.int64s([1])], { axis: 0 })]);
+  // RotaryEmbedding wants one row of positions per sequence; declared only where a kernel reads them.
+  let pos: string | null = null;
+  c.positions = () => {
+    if (!pos) {
+      const batch = g.o('Slice', [g.o('Shape', [x]), g.int64s([0]), g.int64s([1])]);
+      pos = g.o('Expand', [
+        g.input('pos_ids', 'int64', [1, 'T']),
+        g.o('Concat', [batch, g.int64s([1])], { axis: 0 }),
+      ]);
+    }
+    return pos;
+  };
   const shared = attentionInputs(c, o);
+  const kvOnly = o.cache === 'none' && !o.head && !o.emitHidden && !o.deviation;
+  const L = weights.layers;
+  let h = o.to > o.from ? norm(c, x, `l${o.from}.attn_norm`, L[o.from].attnNorm) : null;
   for (let l = o.from; l < o.to; l++) {
-    const r = decoderLayer(c, weights.layers[l], l, x, pos, cacheInputs(c, o, l, shared));
+    let r: { k: string; v: string };
+    if (kvOnly && l === o.to - 1) r = kvOnlyLayer(c, L[l], l, h!);
+    else {
+      const next = l + 1 < o.to ? { name: `l${l + 1}.attn_norm`, w: L[l + 1].attnNorm } : null;
+      const layer = decoderLayer(c, L[l], l, x, h!, cacheInputs(c, o, l, shared), next);
+      x = layer.out;
+      h = layer.h;
+      r = layer;
+    }
     g.output(`k_${l}`, r.k, c.t, ['B', KV, 'R', hd]);
     g.output(`v_${l}`, r.v, c.t, ['B', KV, 'R', hd]);
-    x = r.out;
   }
   if (o.deviation) {
-    const dev = deviation(c, weights.layers[o.to], o.to, x, pos, o.deviation);
+    const dev = deviation(c, weights.layers[o.to], o.to, x, o.deviation);
     g.output('dev', dev, 'float', ['C']);
   }
   if (o.emitHidden) g.output('hidden', x, 'float', ['B', 'T', D]);
