@@ -26,6 +26,7 @@
  * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
  * | GPU_TIER_BYTES          | 2147483648 (2 GiB)                        | chunk caches kept in GPU memory (webgpu) |
  * | DEVICE_DTYPE            | float16                                   | float16, float32 (webgpu compute)       |
+ * | DEVICE_DECODE_BURST     | 8                                         | greedy tokens per device run (1: off)   |
  * | DISK_CACHE_DIR          | <DATA_DIR>/disk-cache                     |                                         |
  * | CHUNK_TOKEN_BUDGET      | 256                                       |                                         |
  * | QUERY_TIMEOUT_MS        | 60000                                     |                                         |
@@ -118,6 +119,8 @@ export interface Config {
   readonly gpuTierBytes: number;
   /** Precision of weights, activations and KV on the device (WebGPU). */
   readonly deviceDtype: DeviceDtype;
+  /** Greedy tokens a device-resident engine decodes per run (argmax on the GPU); 1 decodes token by token. */
+  readonly deviceDecodeBurst: number;
   /** Absolute. */
   readonly diskCacheDir: string;
   readonly chunkTokenBudget: number;
@@ -236,6 +239,7 @@ const EnvSchema = z.object({
   LRU_BYTES: int(0, MAX, 256 * 1024 * 1024),
   GPU_TIER_BYTES: int(0, MAX, 2 * 1024 ** 3),
   DEVICE_DTYPE: oneOf(['float16', 'float32'], 'float16'),
+  DEVICE_DECODE_BURST: int(1, 64, 8),
   DISK_CACHE_DIR: z.string().optional(),
   CHUNK_TOKEN_BUDGET: int(1, 1_000_000, 256),
   QUERY_TIMEOUT_MS: int(1, 24 * 60 * 60 * 1000, 60_000),
@@ -306,6 +310,7 @@ export function loadConfig(
     lruBytes: e.LRU_BYTES,
     gpuTierBytes: e.GPU_TIER_BYTES,
     deviceDtype: e.DEVICE_DTYPE,
+    deviceDecodeBurst: e.DEVICE_DECODE_BURST,
     diskCacheDir: path.resolve(cwd, e.DISK_CACHE_DIR ?? path.join(dataDir, 'disk-cache')),
     chunkTokenBudget: e.CHUNK_TOKEN_BUDGET,
     queryTimeoutMs: e.QUERY_TIMEOUT_MS,

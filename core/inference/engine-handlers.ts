@@ -53,6 +53,8 @@ export interface EngineThreadInit {
   gpuTierBytes?: number;
   /** Device precision (device-resident engines only; default float32). */
   deviceDtype?: DeviceDtype;
+  /** Greedy tokens per device run (device-resident engines only; default 8). */
+  deviceDecodeBurst?: number;
   kvDtype: KvDtype;
   /** r_min of `ratio: "auto"` (BLEND_MIN_RATIO; default 0.15). */
   minRatio?: number;
@@ -94,6 +96,7 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     executionProvider: init.executionProvider,
     threads: init.threads,
     deviceDtype: init.deviceDtype,
+    deviceDecodeBurst: init.deviceDecodeBurst,
   });
   const cfg = model.config;
   const cost = new CostModel();

@@ -2,8 +2,11 @@ import ort from 'onnxruntime-node';
 import { InvalidArgumentError } from '../errors.js';
 import {
   buildAssembleGraph,
+  buildDecodeBurstGraph,
+  burstSegments,
   buildDownloadGraph,
   buildStackGraph,
+  buildSyncGraph,
   buildUploadGraph,
   intSegments,
   devicePositions,
@@ -410,9 +413,46 @@ export class DeviceRunner {
   }
 
   /**
+   * Greedy decoding of `steps` tokens in one run (see buildDecodeBurstGraph): `first` goes in after the
+   * cache, each step's argmax is taken on the GPU and fed to the next, and only the tokens come back.
+   * The cache then holds `first` and every returned token but the last.
+   */
+  async decodeGreedy(cache: DeviceKvCache, first: number, steps: number): Promise<number[]> {
+    const S = cache.length;
+    if (S === 0) throw new InvalidArgumentError('greedy decoding continues a prefilled cache');
+    this.positionFeeds(range(S, S + steps)); // the positions' bound check
+    const key = `burst:${steps}`;
+    const session = await this.session(key, () =>
+      buildDecodeBurstGraph(this.config, this.model.weights, {
+        dtype: this.dtype,
+        steps,
+        attention: this.attention,
+      }),
+    );
+    const ints: Ints = { ids: [first], q_pos: range(S, S + steps), k_pos: range(0, S + steps) };
+    const feeds: Feeds = {};
+    for (let i = 0; i < steps; i++) {
+      feeds[`seqlens_${i}`] = new ort.Tensor('int32', Int32Array.of(S + i), [1]);
+      feeds[`total_len_${i}`] = new ort.Tensor('int32', Int32Array.of(S + i + 1), []);
+      feeds[`pos_${i}`] = int64([S + i], [1, 1]);
+    }
+    for (let l = 0; l < this.config.numLayers; l++) {
+      feeds[`past_k_${l}`] = cache.k[l];
+      feeds[`past_v_${l}`] = cache.v[l];
+    }
+    const segs = burstSegments(this.attention);
+    const packed = packInts(segs, Object.fromEntries(segs.map((n) => [n, ints[n]])));
+    const out = await this.run(session, { ...feeds, ...packed });
+    for (const [name, t] of Object.entries(out)) if (name.includes('_step')) t.dispose();
+    const { k, v } = this.layerOutputs(out, 0, this.config.numLayers);
+    cache.replace(k, v, S + steps);
+    return Array.from(out.tokens.data as Float32Array);
+  }
+
+  /**
    * Prefill several sequences from position 0 in one batch, leaving their K/V on the device: per layer
    * [B, kvHeads, T, headDim], T the longest sequence. Shorter sequences are padded at the end; causal
-   * attention keeps padding out of every real row. With `sync`, waits for the GPU (through the logits).
+   * attention keeps padding out of every real row. With `sync`, waits for the GPU (one value read back).
    */
   async prefillBatchOnDevice(
     seqs: readonly (readonly number[])[],
@@ -428,7 +468,7 @@ export class DeviceRunner {
       to: L,
       cache: 'none',
       input: 'ids',
-      head: sync,
+      head: false,
       emitHidden: false,
     });
     const out = await this.runStack(
@@ -436,7 +476,12 @@ export class DeviceRunner {
       { ...this.positionFeeds(range(0, T)), ...DeviceRunner.lengths(B, T) },
       { ids, q_pos: range(0, T), k_pos: range(0, T) },
     );
-    return { ...this.layerOutputs(out, 0, L), T };
+    const layers = this.layerOutputs(out, 0, L);
+    if (sync) {
+      const session = await this.session('sync', () => buildSyncGraph(this.config, this.dtype));
+      await this.run(session, { t: layers.k[L - 1] });
+    }
+    return { ...layers, T };
   }
 
   /**

@@ -36,6 +36,11 @@ export interface EngineOptions {
    */
   deviceAttention?: 'fused' | 'decomposed';
   deviceSelectiveAttention?: SelectiveAttention;
+  /**
+   * Greedy tokens a device-resident engine decodes per run, the argmax taken on the GPU (default 8; 1
+   * decodes token by token). See decodeGreedy.
+   */
+  deviceDecodeBurst?: number;
   /** Extra onnxruntime session options (benchmarks: profiling). */
   sessionOptions?: ort.InferenceSession.SessionOptions;
 }
@@ -45,6 +50,9 @@ export interface EngineOptions {
  * provider's binaries are not in onnxruntime-node's npm package (its install script fetches them on
  * request) and need CUDA 12 and cuDNN 9; WebGPU needs a Vulkan driver and loader.
  */
+/** Greedy tokens a device-resident engine decodes per GPU run unless told otherwise (DEVICE_DECODE_BURST). */
+export const DEFAULT_DECODE_BURST = 8;
+
 /** How to fetch onnxruntime-node's CUDA binaries; its install script runs only when asked to. */
 export const CUDA_INSTALL =
   'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false';
@@ -135,6 +143,8 @@ export class Engine {
     private readonly emitPresent: boolean,
     /** Device-resident execution (WebGPU), or null: every run copies its inputs and outputs. */
     readonly device: DeviceRunner | null,
+    /** Greedy tokens per device run (see decodeGreedy). */
+    readonly decodeBurst = 1,
   ) {
     this.config = model.config;
     this.invFreq = inverseFrequencies(model.config);
@@ -199,6 +209,7 @@ export class Engine {
       opts.prefillBlock ?? 512,
       opts.emitPresent ?? false,
       device,
+      opts.deviceDecodeBurst ?? DEFAULT_DECODE_BURST,
     );
     if (device) {
       // Fail here, not on the first request, when the provider cannot run: one token through the model.
@@ -380,6 +391,16 @@ export class Engine {
     }
     cache.commit(positions);
     return hidden;
+  }
+
+  /**
+   * Greedy decoding of up to `steps` tokens after `first` in one device run (argmax on the GPU), or null
+   * where the engine cannot: host caches, or bursts turned off (deviceDecodeBurst 1). The cache then holds
+   * `first` and every returned token but the last. `steps` is capped at the engine's burst size.
+   */
+  async decodeGreedy(cache: SequenceCache, first: number, steps: number): Promise<number[] | null> {
+    if (!(cache instanceof DeviceKvCache) || this.decodeBurst <= 1 || steps < this.decodeBurst) return null;
+    return this.device!.decodeGreedy(cache, first, this.decodeBurst);
   }
 
   /** Logits at every position of a prompt prefilled from scratch: [ids.length, vocab]. */

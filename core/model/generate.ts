@@ -83,7 +83,9 @@ export function sampleToken(logits: Float32Array, o: SamplingOptions, rand: () =
 /**
  * Continue from a cache whose last row's logits are `firstLogits`: pick a token, feed it back through the
  * engine (only the new row's K/V come back and are appended), repeat. Shared by every mode. `onToken` sees
- * each new token and may return true to stop there (a stop sequence was generated).
+ * each new token and may return true to stop there (a stop sequence was generated). Greedy decoding on a
+ * device-resident engine takes several tokens per GPU run (Engine.decodeGreedy); the tokens, and where
+ * decoding stops, are the same.
  */
 export async function decode(
   engine: Engine,
@@ -95,23 +97,33 @@ export async function decode(
   validateSampling(o);
   const rand = seededRandom(o.seed ?? 0);
   const eos = new Set(engine.config.eosTokenIds);
+  const greedy = (o.temperature ?? 0) === 0;
   const tokens: number[] = [];
-  let logits = firstLogits;
   const t0 = performance.now();
   let finishReason: FinishReason = 'length';
-  while (tokens.length < o.maxTokens) {
-    const next = sampleToken(logits, o, rand);
-    if ((o.stopAtEos ?? true) && eos.has(next)) {
+  /** Take one generated token; false when decoding ends with it (or before it). */
+  const take = (id: number): boolean => {
+    if ((o.stopAtEos ?? true) && eos.has(id)) {
       finishReason = 'stop';
-      break;
+      return false;
     }
-    tokens.push(next);
-    if (onToken?.(next) === true) {
+    tokens.push(id);
+    if (onToken?.(id) === true) {
       finishReason = 'stop';
-      break;
+      return false;
     }
-    if (tokens.length === o.maxTokens) break;
-    logits = await engine.forward(cache, [next]);
+    return tokens.length < o.maxTokens;
+  };
+  let next = o.maxTokens > 0 ? sampleToken(firstLogits, o, rand) : -1;
+  while (next >= 0 && take(next)) {
+    const burst = greedy ? await engine.decodeGreedy(cache, next, o.maxTokens - tokens.length) : null;
+    if (burst) {
+      // The cache now holds `next` and the burst but its last token, which goes in next time round.
+      if (!burst.slice(0, -1).every(take)) break;
+      next = burst[burst.length - 1];
+      continue;
+    }
+    next = sampleToken(await engine.forward(cache, [next]), o, rand);
   }
   return { tokens, finishReason, decodeMs: performance.now() - t0 };
 }

@@ -43,6 +43,7 @@ describe('loadConfig', () => {
       lruBytes: 256 * 1024 * 1024,
       gpuTierBytes: 2 * 1024 ** 3,
       deviceDtype: 'float16',
+      deviceDecodeBurst: 8,
       diskCacheDir: '/srv/app/.data/disk-cache',
       chunkTokenBudget: 256,
       queryTimeoutMs: 60_000,

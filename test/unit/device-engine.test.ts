@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../core/model/engine.js';
-import { argmax } from '../../core/model/generate.js';
+import { Engine, releaseCache } from '../../core/model/engine.js';
+import { argmax, decode, generate } from '../../core/model/generate.js';
 import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
 import { createRandomModel } from '../../core/model/random.js';
 import type { LoadedModel } from '../../core/model/types.js';
@@ -60,5 +60,42 @@ describe.skipIf(noWebGpu)('device-resident WebGPU engine (skipped without a WebG
     const r = await compare(createRandomModel(shape, 11), prompt, 10, 5, true);
     expect(r.diff).toBeLessThan(1e-4);
     expect(r.b).toEqual(r.a);
+  });
+
+  it('greedy bursts (argmax on the GPU, 8 tokens a run) decode what the CPU decodes, stops included', async () => {
+    const model = await loadLlama2cModel(STORIES_DIR);
+    const prompt = [1, 403, 407, 261, 378];
+    const cpu = await Engine.create(model, { threads: 1 });
+    const gpu = await Engine.create(model, { executionProvider: 'webgpu', deviceDecodeBurst: 8 });
+    const o = { maxTokens: 21, stopAtEos: false };
+    const a = await generate(cpu, prompt, o);
+    const b = await generate(gpu, prompt, o);
+    expect(b.tokens).toEqual(a.tokens);
+    // A stop inside a burst ends decoding at that token, as it does token by token.
+    const cache = gpu.newSequenceCache();
+    const first = await gpu.forward(cache, prompt);
+    const seen: number[] = [];
+    const stopped = await decode(gpu, cache, first, o, (id) => seen.push(id) === 4);
+    expect(stopped.tokens).toEqual(a.tokens.slice(0, 4));
+    expect(stopped.finishReason).toBe('stop');
+    releaseCache(cache);
+    await cpu.dispose();
+    await gpu.dispose();
+  });
+
+  it('greedy bursts with the fused kernels match the CPU (short sequences)', async () => {
+    const model = createRandomModel({ ...SMALL_SHAPE, hiddenSize: 64, numHeads: 4, numKvHeads: 2 }, 13);
+    const prompt = Array.from({ length: 6 }, (_, i) => (i * 29) % 300);
+    const cpu = await Engine.create(model, { threads: 1 });
+    const gpu = await Engine.create(model, {
+      executionProvider: 'webgpu',
+      deviceAttention: 'fused',
+      deviceSelectiveAttention: 'mha',
+      deviceDecodeBurst: 4,
+    });
+    const o = { maxTokens: 14, stopAtEos: false };
+    expect((await generate(gpu, prompt, o)).tokens).toEqual((await generate(cpu, prompt, o)).tokens);
+    await cpu.dispose();
+    await gpu.dispose();
   });
 });

@@ -31,6 +31,10 @@ export class GraphBuilder {
   private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private counter = 0;
+  /** Names of the weights added: a graph that unrolls layers (a decode burst) names each weight once. */
+  private readonly weightNames = new Set<string>();
+  /** Values renamed to the graph output they became (see output). */
+  private readonly renamed = new Map<string, string>();
   /** Operator domains besides ONNX's own that the graph uses (e.g. com.microsoft contrib ops). */
   private readonly domains = new Set<string>();
 
@@ -45,16 +49,29 @@ export class GraphBuilder {
     return name;
   }
 
+  /**
+   * Declare `from` a graph output named `name`. A value a node produces is renamed (every reader follows),
+   * so no Identity kernel copies it: on a GPU provider each kernel costs a dispatch, and a value that
+   * other nodes also read (a decode burst's per-step cache) would be copied in full.
+   */
   output(name: string, from: string, type: DataType, dims: Dim[]): void {
-    this.op('Identity', [from], {}, [name]);
+    const producer = this.renamed.has(from) ? null : this.nodes.find((n) => n.output?.includes(from));
+    if (producer) {
+      producer.output = producer.output!.map((o) => (o === from ? name : o));
+      for (const n of this.nodes) n.input = n.input!.map((i) => (i === from ? name : i));
+      this.renamed.set(from, name);
+    } else this.op('Identity', [from], {}, [name]);
     this.outputs.push(valueInfo(name, type, dims));
   }
 
   /**
    * A float initializer; `data` is referenced, not copied, until the model is serialized. With `type`
-   * 'float16' the values are rounded to half precision (a new array).
+   * 'float16' the values are rounded to half precision (a new array). A name already added is returned as
+   * it is (the same weight used again).
    */
   weight(name: string, data: Float32Array, dims: number[], type: 'float' | 'float16' = 'float'): string {
+    if (this.weightNames.has(name)) return name;
+    this.weightNames.add(name);
     const expected = dims.reduce((a, b) => a * b, 1);
     if (expected !== data.length)
       throw new Error(`initializer ${name}: ${data.length} values for dims ${dims}`);
@@ -114,7 +131,7 @@ export class GraphBuilder {
     this.nodes.push({
       opType,
       domain,
-      input: inputs,
+      input: inputs.map((i) => this.renamed.get(i) ?? i),
       output: outputs,
       attribute,
       name: this.fresh(`n_${opType}`),

@@ -102,6 +102,8 @@ class Ctx {
   /** The segments of the packed integer input, by name (see intSegments). */
   ints: Record<string, string> = {};
   private pastRowsInput: string | null = null;
+  /** Values built once per graph and shared, by key. */
+  readonly memo = new Map<string, unknown>();
   /** RoPE positions [B, T] (int64), declared on first use: fused causal attention derives its own. */
   positions: (() => string) | null = null;
 
@@ -139,8 +141,13 @@ class Ctx {
     return this.t === 'float' ? x : this.g.o('Cast', [x], { to: 1 });
   }
 
-  weight(name: string, data: Float32Array, dims: number[]): string {
-    return this.g.weight(name, data, dims, this.t);
+  private readonly weights = new Set<string>();
+
+  /** A weight in the compute precision; `data` is computed only the first time a name is used. */
+  weight(name: string, data: Float32Array | (() => Float32Array), dims: number[]): string {
+    if (this.weights.has(name)) return name;
+    this.weights.add(name);
+    return this.g.weight(name, typeof data === 'function' ? data() : data, dims, this.t);
   }
 }
 
@@ -210,9 +217,9 @@ function projectPacked(c: Ctx, w: LayerWeights, prefix: string, h: string, withQ
   ];
   const width = parts.reduce((n, p) => n + p.out, 0);
   const name = `${prefix}.w${withQuery ? 'qkv' : 'kv'}`;
-  let proj = g.o('MatMul', [h, c.weight(name, fusedTransposed(parts, D), [D, width])]);
+  let proj = g.o('MatMul', [h, c.weight(name, () => fusedTransposed(parts, D), [D, width])]);
   if (cfg.attentionBias) {
-    const bias = fusedBias(parts, prefix);
+    const bias = () => fusedBias(parts, prefix);
     proj = g.o('Add', [proj, c.weight(`${prefix}.b${withQuery ? 'qkv' : 'kv'}`, bias, [width])]);
   }
   return { proj, sizes: parts.map((p) => p.out) };
@@ -394,19 +401,20 @@ function decoderLayer(
   const { hiddenSize: D, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
   const p = `l${l}`;
   const attn = layerAttention(c, w, p, h, io);
-  const wo = c.weight(`${p}.wo_t`, transposed(w.wo, D, H * hd), [H * hd, D]);
+  const wo = c.weight(`${p}.wo_t`, () => transposed(w.wo, D, H * hd), [H * hd, D]);
   const mlpIn = skipNorm(c, x, c.high(g.o('MatMul', [attn.out, wo])), `${p}.mlp_norm`, w.mlpNorm);
-  const wgu = fusedTransposed(
-    [
-      { w: w.wGate, out: I },
-      { w: w.wUp, out: I },
-    ],
-    D,
-  );
+  const wgu = () =>
+    fusedTransposed(
+      [
+        { w: w.wGate, out: I },
+        { w: w.wUp, out: I },
+      ],
+      D,
+    );
   const gu = g.o('MatMul', [mlpIn.h, c.weight(`${p}.wgu`, wgu, [D, 2 * I])]);
   const [gate, up] = g.op('Split', [gu, g.int64s([I, I])], { axis: -1 }, 2);
   const act = g.o('Mul', [g.o('Mul', [gate, g.o('Sigmoid', [gate])]), up]);
-  const wd = c.weight(`${p}.wdown_t`, transposed(w.wDown, D, I), [I, D]);
+  const wd = c.weight(`${p}.wdown_t`, () => transposed(w.wDown, D, I), [I, D]);
   const down = c.high(g.o('MatMul', [act, wd]));
   if (!next) return { out: g.o('Add', [mlpIn.sum, down]), h: null, k: attn.kAll, v: attn.vAll };
   const after = skipNorm(c, mlpIn.sum, down, next.name, next.w);
@@ -469,7 +477,7 @@ function logitsOfLastRow(c: Ctx, weights: ModelWeights, x: string): string {
   const { hiddenSize: D, vocabSize: V } = cfg;
   const last = g.o('Slice', [x, g.int64s([-1]), g.int64s([2 ** 53]), g.int64s([1])]);
   const h = norm(c, last, 'final_norm', weights.finalNorm);
-  const logits = g.o('MatMul', [h, c.weight('lm_head_t', transposed(weights.lmHead, V, D), [D, V])]);
+  const logits = g.o('MatMul', [h, c.weight('lm_head_t', () => transposed(weights.lmHead, V, D), [D, V])]);
   return g.o('Reshape', [c.high(logits), g.int64s([0, V])]);
 }
 
@@ -553,6 +561,152 @@ function cacheInputs(c: Ctx, o: StackGraphOptions, l: number, shared: Omit<Layer
 }
 
 /**
+ * Layers [from, to) on the residual stream x: the first layer's attention norm, then each layer with its
+ * residual additions fused into the norms after them. `cache` gives each layer's cache inputs; `emit`
+ * takes each layer's cache after the run. With kvOnly the last layer stops at its K/V. Returns the
+ * stack's output hidden states (its input when kvOnly cuts the last layer short).
+ */
+function layerStack(
+  c: Ctx,
+  weights: ModelWeights,
+  o: { from: number; to: number; kvOnly: boolean },
+  x: string,
+  cache: (l: number) => LayerCacheIo,
+  emit: (l: number, r: { k: string; v: string }) => void,
+): string {
+  const L = weights.layers;
+  let h = o.to > o.from ? norm(c, x, `l${o.from}.attn_norm`, L[o.from].attnNorm) : null;
+  for (let l = o.from; l < o.to; l++) {
+    if (o.kvOnly && l === o.to - 1) {
+      emit(l, kvOnlyLayer(c, L[l], l, h!));
+      break;
+    }
+    const next = l + 1 < o.to ? { name: `l${l + 1}.attn_norm`, w: L[l + 1].attnNorm } : null;
+    const layer = decoderLayer(c, L[l], l, x, h!, cache(l), next);
+    emit(l, layer);
+    x = layer.out;
+    h = layer.h;
+  }
+  return x;
+}
+
+/**
+ * The packed integer input of a decode burst: the first token (the one host tensor its kernels read),
+ * and for decomposed attention every step's position and the keys' positions after the last step.
+ */
+export function burstSegments(attention: 'fused' | 'decomposed'): string[] {
+  return attention === 'decomposed' ? ['ids', 'q_pos', 'k_pos'] : ['ids'];
+}
+
+/**
+ * Greedy decoding of `steps` tokens in one run: from the token in `ids` (int32 [1], packed), each step
+ * runs every layer over one new token after the cache (`past_k_l` / `past_v_l`, then the previous step's),
+ * picks the argmax of its logits on the device and feeds it to the next step. Only the tokens (`tokens`,
+ * float [steps], exact) come back; the cache after the last step stays on the device (`k_l` / `v_l`), holding
+ * the first token and every generated token but the last. Per step i, host tensors that the kernels read
+ * on the host (no upload): seqlens_i int32 [1] and total_len_i int32 [] (GroupQueryAttention's lengths),
+ * pos_i int64 [1, 1] (RotaryEmbedding's position, where the attention does not apply RoPE itself).
+ * Everything else stays on the device: a value that went back to the host mid-run would stall the GPU.
+ */
+export function buildDecodeBurstGraph(
+  cfg: ModelConfig,
+  weights: ModelWeights,
+  o: { dtype: DeviceDtype; steps: number; attention: 'fused' | 'decomposed' },
+): DeviceGraph {
+  const { numKvHeads: KV, headDim: hd, numLayers: L, hiddenSize: D } = cfg;
+  const g = new GraphBuilder(`burst_${o.steps}`);
+  const c = new Ctx(g, cfg, o.dtype);
+  const segs = burstSegments(o.attention);
+  const parts = g.op(
+    'Split',
+    [g.input('ints', 'int32', ['M']), g.input('int_sizes', 'int64', [segs.length])],
+    { axis: 0 },
+    segs.length,
+  );
+  c.ints = Object.fromEntries(segs.map((name, i) => [name, parts[i]]));
+  const table = c.weight('embed', weights.embedTokens, [cfg.vocabSize, D]);
+  let token = c.ints.ids;
+  let kv: { k: string[]; v: string[] } = {
+    k: Array.from({ length: L }, (_, l) => g.input(`past_k_${l}`, c.t, [1, KV, 'S', hd])),
+    v: Array.from({ length: L }, (_, l) => g.input(`past_v_${l}`, c.t, [1, KV, 'S', hd])),
+  };
+  const tokens: string[] = [];
+  for (let i = 0; i < o.steps; i++) {
+    let pos: string | null = null;
+    c.positions = () => (pos ??= g.input(`pos_${i}`, 'int64', [1, 1]));
+    const x = c.high(g.o('Reshape', [g.o('Gather', [table, token], { axis: 0 }), g.int64s([1, 1, D])]));
+    const next: typeof kv = { k: [], v: [] };
+    const out = layerStack(
+      c,
+      weights,
+      { from: 0, to: L, kvOnly: false },
+      x,
+      (l) => ({ mode: 'append', k: kv.k[l], v: kv.v[l], ...burstAttention(c, o, i) }),
+      (l, r) => {
+        next.k.push(r.k);
+        next.v.push(r.v);
+        // Every step's cache is an output: onnxruntime infers one symbolic length for all of them (the
+        // past's) and would otherwise reuse a shorter step's buffer for a longer one.
+        if (i < o.steps - 1) {
+          g.output(`k_${l}_step${i}`, r.k, c.t, [1, KV, `R${i}`, hd]);
+          g.output(`v_${l}_step${i}`, r.v, c.t, [1, KV, `R${i}`, hd]);
+        }
+      },
+    );
+    kv = next;
+    token = g.o('ArgMax', [logitsOfLastRow(c, weights, out)], { axis: -1, keepdims: 0 });
+    // The list goes back as floats (exact below 2^24): onnxruntime's WebGPU provider concatenates and
+    // casts no int64, and a kernel on the host would bring each token back mid-run. A gather from a
+    // table of the ids does it in one kernel.
+    tokens.push(g.o('Gather', [idTable(c), token], { axis: 0 }));
+  }
+  kv.k.forEach((t, l) => g.output(`k_${l}`, t, c.t, [1, KV, 'R', hd]));
+  kv.v.forEach((t, l) => g.output(`v_${l}`, t, c.t, [1, KV, 'R', hd]));
+  const all = tokens.length === 1 ? tokens[0] : g.o('Concat', tokens, { axis: 0 });
+  g.output('tokens', all, 'float', [o.steps]);
+  return finish(g, ['tokens']);
+}
+
+/** Every token id as a float ([vocab]), added once. */
+function idTable(c: Ctx): string {
+  const V = c.cfg.vocabSize;
+  if (!c.memo.has('ids')) {
+    c.memo.set(
+      'ids',
+      c.g.weight(
+        'token_ids',
+        Float32Array.from({ length: V }, (_, i) => i),
+        [V],
+      ),
+    );
+  }
+  return c.memo.get('ids') as string;
+}
+
+/** Step i's attention inputs in a decode burst (see buildDecodeBurstGraph), declared once per step. */
+function burstAttention(
+  c: Ctx,
+  o: { steps: number; attention: 'fused' | 'decomposed' },
+  i: number,
+): Omit<LayerCacheIo, 'mode' | 'k' | 'v'> {
+  const { g } = c;
+  const key = `burst_${i}`;
+  const known = c.memo.get(key) as Omit<LayerCacheIo, 'mode' | 'k' | 'v'> | undefined;
+  if (known) return known;
+  let io: Omit<LayerCacheIo, 'mode' | 'k' | 'v'>;
+  if (o.attention === 'fused') {
+    io = { seqlens: g.input(`seqlens_${i}`, 'int32', [1]), total: g.input(`total_len_${i}`, 'int32', []) };
+  } else {
+    const qPos = g.o('Slice', [c.ints.q_pos, g.int64s([i]), g.int64s([i + 1])]);
+    const drop = o.steps - 1 - i; // the later steps' keys
+    const keys = drop === 0 ? c.ints.k_pos : g.o('Slice', [c.ints.k_pos, g.int64s([0]), g.int64s([-drop])]);
+    io = { mask: positionMask(g, qPos, keys) };
+  }
+  c.memo.set(key, io);
+  return io;
+}
+
+/**
  * A stack of decoder layers (see StackGraphOptions). Inputs: ids [B, T] or hidden_in + rows; pos_ids
  * int64 [1, T] (RoPE positions); none/append: seqlens_k int32 [B] and total_len int32 [] (cache rows after
  * the run, minus one, and the total); scatter: q_pos/k_pos int32 for the mask, row_new/row_src. Outputs:
@@ -585,21 +739,17 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
   };
   const shared = attentionInputs(c, o);
   const kvOnly = o.cache === 'none' && !o.head && !o.emitHidden && !o.deviation;
-  const L = weights.layers;
-  let h = o.to > o.from ? norm(c, x, `l${o.from}.attn_norm`, L[o.from].attnNorm) : null;
-  for (let l = o.from; l < o.to; l++) {
-    let r: { k: string; v: string };
-    if (kvOnly && l === o.to - 1) r = kvOnlyLayer(c, L[l], l, h!);
-    else {
-      const next = l + 1 < o.to ? { name: `l${l + 1}.attn_norm`, w: L[l + 1].attnNorm } : null;
-      const layer = decoderLayer(c, L[l], l, x, h!, cacheInputs(c, o, l, shared), next);
-      x = layer.out;
-      h = layer.h;
-      r = layer;
-    }
-    g.output(`k_${l}`, r.k, c.t, ['B', KV, 'R', hd]);
-    g.output(`v_${l}`, r.v, c.t, ['B', KV, 'R', hd]);
-  }
+  x = layerStack(
+    c,
+    weights,
+    { from: o.from, to: o.to, kvOnly },
+    x,
+    (l) => cacheInputs(c, o, l, shared),
+    (l, r) => {
+      g.output(`k_${l}`, r.k, c.t, ['B', KV, 'R', hd]);
+      g.output(`v_${l}`, r.v, c.t, ['B', KV, 'R', hd]);
+    },
+  );
   if (o.deviation) {
     const dev = deviation(c, weights.layers[o.to], o.to, x, o.deviation);
     g.output('dev', dev, 'float', ['C']);
@@ -665,6 +815,19 @@ export function buildUploadGraph(cfg: ModelConfig, dtype: DeviceDtype): DeviceGr
     g.output(`${name}_dev`, c.low(x), c.t, ['L', KV, 'n', hd]);
   }
   return finish(g, []);
+}
+
+/**
+ * One value of a device tensor [B, KV, rows, hd] back on the host: reading it waits for every kernel
+ * queued before (a precompute batch's timing, without bringing its caches back).
+ */
+export function buildSyncGraph(cfg: ModelConfig, dtype: DeviceDtype): DeviceGraph {
+  const g = new GraphBuilder('sync');
+  const c = new Ctx(g, cfg, dtype);
+  const x = g.input('t', c.t, ['B', 'H', 'R', 'D']);
+  const one = g.o('Slice', [x, g.int64s([0, 0, 0, 0]), g.int64s([1, 1, 1, 1])]);
+  g.output('first', c.high(one), 'float', [1, 1, 1, 1]);
+  return finish(g, ['first']);
 }
 
 /**
