@@ -132,7 +132,7 @@ export class DevicePrefillSteps implements PrefillSteps {
     );
     for (const t of [...this.lower.k, ...this.lower.v]) t.dispose();
     this.lower = { k: front.k, v: front.v };
-    this.setHidden(front.hidden, positions.subarray(front.hiddenFrom));
+    this.setHidden(front.hidden, positions.subarray(contextStart));
     this.active = positions.subarray(contextStart);
     this.contextCount = contextEnd - contextStart;
     return Float64Array.from(front.dev);

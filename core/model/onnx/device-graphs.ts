@@ -491,10 +491,7 @@ function deviation(c: Ctx, w: LayerWeights, layer: number, x: string, metric: 'k
   const { numKvHeads: KV, headDim: hd } = cfg;
   const rows = c.ints.ctx_rows;
   const count = g.o('Shape', [rows]);
-  // The context's fresh rows: the first `count` rows of the run, or (cache none: the run starts at BOS)
-  // rows `ctx_from` on, `ctx_from` a host input (int64 [1]) like the slice bounds it feeds.
-  const from = c.memo.has('ctxFrom') ? (c.memo.get('ctxFrom') as string) : g.int64s([0]);
-  const first = (t: string) => g.o('Slice', [t, from, g.o('Add', [from, count]), g.int64s([1])]);
+  const first = (t: string) => g.o('Slice', [t, g.int64s([0]), count, g.int64s([1])]);
   const h = norm(c, first(x), `l${layer}.attn_norm`, w.attnNorm);
   const fresh = projectQkv(c, w, `l${layer}`, h, false, first(c.positions!()));
   const cachedRows = (name: string) =>
@@ -754,7 +751,6 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
     },
   );
   if (o.deviation) {
-    if (o.cache === 'none') c.memo.set('ctxFrom', g.input('ctx_from', 'int64', [1]));
     const dev = deviation(c, weights.layers[o.to], o.to, x, o.deviation);
     g.output('dev', dev, 'float', ['C']);
   }
