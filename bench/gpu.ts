@@ -11,6 +11,7 @@ import {
   type ChunkKvSource,
 } from '../core/blend/index.js';
 import { DeviceChunkTier } from '../core/cache/device-tier.js';
+import { computeChunkObjects } from '../core/inference/pipeline.js';
 import { loadBenchSettings } from '../core/config/bench.js';
 import { DEFAULT_DECODE_BURST, Engine, releaseCache, type EngineOptions } from '../core/model/engine.js';
 import { decode, seededRandom } from '../core/model/generate.js';
@@ -182,12 +183,18 @@ async function precomputeTokPerS(engine: Engine) {
   const n = Math.max(3, Math.ceil(reps / 2));
   const compute = await timeMedian(n, onDevice);
   const withHost = await timeMedian(n, () => device.prefillBatch(seqs));
+  // What a precompute worker stores: the fp16 objects (KV_DTYPE's default), encoded.
+  const chunks = seqs.map((s) => s.slice(1));
+  await computeChunkObjects(engine, chunks, 'float16');
+  const stored = await timeMedian(n, () => computeChunkObjects(engine, chunks, 'float16'));
   const tokens = PRECOMPUTE_BATCH * CHUNK;
   return {
     tokPerS: (tokens / withHost.median) * 1000,
     computeTokPerS: (tokens / compute.median) * 1000,
+    storedTokPerS: (tokens / stored.median) * 1000,
     ms: withHost.all,
     computeMs: compute.all,
+    storedMs: stored.all,
   };
 }
 
@@ -255,12 +262,14 @@ async function measure(v: Variant) {
     precomputeMs: precompute.ms,
     precomputeComputeTokPerS: precompute.computeTokPerS,
     precomputeComputeMs: precompute.computeMs,
+    precomputeStoredTokPerS: precompute.storedTokPerS,
+    precomputeStoredMs: precompute.storedMs,
   };
   console.error(
     `  blend steps (ms): miss ${JSON.stringify(row.blendMissSteps)}, hit ${JSON.stringify(row.blendHitSteps)}`,
   );
   console.error(
-    `  ${dtype} (${attention}): full ${row.fullPrefill4x512Ms.toFixed(1)} ms, blend ${row.blendMissMs.toFixed(1)} / ${row.blendHitMs.toFixed(1)} ms (miss / hit), decode ${row.decode2048TokPerS.toFixed(0)} tok/s (bursts; ${row.decode2048SingleStepTokPerS.toFixed(0)} token by token), precompute ${row.precomputeTokPerS.toFixed(0)} / ${row.precomputeComputeTokPerS.toFixed(0)} tok/s (to host / compute)`,
+    `  ${dtype} (${attention}): full ${row.fullPrefill4x512Ms.toFixed(1)} ms, blend ${row.blendMissMs.toFixed(1)} / ${row.blendHitMs.toFixed(1)} ms (miss / hit), decode ${row.decode2048TokPerS.toFixed(0)} tok/s (bursts; ${row.decode2048SingleStepTokPerS.toFixed(0)} token by token), precompute ${row.precomputeTokPerS.toFixed(0)} / ${row.precomputeComputeTokPerS.toFixed(0)} / ${row.precomputeStoredTokPerS.toFixed(0)} tok/s (to host / compute / stored objects)`,
   );
   return row;
 }
@@ -354,10 +363,12 @@ const result = {
     burst: DECODE_BURST,
     torchFp32TokPerS: torch.decode2048Fp32TokPerS ?? null,
   },
-  // tokPerS: K/V back on the host (what a worker stores); computeTokPerS: the batch's prefill alone.
+  // tokPerS: K/V back on the host; computeTokPerS: the batch's prefill alone; storedTokPerS: encoded
+  // fp16 objects, what a precompute worker writes to the store.
   precompute: {
     tokPerS: head.precomputeTokPerS,
     computeTokPerS: head.precomputeComputeTokPerS,
+    storedTokPerS: head.precomputeStoredTokPerS,
     batch: PRECOMPUTE_BATCH,
     chunkTokens: CHUNK,
     torchBf16TokPerS: torch.precomputeBf16TokPerS ?? null,
@@ -376,7 +387,7 @@ printTable(
     'blend hit ms',
     'hit / full',
     'decode@2048 tok/s (burst / single)',
-    'precompute tok/s (to host / compute)',
+    'precompute tok/s (to host / compute / stored)',
   ],
   rows.map((r) => [
     r.dtype,
@@ -386,7 +397,7 @@ printTable(
     r.blendHitMs,
     r.blendHitMs / r.fullPrefill4x512Ms,
     `${r.decode2048TokPerS.toFixed(0)} / ${r.decode2048SingleStepTokPerS.toFixed(0)}`,
-    `${r.precomputeTokPerS.toFixed(0)} / ${r.precomputeComputeTokPerS.toFixed(0)}`,
+    `${r.precomputeTokPerS.toFixed(0)} / ${r.precomputeComputeTokPerS.toFixed(0)} / ${r.precomputeStoredTokPerS.toFixed(0)}`,
   ]),
 );
 for (const r of rows)

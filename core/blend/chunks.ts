@@ -5,13 +5,19 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { Engine } from '../model/engine.js';
 import type { KvCache } from '../model/kv-cache.js';
+import type { KvValues } from '../kv/format.js';
+import { float16ArrayToFloat32 } from '../util/half.js';
 import type { ChunkKvSource } from './types.js';
 
 export interface ChunkCacheData {
   tokenIds: number[];
   positions: Int32Array;
-  keys: Float32Array[];
-  values: Float32Array[];
+  /**
+   * Per layer [tokens, kvHeads, headDim]: fp32, or the fp16 bits a float16 GPU computed (Uint16Array),
+   * which an fp16 store writes as they are.
+   */
+  keys: KvValues[];
+  values: KvValues[];
 }
 
 /** A chunk's cache computed alone: BOS + ids at positions 0…len, stored without BOS's row. */
@@ -73,9 +79,10 @@ export async function precomputeChunks(
 
 /** An in-memory ChunkKvSource. */
 export function memorySource(data: ChunkCacheData): ChunkKvSource {
+  const f32 = (a: KvValues) => (a instanceof Float32Array ? a : float16ArrayToFloat32(a));
   return {
     tokenIds: data.tokenIds,
-    layer: async (l) => ({ k: data.keys[l], v: data.values[l] }),
+    layer: async (l) => ({ k: f32(data.keys[l]), v: f32(data.values[l]) }),
   };
 }
 

@@ -80,12 +80,23 @@ export function totalBytes(h: KvHeader): number {
   return h.headerBytes + h.numLayers * layerBytes(h);
 }
 
-function encodeValues(a: Float32Array, dtype: KvDtype): Uint8Array {
-  const typed = dtype === 'float16' ? float32ArrayToFloat16(a) : a;
+/** Values to encode: fp32, or fp16 bits (a Uint16Array, as a float16 GPU computed them). */
+export type KvValues = Float32Array | Uint16Array;
+
+/** What encodeChunkKv takes: a ChunkKv whose values may be fp16 bits. */
+export type ChunkKvInput = Omit<ChunkKv, 'keys' | 'values'> & {
+  keys: readonly KvValues[];
+  values: readonly KvValues[];
+};
+
+function encodeValues(a: KvValues, dtype: KvDtype): Uint8Array {
+  let typed: KvValues = a;
+  if (dtype === 'float16' && a instanceof Float32Array) typed = float32ArrayToFloat16(a);
+  if (dtype === 'float32' && a instanceof Uint16Array) typed = float16ArrayToFloat32(a);
   return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
 }
 
-export function encodeChunkKv(kv: ChunkKv, dtype: KvDtype = 'float16'): Buffer {
+export function encodeChunkKv(kv: ChunkKvInput, dtype: KvDtype = 'float16'): Buffer {
   const L = kv.keys.length;
   const T = kv.tokenIds.length;
   const row = kv.kvHeads * kv.headDim;

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { precomputeChunks } from '../../core/blend/index.js';
+import { encodeChunkKv } from '../../core/kv/format.js';
 import { Engine, releaseCache } from '../../core/model/engine.js';
+import { float16ArrayToFloat32 } from '../../core/util/half.js';
 import { argmax, decode, generate } from '../../core/model/generate.js';
 import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
 import { createRandomModel } from '../../core/model/random.js';
@@ -97,5 +100,37 @@ describe.skipIf(noWebGpu)('device-resident WebGPU engine (skipped without a WebG
     expect((await generate(gpu, prompt, o)).tokens).toEqual((await generate(cpu, prompt, o)).tokens);
     await cpu.dispose();
     await gpu.dispose();
+  });
+
+  it('a float16 device brings chunk caches back as their fp16 bits, stored as they are', async () => {
+    const model = await loadLlama2cModel(STORIES_DIR);
+    const f16 = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float16' });
+    const f32 = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float32' });
+    const ids = [403, 407, 261, 378, 299, 310];
+    const [half] = await precomputeChunks(f16, [ids]);
+    const [full] = await precomputeChunks(f32, [ids]);
+    expect(half.keys[0]).toBeInstanceOf(Uint16Array);
+    expect(full.keys[0]).toBeInstanceOf(Float32Array);
+    const kv = {
+      fingerprint: model.fingerprint,
+      kvHeads: model.config.numKvHeads,
+      headDim: model.config.headDim,
+    };
+    const widened = {
+      ...half,
+      keys: half.keys.map((k) => float16ArrayToFloat32(k as Uint16Array)),
+      values: half.values.map((v) => float16ArrayToFloat32(v as Uint16Array)),
+    };
+    // The bits as the GPU computed them, or the same values through fp32: one object.
+    expect(
+      encodeChunkKv({ ...half, ...kv }, 'float16').equals(encodeChunkKv({ ...widened, ...kv }, 'float16')),
+    ).toBe(true);
+    // fp16 computation against fp32: within fp16's distance (relative to the values' range).
+    for (let l = 0; l < model.config.numLayers; l++) {
+      const range = Math.max(...Array.from(full.keys[l] as Float32Array, Math.abs));
+      expect(maxAbsDiff(widened.keys[l], full.keys[l] as Float32Array)).toBeLessThan(0.02 * range);
+    }
+    await f16.dispose();
+    await f32.dispose();
   });
 });

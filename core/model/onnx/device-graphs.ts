@@ -831,15 +831,21 @@ export function buildSyncGraph(cfg: ModelConfig, dtype: DeviceDtype): DeviceGrap
 }
 
 /**
- * Device tensors t0…t{count-1} [B, KV, rows, hd] → fp32 host tensors o0… token-major [B, rows, KV, hd]:
- * the one way caches come back from the device.
+ * Device tensors t0…t{count-1} [B, KV, rows, hd] → host tensors o0… token-major [B, rows, KV, hd], fp32
+ * or (`keepPrecision`) in the compute precision: the one way caches come back from the device.
  */
-export function buildDownloadGraph(cfg: ModelConfig, dtype: DeviceDtype, count: number): DeviceGraph {
+export function buildDownloadGraph(
+  cfg: ModelConfig,
+  dtype: DeviceDtype,
+  count: number,
+  keepPrecision = false,
+): DeviceGraph {
   const g = new GraphBuilder('download');
   const c = new Ctx(g, cfg, dtype);
   for (let i = 0; i < count; i++) {
-    const x = g.o('Transpose', [c.high(g.input(`t${i}`, c.t, ['B', 'H', 'R', 'D']))], { perm: [0, 2, 1, 3] });
-    g.output(`o${i}`, x, 'float', ['B', 'R', 'H', 'D']);
+    const t = g.input(`t${i}`, c.t, ['B', 'H', 'R', 'D']);
+    const x = g.o('Transpose', [keepPrecision ? t : c.high(t)], { perm: [0, 2, 1, 3] });
+    g.output(`o${i}`, x, keepPrecision ? c.t : 'float', ['B', 'R', 'H', 'D']);
   }
   return finish(g, g.outputNames());
 }
