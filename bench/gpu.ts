@@ -12,6 +12,7 @@ import {
 } from '../core/blend/index.js';
 import { DeviceChunkTier } from '../core/cache/device-tier.js';
 import { computeChunkObjects } from '../core/inference/pipeline.js';
+import { float16ArrayToFloat32 } from '../core/util/half.js';
 import { loadBenchSettings } from '../core/config/bench.js';
 import { DEFAULT_DECODE_BURST, Engine, releaseCache, type EngineOptions } from '../core/model/engine.js';
 import { decode, seededRandom } from '../core/model/generate.js';
@@ -99,6 +100,15 @@ async function ttft(engine: Engine, sources: () => ChunkKvSource[], o: BlendOpti
   return { ms: t.median, all: t.all, steps };
 }
 
+/**
+ * A chunk's layers as the blend worker's loader hands them to the engine on a GPU-tier miss: decoded to
+ * fp32 (a float16 device computes them as fp16 bits).
+ */
+function decodedLayers(d: ChunkCacheData): ChunkCacheData {
+  const f32 = (a: Float32Array | Uint16Array) => (a instanceof Float32Array ? a : float16ArrayToFloat32(a));
+  return { ...d, keys: d.keys.map(f32), values: d.values.map(f32) };
+}
+
 /** Chunk sources in front of a GPU tier, as the blend worker's loader builds them. */
 function tierSources(tier: DeviceChunkTier, data: ChunkCacheData[]): ChunkKvSource[] {
   return data.map((d, i) => ({
@@ -109,7 +119,7 @@ function tierSources(tier: DeviceChunkTier, data: ChunkCacheData[]): ChunkKvSour
 }
 
 async function blendTtfts(engine: Engine) {
-  const data = await precomputeChunks(engine, chunkIds);
+  const data = (await precomputeChunks(engine, chunkIds)).map(decodedLayers);
   const blend: BlendOptions = { mode: 'blend', ratio: RATIO };
   const full = () => ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' });
   await full(); // warm-up: session creation and shader compilation stay out of the numbers
@@ -295,7 +305,7 @@ async function profile(dtype: DeviceDtype) {
     return { wallMs, ...opProfile(prefix) };
   };
   const prefill = await phase(() => ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' }));
-  const data = await precomputeChunks(engine, chunkIds);
+  const data = (await precomputeChunks(engine, chunkIds)).map(decodedLayers);
   opProfile(prefix);
   const tier = new DeviceChunkTier(2 * 1024 ** 3);
   const blend = await phase(() =>
