@@ -323,7 +323,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(44);
+    expect(CONFIG_VARIABLES).toHaveLength(45);
   });
 
   it('documents every variable in the README configuration table', () => {
