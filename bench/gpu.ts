@@ -155,25 +155,19 @@ async function decodeStepsMs(engine: Engine, context: number, steps: number): Pr
  */
 async function decodeTokPerS(engine: Engine, context: number, tokens: number) {
   const prompt = [BOS, ...randomIds(context - 1)];
-  const once = async () => {
+  /** Tokens per second of one greedy answer's `tokens` tokens after the first (the prefill's). */
+  const rate = async () => {
     const cache = engine.newSequenceCache(context + tokens + 1);
     const first = await engine.forward(cache, prompt);
-    const r = await decode(engine, cache, first, { maxTokens: tokens + 1, stopAtEos: false });
-    releaseCache(cache);
-    return r;
-  };
-  await once(); // the burst graph's session and shaders
-  const rates: number[] = [];
-  for (let i = 0; i < Math.max(3, Math.ceil(reps / 2)); i++) {
     const t0 = performance.now();
-    const cache = engine.newSequenceCache(context + tokens + 1);
-    const first = await engine.forward(cache, prompt);
-    const t1 = performance.now();
     await decode(engine, cache, first, { maxTokens: tokens + 1, stopAtEos: false });
-    rates.push((tokens / (performance.now() - t1)) * 1000);
+    const perS = (tokens / (performance.now() - t0)) * 1000;
     releaseCache(cache);
-    void t0;
-  }
+    return perS;
+  };
+  await rate(); // the burst graph's session and shaders
+  const rates: number[] = [];
+  for (let i = 0; i < Math.max(3, Math.ceil(reps / 2)); i++) rates.push(await rate());
   return median(rates);
 }
 

@@ -435,7 +435,10 @@ export class DeviceRunner {
         attention: this.attention,
       }),
     );
-    const ints: Ints = { ids: [first], q_pos: range(S, S + steps), k_pos: range(0, S + steps) };
+    const ints: Ints =
+      this.attention === 'decomposed'
+        ? { ids: [first], q_pos: range(S, S + steps), k_pos: range(0, S + steps) }
+        : { ids: [first] };
     const feeds: Feeds = {};
     for (let i = 0; i < steps; i++) {
       feeds[`seqlens_${i}`] = new ort.Tensor('int32', Int32Array.of(S + i), [1]);
@@ -446,9 +449,7 @@ export class DeviceRunner {
       feeds[`past_k_${l}`] = cache.k[l];
       feeds[`past_v_${l}`] = cache.v[l];
     }
-    const segs = burstSegments(this.attention);
-    const packed = packInts(segs, Object.fromEntries(segs.map((n) => [n, ints[n]])));
-    const out = await this.run(session, { ...feeds, ...packed });
+    const out = await this.run(session, { ...feeds, ...packInts(burstSegments(this.attention), ints) });
     for (const [name, t] of Object.entries(out)) if (name.includes('_step')) t.dispose();
     const { k, v } = this.layerOutputs(out, 0, this.config.numLayers);
     cache.replace(k, v, S + steps);
