@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
+  asFloat32,
   blendPrefill,
   memorySource,
   precomputeChunks,
@@ -12,7 +13,6 @@ import {
 } from '../core/blend/index.js';
 import { DeviceChunkTier } from '../core/cache/device-tier.js';
 import { computeChunkObjects } from '../core/inference/pipeline.js';
-import { float16ArrayToFloat32 } from '../core/util/half.js';
 import { loadBenchSettings } from '../core/config/bench.js';
 import { DEFAULT_DECODE_BURST, Engine, releaseCache, type EngineOptions } from '../core/model/engine.js';
 import { decode, seededRandom } from '../core/model/generate.js';
@@ -105,8 +105,7 @@ async function ttft(engine: Engine, sources: () => ChunkKvSource[], o: BlendOpti
  * fp32 (a float16 device computes them as fp16 bits).
  */
 function decodedLayers(d: ChunkCacheData): ChunkCacheData {
-  const f32 = (a: Float32Array | Uint16Array) => (a instanceof Float32Array ? a : float16ArrayToFloat32(a));
-  return { ...d, keys: d.keys.map(f32), values: d.values.map(f32) };
+  return { ...d, keys: d.keys.map(asFloat32), values: d.values.map(asFloat32) };
 }
 
 /** Chunk sources in front of a GPU tier, as the blend worker's loader builds them. */

@@ -77,12 +77,16 @@ export async function precomputeChunks(
   return out;
 }
 
+/** Cache values as fp32 (fp16 bits widened). */
+export function asFloat32(a: KvValues): Float32Array {
+  return a instanceof Float32Array ? a : float16ArrayToFloat32(a);
+}
+
 /** An in-memory ChunkKvSource. */
 export function memorySource(data: ChunkCacheData): ChunkKvSource {
-  const f32 = (a: KvValues) => (a instanceof Float32Array ? a : float16ArrayToFloat32(a));
   return {
     tokenIds: data.tokenIds,
-    layer: async (l) => ({ k: f32(data.keys[l]), v: f32(data.values[l]) }),
+    layer: async (l) => ({ k: asFloat32(data.keys[l]), v: asFloat32(data.values[l]) }),
   };
 }
 

@@ -7,6 +7,7 @@ export {
   memorySource,
   precomputeChunk,
   precomputeChunks,
+  asFloat32,
   tokenIdsOnly,
   type ChunkCacheData,
 } from './chunks.js';

@@ -45,14 +45,14 @@ export interface EngineOptions {
   sessionOptions?: ort.InferenceSession.SessionOptions;
 }
 
+/** Greedy tokens a device-resident engine decodes per GPU run unless told otherwise (DEVICE_DECODE_BURST). */
+export const DEFAULT_DECODE_BURST = 8;
+
 /**
  * A provider that cannot start fails with what to install, not onnxruntime's library error alone: the CUDA
  * provider's binaries are not in onnxruntime-node's npm package (its install script fetches them on
  * request) and need CUDA 12 and cuDNN 9; WebGPU needs a Vulkan driver and loader.
  */
-/** Greedy tokens a device-resident engine decodes per GPU run unless told otherwise (DEVICE_DECODE_BURST). */
-export const DEFAULT_DECODE_BURST = 8;
-
 /** How to fetch onnxruntime-node's CUDA binaries; its install script runs only when asked to. */
 export const CUDA_INSTALL =
   'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false';

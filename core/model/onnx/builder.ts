@@ -69,6 +69,11 @@ export class GraphBuilder {
    * 'float16' the values are rounded to half precision (a new array). A name already added is returned as
    * it is (the same weight used again).
    */
+  /** Whether a weight of this name was added. */
+  hasWeight(name: string): boolean {
+    return this.weightNames.has(name);
+  }
+
   weight(name: string, data: Float32Array, dims: number[], type: 'float' | 'float16' = 'float'): string {
     if (this.weightNames.has(name)) return name;
     this.weightNames.add(name);

@@ -141,12 +141,9 @@ class Ctx {
     return this.t === 'float' ? x : this.g.o('Cast', [x], { to: 1 });
   }
 
-  private readonly weights = new Set<string>();
-
   /** A weight in the compute precision; `data` is computed only the first time a name is used. */
   weight(name: string, data: Float32Array | (() => Float32Array), dims: number[]): string {
-    if (this.weights.has(name)) return name;
-    this.weights.add(name);
+    if (this.g.hasWeight(name)) return name;
     return this.g.weight(name, typeof data === 'function' ? data() : data, dims, this.t);
   }
 }
