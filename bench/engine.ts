@@ -20,7 +20,7 @@ const STORIES = settings.storiesDir;
 function prefillFlops(m: LoadedModel, T: number): number {
   const c = m.config;
   const w = m.weights.layers[0];
-  const perLayerWeights = w.wq.length + w.wk.length + w.wv.length + w.wo.length + 3 * w.wGate.length;
+  const perLayerWeights = w.wq.size + w.wk.size + w.wv.size + w.wo.size + 3 * w.wGate.size;
   const linear = 2 * T * perLayerWeights * c.numLayers;
   const attention = 4 * c.numHeads * c.headDim * ((T * (T + 1)) / 2) * c.numLayers;
   return linear + attention + 2 * c.hiddenSize * c.vocabSize;

@@ -15,7 +15,10 @@ import {
   type SelectiveAttention,
   type StackGraphOptions,
 } from './onnx/device-graphs.js';
+import { DeviceWeights, hostWeightTensor } from './device/weights.js';
+import { createSession } from './onnx/session.js';
 import type { LoadedModel, ModelConfig } from './types.js';
+import type { WeightFormat } from './weights/format.js';
 
 /**
  * Device-resident execution on the WebGPU provider (the only GPU provider whose device tensors the Node
@@ -211,9 +214,10 @@ async function runVariant(
     ...variant,
   };
   const graph = buildStackGraph(model.config, model.weights, options);
-  const session = await ort.InferenceSession.create(graph.bytes, sessionOptions);
+  const session = await createSession(graph.model, sessionOptions);
   try {
     const all = { ...feeds, ...packInts(intSegments(options), ints) };
+    for (const w of graph.weights) all[w.name] = hostWeightTensor(w);
     const used = Object.fromEntries(session.inputNames.map((n) => [n, all[n]]));
     return (await session.run(used)).hidden.data as Float32Array;
   } finally {
@@ -280,6 +284,8 @@ export async function chooseAttention(
 export class DeviceRunner {
   readonly config: ModelConfig;
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  /** The model's weights on the GPU, shared by every session. */
+  readonly weights: DeviceWeights;
   private bos: Promise<{ rows: DeviceKvCache; chunk: DeviceChunk }> | null = null;
 
   constructor(
@@ -292,8 +298,11 @@ export class DeviceRunner {
     readonly attention: 'fused' | 'decomposed' = 'fused',
     /** Blend's selective attention (see StackGraphOptions). */
     readonly selective: SelectiveAttention = 'gqa',
+    /** Format of the linear layers' weights (default: the compute precision's). */
+    readonly weightFormat: WeightFormat = dtype === 'float16' ? 'fp16' : 'fp32',
   ) {
     this.config = model.config;
+    this.weights = new DeviceWeights(sessionOptions);
   }
 
   get bytesPerValue(): number {
@@ -307,7 +316,9 @@ export class DeviceRunner {
       const preferredOutputLocation = Object.fromEntries(
         graph.deviceOutputs.map((n) => [n, 'gpu-buffer' as const]),
       );
-      s = ort.InferenceSession.create(graph.bytes, { ...this.sessionOptions, preferredOutputLocation });
+      s = this.weights
+        .ensure(graph.weights)
+        .then(() => createSession(graph.model, { ...this.sessionOptions, preferredOutputLocation }));
       this.sessions.set(key, s);
     }
     return s;
@@ -320,6 +331,7 @@ export class DeviceRunner {
     const full: StackGraphOptions = {
       ...o,
       dtype: this.dtype,
+      weights: this.weightFormat,
       attention: this.attention,
       ...(o.cache === 'scatter' ? { selective: this.selective } : {}),
     };
@@ -337,12 +349,16 @@ export class DeviceRunner {
     return this.run(stack.session, { ...feeds, ...packInts(stack.segs, ints) });
   }
 
-  /** Run with the feeds the session declares (a stack without layers, say, takes no positions). */
+  /**
+   * Run with the feeds the session declares (a stack without layers, say, takes no positions), and the
+   * model weights it names.
+   */
   private async run(session: ort.InferenceSession, feeds: Feeds): Promise<Record<string, ort.Tensor>> {
     const used: Feeds = {};
     for (const name of session.inputNames) {
-      if (!feeds[name]) throw new Error(`device run: no feed for input ${name}`);
-      used[name] = feeds[name];
+      const feed = feeds[name] ?? (await this.weights.get(name));
+      if (!feed) throw new Error(`device run: no feed for input ${name}`);
+      used[name] = feed;
     }
     return (await session.run(used)) as Record<string, ort.Tensor>;
   }
@@ -431,6 +447,7 @@ export class DeviceRunner {
     const session = await this.session(key, () =>
       buildDecodeBurstGraph(this.config, this.model.weights, {
         dtype: this.dtype,
+        weights: this.weightFormat,
         steps,
         attention: this.attention,
       }),
@@ -686,6 +703,7 @@ export class DeviceRunner {
     }
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
+    await this.weights.dispose();
   }
 
   /** BOS's rows (position 0 sees only itself, so they are the same in every prompt), computed once. */

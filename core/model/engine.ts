@@ -5,7 +5,11 @@ import { chooseAttention, DeviceKvCache, DeviceRunner } from './device.js';
 import { KvCache } from './kv-cache.js';
 import type { DeviceDtype, SelectiveAttention } from './onnx/device-graphs.js';
 import { buildHeadGraph, buildKvProjectionGraph, buildLayerGraph } from './onnx/graphs.js';
+import { createSession } from './onnx/session.js';
 import type { LoadedModel, ModelConfig } from './types.js';
+import type { WeightFormat } from './weights/format.js';
+import { EmbeddingTable } from './weights/weight.js';
+import { createHash } from 'node:crypto';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 
@@ -26,8 +30,13 @@ export interface EngineOptions {
    * WebGPU engine runs the per-layer graphs with host copies, like the CPU.
    */
   deviceResident?: boolean;
-  /** Precision of weights, activations and KV on the device (default float32); the CPU is always fp32. */
+  /** Precision of activations and KV on the device (default float32); the CPU computes in fp32. */
   deviceDtype?: DeviceDtype;
+  /**
+   * Format of the linear layers' weights (default: fp32 on the CPU, the device precision's own on the
+   * device): fp16 halves their bytes, q4 (block-wise 4-bit) takes about an eighth of fp32.
+   */
+  weights?: WeightFormat;
   /** Longest run of new tokens per device call (default 4096). */
   deviceBlock?: number;
   /**
@@ -134,6 +143,12 @@ export class Engine {
   private readonly kvProjSessions = new Map<number, Promise<ort.InferenceSession>>();
   private readonly layers: Promise<ort.InferenceSession>[] = [];
   private head: Promise<ort.InferenceSession> | null = null;
+  private embeddings: EmbeddingTable | null = null;
+  /**
+   * Whose KV this engine's caches hold: the model's fingerprint, marked with the weight format where it
+   * changes the caches beyond rounding (q4). fp16 weights share fp32's caches, as fp16 devices always have.
+   */
+  readonly kvFingerprint: string;
 
   private constructor(
     readonly model: LoadedModel,
@@ -145,25 +160,33 @@ export class Engine {
     readonly device: DeviceRunner | null,
     /** Greedy tokens per device run (see decodeGreedy). */
     readonly decodeBurst = 1,
+    /** Format of the linear layers' weights. */
+    readonly weightFormat: WeightFormat = 'fp32',
   ) {
     this.config = model.config;
     this.invFreq = inverseFrequencies(model.config);
+    this.kvFingerprint =
+      weightFormat === 'q4'
+        ? createHash('sha256').update(`${model.fingerprint}:weights=q4`).digest('hex')
+        : model.fingerprint;
   }
 
   /** The per-layer graph of the host path, created on first use (a device-resident engine rarely needs it). */
   private layerSession(l: number): Promise<ort.InferenceSession> {
     if (!this.layers[l]) {
-      const bytes = buildLayerGraph(this.config, this.model.weights.layers[l], l, {
+      const graph = buildLayerGraph(this.config, this.model.weights.layers[l], l, {
         emitPresent: this.emitPresent,
+        weights: this.weightFormat,
       });
-      this.layers[l] = ort.InferenceSession.create(bytes, this.sessionOptions);
+      this.layers[l] = createSession(graph, this.sessionOptions);
     }
     return this.layers[l];
   }
 
   private headSession(): Promise<ort.InferenceSession> {
-    this.head ??= ort.InferenceSession.create(
-      buildHeadGraph(this.config, this.model.weights.finalNorm, this.model.weights.lmHead),
+    const { finalNorm, lmHead } = this.model.weights;
+    this.head ??= createSession(
+      buildHeadGraph(this.config, finalNorm, lmHead, this.weightFormat),
       this.sessionOptions,
     );
     return this.head;
@@ -210,6 +233,7 @@ export class Engine {
       opts.emitPresent ?? false,
       device,
       opts.deviceDecodeBurst ?? DEFAULT_DECODE_BURST,
+      device?.weightFormat ?? opts.weights ?? 'fp32',
     );
     if (device) {
       // Fail here, not on the first request, when the provider cannot run: one token through the model.
@@ -239,6 +263,7 @@ export class Engine {
       opts.deviceBlock ?? 4096,
       opts.deviceAttention ?? checked!.attention,
       opts.deviceSelectiveAttention ?? checked!.selective,
+      opts.weights,
     );
   }
 
@@ -254,14 +279,14 @@ export class Engine {
   embed(ids: readonly number[]): Float32Array {
     const D = this.config.hiddenSize;
     const out = new Float32Array(ids.length * D);
-    const table = this.model.weights.embedTokens;
+    this.embeddings ??= new EmbeddingTable(this.model.weights.embedTokens, D);
     ids.forEach((id, t) => {
       if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
         throw new InvalidArgumentError(
           `token id ${id} is outside the vocabulary (size ${this.config.vocabSize})`,
         );
       }
-      out.set(table.subarray(id * D, (id + 1) * D), t * D);
+      this.embeddings!.row(id, out, t * D);
     });
     return out;
   }
@@ -312,8 +337,8 @@ export class Engine {
     const T = hidden.length / D;
     let session = this.kvProjSessions.get(layer);
     if (!session) {
-      session = ort.InferenceSession.create(
-        buildKvProjectionGraph(this.config, this.model.weights.layers[layer], layer),
+      session = createSession(
+        buildKvProjectionGraph(this.config, this.model.weights.layers[layer], layer, this.weightFormat),
         this.sessionOptions,
       );
       this.kvProjSessions.set(layer, session);

@@ -7,6 +7,7 @@ import {
   type ModelConfig,
   type Tokenizer,
 } from './types.js';
+import { heldWeight } from './weights/weight.js';
 
 /** Shape of a randomly initialised Llama for benchmarks; the rest of ModelConfig gets Llama defaults. */
 export interface RandomModelShape {
@@ -42,13 +43,13 @@ class ByteTokenizer implements Tokenizer {
 export function createRandomModel(shape: RandomModelShape, seed = 1234): LoadedModel {
   const rand = seededRandom(seed);
   const std = shape.weightStd ?? 0.02;
-  const init = (n: number, scale = std) => {
-    const a = new Float32Array(n);
+  const init = (shape: number[], scale = std) => {
+    const a = new Float32Array(shape[0] * shape[1]);
     const s = scale * Math.sqrt(3); // uniform with this std
-    for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * s;
-    return a;
+    for (let i = 0; i < a.length; i++) a[i] = (rand() * 2 - 1) * s;
+    return heldWeight(a, shape);
   };
-  const ones = (n: number) => new Float32Array(n).fill(1);
+  const ones = (n: number) => heldWeight(new Float32Array(n).fill(1), [n]);
   const { hiddenSize: D, intermediateSize: I, numHeads: H, numKvHeads: KV } = shape;
   const hd = D / H;
   const config: ModelConfig = {
@@ -73,24 +74,24 @@ export function createRandomModel(shape: RandomModelShape, seed = 1234): LoadedM
   };
   const layers: LayerWeights[] = Array.from({ length: shape.numLayers }, () => ({
     attnNorm: ones(D),
-    wq: init(H * hd * D),
-    wk: init(KV * hd * D),
-    wv: init(KV * hd * D),
-    wo: init(D * H * hd),
+    wq: init([H * hd, D]),
+    wk: init([KV * hd, D]),
+    wv: init([KV * hd, D]),
+    wo: init([D, H * hd]),
     bq: null,
     bk: null,
     bv: null,
     mlpNorm: ones(D),
-    wGate: init(I * D),
-    wUp: init(I * D),
-    wDown: init(D * I),
+    wGate: init([I, D]),
+    wUp: init([I, D]),
+    wDown: init([D, I]),
   }));
   // Larger embeddings than std 0.02 so hidden states are not dominated by rounding.
   const weights = {
-    embedTokens: init(shape.vocabSize * D, 1),
+    embedTokens: init([shape.vocabSize, D], 1),
     layers,
     finalNorm: ones(D),
-    lmHead: init(shape.vocabSize * D),
+    lmHead: init([shape.vocabSize, D]),
   };
   return {
     config,
@@ -111,11 +112,12 @@ export const LLAMA_100M: RandomModelShape = {
   vocabSize: 32000,
 };
 
+/** Parameters of a model, from its tensors' shapes (nothing is read). */
 export function parameterCount(m: LoadedModel): number {
   const w = m.weights;
-  let n = w.embedTokens.length + w.finalNorm.length + (w.lmHead === w.embedTokens ? 0 : w.lmHead.length);
+  let n = w.embedTokens.size + w.finalNorm.size + (w.lmHead === w.embedTokens ? 0 : w.lmHead.size);
   for (const l of w.layers) {
-    for (const a of layerTensors(l)) n += a?.length ?? 0;
+    for (const a of layerTensors(l)) n += a?.size ?? 0;
   }
   return n;
 }

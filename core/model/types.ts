@@ -1,3 +1,5 @@
+import type { Weight } from './weights/weight.js';
+
 /**
  * The engine's normalized view of a decoder-only transformer. Every loader (llama2.c, Hugging Face) turns
  * its format into these two objects; graph building and the runtime read nothing else.
@@ -34,37 +36,40 @@ export interface ModelConfig {
   maxPositionEmbeddings: number;
   bosTokenId: number;
   eosTokenIds: number[];
-  /** Data type of the stored weights; the engine always computes in fp32. */
+  /** Data type of the stored weights (the engine computes in the format it is given, see WeightFormat). */
   weightDtype: 'float32' | 'float16' | 'bfloat16';
 }
 
-/** One decoder layer's weights, fp32, row-major [out, in] as stored by both formats (y = W x). */
+/**
+ * One decoder layer's weights, row-major [out, in] as both formats store them (y = W x). Each is a Weight
+ * handle: held in memory, or read from the checkpoint when a graph needs it (see weights/weight.ts).
+ */
 export interface LayerWeights {
-  attnNorm: Float32Array; // [hidden]
-  wq: Float32Array; // [heads*headDim, hidden]
-  wk: Float32Array; // [kvHeads*headDim, hidden]
-  wv: Float32Array; // [kvHeads*headDim, hidden]
-  wo: Float32Array; // [hidden, heads*headDim]
-  bq: Float32Array | null; // [heads*headDim]
-  bk: Float32Array | null; // [kvHeads*headDim]
-  bv: Float32Array | null; // [kvHeads*headDim]
-  mlpNorm: Float32Array; // [hidden]
-  wGate: Float32Array; // [intermediate, hidden]  (llama2.c w1)
-  wUp: Float32Array; // [intermediate, hidden]    (llama2.c w3)
-  wDown: Float32Array; // [hidden, intermediate]  (llama2.c w2)
+  attnNorm: Weight; // [hidden]
+  wq: Weight; // [heads*headDim, hidden]
+  wk: Weight; // [kvHeads*headDim, hidden]
+  wv: Weight; // [kvHeads*headDim, hidden]
+  wo: Weight; // [hidden, heads*headDim]
+  bq: Weight | null; // [heads*headDim]
+  bk: Weight | null; // [kvHeads*headDim]
+  bv: Weight | null; // [kvHeads*headDim]
+  mlpNorm: Weight; // [hidden]
+  wGate: Weight; // [intermediate, hidden]  (llama2.c w1)
+  wUp: Weight; // [intermediate, hidden]    (llama2.c w3)
+  wDown: Weight; // [hidden, intermediate]  (llama2.c w2)
 }
 
 /** Every tensor of a layer, in a fixed order (absent biases as null): for hashing and counting. */
-export function layerTensors(l: LayerWeights): (Float32Array | null)[] {
+export function layerTensors(l: LayerWeights): (Weight | null)[] {
   return [l.attnNorm, l.wq, l.wk, l.wv, l.wo, l.bq, l.bk, l.bv, l.mlpNorm, l.wGate, l.wUp, l.wDown];
 }
 
 export interface ModelWeights {
-  embedTokens: Float32Array; // [vocab, hidden]
+  embedTokens: Weight; // [vocab, hidden]
   layers: LayerWeights[];
-  finalNorm: Float32Array; // [hidden]
-  /** [vocab, hidden]; the same array as embedTokens when embeddings are tied. */
-  lmHead: Float32Array;
+  finalNorm: Weight; // [hidden]
+  /** [vocab, hidden]; the same handle as embedTokens when embeddings are tied. */
+  lmHead: Weight;
 }
 
 export interface Tokenizer {

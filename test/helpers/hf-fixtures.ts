@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LoadedModel, ModelConfig } from '../../core/model/types.js';
+import type { LayerWeights, LoadedModel, ModelConfig } from '../../core/model/types.js';
 
 export const HF_FIXTURES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/hf');
 
@@ -151,6 +151,39 @@ function rope(v: Float64Array, heads: number, d: number, pos: number, inv: numbe
   }
 }
 
+/** A layer's weights read once as fp32 arrays. */
+interface Fp32Layer {
+  attnNorm: Float32Array;
+  wq: Float32Array;
+  wk: Float32Array;
+  wv: Float32Array;
+  wo: Float32Array;
+  bq: Float32Array | null;
+  bk: Float32Array | null;
+  bv: Float32Array | null;
+  mlpNorm: Float32Array;
+  wGate: Float32Array;
+  wUp: Float32Array;
+  wDown: Float32Array;
+}
+
+function fp32Layer(l: LayerWeights): Fp32Layer {
+  return {
+    attnNorm: l.attnNorm.f32(),
+    wq: l.wq.f32(),
+    wk: l.wk.f32(),
+    wv: l.wv.f32(),
+    wo: l.wo.f32(),
+    bq: l.bq?.f32() ?? null,
+    bk: l.bk?.f32() ?? null,
+    bv: l.bv?.f32() ?? null,
+    mlpNorm: l.mlpNorm.f32(),
+    wGate: l.wGate.f32(),
+    wUp: l.wUp.f32(),
+    wDown: l.wDown.f32(),
+  };
+}
+
 /** Logits at every position of `ids` ([ids.length * vocab]), computed naively in float64. */
 export function oracleLogits(model: LoadedModel, ids: readonly number[]): Float64Array {
   const c = model.config;
@@ -162,8 +195,10 @@ export function oracleLogits(model: LoadedModel, ids: readonly number[]): Float6
   const group = H / KV;
   const inv = oracleInvFreq(c);
   const T = ids.length;
-  let x: Float64Array[] = ids.map((id) => Float64Array.from(w.embedTokens.subarray(id * D, (id + 1) * D)));
-  for (const l of w.layers) {
+  const embed = w.embedTokens.f32();
+  let x: Float64Array[] = ids.map((id) => Float64Array.from(embed.subarray(id * D, (id + 1) * D)));
+  for (const held of w.layers) {
+    const l = fp32Layer(held);
     const ks: Float64Array[] = [];
     const vs: Float64Array[] = [];
     const qs: Float64Array[] = [];
@@ -210,7 +245,8 @@ export function oracleLogits(model: LoadedModel, ids: readonly number[]): Float6
   }
   const out = new Float64Array(T * c.vocabSize);
   for (let t = 0; t < T; t++) {
-    out.set(matvec(w.lmHead, rmsNorm(x[t], w.finalNorm, c.rmsNormEps), c.vocabSize, D), t * c.vocabSize);
+    const head = matvec(w.lmHead.f32(), rmsNorm(x[t], w.finalNorm.f32(), c.rmsNormEps), c.vocabSize, D);
+    out.set(head, t * c.vocabSize);
   }
   return out;
 }

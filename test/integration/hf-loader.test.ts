@@ -33,7 +33,7 @@ describe.each(HF_FIXTURE_NAMES)('HF fixture %s', (name) => {
     expect(m.weights.layers).toHaveLength(m.config.numLayers);
     expect(m.weights.lmHead === m.weights.embedTokens).toBe(m.config.tieWordEmbeddings);
     expect(m.weights.layers[0].bq !== null).toBe(m.config.attentionBias);
-    if (m.config.attentionBias) expect(m.weights.layers[0].bq!.some((x) => x !== 0)).toBe(true);
+    if (m.config.attentionBias) expect(m.weights.layers[0].bq!.f32().some((x) => x !== 0)).toBe(true);
     expect(m.fingerprint).toMatch(/^[0-9a-f]{64}$/);
     expect((await loadHfModel(fx.dir)).fingerprint).toBe(m.fingerprint);
   });
@@ -169,7 +169,7 @@ describe('loader failures', () => {
     await addTensors(dir, biases);
     const m = await loadHfModel(dir);
     expect(m.config.attentionBias).toBe(true);
-    expect(m.weights.layers[1].bv![3]).toBe(0.5);
+    expect(m.weights.layers[1].bv!.f32()[3]).toBe(0.5);
     biases['model.layers.1.self_attn.o_proj.bias'] = new Float32Array(32).fill(0.1);
     await addTensors(dir, biases);
     await expect(loadHfModel(dir)).rejects.toThrow(UnsupportedModelError);

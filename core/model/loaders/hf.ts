@@ -1,6 +1,7 @@
 /**
  * Loads a Hugging Face checkpoint directory (config.json, model.safetensors or its shards, tokenizer.json,
- * optional tokenizer_config.json and generation_config.json) into a LoadedModel with fp32 weights.
+ * optional tokenizer_config.json and generation_config.json) into a LoadedModel whose weights are read
+ * from the checkpoint when the engine builds its graphs.
  */
 import path from 'node:path';
 import { ModelLoadError, UnsupportedModelError } from '../../errors.js';
@@ -20,6 +21,7 @@ import {
   readTokenizerFiles,
 } from '../tokenizers/hf.js';
 import type { LayerWeights, LoadedModel, ModelConfig, ModelWeights } from '../types.js';
+import { fileWeight, type Weight } from '../weights/weight.js';
 
 const STORED_DTYPE: Partial<Record<SafetensorsDtype, ModelConfig['weightDtype']>> = {
   F32: 'float32',
@@ -67,7 +69,7 @@ export async function loadHfModel(dir: string): Promise<LoadedModel> {
     const stored = STORED_DTYPE[checkpoint.info(spec.tensorNames.embedTokens).dtype];
     // The stored tensors, not the config's dtype field, say what precision the weights really have.
     if (stored) config.weightDtype = stored;
-    weights = await readWeights(checkpoint, config, spec.tensorNames);
+    weights = checkpointWeights(checkpoint, config, spec.tensorNames);
   } finally {
     await checkpoint.close();
   }
@@ -91,43 +93,50 @@ export async function loadHfModel(dir: string): Promise<LoadedModel> {
   return { config, weights, tokenizer, fingerprint: fingerprintModel(config, weights), source: root };
 }
 
-async function readWeights(
-  ckpt: SafetensorsCheckpoint,
-  c: ModelConfig,
-  names: TensorNames,
-): Promise<ModelWeights> {
-  const read = async (name: string, shape: number[]): Promise<Float32Array> => {
+/**
+ * Handles on the checkpoint's tensors, shard by shard as the index maps them: shapes and dtypes are checked
+ * here, values are read when a graph needs them (see weights/weight.ts), so nothing is held but the token
+ * embeddings the engine looks rows up in.
+ */
+function checkpointWeights(ckpt: SafetensorsCheckpoint, c: ModelConfig, names: TensorNames): ModelWeights {
+  const read = (name: string, shape: number[]): Weight => {
     const info = ckpt.info(name);
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
       throw new ModelLoadError(
         `${ckpt.dir}: tensor '${name}' has shape [${info.shape.join(', ')}], expected [${shape.join(', ')}]`,
       );
     }
-    return (await ckpt.read(name)).data;
+    const dtype = STORED_DTYPE[info.dtype];
+    if (!dtype) {
+      throw new ModelLoadError(
+        `${name}: dtype ${info.dtype} is not supported (only F32, F16 and BF16 weights)`,
+      );
+    }
+    return fileWeight(info.file, info.begin, dtype, shape);
   };
   const h = c.hiddenSize;
   const qDim = c.numHeads * c.headDim;
   const kvDim = c.numKvHeads * c.headDim;
-  const embedTokens = await read(names.embedTokens, [c.vocabSize, h]);
+  const embedTokens = read(names.embedTokens, [c.vocabSize, h]);
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const n = names.layer(i);
     const layer: LayerWeights = {
-      attnNorm: await read(n.attnNorm, [h]),
-      wq: await read(n.wq, [qDim, h]),
-      wk: await read(n.wk, [kvDim, h]),
-      wv: await read(n.wv, [kvDim, h]),
-      wo: await read(n.wo, [h, qDim]),
-      bq: c.attentionBias ? await read(n.bq, [qDim]) : null,
-      bk: c.attentionBias ? await read(n.bk, [kvDim]) : null,
-      bv: c.attentionBias ? await read(n.bv, [kvDim]) : null,
-      mlpNorm: await read(n.mlpNorm, [h]),
-      wGate: await read(n.wGate, [c.intermediateSize, h]),
-      wUp: await read(n.wUp, [c.intermediateSize, h]),
-      wDown: await read(n.wDown, [h, c.intermediateSize]),
+      attnNorm: read(n.attnNorm, [h]),
+      wq: read(n.wq, [qDim, h]),
+      wk: read(n.wk, [kvDim, h]),
+      wv: read(n.wv, [kvDim, h]),
+      wo: read(n.wo, [h, qDim]),
+      bq: c.attentionBias ? read(n.bq, [qDim]) : null,
+      bk: c.attentionBias ? read(n.bk, [kvDim]) : null,
+      bv: c.attentionBias ? read(n.bv, [kvDim]) : null,
+      mlpNorm: read(n.mlpNorm, [h]),
+      wGate: read(n.wGate, [c.intermediateSize, h]),
+      wUp: read(n.wUp, [c.intermediateSize, h]),
+      wDown: read(n.wDown, [h, c.intermediateSize]),
     };
     if (c.attentionBias && ckpt.has(n.bo)) {
-      const bo = await read(n.bo, [h]);
+      const bo = read(n.bo, [h]).f32();
       if (bo.some((x) => x !== 0)) {
         throw new UnsupportedModelError(
           `attention_bias=true with a non-zero o_proj bias ('${n.bo}') is not supported (q/k/v biases only)`,
@@ -136,7 +145,7 @@ async function readWeights(
     }
     layers.push(layer);
   }
-  const finalNorm = await read(names.finalNorm, [h]);
-  const lmHead = c.tieWordEmbeddings ? embedTokens : await read(names.lmHead, [c.vocabSize, h]);
+  const finalNorm = read(names.finalNorm, [h]);
+  const lmHead = c.tieWordEmbeddings ? embedTokens : read(names.lmHead, [c.vocabSize, h]);
   return { embedTokens, layers, finalNorm, lmHead };
 }

@@ -4,6 +4,7 @@ import { ModelLoadError, UnsupportedModelError } from '../../errors.js';
 import { fingerprintModel } from '../fingerprint.js';
 import { Llama2cTokenizer } from '../tokenizers/llama2c.js';
 import type { LayerWeights, LoadedModel, ModelConfig, ModelWeights } from '../types.js';
+import { heldWeight, type Weight } from '../weights/weight.js';
 
 /** Finds the checkpoint and tokenizer in a folder such as ../shared/models/stories260K. */
 export async function findLlama2cFiles(
@@ -22,11 +23,8 @@ export async function findLlama2cFiles(
     : null;
 }
 
-/** Parses llama2.c's legacy checkpoint: 7 int32 header fields, then fp32 arrays in a fixed order. */
-export function parseLlama2cCheckpoint(
-  buf: Buffer,
-  source: string,
-): { config: ModelConfig; weights: ModelWeights } {
+/** The 7 int32 header fields of a llama2.c checkpoint, checked. */
+function parseHeader(buf: Buffer, source: string) {
   if (buf.length < 28) throw new ModelLoadError(`${source}: too short for a llama2.c header`);
   const [dim, hidden, nLayers, nHeads, nKvHeads, rawVocab, seqLen] = Array.from({ length: 7 }, (_, i) =>
     buf.readInt32LE(i * 4),
@@ -40,10 +38,19 @@ export function parseLlama2cCheckpoint(
   }
   if (nHeads % nKvHeads !== 0)
     throw new UnsupportedModelError(`${source}: heads ${nHeads} not a multiple of kv heads`);
+  return { dim, hidden, nLayers, nHeads, nKvHeads, vocab, seqLen, shared };
+}
+
+/** Parses llama2.c's legacy checkpoint: 7 int32 header fields, then fp32 arrays in a fixed order. */
+export function parseLlama2cCheckpoint(
+  buf: Buffer,
+  source: string,
+): { config: ModelConfig; weights: ModelWeights } {
+  const { dim, hidden, nLayers, nHeads, nKvHeads, vocab, seqLen, shared } = parseHeader(buf, source);
   const headDim = dim / nHeads;
   const kvDim = nKvHeads * headDim;
   let off = 28;
-  const take = (n: number, what: string): Float32Array => {
+  const takeArray = (n: number, what: string): Float32Array => {
     if (off + n * 4 > buf.length) throw new ModelLoadError(`${source}: truncated while reading ${what}`);
     // Copy into an aligned buffer: Buffer offsets need not be 4-byte aligned.
     const a = new Float32Array(n);
@@ -51,23 +58,26 @@ export function parseLlama2cCheckpoint(
     off += n * 4;
     return a;
   };
-  const perLayer = (n: number, what: string) => {
-    const all = take(n * nLayers, what);
-    return Array.from({ length: nLayers }, (_, l) => all.slice(l * n, (l + 1) * n));
+  const take = (shape: number[], what: string): Weight =>
+    heldWeight(takeArray(shape[0] * (shape[1] ?? 1), what), shape);
+  const perLayer = (shape: number[], what: string) => {
+    const n = shape[0] * (shape[1] ?? 1);
+    const all = takeArray(n * nLayers, what);
+    return Array.from({ length: nLayers }, (_, l) => heldWeight(all.slice(l * n, (l + 1) * n), shape));
   };
-  const embedTokens = take(vocab * dim, 'token_embedding');
-  const rmsAtt = perLayer(dim, 'rms_att');
-  const wq = perLayer(dim * dim, 'wq');
-  const wk = perLayer(kvDim * dim, 'wk');
-  const wv = perLayer(kvDim * dim, 'wv');
-  const wo = perLayer(dim * dim, 'wo');
-  const rmsFfn = perLayer(dim, 'rms_ffn');
-  const w1 = perLayer(hidden * dim, 'w1');
-  const w2 = perLayer(dim * hidden, 'w2');
-  const w3 = perLayer(hidden * dim, 'w3');
-  const finalNorm = take(dim, 'rms_final');
+  const embedTokens = take([vocab, dim], 'token_embedding');
+  const rmsAtt = perLayer([dim], 'rms_att');
+  const wq = perLayer([dim, dim], 'wq');
+  const wk = perLayer([kvDim, dim], 'wk');
+  const wv = perLayer([kvDim, dim], 'wv');
+  const wo = perLayer([dim, dim], 'wo');
+  const rmsFfn = perLayer([dim], 'rms_ffn');
+  const w1 = perLayer([hidden, dim], 'w1');
+  const w2 = perLayer([dim, hidden], 'w2');
+  const w3 = perLayer([hidden, dim], 'w3');
+  const finalNorm = take([dim], 'rms_final');
   off += seqLen * headDim * 4; // legacy freq_cis_real + freq_cis_imag tables, unused
-  const lmHead = shared ? embedTokens : take(vocab * dim, 'wcls');
+  const lmHead = shared ? embedTokens : take([vocab, dim], 'wcls');
   const layers: LayerWeights[] = Array.from({ length: nLayers }, (_, l) => ({
     attnNorm: rmsAtt[l],
     wq: wq[l],

@@ -2,11 +2,12 @@ import onnxProto from 'onnx-proto';
 import { float32ToFloat16Bits } from '../../util/half.js';
 
 const { onnx } = onnxProto;
-export type DataType = 'float' | 'float16' | 'int64' | 'int32' | 'bool';
+export type DataType = 'float' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8';
 
 export const ELEM: Record<DataType, number> = {
   float: onnx.TensorProto.DataType.FLOAT,
   float16: onnx.TensorProto.DataType.FLOAT16,
+  uint8: onnx.TensorProto.DataType.UINT8,
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
   bool: onnx.TensorProto.DataType.BOOL,
@@ -20,6 +21,19 @@ function toFloat16(data: Float32Array): Uint16Array {
 
 /** A symbolic or fixed dimension of a graph input/output. */
 export type Dim = number | string;
+
+/**
+ * A serialized graph and the bytes of its large initializers, kept out of the protobuf (which stops at
+ * 2 GB) as ONNX external data: each initializer of EXTERNAL_MIN_BYTES or more is its own in-memory "file",
+ * handed to onnxruntime with the session options (`externalData`), which copies it while the session is
+ * created — the arrays can be dropped right after.
+ */
+export interface OnnxModel {
+  bytes: Uint8Array;
+  externalData: { path: string; data: Uint8Array }[];
+}
+
+export const EXTERNAL_MIN_BYTES = 4096;
 
 /**
  * A small typed builder over the ONNX protobuf messages. Each `op` call appends one node and returns its
@@ -64,28 +78,41 @@ export class GraphBuilder {
     this.outputs.push(valueInfo(name, type, dims));
   }
 
-  /**
-   * A float initializer; `data` is referenced, not copied, until the model is serialized. With `type`
-   * 'float16' the values are rounded to half precision (a new array). A name already added is returned as
-   * it is (the same weight used again).
-   */
   /** Whether a weight of this name was added. */
   hasWeight(name: string): boolean {
     return this.weightNames.has(name);
   }
 
+  /**
+   * A float initializer; `data` is referenced, not copied, until the model is serialized. With `type`
+   * 'float16' the values are rounded to half precision (a new array). A name already added is returned as
+   * it is (the same weight used again).
+   */
   weight(name: string, data: Float32Array, dims: number[], type: 'float' | 'float16' = 'float'): string {
+    if (this.weightNames.has(name)) return name;
+    return this.tensor(name, type, dims, type === 'float16' ? toFloat16(data) : data);
+  }
+
+  /**
+   * An initializer of given bits: fp32 values, fp16 bits (Uint16Array) or bytes (uint8). Referenced, not
+   * copied, until the model is serialized.
+   */
+  tensor(
+    name: string,
+    type: DataType,
+    dims: number[],
+    data: Float32Array | Uint16Array | Uint8Array,
+  ): string {
     if (this.weightNames.has(name)) return name;
     this.weightNames.add(name);
     const expected = dims.reduce((a, b) => a * b, 1);
     if (expected !== data.length)
       throw new Error(`initializer ${name}: ${data.length} values for dims ${dims}`);
-    const raw = type === 'float16' ? toFloat16(data) : data;
     this.initializers.push({
       name,
       dataType: ELEM[type],
       dims,
-      rawData: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength),
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     });
     return name;
   }
@@ -154,8 +181,35 @@ export class GraphBuilder {
     return this.outputs.map((o) => o.name ?? '');
   }
 
+  /** The model with every initializer inside the protobuf (small graphs; see toModel for weights). */
   toBytes(opset = 17): Uint8Array {
-    const model = onnx.ModelProto.create({
+    return onnx.ModelProto.encode(this.proto(this.initializers, opset)).finish();
+  }
+
+  /** The model with its large initializers as external data (see OnnxModel). */
+  toModel(opset = 17): OnnxModel {
+    const externalData: OnnxModel['externalData'] = [];
+    const initializers = this.initializers.map((t) => {
+      const raw = t.rawData!;
+      if (raw.byteLength < EXTERNAL_MIN_BYTES) return t;
+      const path = `w${externalData.length}.bin`;
+      externalData.push({ path, data: raw });
+      return {
+        ...t,
+        rawData: undefined,
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: path },
+          { key: 'offset', value: '0' },
+          { key: 'length', value: String(raw.byteLength) },
+        ],
+      };
+    });
+    return { bytes: onnx.ModelProto.encode(this.proto(initializers, opset)).finish(), externalData };
+  }
+
+  private proto(initializer: onnxProto.onnx.ITensorProto[], opset: number): onnxProto.onnx.ModelProto {
+    return onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'cacheblend',
       opsetImport: [
@@ -165,12 +219,11 @@ export class GraphBuilder {
       graph: {
         name: this.name,
         node: this.nodes,
-        initializer: this.initializers,
+        initializer,
         input: this.inputs,
         output: this.outputs,
       },
     });
-    return onnx.ModelProto.encode(model).finish();
   }
 }
 

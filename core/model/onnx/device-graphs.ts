@@ -1,7 +1,11 @@
 import { inverseFrequencies, ropeTables } from '../../kv/rope.js';
 import type { LayerWeights, ModelConfig, ModelWeights } from '../types.js';
-import { GraphBuilder } from './builder.js';
-import { fusedBias, fusedTransposed, transposed } from './graphs.js';
+import type { WeightFormat } from '../weights/format.js';
+import type { Weight } from '../weights/weight.js';
+import { float32ArrayToFloat16 } from '../../util/half.js';
+import { GraphBuilder, type DataType, type OnnxModel } from './builder.js';
+import { fusedBias } from './graphs.js';
+import { linear, type WeightSink } from './linear.js';
 
 /**
  * Graphs for device-resident execution on a GPU provider. Where the CPU engine runs one graph per layer
@@ -39,6 +43,8 @@ export interface StackGraphOptions {
   from: number;
   to: number;
   dtype: DeviceDtype;
+  /** Format of the linear layers' weights (default: the compute precision's own, fp32 or fp16). */
+  weights?: WeightFormat;
   cache: CacheMode;
   /** 'ids': token ids [B, T], embedded in the graph; 'rows': rows `rows` of a hidden state `hidden_in`. */
   input: 'ids' | 'rows';
@@ -66,14 +72,33 @@ export interface StackGraphOptions {
   deviation?: 'k' | 'v' | 'kv';
 }
 
-/** A built graph and which of its outputs stay on the device (the rest come back to the host). */
-export interface DeviceGraph {
-  bytes: Uint8Array;
-  deviceOutputs: string[];
+/**
+ * A model weight a device graph takes as an input: uploaded to the GPU once (DeviceWeights) and fed to
+ * every graph that names it, so the weights are on the card once however many graphs a runner builds
+ * (as initializers each session would hold its own copy).
+ */
+export interface WeightInput {
+  name: string;
+  type: DataType;
+  dims: number[];
+  /** The values to upload; called once per runner. */
+  make: () => Float32Array | Uint16Array | Uint8Array;
 }
 
-function finish(g: GraphBuilder, hostOutputs: readonly string[]): DeviceGraph {
-  return { bytes: g.toBytes(), deviceOutputs: g.outputNames().filter((n) => !hostOutputs.includes(n)) };
+/** A built graph and which of its outputs stay on the device (the rest come back to the host). */
+export interface DeviceGraph {
+  model: OnnxModel;
+  deviceOutputs: string[];
+  weights: WeightInput[];
+}
+
+function finish(c: Ctx, hostOutputs: readonly string[]): DeviceGraph {
+  const { g } = c;
+  return {
+    model: g.toModel(),
+    deviceOutputs: g.outputNames().filter((n) => !hostOutputs.includes(n)),
+    weights: [...c.weightInputs.values()],
+  };
 }
 
 /**
@@ -123,12 +148,33 @@ class Ctx {
     this.pastRowsInput ??= this.g.input('past_rows', 'int64', [1]);
     return this.pastRowsInput;
   }
+  readonly format: WeightFormat;
+  /** The model weights the graph takes as inputs, by name. */
+  readonly weightInputs = new Map<string, WeightInput>();
+
   constructor(
     readonly g: GraphBuilder,
     readonly cfg: ModelConfig,
     dtype: DeviceDtype,
+    format?: WeightFormat,
   ) {
     this.t = dtype === 'float16' ? 'float16' : 'float';
+    this.format = format ?? (dtype === 'float16' ? 'fp16' : 'fp32');
+  }
+
+  /** Model weights become graph inputs (see WeightInput). */
+  readonly input: WeightSink = (name, type, dims, make) => {
+    if (!this.weightInputs.has(name)) {
+      this.g.input(name, type, dims);
+      this.weightInputs.set(name, { name, type, dims, make });
+    }
+    return name;
+  };
+
+  /** x [..., in] times stacked [out_k, in] matrices' transpose, in the graph's weight format. */
+  linear(x: string, name: string, parts: { w: Weight; out: number }[], inputs: number): string {
+    const o = { format: this.format, xType: this.t, accuracyLevel: 0 };
+    return linear(this.g, this.input, x, name, { parts, inputs }, o);
   }
 
   /** fp32 → compute precision (no-op in fp32). */
@@ -141,10 +187,21 @@ class Ctx {
     return this.t === 'float' ? x : this.g.o('Cast', [x], { to: 1 });
   }
 
-  /** A weight in the compute precision; `data` is computed only the first time a name is used. */
-  weight(name: string, data: Float32Array | (() => Float32Array), dims: number[]): string {
+  /** A model weight (an input) in the compute precision; `data` is read only when it is uploaded. */
+  weight(name: string, data: () => Float32Array, dims: number[]): string {
+    const half = this.t === 'float16';
+    return this.input(name, this.t, dims, () => (half ? float32ArrayToFloat16(data()) : data()));
+  }
+
+  /** A model weight kept in fp32 (the norms, which run on the fp32 residual stream). */
+  weightF32(name: string, w: Weight): string {
+    return this.input(name, 'float', [...w.shape], () => w.f32());
+  }
+
+  /** A constant of the graph (an initializer) in the compute precision. */
+  constant(name: string, data: Float32Array, dims: number[]): string {
     if (this.g.hasWeight(name)) return name;
-    return this.g.weight(name, typeof data === 'function' ? data() : data, dims, this.t);
+    return this.g.weight(name, data, dims, this.t);
   }
 }
 
@@ -175,24 +232,24 @@ function ropeCaches(c: Ctx): { cos: string; sin: string } {
       Int32Array.from({ length: P }, (_, i) => i),
     );
     c.tables = {
-      cos: c.weight('rope_cos', cos, [P, cfg.headDim / 2]),
-      sin: c.weight('rope_sin', sin, [P, cfg.headDim / 2]),
+      cos: c.constant('rope_cos', cos, [P, cfg.headDim / 2]),
+      sin: c.constant('rope_sin', sin, [P, cfg.headDim / 2]),
     };
   }
   return c.tables;
 }
 
 /** RMSNorm of fp32 x through onnxruntime's fused kernel, cast to the compute precision. */
-function norm(c: Ctx, x: string, name: string, w: Float32Array): string {
+function norm(c: Ctx, x: string, name: string, w: Weight): string {
   const { g, cfg } = c;
-  const weight = g.weight(name, w, [cfg.hiddenSize]);
+  const weight = c.weightF32(name, w);
   return c.low(g.o('SimplifiedLayerNormalization', [x, weight], { axis: -1, epsilon: cfg.rmsNormEps }));
 }
 
 /** RMSNorm of fp32 `x` added to fp32 `delta` (one fused kernel): the normed sum (compute precision) and the sum. */
-function skipNorm(c: Ctx, x: string, delta: string, name: string, w: Float32Array) {
+function skipNorm(c: Ctx, x: string, delta: string, name: string, w: Weight) {
   const { g, cfg } = c;
-  const weight = g.weight(name, w, [cfg.hiddenSize]);
+  const weight = c.weightF32(name, w);
   const [normed, , , sum] = g.op(
     'SkipSimplifiedLayerNormalization',
     [x, delta, weight],
@@ -214,7 +271,7 @@ function projectPacked(c: Ctx, w: LayerWeights, prefix: string, h: string, withQ
   ];
   const width = parts.reduce((n, p) => n + p.out, 0);
   const name = `${prefix}.w${withQuery ? 'qkv' : 'kv'}`;
-  let proj = g.o('MatMul', [h, c.weight(name, () => fusedTransposed(parts, D), [D, width])]);
+  let proj = c.linear(h, name, parts, D);
   if (cfg.attentionBias) {
     const bias = () => fusedBias(parts, prefix);
     proj = g.o('Add', [proj, c.weight(`${prefix}.b${withQuery ? 'qkv' : 'kv'}`, bias, [width])]);
@@ -377,7 +434,7 @@ function decomposedCausalAttention(c: Ctx, io: LayerCacheIo, q: string, k: strin
 /** The next layer's attention norm, fused into this layer's last residual addition. */
 interface NextNorm {
   name: string;
-  w: Float32Array;
+  w: Weight;
 }
 
 /**
@@ -398,21 +455,16 @@ function decoderLayer(
   const { hiddenSize: D, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
   const p = `l${l}`;
   const attn = layerAttention(c, w, p, h, io);
-  const wo = c.weight(`${p}.wo_t`, () => transposed(w.wo, D, H * hd), [H * hd, D]);
-  const mlpIn = skipNorm(c, x, c.high(g.o('MatMul', [attn.out, wo])), `${p}.mlp_norm`, w.mlpNorm);
-  const wgu = () =>
-    fusedTransposed(
-      [
-        { w: w.wGate, out: I },
-        { w: w.wUp, out: I },
-      ],
-      D,
-    );
-  const gu = g.o('MatMul', [mlpIn.h, c.weight(`${p}.wgu`, wgu, [D, 2 * I])]);
+  const wo = c.linear(attn.out, `${p}.wo_t`, [{ w: w.wo, out: D }], H * hd);
+  const mlpIn = skipNorm(c, x, c.high(wo), `${p}.mlp_norm`, w.mlpNorm);
+  const gateUp = [
+    { w: w.wGate, out: I },
+    { w: w.wUp, out: I },
+  ];
+  const gu = c.linear(mlpIn.h, `${p}.wgu`, gateUp, D);
   const [gate, up] = g.op('Split', [gu, g.int64s([I, I])], { axis: -1 }, 2);
   const act = g.o('Mul', [g.o('Mul', [gate, g.o('Sigmoid', [gate])]), up]);
-  const wd = c.weight(`${p}.wdown_t`, () => transposed(w.wDown, D, I), [I, D]);
-  const down = c.high(g.o('MatMul', [act, wd]));
+  const down = c.high(c.linear(act, `${p}.wdown_t`, [{ w: w.wDown, out: D }], I));
   if (!next) return { out: g.o('Add', [mlpIn.sum, down]), h: null, k: attn.kAll, v: attn.vAll };
   const after = skipNorm(c, mlpIn.sum, down, next.name, next.w);
   return { out: after.sum, h: after.h, k: attn.kAll, v: attn.vAll };
@@ -462,7 +514,7 @@ function stackInput(c: Ctx, weights: ModelWeights, input: StackGraphOptions['inp
     // ids [B*T] → [B, T]; B is the length of seqlens_k (one per sequence).
     const B = g.o('Shape', [c.lengths().seqlens]);
     const ids = g.o('Reshape', [c.ints.ids, g.o('Concat', [B, g.int64s([-1])], { axis: 0 })]);
-    const table = c.weight('embed', weights.embedTokens, [cfg.vocabSize, D]);
+    const table = c.weight('embed', () => weights.embedTokens.f32(), [cfg.vocabSize, D]);
     return c.high(g.o('Gather', [table, ids], { axis: 0 }));
   }
   const hidden = g.input('hidden_in', 'float', [1, 'T0', D]);
@@ -474,7 +526,7 @@ function logitsOfLastRow(c: Ctx, weights: ModelWeights, x: string): string {
   const { hiddenSize: D, vocabSize: V } = cfg;
   const last = g.o('Slice', [x, g.int64s([-1]), g.int64s([2 ** 53]), g.int64s([1])]);
   const h = norm(c, last, 'final_norm', weights.finalNorm);
-  const logits = g.o('MatMul', [h, c.weight('lm_head_t', () => transposed(weights.lmHead, V, D), [D, V])]);
+  const logits = c.linear(h, 'lm_head_t', [{ w: weights.lmHead, out: V }], D);
   return g.o('Reshape', [c.high(logits), g.int64s([0, V])]);
 }
 
@@ -608,11 +660,11 @@ export function burstSegments(attention: 'fused' | 'decomposed'): string[] {
 export function buildDecodeBurstGraph(
   cfg: ModelConfig,
   weights: ModelWeights,
-  o: { dtype: DeviceDtype; steps: number; attention: 'fused' | 'decomposed' },
+  o: { dtype: DeviceDtype; steps: number; attention: 'fused' | 'decomposed'; weights?: WeightFormat },
 ): DeviceGraph {
   const { numKvHeads: KV, headDim: hd, numLayers: L, hiddenSize: D } = cfg;
   const g = new GraphBuilder(`burst_${o.steps}`);
-  const c = new Ctx(g, cfg, o.dtype);
+  const c = new Ctx(g, cfg, o.dtype, o.weights);
   const segs = burstSegments(o.attention);
   const parts = g.op(
     'Split',
@@ -621,7 +673,7 @@ export function buildDecodeBurstGraph(
     segs.length,
   );
   c.ints = Object.fromEntries(segs.map((name, i) => [name, parts[i]]));
-  const table = c.weight('embed', weights.embedTokens, [cfg.vocabSize, D]);
+  const table = c.weight('embed', () => weights.embedTokens.f32(), [cfg.vocabSize, D]);
   let token = c.ints.ids;
   let kv: { k: string[]; v: string[] } = {
     k: Array.from({ length: L }, (_, l) => g.input(`past_k_${l}`, c.t, [1, KV, 'S', hd])),
@@ -661,7 +713,7 @@ export function buildDecodeBurstGraph(
   kv.v.forEach((t, l) => g.output(`v_${l}`, t, c.t, [1, KV, 'R', hd]));
   const all = tokens.length === 1 ? tokens[0] : g.o('Concat', tokens, { axis: 0 });
   g.output('tokens', all, 'float', [o.steps]);
-  return finish(g, ['tokens']);
+  return finish(c, ['tokens']);
 }
 
 /** Every token id as a float ([vocab]), added once. */
@@ -712,7 +764,7 @@ function burstAttention(
 export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: StackGraphOptions): DeviceGraph {
   const { numKvHeads: KV, headDim: hd, hiddenSize: D, vocabSize: V } = cfg;
   const g = new GraphBuilder(`stack_${o.from}_${o.to}`);
-  const c = new Ctx(g, cfg, o.dtype);
+  const c = new Ctx(g, cfg, o.dtype, o.weights);
   const segs = intSegments(o);
   const parts = g.op(
     'Split',
@@ -753,7 +805,7 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
   }
   if (o.emitHidden) g.output('hidden', x, 'float', ['B', 'T', D]);
   if (o.head) g.output('logits', logitsOfLastRow(c, weights, x), 'float', ['B', V]);
-  return finish(g, ['logits', 'dev']);
+  return finish(c, ['logits', 'dev']);
 }
 
 /**
@@ -799,7 +851,7 @@ export function buildAssembleGraph(
   };
   split(ks, 'k');
   split(vs, 'v');
-  return finish(g, []);
+  return finish(c, []);
 }
 
 /** Host fp32 token-major [L, n, KV, hd] K and V → device [L, KV, n, hd] in the compute precision. */
@@ -811,7 +863,7 @@ export function buildUploadGraph(cfg: ModelConfig, dtype: DeviceDtype): DeviceGr
     const x = g.o('Transpose', [g.input(name, 'float', ['L', 'n', KV, hd])], { perm: [0, 2, 1, 3] });
     g.output(`${name}_dev`, c.low(x), c.t, ['L', KV, 'n', hd]);
   }
-  return finish(g, []);
+  return finish(c, []);
 }
 
 /**
@@ -824,7 +876,7 @@ export function buildSyncGraph(cfg: ModelConfig, dtype: DeviceDtype): DeviceGrap
   const x = g.input('t', c.t, ['B', 'H', 'R', 'D']);
   const one = g.o('Slice', [x, g.int64s([0, 0, 0, 0]), g.int64s([1, 1, 1, 1])]);
   g.output('first', c.high(one), 'float', [1, 1, 1, 1]);
-  return finish(g, ['first']);
+  return finish(c, ['first']);
 }
 
 /**
@@ -844,5 +896,5 @@ export function buildDownloadGraph(
     const x = g.o('Transpose', [keepPrecision ? t : c.high(t)], { perm: [0, 2, 1, 3] });
     g.output(`o${i}`, x, keepPrecision ? c.t : 'float', ['B', 'R', 'H', 'D']);
   }
-  return finish(g, g.outputNames());
+  return finish(c, g.outputNames());
 }

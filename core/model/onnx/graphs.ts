@@ -1,5 +1,8 @@
 import type { LayerWeights, ModelConfig } from '../types.js';
-import { GraphBuilder } from './builder.js';
+import type { WeightFormat } from '../weights/format.js';
+import type { Weight } from '../weights/weight.js';
+import { GraphBuilder, type OnnxModel } from './builder.js';
+import { initializerSink, linear, type LinearOptions } from './linear.js';
 
 /**
  * ONNX graphs of one decoder layer, of one layer's K/V projection, and of the output head.
@@ -17,43 +20,25 @@ import { GraphBuilder } from './builder.js';
 export interface LayerGraphOptions {
   /** For the decode benchmark only: also return the whole concatenated cache, the naive design. */
   emitPresent?: boolean;
+  /** Format of the linear layers' weights (default fp32). */
+  weights?: WeightFormat;
 }
 
-/** W [out, in] row-major → W^T [in, out], the layout MatMul(x, W^T) wants. */
-export function transposed(w: Float32Array, out: number, inp: number): Float32Array {
-  const t = new Float32Array(w.length);
-  for (let o = 0; o < out; o++) {
-    const row = o * inp;
-    for (let i = 0; i < inp; i++) t[i * out + o] = w[row + i];
-  }
-  return t;
+/** The host graphs' products: fp32 activations; q4 with int8 products (accuracy level 4). */
+function hostLinear(format: WeightFormat = 'fp32'): LinearOptions {
+  return { format, xType: 'float', accuracyLevel: 4 };
 }
 
-/** Concatenate several [out_k, in] matrices along `out` and transpose: [in, sum(out_k)]. */
 /** The q/k/v biases of a fused projection, concatenated in the order of its parts (Qwen2 has them). */
-export function fusedBias(parts: { b: Float32Array | null; out: number }[], prefix: string): Float32Array {
+export function fusedBias(parts: { b: Weight | null; out: number }[], prefix: string): Float32Array {
   const bias = new Float32Array(parts.reduce((n, p) => n + p.out, 0));
   let off = 0;
   for (const p of parts) {
     if (!p.b) throw new Error(`${prefix}: attention biases missing`);
-    bias.set(p.b, off);
+    bias.set(p.b.f32(), off);
     off += p.out;
   }
   return bias;
-}
-
-export function fusedTransposed(mats: { w: Float32Array; out: number }[], inp: number): Float32Array {
-  const total = mats.reduce((a, m) => a + m.out, 0);
-  const t = new Float32Array(total * inp);
-  let col = 0;
-  for (const { w, out } of mats) {
-    for (let o = 0; o < out; o++) {
-      const row = o * inp;
-      for (let i = 0; i < inp; i++) t[i * total + col + o] = w[row + i];
-    }
-    col += out;
-  }
-  return t;
 }
 
 export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
@@ -94,6 +79,7 @@ function attentionInputs(
   w: LayerWeights,
   prefix: string,
   withQuery: boolean,
+  format?: WeightFormat,
 ): { x: string; q3: string | null; k3: string; v3: string } {
   const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
   const x = g.input('hidden', 'float', ['T', D]);
@@ -103,17 +89,15 @@ function attentionInputs(
   const cosU = g.o('Unsqueeze', [cos, one]);
   const sinU = g.o('Unsqueeze', [sin, one]);
 
-  const h = rmsNorm(g, x, g.weight(`${prefix}.attn_norm`, w.attnNorm, [D]), cfg.rmsNormEps);
+  const h = rmsNorm(g, x, g.weight(`${prefix}.attn_norm`, w.attnNorm.f32(), [D]), cfg.rmsNormEps);
   const parts = [
     ...(withQuery ? [{ w: w.wq, b: w.bq, out: H * hd }] : []),
     { w: w.wk, b: w.bk, out: KV * hd },
     { w: w.wv, b: w.bv, out: KV * hd },
   ];
   const width = parts.reduce((n, p) => n + p.out, 0);
-  let proj = g.o('MatMul', [
-    h,
-    g.weight(`${prefix}.w${withQuery ? 'qkv' : 'kv'}`, fusedTransposed(parts, D), [D, width]),
-  ]);
+  const name = `${prefix}.w${withQuery ? 'qkv' : 'kv'}`;
+  let proj = linear(g, initializerSink(g), h, name, { parts, inputs: D }, hostLinear(format));
   if (cfg.attentionBias) {
     const bias = fusedBias(parts, prefix);
     proj = g.o('Add', [proj, g.weight(`${prefix}.b${withQuery ? 'qkv' : 'kv'}`, bias, [width])]);
@@ -131,12 +115,14 @@ export function buildLayerGraph(
   w: LayerWeights,
   layer: number,
   opts: LayerGraphOptions = {},
-): Uint8Array {
+): OnnxModel {
   const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: I } = cfg;
   const G = H / KV;
   const g = new GraphBuilder(`layer${layer}`);
   const p = `l${layer}`;
-  const { x, q3, k3, v3 } = attentionInputs(g, cfg, w, p, true);
+  const { x, q3, k3, v3 } = attentionInputs(g, cfg, w, p, true, opts.weights);
+  const lin = hostLinear(opts.weights);
+  const sink = initializerSink(g);
   const pastK = g.input('past_k', 'float', ['S', KV, hd]);
   const pastV = g.input('past_v', 'float', ['S', KV, hd]);
   const mask = g.input('mask', 'float', ['T', 'S_plus_T']);
@@ -156,21 +142,21 @@ export function buildLayerGraph(
   const ctx = g.o('MatMul', [probs, vH]); // [KV, G*T, hd]
   const ctxT = g.o('Transpose', [g.o('Reshape', [ctx, g.int64s([KV, G, -1, hd])])], { perm: [2, 0, 1, 3] });
   const attn = g.o('Reshape', [ctxT, g.int64s([-1, H * hd])]);
-  const wo = g.weight(`${p}.wo_t`, transposed(w.wo, D, H * hd), [H * hd, D]);
-  const h1 = g.o('Add', [x, g.o('MatMul', [attn, wo])]);
+  const wo = linear(g, sink, attn, `${p}.wo_t`, { parts: [{ w: w.wo, out: D }], inputs: H * hd }, lin);
+  const h1 = g.o('Add', [x, wo]);
 
-  const m = rmsNorm(g, h1, g.weight(`${p}.mlp_norm`, w.mlpNorm, [D]), cfg.rmsNormEps);
-  const wgu = fusedTransposed(
-    [
+  const m = rmsNorm(g, h1, g.weight(`${p}.mlp_norm`, w.mlpNorm.f32(), [D]), cfg.rmsNormEps);
+  const gateUp = {
+    parts: [
       { w: w.wGate, out: I },
       { w: w.wUp, out: I },
     ],
-    D,
-  );
-  const gu = g.o('MatMul', [m, g.weight(`${p}.wgu`, wgu, [D, 2 * I])]);
+    inputs: D,
+  };
+  const gu = linear(g, sink, m, `${p}.wgu`, gateUp, lin);
   const [gate, up] = g.op('Split', [gu, g.int64s([I, I])], { axis: 1 }, 2);
   const act = g.o('Mul', [g.o('Mul', [gate, g.o('Sigmoid', [gate])]), up]);
-  const down = g.o('MatMul', [act, g.weight(`${p}.wdown_t`, transposed(w.wDown, D, I), [I, D])]);
+  const down = linear(g, sink, act, `${p}.wdown_t`, { parts: [{ w: w.wDown, out: D }], inputs: I }, lin);
   const out = g.o('Add', [h1, down]);
 
   g.output('hidden_out', out, 'float', ['T', D]);
@@ -181,25 +167,36 @@ export function buildLayerGraph(
     g.output('k', k3, 'float', ['T', KV, hd]);
     g.output('v', v3, 'float', ['T', KV, hd]);
   }
-  return g.toBytes();
+  return g.toModel();
 }
 
 /** Only the fresh K/V of one layer (norm, projection, RoPE): what CacheBlend's deviation check needs. */
-export function buildKvProjectionGraph(cfg: ModelConfig, w: LayerWeights, layer: number): Uint8Array {
+export function buildKvProjectionGraph(
+  cfg: ModelConfig,
+  w: LayerWeights,
+  layer: number,
+  weights?: WeightFormat,
+): OnnxModel {
   const { numKvHeads: KV, headDim: hd } = cfg;
   const g = new GraphBuilder(`kvproj${layer}`);
-  const { k3, v3 } = attentionInputs(g, cfg, w, `l${layer}`, false);
+  const { k3, v3 } = attentionInputs(g, cfg, w, `l${layer}`, false, weights);
   g.output('k', k3, 'float', ['T', KV, hd]);
   g.output('v', v3, 'float', ['T', KV, hd]);
-  return g.toBytes();
+  return g.toModel();
 }
 
-export function buildHeadGraph(cfg: ModelConfig, finalNorm: Float32Array, lmHead: Float32Array): Uint8Array {
+export function buildHeadGraph(
+  cfg: ModelConfig,
+  finalNorm: Weight,
+  lmHead: Weight,
+  weights?: WeightFormat,
+): OnnxModel {
   const { hiddenSize: D, vocabSize: V } = cfg;
   const g = new GraphBuilder('head');
   const x = g.input('hidden', 'float', ['N', D]);
-  const h = rmsNorm(g, x, g.weight('final_norm', finalNorm, [D]), cfg.rmsNormEps);
-  const logits = g.o('MatMul', [h, g.weight('lm_head_t', transposed(lmHead, V, D), [D, V])]);
+  const h = rmsNorm(g, x, g.weight('final_norm', finalNorm.f32(), [D]), cfg.rmsNormEps);
+  const head = { parts: [{ w: lmHead, out: V }], inputs: D };
+  const logits = linear(g, initializerSink(g), h, 'lm_head_t', head, hostLinear(weights));
   g.output('logits', logits, 'float', ['N', V]);
-  return g.toBytes();
+  return g.toModel();
 }

@@ -1,0 +1,108 @@
+/**
+ * Block-wise 4-bit weights in the layout of onnxruntime's MatMulNBits (com.microsoft): a matrix W [N, K]
+ * (row-major, y = x Wᵀ, as checkpoints store linear layers) becomes B uint8 [N, ⌈K/block⌉, block/2], two
+ * values a byte (the even index in the low nibble), and one scale per block. Symmetric, no zero points
+ * (the kernel's default zero point 8): each block's value of largest magnitude m maps to code 0, so
+ * scale = m / −8 and x ≈ (q − 8) · scale; the opposite end saturates at code 15 (+7 · |scale|).
+ * Written here because the quantizer must run inside the loader, in JavaScript, on any checkpoint.
+ */
+import { float16BitsToFloat32, float32ToFloat16Bits } from '../../util/half.js';
+
+export const Q4_BLOCK = 32;
+
+export interface Q4Matrix {
+  rows: number;
+  cols: number;
+  block: number;
+  /** [rows, blocks, block / 2] */
+  packed: Uint8Array;
+  /** [rows × blocks], fp32 values or fp16 bits. */
+  scales: Float32Array | Uint16Array;
+}
+
+export const q4Blocks = (cols: number, block = Q4_BLOCK) => Math.ceil(cols / block);
+
+/**
+ * Quantize W [rows, cols]. `scaleType` float16 rounds each scale to half precision first, and the codes
+ * are taken against the rounded scale (what the kernel will multiply by).
+ */
+export function quantizeQ4(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  scaleType: 'float' | 'float16' = 'float',
+  block = Q4_BLOCK,
+): Q4Matrix {
+  if (w.length !== rows * cols) throw new Error(`quantizeQ4: ${w.length} values for [${rows}, ${cols}]`);
+  const nb = q4Blocks(cols, block);
+  const packed = new Uint8Array(rows * nb * (block / 2));
+  const scales = scaleType === 'float16' ? new Uint16Array(rows * nb) : new Float32Array(rows * nb);
+  const codes = new Uint8Array(block);
+  for (let r = 0; r < rows; r++) {
+    const row = r * cols;
+    for (let b = 0; b < nb; b++) {
+      const from = b * block;
+      const to = Math.min(from + block, cols);
+      let m = 0;
+      for (let i = from; i < to; i++) if (Math.abs(w[row + i]) > Math.abs(m)) m = w[row + i];
+      let scale = m / -8;
+      if (scaleType === 'float16') {
+        const bits = float32ToFloat16Bits(scale);
+        scales[r * nb + b] = bits;
+        scale = float16BitsToFloat32(bits);
+      } else scales[r * nb + b] = scale;
+      const inv = scale === 0 ? 0 : 1 / scale;
+      codes.fill(8);
+      for (let i = from; i < to; i++) {
+        const q = Math.round(w[row + i] * inv) + 8;
+        codes[i - from] = q < 0 ? 0 : q > 15 ? 15 : q;
+      }
+      const out = (r * nb + b) * (block / 2);
+      for (let j = 0; j < block / 2; j++) packed[out + j] = codes[2 * j] | (codes[2 * j + 1] << 4);
+    }
+  }
+  return { rows, cols, block, packed, scales };
+}
+
+/** The fp32 matrix [rows, cols] a Q4Matrix stands for (tests, and the distance reports). */
+export function dequantizeQ4(q: Q4Matrix): Float32Array {
+  const { rows, cols, block } = q;
+  const nb = q4Blocks(cols, block);
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const b = Math.floor(c / block);
+      const s =
+        q.scales instanceof Uint16Array ? float16BitsToFloat32(q.scales[r * nb + b]) : q.scales[r * nb + b];
+      const i = c - b * block;
+      const byte = q.packed[(r * nb + b) * (block / 2) + (i >> 1)];
+      const code = i & 1 ? byte >> 4 : byte & 15;
+      out[r * cols + c] = (code - 8) * s;
+    }
+  }
+  return out;
+}
+
+/** Several matrices with the same columns stacked by rows, quantized part by part (rows are independent). */
+export function quantizeQ4Rows(
+  parts: readonly { w: () => Float32Array; rows: number }[],
+  cols: number,
+  scaleType: 'float' | 'float16',
+): Q4Matrix {
+  const quantized = parts.map((p) => quantizeQ4(p.w(), p.rows, cols, scaleType));
+  const rows = parts.reduce((n, p) => n + p.rows, 0);
+  const packed = new Uint8Array(quantized.reduce((n, q) => n + q.packed.length, 0));
+  const scales =
+    scaleType === 'float16'
+      ? new Uint16Array(quantized.reduce((n, q) => n + q.scales.length, 0))
+      : new Float32Array(quantized.reduce((n, q) => n + q.scales.length, 0));
+  let p = 0;
+  let s = 0;
+  for (const q of quantized) {
+    packed.set(q.packed, p);
+    scales.set(q.scales as never, s);
+    p += q.packed.length;
+    s += q.scales.length;
+  }
+  return { rows, cols, block: Q4_BLOCK, packed, scales };
+}
