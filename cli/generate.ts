@@ -27,12 +27,17 @@ import { loadModel } from '../core/model/load.js';
 import { TEMPLATE_NAMES, frameIds, type TemplateChoice, type TemplateName } from '../core/model/template.js';
 import { roundMs } from '../core/util/time.js';
 import { choiceFlag, numberFlag, parseFlags } from './args.js';
+import {
+  resolveWeightFormat,
+  WEIGHT_FORMATS,
+  type WeightSetting,
+} from '../core/model/weights/format.js';
 
 export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] (--prompt <text> | --chunk <text>... --question <text>)
          [--system <text>] [--template auto|none|chat|<file>] [--mode full|prefix|reuse|blend] [--ratio R]
          [--check-layer N] [--metric k|v|kv] [--gradual R1,R2,...] [--max-tokens N] [--temperature T]
          [--top-k K] [--top-p P] [--stop <text>]... [--seed S] [--ep cpu|webgpu|cuda]
-         [--kv-dtype float16|float32] [--json] [--logits]
+         [--weights auto|fp32|fp16|q4] [--kv-dtype float16|float32] [--json] [--logits]
 
   --model       a model folder, or a name looked up like the service does (default: MODEL)
   --prompt      plain generation: BOS + the tokenized text, prefilled in full
@@ -50,6 +55,8 @@ export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] 
   --max-tokens  tokens to generate (default 32)
   --temperature 0 is greedy (default); --top-k, --top-p and --seed shape sampling
   --ep          execution provider (default: EXECUTION_PROVIDER)
+  --weights     linear layers' weights: fp32, fp16 or q4 (4-bit); auto: fp32 on the CPU, the device
+                precision's on a GPU (default: WEIGHTS)
   --kv-dtype    precision chunk caches are stored in, as the service stores them (default: KV_DTYPE)
   --json        print one JSON object instead of the text
   --logits      with --json: include firstTokenLogits
@@ -74,6 +81,7 @@ const FLAGS = {
   'top-p': { type: 'string' },
   seed: { type: 'string' },
   ep: { type: 'string' },
+  weights: { type: 'string' },
   'kv-dtype': { type: 'string' },
   json: { type: 'boolean' },
   logits: { type: 'boolean' },
@@ -91,6 +99,7 @@ interface GenerateRequest {
   blend: BlendOptions;
   sampling: DecodeOptions;
   ep: ExecutionProvider;
+  weights: WeightSetting;
   kvDtype: KvDtype;
   json: boolean;
   logits: boolean;
@@ -140,6 +149,7 @@ export function parseGenerateArgs(argv: string[], config: Config): GenerateReque
       stop: values.stop,
     },
     ep: choiceFlag<ExecutionProvider>(values.ep, 'ep', ['cpu', 'webgpu', 'cuda'], config.executionProvider),
+    weights: choiceFlag<WeightSetting>(values.weights, 'weights', ['auto', ...WEIGHT_FORMATS], config.weights),
     kvDtype: choiceFlag<KvDtype>(values['kv-dtype'], 'kv-dtype', ['float16', 'float32'], config.kvDtype),
     json: values.json ?? false,
     logits: values.logits ?? false,
@@ -170,7 +180,11 @@ export async function generateCommand(
     return;
   }
   const model = await loadModel(req.model, config.modelSource);
-  const engine = await Engine.create(model, { executionProvider: req.ep });
+  const engine = await Engine.create(model, {
+    executionProvider: req.ep,
+    deviceDtype: config.deviceDtype,
+    weights: resolveWeightFormat(req.weights, req.ep, config.deviceDtype),
+  });
   try {
     const answer = await generate(engine, req);
     out(req.json ? `${JSON.stringify(jsonResult(req, answer))}\n` : `${answer.text}\n`);

@@ -26,6 +26,7 @@
  * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
  * | GPU_TIER_BYTES          | 2147483648 (2 GiB)                        | chunk caches kept in GPU memory (webgpu) |
  * | DEVICE_DTYPE            | float16                                   | float16, float32 (webgpu compute)       |
+ * | WEIGHTS                 | auto                                      | auto, fp32, fp16, q4 (linear layers)    |
  * | DEVICE_DECODE_BURST     | 8                                         | greedy tokens per device run (1: off)   |
  * | DISK_CACHE_DIR          | <DATA_DIR>/disk-cache                     |                                         |
  * | CHUNK_TOKEN_BUDGET      | 256                                       |                                         |
@@ -56,6 +57,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { projectRoot } from '../util/fs.js';
+import type { WeightSetting } from '../model/weights/format.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 export type KvDtype = 'float16' | 'float32';
@@ -117,8 +119,10 @@ export interface Config {
   readonly lruBytes: number;
   /** Bytes of chunk caches a device-resident (WebGPU) engine keeps in GPU memory; 0 disables the tier. */
   readonly gpuTierBytes: number;
-  /** Precision of weights, activations and KV on the device (WebGPU). */
+  /** Precision of activations and KV on the device (WebGPU). */
   readonly deviceDtype: DeviceDtype;
+  /** Format of the linear layers' weights; `auto`: fp32 on the CPU, the device precision's own on the GPU. */
+  readonly weights: WeightSetting;
   /** Greedy tokens a device-resident engine decodes per run (argmax on the GPU); 1 decodes token by token. */
   readonly deviceDecodeBurst: number;
   /** Absolute. */
@@ -239,6 +243,7 @@ const EnvSchema = z.object({
   LRU_BYTES: int(0, MAX, 256 * 1024 * 1024),
   GPU_TIER_BYTES: int(0, MAX, 2 * 1024 ** 3),
   DEVICE_DTYPE: oneOf(['float16', 'float32'], 'float16'),
+  WEIGHTS: oneOf(['auto', 'fp32', 'fp16', 'q4'], 'auto'),
   DEVICE_DECODE_BURST: int(1, 64, 8),
   DISK_CACHE_DIR: z.string().optional(),
   CHUNK_TOKEN_BUDGET: int(1, 1_000_000, 256),
@@ -310,6 +315,7 @@ export function loadConfig(
     lruBytes: e.LRU_BYTES,
     gpuTierBytes: e.GPU_TIER_BYTES,
     deviceDtype: e.DEVICE_DTYPE,
+    weights: e.WEIGHTS,
     deviceDecodeBurst: e.DEVICE_DECODE_BURST,
     diskCacheDir: path.resolve(cwd, e.DISK_CACHE_DIR ?? path.join(dataDir, 'disk-cache')),
     chunkTokenBudget: e.CHUNK_TOKEN_BUDGET,

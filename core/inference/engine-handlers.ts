@@ -9,6 +9,7 @@ import type { DeviceDtype, KvDtype, ModelSourceSettings, S3Settings } from '../c
 import { CancelledError, InvalidArgumentError, KvMismatchError, errorMessage } from '../errors.js';
 import { Engine, type ExecutionProvider } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
+import { resolveWeightFormat, type WeightSetting } from '../model/weights/format.js';
 import { emptyCacheStats, type CacheStats } from '../cache/types.js';
 import type {
   AutoRatio,
@@ -55,6 +56,8 @@ export interface EngineThreadInit {
   deviceDtype?: DeviceDtype;
   /** Greedy tokens per device run (device-resident engines only; default 8). */
   deviceDecodeBurst?: number;
+  /** Linear layers' weight format (WEIGHTS; `auto` or absent: the provider's default). */
+  weights?: WeightSetting;
   kvDtype: KvDtype;
   /** r_min of `ratio: "auto"` (BLEND_MIN_RATIO; default 0.15). */
   minRatio?: number;
@@ -97,6 +100,7 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     threads: init.threads,
     deviceDtype: init.deviceDtype,
     deviceDecodeBurst: init.deviceDecodeBurst,
+    weights: resolveWeightFormat(init.weights ?? 'auto', init.executionProvider, init.deviceDtype),
   });
   const cfg = model.config;
   const cost = new CostModel();
@@ -113,7 +117,7 @@ async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
     store,
     disk,
     lruBytes: init.lruBytes,
-    fingerprint: model.fingerprint,
+    fingerprint: engine.kvFingerprint,
     numLayers: cfg.numLayers,
     kvHeads: cfg.numKvHeads,
     headDim: cfg.headDim,
@@ -132,7 +136,7 @@ export async function createHandlers(init: EngineThreadInit) {
   return {
     async info(): Promise<EngineInfo> {
       return {
-        fingerprint: model.fingerprint,
+        fingerprint: engine.kvFingerprint,
         source: model.source,
         numLayers: cfg.numLayers,
         kvHeads: cfg.numKvHeads,
@@ -197,7 +201,7 @@ export async function createHandlers(init: EngineThreadInit) {
     async diskChunkKeys(): Promise<string[]> {
       if (!disk) return [];
       const keys: string[] = [];
-      for await (const k of disk.list(`kv/${model.fingerprint.slice(0, 16)}/`)) {
+      for await (const k of disk.list(`kv/${engine.kvFingerprint.slice(0, 16)}/`)) {
         const m = /\/([0-9a-f]{64})\.kv$/.exec(k);
         if (m) keys.push(m[1]);
       }
@@ -291,10 +295,10 @@ function rawChunkRefs(tok: Tokenizer, fingerprint: string, texts: string[] = [],
 
 /** The job's prompt frame and chunk references, checked against the model's context. */
 function planPrompt(ctx: EngineContext, job: BlendJobData) {
-  const { model, config: cfg } = ctx.engine;
-  if (job.fingerprint !== model.fingerprint) {
+  const { model, config: cfg, kvFingerprint } = ctx.engine;
+  if (job.fingerprint !== kvFingerprint) {
     throw new KvMismatchError(
-      `the job was made for model ${job.fingerprint.slice(0, 12)}, this worker runs ${model.fingerprint.slice(0, 12)}`,
+      `the job was made for model ${job.fingerprint.slice(0, 12)}, this worker runs ${kvFingerprint.slice(0, 12)}`,
     );
   }
   const frame = frameIds(model.tokenizer, {
@@ -304,7 +308,7 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
     question: job.question,
   });
   if (frame.suffixIds.length === 0) throw new InvalidArgumentError('question: has no tokens');
-  const refs = [...job.chunks, ...rawChunkRefs(model.tokenizer, model.fingerprint, job.chunkTexts, job.salt)];
+  const refs = [...job.chunks, ...rawChunkRefs(model.tokenizer, kvFingerprint, job.chunkTexts, job.salt)];
   const { prefixIds, suffixIds } = frame;
   const promptTokens = promptLength(
     prefixIds.length,
@@ -316,7 +320,7 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
     maxTokens: 'maxTokens',
   });
   const prefixRef = prefixIds.length
-    ? { key: chunkKey(model.fingerprint, prefixIds, job.salt), tokenIds: prefixIds }
+    ? { key: chunkKey(kvFingerprint, prefixIds, job.salt), tokenIds: prefixIds }
     : null;
   return { frame, refs, prefixRef };
 }

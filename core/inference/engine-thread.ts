@@ -26,6 +26,7 @@ export function engineThreadInit(
     lruBytes: config.lruBytes,
     gpuTierBytes: config.gpuTierBytes,
     deviceDtype: config.deviceDtype,
+    weights: config.weights,
     deviceDecodeBurst: config.deviceDecodeBurst,
     kvDtype: config.kvDtype,
     minRatio: config.blendMinRatio,

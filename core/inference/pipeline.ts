@@ -25,7 +25,7 @@ export function encodeChunkCache(engine: Engine, data: ChunkCacheData, dtype: Kv
   return encodeChunkKv(
     {
       ...data,
-      fingerprint: engine.model.fingerprint,
+      fingerprint: engine.kvFingerprint,
       kvHeads: engine.config.numKvHeads,
       headDim: engine.config.headDim,
     },

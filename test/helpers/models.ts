@@ -4,6 +4,9 @@ import { Engine, type EngineOptions } from '../../core/model/engine.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
 import { createRandomModel, type RandomModelShape } from '../../core/model/random.js';
+import type { LoadedModel } from '../../core/model/types.js';
+import { dequantizeQ4, quantizeQ4 } from '../../core/model/weights/quantize.js';
+import { heldWeight, type Weight } from '../../core/model/weights/weight.js';
 
 /** The real pretrained tiny Llama shipped in models/ (the default model). */
 export const STORIES_DIR = fileURLToPath(new URL('../../models/stories260K', import.meta.url));
@@ -58,3 +61,19 @@ export const STORY_SETS: ChunkSet[] = (
     sets: ChunkSet[];
   }
 ).sets;
+
+/** The model with every linear layer replaced by its 4-bit round trip, held in fp32: q4's reference. */
+export function dequantizedModel(m: LoadedModel): LoadedModel {
+  const dq = (w: Weight) => heldWeight(dequantizeQ4(quantizeQ4(w.f32(), w.shape[0], w.shape[1])), w.shape);
+  const layers = m.weights.layers.map((l) => ({
+    ...l,
+    wq: dq(l.wq),
+    wk: dq(l.wk),
+    wv: dq(l.wv),
+    wo: dq(l.wo),
+    wGate: dq(l.wGate),
+    wUp: dq(l.wUp),
+    wDown: dq(l.wDown),
+  }));
+  return { ...m, weights: { ...m.weights, layers, lmHead: dq(m.weights.lmHead) } };
+}

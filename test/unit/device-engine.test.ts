@@ -7,7 +7,7 @@ import { argmax, decode, generate } from '../../core/model/generate.js';
 import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
 import { createRandomModel } from '../../core/model/random.js';
 import type { LoadedModel } from '../../core/model/types.js';
-import { maxAbsDiff, SMALL_SHAPE, STORIES_DIR } from '../helpers/models.js';
+import { dequantizedModel, maxAbsDiff, SMALL_SHAPE, STORIES_DIR } from '../helpers/models.js';
 import { noWebGpu } from '../helpers/webgpu.js';
 
 /** Greedy decoding through an engine: the first logits and the tokens. */
@@ -45,6 +45,19 @@ describe.skipIf(noWebGpu)('device-resident WebGPU engine (skipped without a WebG
     const r = await compare(await loadLlama2cModel(STORIES_DIR), [1, 403, 407, 261, 378], 24);
     expect(r.diff).toBeLessThan(1e-4);
     expect(r.b).toEqual(r.a);
+  });
+
+  it('q4 weights on the device compute the dequantized model (first logits 1e-3, 16 greedy tokens)', async () => {
+    const model = createRandomModel(SMALL_SHAPE, 7);
+    const prompt = Array.from({ length: 40 }, (_, i) => (i * 37) % 300);
+    const cpu = await Engine.create(dequantizedModel(model), { threads: 1 });
+    const gpu = await Engine.create(model, { executionProvider: 'webgpu', weights: 'q4' });
+    const a = await greedy(cpu, prompt, 16);
+    const b = await greedy(gpu, prompt, 16);
+    await cpu.dispose();
+    await gpu.dispose();
+    expect(maxAbsDiff(a.first, b.first)).toBeLessThan(1e-3);
+    expect(b.tokens).toEqual(a.tokens);
   });
 
   it('matches the CPU on a random GQA model across device blocks', async () => {

@@ -10,3 +10,21 @@ export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
 export function bytesPerWeight(format: WeightFormat, scaleBytes = 4): number {
   return format === 'fp32' ? 4 : format === 'fp16' ? 2 : 0.5 + scaleBytes / 32;
 }
+
+/** The WEIGHTS setting: a format, or `auto` for the provider's default. */
+export type WeightSetting = WeightFormat | 'auto';
+
+/**
+ * The format `auto` stands for. On the CPU, fp32: exact against the references, and measured no slower
+ * than fp16 or q4 for prefill on onnxruntime 1.30's CPU kernels (q4 pays off in decoding and memory;
+ * see docs/benchmarks.md). On the device, the compute precision's own (fp16 by default).
+ */
+export function resolveWeightFormat(
+  setting: WeightSetting,
+  provider: string,
+  deviceDtype: 'float16' | 'float32' = 'float32',
+): WeightFormat {
+  if (setting !== 'auto') return setting;
+  if (provider === 'webgpu') return deviceDtype === 'float16' ? 'fp16' : 'fp32';
+  return 'fp32';
+}
