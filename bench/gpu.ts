@@ -1,24 +1,23 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import {
-  asFloat32,
-  blendPrefill,
-  memorySource,
-  precomputeChunks,
-  tokenIdsOnly,
-  type BlendOptions,
-  type ChunkCacheData,
-  type ChunkKvSource,
-} from '../core/blend/index.js';
+import { precomputeChunks, tokenIdsOnly } from '../core/blend/index.js';
 import { DeviceChunkTier } from '../core/cache/device-tier.js';
-import { computeChunkObjects } from '../core/inference/pipeline.js';
 import { loadBenchSettings } from '../core/config/bench.js';
-import { DEFAULT_DECODE_BURST, Engine, releaseCache, type EngineOptions } from '../core/model/engine.js';
-import { decode, seededRandom } from '../core/model/generate.js';
+import { DEFAULT_DECODE_BURST, Engine, type EngineOptions } from '../core/model/engine.js';
 import type { DeviceDtype, SelectiveAttention } from '../core/model/onnx/device-graphs.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
-import { barChart, machine, median, printTable, timeMedian, writeResult } from './common.js';
+import { barChart, machine, median, printTable, writeResult } from './common.js';
+import {
+  blendTtfts,
+  decodedLayers,
+  decodeStepsMs,
+  decodeTokPerS,
+  precomputeTokPerS,
+  tierSources,
+  ttft,
+  workload,
+} from './gpu-measure.js';
 
 /**
  * GPU benchmark (`npm run bench:gpu`): the device-resident WebGPU engine on the 124.7M random Llama of
@@ -62,8 +61,6 @@ function variantOptions(v: Variant): EngineOptions {
 }
 const PRECOMPUTE_BATCH = settings.precomputeBatch;
 const DECODE_BURST = DEFAULT_DECODE_BURST;
-const CHUNK = 512;
-const QUESTION = 32;
 
 // BENCH_SHAPE (JSON, e.g. a tiny shape for a smoke run on a software adapter) overrides the model shape.
 const SHAPE = {
@@ -71,13 +68,11 @@ const SHAPE = {
   ...(settings.shape as Partial<typeof LLAMA_100M>),
 };
 const model = createRandomModel(SHAPE);
-const rand = seededRandom(42);
-const randomIds = (n: number) =>
-  Array.from({ length: n }, () => 3 + Math.floor(rand() * (model.config.vocabSize - 3)));
-const BOS = model.config.bosTokenId;
-const chunkIds = Array.from({ length: 4 }, () => randomIds(CHUNK));
-const question = randomIds(QUESTION);
-const RATIO = 0.15;
+const work = workload(model.config.vocabSize, model.config.bosTokenId, {
+  reps,
+  precomputeBatch: PRECOMPUTE_BATCH,
+});
+const { chunkIds, ratio: RATIO } = work;
 
 function card(): string {
   try {
@@ -87,118 +82,6 @@ function card(): string {
   } catch {
     return 'unknown (no nvidia-smi)';
   }
-}
-
-/** TTFT of one mode (blendPrefill, as the blend worker runs it), medians of reps; step times of the last. */
-async function ttft(engine: Engine, sources: () => ChunkKvSource[], o: BlendOptions) {
-  let steps: Record<string, number> = {};
-  const t = await timeMedian(reps, async () => {
-    const { cache, prefill } = await blendPrefill(engine, sources(), question, o);
-    releaseCache(cache);
-    steps = prefill.timings.steps ?? {};
-  });
-  return { ms: t.median, all: t.all, steps };
-}
-
-/**
- * A chunk's layers as the blend worker's loader hands them to the engine on a GPU-tier miss: decoded to
- * fp32 (a float16 device computes them as fp16 bits).
- */
-function decodedLayers(d: ChunkCacheData): ChunkCacheData {
-  return { ...d, keys: d.keys.map(asFloat32), values: d.values.map(asFloat32) };
-}
-
-/** Chunk sources in front of a GPU tier, as the blend worker's loader builds them. */
-function tierSources(tier: DeviceChunkTier, data: ChunkCacheData[]): ChunkKvSource[] {
-  return data.map((d, i) => ({
-    ...memorySource(d),
-    device: tier.get(`chunk${i}`),
-    keepOnDevice: (c) => tier.put(`chunk${i}`, c),
-  }));
-}
-
-async function blendTtfts(engine: Engine) {
-  const data = (await precomputeChunks(engine, chunkIds)).map(decodedLayers);
-  const blend: BlendOptions = { mode: 'blend', ratio: RATIO };
-  const full = () => ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' });
-  await full(); // warm-up: session creation and shader compilation stay out of the numbers
-  const fullMs = await full();
-  const miss = () => ttft(engine, () => data.map(memorySource), blend);
-  await miss();
-  const missMs = await miss();
-  const tier = new DeviceChunkTier(2 * 1024 ** 3);
-  await ttft(engine, () => tierSources(tier, data), blend); // fills the tier
-  const hitMs = await ttft(engine, () => tierSources(tier, data), blend);
-  tier.clear();
-  return { fullMs, missMs, hitMs };
-}
-
-async function decodeStepsMs(engine: Engine, context: number, steps: number): Promise<number[]> {
-  const cache = engine.newSequenceCache(context + steps);
-  let logits = await engine.forward(cache, [BOS, ...randomIds(context - 1)]);
-  const times: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const next = logits.indexOf(Math.max(...logits));
-    const t0 = performance.now();
-    logits = await engine.forward(cache, [next]);
-    times.push(performance.now() - t0);
-  }
-  if ('dispose' in cache) cache.dispose();
-  return times;
-}
-
-/**
- * Greedy decoding as the service decodes (generate.ts `decode`: bursts of DEVICE_DECODE_BURST tokens per
- * GPU run, argmax on the GPU), after a `context`-token prefill: tokens per second over `tokens` tokens
- * after the first (which comes with the prefill), medians of reps.
- */
-async function decodeTokPerS(engine: Engine, context: number, tokens: number) {
-  const prompt = [BOS, ...randomIds(context - 1)];
-  /** Tokens per second of one greedy answer's `tokens` tokens after the first (the prefill's). */
-  const rate = async () => {
-    const cache = engine.newSequenceCache(context + tokens + 1);
-    const first = await engine.forward(cache, prompt);
-    const t0 = performance.now();
-    await decode(engine, cache, first, { maxTokens: tokens + 1, stopAtEos: false });
-    const perS = (tokens / (performance.now() - t0)) * 1000;
-    releaseCache(cache);
-    return perS;
-  };
-  await rate(); // the burst graph's session and shaders
-  const rates: number[] = [];
-  for (let i = 0; i < Math.max(3, Math.ceil(reps / 2)); i++) rates.push(await rate());
-  return median(rates);
-}
-
-/**
- * Batched precompute, chunk tokens per second: the batch's prefill alone (K/V left on the GPU, as the
- * PyTorch anchor measures), and with every chunk's K/V brought back to the host (what a worker stores).
- */
-async function precomputeTokPerS(engine: Engine) {
-  const seqs = Array.from({ length: PRECOMPUTE_BATCH }, () => [BOS, ...randomIds(CHUNK)]);
-  const device = engine.device!;
-  const onDevice = async () => {
-    const { k, v } = await device.prefillBatchOnDevice(seqs, true);
-    for (const t of [...k, ...v]) t.dispose();
-  };
-  await onDevice();
-  await device.prefillBatch(seqs);
-  const n = Math.max(3, Math.ceil(reps / 2));
-  const compute = await timeMedian(n, onDevice);
-  const withHost = await timeMedian(n, () => device.prefillBatch(seqs));
-  // What a precompute worker stores: the fp16 objects (KV_DTYPE's default), encoded.
-  const chunks = seqs.map((s) => s.slice(1));
-  await computeChunkObjects(engine, chunks, 'float16');
-  const stored = await timeMedian(n, () => computeChunkObjects(engine, chunks, 'float16'));
-  const tokens = PRECOMPUTE_BATCH * CHUNK;
-  return {
-    tokPerS: (tokens / withHost.median) * 1000,
-    computeTokPerS: (tokens / compute.median) * 1000,
-    storedTokPerS: (tokens / stored.median) * 1000,
-    ms: withHost.all,
-    computeMs: compute.all,
-    storedMs: stored.all,
-  };
 }
 
 interface OpRow {
@@ -243,10 +126,10 @@ function opProfile(prefix: string): { host: OpRow[]; gpu: OpRow[] } {
 async function measure(v: Variant) {
   const dtype = v.dtype;
   const engine = await Engine.create(model, variantOptions(v));
-  const { fullMs, missMs, hitMs } = await blendTtfts(engine);
-  const decodeSteps = await decodeStepsMs(engine, 2048, 32);
-  const decodeBurst = await decodeTokPerS(engine, 2048, 64);
-  const precompute = await precomputeTokPerS(engine);
+  const { fullMs, missMs, hitMs } = await blendTtfts(work, engine);
+  const decodeSteps = await decodeStepsMs(work, engine, 2048, 32);
+  const decodeBurst = await decodeTokPerS(work, engine, 2048, 64);
+  const precompute = await precomputeTokPerS(work, engine);
   const attention = [engine.device!.attention, engine.device!.selective, ...v.flags].join(', ');
   await engine.dispose();
   const row = {
@@ -297,15 +180,15 @@ async function profile(dtype: DeviceDtype) {
     await engine.device!.endProfiling();
     return { wallMs, ...opProfile(prefix) };
   };
-  const prefill = await phase(() => ttft(engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' }));
+  const prefill = await phase(() => ttft(work, engine, () => chunkIds.map(tokenIdsOnly), { mode: 'full' }));
   const data = (await precomputeChunks(engine, chunkIds)).map(decodedLayers);
   opProfile(prefix);
   const tier = new DeviceChunkTier(2 * 1024 ** 3);
   const blend = await phase(() =>
-    ttft(engine, () => tierSources(tier, data), { mode: 'blend', ratio: RATIO }),
+    ttft(work, engine, () => tierSources(tier, data), { mode: 'blend', ratio: RATIO }),
   );
   tier.clear();
-  const decode = await phase(() => decodeStepsMs(engine, 2048, 40));
+  const decode = await phase(() => decodeStepsMs(work, engine, 2048, 40));
   await engine.dispose();
   return { dtype, prefill, blend, decode };
 }
@@ -373,7 +256,7 @@ const result = {
     computeTokPerS: head.precomputeComputeTokPerS,
     storedTokPerS: head.precomputeStoredTokPerS,
     batch: PRECOMPUTE_BATCH,
-    chunkTokens: CHUNK,
+    chunkTokens: work.chunk,
     torchBf16TokPerS: torch.precomputeBf16TokPerS ?? null,
     torchFp32TokPerS: torch.precomputeFp32TokPerS ?? null,
   },

@@ -16,15 +16,22 @@
  * | BENCH_SHAPE     | (the 124.7M shape)               | bench:gpu: JSON overriding the model shape     |
  * | BENCH_PROFILE   | false                            | bench:gpu: add onnxruntime's per-op profile    |
  * | BENCH_TORCH     | true                             | bench:gpu: run the PyTorch anchor              |
+ * | BENCH_SCALE_SHAPES | 125M,1B,8B                    | bench:gpu scale: shapes (checkpoints made by transformers) |
+ * | BENCH_SCALE_WEIGHTS | fp16,q4                      | bench:gpu scale: weight formats per shape      |
+ * | BENCH_SCALE_DIR | <tmp>/cacheblend-scale           | bench:gpu scale: where the checkpoints are written |
+ * | BENCH_SCALE_BATCH | 16                             | bench:gpu scale: chunks per precompute batch   |
+ * | BENCH_WEIGHTS   | fp32,q4                          | bench:ttft: weight formats of the CPU rows     |
  * | DISPATCH_OPS    | 200                              | bench webgpu-dispatch: kernels per run         |
  *
  * BENCH_REPS unset leaves each script its own default (3; bench:gpu 5, webgpu-dispatch 20).
  */
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { projectRoot } from '../util/fs.js';
 import type { ExecutionProvider } from './index.js';
+import type { WeightFormat } from '../model/weights/format.js';
 
 export interface BenchSettings {
   readonly executionProvider: ExecutionProvider;
@@ -43,7 +50,18 @@ export interface BenchSettings {
   readonly profile: boolean;
   readonly torch: boolean;
   readonly dispatchOps: number;
+  readonly scaleShapes: readonly string[];
+  readonly scaleWeights: readonly WeightFormat[];
+  readonly scaleDir: string;
+  readonly scaleBatch: number;
+  readonly ttftWeights: readonly WeightFormat[];
 }
+
+const formats = (fallback: string) =>
+  z
+    .string()
+    .regex(/^(fp32|fp16|q4)(,(fp32|fp16|q4))*$/, 'must list weight formats, e.g. fp16,q4')
+    .default(fallback);
 
 const whole = (max: number) =>
   z
@@ -102,6 +120,14 @@ const BenchEnv = z.object({
   BENCH_PROFILE: flag(false),
   BENCH_TORCH: flag(true),
   DISPATCH_OPS: whole(100_000).default(200),
+  BENCH_SCALE_SHAPES: z
+    .string()
+    .regex(/^(125M|1B|8B)(,(125M|1B|8B))*$/, 'must list shapes of 125M, 1B, 8B')
+    .default('125M,1B,8B'),
+  BENCH_SCALE_WEIGHTS: formats('fp16,q4'),
+  BENCH_SCALE_DIR: z.string().optional(),
+  BENCH_SCALE_BATCH: whole(4096).default(16),
+  BENCH_WEIGHTS: formats('fp32,q4'),
 });
 
 /** Names of the variables loadBenchSettings reads. */
@@ -135,5 +161,10 @@ export function loadBenchSettings(env: Record<string, string | undefined> = proc
     profile: e.BENCH_PROFILE,
     torch: e.BENCH_TORCH,
     dispatchOps: e.DISPATCH_OPS,
+    scaleShapes: Object.freeze(e.BENCH_SCALE_SHAPES.split(',')),
+    scaleWeights: Object.freeze(e.BENCH_SCALE_WEIGHTS.split(',') as WeightFormat[]),
+    scaleDir: path.resolve(e.BENCH_SCALE_DIR ?? path.join(os.tmpdir(), 'cacheblend-scale')),
+    scaleBatch: e.BENCH_SCALE_BATCH,
+    ttftWeights: Object.freeze(e.BENCH_WEIGHTS.split(',') as WeightFormat[]),
   });
 }

@@ -1,5 +1,6 @@
 import ort from 'onnxruntime-node';
 import { GraphBuilder, type DataType } from '../onnx/builder.js';
+import { transpose2d } from '../onnx/linear.js';
 import type { WeightInput } from '../onnx/device-graphs.js';
 
 const TENSOR_TYPE: Partial<Record<DataType, 'float32' | 'float16' | 'uint8'>> = {
@@ -8,11 +9,19 @@ const TENSOR_TYPE: Partial<Record<DataType, 'float32' | 'float16' | 'uint8'>> = 
   uint8: 'uint8',
 };
 
-/** A weight as a host tensor (fed directly, as the start-up attention check does). */
-export function hostWeightTensor(w: WeightInput): ort.Tensor {
+/** The tensor to send up: the values as make() gives them (for a transposed weight, its rows). */
+function uploadTensor(w: WeightInput): ort.Tensor {
   const type = TENSOR_TYPE[w.type];
-  if (!type) throw new Error(`device weight ${w.name}: type ${w.type} cannot be fed`);
-  return new ort.Tensor(type, w.make() as never, w.dims);
+  if (!type) throw new Error(`device weight ${w.name}: type ${w.type} cannot be uploaded`);
+  const dims = w.transpose ? [w.dims[1], w.dims[0]] : w.dims;
+  return new ort.Tensor(type, w.make() as never, dims);
+}
+
+/** A weight as a host tensor in its graph layout (fed directly, as the start-up attention check does). */
+export function hostWeightTensor(w: WeightInput): ort.Tensor {
+  if (!w.transpose) return uploadTensor(w);
+  const data = transpose2d(w.make() as Float32Array | Uint16Array, w.dims[1], w.dims[0]);
+  return new ort.Tensor(TENSOR_TYPE[w.type]!, data as never, w.dims);
 }
 
 /**
@@ -42,20 +51,25 @@ export class DeviceWeights {
   }
 
   private async upload(w: WeightInput): Promise<ort.Tensor> {
-    const session = await this.uploader(w.type, w.dims.length);
-    const x = hostWeightTensor(w);
+    const session = await this.uploader(w.type, w.dims.length, w.transpose ?? false);
+    const x = uploadTensor(w);
     this.bytes += (x.data as Uint8Array).byteLength;
     return (await session.run({ x })).y;
   }
 
-  /** One Identity graph per element type and rank: its output stays on the GPU. */
-  private uploader(type: DataType, rank: number): Promise<ort.InferenceSession> {
-    const key = `${type}:${rank}`;
+  /**
+   * One graph per element type, rank and layout: an Identity, or a transposition (done on the GPU: at
+   * billions of weights it is minutes in JavaScript), whose output stays on the GPU.
+   */
+  private uploader(type: DataType, rank: number, transpose: boolean): Promise<ort.InferenceSession> {
+    const key = `${type}:${rank}:${transpose}`;
     let s = this.uploaders.get(key);
     if (!s) {
       const g = new GraphBuilder('weight_upload');
       const dims = Array.from({ length: rank }, (_, i) => `d${i}`);
-      g.output('y', g.o('Identity', [g.input('x', type, dims)]), type, dims);
+      const x = g.input('x', type, dims);
+      const y = transpose ? g.o('Transpose', [x], { perm: [1, 0] }) : g.o('Identity', [x]);
+      g.output('y', y, type, transpose ? [dims[1], dims[0]] : dims);
       s = ort.InferenceSession.create(g.toBytes(), {
         ...this.sessionOptions,
         preferredOutputLocation: 'gpu-buffer',

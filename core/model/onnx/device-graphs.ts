@@ -5,7 +5,7 @@ import type { Weight } from '../weights/weight.js';
 import { float32ArrayToFloat16 } from '../../util/half.js';
 import { GraphBuilder, type DataType, type OnnxModel } from './builder.js';
 import { fusedBias } from './graphs.js';
-import { linear, type WeightSink } from './linear.js';
+import { linear, type WeightData, type WeightSink } from './linear.js';
 
 /**
  * Graphs for device-resident execution on a GPU provider. Where the CPU engine runs one graph per layer
@@ -82,7 +82,9 @@ export interface WeightInput {
   type: DataType;
   dims: number[];
   /** The values to upload; called once per runner. */
-  make: () => Float32Array | Uint16Array | Uint8Array;
+  make: () => WeightData;
+  /** make() gives the transpose ([dims[1], dims[0]]): the GPU transposes it as it uploads it. */
+  transpose?: boolean;
 }
 
 /** A built graph and which of its outputs stay on the device (the rest come back to the host). */
@@ -163,10 +165,10 @@ class Ctx {
   }
 
   /** Model weights become graph inputs (see WeightInput). */
-  readonly input: WeightSink = (name, type, dims, make) => {
+  readonly input: WeightSink = (name, type, dims, make, transpose) => {
     if (!this.weightInputs.has(name)) {
       this.g.input(name, type, dims);
-      this.weightInputs.set(name, { name, type, dims, make });
+      this.weightInputs.set(name, { name, type, dims, make, transpose });
     }
     return name;
   };

@@ -37,14 +37,22 @@ export function quantizeQ4(
   const nb = q4Blocks(cols, block);
   const packed = new Uint8Array(rows * nb * (block / 2));
   const scales = scaleType === 'float16' ? new Uint16Array(rows * nb) : new Float32Array(rows * nb);
-  const codes = new Uint8Array(block);
+  const half = block / 2;
   for (let r = 0; r < rows; r++) {
     const row = r * cols;
     for (let b = 0; b < nb; b++) {
-      const from = b * block;
-      const to = Math.min(from + block, cols);
+      const from = row + b * block;
+      const to = Math.min(from + block, row + cols);
       let m = 0;
-      for (let i = from; i < to; i++) if (Math.abs(w[row + i]) > Math.abs(m)) m = w[row + i];
+      let mAbs = 0;
+      for (let i = from; i < to; i++) {
+        const v = w[i];
+        const a = v < 0 ? -v : v;
+        if (a > mAbs) {
+          mAbs = a;
+          m = v;
+        }
+      }
       let scale = m / -8;
       if (scaleType === 'float16') {
         const bits = float32ToFloat16Bits(scale);
@@ -52,16 +60,20 @@ export function quantizeQ4(
         scale = float16BitsToFloat32(bits);
       } else scales[r * nb + b] = scale;
       const inv = scale === 0 ? 0 : 1 / scale;
-      codes.fill(8);
-      for (let i = from; i < to; i++) {
-        const q = Math.round(w[row + i] * inv) + 8;
-        codes[i - from] = q < 0 ? 0 : q > 15 ? 15 : q;
+      const out = (r * nb + b) * half;
+      for (let j = 0; j < half; j++) {
+        const i0 = from + 2 * j;
+        packed[out + j] = code(i0 < to ? w[i0] * inv : 0) | (code(i0 + 1 < to ? w[i0 + 1] * inv : 0) << 4);
       }
-      const out = (r * nb + b) * (block / 2);
-      for (let j = 0; j < block / 2; j++) packed[out + j] = codes[2 * j] | (codes[2 * j + 1] << 4);
     }
   }
   return { rows, cols, block, packed, scales };
+}
+
+/** The 4-bit code of x / scale: round half up, offset 8, saturated to [0, 15]. */
+function code(scaled: number): number {
+  const q = Math.floor(scaled + 8.5);
+  return q < 0 ? 0 : q > 15 ? 15 : q;
 }
 
 /** The fp32 matrix [rows, cols] a Q4Matrix stands for (tests, and the distance reports). */

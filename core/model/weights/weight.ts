@@ -6,7 +6,12 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { ModelLoadError } from '../../errors.js';
-import { bfloat16ArrayToFloat32, float16ArrayToFloat32 } from '../../util/half.js';
+import {
+  bfloat16ArrayToFloat32,
+  float16ArrayToFloat32,
+  float32ArrayToFloat16,
+  float32ToFloat16Bits,
+} from '../../util/half.js';
 
 export type StoredDtype = 'float32' | 'float16' | 'bfloat16';
 
@@ -20,6 +25,15 @@ export interface Weight {
   f32(): Float32Array;
   /** The stored little-endian bytes (a view of a held array; read anew from a checkpoint). */
   raw(): Uint8Array;
+  /** Rows [from, to) of a matrix, as a weight of their own (nothing is read). */
+  rows(from: number, to: number): Weight;
+}
+
+function rowRange(shape: readonly number[], from: number, to: number): number {
+  if (shape.length !== 2 || from < 0 || to > shape[0] || from >= to) {
+    throw new Error(`rows [${from}, ${to}) of a weight of shape [${shape.join(', ')}]`);
+  }
+  return shape[1];
 }
 
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -35,6 +49,10 @@ export function heldWeight(values: Float32Array, shape: readonly number[]): Weig
     dtype: 'float32',
     f32: () => values,
     raw: () => new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+    rows: (from, to) => {
+      const cols = rowRange(shape, from, to);
+      return heldWeight(values.subarray(from * cols, to * cols), [to - from, cols]);
+    },
   };
 }
 
@@ -83,7 +101,11 @@ export function fileWeight(
     }
     return bytes;
   };
-  return { shape, size, dtype, raw, f32: () => storedToFloat32(dtype, raw()) };
+  const rows = (from: number, to: number) => {
+    const cols = rowRange(shape, from, to);
+    return fileWeight(file, begin + from * cols * BYTES[dtype], dtype, [to - from, cols]);
+  };
+  return { shape, size, dtype, raw, f32: () => storedToFloat32(dtype, raw()), rows };
 }
 
 /**
@@ -114,4 +136,33 @@ export class EmbeddingTable {
     const row = this.half!.subarray(id * D, (id + 1) * D);
     out.set(this.weight.dtype === 'float16' ? float16ArrayToFloat32(row) : bfloat16ArrayToFloat32(row), at);
   }
+}
+
+let bf16ToF16: Uint16Array | null = null;
+
+/** Every bf16 bit pattern's nearest fp16, built once: a bf16 checkpoint converts at a lookup a value. */
+function bf16Table(): Uint16Array {
+  if (!bf16ToF16) {
+    bf16ToF16 = new Uint16Array(65536);
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    for (let b = 0; b < 65536; b++) {
+      u[0] = b << 16;
+      bf16ToF16[b] = float32ToFloat16Bits(f[0]);
+    }
+  }
+  return bf16ToF16;
+}
+
+/** A weight's values as fp16 bits: as stored (fp16), by table (bf16), or rounded from fp32. */
+export function float16Bits(w: Weight): Uint16Array {
+  if (w.dtype === 'float32') return float32ArrayToFloat16(w.f32());
+  const raw = w.raw();
+  const aligned = raw.byteOffset % 2 === 0 ? raw : raw.slice();
+  const bits = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
+  if (w.dtype === 'float16') return bits;
+  const table = bf16Table();
+  const out = new Uint16Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = table[bits[i]];
+  return out;
 }
