@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { precomputeChunks, tokenIdsOnly } from '../core/blend/index.js';
@@ -8,6 +8,7 @@ import { DEFAULT_DECODE_BURST, Engine, type EngineOptions } from '../core/model/
 import type { DeviceDtype, SelectiveAttention } from '../core/model/onnx/device-graphs.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
 import { barChart, machine, median, printTable, writeResult } from './common.js';
+import { card } from './gpu-card.js';
 import {
   blendTtfts,
   decodedLayers,
@@ -28,6 +29,12 @@ import {
  * attention kernel (`float32:decomposed`); the first is reported as the headline. BENCH_REPS (default 5) repetitions, medians. BENCH_PROFILE=1 adds onnxruntime's per-op
  * profile of one prefill and one decode step.
  */
+
+// `npm run bench:gpu -- scale`: the real-size run instead (bench/gpu-scale.ts).
+if (process.argv.includes('scale')) {
+  await import('./gpu-scale.js');
+  process.exit(0);
+}
 
 const settings = loadBenchSettings();
 const reps = settings.repsGiven ?? 5;
@@ -73,16 +80,6 @@ const work = workload(model.config.vocabSize, model.config.bosTokenId, {
   precomputeBatch: PRECOMPUTE_BATCH,
 });
 const { chunkIds, ratio: RATIO } = work;
-
-function card(): string {
-  try {
-    return execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { encoding: 'utf8' })
-      .split('\n')[0]
-      .trim();
-  } catch {
-    return 'unknown (no nvidia-smi)';
-  }
-}
 
 interface OpRow {
   op: string;

@@ -1,0 +1,156 @@
+/**
+ * bench:gpu's scale run (`npm run bench:gpu -- scale`): real model sizes on the device engine. For each
+ * shape (BENCH_SCALE_SHAPES: the 124.7M benchmark Llama, Llama-3.2-1B, Llama-3.1-8B) a randomly
+ * initialised checkpoint is written by transformers (bench/make_scale_checkpoints.py: bf16 shards plus
+ * index, nothing downloaded) and loaded through the project's Hugging Face loader, as a user's would be,
+ * once per weight format (BENCH_SCALE_WEIGHTS). Beside it, PyTorch bf16 on the same shape, card and run.
+ * Writes bench/results/gpu-scale.json and gpu-scale.svg.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadBenchSettings } from '../core/config/bench.js';
+import { Engine } from '../core/model/engine.js';
+import { loadModel } from '../core/model/load.js';
+import { parameterCount } from '../core/model/random.js';
+import type { WeightFormat } from '../core/model/weights/format.js';
+import { barChart, machine, printTable, writeResult } from './common.js';
+import { blendTtfts, decodeTokPerS, precomputeTokPerS, workload } from './gpu-measure.js';
+import { card } from './gpu-card.js';
+
+const settings = loadBenchSettings();
+const reps = settings.repsGiven ?? 5;
+
+interface TorchShape {
+  parameters: number;
+  torchBf16Ms: number;
+  torchDecodeTokPerS: number;
+  saveS: number;
+}
+
+/** Writes the missing checkpoints and times PyTorch bf16 on each shape (one process, same card). */
+function checkpointsAndTorch(): { shapes: Record<string, TorchShape>; error?: string; torch?: string } {
+  const script = fileURLToPath(new URL('../../bench/make_scale_checkpoints.py', import.meta.url));
+  const r = spawnSync(
+    'python3',
+    [script, settings.scaleDir, ...settings.scaleShapes, '--reps', String(reps)],
+    {
+      encoding: 'utf8',
+      timeout: 900_000,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  if (r.status !== 0)
+    return { shapes: {}, error: (r.error?.message ?? `python3 exited ${r.status}`).slice(-400) };
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { shapes: Record<string, TorchShape> };
+}
+
+async function measureShape(shape: string, weights: WeightFormat, torch: TorchShape | undefined) {
+  const dir = path.join(settings.scaleDir, shape);
+  if (!existsSync(path.join(dir, 'config.json'))) throw new Error(`no checkpoint at ${dir}`);
+  const rss0 = process.memoryUsage().rss;
+  const t0 = performance.now();
+  const model = await loadModel(dir);
+  const engine = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float16', weights });
+  const loadS = (performance.now() - t0) / 1000;
+  const hostRssGiB = (process.memoryUsage().rss - rss0) / 2 ** 30;
+  const gpuWeightsGiB = engine.device!.weights.bytes / 2 ** 30;
+  const work = workload(model.config.vocabSize, model.config.bosTokenId, {
+    reps,
+    precomputeBatch: settings.scaleBatch,
+  });
+  console.error(
+    `  ${shape} ${weights}: loaded in ${loadS.toFixed(1)} s (${gpuWeightsGiB.toFixed(2)} GiB on the GPU)`,
+  );
+  const { fullMs, missMs, hitMs } = await blendTtfts(work, engine);
+  const decode = await decodeTokPerS(work, engine, 2048, 32);
+  const precompute = await precomputeTokPerS(work, engine);
+  await engine.dispose();
+  const row = {
+    shape,
+    parameters: parameterCount(model),
+    weights,
+    loadS,
+    hostRssGiB,
+    gpuWeightsGiB,
+    fullPrefill4x512Ms: fullMs.ms,
+    torchBf16Ms: torch?.torchBf16Ms ?? null,
+    fullOverTorch: torch ? fullMs.ms / torch.torchBf16Ms : null,
+    blendHitMs: hitMs.ms,
+    blendHitOverFull: hitMs.ms / fullMs.ms,
+    blendMissMs: missMs.ms,
+    blendHitSteps: hitMs.steps,
+    decode2048TokPerS: decode,
+    torchDecodeTokPerS: torch?.torchDecodeTokPerS ?? null,
+    precomputeStoredTokPerS: precompute.storedTokPerS,
+    precomputeComputeTokPerS: precompute.computeTokPerS,
+    precomputeBatch: settings.scaleBatch,
+  };
+  console.error(`  ${JSON.stringify(row)}`);
+  return row;
+}
+
+const cardName = card();
+console.error(
+  `gpu scale benchmark on ${cardName}: ${settings.scaleShapes.join(',')} × ${settings.scaleWeights.join(',')}`,
+);
+const anchors = settings.torch ? checkpointsAndTorch() : { shapes: {}, error: 'skipped (BENCH_TORCH=0)' };
+const rows: Awaited<ReturnType<typeof measureShape>>[] = [];
+for (const shape of settings.scaleShapes) {
+  for (const w of settings.scaleWeights) {
+    rows.push(await measureShape(shape, w, anchors.shapes[shape]));
+    // Written as it goes: a run stopped part-way keeps the rows it measured.
+    writeResult('gpu-scale.json', { card: cardName, machine: machine('webgpu'), torch: anchors, rows });
+  }
+}
+printTable(
+  [
+    'shape',
+    'params',
+    'weights',
+    'load s',
+    'GPU GiB',
+    'full ms',
+    'torch bf16 ms',
+    'full/torch',
+    'blend hit ms',
+    'hit/full',
+    'miss ms',
+    'decode tok/s',
+    'precompute tok/s',
+  ],
+  rows.map((r) => [
+    r.shape,
+    `${(r.parameters / 1e9).toFixed(2)}B`,
+    r.weights,
+    r.loadS,
+    r.gpuWeightsGiB,
+    r.fullPrefill4x512Ms,
+    r.torchBf16Ms ?? '',
+    r.fullOverTorch ?? '',
+    r.blendHitMs,
+    r.blendHitOverFull,
+    r.blendMissMs,
+    r.decode2048TokPerS,
+    r.precomputeStoredTokPerS,
+  ]),
+);
+const result = { card: cardName, machine: machine('webgpu'), torch: anchors, rows };
+console.log(`wrote ${writeResult('gpu-scale.json', result)}`);
+console.log(
+  `wrote ${writeResult(
+    'gpu-scale.svg',
+    barChart({
+      title: `Time to first token, 4×512 + 32 tokens, WebGPU engine vs PyTorch bf16 (${cardName})`,
+      xLabel: 'ms (lower is faster)',
+      bars: rows.flatMap((r) => [
+        { label: `${r.shape} ${r.weights} full prefill`, value: r.fullPrefill4x512Ms, group: r.shape },
+        { label: `${r.shape} ${r.weights} blend 0.15 (GPU tier)`, value: r.blendHitMs, group: r.shape },
+        ...(r.torchBf16Ms && r.weights === settings.scaleWeights[0]
+          ? [{ label: `${r.shape} PyTorch bf16 full`, value: r.torchBf16Ms, group: r.shape }]
+          : []),
+      ]),
+    }),
+  )}`,
+);
