@@ -52,6 +52,7 @@ async function measureShape(shape: string, weights: WeightFormat, torch: TorchSh
   const rss0 = process.memoryUsage().rss;
   const t0 = performance.now();
   const model = await loadModel(dir);
+  const checkpointS = (performance.now() - t0) / 1000;
   const engine = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float16', weights });
   const loadS = (performance.now() - t0) / 1000;
   const hostRssGiB = (process.memoryUsage().rss - rss0) / 2 ** 30;
@@ -72,6 +73,7 @@ async function measureShape(shape: string, weights: WeightFormat, torch: TorchSh
     parameters: parameterCount(model),
     weights,
     loadS,
+    checkpointS,
     hostRssGiB,
     gpuWeightsGiB,
     fullPrefill4x512Ms: fullMs.ms,

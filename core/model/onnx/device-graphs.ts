@@ -848,12 +848,34 @@ export function buildAssembleGraph(
   const n = L - from;
   const split = (all: string[], name: string) => {
     const whole = g.o('Concat', all, { axis: 2 });
-    const outs = n === 1 ? [whole] : g.op('Split', [whole, g.int64s(Array(n).fill(1))], { axis: 0 }, n);
+    const outs = n === 1 ? [whole] : splitMany(g, whole, Array<number>(n).fill(1), 0);
     outs.forEach((t, i) => g.output(`${name}_${from + i}`, t, c.t, [1, KV, 'N', hd]));
   };
   split(ks, 'k');
   split(vs, 'v');
   return finish(c, []);
+}
+
+/** Outputs a WebGPU shader may write besides its one input: 16 storage buffers a shader stage. */
+const MAX_SPLIT_OUTPUTS = 15;
+
+/**
+ * Split x along `axis` into pieces of `sizes`, in rounds of at most MAX_SPLIT_OUTPUTS outputs (a 16-layer
+ * model's per-layer split is over the limit: "Too many storage buffers in shader", seen on an H200).
+ */
+function splitMany(g: GraphBuilder, x: string, sizes: number[], axis: number): string[] {
+  if (sizes.length <= MAX_SPLIT_OUTPUTS) return g.op('Split', [x, g.int64s(sizes)], { axis }, sizes.length);
+  const per = Math.ceil(sizes.length / MAX_SPLIT_OUTPUTS);
+  const groups = Array.from({ length: Math.ceil(sizes.length / per) }, (_, i) =>
+    sizes.slice(i * per, (i + 1) * per),
+  );
+  const parts = splitMany(
+    g,
+    x,
+    groups.map((s) => s.reduce((a, b) => a + b, 0)),
+    axis,
+  );
+  return parts.flatMap((p, i) => (groups[i].length === 1 ? [p] : splitMany(g, p, groups[i], axis)));
 }
 
 /** Host fp32 token-major [L, n, KV, hd] K and V → device [L, KV, n, hd] in the compute precision. */
