@@ -21,6 +21,8 @@ import {
 import { Engine } from '../core/model/engine.js';
 import { loadHfModel } from '../core/model/loaders/hf.js';
 import { parameterCount } from '../core/model/random.js';
+import { loadBenchSettings } from '../core/config/bench.js';
+import type { WeightFormat } from '../core/model/weights/format.js';
 import { lineChart, machine, printTable, writeResult, type Series } from './common.js';
 
 /** The model, kept in the repository (relative to dist/bench/ when compiled). */
@@ -104,6 +106,8 @@ interface AccuracyRow {
   gradualRatios?: number[];
   /** `ratio: "auto"`: `ratio` is the mean of the ratios the controller chose. */
   auto?: true;
+  /** The linear layers' weight format (WeightFormat); the grid runs in fp32. */
+  weights: WeightFormat;
 }
 
 function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): AccuracyRow {
@@ -119,6 +123,7 @@ function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): AccuracyR
       perType: s.perType,
       recomputedShare: s.recomputedShare,
       auto: true,
+      weights: 'fp32',
     };
   }
   const o = c.options;
@@ -133,6 +138,7 @@ function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): AccuracyR
     perType: s.perType,
     recomputedShare: s.recomputedShare,
     ...(o.gradualRatios && { gradualRatios: o.gradualRatios }),
+    weights: 'fp32',
   };
 }
 
@@ -192,7 +198,11 @@ interface OracleRow {
 }
 
 /** One configuration over a set's questions; `auto` measures loads first (see core/eval/auto.ts). */
-async function measureConfig(c: AccuracyConfig, prepared: PreparedQuestion[]): Promise<AccuracySummary> {
+async function measureConfig(
+  c: AccuracyConfig,
+  prepared: PreparedQuestion[],
+  engine: Engine,
+): Promise<AccuracySummary> {
   if (c.options !== 'auto') return measureAccuracy(engine, prepared, c.options);
   const auto = await autoRatio(engine, prepared);
   try {
@@ -213,7 +223,7 @@ for (const set of sets) {
   const summaries = new Map<string, AccuracySummary>();
   for (const c of configs) {
     const t = performance.now();
-    const s = await measureConfig(c, prepared);
+    const s = await measureConfig(c, prepared, engine);
     summaries.set(c.label, s);
     rows.push(toRow(set, c, s));
     const ms = (performance.now() - t) / qs.length;
@@ -243,13 +253,36 @@ for (const set of sets) {
     }
   }
 }
-const elapsedS = (performance.now() - t0) / 1000;
 await engine.dispose();
 
+/**
+ * The other weight formats (BENCH_WEIGHTS; fp16 and q4 by default): full, reuse and the default blend,
+ * each format with its own engine and its own chunk caches (as a worker running that format stores them).
+ */
+const FORMAT_CONFIGS = ['full', 'reuse', DEFAULT_LABEL];
+const benchSettings = loadBenchSettings(process.env);
+const formats = [...new Set<WeightFormat>(['fp16', ...benchSettings.ttftWeights])].filter(
+  (w) => w !== 'fp32',
+);
+for (const weights of formats) {
+  const e = await Engine.create(model, { threads: Number(flags.threads ?? 1), weights });
+  for (const set of sets) {
+    const prepared = await prepareQuestions(e, questions[set].slice(0, limit));
+    for (const c of configs.filter((x) => FORMAT_CONFIGS.includes(x.label))) {
+      const s = await measureConfig(c, prepared, e);
+      rows.push({ ...toRow(set, c, s), weights });
+      console.error(`  ${set} ${c.label} (${weights} weights): ${s.accuracy.toFixed(3)}`);
+    }
+  }
+  await e.dispose();
+}
+const elapsedS = (performance.now() - t0) / 1000;
+
 printTable(
-  ['set', 'mode', 'ratio', 'metric', 'check', 'accuracy', ...QUESTION_TYPES, 'recomputed share'],
+  ['set', 'weights', 'mode', 'ratio', 'metric', 'check', 'accuracy', ...QUESTION_TYPES, 'recomputed share'],
   rows.map((r) => [
     r.set,
+    r.weights,
     r.mode,
     r.auto ? `auto (${r.ratio!.toFixed(2)})` : (r.gradualRatios?.join(',') ?? String(r.ratio ?? '-')),
     r.metric ?? '-',
@@ -327,7 +360,7 @@ if (partial) {
 
 /** Accuracy against the recomputed share, one line per metric (check layer 1) and per deeper check layer. */
 function chart(set: QaSetName, all: AccuracyRow[]): string {
-  const rs = all.filter((r) => r.set === set);
+  const rs = all.filter((r) => r.set === set && r.weights === 'fp32');
   const ends = (mode: BlendMode) => rs.find((r) => r.mode === mode)!;
   const [reuse, full] = [ends('reuse'), ends('full')];
   const line = (name: string, pick: (r: AccuracyRow) => boolean): Series => ({

@@ -8,6 +8,8 @@ import { EXTERNAL_MIN_BYTES, GraphBuilder } from '../../core/model/onnx/builder.
 import { createSession } from '../../core/model/onnx/session.js';
 import type { LoadedModel } from '../../core/model/types.js';
 import { dequantizeQ4, quantizeQ4, q4Blocks } from '../../core/model/weights/quantize.js';
+import { quantizeQ4Parallel } from '../../core/model/weights/quantize-pool.js';
+import { heldWeight, storedToFloat32, type Weight } from '../../core/model/weights/weight.js';
 import { float16BitsToFloat32 } from '../../core/util/half.js';
 import { CBQA_DIR, STORIES_DIR, dequantizedModel, maxAbsDiff } from '../helpers/models.js';
 
@@ -74,6 +76,28 @@ describe('4-bit block quantization (MatMulNBits layout)', () => {
     const first = w.subarray(0, 32);
     const m = first.reduce((a, b) => (Math.abs(b) > Math.abs(a) ? b : a), 0);
     expect(back[first.indexOf(m)]).toBeCloseTo(m, 5);
+  });
+
+  it('on worker threads the same bits as on one (a matrix large enough to be split)', () => {
+    const [rows, cols] = [1100, 4096];
+    const w = wave(rows * cols, 0.013);
+    for (const type of ['float', 'float16'] as const) {
+      const one = quantizeQ4(w, rows, cols, type);
+      const many = quantizeQ4Parallel(heldWeight(w, [rows, cols]), type);
+      expect(Buffer.compare(Buffer.from(many.packed), Buffer.from(one.packed))).toBe(0);
+      expect(Array.from(many.scales)).toEqual(Array.from(one.scales));
+    }
+    // A bf16 checkpoint's bytes, widened by the workers themselves.
+    const bits = new Uint16Array(new Uint32Array(w.buffer).map((u) => u >>> 16));
+    const raw = new Uint8Array(bits.buffer);
+    const bf16: Weight = {
+      ...heldWeight(w, [rows, cols]),
+      dtype: 'bfloat16',
+      raw: () => raw,
+      f32: () => storedToFloat32('bfloat16', raw),
+    };
+    const one = quantizeQ4(bf16.f32(), rows, cols);
+    expect(Buffer.compare(Buffer.from(quantizeQ4Parallel(bf16).packed), Buffer.from(one.packed))).toBe(0);
   });
 
   it('fp16 scales: codes are taken against the rounded scale the kernel multiplies by', () => {

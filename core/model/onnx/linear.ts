@@ -141,7 +141,7 @@ function q4Linear(
     <P extends 'packed' | 'scales'>(part: P) =>
     () => {
       q ??= quantizeQ4Rows(
-        m.parts.map((p) => ({ w: () => p.w.f32(), rows: p.out })),
+        m.parts.map((p) => p.w),
         K,
         o.xType,
       );

@@ -7,6 +7,8 @@
  * Written here because the quantizer must run inside the loader, in JavaScript, on any checkpoint.
  */
 import { float16BitsToFloat32, float32ToFloat16Bits } from '../../util/half.js';
+import { quantizeQ4Parallel } from './quantize-pool.js';
+import type { Weight } from './weight.js';
 
 export const Q4_BLOCK = 32;
 
@@ -97,12 +99,16 @@ export function dequantizeQ4(q: Q4Matrix): Float32Array {
 
 /** Several matrices with the same columns stacked by rows, quantized part by part (rows are independent). */
 export function quantizeQ4Rows(
-  parts: readonly { w: () => Float32Array; rows: number }[],
+  parts: readonly Weight[],
   cols: number,
   scaleType: 'float' | 'float16',
 ): Q4Matrix {
-  const quantized = parts.map((p) => quantizeQ4(p.w(), p.rows, cols, scaleType));
-  const rows = parts.reduce((n, p) => n + p.rows, 0);
+  const quantized = parts.map((w) => {
+    if (w.shape[1] !== cols)
+      throw new Error(`quantizeQ4Rows: a part of shape [${w.shape.join(', ')}], not ${cols} columns`);
+    return quantizeQ4Parallel(w, scaleType);
+  });
+  const rows = parts.reduce((n, w) => n + w.shape[0], 0);
   const packed = new Uint8Array(quantized.reduce((n, q) => n + q.packed.length, 0));
   const scales =
     scaleType === 'float16'
