@@ -7,7 +7,7 @@
  * Writes bench/results/gpu-scale.json and gpu-scale.svg.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBenchSettings } from '../core/config/bench.js';
@@ -15,7 +15,7 @@ import { Engine } from '../core/model/engine.js';
 import { loadModel } from '../core/model/load.js';
 import { parameterCount } from '../core/model/random.js';
 import type { WeightFormat } from '../core/model/weights/format.js';
-import { barChart, machine, printTable, writeResult } from './common.js';
+import { barChart, machine, printTable, RESULTS_DIR, writeResult } from './common.js';
 import { blendTtfts, decodeTokPerS, precomputeTokPerS, workload } from './gpu-measure.js';
 import { card } from './gpu-card.js';
 
@@ -88,9 +88,30 @@ async function measureShape(shape: string, weights: WeightFormat, torch: TorchSh
     precomputeStoredTokPerS: precompute.storedTokPerS,
     precomputeComputeTokPerS: precompute.computeTokPerS,
     precomputeBatch: settings.scaleBatch,
+    run: '',
   };
   console.error(`  ${JSON.stringify(row)}`);
   return row;
+}
+
+/**
+ * Rows of earlier scale runs on the same card (bench/results/gpu-scale.json), kept unless this run
+ * measures the same shape and format again: a device call has a time limit, and the 8B rows take most of
+ * one, so the table may be filled by several runs. Each row names its run (date, machine).
+ */
+function earlierRows(cardName: string): { rows: Row[]; runs: Run[] } {
+  const file = path.join(RESULTS_DIR, 'gpu-scale.json');
+  if (!existsSync(file)) return { rows: [], runs: [] };
+  const old = JSON.parse(readFileSync(file, 'utf8')) as { card?: string; rows?: Row[]; runs?: Run[] };
+  if (old.card !== cardName) return { rows: [], runs: [] };
+  return { rows: old.rows ?? [], runs: old.runs ?? [] };
+}
+
+type Row = Awaited<ReturnType<typeof measureShape>>;
+interface Run {
+  run: string;
+  machine: Record<string, unknown>;
+  torch: unknown;
 }
 
 const cardName = card();
@@ -98,14 +119,27 @@ console.error(
   `gpu scale benchmark on ${cardName}: ${settings.scaleShapes.join(',')} × ${settings.scaleWeights.join(',')}`,
 );
 const anchors = settings.torch ? checkpointsAndTorch() : { shapes: {}, error: 'skipped (BENCH_TORCH=0)' };
-const rows: Awaited<ReturnType<typeof measureShape>>[] = [];
+const thisRun: Run = { run: new Date().toISOString(), machine: machine('webgpu'), torch: anchors };
+const earlier = earlierRows(cardName);
+const measured: Row[] = [];
+const ORDER = ['125M', '1B', '8B'];
+const allRows = () =>
+  [
+    ...earlier.rows.filter((r) => !measured.some((m) => m.shape === r.shape && m.weights === r.weights)),
+    ...measured,
+  ].sort((a, b) => ORDER.indexOf(a.shape) - ORDER.indexOf(b.shape) || a.weights.localeCompare(b.weights));
+const save = () => {
+  const rows = allRows();
+  const runs = [...earlier.runs, thisRun].filter((r) => rows.some((x) => x.run === r.run));
+  writeResult('gpu-scale.json', { card: cardName, runs, rows });
+};
 for (const shape of settings.scaleShapes) {
   for (const w of settings.scaleWeights) {
-    rows.push(await measureShape(shape, w, anchors.shapes[shape]));
-    // Written as it goes: a run stopped part-way keeps the rows it measured.
-    writeResult('gpu-scale.json', { card: cardName, machine: machine('webgpu'), torch: anchors, rows });
+    measured.push({ ...(await measureShape(shape, w, anchors.shapes[shape])), run: thisRun.run });
+    save(); // as it goes: a run stopped part-way keeps the rows it measured
   }
 }
+const rows = allRows();
 printTable(
   [
     'shape',
@@ -138,8 +172,8 @@ printTable(
     r.precomputeStoredTokPerS,
   ]),
 );
-const result = { card: cardName, machine: machine('webgpu'), torch: anchors, rows };
-console.log(`wrote ${writeResult('gpu-scale.json', result)}`);
+save();
+console.log(`wrote ${path.join(RESULTS_DIR, 'gpu-scale.json')}`);
 console.log(
   `wrote ${writeResult(
     'gpu-scale.svg',

@@ -15,6 +15,8 @@ import {
 import { chunkKey, chunkObjectKey, encodeChunkKv } from '../core/kv/format.js';
 import { loadBenchSettings } from '../core/config/bench.js';
 import { Engine } from '../core/model/engine.js';
+import type { WeightFormat } from '../core/model/weights/format.js';
+import { weightFidelity } from './weight-fidelity.js';
 import { seededRandom } from '../core/model/generate.js';
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
@@ -165,6 +167,59 @@ printTable(
   ]),
 );
 
+// Weight formats (BENCH_WEIGHTS): the same model at 4×512 with its linear layers in each format, full and
+// blend, chunk caches precomputed by that format's engine (as a worker running it stores them).
+const weightRows = await measureWeightFormats();
+printTable(
+  ['weights', 'full ms', 'blend ms', 'blend / full', 'blend vs fp32 blend'],
+  weightRows.map((r) => [
+    r.weights,
+    r.fullMs,
+    r.blendMs,
+    r.blendMs / r.fullMs,
+    r.blendMs / weightRows[0].blendMs,
+  ]),
+);
+
+async function measureWeightFormats() {
+  const out: {
+    weights: WeightFormat;
+    fullMs: number;
+    blendMs: number;
+    fullAllMs: number[];
+    blendAllMs: number[];
+  }[] = [];
+  const ids =
+    chunksByLen
+      .get(512)
+      ?.slice(0, 4)
+      .map((c) => c.data.tokenIds) ?? [];
+  if (ids.length < 4) return out;
+  for (const weights of settings.ttftWeights) {
+    const e = await Engine.create(model, { executionProvider: ep, weights });
+    const data = await Promise.all(ids.map((t) => precomputeChunk(e, t)));
+    const time = async (opts: BlendOptions) => {
+      const run = () => blendPrefill(e, data.map(memorySource), question, opts);
+      await run();
+      return timeMedian(reps, run);
+    };
+    const full = await time({ mode: 'full' });
+    const blend = await time({ mode: 'blend', ratio: RATIO });
+    await e.dispose();
+    out.push({
+      weights,
+      fullMs: full.median,
+      blendMs: blend.median,
+      fullAllMs: full.all,
+      blendAllMs: blend.all,
+    });
+    console.error(
+      `  4x512 ${weights}: full ${full.median.toFixed(0)} ms, blend ${blend.median.toFixed(0)} ms`,
+    );
+  }
+  return out;
+}
+
 // Fidelity on the real pretrained model.
 console.error('fidelity run on stories260K...');
 const stories = await Engine.create(await loadLlama2cModel(STORIES), { executionProvider: ep });
@@ -173,7 +228,13 @@ const fidelity: FidelityRow[] = await measureFidelity(stories, STORY_SETS, {
   metrics: ['k', 'v', 'kv'],
   agreementTokens: 16,
 });
+const storiesModel = stories.model;
 await stories.dispose();
+const formatFidelity = await weightFidelity(storiesModel);
+printTable(
+  ['weights', 'vs', 'mean KL (first token, full prefill)', 'greedy agreement (16)'],
+  formatFidelity.map((f) => [f.weights, f.reference, f.meanKl, f.meanAgreement]),
+);
 printTable(
   ['mode', 'ratio', 'metric', 'mean KL vs full', 'greedy agreement (16)', 'recomputed share'],
   fidelity.map((f) => [
@@ -194,8 +255,14 @@ writeResult(`ttft-${tag}.json`, {
   questionTokens: QUESTION,
   reps,
   rows,
+  weightRows,
 });
-writeResult(`fidelity-${tag}.json`, { machine: machine(ep), sets: STORY_SETS.length, rows: fidelity });
+writeResult(`fidelity-${tag}.json`, {
+  machine: machine(ep),
+  sets: STORY_SETS.length,
+  rows: fidelity,
+  weights: formatFidelity,
+});
 const series: Series[] = [];
 for (const { mode } of modes) {
   for (const tier of (mode === 'full' ? ['memory'] : ['memory', 'file']) as Tier[]) {

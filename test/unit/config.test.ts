@@ -43,6 +43,7 @@ describe('loadConfig', () => {
       lruBytes: 256 * 1024 * 1024,
       gpuTierBytes: 2 * 1024 ** 3,
       deviceDtype: 'float16',
+      weights: 'auto',
       deviceDecodeBurst: 8,
       diskCacheDir: '/srv/app/.data/disk-cache',
       chunkTokenBudget: 256,
@@ -323,7 +324,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(45);
+    expect(CONFIG_VARIABLES).toHaveLength(46);
   });
 
   it('documents every variable in the README configuration table', () => {
@@ -346,5 +347,14 @@ describe('loadBenchSettings', () => {
     expect(() => loadBenchSettings({ BENCH_REPS: '0' })).toThrow(/BENCH_REPS/);
     expect(() => loadBenchSettings({ ORT_EP: 'tpu' })).toThrow(/ORT_EP/);
     expect(() => loadBenchSettings({ BENCH_CONTEXTS: '4by512' })).toThrow(/BENCH_CONTEXTS/);
+    expect(loadBenchSettings({ BENCH_SCALE_WEIGHTS: 'q4' }).scaleWeights).toEqual(['q4']);
+    expect(() => loadBenchSettings({ BENCH_SCALE_SHAPES: '70B' })).toThrow(/BENCH_SCALE_SHAPES/);
+    expect(() => loadBenchSettings({ BENCH_WEIGHTS: 'int8' })).toThrow(/BENCH_WEIGHTS/);
+  });
+
+  it('WEIGHTS: auto by default, a format, or a clear error', () => {
+    expect(loadConfig({}).weights).toBe('auto');
+    expect(loadConfig({ WEIGHTS: 'q4' }).weights).toBe('q4');
+    expect(() => loadConfig({ WEIGHTS: 'int3' })).toThrow(/WEIGHTS/);
   });
 });
