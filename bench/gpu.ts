@@ -5,7 +5,7 @@ import { precomputeChunks, tokenIdsOnly } from '../core/blend/index.js';
 import { DeviceChunkTier } from '../core/cache/device-tier.js';
 import { loadBenchSettings } from '../core/config/bench.js';
 import { DEFAULT_DECODE_BURST, Engine, type EngineOptions } from '../core/model/engine.js';
-import type { DeviceDtype, SelectiveAttention } from '../core/model/onnx/device-graphs.js';
+import type { DeviceDtype, SelectiveAttention } from '../core/model/device/graphs/index.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
 import { barChart, machine, median, printTable, writeResult } from './common.js';
 import { card } from './gpu-card.js';

@@ -27,11 +27,7 @@ import { loadModel } from '../core/model/load.js';
 import { TEMPLATE_NAMES, frameIds, type TemplateChoice, type TemplateName } from '../core/model/template.js';
 import { roundMs } from '../core/util/time.js';
 import { choiceFlag, numberFlag, parseFlags } from './args.js';
-import {
-  resolveWeightFormat,
-  WEIGHT_FORMATS,
-  type WeightSetting,
-} from '../core/model/weights/format.js';
+import { resolveWeightFormat, WEIGHT_FORMATS, type WeightSetting } from '../core/model/weights/format.js';
 
 export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] (--prompt <text> | --chunk <text>... --question <text>)
          [--system <text>] [--template auto|none|chat|<file>] [--mode full|prefix|reuse|blend] [--ratio R]
@@ -149,7 +145,12 @@ export function parseGenerateArgs(argv: string[], config: Config): GenerateReque
       stop: values.stop,
     },
     ep: choiceFlag<ExecutionProvider>(values.ep, 'ep', ['cpu', 'webgpu', 'cuda'], config.executionProvider),
-    weights: choiceFlag<WeightSetting>(values.weights, 'weights', ['auto', ...WEIGHT_FORMATS], config.weights),
+    weights: choiceFlag<WeightSetting>(
+      values.weights,
+      'weights',
+      ['auto', ...WEIGHT_FORMATS],
+      config.weights,
+    ),
     kvDtype: choiceFlag<KvDtype>(values['kv-dtype'], 'kv-dtype', ['float16', 'float32'], config.kvDtype),
     json: values.json ?? false,
     logits: values.logits ?? false,

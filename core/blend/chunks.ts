@@ -4,7 +4,7 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import type { Engine } from '../model/engine.js';
-import type { KvCache } from '../model/kv-cache.js';
+import type { KvCache } from '../model/host/kv-cache.js';
 import type { KvValues } from '../kv/format.js';
 import { float16ArrayToFloat32 } from '../util/half.js';
 import type { ChunkKvSource } from './types.js';

@@ -1,5 +1,10 @@
 import type ort from 'onnxruntime-node';
-import { DeviceKvCache, type DeviceChunk, type DeviceLayers, type DeviceRunner } from '../model/device.js';
+import {
+  DeviceKvCache,
+  type DeviceChunk,
+  type DeviceLayers,
+  type DeviceRunner,
+} from '../model/device/index.js';
 import type { PrefillSteps } from './prefill-steps.js';
 import type { PromptLayout } from './steps.js';
 import type { ChunkKvSource, DeviationMetric } from './types.js';

@@ -1,5 +1,5 @@
 import type { Engine } from '../model/engine.js';
-import type { KvCache } from '../model/kv-cache.js';
+import type { KvCache } from '../model/host/kv-cache.js';
 import { writeBosRows } from './chunks.js';
 import type { PrefillSteps } from './prefill-steps.js';
 import {

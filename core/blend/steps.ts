@@ -12,7 +12,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { rotateKeys } from '../kv/rope.js';
 import { buildMask, concatFloat32, type Engine } from '../model/engine.js';
-import type { KvCache } from '../model/kv-cache.js';
+import type { KvCache } from '../model/host/kv-cache.js';
 import { deviations } from './selection.js';
 import type { ChunkKvSource, DeviationMetric } from './types.js';
 

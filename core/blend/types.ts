@@ -1,4 +1,4 @@
-import type { DeviceChunk } from '../model/device.js';
+import type { DeviceChunk } from '../model/device/index.js';
 
 /** Public types of the CacheBlend layer: modes, options, chunk cache sources, results. */
 

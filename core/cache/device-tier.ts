@@ -3,7 +3,7 @@
  * least recently used out first), so a repeated query uploads nothing. Entries are `DeviceChunk`s of one
  * device-resident engine; the tier holds one reference to each and releases it on eviction.
  */
-import type { DeviceChunk } from '../model/device.js';
+import type { DeviceChunk } from '../model/device/index.js';
 import { ByteLru } from '../storage/lru.js';
 
 export class DeviceChunkTier {

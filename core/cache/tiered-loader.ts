@@ -27,7 +27,7 @@ import {
   type ChunkObjectExpectation,
   type ProbedObject,
 } from './chunk-object.js';
-import type { DeviceChunk } from '../model/device.js';
+import type { DeviceChunk } from '../model/device/index.js';
 import type { DeviceChunkTier } from './device-tier.js';
 import type { CacheStats, CacheTier } from './types.js';
 import { ByteLru } from '../storage/lru.js';

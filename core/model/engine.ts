@@ -1,17 +1,20 @@
 import ort from 'onnxruntime-node';
-import { InvalidArgumentError, UnavailableError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { inverseFrequencies, ropeTables } from '../kv/rope.js';
-import { chooseAttention, DeviceKvCache, DeviceRunner } from './device.js';
-import { KvCache } from './kv-cache.js';
-import type { DeviceDtype, SelectiveAttention } from './onnx/device-graphs.js';
-import { buildHeadGraph, buildKvProjectionGraph, buildLayerGraph } from './onnx/graphs.js';
+import { chooseAttention, DeviceKvCache, DeviceRunner } from './device/index.js';
+import type { DeviceDtype, SelectiveAttention } from './device/graphs/index.js';
+import { buildHeadGraph, buildKvProjectionGraph, buildLayerGraph } from './host/graphs.js';
+import { KvCache } from './host/kv-cache.js';
+import { buildMask } from './host/mask.js';
+import { providerUnavailable, type ExecutionProvider } from './host/provider.js';
 import { createSession } from './onnx/session.js';
 import type { LoadedModel, ModelConfig } from './types.js';
 import type { WeightFormat } from './weights/format.js';
 import { EmbeddingTable } from './weights/weight.js';
 import { createHash } from 'node:crypto';
 
-export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
+export { buildMask, MASKED } from './host/mask.js';
+export { CUDA_INSTALL, type ExecutionProvider } from './host/provider.js';
 
 export interface EngineOptions {
   executionProvider?: ExecutionProvider;
@@ -57,71 +60,12 @@ export interface EngineOptions {
 /** Greedy tokens a device-resident engine decodes per GPU run unless told otherwise (DEVICE_DECODE_BURST). */
 export const DEFAULT_DECODE_BURST = 8;
 
-/**
- * A provider that cannot start fails with what to install, not onnxruntime's library error alone: the CUDA
- * provider's binaries are not in onnxruntime-node's npm package (its install script fetches them on
- * request) and need CUDA 12 and cuDNN 9; WebGPU needs a Vulkan driver and loader.
- */
-/** How to fetch onnxruntime-node's CUDA binaries; its install script runs only when asked to. */
-export const CUDA_INSTALL =
-  'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false';
-
-function providerUnavailable(ep: ExecutionProvider, err: unknown): unknown {
-  const msg = err instanceof Error ? err.message : String(err);
-  if (ep === 'cuda' && /Failed to load|cannot open shared object|providers_(shared|cuda)|CUDA/i.test(msg)) {
-    return new UnavailableError(
-      'the CUDA execution provider could not be loaded. It needs NVIDIA CUDA 12 and cuDNN 9 installed ' +
-        "(their libraries on the loader's path) and onnxruntime-node's CUDA binaries, which npm does not " +
-        'install by default (this project keeps install scripts off): run ' +
-        `\`${CUDA_INSTALL}\`. onnxruntime said: ${msg.split('\n')[0]}`,
-      { cause: err },
-    );
-  }
-  if (ep === 'webgpu' && /adapter|Vulkan|vkCreateInstance/i.test(msg)) {
-    return new UnavailableError(
-      "the WebGPU execution provider found no GPU adapter. It runs through Vulkan: install the GPU's " +
-        'Vulkan driver and the Vulkan loader (Debian/Ubuntu: libvulkan1; with an NVIDIA driver also the GL ' +
-        `vendor libraries, libglvnd0 libegl1); see docs/gpu.md. onnxruntime said: ${msg.split('\n')[0]}`,
-      { cause: err },
-    );
-  }
-  return err;
-}
-
 /** A sequence's KV cache: on the host (CPU, or a GPU engine's host-copy path) or on the device. */
 export type SequenceCache = KvCache | DeviceKvCache;
 
 /** Free a cache's GPU buffers now (a host cache is left to the garbage collector). */
 export function releaseCache(cache: SequenceCache): void {
   if (cache instanceof DeviceKvCache) cache.dispose();
-}
-
-/** Additive attention mask value for "may not attend"; finite so a WebGPU softmax never sees -inf - -inf. */
-export const MASKED = -1e9;
-
-/**
- * Builds [T, S+T] additive masks: query i (at position qPos[i]) may attend key j when key j's position is
- * not after qPos[i]. Keys are the S past rows followed by the T new rows. `excludedPast[j] = 1` hides past
- * row j from every query (CacheBlend: a stale cached row whose fresh replacement is among the new rows).
- */
-export function buildMask(
-  qPos: ArrayLike<number>,
-  pastPos: ArrayLike<number>,
-  excludedPast?: Uint8Array,
-): Float32Array {
-  const T = qPos.length;
-  const S = pastPos.length;
-  const W = S + T;
-  const mask = new Float32Array(T * W);
-  for (let i = 0; i < T; i++) {
-    const row = i * W;
-    const p = qPos[i];
-    for (let j = 0; j < S; j++) {
-      if (pastPos[j] > p || (excludedPast && excludedPast[j])) mask[row + j] = MASKED;
-    }
-    for (let j = 0; j < T; j++) if (qPos[j] > p) mask[row + S + j] = MASKED;
-  }
-  return mask;
 }
 
 export interface LayerResult {

@@ -10,7 +10,7 @@ import { ModelLoadError, UnsupportedModelError } from '../../core/errors.js';
 import { inverseFrequencies } from '../../core/kv/rope.js';
 import { loadModel } from '../../core/model/load.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
-import { SafetensorsCheckpoint } from '../../core/model/safetensors.js';
+import { SafetensorsCheckpoint } from '../../core/model/weights/safetensors.js';
 import {
   HF_FIXTURES_DIR,
   HF_FIXTURE_NAMES,

@@ -10,7 +10,7 @@ import {
   bf16BytesToFloat32,
   fp16BitsToFloat,
   fp16BytesToFloat32,
-} from '../../core/model/safetensors.js';
+} from '../../core/model/weights/safetensors.js';
 import { HF_FIXTURES_DIR } from '../helpers/hf-fixtures.js';
 import { f32Bytes, safetensorsBytes, u16Bytes } from '../helpers/safetensors-writer.js';
 

@@ -17,7 +17,7 @@ import {
   type ChunkKvSource,
 } from '../../core/blend/index.js';
 import { Engine } from '../../core/model/engine.js';
-import type { KvCache } from '../../core/model/kv-cache.js';
+import type { KvCache } from '../../core/model/host/kv-cache.js';
 import { decode } from '../../core/model/generate.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { frameIds, renderFrame } from '../../core/model/template.js';

@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { GraphBuilder, type DataType } from '../onnx/builder.js';
 import { transpose2d } from '../onnx/linear.js';
-import type { WeightInput } from '../onnx/device-graphs.js';
+import type { WeightInput } from './graphs/index.js';
 
 const TENSOR_TYPE: Partial<Record<DataType, 'float32' | 'float16' | 'uint8'>> = {
   float: 'float32',

@@ -12,7 +12,7 @@ import {
   type TensorNames,
 } from '../architectures/registry.js';
 import { fingerprintModel } from '../fingerprint.js';
-import { SafetensorsCheckpoint, type SafetensorsDtype } from '../safetensors.js';
+import { SafetensorsCheckpoint, type SafetensorsDtype } from '../weights/safetensors.js';
 import {
   HfTokenizer,
   buildJsTokenizer,

@@ -9,9 +9,9 @@
  */
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ModelLoadError, errorMessage } from '../errors.js';
-import { float16BitsToFloat32 } from '../util/half.js';
-import { exists } from '../util/fs.js';
+import { ModelLoadError, errorMessage } from '../../errors.js';
+import { float16BitsToFloat32 } from '../../util/half.js';
+import { exists } from '../../util/fs.js';
 
 export type SafetensorsDtype =
   'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2';

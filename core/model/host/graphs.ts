@@ -1,8 +1,8 @@
 import type { LayerWeights, ModelConfig } from '../types.js';
 import type { WeightFormat } from '../weights/format.js';
 import type { Weight } from '../weights/weight.js';
-import { GraphBuilder, type OnnxModel } from './builder.js';
-import { initializerSink, linear, type LinearOptions } from './linear.js';
+import { GraphBuilder, type OnnxModel } from '../onnx/builder.js';
+import { initializerSink, linear, type LinearOptions } from '../onnx/linear.js';
 
 /**
  * ONNX graphs of one decoder layer, of one layer's K/V projection, and of the output head.
