@@ -1,0 +1,106 @@
+/** What an inference thread holds for its life (the model, the engine, the chunk loader), and how it opens them. */
+import type { DeviceDtype, KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
+import { CostModel } from '../blend/index.js';
+import { Engine, type ExecutionProvider } from '../model/engine.js';
+import { loadModel } from '../model/load.js';
+import { resolveWeightFormat, type WeightSetting } from '../model/weights/format.js';
+import type { BlendJobResult } from '../queue/contracts.js';
+import { openObjectStore } from '../storage/index.js';
+import { DiskTier } from '../cache/disk-tier.js';
+import type { ObjectStore } from '../storage/types.js';
+import { DeviceChunkTier } from '../cache/device-tier.js';
+import { TieredChunkLoader } from '../cache/tiered-loader.js';
+import { createLogger, type LogLevel, type Logger } from '../ops/log.js';
+import { computeChunkObject } from './pipeline.js';
+
+export interface EngineThreadInit {
+  model: string;
+  modelSource: ModelSourceSettings;
+  executionProvider: ExecutionProvider;
+  /** onnxruntime intra-op threads (0: onnxruntime decides). */
+  threads: number;
+  kvStoreUrl: string;
+  s3: S3Settings;
+  /** Disk cache directory; null disables the tier. */
+  diskCacheDir: string | null;
+  /** Bound of the disk tier in bytes (0 disables it). */
+  diskCacheBytes: number;
+  lruBytes: number;
+  /** GPU tier bytes (device-resident engines only; 0 or absent: off). */
+  gpuTierBytes?: number;
+  /** Device precision (device-resident engines only; default float32). */
+  deviceDtype?: DeviceDtype;
+  /** Greedy tokens per device run (device-resident engines only; default 8). */
+  deviceDecodeBurst?: number;
+  /** Linear layers' weight format (WEIGHTS; `auto` or absent: the provider's default). */
+  weights?: WeightSetting;
+  kvDtype: KvDtype;
+  /** r_min of `ratio: "auto"` (BLEND_MIN_RATIO; default 0.15). */
+  minRatio?: number;
+  logLevel: LogLevel;
+}
+
+export interface EngineInfo {
+  fingerprint: string;
+  source: string;
+  numLayers: number;
+  kvHeads: number;
+  headDim: number;
+  maxPositions: number;
+  /** The engine computes several chunks in one run (device-resident): worth batching precompute jobs. */
+  batchesChunks: boolean;
+}
+
+/** What the thread returns for a blend job; the worker adds queueMs and workerMs. */
+export type BlendThreadResult = Omit<BlendJobResult, 'timings'> & {
+  timings: Omit<BlendJobResult['timings'], 'queueMs' | 'workerMs'>;
+};
+
+/** What the handlers hold for the thread's life. */
+export interface EngineContext {
+  init: EngineThreadInit;
+  engine: Engine;
+  store: ObjectStore;
+  disk: DiskTier | null;
+  loader: TieredChunkLoader;
+  /** Load and layer speeds observed on this thread, for `ratio: "auto"`. */
+  cost: CostModel;
+  log: Logger;
+}
+
+export async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
+  const log = createLogger(init.logLevel, 'engine');
+  const model = await loadModel(init.model, init.modelSource);
+  const engine = await Engine.create(model, {
+    executionProvider: init.executionProvider,
+    threads: init.threads,
+    deviceDtype: init.deviceDtype,
+    deviceDecodeBurst: init.deviceDecodeBurst,
+    weights: resolveWeightFormat(init.weights ?? 'auto', init.executionProvider, init.deviceDtype),
+  });
+  const cfg = model.config;
+  const cost = new CostModel();
+  // Decoding steps (one token) are dominated by per-call overhead: they would skew the per-token cost.
+  engine.layerObserver = (tokens, ms) => {
+    if (tokens >= 8) cost.observeLayer(tokens, ms);
+  };
+  const store = openObjectStore(init.kvStoreUrl, { s3: init.s3 });
+  const disk =
+    init.diskCacheDir && init.diskCacheBytes > 0
+      ? new DiskTier(init.diskCacheDir, init.diskCacheBytes, log)
+      : null;
+  const loader = new TieredChunkLoader({
+    store,
+    disk,
+    lruBytes: init.lruBytes,
+    fingerprint: engine.kvFingerprint,
+    numLayers: cfg.numLayers,
+    kvHeads: cfg.numKvHeads,
+    headDim: cfg.headDim,
+    compute: (ids) => computeChunkObject(engine, ids, init.kvDtype),
+    onLayerLoad: (bytes, ms) => cost.observeLoad(bytes, ms),
+    log,
+    deviceTier: engine.device && init.gpuTierBytes ? new DeviceChunkTier(init.gpuTierBytes) : null,
+  });
+  return { init, engine, store, disk, loader, cost, log };
+}
