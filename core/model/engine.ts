@@ -8,6 +8,8 @@ import { KvCache } from './host/kv-cache.js';
 import { buildMask } from './host/mask.js';
 import { providerUnavailable, type ExecutionProvider } from './host/provider.js';
 import { createSession } from './onnx/session.js';
+import { concatFloat32 } from '../util/arrays.js';
+import { parameterCount } from './random.js';
 import type { LoadedModel, ModelConfig } from './types.js';
 import type { WeightFormat } from './weights/format.js';
 import { EmbeddingTable } from './weights/weight.js';
@@ -150,6 +152,10 @@ export class Engine {
       // One session per layer means one intra-op pool per layer: spinning pools of idle layers steal the
       // cores from the running one (measured 1.6x slower prefill on 2 cores), so they sleep instead.
       ...(ep === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+      // Each layer's session keeps an arena as large as its largest run: summed over the layers, more than
+      // the weights at 1B parameters (1B q4, 480 tokens: 4.3 GiB resident with arenas, 2.0 GiB without,
+      // and 21% faster without). Smaller models keep them: 125M prefill measured 25% slower without.
+      ...(ep === 'cpu' ? { enableCpuMemArena: parameterCount(model) < 1e9 } : {}),
       ...opts.sessionOptions,
     };
     try {
@@ -385,12 +391,4 @@ export class Engine {
   }
 }
 
-export function concatFloat32(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
+export { concatFloat32 };

@@ -3,6 +3,7 @@ import type { WeightFormat } from '../weights/format.js';
 import type { Weight } from '../weights/weight.js';
 import { GraphBuilder, type OnnxModel } from '../onnx/builder.js';
 import { initializerSink, linear, type LinearOptions } from '../onnx/linear.js';
+import { fusedBias, qkvParts } from '../onnx/projection.js';
 
 /**
  * ONNX graphs of one decoder layer, of one layer's K/V projection, and of the output head.
@@ -27,18 +28,6 @@ export interface LayerGraphOptions {
 /** The host graphs' products: fp32 activations; q4 with int8 products (accuracy level 4). */
 function hostLinear(format: WeightFormat = 'fp32'): LinearOptions {
   return { format, xType: 'float', accuracyLevel: 4 };
-}
-
-/** The q/k/v biases of a fused projection, concatenated in the order of its parts (Qwen2 has them). */
-export function fusedBias(parts: { b: Weight | null; out: number }[], prefix: string): Float32Array {
-  const bias = new Float32Array(parts.reduce((n, p) => n + p.out, 0));
-  let off = 0;
-  for (const p of parts) {
-    if (!p.b) throw new Error(`${prefix}: attention biases missing`);
-    bias.set(p.b.f32(), off);
-    off += p.out;
-  }
-  return bias;
 }
 
 export function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
@@ -90,11 +79,7 @@ function attentionInputs(
   const sinU = g.o('Unsqueeze', [sin, one]);
 
   const h = rmsNorm(g, x, g.weight(`${prefix}.attn_norm`, w.attnNorm.f32(), [D]), cfg.rmsNormEps);
-  const parts = [
-    ...(withQuery ? [{ w: w.wq, b: w.bq, out: H * hd }] : []),
-    { w: w.wk, b: w.bk, out: KV * hd },
-    { w: w.wv, b: w.bv, out: KV * hd },
-  ];
+  const parts = qkvParts(cfg, w, withQuery);
   const width = parts.reduce((n, p) => n + p.out, 0);
   const name = `${prefix}.w${withQuery ? 'qkv' : 'kv'}`;
   let proj = linear(g, initializerSink(g), h, name, { parts, inputs: D }, hostLinear(format));

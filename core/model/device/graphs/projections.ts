@@ -1,19 +1,14 @@
 import type { LayerWeights } from '../../types.js';
-import { fusedBias } from '../../host/graphs.js';
+import { fusedBias, qkvParts } from '../../onnx/projection.js';
 import { rotary, type Ctx } from './context.js';
 
 /** One fused projection of a layer's normed input h [B, T, D] to q (optional), k and v, packed. */
 export function projectPacked(c: Ctx, w: LayerWeights, prefix: string, h: string, withQuery: boolean) {
   const { g, cfg } = c;
-  const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
-  const parts = [
-    ...(withQuery ? [{ w: w.wq, b: w.bq, out: H * hd }] : []),
-    { w: w.wk, b: w.bk, out: KV * hd },
-    { w: w.wv, b: w.bv, out: KV * hd },
-  ];
+  const parts = qkvParts(cfg, w, withQuery);
   const width = parts.reduce((n, p) => n + p.out, 0);
   const name = `${prefix}.w${withQuery ? 'qkv' : 'kv'}`;
-  let proj = c.linear(h, name, parts, D);
+  let proj = c.linear(h, name, parts, cfg.hiddenSize);
   if (cfg.attentionBias) {
     const bias = () => fusedBias(parts, prefix);
     proj = g.o('Add', [proj, c.weight(`${prefix}.b${withQuery ? 'qkv' : 'kv'}`, bias, [width])]);
