@@ -8,8 +8,10 @@ import { GENERATE_USAGE, generateCommand } from './generate.js';
 
 const SERVICE_USAGE = `service commands:
   cacheblend serve [--api-only]            API + both workers in one process (npm start)
+  cacheblend serve --gpus 0,1|all          API + a blend and a precompute worker process per GPU
   cacheblend api                           the HTTP API alone (npm run api)
-  cacheblend worker blend|precompute       one worker alone (npm run worker / precompute-worker)
+  cacheblend worker blend|precompute [--gpu N]
+                                           one worker alone (npm run worker / precompute-worker)
   cacheblend precompute [options] <path>…  batch precompute of .txt/.md files (npm run precompute)
   cacheblend rebuild [--json]              restore the document index in Redis from the stored manifests
 They read their settings from the environment (see the README's configuration table).`;
@@ -37,6 +39,7 @@ const COMMANDS: Record<string, Command> = {
     return 0;
   },
   worker: async (rest) => {
+    applyGpuFlag(rest);
     if (rest[0] === 'blend') await (await import('../worker/main.js')).runBlendWorker();
     else if (rest[0] === 'precompute') await (await import('../precompute/main.js')).runPrecomputeWorker();
     else throw new InvalidArgumentError('worker needs "blend" or "precompute"');
@@ -49,6 +52,15 @@ const COMMANDS: Record<string, Command> = {
     return summary.damaged > 0 ? 1 : 0;
   },
 };
+
+/** `--gpu N` on a worker: GPU_INDEX for this process (the flag beats the variable). */
+function applyGpuFlag(rest: string[]): void {
+  const i = rest.indexOf('--gpu');
+  if (i < 0) return;
+  const value = rest[i + 1];
+  if (!value || !/^\d+$/.test(value)) throw new InvalidArgumentError('--gpu needs a GPU index (0, 1, …)');
+  process.env.GPU_INDEX = value;
+}
 
 /** Commands whose --help is the service usage (generate and precompute print their own). */
 const SERVICE_COMMANDS = new Set(['serve', 'api', 'worker', 'rebuild']);

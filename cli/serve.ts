@@ -1,30 +1,47 @@
 /**
  * `cacheblend serve` (`npm start`): the API and both workers in one process (inference on one thread per
  * worker), on local defaults: a file store under DATA_DIR/kv and, when REDIS_URL is unset and nothing
- * answers at 127.0.0.1:6379, a redis-server child under DATA_DIR/redis. `--api-only` starts just the API.
+ * answers at 127.0.0.1:6379, a redis-server child under DATA_DIR/redis. `--api-only` starts just the API;
+ * `--gpus 0,1` (or `all`) starts a blend and a precompute worker process per GPU instead of in-process ones.
  * This launcher composes the deployables; none of them imports another.
  */
 import { startApi } from '../api/server.js';
 import { redactConfig } from '../core/config/index.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import { parseGpuList, startGpuWorkers } from '../core/ops/gpu-workers.js';
 import { runService, type Service } from '../core/ops/process.js';
 import { ensureRedis } from '../core/ops/redis-launcher.js';
 import { startPrecomputeWorker } from '../precompute/precompute-worker.js';
 import { startBlendWorker } from '../worker/blend-worker.js';
 
+/** `--gpus 0,1` / `--gpus=all` → the raw value, or null. */
+export function gpusFlag(argv: readonly string[]): string | null {
+  const i = argv.findIndex((a) => a === '--gpus' || a.startsWith('--gpus='));
+  if (i < 0) return null;
+  const value = argv[i].startsWith('--gpus=') ? argv[i].slice('--gpus='.length) : argv[i + 1];
+  if (!value || value.startsWith('--')) throw new InvalidArgumentError('--gpus needs a value: 0,1 or all');
+  return value;
+}
+
 export function serve(argv: string[] = []): Promise<void> {
   const apiOnly = argv.includes('--api-only');
+  const gpus = gpusFlag(argv);
+  if (gpus !== null && apiOnly) throw new InvalidArgumentError('--gpus and --api-only exclude each other');
+  const gpuList = gpus === null ? null : parseGpuList(gpus);
   return runService(
     'cacheblend',
     async (config, log) => {
-      log.info('starting', { apiOnly, config: redactConfig(config) });
+      log.info('starting', { apiOnly, gpus: gpuList, config: redactConfig(config) });
       const redis = await ensureRedis(config, log);
       const api = await startApi({ config, log: log.child('api') });
       const workers: Service[] = apiOnly
         ? []
-        : await Promise.all([
-            startBlendWorker({ config, log: log.child('blend') }),
-            startPrecomputeWorker({ config, log: log.child('precompute') }),
-          ]);
+        : gpuList
+          ? [startGpuWorkers(config, { gpus: gpuList, redisUrl: redis.url, log: log.child('gpus') })]
+          : await Promise.all([
+              startBlendWorker({ config, log: log.child('blend') }),
+              startPrecomputeWorker({ config, log: log.child('precompute') }),
+            ]);
       return {
         async close() {
           await api.close();

@@ -22,6 +22,7 @@
  * | HF_ENDPOINT             | https://huggingface.co                    | Hub base URL                            |
  * | HF_TOKEN                | (none)                                    | Hub token for gated repos (secret)      |
  * | EXECUTION_PROVIDER      | cpu                                       | cpu, webgpu, cuda                       |
+ * | GPU_INDEX               | (none: the provider's default GPU)        | GPU in PCI order (nvidia-smi's index)   |
  * | KV_DTYPE                | float16                                   | float16, float32                        |
  * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
  * | GPU_TIER_BYTES          | 2147483648 (2 GiB)                        | chunk caches kept in GPU memory (webgpu) |
@@ -135,6 +136,7 @@ const EnvSchema = z.object({
   HF_ENDPOINT: urlWithProtocols(['http:', 'https:'], 'http(s)').default('https://huggingface.co'),
   HF_TOKEN: z.string().optional(),
   EXECUTION_PROVIDER: oneOf(['cpu', 'webgpu', 'cuda'], 'cpu'),
+  GPU_INDEX: integer(0, 255).optional(),
   KV_DTYPE: oneOf(['float16', 'float32'], 'float16'),
   LRU_BYTES: int(0, MAX, 256 * 1024 * 1024),
   GPU_TIER_BYTES: int(0, MAX, 2 * 1024 ** 3),
@@ -207,6 +209,7 @@ export function loadConfig(
     model: e.MODEL,
     modelSource: modelSourceSettings(e, cwd, dataDir),
     executionProvider: e.EXECUTION_PROVIDER,
+    gpuIndex: e.GPU_INDEX ?? null,
     kvDtype: e.KV_DTYPE,
     lruBytes: e.LRU_BYTES,
     gpuTierBytes: e.GPU_TIER_BYTES,

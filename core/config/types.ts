@@ -57,6 +57,8 @@ export interface Config {
   readonly model: string;
   readonly modelSource: ModelSourceSettings;
   readonly executionProvider: ExecutionProvider;
+  /** GPU_INDEX: the GPU this process computes on, in PCI order (null: the provider's default). */
+  readonly gpuIndex: number | null;
   readonly kvDtype: KvDtype;
   readonly lruBytes: number;
   /** Bytes of chunk caches a device-resident (WebGPU) engine keeps in GPU memory; 0 disables the tier. */

@@ -1,5 +1,6 @@
 /** What an inference thread holds for its life (the model, the engine, the chunk loader), and how it opens them. */
 import type { DeviceDtype, KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
+import type * as ort from 'onnxruntime-node';
 import { CostModel } from '../blend/index.js';
 import { Engine, type ExecutionProvider } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
@@ -17,6 +18,11 @@ export interface EngineThreadInit {
   model: string;
   modelSource: ModelSourceSettings;
   executionProvider: ExecutionProvider;
+  /**
+   * GPU_INDEX (null/absent: the provider's default GPU). The main thread points the process at it before
+   * this thread starts (core/runtime/gpus.ts); the CUDA provider also takes it as its deviceId here.
+   */
+  gpuIndex?: number | null;
   /** onnxruntime intra-op threads (0: onnxruntime decides). */
   threads: number;
   kvStoreUrl: string;
@@ -68,6 +74,12 @@ export interface EngineContext {
   log: Logger;
 }
 
+/** The CUDA provider's own device choice (WebGPU's is made for the whole process: core/runtime/gpus.ts). */
+function cudaDevice(init: EngineThreadInit): { sessionOptions?: ort.InferenceSession.SessionOptions } {
+  if (init.executionProvider !== 'cuda' || init.gpuIndex == null) return {};
+  return { sessionOptions: { executionProviders: [{ name: 'cuda', deviceId: init.gpuIndex }] } };
+}
+
 export async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
   const log = createLogger(init.logLevel, 'engine');
   const model = await loadModel(init.model, init.modelSource);
@@ -77,6 +89,7 @@ export async function openEngine(init: EngineThreadInit): Promise<EngineContext>
     deviceDtype: init.deviceDtype,
     deviceDecodeBurst: init.deviceDecodeBurst,
     weights: resolveWeightFormat(init.weights ?? 'auto', init.executionProvider, init.deviceDtype),
+    ...cudaDevice(init),
   });
   const cfg = model.config;
   const cost = new CostModel();

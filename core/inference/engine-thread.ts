@@ -1,4 +1,5 @@
 import type { Config } from '../config/index.js';
+import { selectProcessGpu } from '../runtime/gpus.js';
 import { InferenceThread } from '../runtime/inference-thread.js';
 import type { EngineHandlers, EngineThreadInit } from './engine-handlers.js';
 
@@ -18,6 +19,7 @@ export function engineThreadInit(
     model: config.model,
     modelSource: config.modelSource,
     executionProvider: config.executionProvider,
+    gpuIndex: config.gpuIndex,
     threads: 0,
     kvStoreUrl: config.kvStoreUrl,
     s3: { ...config.s3 },
@@ -37,6 +39,8 @@ export function engineThreadInit(
 
 /** Start an inference thread that loads the model and the chunk loader; resolves once it is ready. */
 export function startEngineThread(init: EngineThreadInit): Promise<EngineThread> {
+  // Before the thread's first GPU session: WebGPU's adapter is chosen through the process environment.
+  selectProcessGpu(init.executionProvider, init.gpuIndex ?? null);
   return InferenceThread.start<EngineHandlers>(HANDLERS_URL, init);
 }
 

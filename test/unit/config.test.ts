@@ -39,6 +39,7 @@ describe('loadConfig', () => {
         endpoint: 'https://huggingface.co',
       },
       executionProvider: 'cpu',
+      gpuIndex: null,
       kvDtype: 'float16',
       lruBytes: 256 * 1024 * 1024,
       gpuTierBytes: 2 * 1024 ** 3,
@@ -324,7 +325,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(46);
+    expect(CONFIG_VARIABLES).toHaveLength(47);
   });
 
   it('documents every variable in the README configuration table', () => {
