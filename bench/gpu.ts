@@ -30,6 +30,11 @@ import {
  * profile of one prefill and one decode step.
  */
 
+// `npm run bench:gpu -- multi`: one precompute worker per GPU (bench/multi-gpu.ts).
+if (process.argv.includes('multi')) {
+  await import('./multi-gpu.js');
+  process.exit(0);
+}
 // `npm run bench:gpu -- scale`: the real-size run instead (bench/gpu-scale.ts).
 if (process.argv.includes('scale')) {
   await import('./gpu-scale.js');

@@ -27,6 +27,7 @@ import { loadModel } from '../core/model/load.js';
 import { TEMPLATE_NAMES, frameIds, type TemplateChoice, type TemplateName } from '../core/model/template.js';
 import { roundMs } from '../core/util/time.js';
 import { choiceFlag, numberFlag, parseFlags } from './args.js';
+import { selectProcessGpu } from '../core/runtime/gpus.js';
 import { resolveWeightFormat, WEIGHT_FORMATS, type WeightSetting } from '../core/model/weights/format.js';
 
 export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] (--prompt <text> | --chunk <text>... --question <text>)
@@ -181,8 +182,12 @@ export async function generateCommand(
     return;
   }
   const model = await loadModel(req.model, config.modelSource);
+  selectProcessGpu(req.ep, config.gpuIndex);
   const engine = await Engine.create(model, {
     executionProvider: req.ep,
+    ...(req.ep === 'cuda' && config.gpuIndex !== null
+      ? { sessionOptions: { executionProviders: [{ name: 'cuda', deviceId: config.gpuIndex }] } }
+      : {}),
     deviceDtype: config.deviceDtype,
     weights: resolveWeightFormat(req.weights, req.ep, config.deviceDtype),
   });

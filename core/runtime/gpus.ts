@@ -31,14 +31,35 @@ const GPU_DRIVERS = new Set(['nvidia', 'nouveau', 'amdgpu', 'radeon', 'i915', 'x
 /** PCI class 0x03xxxx: display controllers (VGA 0x0300, 3D controller 0x0302 as data-centre GPUs are). */
 const DISPLAY_CLASS = /^0x03/;
 
-/** The host's GPUs in PCI bus order, read from sysfs (empty where there is none or no sysfs). */
-export function listGpus(sysfsPci = '/sys/bus/pci/devices'): GpuInfo[] {
-  let entries: string[];
+/**
+ * The host's GPUs in PCI bus order, read from sysfs; where a container hides the PCI tree, from the NVIDIA
+ * driver's own list (/proc/driver/nvidia/gpus, one folder per PCI address). Empty where there is none.
+ */
+export function listGpus(
+  sysfsPci = '/sys/bus/pci/devices',
+  nvidiaProc = '/proc/driver/nvidia/gpus',
+): GpuInfo[] {
+  const fromSysfs = sysfsGpus(sysfsPci);
+  if (fromSysfs.length > 0) return fromSysfs;
+  return listDir(nvidiaProc).map((address, index) => ({
+    index,
+    pciAddress: address.toLowerCase(),
+    vendorId: '10de',
+    deviceId: '',
+    driver: 'nvidia',
+  }));
+}
+
+function listDir(dir: string): string[] {
   try {
-    entries = readdirSync(sysfsPci).sort();
+    return readdirSync(dir).sort();
   } catch {
     return [];
   }
+}
+
+function sysfsGpus(sysfsPci: string): GpuInfo[] {
+  const entries = listDir(sysfsPci);
   const gpus: GpuInfo[] = [];
   for (const address of entries) {
     const dir = path.join(sysfsPci, address);

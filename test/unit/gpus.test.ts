@@ -53,7 +53,14 @@ function bareEnv(): NodeJS.ProcessEnv {
 describe('GPU selection', () => {
   it('lists GPUs in PCI order, leaving out display-only adapters and other devices', () => {
     expect(listGpus(fakeSysfs())).toEqual(TWO);
-    expect(listGpus('/nonexistent/sysfs')).toEqual([]);
+    expect(listGpus('/nonexistent/sysfs', '/nonexistent/proc')).toEqual([]);
+    // A container without the PCI tree: the NVIDIA driver's list.
+    const proc = mkdtempSync(path.join(os.tmpdir(), 'nvproc-'));
+    for (const a of ['0000:9A:00.0', '0000:18:00.0']) mkdirSync(path.join(proc, a));
+    expect(listGpus('/nonexistent/sysfs', proc).map((g) => [g.index, g.pciAddress])).toEqual([
+      [0, '0000:18:00.0'],
+      [1, '0000:9a:00.0'],
+    ]);
   });
 
   it('names the indices that exist when one does not', () => {
