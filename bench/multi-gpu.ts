@@ -3,8 +3,9 @@
  * real service path — a redis-server, `cacheblend worker precompute --gpu i` processes on WebGPU, and a
  * `cacheblend precompute --remote` batch job over a fresh corpus each time (nothing already stored).
  * Throughput is the batch job's stored tokens per second. Then the same blend answer is generated on every
- * GPU (`GPU_INDEX=i cacheblend generate`), and a negative control shows the selection works: a process
- * pointed at a PCI address that is no GPU gets no WebGPU adapter. Writes bench/results/multi-gpu.json.
+ * GPU (`GPU_INDEX=i cacheblend generate`). The selection is checked from outside: nvidia-smi's process list
+ * must show each worker on the GPU it was given (by PCI address) and on no other, and an index past the last
+ * GPU must be refused with a message naming the GPUs. Writes bench/results/multi-gpu.json.
  *
  * BENCH_MULTI_SHAPE (default 1B; 125M, 1B or 8B from make_scale_checkpoints.py), BENCH_MULTI_DOCS
  * (documents per run, default 48), BENCH_SCALE_DIR (checkpoints), REDIS_SERVER_BIN.
@@ -16,13 +17,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBenchSettings } from '../core/config/bench.js';
-import { driPrimeTag, listGpus } from '../core/runtime/gpus.js';
+import { listGpus } from '../core/runtime/gpus.js';
 import { machine, printTable, writeResult } from './common.js';
 import { card } from './gpu-card.js';
 
 const settings = loadBenchSettings();
 const SHAPE = process.env.BENCH_MULTI_SHAPE ?? '1B';
 const DOCS = Number(process.env.BENCH_MULTI_DOCS ?? 48);
+// A local model directory and provider, to rehearse the run without a GPU (e.g. models/stories260K, cpu).
+const MODEL_DIR = process.env.BENCH_MULTI_MODEL;
+const PROVIDER = process.env.BENCH_MULTI_EP ?? 'webgpu';
 const CLI = fileURLToPath(new URL('../../bin/cacheblend.js', import.meta.url));
 const SCRIPT = fileURLToPath(new URL('../../bench/make_scale_checkpoints.py', import.meta.url));
 const work = mkdtempSync(path.join(os.tmpdir(), 'multi-gpu-'));
@@ -80,7 +84,7 @@ function corpus(name: string, docs: number, seed: number): string {
 function serviceEnv(model: string, redisUrl: string, run: string): NodeJS.ProcessEnv {
   return {
     ...process.env,
-    EXECUTION_PROVIDER: 'webgpu',
+    EXECUTION_PROVIDER: PROVIDER,
     MODEL: model,
     REDIS_URL: redisUrl,
     KV_STORE_URL: `file://${path.join(work, `kv-${run}`)}`,
@@ -92,15 +96,21 @@ function serviceEnv(model: string, redisUrl: string, run: string): NodeJS.Proces
 
 /** Start a precompute worker on GPU `gpu`; resolves once it logs that it started. */
 function startWorker(env: NodeJS.ProcessEnv, gpu: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [CLI, 'worker', 'precompute', '--gpu', String(gpu)], {
+  const gpuFlag = PROVIDER === 'cpu' ? [] : ['--gpu', String(gpu)];
+  const child = spawn(process.execPath, [CLI, 'worker', 'precompute', ...gpuFlag], {
     env,
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'inherit', 'pipe'], // the service logs to stderr
   });
   return new Promise((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    let buf: string | null = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      process.stderr.write(d);
+      if (buf === null) return;
       buf += d.toString();
-      if (buf.includes('precompute worker started')) resolve(child);
+      if (buf.includes('precompute worker started')) {
+        buf = null;
+        resolve(child);
+      }
     });
     child.once('exit', (code) => reject(new Error(`worker on GPU ${gpu} exited ${code}`)));
   });
@@ -116,15 +126,47 @@ function batch(env: NodeJS.ProcessEnv, dir: string): { tokensComputed: number; s
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as { tokensComputed: number; seconds: number };
 }
 
+/** PCI addresses (sysfs form, lower case) of the GPUs each process id holds a context on, per nvidia-smi. */
+function gpuPlacement(): Map<number, string[]> | null {
+  const r = spawnSync('nvidia-smi', ['-q', '-x'], { encoding: 'utf8' });
+  if (r.status !== 0) return null;
+  const byPid = new Map<number, string[]>();
+  for (const gpu of r.stdout.split('<gpu id="').slice(1)) {
+    const address = gpu.slice(0, gpu.indexOf('"')).toLowerCase().slice(-12); // 00000000:18:00.0 → 0000:18:00.0
+    for (const m of gpu.matchAll(/<pid>(\d+)<\/pid>/g)) {
+      const pid = Number(m[1]);
+      byPid.set(pid, [...(byPid.get(pid) ?? []), address]);
+    }
+  }
+  return byPid;
+}
+
+interface Placement {
+  gpu: number;
+  expected: string;
+  seenOn: string[] | null;
+  correct: boolean | null;
+}
+
 /** Stored tokens per second of a batch precompute job with one worker process on each of `gpus`. */
-async function precomputeRun(model: string, redisUrl: string, gpus: number[]): Promise<number> {
+async function precomputeRun(
+  model: string,
+  redisUrl: string,
+  gpus: number[],
+): Promise<{ tokPerS: number; placement: Placement[] }> {
   const run = `g${gpus.join('')}`;
   const env = serviceEnv(model, redisUrl, run);
   const workers = await Promise.all(gpus.map((g) => startWorker(env, g)));
   try {
     batch(env, corpus(`warm-${run}`, 2 * gpus.length, 7 + gpus.length)); // shaders compiled on every GPU
+    const seen = gpuPlacement();
+    const placement = gpus.map((g, i) => {
+      const expected = hostGpus[g]?.pciAddress ?? '?';
+      const seenOn = seen?.get(workers[i].pid!) ?? (seen ? [] : null);
+      return { gpu: g, expected, seenOn, correct: seenOn && seenOn.length === 1 && seenOn[0] === expected };
+    });
     const r = batch(env, corpus(`main-${run}`, DOCS, 100 + gpus.length));
-    return r.tokensComputed / r.seconds;
+    return { tokPerS: r.tokensComputed / r.seconds, placement };
   } finally {
     for (const w of workers) w.kill('SIGTERM');
     await Promise.all(workers.map((w) => new Promise((res) => w.once('exit', res))));
@@ -132,7 +174,7 @@ async function precomputeRun(model: string, redisUrl: string, gpus: number[]): P
 }
 
 function generateOn(model: string, extraEnv: Record<string, string>): { tokens?: number[]; error?: string } {
-  const args = [CLI, 'generate', '--model', model, '--ep', 'webgpu', '--mode', 'blend', '--json'];
+  const args = [CLI, 'generate', '--model', model, '--ep', PROVIDER, '--mode', 'blend', '--json'];
   const chunks = ['the red box is near a blue cup.', 'the green ball is on the table.'];
   for (const c of chunks) args.push('--chunk', c);
   args.push('--question', 'where is the green ball?', '--max-tokens', '16');
@@ -141,7 +183,10 @@ function generateOn(model: string, extraEnv: Record<string, string>): { tokens?:
     encoding: 'utf8',
     timeout: 600_000,
   });
-  if (r.status !== 0) return { error: r.stderr.trim().split('\n').slice(-2).join(' ') };
+  if (r.status !== 0) {
+    const lines = r.stderr.trim().split('\n');
+    return { error: lines.find((l) => l.startsWith('cacheblend:')) ?? lines.slice(-2).join(' ') };
+  }
   return { tokens: (JSON.parse(r.stdout) as { generatedTokens: number[] }).generatedTokens };
 }
 
@@ -154,23 +199,24 @@ function checkpoint(): string {
   return path.join(dir, SHAPE);
 }
 
-const gpus = listGpus();
+const hostGpus = listGpus();
+const gpus = hostGpus;
 console.log(`GPUs: ${gpus.map((g) => `${g.index} ${g.pciAddress}`).join(', ') || 'none'}`);
-const model = checkpoint();
+const model = MODEL_DIR ? path.resolve(MODEL_DIR) : checkpoint();
 const redis = await startRedis();
 try {
-  const oneGpuTokPerS = await precomputeRun(model, redis.url, [0]);
-  const twoGpuTokPerS = gpus.length >= 2 ? await precomputeRun(model, redis.url, [0, 1]) : null;
+  const one = await precomputeRun(model, redis.url, [0]);
+  const two = gpus.length >= 2 ? await precomputeRun(model, redis.url, [0, 1]) : null;
+  const oneGpuTokPerS = one.tokPerS;
+  const twoGpuTokPerS = two?.tokPerS ?? null;
   const answers = gpus.map((g) => generateOn(model, { GPU_INDEX: String(g.index) }));
   const equal =
     answers.length >= 2 && answers.every((a) => a.tokens)
       ? answers.every((a) => JSON.stringify(a.tokens) === JSON.stringify(answers[0].tokens))
       : null;
-  // Negative control: the device-select layer shown a PCI address with no GPU leaves WebGPU no adapter.
-  const control = generateOn(model, {
-    DRI_PRIME: driPrimeTag('0000:ff:1f.7'),
-    MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1',
-  });
+  // The index after the last GPU: refused, naming the GPUs that exist.
+  const badIndex = generateOn(model, { GPU_INDEX: String(gpus.length) });
+  const placement = [...one.placement, ...(two?.placement ?? [])];
   const result = {
     card: card(),
     machine: machine('webgpu'),
@@ -184,11 +230,24 @@ try {
     },
     answersEqualAcrossGpus: equal,
     answers,
-    selectionControl: { pciAddress: '0000:ff:1f.7', failed: Boolean(control.error), error: control.error },
+    placement,
+    placementCorrect: placement.every((p) => p.correct === true),
+    badIndexRefused: /does not exist: this host has/.test(badIndex.error ?? ''),
+    badIndexError: badIndex.error,
   };
   writeResult(gpus.length >= 2 ? 'multi-gpu.json' : 'multi-gpu-1gpu.json', result);
   printTable(
-    ['card', 'shape', 'GPUs', '1 GPU tok/s', '2 GPUs tok/s', 'speedup', 'answers equal', 'bad address fails'],
+    [
+      'card',
+      'shape',
+      'GPUs',
+      '1 GPU tok/s',
+      '2 GPUs tok/s',
+      'speedup',
+      'answers equal',
+      'placement ok',
+      'bad index refused',
+    ],
     [
       [
         result.card,
@@ -198,7 +257,8 @@ try {
         twoGpuTokPerS ?? '-',
         result.precompute.speedup ?? '-',
         String(equal ?? '-'),
-        String(result.selectionControl.failed),
+        String(result.placementCorrect),
+        String(result.badIndexRefused),
       ],
     ],
   );

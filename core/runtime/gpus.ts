@@ -158,7 +158,14 @@ export function selectProcessGpu(
   index: number | null,
   opts: { gpus?: readonly GpuInfo[]; env?: NodeJS.ProcessEnv } = {},
 ): GpuInfo | null {
-  if (provider === 'cpu' || index === null) return null;
+  if (index === null) return null;
+  if (provider === 'cpu') {
+    // Silently computing on the CPU after being asked for a GPU would hide a misconfigured worker.
+    throw new InvalidArgumentError(
+      `GPU_INDEX=${index} (--gpu ${index}) chooses a GPU, but EXECUTION_PROVIDER is cpu: ` +
+        'set EXECUTION_PROVIDER=webgpu (or cuda), or unset GPU_INDEX',
+    );
+  }
   const env = opts.env ?? process.env;
   const gpu = gpuAt(index, opts.gpus ?? listGpus());
   if (appliedIndex !== null && appliedIndex !== index && env === process.env) {

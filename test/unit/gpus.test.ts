@@ -91,12 +91,14 @@ describe('GPU selection', () => {
     expect(env.DRI_PRIME).toBeUndefined();
   });
 
-  it('orders CUDA devices by PCI bus; cpu and an unset index change nothing', () => {
+  it('orders CUDA devices by PCI bus; an unset index changes nothing; a GPU asked of the cpu provider is refused', () => {
     const env = bareEnv();
     expect(selectProcessGpu('cuda', 1, { gpus: TWO, env })?.pciAddress).toBe('0000:9a:00.0');
     expect(env.CUDA_DEVICE_ORDER).toBe('PCI_BUS_ID');
     const untouched = bareEnv();
-    expect(selectProcessGpu('cpu', 1, { gpus: TWO, env: untouched })).toBeNull();
+    expect(() => selectProcessGpu('cpu', 1, { gpus: TWO, env: untouched })).toThrow(
+      /EXECUTION_PROVIDER is cpu/,
+    );
     expect(selectProcessGpu('webgpu', null, { gpus: TWO, env: untouched })).toBeNull();
     expect(untouched.DRI_PRIME).toBeUndefined();
     expect(() => selectProcessGpu('cuda', 7, { gpus: TWO, env })).toThrow(/GPU 7 does not exist/);
