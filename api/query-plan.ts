@@ -27,6 +27,11 @@ export interface QueryInput {
   template: TemplateName;
   documents?: string[];
   chunks?: string[];
+  /**
+   * With neither `documents` nor `chunks`: rank the tenant's whole corpus (the native query's default).
+   * False leaves the prompt as it is (the OpenAI routes, unless `cacheblend.retrieve` asks).
+   */
+  searchCorpus: boolean;
   topK?: number;
   order: ChunkOrder;
   mode: BlendMode;
@@ -80,6 +85,7 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     await checkRawChunks(model, q.chunks, budget);
     return { ...base, chunks: [], chunkTexts: q.chunks, documents: [] };
   }
+  if (!q.documents && !q.searchCorpus) return { ...base, chunks: [], documents: [] };
   const { refs, summary } = await deps.retriever.retrieve({
     question: q.question,
     tenant,

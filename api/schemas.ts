@@ -110,6 +110,8 @@ const CacheblendOptions = z
     topK: retrievalTopK.optional(),
     order: order.optional(),
     template: template.optional(),
+    /** Search the tenant's whole corpus when neither `documents` nor `chunks` is given. */
+    retrieve: z.boolean().optional(),
   })
   .strict();
 

@@ -3,7 +3,8 @@
  * the service: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`, each answered whole or
  * streamed as SSE (`data: {chunk}` lines, then `data: [DONE]`). Documents ride on extension fields:
  * `documents` (ids: retrieval over them), `chunks` (raw texts) and `cacheblend: {mode, ratio, topK, order,
- * template}`; with neither `documents` nor `chunks` the whole corpus is searched. Errors take OpenAI's
+ * template, retrieve}`; with neither `documents` nor `chunks` the prompt is answered as it is (the corpus
+ * is searched only with `cacheblend.retrieve: true`). Errors take OpenAI's
  * shape: `{"error": {"message", "type", "code", "param"}}`.
  *
  * Response shapes (OpenAI's):
@@ -92,6 +93,8 @@ function queryInput(deps: ApiDeps, kind: Kind, body: OpenAiBody): QueryInput {
     template: ext.template ?? (kind === 'chat' ? 'auto' : 'none'),
     documents: body.documents,
     chunks: body.chunks,
+    // A plain OpenAI prompt is answered as it is: retrieval only when the request asks for it.
+    searchCorpus: ext.retrieve === true,
     topK: ext.topK,
     order: ext.order ?? 'document',
     mode: ext.mode ?? 'blend',
