@@ -13,6 +13,7 @@ import { HttpError, toHttpError } from './errors.js';
 import { authenticate } from './middleware/auth.js';
 import { jsonBody, securityHeaders, withoutPaths } from './middleware/hardening.js';
 import { perKeyRateLimit } from './middleware/rate-limit.js';
+import { isOpenAiPath, openAiError } from './openai/shape.js';
 import { documentsRouter } from './routes/documents.js';
 import { healthRouter } from './routes/health.js';
 import { jobsRouter } from './routes/jobs.js';
@@ -56,7 +57,9 @@ export function createApp(deps: ApiDeps): express.Express {
     }
     const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
     res.set(e.headers);
-    res.status(e.status).json({ error: { code: e.code, message, ...e.extra } });
+    // An OpenAI client reads OpenAI's shape, also for what middleware refused (401, 429, a bad body).
+    if (isOpenAiPath(req.path)) res.status(e.status).json({ error: openAiError(e) });
+    else res.status(e.status).json({ error: { code: e.code, message, ...e.extra } });
   });
   return app;
 }

@@ -42,6 +42,8 @@ export interface QueryInput {
   sampleTopK?: number;
   stop?: string[];
   seed: number;
+  /** Log-probabilities of the generated tokens, with this many alternatives each. */
+  logprobs?: number;
   stream: boolean;
   /** Id of the HTTP request, carried into the job for log correlation. */
   requestId?: string;
@@ -78,6 +80,7 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     ...(q.sampleTopK !== undefined && { topK: q.sampleTopK }),
     ...(q.stop?.length && { stop: q.stop }),
     seed: q.seed,
+    ...(q.logprobs !== undefined && { logprobs: q.logprobs }),
     stream: q.stream,
     ...(q.requestId !== undefined && { requestId: q.requestId }),
   };

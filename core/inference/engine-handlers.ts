@@ -24,6 +24,7 @@ import {
   checkContextFits,
   computeChunkObject,
   computeChunkObjects,
+  logprobTexts,
   promptLength,
   type BlendAnswer,
   type PromptParts,
@@ -284,6 +285,7 @@ async function runBlend(
     topP: job.topP,
     seed: job.seed,
     stop: job.stop,
+    ...(job.logprobs !== undefined && { logprobs: job.logprobs }),
   };
   const answer = await blendAndDecode(
     engine,
@@ -304,7 +306,14 @@ async function runBlend(
       ),
     ),
   );
-  return blendResult(job, answer, frame.template, openMs, stats, autoRatio);
+  const cachedTokens = opened.filter((c) => c.tier !== 'computed').reduce((a, c) => a + c.tokenIds.length, 0);
+  const result = blendResult(job, answer, frame.template, openMs, stats, autoRatio, cachedTokens);
+  if (!answer.logprobs) return result;
+  const prompt = [...(parts.chunks.at(-1)?.tokenIds ?? parts.prefix?.tokenIds ?? []), ...frame.suffixIds];
+  return {
+    ...result,
+    logprobs: logprobTexts(engine.model.tokenizer, prompt, answer.tokens, answer.logprobs),
+  };
 }
 
 function blendResult(
@@ -314,6 +323,7 @@ function blendResult(
   openMs: number,
   stats: CacheStats,
   autoRatio: AutoRatio | undefined,
+  cachedTokens: number,
 ): BlendThreadResult {
   return {
     answer: text,
@@ -326,6 +336,7 @@ function blendResult(
     prefixTokens: prefill.prefixTokens,
     contextTokens: prefill.contextTokens,
     recomputedTokens: prefill.recomputedTokens,
+    cachedTokens,
     ...(job.mode === 'blend' && { ratio: prefill.ratio }),
     ...(job.mode === 'blend' && autoRatio && { autoRatio }),
     timings: {

@@ -131,6 +131,8 @@ export interface BlendJobData {
   /** Stop sequences: the answer ends before the first one generated. */
   stop?: string[];
   seed: number;
+  /** Return each generated token's log-probability and this many alternatives (0–20); absent: none. */
+  logprobs?: number;
   /** Publish the answer's text as job progress while it is generated (for SSE). */
   stream: boolean;
   /** Id of the HTTP request that made the job, for log correlation. */
@@ -157,6 +159,11 @@ export interface BlendJobResult {
   prefixTokens: number;
   contextTokens: number;
   recomputedTokens: number;
+  /**
+   * Prompt tokens whose K/V were read from a stored cache (the template prefix's, the chunks') instead of
+   * computed for this query: 0 in full mode; in blend mode a share of them is then recomputed.
+   */
+  cachedTokens: number;
   /** Blend ratio used (blend mode only). */
   ratio?: number;
   /** Set when the request asked for `ratio: "auto"`. */
@@ -166,6 +173,8 @@ export interface BlendJobResult {
   /** The template applied: none, chat or jinja. */
   template: string;
   retrieval?: RetrievalSummary;
+  /** Set when the job asked for logprobs: one per generated token. */
+  logprobs?: TextLogprob[];
   timings: {
     /** Opening chunk caches plus waiting for layers that were not ready when needed. */
     loadMs: number;
@@ -177,6 +186,13 @@ export interface BlendJobResult {
     workerMs: number;
   };
   cache: CacheStats;
+}
+
+/** A generated token as text with its log-probability (and its step's most likely alternatives). */
+export interface TextLogprob {
+  token: string;
+  logprob: number;
+  top: { token: string; logprob: number }[];
 }
 
 /** Progress a streaming blend job publishes: the answer's text so far is the concatenation of deltas. */
