@@ -88,7 +88,15 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     await checkRawChunks(model, q.chunks, budget);
     return { ...base, chunks: [], chunkTexts: q.chunks, documents: [] };
   }
-  if (!q.documents && !q.searchCorpus) return { ...base, chunks: [], documents: [] };
+  if (!q.documents) {
+    // Stored chunks pasted into the prompt are found by their text and served from their caches.
+    const m = await deps.retriever.match(q.question, tenant, deps.config.queryTimeoutMs);
+    if (m) {
+      const { segments, matched, question } = m;
+      return { ...base, question, chunks: [], segments, matched, documents: [] };
+    }
+    if (!q.searchCorpus) return { ...base, chunks: [], documents: [] };
+  }
   const { refs, summary } = await deps.retriever.retrieve({
     question: q.question,
     tenant,

@@ -14,7 +14,13 @@ import {
   type EngineInfo,
   type EngineThreadInit,
 } from './engine-context.js';
-import type { AutoRatio, BlendChunkRef, BlendJobData, BlendProgress } from '../queue/contracts.js';
+import type {
+  AutoRatio,
+  BlendChunkRef,
+  BlendJobData,
+  BlendProgress,
+  PromptSegment,
+} from '../queue/contracts.js';
 import { chunkKey } from '../kv/format.js';
 import { frameIds } from '../model/template.js';
 import type { Tokenizer } from '../model/types.js';
@@ -196,6 +202,23 @@ function rawChunkRefs(tok: Tokenizer, fingerprint: string, texts: string[] = [],
   });
 }
 
+/**
+ * A matched prompt's segments as chunk references: stored chunks as they are, the text between them
+ * tokenized on its own and keyed like a raw chunk (text that encodes to no token is left out).
+ */
+function segmentRefs(
+  tok: Tokenizer,
+  fingerprint: string,
+  segments: PromptSegment[],
+  salt = '',
+): BlendChunkRef[] {
+  return segments.flatMap((s) => {
+    if (!('text' in s)) return [s];
+    const tokenIds = tok.encode(s.text);
+    return tokenIds.length ? [{ key: chunkKey(fingerprint, tokenIds, salt), tokenIds }] : [];
+  });
+}
+
 /** The job's prompt frame and chunk references, checked against the model's context. */
 function planPrompt(ctx: EngineContext, job: BlendJobData) {
   const { model, config: cfg, kvFingerprint } = ctx.engine;
@@ -209,9 +232,12 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
     system: job.system,
     history: job.history,
     question: job.question,
+    joined: job.segments !== undefined,
   });
   if (frame.suffixIds.length === 0) throw new InvalidArgumentError('question: has no tokens');
-  const refs = [...job.chunks, ...rawChunkRefs(model.tokenizer, kvFingerprint, job.chunkTexts, job.salt)];
+  const refs = job.segments
+    ? segmentRefs(model.tokenizer, kvFingerprint, job.segments, job.salt)
+    : [...job.chunks, ...rawChunkRefs(model.tokenizer, kvFingerprint, job.chunkTexts, job.salt)];
   const { prefixIds, suffixIds } = frame;
   const promptTokens = promptLength(
     prefixIds.length,
@@ -219,7 +245,7 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
     suffixIds.length,
   );
   checkContextFits(promptTokens, job.maxTokens, cfg.maxPositionEmbeddings, {
-    prompt: job.chunkTexts ? 'chunks' : 'documents',
+    prompt: job.chunkTexts ? 'chunks' : job.segments ? 'question' : 'documents',
     maxTokens: 'maxTokens',
   });
   const prefixRef = prefixIds.length
@@ -345,6 +371,7 @@ function blendResult(
     },
     cache: stats,
     ...(job.retrieval && { retrieval: job.retrieval }),
+    ...(job.matched && { matched: job.matched }),
   };
 }
 

@@ -103,6 +103,19 @@ export interface RetrievalSummary {
   order: 'document' | 'relevance';
 }
 
+/**
+ * A piece of a prompt found to hold stored chunks: a stored chunk (tokenized as it was precomputed, so its
+ * cache applies) or the text between chunks (tokenized on its own by the worker, like a raw chunk).
+ */
+export type PromptSegment = BlendChunkRef | { text: string };
+
+/** Stored chunks found inside a prompt's text (automatic chunk matching), in prompt order. */
+export interface MatchSummary {
+  chunks: { document: string; index: number; tokens: number }[];
+  /** Their tokens in all. */
+  tokens: number;
+}
+
 export interface BlendJobData {
   question: string;
   /** System prompt: part of the template's cached prefix. */
@@ -115,6 +128,9 @@ export interface BlendJobData {
   chunks: BlendChunkRef[];
   /** Raw chunk texts (a query by `chunks`): tokenized and keyed by the worker, computed and stored if missing. */
   chunkTexts?: string[];
+  /** The prompt's text before the question, split at the stored chunks found in it (instead of chunks). */
+  segments?: PromptSegment[];
+  matched?: MatchSummary;
   /** The tenant's cache salt, for the keys of raw chunks and the template prefix (see names.ts `cacheSalt`). */
   salt?: string;
   /** The tenant the job belongs to (others get 404 for it); absent: DEFAULT_TENANT. */
@@ -173,6 +189,7 @@ export interface BlendJobResult {
   /** The template applied: none, chat or jinja. */
   template: string;
   retrieval?: RetrievalSummary;
+  matched?: MatchSummary;
   /** Set when the job asked for logprobs: one per generated token. */
   logprobs?: TextLogprob[];
   timings: {
