@@ -7,6 +7,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { errorMessage } from '../core/errors.js';
 import { silentLogger } from '../core/ops/log.js';
 import { metrics } from '../core/ops/metrics.js';
+import { watchBlendQueue } from '../core/ops/serving-metrics.js';
 import { accessLog, requestIdOf } from './access-log.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, toHttpError } from './errors.js';
@@ -22,6 +23,10 @@ import { queriesRouter } from './routes/queries.js';
 
 export function createApp(deps: ApiDeps): express.Express {
   const log = deps.log ?? silentLogger;
+  watchBlendQueue(async () => {
+    const c = await deps.blendQueue.getJobCounts('active', 'waiting', 'prioritized');
+    return { active: c.active ?? 0, waiting: (c.waiting ?? 0) + (c.prioritized ?? 0) };
+  });
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);

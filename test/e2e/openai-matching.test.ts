@@ -119,3 +119,39 @@ describe('automatic chunk matching', () => {
     expect(full.usage!.prompt_tokens_details!.cached_tokens).toBe(0);
   });
 });
+
+/** Series of the API's /metrics: `name{labels}` → value. */
+async function scrape(): Promise<Map<string, number>> {
+  const text = await (await fetch(`${stack.api.url}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^(cacheblend:[^\s]+) (\S+)$/.exec(line);
+    if (m) out.set(m[1], Number(m[2]));
+  }
+  return out;
+}
+
+describe('serving metrics on the API', () => {
+  it("count a request's tokens, cache hits, TTFT and latency under vLLM's names", async () => {
+    const before = await scrape();
+    const c = await stack.client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 6,
+      temperature: 0,
+    });
+    const after = await scrape();
+    const delta = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    expect(delta('cacheblend:prompt_tokens_total')).toBe(c.usage!.prompt_tokens);
+    expect(delta('cacheblend:generation_tokens_total')).toBe(c.usage!.completion_tokens);
+    expect(delta('cacheblend:prefix_cache_queries_total')).toBe(c.usage!.prompt_tokens);
+    expect(delta('cacheblend:prefix_cache_hits_total')).toBe(c.usage!.prompt_tokens_details!.cached_tokens);
+    expect(delta('cacheblend:time_to_first_token_seconds_count{mode="blend"}')).toBe(1);
+    expect(delta('cacheblend:e2e_request_latency_seconds_count{mode="blend"}')).toBe(1);
+    expect(delta(`cacheblend:request_success_total{finished_reason="${c.choices[0].finish_reason}"}`)).toBe(
+      1,
+    );
+    expect(after.get('cacheblend:num_requests_running')).toBe(0);
+    expect(after.get('cacheblend:num_requests_waiting')).toBe(0);
+  });
+});
