@@ -89,12 +89,8 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     return { ...base, chunks: [], chunkTexts: q.chunks, documents: [] };
   }
   if (!q.documents) {
-    // Stored chunks pasted into the prompt are found by their text and served from their caches.
-    const m = await deps.retriever.match(q.question, tenant, deps.config.queryTimeoutMs);
-    if (m) {
-      const { segments, matched, question } = m;
-      return { ...base, question, chunks: [], segments, matched, documents: [] };
-    }
+    const matched = await matchedPrompt(deps, model, q, tenant);
+    if (matched) return { ...base, ...matched };
     if (!q.searchCorpus) return { ...base, chunks: [], documents: [] };
   }
   const { refs, summary } = await deps.retriever.retrieve({
@@ -108,6 +104,35 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     readyWaitMs: deps.config.queryTimeoutMs,
   });
   return { ...base, chunks: refs, documents: q.documents ?? [], retrieval: summary };
+}
+
+/**
+ * Stored chunks pasted into the prompt (its system prompt, earlier turns or question), found by their text
+ * and served from their caches: the rendered prompt split at them (see core/retrieval/match-prompt.ts).
+ * The job then carries the whole prompt as segments and the question's remaining text, framed already.
+ */
+async function matchedPrompt(deps: ApiDeps, model: ModelIdentity, q: QueryInput, tenant: string) {
+  const frame = await model.render({
+    template: q.template,
+    system: q.system,
+    history: q.history,
+    question: q.question,
+    joined: true,
+  });
+  const pieces = frame.prefix ? [frame.prefix, frame.suffix] : [frame.suffix];
+  const m = await deps.retriever.match(pieces, tenant, deps.config.queryTimeoutMs);
+  if (!m) return null;
+  return {
+    question: m.question,
+    system: undefined,
+    history: undefined,
+    // The template is applied already: what it was is reported, the worker frames nothing more.
+    template: frame.template === 'none' ? ('none' as const) : ('chat' as const),
+    chunks: [],
+    segments: m.segments,
+    matched: m.matched,
+    documents: [],
+  };
 }
 
 /**

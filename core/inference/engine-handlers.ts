@@ -22,7 +22,7 @@ import type {
   PromptSegment,
 } from '../queue/contracts.js';
 import { chunkKey } from '../kv/format.js';
-import { frameIds } from '../model/template.js';
+import { frameIds, type FrameIds } from '../model/template.js';
 import type { Tokenizer } from '../model/types.js';
 import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
 import {
@@ -219,6 +219,15 @@ function segmentRefs(
   });
 }
 
+/** A matched prompt's frame: its segments hold the template already; the question's text ends it. */
+function matchedFrame(tok: Tokenizer, job: BlendJobData): FrameIds {
+  return {
+    template: job.template === 'chat' ? 'chat' : 'none',
+    prefixIds: [],
+    suffixIds: tok.encode(job.question),
+  };
+}
+
 /** The job's prompt frame and chunk references, checked against the model's context. */
 function planPrompt(ctx: EngineContext, job: BlendJobData) {
   const { model, config: cfg, kvFingerprint } = ctx.engine;
@@ -227,13 +236,14 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
       `the job was made for model ${job.fingerprint.slice(0, 12)}, this worker runs ${kvFingerprint.slice(0, 12)}`,
     );
   }
-  const frame = frameIds(model.tokenizer, {
-    template: job.template ?? 'auto',
-    system: job.system,
-    history: job.history,
-    question: job.question,
-    joined: job.segments !== undefined,
-  });
+  const frame = job.segments
+    ? matchedFrame(model.tokenizer, job)
+    : frameIds(model.tokenizer, {
+        template: job.template ?? 'auto',
+        system: job.system,
+        history: job.history,
+        question: job.question,
+      });
   if (frame.suffixIds.length === 0) throw new InvalidArgumentError('question: has no tokens');
   const refs = job.segments
     ? segmentRefs(model.tokenizer, kvFingerprint, job.segments, job.salt)

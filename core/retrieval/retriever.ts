@@ -42,9 +42,9 @@ export class Retriever {
     readonly sync: CorpusSync,
   ) {}
 
-  /** The tenant's stored chunks found inside `text` (see match-prompt.ts); null when there are none. */
-  async match(text: string, tenant: string, readyWaitMs: number): Promise<MatchedPrompt | null> {
-    return matchPrompt(this.docs, this.sync, tenant, text, readyWaitMs);
+  /** The tenant's stored chunks found inside a prompt's pieces (see match-prompt.ts); null when none. */
+  async match(pieces: string[], tenant: string, readyWaitMs: number): Promise<MatchedPrompt | null> {
+    return matchPrompt(this.docs, this.sync, tenant, pieces, readyWaitMs);
   }
 
   async retrieve(req: RetrieveRequest): Promise<Retrieved> {

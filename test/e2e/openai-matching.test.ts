@@ -97,6 +97,28 @@ describe('automatic chunk matching', () => {
     expect(ctext).toBe(completion.choices[0].text);
   });
 
+  it('matches chunks in the system message too (LangChain\'s "stuff" chain puts them there)', async () => {
+    const system = `${LEAD}${SET.chunks.join('\n\n')}`;
+    const c = await stack.client.chat.completions.create({
+      model: MODEL,
+      messages: [
+        { role: 'system', content: system },
+        { role: 'user', content: SET.question },
+      ],
+      max_tokens: 12,
+      temperature: 0,
+    });
+    expect(cb(c).matched.chunks).toHaveLength(3);
+    const native = await stack.post('/v1/query', {
+      question: SET.question,
+      chunks: SEGMENTS,
+      maxTokens: 12,
+      template: 'none',
+    });
+    expect(c.choices[0].message.content).toBe(native.body.answer);
+    expect(c.usage!.prompt_tokens).toBe(native.body.promptTokens);
+  });
+
   it('prefills a prompt with no known chunk as it is, and reads no cache in full mode', async () => {
     const other = `${LEAD}A tiny frog jumped over the old stone wall by the river.${TAIL}`;
     const c = await stack.client.completions.create({
