@@ -7,12 +7,14 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { errorMessage } from '../core/errors.js';
 import { silentLogger } from '../core/ops/log.js';
 import { metrics } from '../core/ops/metrics.js';
+import { watchBlendQueue } from '../core/ops/serving-metrics.js';
 import { accessLog, requestIdOf } from './access-log.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, toHttpError } from './errors.js';
 import { authenticate } from './middleware/auth.js';
 import { jsonBody, securityHeaders, withoutPaths } from './middleware/hardening.js';
 import { perKeyRateLimit } from './middleware/rate-limit.js';
+import { isOpenAiPath, openAiError } from './openai/shape.js';
 import { documentsRouter } from './routes/documents.js';
 import { healthRouter } from './routes/health.js';
 import { jobsRouter } from './routes/jobs.js';
@@ -21,6 +23,10 @@ import { queriesRouter } from './routes/queries.js';
 
 export function createApp(deps: ApiDeps): express.Express {
   const log = deps.log ?? silentLogger;
+  watchBlendQueue(async () => {
+    const c = await deps.blendQueue.getJobCounts('active', 'waiting', 'prioritized');
+    return { active: c.active ?? 0, waiting: (c.waiting ?? 0) + (c.prioritized ?? 0) };
+  });
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -56,7 +62,9 @@ export function createApp(deps: ApiDeps): express.Express {
     }
     const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
     res.set(e.headers);
-    res.status(e.status).json({ error: { code: e.code, message, ...e.extra } });
+    // An OpenAI client reads OpenAI's shape, also for what middleware refused (401, 429, a bad body).
+    if (isOpenAiPath(req.path)) res.status(e.status).json({ error: openAiError(e) });
+    else res.status(e.status).json({ error: { code: e.code, message, ...e.extra } });
   });
   return app;
 }

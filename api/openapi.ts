@@ -71,7 +71,7 @@ const ROUTES: RouteDoc[] = [
     body: QueryBody,
     query: { async: '1 or true: answer 202 { jobId } at once; poll GET /v1/jobs/{id}' },
     responses: {
-      200: '{ jobId, answer, tokens, mode, finishReason, template, ttftMs, promptTokens, prefixTokens, contextTokens, recomputedTokens, ratio?, autoRatio?, retrieval?: { chunks: [{ document, index, score, tokens }], leftOut, budget, order }, timings, cache }',
+      200: '{ jobId, answer, tokens, mode, finishReason, template, ttftMs, promptTokens, prefixTokens, contextTokens, recomputedTokens, cachedTokens, matched?, ratio?, autoRatio?, retrieval?: { chunks: [{ document, index, score, tokens }], leftOut, budget, order }, timings, cache }',
       202: '{ jobId } (async)',
       400: 'bad field, or maxTokens does not fit the model',
       404: 'a named document does not exist',
@@ -91,7 +91,9 @@ const ROUTES: RouteDoc[] = [
     method: 'get',
     path: '/v1/models',
     summary: 'OpenAI-compatible: the served model',
-    responses: { 200: '{ object: "list", data: [{ id, object: "model", created, owned_by }] }' },
+    responses: {
+      200: '{ object: "list", data: [{ id, object: "model", created, owned_by, max_model_len }] }',
+    },
   },
   {
     method: 'post',

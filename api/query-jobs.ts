@@ -15,6 +15,7 @@ import {
   type BlendProgress,
 } from '../core/queue/contracts.js';
 import { redisCall } from '../core/queue/redis.js';
+import { observeServed } from '../core/ops/serving-metrics.js';
 import { roundMs } from '../core/util/time.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, STATUS, fieldOf } from './errors.js';
@@ -71,8 +72,11 @@ export async function waitForJob(
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
   });
+  const t0 = performance.now();
   try {
-    return await Promise.race([finished, stopped]);
+    const result = await Promise.race([finished, stopped]);
+    observeServed(result, (performance.now() - t0) / 1000);
+    return result;
   } catch (err) {
     if (!(err instanceof HttpError)) throw jobFailure(err, jobId);
     await cancelQuery(deps, jobId).catch((e: unknown) =>

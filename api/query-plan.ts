@@ -27,6 +27,11 @@ export interface QueryInput {
   template: TemplateName;
   documents?: string[];
   chunks?: string[];
+  /**
+   * With neither `documents` nor `chunks`: rank the tenant's whole corpus (the native query's default).
+   * False leaves the prompt as it is (the OpenAI routes, unless `cacheblend.retrieve` asks).
+   */
+  searchCorpus: boolean;
   topK?: number;
   order: ChunkOrder;
   mode: BlendMode;
@@ -37,6 +42,8 @@ export interface QueryInput {
   sampleTopK?: number;
   stop?: string[];
   seed: number;
+  /** Log-probabilities of the generated tokens, with this many alternatives each. */
+  logprobs?: number;
   stream: boolean;
   /** Id of the HTTP request, carried into the job for log correlation. */
   requestId?: string;
@@ -73,12 +80,18 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     ...(q.sampleTopK !== undefined && { topK: q.sampleTopK }),
     ...(q.stop?.length && { stop: q.stop }),
     seed: q.seed,
+    ...(q.logprobs !== undefined && { logprobs: q.logprobs }),
     stream: q.stream,
     ...(q.requestId !== undefined && { requestId: q.requestId }),
   };
   if (q.chunks) {
     await checkRawChunks(model, q.chunks, budget);
     return { ...base, chunks: [], chunkTexts: q.chunks, documents: [] };
+  }
+  if (!q.documents) {
+    const matched = await matchedPrompt(deps, model, q, tenant);
+    if (matched) return { ...base, ...matched };
+    if (!q.searchCorpus) return { ...base, chunks: [], documents: [] };
   }
   const { refs, summary } = await deps.retriever.retrieve({
     question: q.question,
@@ -91,6 +104,35 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     readyWaitMs: deps.config.queryTimeoutMs,
   });
   return { ...base, chunks: refs, documents: q.documents ?? [], retrieval: summary };
+}
+
+/**
+ * Stored chunks pasted into the prompt (its system prompt, earlier turns or question), found by their text
+ * and served from their caches: the rendered prompt split at them (see core/retrieval/match-prompt.ts).
+ * The job then carries the whole prompt as segments and the question's remaining text, framed already.
+ */
+async function matchedPrompt(deps: ApiDeps, model: ModelIdentity, q: QueryInput, tenant: string) {
+  const frame = await model.render({
+    template: q.template,
+    system: q.system,
+    history: q.history,
+    question: q.question,
+    joined: true,
+  });
+  const pieces = frame.prefix ? [frame.prefix, frame.suffix] : [frame.suffix];
+  const m = await deps.retriever.match(pieces, tenant, deps.config.queryTimeoutMs);
+  if (!m) return null;
+  return {
+    question: m.question,
+    system: undefined,
+    history: undefined,
+    // The template is applied already: what it was is reported, the worker frames nothing more.
+    template: frame.template === 'none' ? ('none' as const) : ('chat' as const),
+    chunks: [],
+    segments: m.segments,
+    matched: m.matched,
+    documents: [],
+  };
 }
 
 /**

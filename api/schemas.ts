@@ -60,7 +60,7 @@ function oneSource(b: { documents?: unknown; chunks?: unknown }, ctx: z.Refineme
 
 /**
  * POST /v1/query. Reply (200): `{jobId, answer, tokens, mode, finishReason, template, ttftMs, promptTokens,
- * prefixTokens, contextTokens, recomputedTokens, ratio?, autoRatio?, retrieval?, timings, cache}` — see
+ * prefixTokens, contextTokens, recomputedTokens, cachedTokens, matched?, ratio?, autoRatio?, retrieval?, timings, cache}` — see
  * BlendJobResult (core/queue/contracts.ts) and docs/api-retrieval.md.
  */
 export const QueryBody = z
@@ -110,10 +110,12 @@ const CacheblendOptions = z
     topK: retrievalTopK.optional(),
     order: order.optional(),
     template: template.optional(),
+    /** Search the tenant's whole corpus when neither `documents` nor `chunks` is given. */
+    retrieve: z.boolean().optional(),
   })
   .strict();
 
-/** Fields both OpenAI-compatible endpoints take. Unknown fields are ignored, as OpenAI-compatible servers do. */
+/** Fields both OpenAI-compatible endpoints take (fields they do not implement are refused first: openai/fields.ts). */
 const openAiCommon = {
   model: z.string().min(1, 'must not be empty'),
   max_tokens: z.number().int('must be an integer').min(0).max(4096).nullish(),
@@ -125,6 +127,7 @@ const openAiCommon = {
   seed: z.number().int('must be an integer').nullish(),
   n: z.literal(1, { error: 'only 1 is supported' }).nullish(),
   stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).strict().nullish(),
   documents: documentList.optional(),
   chunks: rawChunks.optional(),
   cacheblend: CacheblendOptions.optional(),
@@ -150,6 +153,8 @@ export const ChatCompletionBody = z
   .object({
     ...openAiCommon,
     messages: z.array(chatMessage).min(1, 'must hold at least one message').max(1_000),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: z.number().int('must be an integer').min(0).max(20, 'must be at most 20').nullish(),
   })
   .superRefine(oneSource);
 
@@ -160,6 +165,7 @@ export const CompletionBody = z
     prompt: z.union([question, z.array(question).length(1, 'only one prompt is supported')], {
       error: 'must be a non-empty string',
     }),
+    logprobs: z.number().int('must be an integer').min(0).max(20, 'must be at most 20').nullish(),
   })
   .superRefine(oneSource);
 

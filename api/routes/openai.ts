@@ -3,7 +3,8 @@
  * the service: `GET /v1/models`, `POST /v1/chat/completions`, `POST /v1/completions`, each answered whole or
  * streamed as SSE (`data: {chunk}` lines, then `data: [DONE]`). Documents ride on extension fields:
  * `documents` (ids: retrieval over them), `chunks` (raw texts) and `cacheblend: {mode, ratio, topK, order,
- * template}`; with neither `documents` nor `chunks` the whole corpus is searched. Errors take OpenAI's
+ * template, retrieve}`; with neither `documents` nor `chunks` the prompt is answered as it is (the corpus
+ * is searched only with `cacheblend.retrieve: true`). Errors take OpenAI's
  * shape: `{"error": {"message", "type", "code", "param"}}`.
  *
  * Response shapes (OpenAI's):
@@ -13,17 +14,18 @@
  *   completion:  the same with object "text_completion" and choices [{index, text, finish_reason, logprobs}]
  *   chunks:      object "chat.completion.chunk" (choices[].delta) or "text_completion" (choices[].text)
  */
+import { randomInt } from 'node:crypto';
 import path from 'node:path';
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { z } from 'zod';
 import { errorMessage } from '../../core/errors.js';
 import type { ChatMessage } from '../../core/model/template.js';
 import { silentLogger } from '../../core/ops/log.js';
-import type { BlendJobResult } from '../../core/queue/contracts.js';
 import { requestIdOf } from '../access-log.js';
 import { requireModel, type ApiDeps } from '../deps.js';
 import { HttpError, toHttpError } from '../errors.js';
-import { withoutPaths } from '../middleware/hardening.js';
+import { refuseUnsupported } from '../openai/fields.js';
+import { choice, extension, logprobsOf, openAiError, usage, type Kind } from '../openai/shape.js';
 import { tenantOf } from '../middleware/auth.js';
 import {
   clientGone,
@@ -37,7 +39,6 @@ import {
 import { planQuery, stopList, type QueryInput } from '../query-plan.js';
 import { ChatCompletionBody, CompletionBody, parseBody } from '../schemas.js';
 
-type Kind = 'chat' | 'completion';
 type OpenAiBody = z.infer<typeof ChatCompletionBody> | z.infer<typeof CompletionBody>;
 
 /** Tokens generated when a request sets no max_tokens: OpenAI's "as many as fit", bounded. */
@@ -49,11 +50,16 @@ export function openAiRouter(deps: ApiDeps): Router {
   const modelId = path.basename(deps.config.model);
 
   router.get('/models', (_req, res) => {
-    res.json({ object: 'list', data: [{ id: modelId, object: 'model', created, owned_by: 'cacheblend' }] });
+    const max_model_len = requireModel(deps).contextLength;
+    res.json({
+      object: 'list',
+      data: [{ id: modelId, object: 'model', created, owned_by: 'cacheblend', max_model_len }],
+    });
   });
 
   for (const kind of ['chat', 'completion'] as const) {
     router.post(kind === 'chat' ? '/chat/completions' : '/completions', async (req, res) => {
+      refuseUnsupported(kind, req.body);
       const body = parseBody(kind === 'chat' ? ChatCompletionBody : CompletionBody, req.body);
       if (body.model !== modelId && body.model !== deps.config.model) {
         throw new HttpError(
@@ -66,7 +72,12 @@ export function openAiRouter(deps: ApiDeps): Router {
         );
       }
       const input = { ...queryInput(deps, kind, body), requestId: requestIdOf(req), tenant: tenantOf(res) };
-      const reply = { kind, id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${newJobId()}`, model: modelId };
+      const reply = {
+        kind,
+        id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${newJobId()}`,
+        model: modelId,
+        includeUsage: body.stream_options?.include_usage === true,
+      };
       if (input.stream) await streamCompletion(deps, res, reply, input);
       else await answerCompletion(deps, res, reply, input);
     });
@@ -92,6 +103,8 @@ function queryInput(deps: ApiDeps, kind: Kind, body: OpenAiBody): QueryInput {
     template: ext.template ?? (kind === 'chat' ? 'auto' : 'none'),
     documents: body.documents,
     chunks: body.chunks,
+    // A plain OpenAI prompt is answered as it is: retrieval only when the request asks for it.
+    searchCorpus: ext.retrieve === true,
     topK: ext.topK,
     order: ext.order ?? 'document',
     mode: ext.mode ?? 'blend',
@@ -101,10 +114,18 @@ function queryInput(deps: ApiDeps, kind: Kind, body: OpenAiBody): QueryInput {
     topP: body.top_p ?? undefined,
     sampleTopK: body.top_k ?? undefined,
     stop: stopList(body.stop),
-    seed: (body.seed ?? 0) >>> 0,
+    // An unseeded request draws its own seed: samples differ from request to request, as OpenAI's do.
+    seed: body.seed == null ? randomInt(2 ** 32) : body.seed >>> 0,
+    ...logprobsField(body),
     stream: body.stream ?? false,
     fields: { question: kind === 'chat' ? 'messages' : 'prompt', maxTokens: 'max_tokens' },
   };
+}
+
+/** How many alternatives per token the request asks logprobs for; nothing when it asks for none. */
+function logprobsField(body: OpenAiBody): { logprobs?: number } {
+  if ('messages' in body) return body.logprobs ? { logprobs: body.top_logprobs ?? 0 } : {};
+  return body.logprobs == null ? {} : { logprobs: body.logprobs };
 }
 
 type Message = z.infer<typeof ChatCompletionBody>['messages'][number];
@@ -135,29 +156,8 @@ interface ReplyIds {
   kind: Kind;
   id: string;
   model: string;
-}
-
-function choice(kind: Kind, content: string | null, finishReason: string | null, delta: boolean) {
-  if (kind === 'completion')
-    return { index: 0, text: content ?? '', finish_reason: finishReason, logprobs: null };
-  const message = { role: 'assistant', content };
-  return delta
-    ? { index: 0, delta: content === null ? {} : { content }, finish_reason: finishReason, logprobs: null }
-    : { index: 0, message, finish_reason: finishReason, logprobs: null };
-}
-
-function usage(r: BlendJobResult) {
-  return {
-    prompt_tokens: r.promptTokens,
-    completion_tokens: r.tokens.length,
-    total_tokens: r.promptTokens + r.tokens.length,
-  };
-}
-
-/** What the service adds to an OpenAI reply: how the answer was computed. */
-function extension(r: BlendJobResult, jobId: string) {
-  const { answer: _answer, tokens: _tokens, finishReason: _finish, ...rest } = r;
-  return { jobId, ...rest };
+  /** Streaming: end with a chunk of the usage (stream_options.include_usage). */
+  includeUsage: boolean;
 }
 
 async function answerCompletion(
@@ -175,7 +175,7 @@ async function answerCompletion(
     object: ids.kind === 'chat' ? 'chat.completion' : 'text_completion',
     created: Math.floor(Date.now() / 1000),
     model: ids.model,
-    choices: [choice(ids.kind, r.answer, r.finishReason, false)],
+    choices: [choice(ids.kind, r.answer, r.finishReason, false, logprobsOf(ids.kind, r.logprobs))],
     usage: usage(r),
     cacheblend: extension(r, jobId),
   });
@@ -195,7 +195,8 @@ async function streamCompletion(
   const send = (payload: unknown) => {
     if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(payload)}\n\n`);
   };
-  const chunk = (c: object, extra: object = {}) =>
+  // With include_usage every chunk carries `usage: null` and one last chunk the usage (OpenAI's contract).
+  const chunk = (c: object, extra: object = ids.includeUsage ? { usage: null } : {}) =>
     send({ id: ids.id, object, created, model: ids.model, choices: [c], ...extra });
   let open = false;
   try {
@@ -219,19 +220,16 @@ async function streamCompletion(
       },
       gone,
     );
-    chunk(choice(ids.kind, null, r.finishReason, true), { usage: usage(r), cacheblend: extension(r, jobId) });
+    const withUsage = ids.includeUsage ? { usage: null } : {};
+    chunk(choice(ids.kind, null, r.finishReason, true), { ...withUsage, cacheblend: extension(r, jobId) });
+    if (ids.includeUsage) {
+      send({ id: ids.id, object, created, model: ids.model, choices: [], usage: usage(r) });
+    }
   } catch (err) {
     if (!open) throw err;
     send({ error: openAiError(err instanceof HttpError ? err : jobFailure(err, jobId)) });
   }
   if (!res.writableEnded) res.end('data: [DONE]\n\n');
-}
-
-function openAiError(e: HttpError) {
-  const type =
-    e.status >= 500 ? 'server_error' : e.status === 404 ? 'not_found_error' : 'invalid_request_error';
-  const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
-  return { message, type, code: e.code, param: (e.extra.field as string | undefined) ?? null };
 }
 
 /** Errors on these routes in OpenAI's shape. */

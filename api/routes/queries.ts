@@ -33,6 +33,7 @@ export function queriesRouter(deps: ApiDeps): Router {
     const async = req.query.async === '1' || req.query.async === 'true';
     const data = await planQuery(deps, {
       ...body,
+      searchCorpus: true,
       tenant: tenantOf(res),
       stop: stopList(body.stop),
       stream: body.stream && req.query.async === undefined,

@@ -1,7 +1,7 @@
 /** Handlers of the text thread (see text.ts): the model's tokenizer and fingerprint, nothing else kept. */
 import type { ModelSourceSettings } from '../config/index.js';
 import { loadModel } from '../model/load.js';
-import type { PromptSpec } from '../model/template.js';
+import { renderFrame, type PromptFrame, type PromptSpec } from '../model/template.js';
 import {
   countTokens,
   frameSize,
@@ -31,6 +31,9 @@ export async function createHandlers(init: TextThreadInit) {
     },
     async frame(spec: PromptSpec): Promise<FrameSize> {
       return frameSize(tokenizer, spec);
+    },
+    async render(spec: PromptSpec): Promise<PromptFrame> {
+      return renderFrame(tokenizer, spec);
     },
     async chunkDocument(input: DocumentText, budget: number): Promise<TextChunk[]> {
       return splitDocument(tokenizer, input, budget);

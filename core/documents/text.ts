@@ -5,7 +5,7 @@
  * renew BullMQ locks run it on a thread of its own (`startTextThread`); `localIdentity` runs it in place.
  */
 import { InvalidArgumentError, TooLargeError } from '../errors.js';
-import { frameIds, type PromptSpec } from '../model/template.js';
+import { frameIds, renderFrame, type PromptFrame, type PromptSpec } from '../model/template.js';
 import type { LoadedModel, Tokenizer } from '../model/types.js';
 import { InferenceThread } from '../runtime/inference-thread.js';
 import { chunkText } from './chunker.js';
@@ -43,6 +43,8 @@ export interface ModelIdentity {
   countTokens(text: string, limit: number): Promise<number | null>;
   /** Render and tokenize a prompt's template around its question (see core/model/template.ts). */
   frame(spec: PromptSpec): Promise<FrameSize>;
+  /** The prompt's template rendered around its question, as text (prefix and suffix). */
+  render(spec: PromptSpec): Promise<PromptFrame>;
 }
 
 /** Tokens in `text`, or null when its length alone proves more than `limit` (cheap, before encoding). */
@@ -93,6 +95,7 @@ export function localIdentity(
     chunkDocument: async (input, budget) => splitDocument(tokenizer, input, budget),
     countTokens: async (text, limit) => countTokens(tokenizer, text, limit),
     frame: async (spec) => frameSize(tokenizer, spec),
+    render: async (spec) => renderFrame(tokenizer, spec),
   };
 }
 
@@ -116,6 +119,7 @@ export async function startTextThread(
         chunkDocument: (input, budget) => thread.call('chunkDocument', [input, budget]),
         countTokens: (text, limit) => thread.call('countTokens', [text, limit]),
         frame: (spec) => thread.call('frame', [spec]),
+        render: (spec) => thread.call('render', [spec]),
       },
       close: () => thread.terminate(),
     };

@@ -14,9 +14,15 @@ import {
   type EngineInfo,
   type EngineThreadInit,
 } from './engine-context.js';
-import type { AutoRatio, BlendChunkRef, BlendJobData, BlendProgress } from '../queue/contracts.js';
+import type {
+  AutoRatio,
+  BlendChunkRef,
+  BlendJobData,
+  BlendProgress,
+  PromptSegment,
+} from '../queue/contracts.js';
 import { chunkKey } from '../kv/format.js';
-import { frameIds } from '../model/template.js';
+import { frameIds, type FrameIds } from '../model/template.js';
 import type { Tokenizer } from '../model/types.js';
 import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
 import {
@@ -24,6 +30,7 @@ import {
   checkContextFits,
   computeChunkObject,
   computeChunkObjects,
+  logprobTexts,
   promptLength,
   type BlendAnswer,
   type PromptParts,
@@ -195,6 +202,32 @@ function rawChunkRefs(tok: Tokenizer, fingerprint: string, texts: string[] = [],
   });
 }
 
+/**
+ * A matched prompt's segments as chunk references: stored chunks as they are, the text between them
+ * tokenized on its own and keyed like a raw chunk (text that encodes to no token is left out).
+ */
+function segmentRefs(
+  tok: Tokenizer,
+  fingerprint: string,
+  segments: PromptSegment[],
+  salt = '',
+): BlendChunkRef[] {
+  return segments.flatMap((s) => {
+    if (!('text' in s)) return [s];
+    const tokenIds = tok.encode(s.text);
+    return tokenIds.length ? [{ key: chunkKey(fingerprint, tokenIds, salt), tokenIds }] : [];
+  });
+}
+
+/** A matched prompt's frame: its segments hold the template already; the question's text ends it. */
+function matchedFrame(tok: Tokenizer, job: BlendJobData): FrameIds {
+  return {
+    template: job.template === 'chat' ? 'chat' : 'none',
+    prefixIds: [],
+    suffixIds: tok.encode(job.question),
+  };
+}
+
 /** The job's prompt frame and chunk references, checked against the model's context. */
 function planPrompt(ctx: EngineContext, job: BlendJobData) {
   const { model, config: cfg, kvFingerprint } = ctx.engine;
@@ -203,14 +236,18 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
       `the job was made for model ${job.fingerprint.slice(0, 12)}, this worker runs ${kvFingerprint.slice(0, 12)}`,
     );
   }
-  const frame = frameIds(model.tokenizer, {
-    template: job.template ?? 'auto',
-    system: job.system,
-    history: job.history,
-    question: job.question,
-  });
+  const frame = job.segments
+    ? matchedFrame(model.tokenizer, job)
+    : frameIds(model.tokenizer, {
+        template: job.template ?? 'auto',
+        system: job.system,
+        history: job.history,
+        question: job.question,
+      });
   if (frame.suffixIds.length === 0) throw new InvalidArgumentError('question: has no tokens');
-  const refs = [...job.chunks, ...rawChunkRefs(model.tokenizer, kvFingerprint, job.chunkTexts, job.salt)];
+  const refs = job.segments
+    ? segmentRefs(model.tokenizer, kvFingerprint, job.segments, job.salt)
+    : [...job.chunks, ...rawChunkRefs(model.tokenizer, kvFingerprint, job.chunkTexts, job.salt)];
   const { prefixIds, suffixIds } = frame;
   const promptTokens = promptLength(
     prefixIds.length,
@@ -218,7 +255,7 @@ function planPrompt(ctx: EngineContext, job: BlendJobData) {
     suffixIds.length,
   );
   checkContextFits(promptTokens, job.maxTokens, cfg.maxPositionEmbeddings, {
-    prompt: job.chunkTexts ? 'chunks' : 'documents',
+    prompt: job.chunkTexts ? 'chunks' : job.segments ? 'question' : 'documents',
     maxTokens: 'maxTokens',
   });
   const prefixRef = prefixIds.length
@@ -284,6 +321,7 @@ async function runBlend(
     topP: job.topP,
     seed: job.seed,
     stop: job.stop,
+    ...(job.logprobs !== undefined && { logprobs: job.logprobs }),
   };
   const answer = await blendAndDecode(
     engine,
@@ -304,7 +342,14 @@ async function runBlend(
       ),
     ),
   );
-  return blendResult(job, answer, frame.template, openMs, stats, autoRatio);
+  const cachedTokens = opened.filter((c) => c.tier !== 'computed').reduce((a, c) => a + c.tokenIds.length, 0);
+  const result = blendResult(job, answer, frame.template, openMs, stats, autoRatio, cachedTokens);
+  if (!answer.logprobs) return result;
+  const prompt = [...(parts.chunks.at(-1)?.tokenIds ?? parts.prefix?.tokenIds ?? []), ...frame.suffixIds];
+  return {
+    ...result,
+    logprobs: logprobTexts(engine.model.tokenizer, prompt, answer.tokens, answer.logprobs),
+  };
 }
 
 function blendResult(
@@ -314,6 +359,7 @@ function blendResult(
   openMs: number,
   stats: CacheStats,
   autoRatio: AutoRatio | undefined,
+  cachedTokens: number,
 ): BlendThreadResult {
   return {
     answer: text,
@@ -326,6 +372,7 @@ function blendResult(
     prefixTokens: prefill.prefixTokens,
     contextTokens: prefill.contextTokens,
     recomputedTokens: prefill.recomputedTokens,
+    cachedTokens,
     ...(job.mode === 'blend' && { ratio: prefill.ratio }),
     ...(job.mode === 'blend' && autoRatio && { autoRatio }),
     timings: {
@@ -334,6 +381,7 @@ function blendResult(
     },
     cache: stats,
     ...(job.retrieval && { retrieval: job.retrieval }),
+    ...(job.matched && { matched: job.matched }),
   };
 }
 

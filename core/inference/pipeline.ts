@@ -16,8 +16,9 @@ import {
 } from '../blend/index.js';
 import { decodeChunkKv, encodeChunkKv, type KvDtype } from '../kv/format.js';
 import { releaseCache, type Engine } from '../model/engine.js';
-import { decode, type FinishReason, type SamplingOptions } from '../model/generate.js';
+import { decode, type FinishReason, type SamplingOptions, type TokenLogprob } from '../model/generate.js';
 import type { Tokenizer } from '../model/types.js';
+import type { TextLogprob } from '../queue/contracts.js';
 import { InvalidArgumentError } from '../errors.js';
 
 /** Encode a precomputed chunk cache in the stored object format. */
@@ -169,6 +170,8 @@ export interface BlendAnswer {
   totalMs: number;
   /** Decoding only, ms. */
   decodeMs: number;
+  /** Per generated token, when the sampling options asked for logprobs. */
+  logprobs?: TokenLogprob[];
 }
 
 /**
@@ -197,7 +200,7 @@ export async function blendAndDecode(
     sampling.stop?.filter((s) => s !== '') ?? [],
   );
   try {
-    const { tokens, finishReason, decodeMs } = await decode(
+    const { tokens, finishReason, decodeMs, logprobs } = await decode(
       engine,
       cache,
       prefill.firstTokenLogits,
@@ -208,8 +211,44 @@ export async function blendAndDecode(
         return stopped;
       },
     );
-    return { prefill, tokens, text: answer.text, finishReason, totalMs: performance.now() - t0, decodeMs };
+    const totalMs = performance.now() - t0;
+    return {
+      prefill,
+      tokens,
+      text: answer.text,
+      finishReason,
+      totalMs,
+      decodeMs,
+      ...(logprobs && { logprobs }),
+    };
   } finally {
     releaseCache(cache); // a device cache's GPU buffers go now, not when the garbage collector runs
   }
+}
+
+/** Tokens before a generated one that its text is decoded after (so a leading space or merge shows). */
+const TOKEN_SEAM = 4;
+
+/**
+ * Logprobs with each token as the text it adds after the tokens before it (prompt tail + generated so
+ * far): decode(seam + id) minus decode(seam), the same difference the answer's text is built from.
+ */
+export function logprobTexts(
+  tok: Tokenizer,
+  prompt: readonly number[],
+  generated: readonly number[],
+  logprobs: readonly TokenLogprob[],
+): TextLogprob[] {
+  const ids = [...prompt.slice(-TOKEN_SEAM), ...generated];
+  const seamAt = Math.min(prompt.length, TOKEN_SEAM);
+  return logprobs.map((lp, i) => {
+    const seam = ids.slice(Math.max(0, seamAt + i - TOKEN_SEAM), seamAt + i);
+    const base = tok.decode(seam).length;
+    const text = (id: number) => tok.decode([...seam, id]).slice(base);
+    return {
+      token: text(lp.id),
+      logprob: lp.logprob,
+      top: lp.top.map((t) => ({ token: text(t.id), logprob: t.logprob })),
+    };
+  });
 }

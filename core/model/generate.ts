@@ -10,6 +10,16 @@ export interface SamplingOptions {
   seed?: number;
   /** Stop when the model emits one of its end tokens (default true). */
   stopAtEos?: boolean;
+  /** Record each generated token's log-probability and this many most likely alternatives (0–20). */
+  logprobs?: number;
+}
+
+/** A generated token's log-probability under the model (log-softmax of its raw logits, no temperature). */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  /** The most likely tokens at that step, most likely first. */
+  top: { id: number; logprob: number }[];
 }
 
 /** Why decoding ended: an end token or a stop condition (`stop`), or the token budget (`length`). */
@@ -20,6 +30,23 @@ export interface DecodeResult {
   finishReason: FinishReason;
   /** Wall time of each generated token after the first, ms. */
   decodeMs: number;
+  /** One per generated token, when SamplingOptions.logprobs is set. */
+  logprobs?: TokenLogprob[];
+}
+
+/** log-softmax of `logits` at `id`, and the `k` largest entries' (computed in float64). */
+export function tokenLogprob(logits: Float32Array, id: number, k: number): TokenLogprob {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  const norm = max + Math.log(sum);
+  const top: { id: number; logprob: number }[] = [];
+  if (k > 0) {
+    const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
+    for (const i of order.slice(0, k)) top.push({ id: i, logprob: logits[i] - norm });
+  }
+  return { id, logprob: logits[id] - norm, top };
 }
 
 export function argmax(logits: Float32Array, offset = 0, n = logits.length - offset): number {
@@ -49,6 +76,8 @@ export function validateSampling(o: SamplingOptions): void {
     throw new InvalidArgumentError('topK must be an integer >= 1');
   if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1))
     throw new InvalidArgumentError('topP must be in (0, 1]');
+  if (o.logprobs !== undefined && !(Number.isInteger(o.logprobs) && o.logprobs >= 0 && o.logprobs <= 20))
+    throw new InvalidArgumentError('logprobs must be an integer in [0, 20]');
 }
 
 /** Pick the next token from one row of logits: argmax, or temperature/top-k/top-p sampling. */
@@ -97,8 +126,16 @@ export async function decode(
   validateSampling(o);
   const rand = seededRandom(o.seed ?? 0);
   const eos = new Set(engine.config.eosTokenIds);
-  const greedy = (o.temperature ?? 0) === 0;
+  // Bursts of greedy tokens return no logits: with logprobs, every token comes from its own step.
+  const greedy = (o.temperature ?? 0) === 0 && o.logprobs === undefined;
   const tokens: number[] = [];
+  const logprobs: TokenLogprob[] | undefined = o.logprobs === undefined ? undefined : [];
+  let pending: TokenLogprob | null = null;
+  const pick = (logits: Float32Array): number => {
+    const id = sampleToken(logits, o, rand);
+    if (logprobs) pending = tokenLogprob(logits, id, o.logprobs!);
+    return id;
+  };
   const t0 = performance.now();
   let finishReason: FinishReason = 'length';
   /** Take one generated token; false when decoding ends with it (or before it). */
@@ -108,13 +145,14 @@ export async function decode(
       return false;
     }
     tokens.push(id);
+    if (logprobs && pending) logprobs.push(pending);
     if (onToken?.(id) === true) {
       finishReason = 'stop';
       return false;
     }
     return tokens.length < o.maxTokens;
   };
-  let next = o.maxTokens > 0 ? sampleToken(firstLogits, o, rand) : -1;
+  let next = o.maxTokens > 0 ? pick(firstLogits) : -1;
   while (next >= 0 && take(next)) {
     const burst = greedy ? await engine.decodeGreedy(cache, next, o.maxTokens - tokens.length) : null;
     if (burst) {
@@ -123,9 +161,9 @@ export async function decode(
       next = burst[burst.length - 1];
       continue;
     }
-    next = sampleToken(await engine.forward(cache, [next]), o, rand);
+    next = pick(await engine.forward(cache, [next]));
   }
-  return { tokens, finishReason, decodeMs: performance.now() - t0 };
+  return { tokens, finishReason, decodeMs: performance.now() - t0, ...(logprobs && { logprobs }) };
 }
 
 export interface GenerateResult {

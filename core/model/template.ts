@@ -31,6 +31,11 @@ export interface PromptSpec {
   /** Turns before the question (an OpenAI chat request's earlier messages), oldest first. */
   history?: ChatMessage[];
   question: string;
+  /**
+   * The question continues the text before it directly (a prompt split at the chunks found in it): no
+   * blank line is put between the chunks and the question.
+   */
+  joined?: boolean;
 }
 
 export interface PromptFrame {
@@ -112,6 +117,6 @@ function splitRendered(tok: Tokenizer, source: string, spec: PromptSpec): { pref
   const bos = tok.specialTokens?.bos;
   if (bos && prefix.startsWith(bos)) prefix = prefix.slice(bos.length);
   const between = text.slice(at + CONTEXT_MARK.length, q);
-  const suffix = `${between}\n\n${spec.question}${text.slice(q + QUESTION_MARK.length)}`;
+  const suffix = `${between}${spec.joined ? '' : '\n\n'}${spec.question}${text.slice(q + QUESTION_MARK.length)}`;
   return { prefix, suffix };
 }

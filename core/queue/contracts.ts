@@ -103,6 +103,19 @@ export interface RetrievalSummary {
   order: 'document' | 'relevance';
 }
 
+/**
+ * A piece of a prompt found to hold stored chunks: a stored chunk (tokenized as it was precomputed, so its
+ * cache applies) or the text between chunks (tokenized on its own by the worker, like a raw chunk).
+ */
+export type PromptSegment = BlendChunkRef | { text: string };
+
+/** Stored chunks found inside a prompt's text (automatic chunk matching), in prompt order. */
+export interface MatchSummary {
+  chunks: { document: string; index: number; tokens: number }[];
+  /** Their tokens in all. */
+  tokens: number;
+}
+
 export interface BlendJobData {
   question: string;
   /** System prompt: part of the template's cached prefix. */
@@ -115,6 +128,9 @@ export interface BlendJobData {
   chunks: BlendChunkRef[];
   /** Raw chunk texts (a query by `chunks`): tokenized and keyed by the worker, computed and stored if missing. */
   chunkTexts?: string[];
+  /** The prompt's text before the question, split at the stored chunks found in it (instead of chunks). */
+  segments?: PromptSegment[];
+  matched?: MatchSummary;
   /** The tenant's cache salt, for the keys of raw chunks and the template prefix (see names.ts `cacheSalt`). */
   salt?: string;
   /** The tenant the job belongs to (others get 404 for it); absent: DEFAULT_TENANT. */
@@ -131,6 +147,8 @@ export interface BlendJobData {
   /** Stop sequences: the answer ends before the first one generated. */
   stop?: string[];
   seed: number;
+  /** Return each generated token's log-probability and this many alternatives (0–20); absent: none. */
+  logprobs?: number;
   /** Publish the answer's text as job progress while it is generated (for SSE). */
   stream: boolean;
   /** Id of the HTTP request that made the job, for log correlation. */
@@ -157,6 +175,11 @@ export interface BlendJobResult {
   prefixTokens: number;
   contextTokens: number;
   recomputedTokens: number;
+  /**
+   * Prompt tokens whose K/V were read from a stored cache (the template prefix's, the chunks') instead of
+   * computed for this query: 0 in full mode; in blend mode a share of them is then recomputed.
+   */
+  cachedTokens: number;
   /** Blend ratio used (blend mode only). */
   ratio?: number;
   /** Set when the request asked for `ratio: "auto"`. */
@@ -166,6 +189,9 @@ export interface BlendJobResult {
   /** The template applied: none, chat or jinja. */
   template: string;
   retrieval?: RetrievalSummary;
+  matched?: MatchSummary;
+  /** Set when the job asked for logprobs: one per generated token. */
+  logprobs?: TextLogprob[];
   timings: {
     /** Opening chunk caches plus waiting for layers that were not ready when needed. */
     loadMs: number;
@@ -177,6 +203,13 @@ export interface BlendJobResult {
     workerMs: number;
   };
   cache: CacheStats;
+}
+
+/** A generated token as text with its log-probability (and its step's most likely alternatives). */
+export interface TextLogprob {
+  token: string;
+  logprob: number;
+  top: { token: string; logprob: number }[];
 }
 
 /** Progress a streaming blend job publishes: the answer's text so far is the concatenation of deltas. */

@@ -4,6 +4,8 @@
  * in each API process's memory; corpus-sync.ts keeps it following ingests and deletes.
  */
 import MiniSearch from 'minisearch';
+import { parseDocumentName } from '../documents/names.js';
+import { SpanMatcher } from './span-matcher.js';
 
 /** One indexed chunk; `id` is `<document>#<index>`. */
 interface IndexedChunk {
@@ -55,6 +57,10 @@ export class CorpusIndex {
   });
   /** Each indexed document's chunk keys, in order. */
   private readonly docs = new Map<string, string[]>();
+  /** Each indexed document's chunks as the span matcher holds them. */
+  private readonly chunkTexts = new Map<string, { key: string; text: string }[]>();
+  /** Every tenant's chunks by text, for finding them inside prompts. */
+  readonly spans = new SpanMatcher();
 
   get documentCount(): number {
     return this.docs.size;
@@ -91,6 +97,16 @@ export class CorpusIndex {
       document,
       chunks.map((c) => c.key),
     );
+    const { tenant, id } = parseDocumentName(document);
+    this.spans.add(
+      tenant,
+      document,
+      chunks.map((c, index) => ({ key: c.key, text: c.text, document: id, index })),
+    );
+    this.chunkTexts.set(
+      document,
+      chunks.map((c) => ({ key: c.key, text: c.text })),
+    );
   }
 
   remove(document: string): void {
@@ -98,6 +114,8 @@ export class CorpusIndex {
     if (!keys) return;
     this.search.discardAll(keys.map((_, i) => `${document}#${i}`));
     this.docs.delete(document);
+    this.spans.remove(parseDocumentName(document).tenant, document, this.chunkTexts.get(document) ?? []);
+    this.chunkTexts.delete(document);
   }
 
   /**

@@ -6,3 +6,5 @@ export { CorpusIndex, type RankedChunk } from './corpus-index.js';
 export { CorpusSync } from './corpus-sync.js';
 export { Retriever, type RetrieveRequest, type Retrieved } from './retriever.js';
 export { selectChunks, type Candidate, type ChunkOrder, type Selection } from './select.js';
+export { matchPrompt, type MatchedPrompt } from './match-prompt.js';
+export { ANCHOR_CHARS, SpanMatcher, type ChunkSpan, type MatchableChunk } from './span-matcher.js';

@@ -9,6 +9,7 @@ import { documentName, parseDocumentName } from '../documents/names.js';
 import { UnavailableError } from '../errors.js';
 import type { BlendChunkRef, RetrievalSummary } from '../queue/contracts.js';
 import type { CorpusSync } from './corpus-sync.js';
+import { matchPrompt, type MatchedPrompt } from './match-prompt.js';
 import { selectChunks, type Candidate, type ChunkOrder } from './select.js';
 
 export interface RetrieveRequest {
@@ -40,6 +41,11 @@ export class Retriever {
     private readonly docs: DocumentService,
     readonly sync: CorpusSync,
   ) {}
+
+  /** The tenant's stored chunks found inside a prompt's pieces (see match-prompt.ts); null when none. */
+  async match(pieces: string[], tenant: string, readyWaitMs: number): Promise<MatchedPrompt | null> {
+    return matchPrompt(this.docs, this.sync, tenant, pieces, readyWaitMs);
+  }
 
   async retrieve(req: RetrieveRequest): Promise<Retrieved> {
     // Named documents are brought up to date one by one; only a corpus search needs the whole index.

@@ -43,6 +43,7 @@ async function native(body: Record<string, unknown>) {
     answer: string;
     tokens: number[];
     promptTokens: number;
+    cachedTokens: number;
     finishReason: string;
   };
 }
@@ -107,7 +108,9 @@ describe('the openai client against the service', () => {
       prompt_tokens: expected.promptTokens,
       completion_tokens: expected.tokens.length,
       total_tokens: expected.promptTokens + expected.tokens.length,
+      prompt_tokens_details: { cached_tokens: expected.cachedTokens },
     });
+    expect(expected.cachedTokens).toBeGreaterThan(0);
     const ext = (
       c as unknown as { cacheblend: { mode: string; ratio: number; retrieval: { chunks: unknown[] } } }
     ).cacheblend;

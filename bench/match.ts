@@ -1,0 +1,156 @@
+/**
+ * Automatic chunk matching cost (core/retrieval/span-matcher.ts): a tenant's store of 1k, 10k and 100k
+ * chunks of synthetic text (40 Zipf-distributed words each, as bench:retrieval), and prompts of 4,096
+ * tokens or more (counted with stories260K's tokenizer, and at least 16,384 characters: 4,096 tokens at the
+ * ~4 characters a token of a large-vocabulary tokenizer) made of random text of the same distribution with
+ * 0, 3 or 10 stored chunks pasted in, and one made of stored chunks only (every position an anchor hit).
+ * Medians of 50 scans each; also the matcher's build time and heap. The Redis read of the matched chunks'
+ * token ids (one pipelined HGET each) is not included. Prints a table, writes bench/results/match.json.
+ */
+import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
+import { SpanMatcher, type MatchableChunk } from '../core/retrieval/span-matcher.js';
+import { machine, median, printTable, writeResult } from './common.js';
+
+const SIZES = [1_000, 10_000, 100_000];
+const WORDS_PER_CHUNK = 40;
+const VOCAB = 20_000;
+const REPS = 50;
+const PROMPT_TOKENS = 4_096;
+/** 4,096 tokens of a large-vocabulary tokenizer (~4 characters a token): more text than stories260K's. */
+const PROMPT_CHARS = 16_384;
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const rand = rng(7);
+const SYLLABLES = ['ka', 'lo', 'mi', 'ne', 'ru', 'sa', 'to', 'vi', 'an', 'el', 'or', 'us'];
+const words = Array.from({ length: VOCAB }, (_, i) => {
+  let w = '';
+  for (let n = i + 1; n > 0; n = Math.floor(n / SYLLABLES.length)) w += SYLLABLES[n % SYLLABLES.length];
+  return w;
+});
+const cumulative = new Float64Array(VOCAB);
+let total = 0;
+for (let i = 0; i < VOCAB; i++) cumulative[i] = total += 1 / (i + 1);
+function word(): string {
+  const r = rand() * total;
+  let lo = 0;
+  let hi = VOCAB - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (cumulative[mid] < r) lo = mid + 1;
+    else hi = mid;
+  }
+  return words[lo];
+}
+const sentence = (n: number) => Array.from({ length: n }, word).join(' ');
+
+function heapMiB(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().heapUsed / 2 ** 20;
+}
+
+const tok = (await loadLlama2cModel(new URL('../../models/stories260K', import.meta.url).pathname)).tokenizer;
+
+/** Random text with `pasted` chunks placed among it, grown until it is PROMPT_TOKENS tokens or more. */
+function prompt(chunks: MatchableChunk[], pasted: number): string {
+  const parts = ['Answer from the context.\n\nContext:\n'];
+  for (let i = 0; i < pasted; i++) parts.push(`${chunks[Math.floor(rand() * chunks.length)].text}\n\n`);
+  let text = parts.join('');
+  while (text.length < PROMPT_CHARS || tok.encode(text).length < PROMPT_TOKENS) text += `${sentence(200)}\n`;
+  const at = Math.floor(text.length / 2);
+  return `${text.slice(0, at)}\n\nQuestion: ${text.slice(at)}`;
+}
+
+/** Only stored chunks, back to back, to the same length. */
+function allChunks(chunks: MatchableChunk[], chars: number): string {
+  let text = '';
+  while (text.length < chars) text += `${chunks[Math.floor(rand() * chunks.length)].text}\n\n`;
+  return text;
+}
+
+function scan(m: SpanMatcher, text: string): { ms: number; found: number } {
+  const times: number[] = [];
+  let found = 0;
+  for (let r = 0; r < REPS + 5; r++) {
+    const t0 = performance.now();
+    found = m.match('t', text).length;
+    if (r >= 5) times.push(performance.now() - t0); // the first scans warm the JIT
+  }
+  return { ms: median(times), found };
+}
+
+const rows = SIZES.map((n) => {
+  const chunks = Array.from({ length: n }, (_, i) => ({
+    key: `k${i}`,
+    text: sentence(WORDS_PER_CHUNK),
+    document: `doc-${Math.floor(i / 10)}`,
+    index: i % 10,
+  }));
+  const before = heapMiB();
+  const m = new SpanMatcher();
+  const t0 = performance.now();
+  for (let d = 0; d < n / 10; d++) m.add('t', `doc-${d}`, chunks.slice(d * 10, d * 10 + 10));
+  const buildMs = performance.now() - t0;
+  const heap = heapMiB() - before;
+  const prompts = [0, 3, 10].map((k) => prompt(chunks, k));
+  const scans = prompts.map((p) => scan(m, p));
+  const dense = scan(m, allChunks(chunks, prompts[0].length));
+  return {
+    chunks: n,
+    buildMs,
+    heapMiB: heap,
+    promptChars: prompts[0].length,
+    promptTokens: tok.encode(prompts[0]).length,
+    none: scans[0],
+    three: scans[1],
+    ten: scans[2],
+    onlyChunks: dense,
+  };
+});
+
+printTable(
+  [
+    'chunks',
+    'build ms',
+    'heap MiB',
+    'prompt chars',
+    'tokens',
+    '0 pasted ms',
+    '3 ms',
+    '10 ms',
+    'all chunks ms',
+    'found',
+  ],
+  rows.map((r) => [
+    r.chunks,
+    r.buildMs,
+    r.heapMiB,
+    r.promptChars,
+    r.promptTokens,
+    r.none.ms,
+    r.three.ms,
+    r.ten.ms,
+    r.onlyChunks.ms,
+    `${r.none.found}/${r.three.found}/${r.ten.found}/${r.onlyChunks.found}`,
+  ]),
+);
+writeResult('match.json', {
+  machine: machine('cpu'),
+  note: 'median ms of one SpanMatcher.match over the prompt; texts are synthetic (Zipf words)',
+  corpus: { wordsPerChunk: WORDS_PER_CHUNK, vocabulary: VOCAB, zipf: 1, chunksPerDocument: 10 },
+  reps: REPS,
+  promptTokensAtLeast: PROMPT_TOKENS,
+  promptCharsAtLeast: PROMPT_CHARS,
+  heapNote: 'heap of the matcher alone: the chunk texts are held by the caller already',
+  tokenizer: 'stories260K',
+  rows,
+});
+console.log('wrote bench/results/match.json');
