@@ -136,6 +136,25 @@ const ROUTES: RouteDoc[] = [
     responses: { 200: 'metrics', 401: 'metrics token missing or wrong' },
   },
   { method: 'get', path: '/openapi.json', summary: 'This document', responses: { 200: 'OpenAPI 3.1' } },
+  {
+    method: 'get',
+    path: '/',
+    summary: 'The playground (HTML): ingest documents, compare full, reuse and blend on one question',
+    responses: { 200: 'HTML page' },
+  },
+  {
+    method: 'get',
+    path: '/docs',
+    summary: 'This document, browsable (Swagger UI)',
+    responses: { 200: 'HTML page' },
+  },
+  {
+    method: 'get',
+    path: '/jobs',
+    summary:
+      "Both queues' jobs, read-only (Bull Board); with API_KEYS a key of the tenant default, as Bearer or Basic password",
+    responses: { 200: 'HTML page', 401: 'no or unknown API key', 403: 'a key of another tenant' },
+  },
 ];
 
 const ErrorBody = z.object({

@@ -44,6 +44,8 @@ export interface QueryInput {
   fields?: { question: string; maxTokens: string };
   /** The caller's tenant (default: DEFAULT_TENANT). */
   tenant?: string;
+  /** Ask the worker for the context's tokens and which were recomputed. */
+  explain?: boolean;
 }
 
 export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobData> {
@@ -75,6 +77,7 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     seed: q.seed,
     stream: q.stream,
     ...(q.requestId !== undefined && { requestId: q.requestId }),
+    ...(q.explain && { explain: true }),
   };
   if (q.chunks) {
     await checkRawChunks(model, q.chunks, budget);

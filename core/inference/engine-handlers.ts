@@ -17,6 +17,7 @@ import {
 import type { AutoRatio, BlendChunkRef, BlendJobData, BlendProgress } from '../queue/contracts.js';
 import { chunkKey } from '../kv/format.js';
 import { frameIds } from '../model/template.js';
+import { explainContext } from './explain.js';
 import type { Tokenizer } from '../model/types.js';
 import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
 import {
@@ -304,7 +305,10 @@ async function runBlend(
       ),
     ),
   );
-  return blendResult(job, answer, frame.template, openMs, stats, autoRatio);
+  const result = blendResult(job, answer, frame.template, openMs, stats, autoRatio);
+  if (!job.explain) return result;
+  const chunkIds = refs.map((r) => r.tokenIds);
+  return { ...result, explain: explainContext(engine.model.tokenizer, chunkIds, answer.prefill) };
 }
 
 function blendResult(
