@@ -36,6 +36,7 @@ import {
 } from '../query-jobs.js';
 import { planQuery, stopList, type QueryInput } from '../query-plan.js';
 import { ChatCompletionBody, CompletionBody, parseBody } from '../schemas.js';
+import type { ExtensionBody, ModelListBody } from '../replies.js';
 
 type Kind = 'chat' | 'completion';
 type OpenAiBody = z.infer<typeof ChatCompletionBody> | z.infer<typeof CompletionBody>;
@@ -49,7 +50,10 @@ export function openAiRouter(deps: ApiDeps): Router {
   const modelId = path.basename(deps.config.model);
 
   router.get('/models', (_req, res) => {
-    res.json({ object: 'list', data: [{ id: modelId, object: 'model', created, owned_by: 'cacheblend' }] });
+    res.json({
+      object: 'list',
+      data: [{ id: modelId, object: 'model', created, owned_by: 'cacheblend' }],
+    } satisfies ModelListBody);
   });
 
   for (const kind of ['chat', 'completion'] as const) {
@@ -155,7 +159,7 @@ function usage(r: BlendJobResult) {
 }
 
 /** What the service adds to an OpenAI reply: how the answer was computed. */
-function extension(r: BlendJobResult, jobId: string) {
+function extension(r: BlendJobResult, jobId: string): ExtensionBody {
   const { answer: _answer, tokens: _tokens, finishReason: _finish, ...rest } = r;
   return { jobId, ...rest };
 }
