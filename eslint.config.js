@@ -30,6 +30,14 @@ export default tseslint.config(
     },
   },
   {
+    // The playground page's script runs in the browser.
+    files: ['api/public/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: { document: 'readonly', localStorage: 'readonly', fetch: 'readonly', setTimeout: 'readonly' },
+    },
+  },
+  {
     files: ['core/**/*.ts', 'api/**/*.ts', 'worker/**/*.ts', 'precompute/**/*.ts', 'cli/**/*.ts'],
     rules: {
       'max-lines-per-function': ['error', { max: 80, skipBlankLines: true, skipComments: true }],

@@ -20,6 +20,7 @@ import { healthRouter } from './routes/health.js';
 import { jobsRouter } from './routes/jobs.js';
 import { openAiRouter } from './routes/openai.js';
 import { queriesRouter } from './routes/queries.js';
+import { uiRouter } from './routes/ui.js';
 
 export function createApp(deps: ApiDeps): express.Express {
   const log = deps.log ?? silentLogger;
@@ -35,6 +36,7 @@ export function createApp(deps: ApiDeps): express.Express {
   app.use(requestTimer());
 
   app.use(healthRouter(deps));
+  app.use(uiRouter(deps, [deps.blendQueue, deps.precomputeQueue]));
   app.use('/v1', authenticate(deps.config), perKeyRateLimit(deps.config, deps.redis));
   app.use('/v1', jsonBody(deps.config.maxBodyBytes));
   app.use('/v1/documents', documentsRouter(deps));

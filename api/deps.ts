@@ -16,6 +16,8 @@ export interface ApiDeps {
   /** Ranks chunks for queries; its index follows the corpus change log. */
   retriever: Retriever;
   blendQueue: Queue;
+  /** Shown in the jobs view beside the blend queue. */
+  precomputeQueue: Queue;
   blendEvents: QueueEvents;
   /** The model's tokenizer and fingerprint once loaded; null while loading or after a failed load. */
   model(): ModelIdentity | null;

@@ -1,9 +1,11 @@
 /**
  * The OpenAPI 3.1 document served at GET /openapi.json, generated from the request schemas in schemas.ts
- * (zod's JSON Schema output), so the document and the validation can never disagree. Each route of the
- * API is listed once here with its request schema and the replies it can give.
+ * and the reply schemas in replies.ts (zod's JSON Schema output), so the document, the validation and the
+ * replies' types can never disagree. Each route of the API is listed once here with its request schema
+ * and the replies it can give.
  */
 import { z } from 'zod';
+import * as replies from './replies.js';
 import { ChatCompletionBody, CompletionBody, DocumentBody, JobId, QueryBody } from './schemas.js';
 import { documentIdSchema } from '../core/documents/manifest.js';
 
@@ -14,9 +16,29 @@ interface RouteDoc {
   body?: z.ZodTypeAny;
   params?: Record<string, z.ZodTypeAny>;
   query?: Record<string, string>;
-  /** Status → description; error statuses reply with the Error schema. */
-  responses: Record<number, string>;
+  /**
+   * Status → description, or [description, reply schema name in replies.ts] for a JSON reply; error
+   * statuses reply with the Error schema.
+   */
+  responses: Record<number, string | [string, ReplyName]>;
 }
+
+/** The reply schemas, by the name the document gives them under components.schemas. */
+const REPLIES = {
+  DocumentAccepted: replies.DocumentAccepted,
+  DocumentList: replies.DocumentList,
+  DocumentStatus: replies.DocumentStatusReply,
+  DocumentDeleted: replies.DocumentDeleted,
+  QueryReply: replies.QueryReply,
+  QueryAccepted: replies.QueryAccepted,
+  JobReply: replies.JobReply,
+  ModelList: replies.ModelList,
+  ChatCompletion: replies.ChatCompletion,
+  Completion: replies.Completion,
+  Health: replies.Health,
+  Ready: replies.Ready,
+} as const;
+type ReplyName = keyof typeof REPLIES;
 
 const ROUTES: RouteDoc[] = [
   {
@@ -25,7 +47,7 @@ const ROUTES: RouteDoc[] = [
     summary: 'Ingest a document: chunk it, store its manifest, enqueue precompute of its chunk caches',
     body: DocumentBody,
     responses: {
-      202: 'accepted: { id, chunks, enqueued }',
+      202: ['accepted: chunked, stored, precompute enqueued', 'DocumentAccepted'],
       400: 'bad field',
       413: 'body too large, or a given chunk over CHUNK_TOKEN_BUDGET tokens',
       415: 'unsupported Content-Encoding or charset',
@@ -41,7 +63,7 @@ const ROUTES: RouteDoc[] = [
       cursor: 'the nextCursor of the previous page (the last id it listed)',
     },
     responses: {
-      200: '{ documents: [{ id, status, progress, chunks (count), metadata, createdAt, updatedAt }], nextCursor }',
+      200: ['a page of documents', 'DocumentList'],
       400: 'bad limit or cursor',
     },
   },
@@ -51,7 +73,7 @@ const ROUTES: RouteDoc[] = [
     summary: "A document's status and per-chunk progress",
     params: { id: documentIdSchema },
     responses: {
-      200: '{ id, status, progress, chunks, metadata, createdAt, updatedAt }',
+      200: ['the document and its chunks', 'DocumentStatus'],
       400: 'bad id',
       404: 'no such document',
     },
@@ -61,7 +83,7 @@ const ROUTES: RouteDoc[] = [
     path: '/v1/documents/{id}',
     summary: 'Delete a document; chunk caches no other document uses are deleted',
     params: { id: documentIdSchema },
-    responses: { 200: '{ id, deleted: true, chunksDeleted }', 400: 'bad id', 404: 'no such document' },
+    responses: { 200: ['deleted', 'DocumentDeleted'], 400: 'bad id', 404: 'no such document' },
   },
   {
     method: 'post',
@@ -71,8 +93,8 @@ const ROUTES: RouteDoc[] = [
     body: QueryBody,
     query: { async: '1 or true: answer 202 { jobId } at once; poll GET /v1/jobs/{id}' },
     responses: {
-      200: '{ jobId, answer, tokens, mode, finishReason, template, ttftMs, promptTokens, prefixTokens, contextTokens, recomputedTokens, cachedTokens, matched?, ratio?, autoRatio?, retrieval?: { chunks: [{ document, index, score, tokens }], leftOut, budget, order }, timings, cache }',
-      202: '{ jobId } (async)',
+      200: ['the answer (stream: text/event-stream of job, token, then done or error events)', 'QueryReply'],
+      202: ['enqueued (async)', 'QueryAccepted'],
       400: 'bad field, or maxTokens does not fit the model',
       404: 'a named document does not exist',
       413: 'the question or raw chunks do not fit the context, or the documents hold over MAX_QUERY_CHUNKS chunks',
@@ -85,15 +107,13 @@ const ROUTES: RouteDoc[] = [
     path: '/v1/jobs/{id}',
     summary: "A query job's state, and its result or error once finished",
     params: { id: JobId },
-    responses: { 200: '{ jobId, state, result?, error? }', 400: 'bad id', 404: 'no such job' },
+    responses: { 200: ['the job', 'JobReply'], 400: 'bad id', 404: 'no such job' },
   },
   {
     method: 'get',
     path: '/v1/models',
     summary: 'OpenAI-compatible: the served model',
-    responses: {
-      200: '{ object: "list", data: [{ id, object: "model", created, owned_by, max_model_len }] }',
-    },
+    responses: { 200: ['the served model', 'ModelList'] },
   },
   {
     method: 'post',
@@ -102,7 +122,7 @@ const ROUTES: RouteDoc[] = [
       'OpenAI-compatible chat completion (stream: SSE chunks, then [DONE]); extensions: documents, chunks, cacheblend',
     body: ChatCompletionBody,
     responses: {
-      200: '{ id, object: "chat.completion", created, model, choices: [{ index, message, finish_reason }], usage, cacheblend }',
+      200: ['the completion (stream: text/event-stream of chat.completion.chunk objects)', 'ChatCompletion'],
       400: "bad field (OpenAI's error shape: { error: { message, type, code, param } })",
       404: 'unknown model or document',
       503: 'Redis or the model unavailable',
@@ -116,20 +136,20 @@ const ROUTES: RouteDoc[] = [
       'OpenAI-compatible completion of a prompt (no template by default); extensions: documents, chunks, cacheblend',
     body: CompletionBody,
     responses: {
-      200: '{ id, object: "text_completion", created, model, choices: [{ index, text, finish_reason }], usage, cacheblend }',
+      200: ['the completion (stream: text/event-stream)', 'Completion'],
       400: "bad field (OpenAI's error shape)",
       404: 'unknown model or document',
       503: 'Redis or the model unavailable',
       504: 'not finished within QUERY_TIMEOUT_MS',
     },
   },
-  { method: 'get', path: '/healthz', summary: 'Liveness', responses: { 200: '{ status: "ok" }' } },
+  { method: 'get', path: '/healthz', summary: 'Liveness', responses: { 200: ['alive', 'Health'] } },
   {
     method: 'get',
     path: '/readyz',
     summary:
       'Readiness: Redis reachable and durable, store writable, model loaded, a blend worker live, queue not full',
-    responses: { 200: '{ status: "ready", checks }', 503: 'not ready: { error: { checks } }' },
+    responses: { 200: ['ready', 'Ready'], 503: 'not ready: { error: { checks } }' },
   },
   {
     method: 'get',
@@ -138,6 +158,25 @@ const ROUTES: RouteDoc[] = [
     responses: { 200: 'metrics', 401: 'metrics token missing or wrong' },
   },
   { method: 'get', path: '/openapi.json', summary: 'This document', responses: { 200: 'OpenAPI 3.1' } },
+  {
+    method: 'get',
+    path: '/',
+    summary: 'The playground (HTML): ingest documents, compare full, reuse and blend on one question',
+    responses: { 200: 'HTML page' },
+  },
+  {
+    method: 'get',
+    path: '/docs',
+    summary: 'This document, browsable (Swagger UI)',
+    responses: { 200: 'HTML page' },
+  },
+  {
+    method: 'get',
+    path: '/jobs',
+    summary:
+      "Both queues' jobs, read-only (Bull Board); with API_KEYS a key of the tenant default, as Bearer or Basic password",
+    responses: { 200: 'HTML page', 401: 'no or unknown API key', 403: 'a key of another tenant' },
+  },
 ];
 
 const ErrorBody = z.object({
@@ -151,10 +190,20 @@ const ErrorBody = z.object({
   }),
 });
 
-function jsonSchema(schema: z.ZodTypeAny): Record<string, unknown> {
-  // `io: 'input'`: what a client may send (fields with defaults are optional).
-  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io: 'input' }) as Record<string, unknown>;
+/** `io: 'input'` for requests (fields with defaults are optional), 'output' for replies. */
+function jsonSchema(schema: z.ZodTypeAny, io: 'input' | 'output' = 'input'): Record<string, unknown> {
+  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io }) as Record<string, unknown>;
   return rest;
+}
+
+const schemaRef = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+
+function response(status: number, doc: string | [string, ReplyName]): Record<string, unknown> {
+  const [description, reply] = typeof doc === 'string' ? [doc, null] : doc;
+  const schema = status >= 400 ? 'Error' : reply;
+  return schema
+    ? { description, content: { 'application/json': { schema: schemaRef(schema) } } }
+    : { description };
 }
 
 /** What every /v1 route may also answer: authentication (API_KEYS) and per-key rate limits. */
@@ -181,11 +230,9 @@ function operation(r: RouteDoc): Record<string, unknown> {
     })),
   ];
   const responses = Object.fromEntries(
-    Object.entries({ ...r.responses, ...(v1 && V1_RESPONSES) }).map(([status, description]) => [
+    Object.entries({ ...r.responses, ...(v1 && V1_RESPONSES) }).map(([status, doc]) => [
       status,
-      Number(status) >= 400
-        ? { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } }
-        : { description },
+      response(Number(status), doc),
     ]),
   );
   return {
@@ -214,7 +261,12 @@ export function openApiDocument(): Record<string, unknown> {
     },
     paths,
     components: {
-      schemas: { Error: jsonSchema(ErrorBody) },
+      schemas: {
+        Error: jsonSchema(ErrorBody),
+        ...Object.fromEntries(
+          Object.entries(REPLIES).map(([name, reply]) => [name, jsonSchema(reply, 'output')]),
+        ),
+      },
       securitySchemes: {
         apiKey: { type: 'http', scheme: 'bearer', description: 'a key from API_KEYS (tenant:key,…)' },
       },

@@ -20,6 +20,7 @@ import { roundMs } from '../core/util/time.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, STATUS, fieldOf } from './errors.js';
 import { admit, cancelQuery, observeWorkerMs } from './query-control.js';
+import type { QueryReplyBody } from './replies.js';
 
 export type QueryJob = Job<BlendJobData, BlendJobResult>;
 
@@ -100,7 +101,7 @@ export function jobFailure(err: unknown, jobId: string): HttpError {
 }
 
 /** A finished job's result with the request's total time, as the query endpoints return it. */
-export function presentResult(result: BlendJobResult, jobId: string, t0: number) {
+export function presentResult(result: BlendJobResult, jobId: string, t0: number): QueryReplyBody {
   observeWorkerMs(result.timings.workerMs);
   return { jobId, ...result, timings: { ...result.timings, totalMs: roundMs(performance.now() - t0) } };
 }

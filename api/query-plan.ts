@@ -51,6 +51,8 @@ export interface QueryInput {
   fields?: { question: string; maxTokens: string };
   /** The caller's tenant (default: DEFAULT_TENANT). */
   tenant?: string;
+  /** Ask the worker for the context's tokens and which were recomputed. */
+  explain?: boolean;
 }
 
 export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobData> {
@@ -83,6 +85,7 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     ...(q.logprobs !== undefined && { logprobs: q.logprobs }),
     stream: q.stream,
     ...(q.requestId !== undefined && { requestId: q.requestId }),
+    ...(q.explain && { explain: true }),
   };
   if (q.chunks) {
     await checkRawChunks(model, q.chunks, budget);

@@ -85,6 +85,8 @@ export const QueryBody = z
     stop: stopList.optional(),
     seed: seed.default(0),
     stream: z.boolean().default(false),
+    /** Add `explain`: each context token's text and which ones were recomputed. */
+    explain: z.boolean().default(false),
   })
   .strict()
   .superRefine(oneSource);

@@ -168,6 +168,7 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     docs,
     retriever: new Retriever(docs, corpus),
     blendQueue: queues.blendQueue,
+    precomputeQueue: queues.precomputeQueue,
     blendEvents: queues.blendEvents,
     model: () => model.current,
     modelError: () => model.error,

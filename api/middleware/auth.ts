@@ -72,3 +72,47 @@ export function metricsAccess(config: Config): RequestHandler {
     next(unauthenticated(res, `metrics need a token: ${hint}`));
   };
 }
+
+/**
+ * The jobs view (Bull Board) shows every tenant's queued work, so with API_KEYS set it needs a key of the
+ * DEFAULT_TENANT, the operator's (other keys: 403). Browsers cannot send a Bearer header on navigation,
+ * so HTTP Basic with the key as password is accepted too, and a 401 asks the browser for it.
+ */
+export function operatorAccess(config: Config): RequestHandler {
+  const operator = new Set(
+    config.apiKeys.filter((k) => k.tenant === DEFAULT_TENANT).map((k) => digest(k.key).toString('hex')),
+  );
+  const known = new Set(config.apiKeys.map((k) => digest(k.key).toString('hex')));
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (known.size === 0) return next();
+    const key = bearer(req) ?? basicPassword(req);
+    if (key === null || !known.has(digest(key).toString('hex'))) {
+      res.setHeader('WWW-Authenticate', 'Basic realm="cacheblend jobs", charset="UTF-8"');
+      return next(
+        new HttpError(
+          401,
+          'UNAUTHENTICATED',
+          'the jobs view needs an API key (as Bearer, or Basic password)',
+        ),
+      );
+    }
+    if (!operator.has(digest(key).toString('hex'))) {
+      return next(
+        new HttpError(
+          403,
+          'FORBIDDEN',
+          `the jobs view shows every tenant's jobs: it needs a key of the tenant ${DEFAULT_TENANT}`,
+        ),
+      );
+    }
+    next();
+  };
+}
+
+function basicPassword(req: Request): string | null {
+  const b64 = /^Basic\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '')?.[1];
+  if (!b64) return null;
+  const decoded = Buffer.from(b64, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? null : decoded.slice(colon + 1);
+}

@@ -10,6 +10,7 @@ import { silentLogger } from '../../core/ops/log.js';
 import { requestIdOf } from '../access-log.js';
 import { requireModel, type ApiDeps } from '../deps.js';
 import { tenantOf } from '../middleware/auth.js';
+import type { DocumentAcceptedBody, DocumentDeletedBody, DocumentListBody } from '../replies.js';
 import { DocumentBody, DocumentListQuery, parseBody, parseParam } from '../schemas.js';
 
 export function documentsRouter(deps: ApiDeps): Router {
@@ -32,13 +33,15 @@ export function documentsRouter(deps: ApiDeps): Router {
       requestId: requestIdOf(req),
     });
     await reindex(tenant, r.id);
-    res.status(202).json({ id: r.id, chunks: r.chunks, enqueued: r.enqueued.length });
+    res
+      .status(202)
+      .json({ id: r.id, chunks: r.chunks, enqueued: r.enqueued.length } satisfies DocumentAcceptedBody);
   });
 
   /** `?limit=N&cursor=<last id of the previous page>` → `{documents: [...], nextCursor}`. */
   router.get('/', async (req, res) => {
     const q = parseBody(DocumentListQuery, { ...req.query });
-    res.json(await docs.list({ ...q, tenant: tenantOf(res) }));
+    res.json((await docs.list({ ...q, tenant: tenantOf(res) })) satisfies DocumentListBody);
   });
 
   router.get('/:id', async (req, res) => {
@@ -54,7 +57,7 @@ export function documentsRouter(deps: ApiDeps): Router {
     const r = await docs.remove(id, tenant);
     if (!r) throw new NotFoundError(`document ${JSON.stringify(id)} not found`);
     await reindex(tenant, id);
-    res.json({ id, deleted: true, chunksDeleted: r.chunksDeleted });
+    res.json({ id, deleted: true, chunksDeleted: r.chunksDeleted } satisfies DocumentDeletedBody);
   });
 
   return router;

@@ -5,6 +5,7 @@ import type { ApiDeps } from '../deps.js';
 import { metricsAccess } from '../middleware/auth.js';
 import { openApiDocument } from '../openapi.js';
 import { readinessChecks } from '../readiness.js';
+import type { HealthBody, ReadyBody } from '../replies.js';
 
 export function healthRouter(deps: ApiDeps): Router {
   const router = Router();
@@ -12,14 +13,14 @@ export function healthRouter(deps: ApiDeps): Router {
   const checks = readinessChecks(deps);
 
   router.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    res.json({ status: 'ok' } satisfies HealthBody);
   });
 
   router.get('/readyz', async (_req, res) => {
     const state = await checks();
     const failing = Object.entries(state).filter(([, v]) => v !== 'ok');
     if (failing.length === 0) {
-      res.json({ status: 'ready', checks: state });
+      res.json({ status: 'ready', checks: state } satisfies ReadyBody);
       return;
     }
     res.status(503).json({

@@ -10,6 +10,7 @@ import { decodeFailure, type BlendJobData, type BlendJobResult } from '../../cor
 import { redisCall } from '../../core/queue/redis.js';
 import type { ApiDeps } from '../deps.js';
 import { tenantOf } from '../middleware/auth.js';
+import type { JobReplyBody } from '../replies.js';
 import { JobId, parseParam } from '../schemas.js';
 
 export function jobsRouter(deps: ApiDeps): Router {
@@ -25,7 +26,7 @@ export function jobsRouter(deps: ApiDeps): Router {
     if (!job || (job.data.tenant ?? DEFAULT_TENANT) !== tenantOf(res)) {
       throw new NotFoundError(`job ${JSON.stringify(id)} not found`);
     }
-    const out: Record<string, unknown> = { jobId: id, state };
+    const out: JobReplyBody = { jobId: id, state };
     if (state === 'completed' && job.returnvalue) {
       const total = (job.finishedOn ?? Date.now()) - job.timestamp;
       out.result = { ...job.returnvalue, timings: { ...job.returnvalue.timings, totalMs: total } };

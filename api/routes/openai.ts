@@ -38,6 +38,7 @@ import {
 } from '../query-jobs.js';
 import { planQuery, stopList, type QueryInput } from '../query-plan.js';
 import { ChatCompletionBody, CompletionBody, parseBody } from '../schemas.js';
+import type { ModelListBody } from '../replies.js';
 
 type OpenAiBody = z.infer<typeof ChatCompletionBody> | z.infer<typeof CompletionBody>;
 
@@ -54,7 +55,7 @@ export function openAiRouter(deps: ApiDeps): Router {
     res.json({
       object: 'list',
       data: [{ id: modelId, object: 'model', created, owned_by: 'cacheblend', max_model_len }],
-    });
+    } satisfies ModelListBody);
   });
 
   for (const kind of ['chat', 'completion'] as const) {

@@ -21,6 +21,7 @@ import {
   waitForJob,
 } from '../query-jobs.js';
 import { planQuery, stopList } from '../query-plan.js';
+import type { QueryAcceptedBody } from '../replies.js';
 import { QueryBody, parseBody } from '../schemas.js';
 
 export function queriesRouter(deps: ApiDeps): Router {
@@ -42,7 +43,7 @@ export function queriesRouter(deps: ApiDeps): Router {
     const jobId = newJobId();
     if (async) {
       await enqueueQuery(deps, jobId, data);
-      res.status(202).json({ jobId });
+      res.status(202).json({ jobId } satisfies QueryAcceptedBody);
     } else if (data.stream) {
       await streamQuery(deps, gone, res, jobId, data, t0);
     } else {

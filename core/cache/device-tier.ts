@@ -26,8 +26,10 @@ export class DeviceChunkTier {
   put(key: string, chunk: DeviceChunk): void {
     const old = this.lru.peek(key);
     if (old === chunk) return;
-    if (this.lru.set(key, chunk.retain())) old?.release();
-    else chunk.release();
+    // Stored or not, the old entry under the key is gone from the tier (a refused set removes it too).
+    const kept = this.lru.set(key, chunk.retain());
+    old?.release();
+    if (!kept) chunk.release();
   }
 
   get bytes(): number {

@@ -17,7 +17,9 @@
  * | S3_FORCE_PATH_STYLE     | true                                      | true/false/1/0                          |
  * | MODEL                   | stories260K                               |                                         |
  * | CACHEBLEND_MODEL_PATH   | <repo>/models:<DATA_DIR>/models           | ':'-separated, relative to cwd          |
- * | CACHEBLEND_MODEL_CACHE  | ~/.cache/cacheblend/models                | where Hub downloads go                  |
+ * | CACHEBLEND_MODEL_CACHE  | the Hugging Face cache (HF_HUB_CACHE)     | Hub cache: found and downloaded models  |
+ * | HF_HUB_CACHE            | <HF_HOME>/hub                             | as huggingface_hub reads it             |
+ * | HF_HOME                 | ~/.cache/huggingface                      |                                         |
  * | CACHEBLEND_ALLOW_DOWNLOAD | false                                   | true/1: fetch unknown names from the Hub |
  * | HF_ENDPOINT             | https://huggingface.co                    | Hub base URL                            |
  * | HF_TOKEN                | (none)                                    | Hub token for gated repos (secret)      |
@@ -53,11 +55,10 @@
  * | PRECOMPUTE_ATTEMPTS     | 12                                        | tries per chunk, backoff 1 s doubling to 60 s |
  * | RECONCILE_INTERVAL_MS   | 30000                                     | reconciler period (0: off)              |
  */
-import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { projectRoot } from '../util/fs.js';
+import { hfHubCache, projectRoot } from '../util/fs.js';
 
 export * from './types.js';
 import type {
@@ -135,6 +136,8 @@ const EnvSchema = z.object({
   CACHEBLEND_ALLOW_DOWNLOAD: bool(false),
   HF_ENDPOINT: urlWithProtocols(['http:', 'https:'], 'http(s)').default('https://huggingface.co'),
   HF_TOKEN: z.string().optional(),
+  HF_HOME: z.string().optional(),
+  HF_HUB_CACHE: z.string().optional(),
   EXECUTION_PROVIDER: oneOf(['cpu', 'webgpu', 'cuda'], 'cpu'),
   GPU_INDEX: integer(0, 255).optional(),
   KV_DTYPE: oneOf(['float16', 'float32'], 'float16'),
@@ -316,7 +319,9 @@ function modelSourceSettings(e: Env, cwd: string, dataDir: string): ModelSourceS
   if (searchPath.length === 0) {
     throw new ConfigError('invalid configuration: CACHEBLEND_MODEL_PATH names no directory');
   }
-  const cacheDir = e.CACHEBLEND_MODEL_CACHE ?? path.join(os.homedir(), '.cache', 'cacheblend', 'models');
+  // The Hub cache Python tools share, so a model they downloaded is not fetched again.
+  const cacheDir =
+    e.CACHEBLEND_MODEL_CACHE ?? hfHubCache({ HF_HOME: e.HF_HOME, HF_HUB_CACHE: e.HF_HUB_CACHE });
   return Object.freeze({
     searchPath: Object.freeze(searchPath),
     cacheDir: path.resolve(cwd, cacheDir),

@@ -18,7 +18,7 @@ export interface S3Settings {
 export interface ModelSourceSettings {
   /** Absolute directories searched for a model name, in order. */
   readonly searchPath: readonly string[];
-  /** Absolute; Hub downloads go to `<cacheDir>/<org>--<name>`. */
+  /** Absolute: the Hugging Face Hub cache (`<cacheDir>/models--<org>--<name>`), read and downloaded into. */
   readonly cacheDir: string;
   readonly allowDownload: boolean;
   readonly endpoint: string;

@@ -23,6 +23,7 @@ import type {
 } from '../queue/contracts.js';
 import { chunkKey } from '../kv/format.js';
 import { frameIds, type FrameIds } from '../model/template.js';
+import { explainContext } from './explain.js';
 import type { Tokenizer } from '../model/types.js';
 import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
 import {
@@ -343,13 +344,19 @@ async function runBlend(
     ),
   );
   const cachedTokens = opened.filter((c) => c.tier !== 'computed').reduce((a, c) => a + c.tokenIds.length, 0);
-  const result = blendResult(job, answer, frame.template, openMs, stats, autoRatio, cachedTokens);
-  if (!answer.logprobs) return result;
-  const prompt = [...(parts.chunks.at(-1)?.tokenIds ?? parts.prefix?.tokenIds ?? []), ...frame.suffixIds];
-  return {
-    ...result,
-    logprobs: logprobTexts(engine.model.tokenizer, prompt, answer.tokens, answer.logprobs),
-  };
+  let result = blendResult(job, answer, frame.template, openMs, stats, autoRatio, cachedTokens);
+  if (answer.logprobs) {
+    const prompt = [...(parts.chunks.at(-1)?.tokenIds ?? parts.prefix?.tokenIds ?? []), ...frame.suffixIds];
+    result = {
+      ...result,
+      logprobs: logprobTexts(engine.model.tokenizer, prompt, answer.tokens, answer.logprobs),
+    };
+  }
+  if (job.explain) {
+    const chunkIds = refs.map((r) => r.tokenIds);
+    result = { ...result, explain: explainContext(engine.model.tokenizer, chunkIds, answer.prefill) };
+  }
+  return result;
 }
 
 function blendResult(

@@ -1,20 +1,22 @@
 /**
  * Turns a model name or path into a local folder: an existing path as is; else `name` (or `org/name`) in the
- * search path or the download cache; else, when allowed, a download from the Hugging Face Hub into the cache,
- * with every file checked against the hash the Hub publishes for it and written atomically.
+ * search path; else its snapshot in the Hugging Face Hub cache (core/model/hub.ts: shared with Python tools,
+ * so a model they downloaded is used as is); else, when allowed, a download from the Hub into that cache,
+ * every file checked against the hash the Hub publishes for it.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelLoadError, NotFoundError, errorMessage } from '../errors.js';
 import { exists } from '../util/fs.js';
+import { cachedSnapshot, downloadSnapshot, hfHubCache, hubRepoFolder } from './hub.js';
+
+export { hfHubCache, hubRepoFolder } from './hub.js';
 
 /** Where to look; the service and CLI pass `config.modelSource` (core/config), which reads the environment. */
 export interface ResolveOptions {
   /** Folders to look in; default none. */
   searchPath?: readonly string[];
-  /** Where downloads go (`<cacheDir>/<org>--<name>`); default ~/.cache/cacheblend/models. */
+  /** The Hugging Face Hub cache; default HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub. */
   cacheDir?: string;
   /** Whether a name found nowhere may be downloaded from the Hub; default false. */
   allowDownload?: boolean;
@@ -30,16 +32,9 @@ export interface ResolveOptions {
   log?: (message: string) => void;
 }
 
-/** Marker written last into a downloaded folder; a folder without it is an unfinished download. */
-export const DOWNLOAD_MARKER = '.cacheblend-download.json';
-
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)?$/;
 
-export function defaultCacheDir(): string {
-  return path.join(os.homedir(), '.cache', 'cacheblend', 'models');
-}
-
-/** `org/name` → `org--name`, the folder name used in search paths and the cache. */
+/** `org/name` → `org--name`, the folder name looked for on the search path. */
 export function repoFolderName(repo: string): string {
   return repo.replace('/', '--');
 }
@@ -60,11 +55,23 @@ export function parseModelName(nameOrPath: string): { repo: string; revision?: s
   if (
     !NAME_RE.test(repo) ||
     repo.includes('..') ||
-    (revision !== undefined && !/^[\w./-]+$/.test(revision))
+    (revision !== undefined && (!/^[\w./-]+$/.test(revision) || revision.split('/').includes('..')))
   ) {
     return null;
   }
   return { repo, revision };
+}
+
+async function onSearchPath(repo: string, searchPath: readonly string[], looked: string[]) {
+  for (const dir of searchPath) {
+    const candidates = [path.join(dir, repo)];
+    if (repo.includes('/')) candidates.push(path.join(dir, repoFolderName(repo)));
+    for (const c of candidates) {
+      if (await isDir(c)) return path.resolve(c);
+      looked.push(path.resolve(c));
+    }
+  }
+  return null;
 }
 
 export async function resolveModelPath(nameOrPath: string, opts: ResolveOptions = {}): Promise<string> {
@@ -74,241 +81,36 @@ export async function resolveModelPath(nameOrPath: string, opts: ResolveOptions 
   if (!parsed) throw new NotFoundError(`model '${nameOrPath}' not found: no such path, and not a model name`);
   const { repo } = parsed;
   const revision = opts.revision ?? parsed.revision ?? 'main';
+  if (revision.split('/').includes('..')) throw new NotFoundError(`model '${nameOrPath}': bad revision`);
 
-  for (const dir of opts.searchPath ?? []) {
-    const candidates = [path.join(dir, repo)];
-    if (repo.includes('/')) candidates.push(path.join(dir, repoFolderName(repo)));
-    for (const c of candidates) {
-      if (await isDir(c)) return path.resolve(c);
-      looked.push(path.resolve(c));
-    }
-  }
+  const found = await onSearchPath(repo, opts.searchPath ?? [], looked);
+  if (found) return found;
 
-  const cacheDir = path.resolve(opts.cacheDir ?? defaultCacheDir());
-  const cached = path.join(cacheDir, repoFolderName(repo));
-  if (await isCompleteDownload(cached, repo, revision)) return cached;
-  looked.push(`${cached} (download cache)`);
+  const cacheDir = path.resolve(opts.cacheDir ?? hfHubCache());
+  const cached = await cachedSnapshot(cacheDir, repo, revision);
+  if (cached) return cached;
+  looked.push(`${path.join(cacheDir, hubRepoFolder(repo))} (Hugging Face cache, ${revision})`);
 
-  const allow = opts.allowDownload ?? false;
   const where = looked.join(', ');
-  if (!allow) {
+  if (!(opts.allowDownload ?? false)) {
     throw new NotFoundError(
       `model '${nameOrPath}' not found; looked in: ${where}. Downloads are off (CACHEBLEND_ALLOW_DOWNLOAD=1 turns them on)`,
     );
   }
   try {
-    await downloadFromHub(repo, revision, cached, opts);
+    return await downloadSnapshot(cacheDir, repo, revision, {
+      endpoint: (opts.endpoint ?? 'https://huggingface.co').replace(/\/+$/, ''),
+      ...(opts.token !== undefined && { token: opts.token }),
+      ...(opts.fetch && { fetch: opts.fetch }),
+      ...(opts.log && { log: opts.log }),
+    });
   } catch (err) {
     if (err instanceof ModelLoadError) throw err;
+    const status = (err as { statusCode?: number }).statusCode;
+    const hint = status === 401 || status === 403 ? ' (gated or private: set HF_TOKEN)' : '';
     throw new NotFoundError(
-      `model '${nameOrPath}' not found; looked in: ${where}; Hub download failed: ${errorMessage(err)}`,
+      `model '${nameOrPath}' not found; looked in: ${where}; Hub download failed: ${errorMessage(err)}${hint}`,
       { cause: err },
     );
   }
-  return cached;
-}
-
-async function isCompleteDownload(dir: string, repo: string, revision: string): Promise<boolean> {
-  try {
-    const marker = JSON.parse(await readFile(path.join(dir, DOWNLOAD_MARKER), 'utf8')) as Record<
-      string,
-      unknown
-    >;
-    return marker.repo === repo && (marker.revision === revision || marker.commit === revision);
-  } catch {
-    return false;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Hub download
-
-interface HubSibling {
-  rfilename: string;
-  size?: number;
-  /** Git blob id (sha1 of "blob <size>\0" + content) of the file as stored in git. */
-  blobId?: string;
-  lfs?: { sha256: string; size: number };
-}
-
-interface HubModelInfo {
-  sha?: string;
-  siblings?: HubSibling[];
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/**
- * Download the files the HF loader needs (config, tokenizer, safetensors weights) of `repo` at `revision`
- * into `target`. Hashes come from the Hub API (`siblings[].lfs.sha256` with `?blobs=true`; git blob ids for
- * small files); files are fetched by commit so they all belong to one snapshot.
- */
-export async function downloadFromHub(
-  repo: string,
-  revision: string,
-  target: string,
-  opts: ResolveOptions = {},
-): Promise<void> {
-  const endpoint = (opts.endpoint ?? 'https://huggingface.co').replace(/\/+$/, '');
-  const token = opts.token;
-  const doFetch = opts.fetch ?? fetch;
-  const log = opts.log ?? (() => undefined);
-  const headers: Record<string, string> = { 'user-agent': 'cacheblend' };
-  if (token) headers.authorization = `Bearer ${token}`;
-
-  const get = async (url: string): Promise<Response> => {
-    const res = await doFetch(url, { headers, redirect: 'follow' });
-    if (!res.ok) {
-      const hint = res.status === 401 || res.status === 403 ? ' (gated or private: set HF_TOKEN)' : '';
-      throw new HttpError(res.status, `GET ${url}: HTTP ${res.status}${hint}`);
-    }
-    return res;
-  };
-
-  const infoUrl = `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}?blobs=true`;
-  const info = (await (await get(infoUrl)).json()) as HubModelInfo;
-  const commit = info.sha;
-  const siblings = new Map((info.siblings ?? []).map((s) => [s.rfilename, s]));
-  if (!commit || siblings.size === 0) throw new Error(`${infoUrl}: no commit or file list in the answer`);
-
-  const wanted = ['config.json', 'tokenizer.json'];
-  for (const f of wanted) {
-    if (!siblings.has(f)) throw new ModelLoadError(`${repo}@${revision} has no ${f}`);
-  }
-  for (const f of ['tokenizer_config.json', 'generation_config.json']) if (siblings.has(f)) wanted.push(f);
-  const index = 'model.safetensors.index.json';
-  if (!siblings.has(index) && !siblings.has('model.safetensors')) {
-    throw new ModelLoadError(
-      `${repo}@${revision} has no model.safetensors or ${index} (other weight formats are not supported)`,
-    );
-  }
-
-  await mkdir(target, { recursive: true });
-  await rm(path.join(target, DOWNLOAD_MARKER), { force: true });
-  const fetchFile = async (name: string) => {
-    const sib = siblings.get(name);
-    if (!sib) throw new ModelLoadError(`${repo}@${revision} lists no ${name}`);
-    const dest = path.join(target, name);
-    if (await verifyExisting(dest, sib)) return;
-    log(`downloading ${repo}/${name}${sib.size ? ` (${sib.size} bytes)` : ''}`);
-    const url = `${endpoint}/${repo}/resolve/${commit}/${name.split('/').map(encodeURIComponent).join('/')}`;
-    await downloadVerified(await get(url), dest, sib, url);
-  };
-  for (const f of wanted) await fetchFile(f);
-  if (siblings.has(index)) {
-    await fetchFile(index);
-    const idx = JSON.parse(await readFile(path.join(target, index), 'utf8')) as {
-      weight_map?: Record<string, string>;
-    };
-    const shards = [...new Set(Object.values(idx.weight_map ?? {}))];
-    if (shards.length === 0) throw new ModelLoadError(`${repo}/${index}: empty weight_map`);
-    for (const s of shards) {
-      if (s.includes('/') || s.startsWith('.'))
-        throw new ModelLoadError(`${repo}/${index}: bad shard name ${s}`);
-      await fetchFile(s);
-    }
-  } else {
-    await fetchFile('model.safetensors');
-  }
-  await writeAtomic(
-    path.join(target, DOWNLOAD_MARKER),
-    JSON.stringify({ repo, revision, commit, endpoint, downloadedAt: new Date().toISOString() }, null, 2),
-  );
-}
-
-/** The expected digest of a sibling: sha256 for LFS files, git blob sha1 otherwise. */
-function expectedDigest(sib: HubSibling): { kind: 'sha256' | 'git-sha1'; hex: string; size?: number } | null {
-  if (sib.lfs?.sha256) return { kind: 'sha256', hex: sib.lfs.sha256.toLowerCase(), size: sib.lfs.size };
-  if (sib.blobId) return { kind: 'git-sha1', hex: sib.blobId.toLowerCase(), size: sib.size };
-  return null;
-}
-
-function newHasher(kind: 'sha256' | 'git-sha1', size: number) {
-  const h = createHash(kind === 'sha256' ? 'sha256' : 'sha1');
-  if (kind === 'git-sha1') h.update(`blob ${size}\0`);
-  return h;
-}
-
-async function verifyExisting(file: string, sib: HubSibling): Promise<boolean> {
-  const want = expectedDigest(sib);
-  if (!want) return false;
-  let size: number;
-  try {
-    size = (await stat(file)).size;
-  } catch {
-    return false;
-  }
-  if (want.size !== undefined && size !== want.size) return false;
-  const h = newHasher(want.kind, size);
-  const fh = await open(file, 'r');
-  try {
-    const buf = new Uint8Array(1 << 20);
-    for (let pos = 0; ;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) break;
-      h.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-  return h.digest('hex') === want.hex;
-}
-
-/** Stream a response into `dest` through a temp file, checking size and digest before the rename. */
-async function downloadVerified(res: Response, dest: string, sib: HubSibling, url: string): Promise<void> {
-  const want = expectedDigest(sib);
-  if (!want)
-    throw new ModelLoadError(`${url}: the Hub gave no hash for ${sib.rfilename}; refusing to trust it`);
-  const lengthHeader = Number(res.headers.get('content-length') ?? NaN);
-  const size = want.size ?? (Number.isFinite(lengthHeader) ? lengthHeader : undefined);
-  if (size === undefined) throw new ModelLoadError(`${url}: unknown size for ${sib.rfilename}`);
-  if (!res.body) throw new ModelLoadError(`${url}: empty response`);
-  const hasher = newHasher(want.kind, size);
-  const tmp = `${dest}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'w');
-  let written = 0;
-  try {
-    const reader = res.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      hasher.update(value);
-      await fh.write(value);
-      written += value.byteLength;
-    }
-    await fh.sync();
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  await fh.close();
-  const digest = hasher.digest('hex');
-  if (written !== size || digest !== want.hex) {
-    await rm(tmp, { force: true });
-    throw new ModelLoadError(
-      `${url}: download does not match the Hub's ${want.kind} (got ${written} bytes, ${digest}; want ${size} bytes, ${want.hex})`,
-    );
-  }
-  await rename(tmp, dest);
-}
-
-async function writeAtomic(dest: string, text: string): Promise<void> {
-  const tmp = `${dest}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, dest);
 }

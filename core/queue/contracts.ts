@@ -154,6 +154,19 @@ export interface BlendJobData {
   /** Id of the HTTP request that made the job, for log correlation. */
   requestId?: string;
   retrieval?: RetrievalSummary;
+  /** Return which context tokens were recomputed, with each token's text (result field `explain`). */
+  explain?: boolean;
+}
+
+/** The context as the model saw it, and which of its tokens the prefill recomputed. */
+export interface ExplainedContext {
+  /** Each chunk's tokens as text, in prompt order; they join to the chunk's text (see tokenPieces). */
+  chunks: string[][];
+  /**
+   * Indices of the recomputed tokens over the chunks' tokens in order (0 = the first chunk's first token),
+   * ascending: every token for full, the prefilled tail for prefix, none for reuse, the selection for blend.
+   */
+  recomputed: number[];
 }
 
 /** How `ratio: "auto"` was decided: the controller's inputs (null before any load or layer was observed). */
@@ -192,6 +205,8 @@ export interface BlendJobResult {
   matched?: MatchSummary;
   /** Set when the job asked for logprobs: one per generated token. */
   logprobs?: TextLogprob[];
+  /** Set when the job asked for it (`explain: true`). */
+  explain?: ExplainedContext;
   timings: {
     /** Opening chunk caches plus waiting for layers that were not ready when needed. */
     loadMs: number;

@@ -1,7 +1,8 @@
+import { LRUCache } from 'lru-cache';
 import { InvalidArgumentError } from '../errors.js';
 
 export interface ByteLruOptions<K, V> {
-  /** Capacity in bytes (as measured by `sizeOf`); 0 stores nothing. */
+  /** Capacity in bytes (as measured by `sizeOf`); 0 stores nothing (but values of size 0). */
   maxBytes: number;
   /** Size of a value in bytes; must be a finite number >= 0. Called once per `set`. */
   sizeOf: (value: V, key: K) => number;
@@ -9,16 +10,22 @@ export interface ByteLruOptions<K, V> {
   onEvict?: (key: K, value: V, size: number) => void;
 }
 
+interface Entry<V> {
+  value: V;
+  size: number;
+}
+
 /**
- * A map bounded by the total byte size of its values, evicting least recently used entries first. `get`
- * and `set` count as uses; `peek` and `has` do not. Built on Map insertion order, so every operation is
- * O(1) apart from the evictions a `set` causes.
+ * A map bounded by the total byte size of its values, evicting least recently used entries first: `get`
+ * and `set` count as uses; `peek` and `has` do not. The eviction order and bookkeeping are lru-cache's
+ * (`maxSize` + `sizeCalculation`); this wrapper keeps the callers' shape — `set` says whether the value
+ * was stored, `bytes` is the exact total of the sizes given, `onEvict` sees only evictions — and admits
+ * sizes lru-cache refuses: 0 and fractions count as the next whole byte, at least 1, in its accounting.
  */
-export class ByteLru<K, V> {
+export class ByteLru<K extends NonNullable<unknown>, V> {
   readonly maxBytes: number;
   private readonly sizeOf: (value: V, key: K) => number;
-  private readonly onEvict: ((key: K, value: V, size: number) => void) | undefined;
-  private readonly entries = new Map<K, { value: V; size: number }>();
+  private readonly cache: LRUCache<K, Entry<V>>;
   private used = 0;
 
   constructor(options: ByteLruOptions<K, V>) {
@@ -27,7 +34,16 @@ export class ByteLru<K, V> {
     }
     this.maxBytes = options.maxBytes;
     this.sizeOf = options.sizeOf;
-    this.onEvict = options.onEvict;
+    const onEvict = options.onEvict;
+    this.cache = new LRUCache<K, Entry<V>>({
+      maxSize: Math.max(1, Math.floor(options.maxBytes)),
+      sizeCalculation: (e) => Math.max(1, Math.ceil(e.size)),
+      // Every way out of the cache (evicted, overwritten, deleted, cleared) passes here exactly once.
+      dispose: (e, key, reason) => {
+        this.used -= e.size;
+        if (reason === 'evict') onEvict?.(key, e.value, e.size);
+      },
+    });
   }
 
   /** Total size of the stored values. */
@@ -37,25 +53,21 @@ export class ByteLru<K, V> {
 
   /** Number of entries. */
   get size(): number {
-    return this.entries.size;
+    return this.cache.size;
   }
 
   has(key: K): boolean {
-    return this.entries.has(key);
+    return this.cache.has(key);
   }
 
   /** The value, marking it most recently used. */
   get(key: K): V | undefined {
-    const entry = this.entries.get(key);
-    if (!entry) return undefined;
-    this.entries.delete(key);
-    this.entries.set(key, entry);
-    return entry.value;
+    return this.cache.get(key)?.value;
   }
 
   /** The value without touching its recency. */
   peek(key: K): V | undefined {
-    return this.entries.get(key)?.value;
+    return this.cache.peek(key)?.value;
   }
 
   /**
@@ -67,36 +79,25 @@ export class ByteLru<K, V> {
     if (!Number.isFinite(size) || size < 0) {
       throw new InvalidArgumentError(`LRU sizeOf returned ${size}; need a finite number >= 0`);
     }
-    this.delete(key);
-    if (size > this.maxBytes) return false;
-    while (this.used + size > this.maxBytes) {
-      const oldest = this.entries.entries().next();
-      if (oldest.done) break;
-      const [oldKey, entry] = oldest.value;
-      this.entries.delete(oldKey);
-      this.used -= entry.size;
-      this.onEvict?.(oldKey, entry.value, entry.size);
+    if (size > this.maxBytes) {
+      this.cache.delete(key);
+      return false;
     }
-    this.entries.set(key, { value, size });
+    this.cache.set(key, { value, size });
     this.used += size;
     return true;
   }
 
   delete(key: K): boolean {
-    const entry = this.entries.get(key);
-    if (!entry) return false;
-    this.entries.delete(key);
-    this.used -= entry.size;
-    return true;
+    return this.cache.delete(key);
   }
 
   clear(): void {
-    this.entries.clear();
-    this.used = 0;
+    this.cache.clear();
   }
 
   /** Keys from least to most recently used. */
   keys(): IterableIterator<K> {
-    return this.entries.keys();
+    return this.cache.rkeys();
   }
 }

@@ -34,7 +34,7 @@ describe('loadConfig', () => {
       model: 'stories260K',
       modelSource: {
         searchPath: [path.join(projectRoot(), 'models'), '/srv/app/.data/models'],
-        cacheDir: path.join(os.homedir(), '.cache', 'cacheblend', 'models'),
+        cacheDir: path.join(os.homedir(), '.cache', 'huggingface', 'hub'),
         allowDownload: false,
         endpoint: 'https://huggingface.co',
       },
@@ -325,7 +325,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(47);
+    expect(CONFIG_VARIABLES).toHaveLength(49);
   });
 
   it('documents every variable in the README configuration table', () => {
