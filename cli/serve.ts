@@ -42,6 +42,7 @@ export function serve({ apiOnly = false, gpus }: ServeOptions = {}): Promise<voi
         async close() {
           await api.close();
           await Promise.all(workers.map((w) => w.close()));
+          log.info('closed the API and the workers', { workers: workers.length });
           await redis.stop();
         },
       };
