@@ -183,7 +183,18 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     modelError: () => model.error,
     log,
   });
-  const server = await listen(app, opts.port ?? config.port, opts.host ?? config.host, config);
+  const closeAll = async () => {
+    await corpus.stop();
+    await queues.close();
+    await store.close();
+    await model.close();
+  };
+  const server = await listen(app, opts.port ?? config.port, opts.host ?? config.host, config).catch(
+    async (err: unknown) => {
+      await closeAll(); // a port already taken, say: nothing may stay connected
+      throw err;
+    },
+  );
   const { port, address } = server.address() as AddressInfo;
   const url = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
   log.info('API listening', { url });
@@ -199,10 +210,7 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await corpus.stop();
-      await queues.close();
-      await store.close();
-      await model.close();
+      await closeAll();
     },
   };
 }

@@ -1,6 +1,7 @@
 /**
  * The access log's levels: a readiness probe answering 503 (the API up, no blend worker yet, as during
- * start) is an info line without a stack trace; a 503 from any other route stays at error level.
+ * start) is an info line without a stack trace; a 503 from any other route stays at error level. A second
+ * API on a taken port says so.
  */
 import express from 'express';
 import type { AddressInfo } from 'node:net';
@@ -29,6 +30,15 @@ beforeAll(async () => {
 afterAll(async () => {
   await api?.close();
   await Promise.all([redis?.stop(), env?.cleanup()]);
+});
+
+describe('a port already taken', () => {
+  it('is refused with a message naming it, and the second API closes what it opened', async () => {
+    await expect(startApi({ config: env.config, port: api.port, host: '127.0.0.1' })).rejects.toThrow(
+      `port ${api.port} on 127.0.0.1 is taken: another process is listening there`,
+    );
+    expect((await fetch(`${api.url}/healthz`)).status).toBe(200); // the first one still serves
+  });
 });
 
 describe('access log levels', () => {
