@@ -1,7 +1,8 @@
 /**
  * Service configuration: every setting comes from an environment variable, is parsed once with zod into
  * a deeply frozen object, and a bad value fails fast with a ConfigError naming the variable. Empty
- * variables count as unset (so `FOO=` in a compose file means "use the default").
+ * variables count as unset (so `FOO=` in a compose file means "use the default"). The CLI's setting flags
+ * (cli/service-flags.ts) are these variables under flag names, checked by this same schema.
  *
  * | Variable                | Default                                   | Notes                                   |
  * | ----------------------- | ----------------------------------------- | --------------------------------------- |
