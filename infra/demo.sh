@@ -5,12 +5,14 @@
 # service cleanly: workers closed, its Redis stopped, exit 0).
 #
 #   npm run demo              the tiny default model: blend answers, but is no faster than full (see below)
-#   npm run demo -- --large   a 125M-parameter Llama (random weights, written once under .data/models):
+#   npm run demo -- --large   a 125M-parameter Llama (random weights, written once under $DATA_DIR/models):
 #                             four chunks of ~500 tokens, where blend's time to first token is a fraction
 #                             of a full prefill's
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PORT=${PORT:-8080}
+DATA_DIR=${DATA_DIR:-.data}
+log="${DATA_DIR}/service.log"
 base="http://127.0.0.1:${PORT}"
 large=false
 case "${1:-}" in
@@ -32,10 +34,10 @@ if (exec 3<>"/dev/tcp/127.0.0.1/${PORT}") 2>/dev/null; then
 fi
 
 node bin/build.js # compiles dist/ only when a source changed
-mkdir -p .data
-args=(serve --port "${PORT}")
+mkdir -p "${DATA_DIR}"
+args=(serve --port "${PORT}" --data-dir "${DATA_DIR}")
 if $large; then
-  model=.data/models/llama-125m-random
+  model="${DATA_DIR}/models/llama-125m-random"
   if [[ ! -f "${model}/model.safetensors.index.json" ]]; then
     echo "demo: writing a random 125M-parameter Llama checkpoint to ${model} (once) ..."
     node dist/bench/make-checkpoint.js "${model}" 125M
@@ -47,7 +49,7 @@ fi
 # which then stops the service with one SIGTERM and waits for its clean shutdown. Without it the terminal
 # would signal both, and the script's own signal would be the service's second: an immediate exit.
 set -m
-node bin/cacheblend.js "${args[@]}" 2>>.data/service.log &
+node bin/cacheblend.js "${args[@]}" 2>>"${log}" &
 pid=$!
 set +m
 stop() {
@@ -57,18 +59,18 @@ stop() {
   kill -TERM "$pid" 2>/dev/null || true
   local code=0
   wait "$pid" 2>/dev/null || code=$?
-  if [[ $code -eq 0 ]]; then echo "demo: stopped cleanly"; else echo "demo: the service exited with $code (see .data/service.log)" >&2; fi
+  if [[ $code -eq 0 ]]; then echo "demo: stopped cleanly"; else echo "demo: the service exited with $code (see ${log})" >&2; fi
   exit "$code"
 }
 trap stop INT TERM
 trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT
 
-echo "demo: service logs go to .data/service.log; waiting for ${base}/readyz ..."
+echo "demo: service logs go to ${log}; waiting for ${base}/readyz ..."
 ready=false
 for _ in $(seq 1 600); do
   if ! kill -0 "$pid" 2>/dev/null; then
-    echo "demo: the service exited before it was ready; the end of .data/service.log:" >&2
-    tail -n 5 .data/service.log >&2
+    echo "demo: the service exited before it was ready; the end of ${log}:" >&2
+    tail -n 5 "${log}" >&2
     exit 1
   fi
   if curl -sf "${base}/readyz" >/dev/null 2>&1; then ready=true; break; fi
