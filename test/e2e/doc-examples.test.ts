@@ -11,7 +11,7 @@ import {
   startExampleStack,
   type ExampleGroup,
 } from '../helpers/doc-examples.js';
-import { replyDifferences, runExamples, type ExampleRun } from '../helpers/readme-examples.js';
+import { replyDifferences, runExamples, streamSummary, type ExampleRun } from '../helpers/readme-examples.js';
 
 /** The examples a group has at least: a file that loses its examples by a formatting slip fails here. */
 const AT_LEAST: Record<string, number> = { README: 3, 'API reference': 15, retrieval: 6, walkthrough: 6 };
@@ -22,7 +22,10 @@ function problems(runs: ExampleRun[]): string[] {
     if (r.status !== r.example.status)
       return [`${where}: status ${r.status}, documented ${r.example.status}`];
     if (r.example.reply === null) return [];
-    return replyDifferences(r.example.reply, r.reply).map((d) => `${where}: ${d}`);
+    const [documented, actual] = r.example.sse
+      ? [streamSummary(r.example.reply as unknown[]), streamSummary(r.reply as unknown[])]
+      : [r.example.reply, r.reply];
+    return replyDifferences(documented, actual).map((d) => `${where}: ${d}`);
   });
 }
 
