@@ -11,6 +11,12 @@ import type { Logger } from '../core/ops/log.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/**
+ * Probes: a 503 from them is an answer ("not ready yet", e.g. while the model loads at start), not a
+ * failure of the request, so it is logged at info level.
+ */
+const PROBES = new Set(['/readyz', '/healthz']);
+
 export function accessLog(log: Logger) {
   return pinoHttp({
     logger: log.pino,
@@ -30,7 +36,12 @@ export function accessLog(log: Logger) {
       }),
       res: (res: { statusCode: number }) => ({ status: res.statusCode }),
     },
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : 'info'),
+    customLogLevel: (req, res, err) =>
+      err || (res.statusCode >= 500 && !PROBES.has(pathOf(req))) ? 'error' : 'info',
+    // A 5xx without a thrown error gets pino-http's stand-in Error, whose stack is pino-http's own
+    // frames: the status says everything, so the line carries no `err`.
+    customErrorObject: (_req, res, error, fields: Record<string, unknown>) =>
+      error.message === `failed with status code ${res.statusCode}` ? { ...fields, err: undefined } : fields,
     customSuccessMessage: (req, res) => `${req.method} ${pathOf(req)} ${res.statusCode}`,
     customErrorMessage: (req, res) => `${req.method} ${pathOf(req)} ${res.statusCode}`,
   });

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Config } from '../core/config/index.js';
-import { errorMessage } from '../core/errors.js';
+import { ConfigError, errorMessage } from '../core/errors.js';
 import { loadModel } from '../core/model/load.js';
 import { BLEND_QUEUE, PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
 import { checkDurabilityWhenReachable } from '../core/queue/durability.js';
@@ -117,12 +117,22 @@ async function listen(
   config: Config,
 ): Promise<Server> {
   const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(port, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+    const s = app.listen(port, host, (err?: Error) =>
+      err ? reject(listenError(err, port, host)) : resolve(s),
+    );
   });
   server.headersTimeout = 30_000;
   server.requestTimeout = Math.max(120_000, config.queryTimeoutMs + 30_000);
   server.keepAliveTimeout = 5_000;
   return server;
+}
+
+/** A port already taken says so, and how to pick another. */
+function listenError(err: Error, port: number, host: string): Error {
+  if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') return err;
+  return new ConfigError(
+    `port ${port} on ${host} is taken: another process is listening there; stop it, or choose another port (PORT or --port)`,
+  );
 }
 
 /**
@@ -174,7 +184,18 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     modelError: () => model.error,
     log,
   });
-  const server = await listen(app, opts.port ?? config.port, opts.host ?? config.host, config);
+  const closeAll = async () => {
+    await corpus.stop();
+    await queues.close();
+    await store.close();
+    await model.close();
+  };
+  const server = await listen(app, opts.port ?? config.port, opts.host ?? config.host, config).catch(
+    async (err: unknown) => {
+      await closeAll(); // a port already taken, say: nothing may stay connected
+      throw err;
+    },
+  );
   const { port, address } = server.address() as AddressInfo;
   const url = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
   log.info('API listening', { url });
@@ -190,10 +211,7 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await corpus.stop();
-      await queues.close();
-      await store.close();
-      await model.close();
+      await closeAll();
     },
   };
 }

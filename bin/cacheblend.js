@@ -1,14 +1,17 @@
 #!/usr/bin/env node
-// The `cacheblend` command: runs the compiled CLI, building dist/ first when it is missing (npm ci does
-// not build: the project's .npmrc keeps install scripts off).
-import { execSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { URL, fileURLToPath } from 'node:url';
+// The `cacheblend` command: runs the compiled CLI, compiling dist/ first when a source is newer than it
+// (npm ci does not build: the project's .npmrc keeps install scripts off).
+import { build, buildIsStale } from './build.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-if (!existsSync(`${root}dist/cli/main.js`)) {
-  process.stderr.write('cacheblend: building dist/ (first run) ...\n');
-  execSync('npm run --silent build', { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+if (buildIsStale()) {
+  process.stderr.write('cacheblend: compiling dist/ (sources changed) ...\n');
+  try {
+    build();
+  } catch (err) {
+    // tsc prints its own errors; anything else (no compiler) is said here.
+    if (!(err && typeof err === 'object' && 'status' in err)) console.error(`cacheblend: ${err.message}`);
+    process.exit(1);
+  }
 }
 const { main } = await import('../dist/cli/main.js');
 main(process.argv.slice(2)).then(

@@ -1,31 +1,5 @@
-/**
- * Flag parsing shared by the CLI's commands: node:util parseArgs (strict), with negative numbers allowed
- * as values (`--seed -3` would otherwise be read as a flag and reported as "ambiguous"), and numbers
- * checked with plain messages.
- */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+/** Numeric flag values, checked with plain messages that name the flag (commander hands them over as text). */
 import { InvalidArgumentError } from '../core/errors.js';
-
-type Options = NonNullable<ParseArgsConfig['options']>;
-
-/** parseArgs over `argv`, after joining `--flag -3` into `--flag=-3` for string flags. */
-export function parseFlags<O extends Options>(argv: string[], options: O, allowPositionals = false) {
-  const joined: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const name = argv[i].startsWith('--') ? argv[i].slice(2) : null;
-    const next = argv[i + 1];
-    if (name && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
-      joined.push(`${argv[i]}=${next}`);
-      i++;
-    } else joined.push(argv[i]);
-  }
-  try {
-    return parseArgs({ args: joined, options, strict: true, allowPositionals });
-  } catch (err) {
-    // parseArgs's own messages are clear; they become usage errors (exit 2).
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
 
 /** A numeric flag: undefined when absent; a message naming the flag and the allowed range otherwise. */
 export function numberFlag(
@@ -49,17 +23,4 @@ export function numberFlag(
     throw new InvalidArgumentError(`--${name} must be ${kind}${range}, got "${raw}"`);
   }
   return n;
-}
-
-/** A flag whose value must be one of `allowed`. */
-export function choiceFlag<T extends string>(
-  raw: string | undefined,
-  name: string,
-  allowed: readonly T[],
-  fallback: T,
-): T {
-  const v = raw ?? fallback;
-  if (!allowed.includes(v as T))
-    throw new InvalidArgumentError(`--${name} must be one of ${allowed.join(', ')}, got "${v}"`);
-  return v as T;
 }

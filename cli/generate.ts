@@ -6,6 +6,7 @@
 import {
   BLEND_MODES,
   DEVIATION_METRICS,
+  type DeviationMetric,
   tokenIdsOnly,
   type BlendMode,
   type BlendOptions,
@@ -26,64 +27,113 @@ import { Engine } from '../core/model/engine.js';
 import { loadModel } from '../core/model/load.js';
 import { TEMPLATE_NAMES, frameIds, type TemplateChoice, type TemplateName } from '../core/model/template.js';
 import { roundMs } from '../core/util/time.js';
-import { choiceFlag, numberFlag, parseFlags } from './args.js';
+import { numberFlag } from './args.js';
+import { Option, type Command } from 'commander';
 import { selectProcessGpu } from '../core/runtime/gpus.js';
 import { resolveWeightFormat, WEIGHT_FORMATS, type WeightSetting } from '../core/model/weights/format.js';
 
-export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] (--prompt <text> | --chunk <text>... --question <text>)
-         [--system <text>] [--template auto|none|chat|<file>] [--mode full|prefix|reuse|blend] [--ratio R]
-         [--check-layer N] [--metric k|v|kv] [--gradual R1,R2,...] [--max-tokens N] [--temperature T]
-         [--top-k K] [--top-p P] [--stop <text>]... [--seed S] [--ep cpu|webgpu|cuda]
-         [--weights auto|fp32|fp16|q4] [--kv-dtype float16|float32] [--json] [--logits]
+/** The generate command's flags, with their help: commander parses them (cli/main.ts). */
+export function defineGenerateFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      '--model <path|name>',
+      'a model folder, or a name looked up like the service does (default: MODEL)',
+    )
+    .option('--prompt <text>', 'plain generation: BOS + the tokenized text, prefilled in full')
+    .option(
+      '--chunk <text>',
+      'a context chunk (repeatable), tokenized on its own; its KV cache is precomputed alone',
+      collect,
+    )
+    .option('--question <text>', 'the question that follows the chunks')
+    .option(
+      '--system <text>',
+      "a system prompt: part of the template's prefix, cached once at its own positions",
+    )
+    .option(
+      '--template <name|file>',
+      "how the prompt is framed: auto (the model's chat template if it has one, else none), none, chat, or a Jinja chat-template file",
+      'auto',
+    )
+    .option(
+      '--stop <text>',
+      'stop when the answer holds this text (repeatable); the answer ends before it',
+      collect,
+    )
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        "how the chunks' caches are used (default: blend; full with --prompt)",
+      ).choices(BLEND_MODES),
+    )
+    .option(
+      '--ratio <r|auto>',
+      'fraction of context tokens blend recomputes, or auto: the loading controller, which recomputes r_min (BLEND_MIN_RATIO) when, as here, every cache is in memory',
+      '0.15',
+    )
+    .option('--check-layer <n>', 'layer where blend measures deviations', '1')
+    .addOption(new Option('--metric <metric>', 'deviation measure').choices(DEVIATION_METRICS).default('k'))
+    .option(
+      '--gradual <r1,r2,...>',
+      'gradual filtering: one ratio per layer from the check layer on, not growing',
+    )
+    .option('--max-tokens <n>', 'tokens to generate', '32')
+    .option('--temperature <t>', '0 is greedy; --top-k, --top-p and --seed shape sampling', '0')
+    .option('--top-k <k>', "sampling's top-k")
+    .option('--top-p <p>', 'nucleus sampling, (0, 1]')
+    .option('--seed <s>', 'seed of the sampler', '0')
+    .addOption(
+      new Option('--ep <provider>', 'execution provider (default: EXECUTION_PROVIDER)').choices([
+        'cpu',
+        'webgpu',
+        'cuda',
+      ]),
+    )
+    .addOption(
+      new Option(
+        '--weights <format>',
+        "linear layers' weights; auto: fp32 on the CPU, the device precision's on a GPU (default: WEIGHTS)",
+      ).choices(['auto', ...WEIGHT_FORMATS]),
+    )
+    .addOption(
+      new Option(
+        '--kv-dtype <dtype>',
+        'precision chunk caches are stored in, as the service stores them (default: KV_DTYPE)',
+      ).choices(['float16', 'float32']),
+    )
+    .option('--json', 'print one JSON object instead of the text')
+    .option('--logits', 'with --json: include firstTokenLogits');
+}
 
-  --model       a model folder, or a name looked up like the service does (default: MODEL)
-  --prompt      plain generation: BOS + the tokenized text, prefilled in full
-  --chunk       a context chunk (repeatable), tokenized on its own; its KV cache is precomputed alone
-  --question    the question that follows the chunks
-  --system      a system prompt: part of the template's prefix, cached once at its own positions
-  --template    how the prompt is framed: auto (the model's chat template if it has one, else none),
-                none (system prompt, chunks, bare question), chat, or a Jinja chat-template file
-  --stop        stop when the answer holds this text (repeatable); the answer ends before it
-  --mode        how the chunks' caches are used (default blend)
-  --ratio       fraction of context tokens blend recomputes (default 0.15)
-  --check-layer layer where blend measures deviations (default 1)
-  --metric      deviation measure: k, v or kv (default k)
-  --gradual     gradual filtering: one ratio per layer from the check layer on, not growing
-  --max-tokens  tokens to generate (default 32)
-  --temperature 0 is greedy (default); --top-k, --top-p and --seed shape sampling
-  --ep          execution provider (default: EXECUTION_PROVIDER)
-  --weights     linear layers' weights: fp32, fp16 or q4 (4-bit); auto: fp32 on the CPU, the device
-                precision's on a GPU (default: WEIGHTS)
-  --kv-dtype    precision chunk caches are stored in, as the service stores them (default: KV_DTYPE)
-  --json        print one JSON object instead of the text
-  --logits      with --json: include firstTokenLogits
-  --help        this text`;
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
 
-const FLAGS = {
-  model: { type: 'string' },
-  prompt: { type: 'string' },
-  chunk: { type: 'string', multiple: true },
-  question: { type: 'string' },
-  system: { type: 'string' },
-  template: { type: 'string' },
-  stop: { type: 'string', multiple: true },
-  mode: { type: 'string' },
-  ratio: { type: 'string' },
-  'check-layer': { type: 'string' },
-  metric: { type: 'string' },
-  gradual: { type: 'string' },
-  'max-tokens': { type: 'string' },
-  temperature: { type: 'string' },
-  'top-k': { type: 'string' },
-  'top-p': { type: 'string' },
-  seed: { type: 'string' },
-  ep: { type: 'string' },
-  weights: { type: 'string' },
-  'kv-dtype': { type: 'string' },
-  json: { type: 'boolean' },
-  logits: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+/** What commander hands over: every value as typed (numbers are checked here, with the flag's name). */
+export interface GenerateFlags {
+  model?: string;
+  prompt?: string;
+  chunk?: string[];
+  question?: string;
+  system?: string;
+  template: string;
+  stop?: string[];
+  mode?: BlendMode;
+  ratio: string;
+  checkLayer: string;
+  metric: DeviationMetric;
+  gradual?: string;
+  maxTokens: string;
+  temperature: string;
+  topK?: string;
+  topP?: string;
+  seed: string;
+  ep?: ExecutionProvider;
+  weights?: WeightSetting;
+  kvDtype?: KvDtype;
+  json?: boolean;
+  logits?: boolean;
+}
 
 interface GenerateRequest {
   model: string;
@@ -102,10 +152,8 @@ interface GenerateRequest {
   logits: boolean;
 }
 
-/** The request a command line asks for, or null for --help; InvalidArgumentError names a bad flag. */
-export function parseGenerateArgs(argv: string[], config: Config): GenerateRequest | null {
-  const { values } = parseFlags(argv, FLAGS);
-  if (values.help) return null;
+/** The request the flags ask for; InvalidArgumentError names a bad flag. */
+export function parseGenerateArgs(values: GenerateFlags, config: Config): GenerateRequest {
   const chunks = values.chunk ?? [];
   const plain = values.prompt !== undefined;
   if (plain && (chunks.length > 0 || values.question !== undefined)) {
@@ -116,11 +164,11 @@ export function parseGenerateArgs(argv: string[], config: Config): GenerateReque
       'give --prompt <text>, or --question <text> with any number of --chunk <text>',
     );
   }
-  const mode = choiceFlag<BlendMode>(values.mode, 'mode', BLEND_MODES, plain ? 'full' : 'blend');
+  const mode = values.mode ?? (plain ? 'full' : 'blend');
   if (plain && mode !== 'full') {
     throw new InvalidArgumentError('--prompt runs in full mode; use --chunk/--question for other modes');
   }
-  if (plain && (values.system !== undefined || values.template !== undefined)) {
+  if (plain && (values.system !== undefined || values.template !== 'auto')) {
     throw new InvalidArgumentError('--prompt is used as given; --system and --template go with --question');
   }
   return {
@@ -132,35 +180,33 @@ export function parseGenerateArgs(argv: string[], config: Config): GenerateReque
     template: plain ? 'none' : templateFlag(values.template),
     blend: {
       mode,
-      ratio: numberFlag(values.ratio, 'ratio', { min: 0, max: 1 }),
-      checkLayer: numberFlag(values['check-layer'], 'check-layer', { integer: true, min: 0 }),
-      metric: choiceFlag(values.metric, 'metric', DEVIATION_METRICS, 'k'),
+      // auto: the service's loading controller with nothing to load (the caches are in memory) picks r_min.
+      ratio:
+        values.ratio === 'auto'
+          ? config.blendMinRatio
+          : numberFlag(values.ratio, 'ratio', { min: 0, max: 1 }),
+      checkLayer: numberFlag(values.checkLayer, 'check-layer', { integer: true, min: 0 }),
+      metric: values.metric,
       gradualRatios: values.gradual?.split(',').map((r) => numberFlag(r, 'gradual', { min: 0, max: 1 })!),
     },
     sampling: {
-      maxTokens: numberFlag(values['max-tokens'], 'max-tokens', { integer: true, min: 0 }) ?? 32,
-      temperature: numberFlag(values.temperature, 'temperature', { min: 0 }) ?? 0,
-      topK: numberFlag(values['top-k'], 'top-k', { integer: true, min: 1 }),
-      topP: numberFlag(values['top-p'], 'top-p', { min: 0, max: 1 }),
-      seed: numberFlag(values.seed, 'seed', { integer: true, min: 0, max: 2 ** 32 - 1 }) ?? 0,
+      maxTokens: numberFlag(values.maxTokens, 'max-tokens', { integer: true, min: 0 })!,
+      temperature: numberFlag(values.temperature, 'temperature', { min: 0 })!,
+      topK: numberFlag(values.topK, 'top-k', { integer: true, min: 1 }),
+      topP: numberFlag(values.topP, 'top-p', { min: 0, max: 1 }),
+      seed: numberFlag(values.seed, 'seed', { integer: true, min: 0, max: 2 ** 32 - 1 })!,
       stop: values.stop,
     },
-    ep: choiceFlag<ExecutionProvider>(values.ep, 'ep', ['cpu', 'webgpu', 'cuda'], config.executionProvider),
-    weights: choiceFlag<WeightSetting>(
-      values.weights,
-      'weights',
-      ['auto', ...WEIGHT_FORMATS],
-      config.weights,
-    ),
-    kvDtype: choiceFlag<KvDtype>(values['kv-dtype'], 'kv-dtype', ['float16', 'float32'], config.kvDtype),
+    ep: values.ep ?? config.executionProvider,
+    weights: values.weights ?? config.weights,
+    kvDtype: values.kvDtype ?? config.kvDtype,
     json: values.json ?? false,
     logits: values.logits ?? false,
   };
 }
 
 /** --template: a template name, or a file holding a Jinja chat template. */
-function templateFlag(raw: string | undefined): TemplateChoice {
-  if (raw === undefined) return 'auto';
+function templateFlag(raw: string): TemplateChoice {
   if ((TEMPLATE_NAMES as readonly string[]).includes(raw)) return raw as TemplateName;
   try {
     return { jinja: readFileSync(raw, 'utf8') };
@@ -171,16 +217,20 @@ function templateFlag(raw: string | undefined): TemplateChoice {
   }
 }
 
+/** The engine's own names for blend's options, as the flags that set them (for its error messages). */
+const FLAG_OF_OPTION: Record<string, string> = {
+  checkLayer: '--check-layer',
+  gradualRatios: '--gradual',
+  ratio: '--ratio',
+  maxTokens: '--max-tokens',
+};
+
 export async function generateCommand(
-  argv: string[],
+  values: GenerateFlags,
   out: (s: string) => void,
   config: Config,
 ): Promise<void> {
-  const req = parseGenerateArgs(argv, config);
-  if (!req) {
-    out(`${GENERATE_USAGE}\n`);
-    return;
-  }
+  const req = parseGenerateArgs(values, config);
   const model = await loadModel(req.model, config.modelSource);
   selectProcessGpu(req.ep, config.gpuIndex);
   const engine = await Engine.create(model, {
@@ -192,7 +242,11 @@ export async function generateCommand(
     weights: resolveWeightFormat(req.weights, req.ep, config.deviceDtype),
   });
   try {
-    const answer = await generate(engine, req);
+    const answer = await generate(engine, req).catch((err: unknown) => {
+      if (!(err instanceof InvalidArgumentError)) throw err;
+      const named = err.message.replace(/^(\w+)\b/, (w) => FLAG_OF_OPTION[w] ?? w);
+      throw named === err.message ? err : new InvalidArgumentError(named);
+    });
     out(req.json ? `${JSON.stringify(jsonResult(req, answer))}\n` : `${answer.text}\n`);
   } finally {
     await engine.dispose();

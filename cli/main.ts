@@ -1,91 +1,160 @@
 /**
- * The `cacheblend` command: the engine directly (`generate`) and the service's entry points (`serve`,
- * `api`, `worker`, `precompute`), each with `--help`. Bad usage prints a message and exits 2.
+ * The `cacheblend` command, on commander: the engine directly (`generate`) and the service's entry points
+ * (`serve`, `api`, `worker`, `precompute`, `rebuild`), each with its own `--help`; `--version`. Service
+ * commands take every setting as a flag (cli/service-flags.ts). Bad usage prints a message and exits 2.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Argument, Command, CommanderError } from 'commander';
 import { loadConfig } from '../core/config/index.js';
 import { CacheBlendError, InvalidArgumentError, errorMessage } from '../core/errors.js';
-import { GENERATE_USAGE, generateCommand } from './generate.js';
-
-const SERVICE_USAGE = `service commands:
-  cacheblend serve [--api-only]            API + both workers in one process (npm start)
-  cacheblend serve --gpus 0,1|all          API + a blend and a precompute worker process per GPU
-  cacheblend api                           the HTTP API alone (npm run api)
-  cacheblend worker blend|precompute [--gpu N]
-                                           one worker alone (npm run worker / precompute-worker)
-  cacheblend precompute [options] <path>…  batch precompute of .txt/.md files (npm run precompute)
-  cacheblend rebuild [--json]              restore the document index in Redis from the stored manifests
-They read their settings from the environment (see the README's configuration table).`;
-
-const USAGE = `usage: cacheblend <command> [options]   (cacheblend <command> --help for one command)
-
-${GENERATE_USAGE}
-
-${SERVICE_USAGE}`;
+import { projectRoot } from '../core/util/fs.js';
+import { defineGenerateFlags, generateCommand, type GenerateFlags } from './generate.js';
+import { applySettingFlags, withSettingFlags } from './service-flags.js';
 
 type Out = (s: string) => void;
-type Command = (rest: string[], out: Out) => Promise<number>;
+/** Where a command's action leaves its exit code. */
+type SetCode = (code: number) => void;
 
-const COMMANDS: Record<string, Command> = {
-  generate: async (rest, out) => {
-    await generateCommand(rest, out, loadConfig());
-    return 0;
-  },
-  serve: async (rest) => {
-    await (await import('./serve.js')).serve(rest);
-    return 0;
-  },
-  api: async () => {
-    await (await import('../api/main.js')).runApi();
-    return 0;
-  },
-  worker: async (rest) => {
-    applyGpuFlag(rest);
-    if (rest[0] === 'blend') await (await import('../worker/main.js')).runBlendWorker();
-    else if (rest[0] === 'precompute') await (await import('../precompute/main.js')).runPrecomputeWorker();
-    else throw new InvalidArgumentError('worker needs "blend" or "precompute"');
-    return 0;
-  },
-  precompute: async (rest, out) =>
-    (await (await import('../precompute/batch.js')).precomputeBatch(rest, { out })).code,
-  rebuild: async (rest, out) => {
-    const summary = await (await import('./rebuild.js')).rebuildCommand(rest, out);
-    return summary.damaged > 0 ? 1 : 0;
-  },
-};
+function version(): string {
+  const pkg = JSON.parse(readFileSync(path.join(projectRoot(), 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
 
 /** `--gpu N` on a worker: GPU_INDEX for this process (the flag beats the variable). */
-function applyGpuFlag(rest: string[]): void {
-  const i = rest.indexOf('--gpu');
-  if (i < 0) return;
-  const value = rest[i + 1];
-  if (!value || !/^\d+$/.test(value)) throw new InvalidArgumentError('--gpu needs a GPU index (0, 1, …)');
+function gpuFlag(value: string | undefined): void {
+  if (value === undefined) return;
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('--gpu needs a GPU index (0, 1, …)');
   process.env.GPU_INDEX = value;
 }
 
-/** Commands whose --help is the service usage (generate and precompute print their own). */
-const SERVICE_COMMANDS = new Set(['serve', 'api', 'worker', 'rebuild']);
+/** A service command: its own flags, then every setting flag; `run` gets the parsed options. */
+function serviceCommand(
+  program: Command,
+  setCode: SetCode,
+  spec: string,
+  summary: string,
+  define: (cmd: Command) => Command,
+  run: (opts: Record<string, unknown>, args: string[]) => Promise<number>,
+): void {
+  const cmd = define(program.command(spec).description(summary));
+  withSettingFlags(cmd).action(async (...params: unknown[]) => {
+    const command = params[params.length - 1] as Command;
+    const opts = command.opts();
+    applySettingFlags(opts);
+    setCode(await run(opts, command.args));
+  });
+}
+
+function defineServiceCommands(program: Command, out: Out, setCode: SetCode): void {
+  const add = serviceCommand.bind(null, program, setCode);
+  add(
+    'serve',
+    'API + blend worker + precompute worker in one process (npm start)',
+    (c) =>
+      c
+        .option('--api-only', 'start only the API')
+        .option('--gpus <list>', 'a blend and a precompute worker process per GPU: 0,1 or all'),
+    async (opts) => {
+      await (await import('./serve.js')).serve({ apiOnly: opts.apiOnly === true, gpus: opts.gpus as string });
+      return 0;
+    },
+  );
+  add(
+    'api',
+    'the HTTP API alone (npm run api)',
+    (c) => c,
+    async () => {
+      await (await import('../api/main.js')).runApi();
+      return 0;
+    },
+  );
+  add(
+    'worker',
+    'one worker alone: blend (npm run worker) or precompute (npm run precompute-worker)',
+    (c) =>
+      c
+        .addArgument(new Argument('<kind>', 'blend or precompute').choices(['blend', 'precompute']))
+        .option('--gpu <n>', 'the GPU this worker computes on (GPU_INDEX)'),
+    async (opts, [kind]) => {
+      gpuFlag(opts.gpu as string | undefined);
+      if (kind === 'blend') await (await import('../worker/main.js')).runBlendWorker();
+      else await (await import('../precompute/main.js')).runPrecomputeWorker();
+      return 0;
+    },
+  );
+  add(
+    'precompute',
+    "batch precompute: every .txt/.md file becomes a document, and the command waits until its chunks' caches are stored",
+    (c) =>
+      c
+        .argument('<paths...>', 'folders (walked recursively) and files')
+        .option('--remote', "don't run a precompute worker here; rely on workers started elsewhere")
+        .option(
+          '--id-prefix <p>',
+          "prefix for document ids (ids are the files' paths relative to the folder)",
+        )
+        .option('--timeout <seconds>', 'give up waiting after this many seconds', '3600')
+        .option('--json', 'print the summary as one JSON object'),
+    async (opts, paths) => {
+      const argv = [
+        ...(opts.remote ? ['--remote'] : []),
+        ...(opts.idPrefix !== undefined ? ['--id-prefix', String(opts.idPrefix)] : []),
+        ...['--timeout', String(opts.timeout)],
+        ...(opts.json ? ['--json'] : []),
+        '--',
+        ...paths,
+      ];
+      return (await (await import('../precompute/batch.js')).precomputeBatch(argv, { out })).code;
+    },
+  );
+  add(
+    'rebuild',
+    'restore the document index in Redis from the manifests in the object store, and enqueue their chunks (stored caches are checked, not recomputed)',
+    (c) => c.option('--json', 'print the summary as one JSON object'),
+    async (opts) => {
+      const summary = await (await import('./rebuild.js')).rebuildCommand({ json: opts.json === true }, out);
+      return summary.damaged > 0 ? 1 : 0;
+    },
+  );
+}
+
+function buildProgram(out: Out, setCode: SetCode): Command {
+  const program = new Command('cacheblend')
+    .description('CacheBlend: answers over documents from precomputed chunk KV caches')
+    .version(version(), '-V, --version')
+    .exitOverride()
+    .configureOutput({ writeOut: out, writeErr: (s) => process.stderr.write(s) })
+    .showHelpAfterError('(add --help for usage)');
+  const generate = defineGenerateFlags(
+    program
+      .command('generate')
+      .description('run the engine directly: a prompt, or chunks and a question in any mode'),
+  );
+  generate.action(async (flags: GenerateFlags) => {
+    await generateCommand(flags, out, loadConfig());
+  });
+  defineServiceCommands(program, out, setCode);
+  return program;
+}
 
 export async function main(argv: string[], out: Out = (s) => process.stdout.write(s)): Promise<number> {
-  const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    out(`${USAGE}\n`);
-    return command === undefined ? 2 : 0;
-  }
-  const run = COMMANDS[command];
-  if (!run) {
-    process.stderr.write(`cacheblend: unknown command "${command}"\n${USAGE}\n`);
+  let code = 0;
+  const program = buildProgram(out, (c) => (code = c));
+  if (argv.length === 0) {
+    out(program.helpInformation());
     return 2;
   }
-  if (SERVICE_COMMANDS.has(command) && (rest.includes('--help') || rest.includes('-h'))) {
-    out(`${SERVICE_USAGE}\n`);
-    return 0;
-  }
   try {
-    return await run(rest, out);
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
   } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     const usage = err instanceof InvalidArgumentError;
     process.stderr.write(`cacheblend: ${err instanceof CacheBlendError ? err.message : errorMessage(err)}\n`);
-    if (usage) process.stderr.write(`${command === 'generate' ? GENERATE_USAGE : SERVICE_USAGE}\n`);
+    if (usage) process.stderr.write(`(add --help for usage)\n`);
     return usage ? 2 : 1;
   }
 }

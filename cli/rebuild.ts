@@ -7,7 +7,6 @@ import { Queue } from 'bullmq';
 import { loadConfig, type Config } from '../core/config/index.js';
 import { DocumentService } from '../core/documents/documents.js';
 import { rebuildIndex, type RebuildSummary } from '../core/documents/rebuild.js';
-import { InvalidArgumentError } from '../core/errors.js';
 import { createLogger } from '../core/ops/log.js';
 import { ensureRedis } from '../core/ops/redis-launcher.js';
 import { PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
@@ -16,19 +15,11 @@ import { closeRedis, createRedis, keyPrefix, waitForRedis } from '../core/queue/
 import { openObjectStore } from '../core/storage/index.js';
 import { withTimeout } from '../core/util/time.js';
 
-export const REBUILD_USAGE = `usage: cacheblend rebuild [--json]
-
-  Restores the document index in Redis from the manifests (docs/*.json) in the object store, and
-  enqueues precompute jobs for their chunks (stored caches are checked, not recomputed). Reads the same
-  environment as the service (REDIS_URL or REDIS_CLUSTER_NODES, QUEUE_PREFIX, KV_STORE_URL, S3_*).`;
-
 export async function rebuildCommand(
-  argv: string[],
+  opts: { json?: boolean },
   out: (s: string) => void,
   config: Config = loadConfig(),
 ): Promise<RebuildSummary> {
-  const unknown = argv.filter((a) => a !== '--json');
-  if (unknown.length > 0) throw new InvalidArgumentError(`rebuild: unknown argument ${unknown[0]}`);
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'rebuild');
   const launched = await ensureRedis(config, log);
   const redis = createRedis(config, 'producer');
@@ -40,7 +31,7 @@ export async function rebuildCommand(
     await checkRedisDurability(redis, config.redisRequireDurable, log);
     const docs = new DocumentService(redis, store, queue, config.queuePrefix, log, config.precomputeAttempts);
     const summary = await rebuildIndex(docs, store);
-    out(argv.includes('--json') ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
+    out(opts.json ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
     return summary;
   } finally {
     await withTimeout(queue.close(), 2_000, 'closing the queue').catch(() => undefined);

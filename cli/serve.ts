@@ -14,20 +14,16 @@ import { ensureRedis } from '../core/ops/redis-launcher.js';
 import { startPrecomputeWorker } from '../precompute/precompute-worker.js';
 import { startBlendWorker } from '../worker/blend-worker.js';
 
-/** `--gpus 0,1` / `--gpus=all` → the raw value, or null. */
-export function gpusFlag(argv: readonly string[]): string | null {
-  const i = argv.findIndex((a) => a === '--gpus' || a.startsWith('--gpus='));
-  if (i < 0) return null;
-  const value = argv[i].startsWith('--gpus=') ? argv[i].slice('--gpus='.length) : argv[i + 1];
-  if (!value || value.startsWith('--')) throw new InvalidArgumentError('--gpus needs a value: 0,1 or all');
-  return value;
+export interface ServeOptions {
+  apiOnly?: boolean;
+  /** `--gpus`: `0,1` or `all`. */
+  gpus?: string;
 }
 
-export function serve(argv: string[] = []): Promise<void> {
-  const apiOnly = argv.includes('--api-only');
-  const gpus = gpusFlag(argv);
-  if (gpus !== null && apiOnly) throw new InvalidArgumentError('--gpus and --api-only exclude each other');
-  const gpuList = gpus === null ? null : parseGpuList(gpus);
+export function serve({ apiOnly = false, gpus }: ServeOptions = {}): Promise<void> {
+  if (gpus !== undefined && apiOnly)
+    throw new InvalidArgumentError('--gpus and --api-only exclude each other');
+  const gpuList = gpus === undefined ? null : parseGpuList(gpus);
   return runService(
     'cacheblend',
     async (config, log) => {
@@ -46,6 +42,7 @@ export function serve(argv: string[] = []): Promise<void> {
         async close() {
           await api.close();
           await Promise.all(workers.map((w) => w.close()));
+          log.info('closed the API and the workers', { workers: workers.length });
           await redis.stop();
         },
       };

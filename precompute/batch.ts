@@ -31,7 +31,7 @@ import { openObjectStore } from '../core/storage/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from './precompute-worker.js';
 
-const USAGE = `usage: npm run precompute -- [--remote] [--id-prefix P] [--timeout SECONDS] [--json] <folder or file>...
+const USAGE = `usage: cacheblend precompute [--remote] [--id-prefix P] [--timeout SECONDS] [--json] <folder or file>...
 
   Ingests every .txt/.md file as a document and precomputes its chunks' KV caches.
   --remote      don't run a precompute worker here; rely on workers started elsewhere

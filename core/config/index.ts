@@ -1,7 +1,8 @@
 /**
  * Service configuration: every setting comes from an environment variable, is parsed once with zod into
  * a deeply frozen object, and a bad value fails fast with a ConfigError naming the variable. Empty
- * variables count as unset (so `FOO=` in a compose file means "use the default").
+ * variables count as unset (so `FOO=` in a compose file means "use the default"). The CLI's setting flags
+ * (cli/service-flags.ts) are these variables under flag names, checked by this same schema.
  *
  * | Variable                | Default                                   | Notes                                   |
  * | ----------------------- | ----------------------------------------- | --------------------------------------- |
@@ -199,7 +200,7 @@ export function loadConfig(
   options: LoadConfigOptions = {},
 ): Config {
   const cwd = options.cwd ?? process.cwd();
-  const e = parseEnv(env);
+  const e = parseEnv(env, options.label ?? ((name) => name));
   const dataDir = path.resolve(cwd, e.DATA_DIR);
   const config: Config = {
     port: e.PORT,
@@ -249,7 +250,7 @@ export function loadConfig(
 type Env = z.infer<typeof EnvSchema>;
 
 /** Validate the variables (empty counts as unset); ConfigError names each bad one, never a secret's value. */
-function parseEnv(env: Record<string, string | undefined>): Env {
+function parseEnv(env: Record<string, string | undefined>, label: (name: string) => string): Env {
   const raw: Record<string, string | undefined> = {};
   for (const name of CONFIG_VARIABLES) {
     const value = env[name];
@@ -261,7 +262,7 @@ function parseEnv(env: Record<string, string | undefined>): Env {
       const name = String(issue.path[0] ?? '?');
       const value = raw[name];
       const shown = value === undefined || SECRET_VARS.has(name) ? '' : ` (got ${JSON.stringify(value)})`;
-      return `${name} ${issue.message}${shown}`;
+      return `${label(name)} ${issue.message}${shown}`;
     });
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }

@@ -113,6 +113,8 @@ export interface Config {
 export interface LoadConfigOptions {
   /** Base for relative paths; default process.cwd(). */
   cwd?: string;
+  /** How a message names a variable (the CLI names the flag that set it); default the variable's name. */
+  label?: (variable: string) => string;
 }
 
 /** Variables whose values must never appear in error messages or logs. */

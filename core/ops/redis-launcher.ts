@@ -96,6 +96,7 @@ export async function ensureRedis(config: Config, log: Logger): Promise<RedisLau
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
       await exited;
       clearTimeout(timer);
+      log.info('stopped redis-server', { pid: child.pid });
     },
   };
 }

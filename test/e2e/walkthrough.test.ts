@@ -1,8 +1,11 @@
 /**
  * Keeps docs/walkthrough.md true: the same two documents and the same cross-chunk question, over HTTP,
  * with cbqa-3M (models/cbqa-3M), against a real redis-server and a file store. Full and blend answer
- * " green" (the colour is stated only across the chunk boundary), reuse answers " black".
+ * " green" (the colour is stated only across the chunk boundary), reuse answers " black". The walkthrough's
+ * CLI command, run as written, prints the documented JSON (times by type).
  */
+import { readFile } from 'node:fs/promises';
+import { parse } from 'shell-quote';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi, type ApiServer } from '../../api/server.js';
 import {
@@ -12,6 +15,8 @@ import {
 } from '../../core/inference/engine-thread.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
 import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js';
+import { main } from '../../cli/main.js';
+import { replyDifferences } from '../helpers/readme-examples.js';
 import { CBQA_DIR } from '../helpers/models.js';
 import { serviceConfig, waitFor, type TestServiceEnv } from '../helpers/service.js';
 import { startRedis, type RedisHandle } from '../helpers/services.js';
@@ -110,4 +115,23 @@ describe('docs/walkthrough.md with cbqa-3M', () => {
       });
     });
   }
+});
+
+/** The `<!-- cli-example -->` of docs/walkthrough.md: its command's arguments and the documented output. */
+async function walkthroughCli(): Promise<{ args: string[]; output: unknown }> {
+  const doc = await readFile(new URL('../../docs/walkthrough.md', import.meta.url), 'utf8');
+  const m = /<!-- cli-example: [\w-]+ -->\s*```sh\n([\s\S]*?)```\s*```json\n([\s\S]*?)```/.exec(doc);
+  if (!m) throw new Error('docs/walkthrough.md has no cli-example');
+  const words = parse(m[1].replace(/\\\n/g, ' ')).map(String);
+  expect(words.slice(0, 3)).toEqual(['npx', 'cacheblend', 'generate']);
+  return { args: words.slice(2), output: JSON.parse(m[2]) };
+}
+
+describe('docs/walkthrough.md, the CLI', () => {
+  it('prints the documented reply for the documented command', async () => {
+    const { args, output } = await walkthroughCli();
+    let printed = '';
+    expect(await main(args, (s) => (printed += s))).toBe(0);
+    expect(replyDifferences(output, JSON.parse(printed))).toEqual([]);
+  });
 });

@@ -1,6 +1,7 @@
 /**
- * The README's API examples as data: each `<!-- example: name -->` is followed by a ```sh block holding one
- * `curl` command and a ```json block holding the reply the service gave. The e2e test replays every
+ * The documented API examples as data: each `<!-- example: name -->` is followed by a ```sh block holding
+ * one `curl` command and a ```json block holding the reply the service gave (or an ```sse block: a stream's
+ * `data:` lines). The e2e test replays every
  * command against a live service and compares replies: exact values, except fields that differ from run to
  * run (ids, times, cache tiers), which only keep their type.
  */
@@ -15,20 +16,37 @@ export interface ReadmeExample {
   path: string;
   headers: Record<string, string>;
   body?: string;
-  /** The documented reply (JSON), or null when the example documents no body (e.g. SSE). */
+  /** The documented reply (JSON; a stream as its events), or null when the example documents none. */
   reply: unknown;
+  /** The reply is a Server-Sent Events stream (an ```sse block). */
+  sse: boolean;
 }
 
-/** `<!-- example: name [status] -->`, then a ```sh block, then (optionally) the reply as a ```json block. */
+/** `<!-- example: name [status] -->`, a ```sh block, then (optionally) the reply in a ```json or ```sse block. */
 export const EXAMPLE =
-  /<!-- example: ([\w-]+)(?: (\d{3}))? -->\s*```sh\n([\s\S]*?)```(\s*```json\n([\s\S]*?)```)?/g;
+  /<!-- example: ([\w-]+)(?: (\d{3}))? -->\s*```sh\n([\s\S]*?)```(\s*```(json|sse)\n([\s\S]*?)```)?/g;
+
+/** A Server-Sent Events body as its events: each `data:` line's JSON (`[DONE]` kept as the string). */
+export function parseSse(text: string): unknown[] {
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('data: '))
+    .map((line) => line.slice('data: '.length))
+    .map((data) => (data === '[DONE]' ? data : (JSON.parse(data) as unknown)));
+}
+
+function parseReply(lang: string | undefined, body: string | undefined): unknown {
+  if (lang === undefined || body === undefined) return null;
+  return lang === 'sse' ? parseSse(body) : (JSON.parse(body) as unknown);
+}
 
 export function parseExamples(markdown: string): ReadmeExample[] {
   return [...markdown.matchAll(EXAMPLE)].map((m) => ({
     name: m[1],
     status: Number(m[2] ?? 200),
     ...parseCurl(m[3].replace(/\\\n/g, ' ')),
-    reply: m[5] === undefined ? null : (JSON.parse(m[5]) as unknown),
+    reply: parseReply(m[5], m[6]),
+    sse: m[5] === 'sse',
   }));
 }
 
@@ -37,7 +55,7 @@ export function withJobId(path: string, jobId: string | undefined): string {
   return jobId === undefined ? path : path.replace('$JOB_ID', jobId);
 }
 
-function parseCurl(command: string): Omit<ReadmeExample, 'name' | 'status' | 'reply'> {
+function parseCurl(command: string): Omit<ReadmeExample, 'name' | 'status' | 'reply' | 'sse'> {
   // Variables stay as written (`$JOB_ID` is filled in by runExamples).
   const args = parse(command.trim(), (name) => `$${name}`).map(String);
   if (args[0] !== 'curl') throw new Error(`not a curl command: ${command}`);
@@ -84,6 +102,33 @@ const VOLATILE = new Set([
   'autoRatio',
 ]);
 
+interface StreamEvent {
+  choices?: { text?: string; delta?: { content?: string } }[];
+}
+
+/**
+ * A stream as what stays the same from run to run: the whole text, the first and the last event with
+ * their text taken out, and whether `[DONE]` ended it. How the text is cut into deltas depends on timing.
+ */
+export function streamSummary(events: unknown[]): unknown {
+  const objects = events.filter((e): e is StreamEvent => typeof e === 'object' && e !== null);
+  const piece = (e: StreamEvent) => e.choices?.[0]?.text ?? e.choices?.[0]?.delta?.content ?? '';
+  const textless = (e: StreamEvent | undefined) =>
+    e && {
+      ...e,
+      choices: e.choices?.map(({ text: _t, delta, ...c }) => ({
+        ...c,
+        ...(delta && { delta: { ...delta, content: null } }),
+      })),
+    };
+  return {
+    text: objects.map(piece).join(''),
+    first: textless(objects[0]) ?? null,
+    last: textless(objects[objects.length - 1]) ?? null,
+    done: events[events.length - 1] === '[DONE]',
+  };
+}
+
 /** Differences between a documented reply and an actual one, as readable paths (empty: they match). */
 export function replyDifferences(expected: unknown, actual: unknown, path = '$', volatile = false): string[] {
   if (Array.isArray(expected)) {
@@ -118,7 +163,7 @@ export function replyDifferences(expected: unknown, actual: unknown, path = '$',
 export interface ExampleRun {
   example: ReadmeExample;
   status: number;
-  /** The reply's JSON, or its text when it is not JSON. */
+  /** The reply's JSON, a stream's events, or the text of anything else. */
   reply: unknown;
 }
 
@@ -130,11 +175,14 @@ async function send(base: string, ex: ReadmeExample, jobId: string | undefined) 
     signal: AbortSignal.timeout(60_000),
   });
   const text = await res.text();
+  if (res.headers.get('content-type')?.startsWith('text/event-stream')) {
+    return { status: res.status, reply: parseSse(text) };
+  }
   let reply: unknown = text;
   try {
     reply = JSON.parse(text);
   } catch {
-    // SSE or metrics: kept as text
+    // metrics: kept as text
   }
   return { status: res.status, reply };
 }
@@ -183,8 +231,13 @@ export function withRecordedReplies(markdown: string, runs: ExampleRun[]): strin
     if (run.example.name !== name) throw new Error(`example ${name} out of order`);
     const status = run.status === 200 ? '' : ` ${run.status}`;
     // Only examples that document a reply get the new one (metrics and the OpenAPI document do not).
-    const shown = readableJson(run.reply);
-    const reply = documented ? `\n\n\`\`\`json\n${shown}\n\`\`\`` : '';
+    const sse = documented?.trimStart().startsWith('```sse');
+    const shown = sse
+      ? (run.reply as unknown[])
+          .map((e) => `data: ${typeof e === 'string' ? e : JSON.stringify(rounded(e))}`)
+          .join('\n\n')
+      : readableJson(run.reply);
+    const reply = documented ? `\n\n\`\`\`${sse ? 'sse' : 'json'}\n${shown}\n\`\`\`` : '';
     return `<!-- example: ${name}${status} -->\n\n\`\`\`sh\n${sh}\`\`\`${reply}`;
   });
 }

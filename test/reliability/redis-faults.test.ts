@@ -101,7 +101,7 @@ describe('a Redis without persistence', () => {
       );
 
       let out = '';
-      const summary = await rebuildCommand(['--json'], (s) => (out += s), stack.config);
+      const summary = await rebuildCommand({ json: true }, (s) => (out += s), stack.config);
       expect(summary).toMatchObject({ manifests: 2, restored: 2, damaged: 0 });
       expect(JSON.parse(out)).toMatchObject({ restored: 2 });
       for (const id of ['one', 'two']) {
@@ -111,7 +111,7 @@ describe('a Redis without persistence', () => {
         // Stored caches were found and checked, not recomputed.
         for (const k of keys) expect(info.get(k)).toMatchObject({ state: 'ready', written: 0 });
       }
-      const again = await rebuildCommand(['--json'], () => undefined, stack.config);
+      const again = await rebuildCommand({ json: true }, () => undefined, stack.config);
       expect(again).toMatchObject({ restored: 0, unchanged: 2 });
     } finally {
       await stack.close();

@@ -1,14 +1,28 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.js';
+import { applySettingFlags, flagName } from '../../cli/service-flags.js';
+import { CONFIG_VARIABLES } from '../../core/config/index.js';
 import { STORIES_DIR } from '../helpers/models.js';
 
 async function cli(args: string[]): Promise<{ code: number; out: string }> {
   let out = '';
   const code = await main(args, (s) => (out += s));
   return { code, out };
+}
+
+/** Like cli(), with what the command wrote to stderr. */
+async function cliErr(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const messages: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((s: string) => (messages.push(String(s)), true)) as typeof process.stderr.write;
+  try {
+    return { ...(await cli(args)), err: messages.join('') };
+  } finally {
+    process.stderr.write = write;
+  }
 }
 
 describe('cacheblend generate', () => {
@@ -139,15 +153,6 @@ describe('cacheblend generate', () => {
     expect(missing.code).toBe(1);
   });
 
-  it('prints help for every command and exits 0', async () => {
-    for (const command of ['generate', 'serve', 'api', 'worker', 'precompute']) {
-      const { code, out } = await cli([command, '--help']);
-      expect(code, command).toBe(0);
-      expect(out, command).toMatch(/usage|commands/);
-    }
-    expect((await cli(['generate', '--help'])).out).toContain('--max-tokens');
-  });
-
   it('says plainly what is wrong with a number, negative ones included', async () => {
     const messages: string[] = [];
     const write = process.stderr.write.bind(process.stderr);
@@ -184,5 +189,130 @@ describe('cacheblend generate', () => {
     expect(messages.join('')).toMatch(
       /--prompt: the prompt \(\d+ tokens\) plus maxTokens \(32\) exceeds the model's context of 512 tokens/,
     );
+  });
+});
+
+describe('cacheblend help, version and usage errors', () => {
+  it('prints help of its own for every command and exits 0', async () => {
+    const helps: Record<string, string> = {};
+    for (const command of ['generate', 'serve', 'api', 'worker', 'precompute', 'rebuild']) {
+      const { code, out } = await cli([command, '--help']);
+      expect(code, command).toBe(0);
+      expect(out, command).toContain(`Usage: cacheblend ${command}`);
+      helps[command] = out;
+    }
+    expect(helps.generate).toContain('--max-tokens');
+    expect(helps.serve).toContain('--gpus');
+    expect(helps.serve).not.toContain('--max-tokens');
+    expect(helps.worker).toContain('--gpu <n>');
+    expect(helps.precompute).toContain('--id-prefix');
+    expect(helps.precompute).not.toMatch(/npm run/);
+    for (const command of ['serve', 'api', 'worker', 'precompute', 'rebuild']) {
+      expect(helps[command], command).toMatch(/--redis-url <value> .*\[REDIS_URL/s);
+    }
+    expect((await cli(['help', 'serve'])).out).toBe(helps.serve);
+    const top = await cli(['--help']);
+    expect(top.code).toBe(0);
+    for (const command of Object.keys(helps)) expect(top.out).toContain(`  ${command} `);
+  });
+
+  it('prints the package version', async () => {
+    const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'));
+    for (const flag of ['--version', '-V'])
+      expect(await cli([flag])).toEqual({ code: 0, out: `${version}\n` });
+  });
+
+  it('refuses unknown flags, commands and worker kinds with exit code 2 and a message naming them', async () => {
+    for (const [args, named] of [
+      [['serve', '--bogus'], "unknown option '--bogus'"],
+      [['api', '--prot', '9000'], "unknown option '--prot'"],
+      [['generate', '--prompt', 'x', '--max-token', '3'], "unknown option '--max-token'"],
+      [['frobnicate'], "unknown command 'frobnicate'"],
+      [['worker', 'fast'], "'fast' is invalid for argument 'kind'"],
+      [['generate', '--question', 'q', '--mode', 'fast'], "'fast' is invalid"],
+      [['precompute'], "missing required argument 'paths'"],
+    ] as const) {
+      const { code, err } = await cliErr([...args]);
+      expect(code, args.join(' ')).toBe(2);
+      expect(err, args.join(' ')).toContain(named);
+    }
+  });
+
+  it("names the flag, not the engine's option, when a value is out of range", async () => {
+    const r = await cliErr(['generate', '--model', STORIES_DIR, '--question', 'q', '--check-layer', '9']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('--check-layer must be an integer in [0, 4]');
+    expect(r.err).not.toContain('checkLayer');
+  });
+
+  it('takes --ratio auto: the controller with every cache in memory recomputes r_min (BLEND_MIN_RATIO)', async () => {
+    const base = [
+      'generate',
+      '--model',
+      STORIES_DIR,
+      '--chunk',
+      'Lily had a red ball.',
+      '--chunk',
+      'Tom had a dog.',
+    ];
+    const q = ['--question', 'Who had the ball?', '--max-tokens', '4', '--json'];
+    const auto = JSON.parse((await cli([...base, ...q, '--ratio', 'auto'])).out);
+    const fixed = JSON.parse((await cli([...base, ...q, '--ratio', '0.15'])).out);
+    expect(auto.ratio).toBe(0.15);
+    expect(auto.recomputedTokens).toBe(fixed.recomputedTokens);
+    expect(auto.generatedTokens).toEqual(fixed.generatedTokens);
+    expect((await cliErr([...base, ...q, '--ratio', 'most'])).err).toContain(
+      '--ratio must be a number from 0 to 1',
+    );
+  });
+});
+
+describe('service setting flags', () => {
+  it('exist for every variable but the secrets, named after it', async () => {
+    const { out } = await cli(['serve', '--help']);
+    const secrets = ['S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'HF_TOKEN', 'API_KEYS', 'METRICS_TOKEN'];
+    for (const v of CONFIG_VARIABLES) {
+      if (secrets.includes(v)) expect(out, v).not.toContain(`${flagName(v)} `);
+      else expect(out, v).toContain(`${flagName(v)} <value>`);
+    }
+    expect(flagName('KV_STORE_URL')).toBe('--kv-store-url');
+  });
+
+  it('map onto the environment the config schema reads, the flag beating the variable', () => {
+    const env: Record<string, string | undefined> = { PORT: '8080', MODEL: 'stories260K', LOG_LEVEL: 'warn' };
+    const given = applySettingFlags(
+      {
+        port: '9000',
+        host: '0.0.0.0',
+        model: 'cbqa-3M',
+        redisUrl: 'redis://10.0.0.1:6380',
+        kvStoreUrl: 's3://bucket/kv',
+      },
+      env,
+    );
+    expect(given).toEqual({
+      PORT: '9000',
+      HOST: '0.0.0.0',
+      MODEL: 'cbqa-3M',
+      REDIS_URL: 'redis://10.0.0.1:6380',
+      KV_STORE_URL: 's3://bucket/kv',
+    });
+    expect(env).toEqual({ ...given, LOG_LEVEL: 'warn' });
+  });
+
+  it('are checked by the schema, with messages naming the flag', async () => {
+    for (const [args, message] of [
+      [['serve', '--port', '99999'], '--port must be at most 65535 (got "99999")'],
+      [['api', '--redis-url', 'http://x'], '--redis-url must be a Redis URL'],
+      [['worker', 'blend', '--log-level', 'loud'], '--log-level must be one of trace'],
+      [['rebuild', '--kv-store-url', 'ftp://x'], '--kv-store-url must be memory://'],
+    ] as const) {
+      const env = { ...process.env };
+      const { code, err } = await cliErr([...args]);
+      expect(code, args.join(' ')).toBe(2);
+      expect(err, args.join(' ')).toContain(message);
+      expect(err).not.toMatch(/\b(PORT|REDIS_URL|LOG_LEVEL|KV_STORE_URL) must/);
+      expect(process.env).toEqual(env); // nothing applied from a bad command line
+    }
   });
 });

@@ -6,7 +6,7 @@ import { Llama2cTokenizer } from '../tokenizers/llama2c.js';
 import type { LayerWeights, LoadedModel, ModelConfig, ModelWeights } from '../types.js';
 import { heldWeight, type Weight } from '../weights/weight.js';
 
-/** Finds the checkpoint and tokenizer in a folder such as ../shared/models/stories260K. */
+/** Finds the checkpoint and tokenizer in a folder such as models/stories260K. */
 export async function findLlama2cFiles(
   dir: string,
 ): Promise<{ checkpoint: string; tokenizer: string } | null> {
