@@ -51,6 +51,11 @@ export interface ChunkLoaderOptions {
   log?: Logger;
   /** The GPU tier of a device-resident engine, in front of the LRU; absent or null: none. */
   deviceTier?: DeviceChunkTier | null;
+  /**
+   * Writes a computed object to the store: in the service a ChunkWriteGate (under the chunk's lock, only
+   * while a document references it); absent: a plain put.
+   */
+  writeToStore?: (key: string, objKey: string, buf: Buffer) => Promise<unknown>;
 }
 
 /** A chunk cache opened for one query. */
@@ -101,7 +106,7 @@ class DeviceResidentChunk implements LoadedChunk {
 export class TieredChunkLoader {
   readonly lru: ByteLru<string, Buffer>;
   private readonly log: Logger;
-  private readonly diskWrites = new Set<Promise<void>>();
+  private readonly writes = new Set<Promise<void>>();
 
   constructor(private readonly opts: ChunkLoaderOptions) {
     this.lru = new ByteLru<string, Buffer>({ maxBytes: opts.lruBytes, sizeOf: (b) => b.length });
@@ -218,22 +223,31 @@ export class TieredChunkLoader {
     return chunk.bytes();
   }
 
-  /** Compute a chunk, write it to the store (when `toStore`), the disk cache and the LRU. */
+  /**
+   * Compute a chunk, write it to the LRU, the disk cache and (when `toStore`) the store. The store write
+   * runs in the background, like the disk write: the answer never waits on a slow store (`flush()` does).
+   */
   async computeAndStore(key: string, tokenIds: readonly number[], toStore: boolean): Promise<Buffer> {
     const buf = await this.opts.compute(tokenIds);
-    const objKey = this.objectKey(key);
     if (toStore) {
-      try {
-        await this.opts.store.put(objKey, buf);
-      } catch (err) {
-        this.log.warn('could not write a computed chunk cache to the store', {
-          key,
-          error: errorMessage(err),
-        });
-      }
+      const objKey = this.objectKey(key);
+      const { store, writeToStore } = this.opts;
+      this.background(
+        (writeToStore ? writeToStore(key, objKey, buf) : store.put(objKey, buf)).then(() => undefined),
+        'could not write a computed chunk cache to the store',
+        key,
+      );
     }
     await this.remember(key, buf, true);
     return buf;
+  }
+
+  /** Track a write that nobody awaits now (flush() does); failures are logged. */
+  private background(write: Promise<void>, failure: string, key: string): void {
+    const tracked: Promise<void> = write
+      .catch((err: unknown) => this.log.warn(failure, { key, error: errorMessage(err) }))
+      .finally(() => this.writes.delete(tracked));
+    this.writes.add(tracked);
   }
 
   /**
@@ -273,19 +287,13 @@ export class TieredChunkLoader {
   async remember(key: string, buf: Buffer, toDisk: boolean): Promise<void> {
     this.lru.set(key, buf);
     if (toDisk && this.opts.disk) {
-      const write: Promise<void> = this.opts.disk
-        .put(this.objectKey(key), buf)
-        .catch((err: unknown) =>
-          this.log.warn('could not write the disk cache', { key, error: errorMessage(err) }),
-        )
-        .finally(() => this.diskWrites.delete(write));
-      this.diskWrites.add(write);
+      this.background(this.opts.disk.put(this.objectKey(key), buf), 'could not write the disk cache', key);
     }
   }
 
-  /** Resolves once every disk-cache write started so far has finished. */
+  /** Resolves once every disk-cache and store write started so far has finished. */
   async flush(): Promise<void> {
-    await Promise.all([...this.diskWrites]);
+    await Promise.all([...this.writes]);
   }
 
   /** A bad layer after a hit: the hit is withdrawn and the chunk replaced (see recover). */
