@@ -7,6 +7,39 @@ import { BLEND_MODES, type BlendMode } from '../core/blend/index.js';
 import { documentIdSchema } from '../core/documents/manifest.js';
 import { HttpError } from './errors.js';
 
+/**
+ * The path of the first `__proto__` key in a parsed JSON value, or null. Such a key cannot be kept "as
+ * given": copying it into an object sets that object's prototype instead (the key silently vanishes, or
+ * pollutes whoever merges the metadata later), so it is refused. Iterative: nesting depth is the client's.
+ */
+function protoKeyPath(value: unknown): (string | number)[] | null {
+  const stack: [unknown, (string | number)[]][] = [[value, []]];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    for (const key of Object.keys(v)) {
+      if (key === '__proto__') return [...path, key];
+      stack.push([(v as Record<string, unknown>)[key], [...path, Array.isArray(v) ? Number(key) : key]]);
+    }
+  }
+  return null;
+}
+
+const metadata = z
+  .unknown()
+  .superRefine((v, ctx) => {
+    const path = protoKeyPath(v);
+    if (path) {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: 'the key "__proto__" is not allowed in metadata (rename it)',
+        abort: true,
+      });
+    }
+  })
+  .pipe(z.record(z.string(), z.unknown()));
+
 export const DocumentBody = z
   .object({
     id: documentIdSchema.optional(),
@@ -16,7 +49,7 @@ export const DocumentBody = z
       .min(1, 'must hold at least one chunk')
       .max(10_000, 'must hold at most 10000 chunks')
       .optional(),
-    metadata: z.record(z.string(), z.unknown()).optional(),
+    metadata: metadata.optional(),
   })
   .strict();
 
