@@ -4,10 +4,12 @@
  * recomputes the chunk, an ingest answers 503 — instead of a request that waits forever.
  *
  * The defaults, and why:
- * - reads (get, getRange, head) and deletes: 2 s. A chunk read that takes longer than that is slower than
- *   recomputing the chunk on the models this service runs on a CPU (stories260K recomputes a chunk in
- *   well under 100 ms, a 125M model in a few hundred), so waiting longer only delays the answer;
- *   the S3 client's own default (120 s a request, 3 attempts) would outlast any query timeout.
+ * - reads (get, getRange, head) and deletes: 2 s (a range read plus 1 ms per 8 KiB). A chunk read that
+ *   takes longer is slower than recomputing the chunk on the models served here on a CPU (stories260K
+ *   recomputes a chunk in well under 100 ms, a 125M model in a few hundred), so waiting longer only
+ *   delays the answer; the allowance per byte keeps a large model's layer reads (megabytes) from timing
+ *   out on a slower link. The S3 client's own default (120 s a request, 3 attempts) would outlast any
+ *   query timeout.
  * - writes: 5 s plus 1 ms per 8 KiB (8 MB/s at least): a manifest write finishes in milliseconds on a
  *   healthy store, and a large chunk object gets time in proportion to its size. An ingest whose manifest
  *   cannot be written within this answers 503, well inside any client's timeout.
@@ -18,22 +20,28 @@ import { withTimeout } from '../util/time.js';
 import type { ObjectStore } from './types.js';
 
 export interface StoreDeadlines {
-  /** get, getRange, head, delete, ping and each page of list, in ms. */
+  /** get, head, delete, ping and each page of list, in ms; getRange this plus `bytes / bytesPerMs`. */
   readMs: number;
-  /** put: this many ms plus `bytes / writeBytesPerMs`. */
+  /** put: this many ms plus `bytes / bytesPerMs`. */
   writeMs: number;
-  writeBytesPerMs: number;
+  /** The slowest transfer rate waited for (bytes per ms). */
+  bytesPerMs: number;
 }
 
 export const DEFAULT_STORE_DEADLINES: Readonly<StoreDeadlines> = Object.freeze({
   readMs: 2_000,
   writeMs: 5_000,
-  writeBytesPerMs: 8 * 1024,
+  bytesPerMs: 8 * 1024,
 });
 
 /** The deadline of a put of `bytes`. */
 export function writeDeadlineMs(d: StoreDeadlines, bytes: number): number {
-  return d.writeMs + Math.ceil(bytes / d.writeBytesPerMs);
+  return d.writeMs + Math.ceil(bytes / d.bytesPerMs);
+}
+
+/** The deadline of a read of `bytes` (0 when unknown). */
+export function readDeadlineMs(d: StoreDeadlines, bytes: number): number {
+  return d.readMs + Math.ceil(bytes / d.bytesPerMs);
 }
 
 /**
@@ -57,7 +65,8 @@ export class DeadlineObjectStore implements ObjectStore {
   }
 
   getRange(key: string, start: number, endExclusive: number): Promise<Buffer | null> {
-    return this.bound(this.inner.getRange(key, start, endExclusive), this.deadlines.readMs, `get ${key}`);
+    const ms = readDeadlineMs(this.deadlines, endExclusive - start);
+    return this.bound(this.inner.getRange(key, start, endExclusive), ms, `get ${key}`);
   }
 
   head(key: string): Promise<{ size: number } | null> {

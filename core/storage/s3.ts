@@ -12,7 +12,13 @@ import {
 } from '@aws-sdk/client-s3';
 import { ConfigError, StorageError, UnavailableError, errorMessage } from '../errors.js';
 import { withTimeout } from '../util/time.js';
-import { DEFAULT_STORE_DEADLINES, timedOut, writeDeadlineMs, type StoreDeadlines } from './deadline.js';
+import {
+  DEFAULT_STORE_DEADLINES,
+  readDeadlineMs,
+  timedOut,
+  writeDeadlineMs,
+  type StoreDeadlines,
+} from './deadline.js';
 import { validateKey, validatePrefix, validateRange } from './keys.js';
 import type { ObjectStore, S3StoreOptions } from './types.js';
 
@@ -161,7 +167,8 @@ export class S3ObjectStore implements ObjectStore {
     }
     const Key = this.fullKey(key);
     const what = `get ${Key} bytes ${start}-${endExclusive - 1}`;
-    return this.fetch(Key, what, `bytes=${start}-${endExclusive - 1}`, (body, res) => {
+    const range = { header: `bytes=${start}-${endExclusive - 1}`, bytes: endExclusive - start };
+    return this.fetch(Key, what, range, (body, res) => {
       if (res.ContentRange === undefined) return copyRange(body, start, endExclusive); // Range ignored: whole object
       const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.ContentRange);
       if (!m || Number(m[1]) !== start) {
@@ -180,17 +187,19 @@ export class S3ObjectStore implements ObjectStore {
   private async fetch(
     Key: string,
     what: string,
-    range: string | undefined,
+    range: { header: string; bytes: number } | undefined,
     check: (body: Buffer, res: GetObjectCommandOutput) => Buffer,
   ): Promise<Buffer | null> {
     const started = Date.now();
-    const ms = this.deadlines.readMs;
+    const ms = readDeadlineMs(this.deadlines, range?.bytes ?? 0);
     for (let attempt = 1; ; attempt++) {
       let res: GetObjectCommandOutput;
       const left = Math.max(1, ms - (Date.now() - started));
       try {
         res = await this.send(left, what, (abortSignal) =>
-          this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range: range }), { abortSignal }),
+          this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range: range?.header }), {
+            abortSignal,
+          }),
         );
       } catch (err) {
         if (isMissingKey(err)) return null;
