@@ -5,10 +5,9 @@
  *
  * The defaults, and why:
  * - reads (get, getRange, head) and deletes: 2 s (a range read plus 1 ms per 8 KiB). A chunk read that
- *   takes longer is slower than recomputing the chunk on the models served here on a CPU (stories260K
- *   recomputes a chunk in well under 100 ms, a 125M model in a few hundred), so waiting longer only
- *   delays the answer; the allowance per byte keeps a large model's layer reads (megabytes) from timing
- *   out on a slower link. The S3 client's own default (120 s a request, 3 attempts) would outlast any
+ *   takes longer costs more than recomputing it on the small models served on a CPU (a whole stories260K
+ *   query that recomputes its chunks takes about 0.3 s), so waiting longer only delays the answer; the
+ *   allowance per byte keeps a large model's layer reads (megabytes) from timing out on a slower link. The S3 client's own default (120 s a request, 3 attempts) would outlast any
  *   query timeout.
  * - writes: 5 s plus 1 ms per 8 KiB (8 MB/s at least): a manifest write finishes in milliseconds on a
  *   healthy store, and a large chunk object gets time in proportion to its size. An ingest whose manifest
