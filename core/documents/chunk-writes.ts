@@ -12,7 +12,14 @@
  */
 import { errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../ops/log.js';
-import { closeRedis, createRedis, redisCall, type RedisClient, type RedisSettings } from '../queue/redis.js';
+import {
+  closeRedis,
+  createRedis,
+  redisCall,
+  waitForRedis,
+  type RedisClient,
+  type RedisSettings,
+} from '../queue/redis.js';
 import type { ObjectStore } from '../storage/types.js';
 import { DocumentKeys } from './keys.js';
 import { RedisLocks } from './locks.js';
@@ -53,6 +60,7 @@ export class ChunkWriteGate {
   /** Store `buf` as chunk `key`'s object `objKey`, under its lock, if a document references the chunk. */
   async write(store: ObjectStore, key: string, objKey: string, buf: Buffer): Promise<ChunkWriteOutcome> {
     const { redis, locks } = this.client();
+    if (redis.status !== 'ready') await waitForRedis(redis); // the producer role has no offline queue
     const r = await locks.tryWith(this.keys.lock(key), LOCK_WAIT_MS, async () => {
       const refs = await redisCall(() => redis.scard(this.keys.refs(key)));
       if (refs === 0) return 'unreferenced' as const;

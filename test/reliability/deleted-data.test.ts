@@ -108,6 +108,20 @@ describe('DELETE racing queries', () => {
     }
   });
 
+  it('a query that recomputes a lost chunk of a live document stores it again', async () => {
+    const refs = await readyDocument('live');
+    await store.delete(chunkObjectKey(fp, refs[1].key)); // lost from the store (not deleted by the service)
+    await stack.thread.call('clearLru', []);
+    await stack.thread.call('evictChunks', [refs.map((r) => r.key)]);
+    const r = await stack.request('POST', '/v1/query', {
+      body: { question: 'What happened next', documents: ['live'], maxTokens: 4 },
+    });
+    expect(r.status, r.text).toBe(200);
+    expect((r.body.cache as { misses: number }).misses).toBe(1);
+    await stack.thread.call('flush', []);
+    expect(await storedObjects(refs)).toBe(3);
+  });
+
   it('raw-chunk queries leave nothing in the store (only the bounded LRU and disk tiers hold them)', async () => {
     const count = async () => {
       let n = 0;
