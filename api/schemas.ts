@@ -13,13 +13,29 @@ import { HttpError } from './errors.js';
  * pollutes whoever merges the metadata later), so it is refused. Iterative: nesting depth is the client's.
  */
 function protoKeyPath(value: unknown): (string | number)[] | null {
-  const stack: [unknown, (string | number)[]][] = [[value, []]];
+  // Each entry links to its parent, so a deeply nested body costs linear time, not a path copy per level.
+  interface Step {
+    value: unknown;
+    key: string | number;
+    up: Step | null;
+  }
+  const stack: Step[] = [{ value, key: '', up: null }];
   while (stack.length > 0) {
-    const [v, path] = stack.pop()!;
+    const step = stack.pop()!;
+    const v = step.value;
     if (typeof v !== 'object' || v === null) continue;
     for (const key of Object.keys(v)) {
-      if (key === '__proto__') return [...path, key];
-      stack.push([(v as Record<string, unknown>)[key], [...path, Array.isArray(v) ? Number(key) : key]]);
+      const child: Step = {
+        value: (v as Record<string, unknown>)[key],
+        key: Array.isArray(v) ? Number(key) : key,
+        up: step,
+      };
+      if (key === '__proto__') {
+        const path: (string | number)[] = [];
+        for (let s: Step | null = child; s && s.up; s = s.up) path.unshift(s.key);
+        return path;
+      }
+      stack.push(child);
     }
   }
   return null;
