@@ -1,6 +1,8 @@
 /**
  * Readiness: can this API answer, and would its answers be kept? Each check is 'ok' or why not:
- * - redis: reachable, and durable (persistence, noeviction; see core/queue/durability.ts);
+ * - redis: reachable, accepting writes (a full Redis under noeviction answers PING but refuses every
+ *   write: a probe key is set, with a short TTL), and durable (persistence, noeviction; see
+ *   core/queue/durability.ts);
  * - store: writable — a small object is written and deleted (a full or read-only store fails it);
  * - model: the tokenizer and fingerprint are loaded;
  * - workers: at least one blend worker is connected to the queue;
@@ -10,12 +12,13 @@
 import { randomUUID } from 'node:crypto';
 import { errorMessage } from '../core/errors.js';
 import { durabilityProblems, DURABILITY_FIX } from '../core/queue/durability.js';
-import { pingRedis } from '../core/queue/redis.js';
+import { keyPrefix, pingRedis } from '../core/queue/redis.js';
 import { withTimeout } from '../core/util/time.js';
 import { modelState, type ApiDeps } from './deps.js';
 import { withoutPaths } from './middleware/hardening.js';
 
 const STORE_PROBE_TTL_MS = 2_000;
+const REDIS_WRITE_TTL_MS = 2_000;
 const DURABILITY_TTL_MS = 30_000;
 
 /** A value recomputed at most once per `ttlMs` (concurrent callers share one computation). */
@@ -56,9 +59,17 @@ export function readinessChecks(deps: ApiDeps): () => Promise<Record<string, str
     const problems = await durabilityProblems(deps.redis).catch(() => [] as string[]);
     return problems.length === 0 ? 'ok' : `not durable: ${problems.join('; ')}. Fix: ${DURABILITY_FIX}`;
   });
+  const writeKey = `${keyPrefix(deps.config.queuePrefix)}:readyz:${randomUUID()}`;
+  const writable = cached(REDIS_WRITE_TTL_MS, () =>
+    outcome(withTimeout(deps.redis.set(writeKey, '1', 'PX', 10_000), 2_000, 'Redis write probe')).then((r) =>
+      r === 'ok' ? r : `refuses writes: ${r}`,
+    ),
+  );
   const redis = async () => {
     const ping = await outcome(pingRedis(deps.redis, 2_000));
-    return ping === 'ok' ? durable() : ping;
+    if (ping !== 'ok') return ping;
+    const w = await writable();
+    return w === 'ok' ? durable() : w;
   };
   return async () => {
     const [r, s, workers, queue] = await Promise.all([redis(), store(), blendWorkers(deps), queueRoom(deps)]);

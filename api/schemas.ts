@@ -7,6 +7,55 @@ import { BLEND_MODES, type BlendMode } from '../core/blend/index.js';
 import { documentIdSchema } from '../core/documents/manifest.js';
 import { HttpError } from './errors.js';
 
+/**
+ * The path of the first `__proto__` key in a parsed JSON value, or null. Such a key cannot be kept "as
+ * given": copying it into an object sets that object's prototype instead (the key silently vanishes, or
+ * pollutes whoever merges the metadata later), so it is refused. Iterative: nesting depth is the client's.
+ */
+function protoKeyPath(value: unknown): (string | number)[] | null {
+  // Each entry links to its parent, so a deeply nested body costs linear time, not a path copy per level.
+  interface Step {
+    value: unknown;
+    key: string | number;
+    up: Step | null;
+  }
+  const stack: Step[] = [{ value, key: '', up: null }];
+  while (stack.length > 0) {
+    const step = stack.pop()!;
+    const v = step.value;
+    if (typeof v !== 'object' || v === null) continue;
+    for (const key of Object.keys(v)) {
+      const child: Step = {
+        value: (v as Record<string, unknown>)[key],
+        key: Array.isArray(v) ? Number(key) : key,
+        up: step,
+      };
+      if (key === '__proto__') {
+        const path: (string | number)[] = [];
+        for (let s: Step | null = child; s && s.up; s = s.up) path.unshift(s.key);
+        return path;
+      }
+      stack.push(child);
+    }
+  }
+  return null;
+}
+
+const metadata = z
+  .unknown()
+  .superRefine((v, ctx) => {
+    const path = protoKeyPath(v);
+    if (path) {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: 'the key "__proto__" is not allowed in metadata (rename it)',
+        abort: true,
+      });
+    }
+  })
+  .pipe(z.record(z.string(), z.unknown()));
+
 export const DocumentBody = z
   .object({
     id: documentIdSchema.optional(),
@@ -16,7 +65,7 @@ export const DocumentBody = z
       .min(1, 'must hold at least one chunk')
       .max(10_000, 'must hold at most 10000 chunks')
       .optional(),
-    metadata: z.record(z.string(), z.unknown()).optional(),
+    metadata: metadata.optional(),
   })
   .strict();
 

@@ -3,6 +3,10 @@
  * objects. The index of what is on disk (key → size, in order of use) is rebuilt from the directory when
  * the tier opens (oldest modification first), so the bound holds across restarts; reads count as uses.
  * One process owns a directory (its index is in memory): give each blend worker its own DISK_CACHE_DIR.
+ *
+ * The bound holds on disk at every moment, not only once evictions catch up: a put reserves its bytes in
+ * the index first, waits until the files it pushed out are deleted, and only then writes; an eviction of
+ * an object still being written deletes it once the write is done.
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -17,6 +21,10 @@ export class DiskTier implements ObjectStore {
   private readonly index: ByteLru<string, number>;
   private readonly ready: Promise<void>;
   private readonly removals = new Set<Promise<void>>();
+  /** Writes in flight, by key (an eviction of one waits for it). */
+  private readonly writing = new Map<string, Promise<void>>();
+  /** While a put reserves its room: the deletions its evictions started. */
+  private evicting: Promise<void>[] | null = null;
 
   constructor(
     root: string,
@@ -51,13 +59,15 @@ export class DiskTier implements ObjectStore {
   }
 
   private remove(key: string): void {
-    const done: Promise<void> = this.files
-      .delete(key)
+    const written = this.writing.get(key)?.catch(() => undefined) ?? Promise.resolve();
+    const done: Promise<void> = written
+      .then(() => this.files.delete(key))
       .catch((err: unknown) =>
         this.log.warn('could not evict from the disk cache', { key, error: errorMessage(err) }),
       )
       .finally(() => this.removals.delete(done));
     this.removals.add(done);
+    this.evicting?.push(done);
   }
 
   /** Resolves once evictions started so far are done (tests). */
@@ -89,13 +99,34 @@ export class DiskTier implements ObjectStore {
   async put(key: string, data: Buffer): Promise<void> {
     await this.ready;
     if (data.length > this.maxBytes) return; // could never stay
-    await this.files.put(key, data);
-    this.index.set(key, data.length);
+    const prior = this.writing.get(key)?.catch(() => undefined); // one write of a key at a time
+    const evicted: Promise<void>[] = (this.evicting = []);
+    try {
+      this.index.set(key, data.length); // reserve: pushes older objects out of the index
+    } finally {
+      this.evicting = null;
+    }
+    // Registered at once, so an eviction of this key from now on waits for the write to land first.
+    const write = (async () => {
+      await Promise.all(evicted); // their files are gone before the new bytes land
+      await prior;
+      await this.files.put(key, data);
+    })();
+    this.writing.set(key, write);
+    try {
+      await write;
+    } catch (err) {
+      if (this.index.peek(key) === data.length) this.index.delete(key);
+      throw err;
+    } finally {
+      if (this.writing.get(key) === write) this.writing.delete(key);
+    }
   }
 
   async delete(key: string): Promise<void> {
     await this.ready;
     this.index.delete(key);
+    await this.writing.get(key)?.catch(() => undefined); // else the write would bring it back
     await this.files.delete(key);
   }
 

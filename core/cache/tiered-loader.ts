@@ -10,25 +10,16 @@
  * layers were served is replaced the same way; the earlier layers passed their checksums, so they are the
  * same bytes the replacement holds.
  */
-import type { ChunkKvSource } from '../blend/index.js';
-import { CacheBlendError, KvFormatError, KvMismatchError, errorMessage } from '../errors.js';
-import {
-  chunkObjectKey,
-  decodeChunkKv,
-  decodeKvHeader,
-  decodeKvLayer,
-  layerByteRange,
-  totalBytes,
-  type KvHeader,
-} from '../kv/format.js';
+import { KvFormatError, KvMismatchError, errorMessage } from '../errors.js';
+import { chunkObjectKey, decodeChunkKv, decodeKvHeader } from '../kv/format.js';
 import {
   checkedHeader,
   probeChunkObject,
   type ChunkObjectExpectation,
   type ProbedObject,
 } from './chunk-object.js';
-import type { DeviceChunk } from '../model/device/index.js';
 import type { DeviceChunkTier } from './device-tier.js';
+import { BufferChunk, DeviceResidentChunk, RangedChunk, type LoadedChunk } from './loaded-chunks.js';
 import type { CacheStats, CacheTier } from './types.js';
 import { ByteLru } from '../storage/lru.js';
 import type { ObjectStore } from '../storage/types.js';
@@ -51,57 +42,19 @@ export interface ChunkLoaderOptions {
   log?: Logger;
   /** The GPU tier of a device-resident engine, in front of the LRU; absent or null: none. */
   deviceTier?: DeviceChunkTier | null;
-}
-
-/** A chunk cache opened for one query. */
-export interface LoadedChunk extends ChunkKvSource {
-  readonly key: string;
-  /** Where the object was found; 'computed' for a miss. */
-  readonly tier: CacheTier | 'computed';
   /**
-   * Read the layers the query did not need (so the whole object can enter the LRU and disk cache) and
-   * resolve once every tier that should hold it does. Call after the answer is ready.
+   * Writes a computed object to the store: in the service a ChunkWriteGate (under the chunk's lock, only
+   * while a document references it); absent: a plain put.
    */
-  complete(): Promise<void>;
-  /** The whole validated object; only after complete(). */
-  bytes(): Buffer;
-  /** Set when a GPU tier would keep the engine's upload of this chunk. */
-  keepOnDevice?: (chunk: DeviceChunk) => void;
+  writeToStore?: (key: string, objKey: string, buf: Buffer) => Promise<unknown>;
 }
 
-/**
- * A GPU-tier hit: the engine reads the chunk from GPU memory, so nothing is read here unless a layer is
- * asked for anyway (then the host tiers are opened, once).
- */
-class DeviceResidentChunk implements LoadedChunk {
-  readonly tier = 'gpu' as const;
-  private below: Promise<LoadedChunk> | null = null;
-
-  constructor(
-    readonly key: string,
-    readonly tokenIds: readonly number[],
-    readonly device: DeviceChunk,
-    private readonly openBelow: () => Promise<LoadedChunk>,
-  ) {}
-
-  async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
-    this.below ??= this.openBelow();
-    return (await this.below).layer(l);
-  }
-
-  async complete(): Promise<void> {
-    if (this.below) await (await this.below).complete();
-  }
-
-  bytes(): Buffer {
-    throw new Error('a GPU-tier chunk has no host copy here; read it with loadObject');
-  }
-}
+export type { LoadedChunk } from './loaded-chunks.js';
 
 export class TieredChunkLoader {
   readonly lru: ByteLru<string, Buffer>;
   private readonly log: Logger;
-  private readonly diskWrites = new Set<Promise<void>>();
+  private readonly writes = new Set<Promise<void>>();
 
   constructor(private readonly opts: ChunkLoaderOptions) {
     this.lru = new ByteLru<string, Buffer>({ maxBytes: opts.lruBytes, sizeOf: (b) => b.length });
@@ -218,22 +171,31 @@ export class TieredChunkLoader {
     return chunk.bytes();
   }
 
-  /** Compute a chunk, write it to the store (when `toStore`), the disk cache and the LRU. */
+  /**
+   * Compute a chunk, write it to the LRU, the disk cache and (when `toStore`) the store. The store write
+   * runs in the background, like the disk write: the answer never waits on a slow store (`flush()` does).
+   */
   async computeAndStore(key: string, tokenIds: readonly number[], toStore: boolean): Promise<Buffer> {
     const buf = await this.opts.compute(tokenIds);
-    const objKey = this.objectKey(key);
     if (toStore) {
-      try {
-        await this.opts.store.put(objKey, buf);
-      } catch (err) {
-        this.log.warn('could not write a computed chunk cache to the store', {
-          key,
-          error: errorMessage(err),
-        });
-      }
+      const objKey = this.objectKey(key);
+      const { store, writeToStore } = this.opts;
+      this.background(
+        (writeToStore ? writeToStore(key, objKey, buf) : store.put(objKey, buf)).then(() => undefined),
+        'could not write a computed chunk cache to the store',
+        key,
+      );
     }
     await this.remember(key, buf, true);
     return buf;
+  }
+
+  /** Track a write that nobody awaits now (flush() does); failures are logged. */
+  private background(write: Promise<void>, failure: string, key: string): void {
+    const tracked: Promise<void> = write
+      .catch((err: unknown) => this.log.warn(failure, { key, error: errorMessage(err) }))
+      .finally(() => this.writes.delete(tracked));
+    this.writes.add(tracked);
   }
 
   /**
@@ -273,19 +235,13 @@ export class TieredChunkLoader {
   async remember(key: string, buf: Buffer, toDisk: boolean): Promise<void> {
     this.lru.set(key, buf);
     if (toDisk && this.opts.disk) {
-      const write: Promise<void> = this.opts.disk
-        .put(this.objectKey(key), buf)
-        .catch((err: unknown) =>
-          this.log.warn('could not write the disk cache', { key, error: errorMessage(err) }),
-        )
-        .finally(() => this.diskWrites.delete(write));
-      this.diskWrites.add(write);
+      this.background(this.opts.disk.put(this.objectKey(key), buf), 'could not write the disk cache', key);
     }
   }
 
-  /** Resolves once every disk-cache write started so far has finished. */
+  /** Resolves once every disk-cache and store write started so far has finished. */
   async flush(): Promise<void> {
-    await Promise.all([...this.diskWrites]);
+    await Promise.all([...this.writes]);
   }
 
   /** A bad layer after a hit: the hit is withdrawn and the chunk replaced (see recover). */
@@ -306,112 +262,5 @@ export class TieredChunkLoader {
       error: errorMessage(err),
     });
     return (await this.recover(key, tokenIds, tier, stats)).buf;
-  }
-}
-
-function decodeFrom(buf: Buffer, header: KvHeader, l: number): { k: Float32Array; v: Float32Array } {
-  const [s, e] = layerByteRange(header, l);
-  return decodeKvLayer(header, l, buf.subarray(s, e));
-}
-
-/** A chunk whose whole object is in memory (LRU hit, or just computed). */
-class BufferChunk implements LoadedChunk {
-  private replacement: Promise<Buffer> | null = null;
-
-  constructor(
-    private readonly loader: TieredChunkLoader,
-    readonly key: string,
-    readonly tokenIds: readonly number[],
-    readonly tier: CacheTier | 'computed',
-    private buf: Buffer,
-    private header: KvHeader,
-    private readonly stats: CacheStats,
-  ) {}
-
-  async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
-    if (this.replacement) return decodeFrom(await this.replacement, this.header, l);
-    try {
-      return decodeFrom(this.buf, this.header, l);
-    } catch (err) {
-      if (!(err instanceof CacheBlendError) || this.tier === 'computed') throw err;
-      this.loader.lru.delete(this.key);
-      this.replacement ??= this.loader.layerFailed(this.key, this.tokenIds, this.tier, l, err, this.stats);
-      this.buf = await this.replacement;
-      this.header = decodeKvHeader(this.buf);
-      return decodeFrom(this.buf, this.header, l);
-    }
-  }
-
-  async complete(): Promise<void> {
-    if (this.replacement) this.buf = await this.replacement;
-  }
-
-  bytes(): Buffer {
-    return this.buf;
-  }
-}
-
-/** A chunk read from the disk cache or the store, one layer's byte range at a time. */
-class RangedChunk implements LoadedChunk {
-  private readonly assembled: Buffer;
-  private readonly loaded: boolean[];
-  private replacement: Promise<Buffer> | null = null;
-  private replaced: Buffer | null = null;
-
-  constructor(
-    private readonly loader: TieredChunkLoader,
-    readonly key: string,
-    readonly tokenIds: readonly number[],
-    readonly tier: CacheTier,
-    private readonly reader: ObjectStore,
-    private readonly objKey: string,
-    private readonly header: KvHeader,
-    probe: Buffer,
-    private readonly stats: CacheStats,
-  ) {
-    this.assembled = Buffer.alloc(totalBytes(header));
-    probe.copy(this.assembled, 0, 0, header.headerBytes);
-    this.loaded = new Array<boolean>(header.numLayers).fill(false);
-  }
-
-  async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
-    if (this.replacement) return this.fromReplacement(l);
-    try {
-      const [s, e] = layerByteRange(this.header, l);
-      const t0 = performance.now();
-      const bytes = await this.reader.getRange(this.objKey, s, e);
-      if (bytes === null) throw new KvFormatError('object disappeared while being read');
-      this.loader.observeLoad(bytes.length, performance.now() - t0);
-      const decoded = decodeKvLayer(this.header, l, bytes);
-      if (!this.replacement) {
-        bytes.copy(this.assembled, s);
-        this.loaded[l] = true;
-        this.stats.bytesLoaded[this.tier] += bytes.length;
-      }
-      return decoded;
-    } catch (err) {
-      this.replacement ??= this.loader.layerFailed(this.key, this.tokenIds, this.tier, l, err, this.stats);
-      return this.fromReplacement(l);
-    }
-  }
-
-  private async fromReplacement(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
-    this.replaced = await this.replacement!;
-    return decodeFrom(this.replaced, decodeKvHeader(this.replaced), l);
-  }
-
-  async complete(): Promise<void> {
-    if (!this.replacement) {
-      for (let l = 0; l < this.header.numLayers; l++) if (!this.loaded[l]) await this.layer(l);
-    }
-    if (this.replacement) {
-      this.replaced = await this.replacement;
-      return;
-    }
-    await this.loader.remember(this.key, this.assembled, this.tier === 'store');
-  }
-
-  bytes(): Buffer {
-    return this.replaced ?? this.assembled;
   }
 }

@@ -106,6 +106,8 @@ interface IndexEntry {
   fingerprint: string;
   salt: string;
   now: string;
+  /** createdAt when the index has no entry yet (a rebuild: the manifest's); default `now`. */
+  createdAt?: string;
   requestId?: string;
 }
 
@@ -238,6 +240,7 @@ export class DocumentService {
           ntokens,
           listKey(e.tenant, e.id),
           CORPUS_LOG_LENGTH,
+          e.createdAt ?? '',
         ],
       ),
     )) as [string, string, string];
@@ -283,6 +286,7 @@ export class DocumentService {
         fingerprint: manifest.fingerprint,
         salt: manifest.cacheSalt ?? '',
         now: manifest.updatedAt,
+        createdAt: manifest.createdAt,
       });
       if (r.orphans.length > 0) await this.collect(r.orphans, 5_000);
       return { restored: true, enqueued: r.enqueued.length };

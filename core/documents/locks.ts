@@ -11,32 +11,38 @@ import type { ScriptCaller } from './scripts.js';
 
 /** How long a lock outlives its holder's last renewal. */
 export const LOCK_TTL_MS = 10_000;
-const RENEW_EVERY_MS = LOCK_TTL_MS / 3;
 const POLL_MS = 50;
 
 export class RedisLocks {
+  /** Renewed every third of the TTL: two renewals may fail before the lock is lost. */
+  private readonly renewEveryMs: number;
+
   constructor(
     private readonly redis: RedisClient,
     private readonly script: ScriptCaller,
     private readonly log: Logger = silentLogger,
-  ) {}
+    /** The TTL of a lock (tests shorten it to see renewal work). */
+    private readonly ttlMs: number = LOCK_TTL_MS,
+  ) {
+    this.renewEveryMs = ttlMs / 3;
+  }
 
   /** Take `lock`, waiting up to `waitMs`; the release function, or null when another holder kept it. */
   async acquire(lock: string, waitMs: number): Promise<(() => Promise<void>) | null> {
     const token = randomBytes(12).toString('hex');
     const deadline = Date.now() + waitMs;
     for (;;) {
-      const ok = await redisCall(() => this.redis.set(lock, token, 'PX', LOCK_TTL_MS, 'NX'));
+      const ok = await redisCall(() => this.redis.set(lock, token, 'PX', this.ttlMs, 'NX'));
       if (ok === 'OK') break;
       if (Date.now() >= deadline) return null;
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     const renew = setInterval(() => {
-      this.script('extend-lock', [lock], [token, LOCK_TTL_MS]).then(
+      this.script('extend-lock', [lock], [token, this.ttlMs]).then(
         (kept) => kept === 0 && this.log.warn('lost a lock while holding it', { lock }),
         (err: unknown) => this.log.warn('could not renew a lock', { lock, error: errorMessage(err) }),
       );
-    }, RENEW_EVERY_MS);
+    }, this.renewEveryMs);
     return async () => {
       clearInterval(renew);
       await this.script('unlock', [lock], [token]).catch(() => undefined);

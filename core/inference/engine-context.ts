@@ -13,6 +13,7 @@ import { DeviceChunkTier } from '../cache/device-tier.js';
 import { TieredChunkLoader } from '../cache/tiered-loader.js';
 import { createLogger, type LogLevel, type Logger } from '../ops/log.js';
 import { computeChunkObject } from './pipeline.js';
+import { ChunkWriteGate, type ChunkWriteSettings } from '../documents/chunk-writes.js';
 
 export interface EngineThreadInit {
   model: string;
@@ -44,6 +45,12 @@ export interface EngineThreadInit {
   /** r_min of `ratio: "auto"` (BLEND_MIN_RATIO; default 0.15). */
   minRatio?: number;
   logLevel: LogLevel;
+  /**
+   * The documents' Redis: computed chunks are written to the store only under their lock while a
+   * document references them (core/documents/chunk-writes.ts). Null or absent: written unconditionally
+   * (tools and tests without Redis).
+   */
+  chunkWrites?: ChunkWriteSettings | null;
 }
 
 export interface EngineInfo {
@@ -69,6 +76,7 @@ export interface EngineContext {
   store: ObjectStore;
   disk: DiskTier | null;
   loader: TieredChunkLoader;
+  gate: ChunkWriteGate | null;
   /** Load and layer speeds observed on this thread, for `ratio: "auto"`. */
   cost: CostModel;
   log: Logger;
@@ -102,6 +110,7 @@ export async function openEngine(init: EngineThreadInit): Promise<EngineContext>
     init.diskCacheDir && init.diskCacheBytes > 0
       ? new DiskTier(init.diskCacheDir, init.diskCacheBytes, log)
       : null;
+  const gate = init.chunkWrites ? new ChunkWriteGate(init.chunkWrites, log) : null;
   const loader = new TieredChunkLoader({
     store,
     disk,
@@ -114,6 +123,7 @@ export async function openEngine(init: EngineThreadInit): Promise<EngineContext>
     onLayerLoad: (bytes, ms) => cost.observeLoad(bytes, ms),
     log,
     deviceTier: engine.device && init.gpuTierBytes ? new DeviceChunkTier(init.gpuTierBytes) : null,
+    ...(gate && { writeToStore: (key, objKey, buf) => gate.write(store, key, objKey, buf) }),
   });
-  return { init, engine, store, disk, loader, cost, log };
+  return { init, engine, store, disk, loader, gate, cost, log };
 }

@@ -124,8 +124,14 @@ export async function createHandlers(init: EngineThreadInit) {
       return { bytes: disk?.bytes ?? 0, maxBytes: disk?.maxBytes ?? 0 };
     },
 
+    /** Resolves once the disk and store writes of earlier queries have finished. */
+    async flush(): Promise<void> {
+      await loader.flush();
+    },
+
     async close(): Promise<void> {
       await loader.flush();
+      await ctx.gate?.close();
       await disk?.close();
       await store.close();
       await engine.dispose();

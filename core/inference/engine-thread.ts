@@ -33,6 +33,11 @@ export function engineThreadInit(
     kvDtype: config.kvDtype,
     minRatio: config.blendMinRatio,
     logLevel: config.logLevel,
+    chunkWrites: {
+      redisUrl: config.redisUrl,
+      redisClusterNodes: config.redisClusterNodes.map((n) => ({ ...n })),
+      queuePrefix: config.queuePrefix,
+    },
     ...overrides,
   };
 }

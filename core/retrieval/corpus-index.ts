@@ -1,9 +1,15 @@
 /**
  * The ranking index over every chunk of every document: BM25 (MiniSearch's BM25+, chosen for incremental
- * add and discard — documents come and go one at a time — with no dependencies) over chunk texts. It lives
+ * add and remove — documents come and go one at a time — with no dependencies) over chunk texts. It lives
  * in each API process's memory; corpus-sync.ts keeps it following ingests and deletes.
+ *
+ * One MiniSearch per tenant: BM25's statistics (how many chunks hold a term, the average length) are a
+ * tenant's own, so one tenant's documents never move another's scores. Chunks leave with `remove` (their
+ * texts are kept for it), not `discard`: a discarded chunk's terms stay counted until a vacuum, which
+ * skews the statistics meanwhile, down to negative scores after many removals.
  */
 import MiniSearch from 'minisearch';
+import { DEFAULT_TENANT } from '../config/index.js';
 import { parseDocumentName } from '../documents/names.js';
 import { SpanMatcher } from './span-matcher.js';
 
@@ -48,17 +54,19 @@ function processTerm(term: string): string | null {
   return t.length === 0 || STOP_WORDS.has(t) ? null : t;
 }
 
-export class CorpusIndex {
-  private readonly search = new MiniSearch<IndexedChunk>({
+function tenantIndex(): MiniSearch<IndexedChunk> {
+  return new MiniSearch<IndexedChunk>({
     idField: 'id',
     fields: ['text'],
     storeFields: ['document', 'index', 'tokens', 'key'],
     processTerm,
   });
-  /** Each indexed document's chunk keys, in order. */
-  private readonly docs = new Map<string, string[]>();
-  /** Each indexed document's chunks as the span matcher holds them. */
-  private readonly chunkTexts = new Map<string, { key: string; text: string }[]>();
+}
+
+export class CorpusIndex {
+  private readonly tenants = new Map<string, MiniSearch<IndexedChunk>>();
+  /** Each indexed document's chunks (what `remove` needs), in order. */
+  private readonly docs = new Map<string, IndexedChunk[]>();
   /** Every tenant's chunks by text, for finding them inside prompts. */
   readonly spans = new SpanMatcher();
 
@@ -67,7 +75,13 @@ export class CorpusIndex {
   }
 
   get chunkCount(): number {
-    return this.search.documentCount;
+    let n = 0;
+    for (const search of this.tenants.values()) n += search.documentCount;
+    return n;
+  }
+
+  private tenantOf(document: string): string {
+    return parseDocumentName(document).tenant;
   }
 
   /** Ids of the indexed documents. */
@@ -77,53 +91,52 @@ export class CorpusIndex {
 
   /** The chunk keys the index holds for a document, or undefined when it holds none. */
   keysOf(document: string): readonly string[] | undefined {
-    return this.docs.get(document);
+    return this.docs.get(document)?.map((c) => c.key);
   }
 
   /** Index a document's chunks, replacing what was indexed for it. */
   set(document: string, chunks: IndexableChunk[]): void {
     this.remove(document);
-    this.search.addAll(
-      chunks.map((c, index) => ({
-        id: `${document}#${index}`,
-        document,
-        index,
-        text: c.text,
-        tokens: c.tokens,
-        key: c.key,
-      })),
-    );
-    this.docs.set(
+    const tenant = this.tenantOf(document);
+    let search = this.tenants.get(tenant);
+    if (!search) this.tenants.set(tenant, (search = tenantIndex()));
+    const indexed = chunks.map((c, index) => ({
+      id: `${document}#${index}`,
       document,
-      chunks.map((c) => c.key),
-    );
-    const { tenant, id } = parseDocumentName(document);
+      index,
+      text: c.text,
+      tokens: c.tokens,
+      key: c.key,
+    }));
+    search.addAll(indexed);
+    this.docs.set(document, indexed);
+    const { id } = parseDocumentName(document);
     this.spans.add(
       tenant,
       document,
       chunks.map((c, index) => ({ key: c.key, text: c.text, document: id, index })),
     );
-    this.chunkTexts.set(
-      document,
-      chunks.map((c) => ({ key: c.key, text: c.text })),
-    );
   }
 
   remove(document: string): void {
-    const keys = this.docs.get(document);
-    if (!keys) return;
-    this.search.discardAll(keys.map((_, i) => `${document}#${i}`));
+    const indexed = this.docs.get(document);
+    if (!indexed) return;
+    const tenant = this.tenantOf(document);
+    const search = this.tenants.get(tenant)!;
+    search.removeAll(indexed);
     this.docs.delete(document);
-    this.spans.remove(parseDocumentName(document).tenant, document, this.chunkTexts.get(document) ?? []);
-    this.chunkTexts.delete(document);
+    if (search.documentCount === 0) this.tenants.delete(tenant);
+    this.spans.remove(tenant, document, indexed);
   }
 
   /**
-   * Chunks matching the question, best first: only those of `documents` when given, else the whole corpus.
-   * Chunks with no term in common are not returned.
+   * One tenant's chunks matching the question, best first: only those of `documents` (names) when given,
+   * else the tenant's whole corpus. Chunks with no term in common are not returned.
    */
-  rank(question: string, documents?: ReadonlySet<string>): RankedChunk[] {
-    const results = this.search.search(question, {
+  rank(question: string, documents?: ReadonlySet<string>, tenant = DEFAULT_TENANT): RankedChunk[] {
+    const search = this.tenants.get(tenant);
+    if (!search) return [];
+    const results = search.search(question, {
       ...(documents && { filter: (r) => documents.has(r.document as string) }),
     });
     return results.map((r) => ({

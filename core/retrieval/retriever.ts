@@ -72,7 +72,9 @@ export class Retriever {
       ),
     );
     const scores = new Map(
-      this.sync.index.rank(req.question, new Set(names)).map((r) => [`${r.document}#${r.index}`, r.score]),
+      this.sync.index
+        .rank(req.question, new Set(names), req.tenant)
+        .map((r) => [`${r.document}#${r.index}`, r.score]),
     );
     const candidates: Candidate[] = [];
     ids.forEach((document, d) =>
@@ -92,12 +94,11 @@ export class Retriever {
     return { refs, summary: summarize(used, leftOut, req) };
   }
 
-  /** The tenant's chunks sharing a term with the question (other tenants' documents are never ranked in). */
+  /** The tenant's chunks sharing a term with the question (ranked in the tenant's own index). */
   private async fromCorpus(req: RetrieveRequest): Promise<Retrieved> {
-    const ranked = this.sync.index.rank(req.question).flatMap((r) => {
-      const ref = parseDocumentName(r.document);
-      return ref.tenant === req.tenant ? [{ ...r, document: ref.id }] : [];
-    });
+    const ranked = this.sync.index
+      .rank(req.question, undefined, req.tenant)
+      .map((r) => ({ ...r, document: parseDocumentName(r.document).id }));
     const inDocumentOrder = [...ranked].sort((a, b) =>
       a.document === b.document ? a.index - b.index : a.document < b.document ? -1 : 1,
     );

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
+import { DEFAULT_STORE_DEADLINES, DeadlineObjectStore } from './deadline.js';
 import { FileObjectStore } from './file.js';
 import { MemoryObjectStore } from './memory.js';
 import { S3ObjectStore } from './s3.js';
@@ -10,6 +11,7 @@ export { FileObjectStore } from './file.js';
 export { MemoryObjectStore } from './memory.js';
 export { S3ObjectStore, parseS3Url } from './s3.js';
 export { validateKey, validatePrefix } from './keys.js';
+export { DEFAULT_STORE_DEADLINES, DeadlineObjectStore, type StoreDeadlines } from './deadline.js';
 
 /**
  * Opens a store by URL scheme:
@@ -17,7 +19,8 @@ export { validateKey, validatePrefix } from './keys.js';
  * - `file:///abs/dir` or `file://./rel/dir` / `file://rel/dir` (relative to `options.cwd`, default
  *   process.cwd()); the path is taken literally (no percent-decoding);
  * - `s3://bucket[/prefix]` with connection settings from `options.s3`.
- * Anything else is a ConfigError. Opening does no I/O; call `ping()` to check reachability.
+ * Anything else is a ConfigError. Opening does no I/O; call `ping()` to check reachability. File and S3
+ * stores bound every operation by `options.deadlines` (default DEFAULT_STORE_DEADLINES, see deadline.ts).
  */
 export function openObjectStore(url: string, options: ObjectStoreOptions = {}): ObjectStore {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
@@ -25,9 +28,12 @@ export function openObjectStore(url: string, options: ObjectStoreOptions = {}): 
     case 'memory':
       return new MemoryObjectStore(url.slice('memory://'.length));
     case 'file':
-      return new FileObjectStore(fileUrlToDir(url, options.cwd ?? process.cwd()));
+      return new DeadlineObjectStore(
+        new FileObjectStore(fileUrlToDir(url, options.cwd ?? process.cwd())),
+        options.deadlines ?? DEFAULT_STORE_DEADLINES,
+      );
     case 's3':
-      return new S3ObjectStore(url, options.s3);
+      return new S3ObjectStore(url, options.s3, options.deadlines ?? DEFAULT_STORE_DEADLINES);
     default:
       throw new ConfigError(
         `unsupported object store URL ${JSON.stringify(url)}: use memory://, file:///abs/dir, file://./rel/dir or s3://bucket/prefix`,

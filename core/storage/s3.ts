@@ -11,6 +11,14 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { ConfigError, StorageError, UnavailableError, errorMessage } from '../errors.js';
+import { withTimeout } from '../util/time.js';
+import {
+  DEFAULT_STORE_DEADLINES,
+  readDeadlineMs,
+  timedOut,
+  writeDeadlineMs,
+  type StoreDeadlines,
+} from './deadline.js';
 import { validateKey, validatePrefix, validateRange } from './keys.js';
 import type { ObjectStore, S3StoreOptions } from './types.js';
 
@@ -107,12 +115,32 @@ export class S3ObjectStore implements ObjectStore {
   readonly prefix: string;
   private readonly client: S3Client;
   private readonly endpoint: string | undefined;
+  private readonly deadlines: StoreDeadlines;
 
-  constructor(url: string, options: S3StoreOptions = {}) {
+  constructor(
+    url: string,
+    options: S3StoreOptions = {},
+    deadlines: StoreDeadlines = DEFAULT_STORE_DEADLINES,
+  ) {
     ({ bucket: this.bucket, prefix: this.prefix } = parseS3Url(url));
     this.endpoint = options.endpoint;
     const config = s3ClientConfig(options);
     this.client = new S3Client(config);
+    this.deadlines = deadlines;
+  }
+
+  /**
+   * One request, retries included, aborted at `ms` (see deadline.ts): an aborted request's socket is
+   * destroyed, so a store that went silent leaves no hung connections behind to delay later requests.
+   */
+  private async send<T>(ms: number, what: string, run: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    const signal = AbortSignal.timeout(ms);
+    try {
+      return await run(signal);
+    } catch (err) {
+      if (signal.aborted) throw timedOut(this.describe(), what, ms);
+      throw err;
+    }
   }
 
   private fullKey(key: string): string {
@@ -139,7 +167,8 @@ export class S3ObjectStore implements ObjectStore {
     }
     const Key = this.fullKey(key);
     const what = `get ${Key} bytes ${start}-${endExclusive - 1}`;
-    return this.fetch(Key, what, `bytes=${start}-${endExclusive - 1}`, (body, res) => {
+    const range = { header: `bytes=${start}-${endExclusive - 1}`, bytes: endExclusive - start };
+    return this.fetch(Key, what, range, (body, res) => {
       if (res.ContentRange === undefined) return copyRange(body, start, endExclusive); // Range ignored: whole object
       const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.ContentRange);
       if (!m || Number(m[1]) !== start) {
@@ -158,13 +187,20 @@ export class S3ObjectStore implements ObjectStore {
   private async fetch(
     Key: string,
     what: string,
-    range: string | undefined,
+    range: { header: string; bytes: number } | undefined,
     check: (body: Buffer, res: GetObjectCommandOutput) => Buffer,
   ): Promise<Buffer | null> {
+    const started = Date.now();
+    const ms = readDeadlineMs(this.deadlines, range?.bytes ?? 0);
     for (let attempt = 1; ; attempt++) {
       let res: GetObjectCommandOutput;
+      const left = Math.max(1, ms - (Date.now() - started));
       try {
-        res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range: range }));
+        res = await this.send(left, what, (abortSignal) =>
+          this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key, Range: range?.header }), {
+            abortSignal,
+          }),
+        );
       } catch (err) {
         if (isMissingKey(err)) return null;
         if (range !== undefined && (statusOf(err) === 416 || nameOf(err) === 'InvalidRange')) {
@@ -173,8 +209,13 @@ export class S3ObjectStore implements ObjectStore {
         throw this.wrap(err, what);
       }
       try {
-        return check(await readBody(res.Body, res.ContentLength, Key), res);
+        const body = withTimeout(readBody(res.Body, res.ContentLength, Key), left, () => {
+          destroyBody(res.Body);
+          return timedOut(this.describe(), what, ms);
+        });
+        return check(await body, res);
       } catch (err) {
+        if (err instanceof UnavailableError && Date.now() - started >= ms) throw err;
         if (attempt < BODY_ATTEMPTS) {
           await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
           continue;
@@ -190,7 +231,9 @@ export class S3ObjectStore implements ObjectStore {
   async head(key: string): Promise<{ size: number } | null> {
     const Key = this.fullKey(key);
     try {
-      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      const res = await this.send(this.deadlines.readMs, `head ${Key}`, (abortSignal) =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal }),
+      );
       return { size: res.ContentLength ?? 0 };
     } catch (err) {
       if (isMissingKey(err) || statusOf(err) === 404) return null;
@@ -202,16 +245,17 @@ export class S3ObjectStore implements ObjectStore {
     const Key = this.fullKey(key);
     const digest = md5(data);
     try {
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key,
-          Body: data,
-          ContentLength: data.length,
-          ContentMD5: digest.toString('base64'),
-          ContentType: 'application/octet-stream',
-          Metadata: { [MD5_METADATA]: digest.toString('hex') },
-        }),
+      const put = new PutObjectCommand({
+        Bucket: this.bucket,
+        Key,
+        Body: data,
+        ContentLength: data.length,
+        ContentMD5: digest.toString('base64'),
+        ContentType: 'application/octet-stream',
+        Metadata: { [MD5_METADATA]: digest.toString('hex') },
+      });
+      await this.send(writeDeadlineMs(this.deadlines, data.length), `put ${Key}`, (abortSignal) =>
+        this.client.send(put, { abortSignal }),
       );
     } catch (err) {
       throw this.wrap(err, `put ${Key}`);
@@ -221,7 +265,9 @@ export class S3ObjectStore implements ObjectStore {
   async delete(key: string): Promise<void> {
     const Key = this.fullKey(key);
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
+      await this.send(this.deadlines.readMs, `delete ${Key}`, (abortSignal) =>
+        this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }), { abortSignal }),
+      );
     } catch (err) {
       if (isMissingKey(err)) return;
       throw this.wrap(err, `delete ${Key}`);
@@ -235,8 +281,13 @@ export class S3ObjectStore implements ObjectStore {
     do {
       let res;
       try {
-        res = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base + prefix, ContinuationToken: token }),
+        const cmd = new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: base + prefix,
+          ContinuationToken: token,
+        });
+        res = await this.send(this.deadlines.readMs, `list ${base + prefix}`, (abortSignal) =>
+          this.client.send(cmd, { abortSignal }),
         );
       } catch (err) {
         throw this.wrap(err, `list ${base + prefix}`);
@@ -250,7 +301,9 @@ export class S3ObjectStore implements ObjectStore {
 
   async ping(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.send(this.deadlines.readMs, 'ping', (abortSignal) =>
+        this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }),
+      );
     } catch (err) {
       const status = statusOf(err);
       if (status === 404) {
@@ -306,6 +359,12 @@ function slim(err: unknown): Error {
 
 interface Body {
   transformToByteArray(): Promise<Uint8Array>;
+}
+
+/** Stops reading a response body (a stalled download): its socket is closed. */
+function destroyBody(body: unknown): void {
+  const b = body as { destroy?: () => void } | undefined;
+  b?.destroy?.();
 }
 
 async function readBody(

@@ -1,3 +1,5 @@
+import type { StoreDeadlines } from './deadline.js';
+
 /**
  * Object storage behind the KV cache: one small interface with memory, file and S3 implementations.
  *
@@ -59,6 +61,8 @@ export interface S3StoreOptions {
 
 export interface ObjectStoreOptions {
   s3?: S3StoreOptions;
+  /** Deadlines of file and S3 operations (default DEFAULT_STORE_DEADLINES in deadline.ts). */
+  deadlines?: StoreDeadlines;
   /** Base directory for relative `file://./dir` URLs; default process.cwd(). */
   cwd?: string;
 }

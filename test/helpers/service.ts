@@ -98,6 +98,7 @@ export function testEngineInit(overrides: Partial<EngineThreadInit> = {}): Engin
     diskCacheDir: null,
     lruBytes: 0,
     kvDtype: 'float16',
+    chunkWrites: null,
     ...overrides,
   });
 }

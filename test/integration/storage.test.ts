@@ -6,7 +6,7 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from 
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, InvalidArgumentError, StorageError, UnavailableError } from '../../core/errors.js';
-import { FileObjectStore, openObjectStore, type ObjectStore } from '../../core/storage/index.js';
+import { DeadlineObjectStore, openObjectStore, type ObjectStore } from '../../core/storage/index.js';
 import { s3ClientConfig } from '../../core/storage/s3.js';
 import { freePort, startS3, uniquePrefix, type S3Handle } from '../helpers/services.js';
 
@@ -379,7 +379,7 @@ describe('file store specifics', () => {
     const dir = await tempDir();
     for (const url of ['file://./rel/kv', 'file://rel/kv']) {
       const store = openObjectStore(url, { cwd: dir });
-      expect(store).toBeInstanceOf(FileObjectStore);
+      expect(store).toBeInstanceOf(DeadlineObjectStore); // a FileObjectStore with deadlines
       expect(store.describe()).toBe(`file://${path.join(dir, 'rel/kv')}`);
     }
     const store = openObjectStore('file://./rel/kv', { cwd: dir });

@@ -1,5 +1,5 @@
 /** The disk tier keeps under its byte bound, evicts the least recently used, and re-indexes on restart. */
-import { mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -26,7 +26,39 @@ async function filesUnder(root: string): Promise<string[]> {
 
 const obj = (n: number, fill: number) => Buffer.alloc(n, fill);
 
+/** Bytes of every file under `root`, staged writes included: what the tier takes on disk now. */
+async function bytesOnDisk(root: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(root, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) total += (await stat(path.join(e.parentPath, e.name)).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
+
 describe('DiskTier', () => {
+  it('never holds more than its bound on disk, not even while it evicts (DISK_CACHE_BYTES 400,000)', async () => {
+    const tier = new DiskTier(dir, 400_000);
+    for (let i = 0; i < 8; i++) {
+      await tier.put(`kv/s${i}.kv`, obj(100_000, i)); // from the fifth on, each put must evict one
+      expect(await bytesOnDisk(dir), `after put ${i}`).toBeLessThanOrEqual(400_000);
+    }
+    for (let round = 0; round < 3; round++) {
+      const puts = Array.from({ length: 8 }, (_, i) => tier.put(`kv/c${round}-${i}.kv`, obj(90_000, i)));
+      let peak = 0;
+      let done = false;
+      const all = Promise.all(puts).finally(() => (done = true));
+      while (!done) {
+        peak = Math.max(peak, await bytesOnDisk(dir));
+        await new Promise((r) => setImmediate(r));
+      }
+      await all;
+      peak = Math.max(peak, await bytesOnDisk(dir));
+      expect(peak, `round ${round}`).toBeLessThanOrEqual(400_000);
+    }
+    await tier.settle();
+    expect(tier.bytes).toBe(await bytesOnDisk(dir));
+  });
+
   it('evicts the least recently used objects to stay within its bound', async () => {
     const tier = new DiskTier(dir, 3_000);
     await tier.put('kv/a.kv', obj(1_000, 1));

@@ -32,6 +32,43 @@ describe('CorpusIndex', () => {
   });
 });
 
+describe('CorpusIndex statistics', () => {
+  const filler = (i: number) => [chunk(`zebracorn parade number ${i} went down the hill`, `b${i}`)];
+  const scoreOf = (index: CorpusIndex, tenant: string, doc: string) =>
+    index.rank('zebracorn cake', undefined, tenant).find((r) => r.document === doc)?.score;
+
+  it("keeps one tenant's scores out of another's documents, while they are added and after they go", () => {
+    const index = new CorpusIndex();
+    index.set('acme/mine', [chunk('a zebracorn cake for the party', 'a0'), chunk('the dog ran', 'a1')]);
+    index.set('acme/other', [chunk('a plain cake with jam', 'a2')]);
+    const alone = scoreOf(index, 'acme', 'acme/mine')!;
+    expect(alone).toBeGreaterThan(0);
+    for (let i = 0; i < 30; i++) index.set(`globex/z${i}`, filler(i));
+    expect(scoreOf(index, 'acme', 'acme/mine')).toBe(alone);
+    expect(index.rank('zebracorn', undefined, 'acme').map((r) => r.document)).toEqual(['acme/mine']);
+    expect(index.rank('zebracorn', undefined, 'globex')).toHaveLength(30);
+    for (let i = 0; i < 30; i++) index.remove(`globex/z${i}`);
+    expect(scoreOf(index, 'acme', 'acme/mine')).toBe(alone);
+    expect(index.rank('zebracorn', undefined, 'globex')).toEqual([]);
+  });
+
+  it('gives the same scores after documents come and go as before, never negative', () => {
+    const index = new CorpusIndex();
+    index.set('mine', [chunk('a zebracorn cake for the party', 'a0'), chunk('the dog ran', 'a1')]);
+    const before = index.rank('zebracorn cake dog');
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 30; i++) index.set(`z${i}`, filler(i));
+      for (let i = 0; i < 30; i++) index.set(`z${i}`, filler(i + 100)); // replaced in place
+      for (let i = 0; i < 30; i++) index.remove(`z${i}`);
+      const after = index.rank('zebracorn cake dog');
+      expect(after.every((r) => r.score > 0)).toBe(true);
+      expect(after.map((r) => [r.document, r.index])).toEqual(before.map((r) => [r.document, r.index]));
+      after.forEach((r, i) => expect(r.score).toBeCloseTo(before[i].score, 10));
+    }
+    expect(index.chunkCount).toBe(2);
+  });
+});
+
 describe('selectChunks', () => {
   const c = (order: number, tokens: number, score: number): Candidate => ({
     document: 'd',

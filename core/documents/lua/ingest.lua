@@ -4,7 +4,8 @@
 -- ARGV[1] key prefix, ARGV[2] document name, ARGV[3] now (ISO), ARGV[4] metadata JSON,
 -- ARGV[5] chunk keys JSON (in order), ARGV[6] per chunk [token ids JSON, token count], ARGV[7] fingerprint,
 -- ARGV[8] cache salt, ARGV[9] now (ms), ARGV[10] tenant, ARGV[11] document id, ARGV[12] total tokens,
--- ARGV[13] the document's list key (<tenant>/<id>), ARGV[14] change log length kept
+-- ARGV[13] the document's list key (<tenant>/<id>), ARGV[14] change log length kept, ARGV[15] createdAt
+-- of a document not indexed yet ('' : now; a rebuild passes its manifest's)
 -- Returns {chunks to enqueue as [key, generation] pairs, chunks already ready, chunks left unreferenced},
 -- each a JSON list. A chunk that was not pending (new, failed, being deleted, skipped as unreferenced)
 -- starts a new generation, so its job id is new too: a finishing job of an old generation never swallows
@@ -16,7 +17,8 @@ local now = ARGV[3]
 local newKeys = cjson.decode(ARGV[5])
 local toks = cjson.decode(ARGV[6])
 local old = redis.call('HGET', KEYS[1], 'chunks')
-local created = redis.call('HGET', KEYS[1], 'createdAt') or now
+local created = redis.call('HGET', KEYS[1], 'createdAt')
+if not created then created = (ARGV[15] ~= nil and ARGV[15] ~= '') and ARGV[15] or now end
 local enqueue = {}
 local ready = {}
 local seen = {}
