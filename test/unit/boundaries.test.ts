@@ -179,6 +179,6 @@ describe('cacheblend generate --check-layer', () => {
     expect(await generate(4)).toBe(0);
     messages.length = 0;
     expect(await generate(5)).toBe(2);
-    expect(messages.join('')).toContain('checkLayer must be an integer in [0, 4]');
+    expect(messages.join('')).toContain('--check-layer must be an integer in [0, 4]');
   });
 });
