@@ -5,7 +5,10 @@
  */
 import {
   BLEND_MODES,
+  DEFAULT_SELECTION,
   DEVIATION_METRICS,
+  MAX_SINK_TOKENS,
+  SELECTION_STRATEGIES,
   tokenIdsOnly,
   type BlendMode,
   type BlendOptions,
@@ -32,7 +35,8 @@ import { resolveWeightFormat, WEIGHT_FORMATS, type WeightSetting } from '../core
 
 export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] (--prompt <text> | --chunk <text>... --question <text>)
          [--system <text>] [--template auto|none|chat|<file>] [--mode full|prefix|reuse|blend] [--ratio R]
-         [--check-layer N] [--metric k|v|kv] [--gradual R1,R2,...] [--max-tokens N] [--temperature T]
+         [--check-layer N] [--metric k|v|kv] [--selection deviation|question|combined] [--sink-tokens N]
+         [--gradual R1,R2,...] [--max-tokens N] [--temperature T]
          [--top-k K] [--top-p P] [--stop <text>]... [--seed S] [--ep cpu|webgpu|cuda]
          [--weights auto|fp32|fp16|q4] [--kv-dtype float16|float32] [--json] [--logits]
 
@@ -48,6 +52,10 @@ export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] 
   --ratio       fraction of context tokens blend recomputes (default 0.15)
   --check-layer layer where blend measures deviations (default 1)
   --metric      deviation measure: k, v or kv (default k)
+  --selection   how blend picks the tokens it recomputes: deviation (CacheBlend's), question (the
+                question's attention to the context at the check layer), combined (half each)
+                (default ${DEFAULT_SELECTION}; question and combined run on the host path only)
+  --sink-tokens always recompute the first N tokens of every chunk, within the ratio's budget (default 0)
   --gradual     gradual filtering: one ratio per layer from the check layer on, not growing
   --max-tokens  tokens to generate (default 32)
   --temperature 0 is greedy (default); --top-k, --top-p and --seed shape sampling
@@ -71,6 +79,8 @@ const FLAGS = {
   ratio: { type: 'string' },
   'check-layer': { type: 'string' },
   metric: { type: 'string' },
+  selection: { type: 'string' },
+  'sink-tokens': { type: 'string' },
   gradual: { type: 'string' },
   'max-tokens': { type: 'string' },
   temperature: { type: 'string' },
@@ -135,6 +145,12 @@ export function parseGenerateArgs(argv: string[], config: Config): GenerateReque
       ratio: numberFlag(values.ratio, 'ratio', { min: 0, max: 1 }),
       checkLayer: numberFlag(values['check-layer'], 'check-layer', { integer: true, min: 0 }),
       metric: choiceFlag(values.metric, 'metric', DEVIATION_METRICS, 'k'),
+      selection: choiceFlag(values.selection, 'selection', SELECTION_STRATEGIES, DEFAULT_SELECTION),
+      sinkTokens: numberFlag(values['sink-tokens'], 'sink-tokens', {
+        integer: true,
+        min: 0,
+        max: MAX_SINK_TOKENS,
+      }),
       gradualRatios: values.gradual?.split(',').map((r) => numberFlag(r, 'gradual', { min: 0, max: 1 })!),
     },
     sampling: {

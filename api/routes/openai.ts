@@ -96,6 +96,7 @@ function queryInput(deps: ApiDeps, kind: Kind, body: OpenAiBody): QueryInput {
     order: ext.order ?? 'document',
     mode: ext.mode ?? 'blend',
     ratio: ext.ratio,
+    selection: ext.selection,
     maxTokens,
     temperature: body.temperature ?? 1,
     topP: body.top_p ?? undefined,

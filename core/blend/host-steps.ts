@@ -2,12 +2,14 @@ import type { Engine } from '../model/engine.js';
 import type { KvCache } from '../model/host/kv-cache.js';
 import { writeBosRows } from './chunks.js';
 import type { PrefillSteps } from './prefill-steps.js';
+import type { CheckScores } from './selection.js';
 import {
   ChunkLayerReader,
   keepActive,
   recomputeAllTokens,
   recomputeSelected,
   scoreActive,
+  scoreWithQuestion,
   type ActiveTokens,
   type PromptLayout,
 } from './steps.js';
@@ -74,7 +76,7 @@ export class HostPrefillSteps implements PrefillSteps {
     this.filled.add(l);
   }
 
-  async recomputeAll(check: number, metric: DeviationMetric): Promise<Float64Array> {
+  async recomputeAll(check: number, metric: DeviationMetric, withAttention: boolean): Promise<CheckScores> {
     const { layout, engine } = this;
     const start = layout.contextStart;
     this.active = {
@@ -83,7 +85,9 @@ export class HostPrefillSteps implements PrefillSteps {
     };
     this.contextCount = layout.contextEnd - start;
     this.active.hidden = await recomputeAllTokens(engine, this.cache, layout, this.active, check);
-    return this.score(check, metric);
+    if (!withAttention) return { deviation: await this.score(check, metric), attention: null };
+    await this.fill(check);
+    return scoreWithQuestion(engine, this.cache, layout, check, this.active, metric);
   }
 
   private async score(layer: number, metric: DeviationMetric): Promise<Float64Array> {

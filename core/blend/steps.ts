@@ -13,7 +13,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { rotateKeys } from '../kv/rope.js';
 import { buildMask, concatFloat32, type Engine } from '../model/engine.js';
 import type { KvCache } from '../model/host/kv-cache.js';
-import { deviations } from './selection.js';
+import { deviations, questionAttention, type CheckScores } from './selection.js';
 import type { ChunkKvSource, DeviationMetric } from './types.js';
 
 export interface PromptLayout {
@@ -169,6 +169,35 @@ export async function scoreActive(
   const ctx = active.indices.subarray(0, count);
   const fresh = await engine.projectKv(layer, active.hidden.subarray(0, count * D), engine.rope(ctx));
   return deviations(metric, cache.rowSize, fresh, cache.keys[layer], cache.values[layer], ctx);
+}
+
+/**
+ * The check layer's scores when every prompt token from the first chunk on is active: the context's
+ * deviation and the question's attention to the context (selection.ts). One projection of every active
+ * token gives the context's fresh K/V and the question's queries and keys; the keys the question attends
+ * to are BOS's and the prefix's rows (exact, from the cache), then the fresh ones.
+ */
+export async function scoreWithQuestion(
+  engine: Engine,
+  cache: KvCache,
+  layout: PromptLayout,
+  layer: number,
+  active: ActiveTokens,
+  metric: DeviationMetric,
+): Promise<CheckScores> {
+  const { numHeads: H, headDim: hd } = engine.config;
+  const row = cache.rowSize;
+  const { contextStart: start, contextEnd: end } = layout;
+  const fresh = await engine.projectKv(layer, active.hidden, engine.rope(active.indices), true);
+  const count = end - start;
+  const ctx = active.indices.subarray(0, count);
+  const deviation = deviations(metric, row, fresh, cache.keys[layer], cache.values[layer], ctx);
+  const keys = new Float32Array(layout.promptIds.length * row);
+  keys.set(cache.keys[layer].subarray(0, start * row));
+  keys.set(fresh.k, start * row);
+  const q = fresh.q!.subarray(count * H * hd);
+  const attention = questionAttention(engine.config, q, active.indices.subarray(count), keys, start, end);
+  return { deviation, attention };
 }
 
 /** Keep the listed active context tokens (indices among the first `count`, ascending) and every question token. */

@@ -237,7 +237,9 @@ function blendOptions(
   job: BlendJobData,
   opened: LoadedChunk[],
 ): { opts: BlendOptions; autoRatio?: AutoRatio } {
-  if (job.ratio !== 'auto') return { opts: { mode: job.mode, ratio: job.ratio } };
+  const { strategy, metric, sinkTokens } = job.selection ?? {};
+  const chosen = { selection: strategy, metric, sinkTokens };
+  if (job.ratio !== 'auto') return { opts: { mode: job.mode, ratio: job.ratio, ...chosen } };
   const { numKvHeads, headDim } = ctx.engine.config;
   const bytesPerValue = ctx.init.kvDtype === 'float16' ? 2 : 4;
   const tokensToLoad = opened
@@ -250,8 +252,8 @@ function blendOptions(
     layerLoadMs: estimate?.layerLoadMs ?? null,
     tokenLayerMs: estimate?.tokenLayerMs ?? null,
   };
-  if (!estimate) return { opts: { mode: job.mode, ratio: minRatio }, autoRatio };
-  return { opts: { mode: job.mode, controller: { minRatio, ...estimate } }, autoRatio };
+  if (!estimate) return { opts: { mode: job.mode, ratio: minRatio, ...chosen }, autoRatio };
+  return { opts: { mode: job.mode, controller: { minRatio, ...estimate }, ...chosen }, autoRatio };
 }
 
 /** Throws CancelledError once the worker has set the job's cancel flag. */

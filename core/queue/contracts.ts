@@ -2,7 +2,7 @@
  * What travels through the queues: queue names, job names, payloads and results. The API and the batch
  * command produce, the workers consume; both sides import these types and nothing else from each other.
  */
-import type { BlendMode } from '../blend/index.js';
+import type { BlendMode, DeviationMetric, SelectionStrategy } from '../blend/index.js';
 import type { CacheStats } from '../cache/types.js';
 import type { FinishReason } from '../model/generate.js';
 import type { ChatMessage, TemplateName } from '../model/template.js';
@@ -103,6 +103,13 @@ export interface RetrievalSummary {
   order: 'document' | 'relevance';
 }
 
+/** A request's `selection` (core/blend/selection.ts): strategy, deviation metric, sink tokens per chunk. */
+export interface BlendSelection {
+  strategy?: SelectionStrategy;
+  metric?: DeviationMetric;
+  sinkTokens?: number;
+}
+
 export interface BlendJobData {
   question: string;
   /** System prompt: part of the template's cached prefix. */
@@ -124,6 +131,8 @@ export interface BlendJobData {
   mode: BlendMode;
   /** A fixed ratio, or `auto`: the loading controller's max(r_load, BLEND_MIN_RATIO). */
   ratio?: number | 'auto';
+  /** How blend picks the tokens it recomputes (absent: BLEND_SELECTION's default). */
+  selection?: BlendSelection;
   maxTokens: number;
   temperature: number;
   topK?: number;
