@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import {
+  ATTENTION_SOURCES,
   BLEND_MODES,
   DEVIATION_METRICS,
   MAX_SINK_TOKENS,
@@ -57,12 +58,13 @@ const selection = z
           metric: z
             .enum(DEVIATION_METRICS as [string, ...string[]], { error: 'must be k, v or kv' })
             .optional(),
+          attention: z.enum(ATTENTION_SOURCES as [string, ...string[]]).optional(),
           sinkTokens: z.number().int('must be an integer').min(0).max(MAX_SINK_TOKENS).optional(),
         })
         .strict(),
     ],
     {
-      error: `must be one of ${SELECTION_STRATEGIES.join(', ')}, or { strategy, metric: k|v|kv, sinkTokens }`,
+      error: `must be one of ${SELECTION_STRATEGIES.join(', ')}, or { strategy, metric: k|v|kv, attention: check|lookahead, sinkTokens }`,
     },
   )
   .transform((s) => (typeof s === 'string' ? { strategy: s } : s) as BlendSelection);

@@ -1,6 +1,14 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { BlendMode, BlendOptions, DeviationMetric } from '../core/blend/index.js';
+import {
+  DEFAULT_ATTENTION,
+  DEFAULT_SELECTION,
+  type AttentionSource,
+  type BlendMode,
+  type BlendOptions,
+  type DeviationMetric,
+  type SelectionStrategy,
+} from '../core/blend/index.js';
 import {
   QA_SETS,
   QUESTION_TYPES,
@@ -57,6 +65,15 @@ export interface AccuracyConfig {
 
 const RATIOS = [0.05, 0.1, 0.15, 0.2, 0.3, 0.5];
 const METRICS: DeviationMetric[] = ['k', 'v', 'kv'];
+/** Selections beside plain deviation: [strategy, where question attention is measured, sinks per chunk]. */
+const SELECTIONS: [SelectionStrategy, AttentionSource, number][] = [
+  ['question', 'check', 0],
+  ['combined', 'check', 0],
+  ['question', 'lookahead', 0],
+  ['combined', 'lookahead', 0],
+  ['deviation', 'check', 2],
+  ['combined', 'check', 2],
+];
 const GRADUAL = [
   [0.3, 0.2, 0.15],
   [0.5, 0.3, 0.15],
@@ -79,15 +96,26 @@ function grid(): AccuracyConfig[] {
   const blend = (metric: DeviationMetric, checkLayer: number, ratio: number) =>
     configs.push({
       label: `blend ${metric}/${checkLayer} r=${ratio}`,
-      options: { mode: 'blend', ratio, metric, checkLayer },
+      options: { mode: 'blend', ratio, metric, checkLayer, selection: 'deviation' },
     });
   for (const metric of METRICS) for (const r of RATIOS) blend(metric, 1, r);
   for (const checkLayer of [2, 3]) for (const r of RATIOS) blend('k', checkLayer, r);
+  // The other selections (core/blend/selection.ts), check layer 1, K where deviation takes part:
+  // `blend <selection>[ lookahead][ sinks=n]/1 r=…`.
+  for (const [selection, attention, sinkTokens] of SELECTIONS) {
+    for (const ratio of RATIOS) {
+      const name = `${selection}${attention === 'lookahead' ? ' lookahead' : ''}${sinkTokens ? ` sinks=${sinkTokens}` : ''}`;
+      configs.push({
+        label: `blend ${name}/1 r=${ratio}`,
+        options: { mode: 'blend', ratio, metric: 'k', checkLayer: 1, selection, attention, sinkTokens },
+      });
+    }
+  }
   configs.push({ label: 'blend auto', options: 'auto' });
   for (const g of GRADUAL) {
     configs.push({
       label: `blend k/1 gradual ${g.join(',')}`,
-      options: { mode: 'blend', gradualRatios: g, metric: 'k', checkLayer: 1 },
+      options: { mode: 'blend', gradualRatios: g, metric: 'k', checkLayer: 1, selection: 'deviation' },
     });
   }
   return configs;
@@ -100,6 +128,11 @@ interface AccuracyRow {
   ratio: number | null;
   metric: DeviationMetric | null;
   checkLayer: number | null;
+  /** Blend: how the check layer's tokens were chosen, and the sink tokens forced in per chunk. */
+  selection: SelectionStrategy | null;
+  /** question and combined: where the question's attention was measured. */
+  attention: AttentionSource | null;
+  sinkTokens: number | null;
   accuracy: number;
   perType: Record<QuestionType, number>;
   recomputedShare: number;
@@ -119,6 +152,9 @@ function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): AccuracyR
       ratio: meanRatio,
       metric: 'k',
       checkLayer: 1,
+      selection: DEFAULT_SELECTION,
+      attention: DEFAULT_SELECTION === 'deviation' ? null : DEFAULT_ATTENTION,
+      sinkTokens: 0,
       accuracy: s.accuracy,
       perType: s.perType,
       recomputedShare: s.recomputedShare,
@@ -134,6 +170,10 @@ function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): AccuracyR
     ratio: blend ? (o.gradualRatios?.[0] ?? o.ratio ?? 0.15) : null,
     metric: blend ? (o.metric ?? 'k') : null,
     checkLayer: blend ? (o.checkLayer ?? 1) : null,
+    selection: blend ? (o.selection ?? DEFAULT_SELECTION) : null,
+    attention:
+      blend && (o.selection ?? DEFAULT_SELECTION) !== 'deviation' ? (o.attention ?? DEFAULT_ATTENTION) : null,
+    sinkTokens: blend ? (o.sinkTokens ?? 0) : null,
     accuracy: s.accuracy,
     perType: s.perType,
     recomputedShare: s.recomputedShare,
@@ -177,6 +217,7 @@ function forcing(checkLayer: number, pick: (a: AnswerRows) => number[]) {
       ratio: 0.15,
       metric: 'k',
       checkLayer,
+      selection: 'deviation',
       adjustDeviations: (layer, rows, dev) => {
         if (layer !== checkLayer) return;
         rows.forEach((r, i) => {
@@ -279,11 +320,25 @@ for (const weights of formats) {
 const elapsedS = (performance.now() - t0) / 1000;
 
 printTable(
-  ['set', 'weights', 'mode', 'ratio', 'metric', 'check', 'accuracy', ...QUESTION_TYPES, 'recomputed share'],
+  [
+    'set',
+    'weights',
+    'mode',
+    'selection',
+    'ratio',
+    'metric',
+    'check',
+    'accuracy',
+    ...QUESTION_TYPES,
+    'recomputed share',
+  ],
   rows.map((r) => [
     r.set,
     r.weights,
     r.mode,
+    r.selection
+      ? `${r.selection}${r.attention === 'lookahead' ? ' lookahead' : ''}${r.sinkTokens ? ` +${r.sinkTokens} sinks` : ''}`
+      : '-',
     r.auto ? `auto (${r.ratio!.toFixed(2)})` : (r.gradualRatios?.join(',') ?? String(r.ratio ?? '-')),
     r.metric ?? '-',
     r.checkLayer ?? '-',
@@ -371,12 +426,22 @@ function chart(set: QaSetName, all: AccuracyRow[]): string {
       full,
     ].map((r) => ({ x: Number(r.recomputedShare.toFixed(3)), y: r.accuracy })),
   });
+  const dev = (r: AccuracyRow) => r.selection === 'deviation' && !r.sinkTokens;
+  const sel =
+    (selection: SelectionStrategy, attention: AccuracyRow['attention'], sinks = 0) =>
+    (r: AccuracyRow) =>
+      r.selection === selection && r.attention === attention && (r.sinkTokens ?? 0) === sinks;
   const series = [
-    line('K, check layer 1', (r) => r.metric === 'k' && r.checkLayer === 1),
-    line('V, check layer 1', (r) => r.metric === 'v' && r.checkLayer === 1),
-    line('K+V, check layer 1', (r) => r.metric === 'kv' && r.checkLayer === 1),
-    line('K, check layer 2', (r) => r.metric === 'k' && r.checkLayer === 2),
-    line('K, check layer 3', (r) => r.metric === 'k' && r.checkLayer === 3),
+    line('K, check layer 1', (r) => dev(r) && r.metric === 'k' && r.checkLayer === 1),
+    line('V, check layer 1', (r) => dev(r) && r.metric === 'v' && r.checkLayer === 1),
+    line('K+V, check layer 1', (r) => dev(r) && r.metric === 'kv' && r.checkLayer === 1),
+    line('K, check layer 2', (r) => dev(r) && r.metric === 'k' && r.checkLayer === 2),
+    line('K, check layer 3', (r) => dev(r) && r.metric === 'k' && r.checkLayer === 3),
+    line('question, check layer 1', sel('question', 'check')),
+    line('combined, check layer 1', sel('combined', 'check')),
+    line('question, lookahead', sel('question', 'lookahead')),
+    line('combined, lookahead', sel('combined', 'lookahead')),
+    line('K + 2 sinks per chunk', sel('deviation', null, 2)),
     // ratio "auto": one point, the controller's choices averaged.
     {
       name: 'ratio auto',

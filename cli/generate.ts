@@ -4,6 +4,7 @@
  * service stores them, and the context-length rule is the service's, so the answer is the service's.
  */
 import {
+  ATTENTION_SOURCES,
   BLEND_MODES,
   DEFAULT_SELECTION,
   DEVIATION_METRICS,
@@ -35,7 +36,8 @@ import { resolveWeightFormat, WEIGHT_FORMATS, type WeightSetting } from '../core
 
 export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] (--prompt <text> | --chunk <text>... --question <text>)
          [--system <text>] [--template auto|none|chat|<file>] [--mode full|prefix|reuse|blend] [--ratio R]
-         [--check-layer N] [--metric k|v|kv] [--selection deviation|question|combined] [--sink-tokens N]
+         [--check-layer N] [--metric k|v|kv] [--selection deviation|question|combined]
+         [--attention check|lookahead] [--sink-tokens N]
          [--gradual R1,R2,...] [--max-tokens N] [--temperature T]
          [--top-k K] [--top-p P] [--stop <text>]... [--seed S] [--ep cpu|webgpu|cuda]
          [--weights auto|fp32|fp16|q4] [--kv-dtype float16|float32] [--json] [--logits]
@@ -54,7 +56,10 @@ export const GENERATE_USAGE = `usage: cacheblend generate [--model <path|name>] 
   --metric      deviation measure: k, v or kv (default k)
   --selection   how blend picks the tokens it recomputes: deviation (CacheBlend's), question (the
                 question's attention to the context at the check layer), combined (half each)
-                (default ${DEFAULT_SELECTION}; question and combined run on the host path only)
+                (default ${DEFAULT_SELECTION}, deviation on a device-resident GPU engine: question
+                and combined run on the host path only)
+  --attention   where question and combined measure the question's attention: check (the check
+                layer, default) or lookahead (the question alone through the reused cache, every layer)
   --sink-tokens always recompute the first N tokens of every chunk, within the ratio's budget (default 0)
   --gradual     gradual filtering: one ratio per layer from the check layer on, not growing
   --max-tokens  tokens to generate (default 32)
@@ -80,6 +85,7 @@ const FLAGS = {
   'check-layer': { type: 'string' },
   metric: { type: 'string' },
   selection: { type: 'string' },
+  attention: { type: 'string' },
   'sink-tokens': { type: 'string' },
   gradual: { type: 'string' },
   'max-tokens': { type: 'string' },
@@ -145,7 +151,15 @@ export function parseGenerateArgs(argv: string[], config: Config): GenerateReque
       ratio: numberFlag(values.ratio, 'ratio', { min: 0, max: 1 }),
       checkLayer: numberFlag(values['check-layer'], 'check-layer', { integer: true, min: 0 }),
       metric: choiceFlag(values.metric, 'metric', DEVIATION_METRICS, 'k'),
-      selection: choiceFlag(values.selection, 'selection', SELECTION_STRATEGIES, DEFAULT_SELECTION),
+      // Absent, blend picks its default (deviation on a device-resident engine).
+      selection:
+        values.selection === undefined
+          ? undefined
+          : choiceFlag(values.selection, 'selection', SELECTION_STRATEGIES, DEFAULT_SELECTION),
+      attention:
+        values.attention === undefined
+          ? undefined
+          : choiceFlag(values.attention, 'attention', ATTENTION_SOURCES, 'check'),
       sinkTokens: numberFlag(values['sink-tokens'], 'sink-tokens', {
         integer: true,
         min: 0,

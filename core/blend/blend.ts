@@ -18,7 +18,9 @@ import type { PrefillSteps } from './prefill-steps.js';
 import { needsAttention, selectContext, selectionBudget, sinkIndices, topK } from './selection.js';
 import { layoutPrompt, type PromptLayout } from './steps.js';
 import {
+  ATTENTION_SOURCES,
   SELECTION_STRATEGIES,
+  type AttentionSource,
   type BlendMode,
   type BlendOptions,
   type BlendPrefill,
@@ -28,8 +30,17 @@ import {
 
 export const DEFAULT_RATIO = 0.15;
 export const DEFAULT_CHECK_LAYER = 1;
-/** The selection blend uses unless told otherwise (docs/accuracy.md, "Selection strategies", says why). */
-export const DEFAULT_SELECTION: SelectionStrategy = 'deviation';
+/**
+ * The selection blend uses unless told otherwise (docs/accuracy.md, "Selection strategies", says why); a
+ * device-resident engine, which has no question-attention step, uses deviation.
+ */
+export const DEFAULT_SELECTION: SelectionStrategy = 'combined';
+
+export function defaultSelection(onDevice: boolean): SelectionStrategy {
+  return onDevice ? 'deviation' : DEFAULT_SELECTION;
+}
+/** Where question attention is measured unless told otherwise. */
+export const DEFAULT_ATTENTION: AttentionSource = 'check';
 /** Most sink tokens a chunk may ask for: past a handful they are the chunk, not its sinks. */
 export const MAX_SINK_TOKENS = 64;
 
@@ -41,11 +52,14 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number, onDevic
   if (o.selection !== undefined && !SELECTION_STRATEGIES.includes(o.selection)) {
     throw new InvalidArgumentError(`selection must be one of ${SELECTION_STRATEGIES.join(', ')}`);
   }
+  if (o.attention !== undefined && !ATTENTION_SOURCES.includes(o.attention)) {
+    throw new InvalidArgumentError(`attention must be one of ${ATTENTION_SOURCES.join(', ')}`);
+  }
   const sinks = o.sinkTokens ?? 0;
   if (!Number.isInteger(sinks) || sinks < 0 || sinks > MAX_SINK_TOKENS) {
     throw new InvalidArgumentError(`sinkTokens must be an integer in [0, ${MAX_SINK_TOKENS}]`);
   }
-  if (onDevice && o.mode === 'blend' && needsAttention(o.selection ?? DEFAULT_SELECTION)) {
+  if (onDevice && o.mode === 'blend' && needsAttention(o.selection ?? defaultSelection(true))) {
     throw new InvalidArgumentError(
       `selection "${o.selection}" runs on the host path only; this worker keeps blend on the GPU ` +
         '(DEVICE_RESIDENT): use selection "deviation"',
@@ -208,11 +222,12 @@ async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
   const L = engine.config.numLayers;
   const checkLayer = opts.checkLayer ?? DEFAULT_CHECK_LAYER;
   const metric = opts.metric ?? 'k';
-  const strategy = opts.selection ?? DEFAULT_SELECTION;
+  const strategy = opts.selection ?? defaultSelection(engine.device !== null);
   const ratio = chosenRatio(opts, contextTokens);
   const ratios = opts.gradualRatios ?? [ratio];
   await steps.prepareBlend(run.prefix, chunks, checkLayer);
-  const check = await steps.recomputeAll(checkLayer, metric, needsAttention(strategy));
+  const attention = needsAttention(strategy) ? (opts.attention ?? DEFAULT_ATTENTION) : null;
+  const check = await steps.recomputeAll(checkLayer, metric, attention);
   const budget = selectionBudget(ratios[0], contextTokens);
   if (budget < contextTokens) {
     const ranked = strategy === 'question' ? check.attention! : check.deviation;

@@ -10,10 +10,11 @@ import {
   recomputeSelected,
   scoreActive,
   scoreWithQuestion,
+  lookaheadAttention,
   type ActiveTokens,
   type PromptLayout,
 } from './steps.js';
-import type { ChunkKvSource, DeviationMetric } from './types.js';
+import type { AttentionSource, ChunkKvSource, DeviationMetric } from './types.js';
 
 /** The prefill steps over a host KvCache, one layer graph per call (see PrefillSteps). */
 export class HostPrefillSteps implements PrefillSteps {
@@ -76,7 +77,11 @@ export class HostPrefillSteps implements PrefillSteps {
     this.filled.add(l);
   }
 
-  async recomputeAll(check: number, metric: DeviationMetric, withAttention: boolean): Promise<CheckScores> {
+  async recomputeAll(
+    check: number,
+    metric: DeviationMetric,
+    attention: AttentionSource | null,
+  ): Promise<CheckScores> {
     const { layout, engine } = this;
     const start = layout.contextStart;
     this.active = {
@@ -85,9 +90,19 @@ export class HostPrefillSteps implements PrefillSteps {
     };
     this.contextCount = layout.contextEnd - start;
     this.active.hidden = await recomputeAllTokens(engine, this.cache, layout, this.active, check);
-    if (!withAttention) return { deviation: await this.score(check, metric), attention: null };
+    if (!attention) return { deviation: await this.score(check, metric), attention: null };
     await this.fill(check);
-    return scoreWithQuestion(engine, this.cache, layout, check, this.active, metric);
+    const scores = await scoreWithQuestion(engine, this.cache, layout, check, this.active, metric);
+    if (attention === 'lookahead') {
+      const question = {
+        indices: this.active.indices.subarray(this.contextCount),
+        hidden: this.active.hidden.subarray(this.contextCount * engine.config.hiddenSize),
+      };
+      scores.attention = await lookaheadAttention(engine, this.cache, layout, question, check, (l) =>
+        this.fill(l),
+      );
+    }
+    return scores;
   }
 
   private async score(layer: number, metric: DeviationMetric): Promise<Float64Array> {

@@ -8,6 +8,8 @@ export {
   DEFAULT_CHECK_LAYER,
   DEFAULT_RATIO,
   DEFAULT_SELECTION,
+  defaultSelection,
+  DEFAULT_ATTENTION,
   MAX_SINK_TOKENS,
 } from './blend.js';
 export {

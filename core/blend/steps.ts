@@ -200,6 +200,46 @@ export async function scoreWithQuestion(
   return { deviation, attention };
 }
 
+/**
+ * The lookahead's question attention: the question tokens alone (`question`, at the check layer's input)
+ * through layers [check, L) over the reused cache — the chunks' stored rows, as reuse sees them — and at
+ * each layer the last question token's attention to every context row (selection.ts), summed over layers.
+ * The question's rows it writes are overwritten when blend recomputes the question. `fill(l)` puts layer
+ * l's chunk rows in the cache.
+ */
+export async function lookaheadAttention(
+  engine: Engine,
+  cache: KvCache,
+  layout: PromptLayout,
+  question: ActiveTokens,
+  check: number,
+  fill: (layer: number) => Promise<void>,
+): Promise<Float64Array> {
+  const { numHeads: H, headDim: hd, numLayers: L } = engine.config;
+  const N = layout.promptIds.length;
+  const last = question.indices.length - 1;
+  const out = new Float64Array(layout.contextEnd - layout.contextStart);
+  let q = question;
+  for (let l = check; l < L; l++) {
+    await fill(l);
+    const fresh = await engine.projectKv(l, q.hidden, engine.rope(q.indices), true);
+    cache.writeRowsAt(l, q.indices, fresh.k, fresh.v);
+    const keys = cache.keys[l].subarray(0, N * cache.rowSize);
+    const at = questionAttention(
+      engine.config,
+      fresh.q!.subarray(last * H * hd),
+      q.indices.subarray(last),
+      keys,
+      layout.contextStart,
+      layout.contextEnd,
+    );
+    for (let i = 0; i < out.length; i++) out[i] += at[i];
+    if (l + 1 < L)
+      q = { indices: q.indices, hidden: await recomputeSelected(engine, cache, l, q, layout.positions) };
+  }
+  return out;
+}
+
 /** Keep the listed active context tokens (indices among the first `count`, ascending) and every question token. */
 export function keepActive(
   active: ActiveTokens,

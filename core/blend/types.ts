@@ -19,6 +19,17 @@ export const DEVIATION_METRICS: readonly DeviationMetric[] = ['k', 'v', 'kv'];
 export type SelectionStrategy = 'deviation' | 'question' | 'combined';
 export const SELECTION_STRATEGIES: readonly SelectionStrategy[] = ['deviation', 'question', 'combined'];
 
+/**
+ * Where the question's attention to the context is measured (question and combined selections):
+ * - `check`: its queries against the context's fresh keys at the check layer, every question token.
+ * - `lookahead`: a pass of the question alone through the layers from the check layer on over the
+ *   reused (stale) cache, as reuse computes it; its last token's attention summed over those layers. It
+ *   reads every layer's chunk rows before selecting (no overlap of loading with compute), and costs
+ *   the question's tokens once more through those layers.
+ */
+export type AttentionSource = 'check' | 'lookahead';
+export const ATTENTION_SOURCES: readonly AttentionSource[] = ['check', 'lookahead'];
+
 export interface BlendOptions {
   mode: BlendMode;
   /** Fraction of context tokens recomputed from the check layer on (default 0.15). */
@@ -28,6 +39,8 @@ export interface BlendOptions {
   metric?: DeviationMetric;
   /** How the check layer's tokens are chosen (default DEFAULT_SELECTION). */
   selection?: SelectionStrategy;
+  /** Where question attention is measured (default DEFAULT_ATTENTION). */
+  attention?: AttentionSource;
   /**
    * Attention sinks: the first `sinkTokens` tokens of every chunk are always recomputed (default 0). They
    * come out of the same budget: ratio × context tokens bounds the selection with or without them.

@@ -237,8 +237,8 @@ function blendOptions(
   job: BlendJobData,
   opened: LoadedChunk[],
 ): { opts: BlendOptions; autoRatio?: AutoRatio } {
-  const { strategy, metric, sinkTokens } = job.selection ?? {};
-  const chosen = { selection: strategy, metric, sinkTokens };
+  const { strategy, metric, attention, sinkTokens } = job.selection ?? {};
+  const chosen = { selection: strategy, metric, attention, sinkTokens };
   if (job.ratio !== 'auto') return { opts: { mode: job.mode, ratio: job.ratio, ...chosen } };
   const { numKvHeads, headDim } = ctx.engine.config;
   const bytesPerValue = ctx.init.kvDtype === 'float16' ? 2 : 4;

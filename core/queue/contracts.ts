@@ -2,7 +2,7 @@
  * What travels through the queues: queue names, job names, payloads and results. The API and the batch
  * command produce, the workers consume; both sides import these types and nothing else from each other.
  */
-import type { BlendMode, DeviationMetric, SelectionStrategy } from '../blend/index.js';
+import type { AttentionSource, BlendMode, DeviationMetric, SelectionStrategy } from '../blend/index.js';
 import type { CacheStats } from '../cache/types.js';
 import type { FinishReason } from '../model/generate.js';
 import type { ChatMessage, TemplateName } from '../model/template.js';
@@ -103,10 +103,14 @@ export interface RetrievalSummary {
   order: 'document' | 'relevance';
 }
 
-/** A request's `selection` (core/blend/selection.ts): strategy, deviation metric, sink tokens per chunk. */
+/**
+ * A request's `selection` (core/blend/selection.ts): strategy, deviation metric, where question attention
+ * is measured, sink tokens per chunk.
+ */
 export interface BlendSelection {
   strategy?: SelectionStrategy;
   metric?: DeviationMetric;
+  attention?: AttentionSource;
   sinkTokens?: number;
 }
 

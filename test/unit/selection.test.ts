@@ -174,7 +174,12 @@ for (const which of ['stories260K', 'random GQA model (Hugging Face RoPE layout)
         const kth = [...ref].sort((a, b) => b - a)[budget - 1];
         for (const i of picked) expect(ref[i]).toBeGreaterThanOrEqual(kth - 1e-4);
         // And it is not what deviation picks (the test would pass for the wrong strategy otherwise).
-        const dev = await blendPrefill(engine, sources, question, { mode: 'blend', ratio: 0.15, checkLayer });
+        const dev = await blendPrefill(engine, sources, question, {
+          mode: 'blend',
+          selection: 'deviation',
+          ratio: 0.15,
+          checkLayer,
+        });
         expect(Array.from(dev.prefill.selected![0])).not.toEqual(Array.from(prefill.selected![0]));
       }
     });
@@ -185,6 +190,7 @@ for (const which of ['stories260K', 'random GQA model (Hugging Face RoPE layout)
           { ratio: 0.05 },
           { ratio: 0.15, sinkTokens: 2 },
           { ratio: 0.3, sinkTokens: 64 },
+          { ratio: 0.15, attention: 'lookahead' },
           { gradualRatios: [0.3, 0.15, 0.05] },
         ] as Partial<BlendOptions>[]) {
           const { prefill } = await blendPrefill(engine, sources, question, {
@@ -213,9 +219,14 @@ for (const which of ['stories260K', 'random GQA model (Hugging Face RoPE layout)
     it('equals full at ratio 1 and reuse at ratio 0', async () => {
       const full = await blendPrefill(engine, sources, question, { mode: 'full' });
       const reuse = await blendPrefill(engine, sources, question, { mode: 'reuse' });
-      for (const selection of ['question', 'combined'] as const) {
-        const one = await blendPrefill(engine, sources, question, { mode: 'blend', selection, ratio: 1 });
-        const zero = await blendPrefill(engine, sources, question, { mode: 'blend', selection, ratio: 0 });
+      for (const [selection, attention] of [
+        ['question', 'check'],
+        ['combined', 'check'],
+        ['combined', 'lookahead'],
+      ] as const) {
+        const o = { mode: 'blend', selection, attention } as const;
+        const one = await blendPrefill(engine, sources, question, { ...o, ratio: 1 });
+        const zero = await blendPrefill(engine, sources, question, { ...o, ratio: 0 });
         const diff = (a: Float32Array, b: Float32Array) => Math.max(...a.map((x, i) => Math.abs(x - b[i])));
         expect(diff(one.prefill.firstTokenLogits, full.prefill.firstTokenLogits)).toBeLessThan(1e-4);
         expect(diff(zero.prefill.firstTokenLogits, reuse.prefill.firstTokenLogits)).toBeLessThan(1e-4);
