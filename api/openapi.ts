@@ -91,7 +91,9 @@ const ROUTES: RouteDoc[] = [
     method: 'get',
     path: '/v1/models',
     summary: 'OpenAI-compatible: the served model',
-    responses: { 200: '{ object: "list", data: [{ id, object: "model", created, owned_by }] }' },
+    responses: {
+      200: '{ object: "list", data: [{ id, object: "model", created, owned_by, cacheblend: { calibration } }] }',
+    },
   },
   {
     method: 'post',

@@ -79,9 +79,20 @@ const GRADUAL = [
   [0.5, 0.3, 0.15],
   [0.3, 0.15, 0.05],
 ];
-/** The configuration whose misses are analysed in detail (today's default), and the defaults' candidates. */
+/** CacheBlend's K-deviation selection at the default ratio, whose misses the oracles analyse. */
 const DEFAULT_LABEL = 'blend k/1 r=0.15';
-const ANALYSED = ['reuse', DEFAULT_LABEL, 'blend k/3 r=0.15', 'blend k/2 r=0.15', 'blend kv/1 r=0.15'];
+/** The default selection (DEFAULT_SELECTION) at the default ratio. */
+const NEW_DEFAULT_LABEL = 'blend combined/1 r=0.15';
+const ANALYSED = [
+  'reuse',
+  DEFAULT_LABEL,
+  NEW_DEFAULT_LABEL,
+  'blend question/1 r=0.15',
+  'blend combined lookahead/1 r=0.15',
+  'blend k/3 r=0.15',
+  'blend k/2 r=0.15',
+  'blend kv/1 r=0.15',
+];
 
 /**
  * The grid, as a list so new rows are one line each (`blend auto`: the loading controller, per question).
@@ -300,7 +311,7 @@ await engine.dispose();
  * The other weight formats (BENCH_WEIGHTS; fp16 and q4 by default): full, reuse and the default blend,
  * each format with its own engine and its own chunk caches (as a worker running that format stores them).
  */
-const FORMAT_CONFIGS = ['full', 'reuse', DEFAULT_LABEL];
+const FORMAT_CONFIGS = ['full', 'reuse', DEFAULT_LABEL, NEW_DEFAULT_LABEL];
 const benchSettings = loadBenchSettings(process.env);
 const formats = [...new Set<WeightFormat>(['fp16', ...benchSettings.ttftWeights])].filter(
   (w) => w !== 'fp32',

@@ -4,6 +4,7 @@
  */
 import { loadConfig } from '../core/config/index.js';
 import { CacheBlendError, InvalidArgumentError, errorMessage } from '../core/errors.js';
+import { CALIBRATE_USAGE, calibrateCommand } from './calibrate.js';
 import { GENERATE_USAGE, generateCommand } from './generate.js';
 
 const SERVICE_USAGE = `service commands:
@@ -14,6 +15,7 @@ const SERVICE_USAGE = `service commands:
                                            one worker alone (npm run worker / precompute-worker)
   cacheblend precompute [options] <path>…  batch precompute of .txt/.md files (npm run precompute)
   cacheblend rebuild [--json]              restore the document index in Redis from the stored manifests
+  cacheblend calibrate [--model …]         blend vs full on a small sample: the model's correctness gate
 They read their settings from the environment (see the README's configuration table).`;
 
 const USAGE = `usage: cacheblend <command> [options]   (cacheblend <command> --help for one command)
@@ -23,6 +25,9 @@ ${GENERATE_USAGE}
 ${SERVICE_USAGE}`;
 
 type Out = (s: string) => void;
+
+/** The usage a bad flag of a command prints (the service commands share SERVICE_USAGE). */
+const USAGES: Record<string, string> = { generate: GENERATE_USAGE, calibrate: CALIBRATE_USAGE };
 type Command = (rest: string[], out: Out) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
@@ -47,6 +52,7 @@ const COMMANDS: Record<string, Command> = {
   },
   precompute: async (rest, out) =>
     (await (await import('../precompute/batch.js')).precomputeBatch(rest, { out })).code,
+  calibrate: (rest, out) => calibrateCommand(rest, out, loadConfig()),
   rebuild: async (rest, out) => {
     const summary = await (await import('./rebuild.js')).rebuildCommand(rest, out);
     return summary.damaged > 0 ? 1 : 0;
@@ -85,7 +91,7 @@ export async function main(argv: string[], out: Out = (s) => process.stdout.writ
   } catch (err) {
     const usage = err instanceof InvalidArgumentError;
     process.stderr.write(`cacheblend: ${err instanceof CacheBlendError ? err.message : errorMessage(err)}\n`);
-    if (usage) process.stderr.write(`${command === 'generate' ? GENERATE_USAGE : SERVICE_USAGE}\n`);
+    if (usage) process.stderr.write(`${USAGES[command] ?? SERVICE_USAGE}\n`);
     return usage ? 2 : 1;
   }
 }

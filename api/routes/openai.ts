@@ -17,6 +17,7 @@ import path from 'node:path';
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { z } from 'zod';
 import { errorMessage } from '../../core/errors.js';
+import { readCalibration } from '../../core/eval/calibrate.js';
 import type { ChatMessage } from '../../core/model/template.js';
 import { silentLogger } from '../../core/ops/log.js';
 import type { BlendJobResult } from '../../core/queue/contracts.js';
@@ -48,8 +49,18 @@ export function openAiRouter(deps: ApiDeps): Router {
   const created = Math.floor(Date.now() / 1000);
   const modelId = path.basename(deps.config.model);
 
-  router.get('/models', (_req, res) => {
-    res.json({ object: 'list', data: [{ id: modelId, object: 'model', created, owned_by: 'cacheblend' }] });
+  // `cacheblend.calibration`: the model's stored calibration (cacheblend calibrate), null when there is none.
+  router.get('/models', async (_req, res) => {
+    const model = deps.model();
+    const calibration = model ? await readCalibration(deps.store, model.fingerprint) : null;
+    const entry = {
+      id: modelId,
+      object: 'model',
+      created,
+      owned_by: 'cacheblend',
+      cacheblend: { calibration },
+    };
+    res.json({ object: 'list', data: [entry] });
   });
 
   for (const kind of ['chat', 'completion'] as const) {

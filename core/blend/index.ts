@@ -21,7 +21,7 @@ export {
   type ChunkCacheData,
 } from './chunks.js';
 export { controllerRatio, CostModel } from './controller.js';
-export { klDivergence, measureFidelity, softmax, type FidelityRow } from './fidelity.js';
+export { klDivergence, measureFidelity, selectionName, softmax, type FidelityRow } from './fidelity.js';
 export {
   deviations,
   needsAttention,

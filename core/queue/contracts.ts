@@ -174,6 +174,8 @@ export interface BlendJobResult {
   ratio?: number;
   /** Set when the request asked for `ratio: "auto"`. */
   autoRatio?: AutoRatio;
+  /** Set when blend was asked for and the model, flagged by its calibration, was served in full mode. */
+  gatedToFull?: true;
   /** `stop`: an end token or a stop sequence; `length`: maxTokens reached. */
   finishReason: FinishReason;
   /** The template applied: none, chat or jinja. */
