@@ -61,8 +61,8 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number, onDevic
   }
   if (onDevice && o.mode === 'blend' && needsAttention(o.selection ?? defaultSelection(true))) {
     throw new InvalidArgumentError(
-      `selection "${o.selection}" runs on the host path only; this worker keeps blend on the GPU ` +
-        '(DEVICE_RESIDENT): use selection "deviation"',
+      `selection "${o.selection}" runs on the host path only; this worker's engine keeps blend on the ` +
+        'GPU (device-resident WebGPU): use selection "deviation"',
     );
   }
   const ratioOk = (r: number) => typeof r === 'number' && r >= 0 && r <= 1;
