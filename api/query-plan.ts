@@ -15,7 +15,7 @@ import { cacheSalt } from '../core/documents/names.js';
 import type { ModelIdentity } from '../core/documents/text.js';
 import { InvalidArgumentError, TooLargeError } from '../core/errors.js';
 import type { ChatMessage, TemplateName } from '../core/model/template.js';
-import type { BlendJobData } from '../core/queue/contracts.js';
+import type { BlendJobData, BlendSelection } from '../core/queue/contracts.js';
 import type { ChunkOrder } from '../core/retrieval/index.js';
 import { requireModel, type ApiDeps } from './deps.js';
 
@@ -36,6 +36,7 @@ export interface QueryInput {
   order: ChunkOrder;
   mode: BlendMode;
   ratio?: number | 'auto';
+  selection?: BlendSelection;
   maxTokens: number;
   temperature: number;
   topP?: number;
@@ -76,6 +77,7 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     fingerprint: model.fingerprint,
     mode: q.mode,
     ...(q.ratio !== undefined && { ratio: q.ratio }),
+    ...(q.selection && { selection: q.selection }),
     maxTokens: q.maxTokens,
     temperature: q.temperature,
     ...(q.topP !== undefined && { topP: q.topP }),

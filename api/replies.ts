@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { BLEND_MODES } from '../core/blend/index.js';
 import type { DocumentStatus, DocumentSummary } from '../core/documents/documents.js';
+import type { Calibration } from '../core/eval/calibrate.js';
 import type { BlendJobResult } from '../core/queue/contracts.js';
 
 const int = z.number().int();
@@ -127,6 +128,26 @@ export const DocumentDeleted = z.strictObject({
 export const Health = z.strictObject({ status: z.literal('ok') });
 export const Ready = z.strictObject({ status: z.literal('ready'), checks: z.record(z.string(), z.string()) });
 
+const distance = z.strictObject({
+  meanKl: z.number(),
+  maxKl: z.number(),
+  meanAgreement: z.number(),
+  minAgreement: z.number(),
+});
+/** A model's stored calibration (cacheblend calibrate; core's Calibration). */
+const CalibrationReply = z.strictObject({
+  kvFingerprint: z.string(),
+  model: z.string(),
+  blend: z.strictObject({ ratio: z.number(), selection: z.string(), checkLayer: int }),
+  sample: z.strictObject({ name: z.string(), sets: int, tokens: int }),
+  blendVsFull: distance,
+  reuseVsFull: distance,
+  thresholds: z.strictObject({ maxMeanKl: z.number(), minMeanAgreement: z.number() }),
+  flagged: z.boolean(),
+  reasons: z.array(z.string()),
+  measuredAt: z.string(),
+});
+
 export const ModelList = z.strictObject({
   object: z.literal('list'),
   data: z.array(
@@ -136,6 +157,9 @@ export const ModelList = z.strictObject({
       created: int,
       owned_by: z.string(),
       max_model_len: int.describe('context length in tokens'),
+      cacheblend: z.strictObject({
+        calibration: CalibrationReply.nullable().describe('cacheblend calibrate; null when none is stored'),
+      }),
     }),
   ),
 });
@@ -208,3 +232,4 @@ const same = <T extends true>(): T | undefined => undefined;
 same<Same<z.infer<typeof JobResult>, BlendJobResult>>();
 same<Same<z.infer<typeof DocumentStatusReply>, DocumentStatus>>();
 same<Same<z.infer<typeof DocumentSummaryReply>, DocumentSummary>>();
+same<Same<z.infer<typeof CalibrationReply>, Calibration>>();

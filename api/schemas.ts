@@ -3,7 +3,15 @@
  * schema failure into a 400 naming the field.
  */
 import { z } from 'zod';
-import { BLEND_MODES, type BlendMode } from '../core/blend/index.js';
+import {
+  ATTENTION_SOURCES,
+  BLEND_MODES,
+  DEVIATION_METRICS,
+  MAX_SINK_TOKENS,
+  SELECTION_STRATEGIES,
+  type BlendMode,
+} from '../core/blend/index.js';
+import type { BlendSelection } from '../core/queue/contracts.js';
 import { documentIdSchema } from '../core/documents/manifest.js';
 import { HttpError } from './errors.js';
 
@@ -85,6 +93,30 @@ const mode = z
 const ratio = z.union([z.number().min(0).max(1), z.literal('auto')], {
   error: 'must be a number in [0, 1] or "auto"',
 });
+const strategy = z.enum(SELECTION_STRATEGIES as [string, ...string[]], {
+  error: `must be one of ${SELECTION_STRATEGIES.join(', ')}`,
+});
+/** How blend picks the tokens it recomputes: a strategy's name, or it with its deviation metric and sinks. */
+const selection = z
+  .union(
+    [
+      strategy,
+      z
+        .object({
+          strategy: strategy.optional(),
+          metric: z
+            .enum(DEVIATION_METRICS as [string, ...string[]], { error: 'must be k, v or kv' })
+            .optional(),
+          attention: z.enum(ATTENTION_SOURCES as [string, ...string[]]).optional(),
+          sinkTokens: z.number().int('must be an integer').min(0).max(MAX_SINK_TOKENS).optional(),
+        })
+        .strict(),
+    ],
+    {
+      error: `must be one of ${SELECTION_STRATEGIES.join(', ')}, or { strategy, metric: k|v|kv, attention: check|lookahead, sinkTokens }`,
+    },
+  )
+  .transform((s) => (typeof s === 'string' ? { strategy: s } : s) as BlendSelection);
 const template = z.enum(['auto', 'none', 'chat'], { error: 'must be one of auto, none, chat' });
 const retrievalTopK = z.number().int('must be an integer').min(1, 'must be at least 1').max(10_000);
 const order = z.enum(['document', 'relevance'], { error: 'must be document or relevance' });
@@ -126,6 +158,7 @@ export const QueryBody = z
     order: order.default('document'),
     mode: mode.default('blend'),
     ratio: ratio.optional(),
+    selection: selection.optional(),
     maxTokens: z.number().int('must be an integer').min(0).max(4096).default(32),
     temperature: z.number().min(0, 'must be >= 0').max(10).default(0),
     topP: topP.optional(),
@@ -158,6 +191,7 @@ const CacheblendOptions = z
   .object({
     mode: mode.optional(),
     ratio: ratio.optional(),
+    selection: selection.optional(),
     topK: retrievalTopK.optional(),
     order: order.optional(),
     template: template.optional(),

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { BlendMode, BlendOptions, DeviationMetric } from '../core/blend/index.js';
+import type { BlendOptions } from '../core/blend/index.js';
 import {
   QA_SETS,
   QUESTION_TYPES,
@@ -23,7 +23,17 @@ import { loadHfModel } from '../core/model/loaders/hf.js';
 import { parameterCount } from '../core/model/random.js';
 import { loadBenchSettings } from '../core/config/bench.js';
 import type { WeightFormat } from '../core/model/weights/format.js';
-import { lineChart, machine, printTable, writeResult, type Series } from './common.js';
+import {
+  ANALYSED,
+  DEFAULT_LABEL,
+  NEW_DEFAULT_LABEL,
+  chart,
+  grid,
+  toRow,
+  type AccuracyConfig,
+  type AccuracyRow,
+} from './accuracy-grid.js';
+import { machine, printTable, writeResult } from './common.js';
 
 /** The model, kept in the repository (relative to dist/bench/ when compiled). */
 const CBQA_DIR = fileURLToPath(new URL('../../models/cbqa-3M', import.meta.url));
@@ -48,99 +58,6 @@ const { values: flags } = parseArgs({
     threads: { type: 'string' },
   },
 });
-
-export interface AccuracyConfig {
-  label: string;
-  /** 'auto': `ratio: "auto"`, the loading controller deciding per question (core/eval/auto.ts). */
-  options: BlendOptions | 'auto';
-}
-
-const RATIOS = [0.05, 0.1, 0.15, 0.2, 0.3, 0.5];
-const METRICS: DeviationMetric[] = ['k', 'v', 'kv'];
-const GRADUAL = [
-  [0.3, 0.2, 0.15],
-  [0.5, 0.3, 0.15],
-  [0.3, 0.15, 0.05],
-];
-/** The configuration whose misses are analysed in detail (today's default), and the defaults' candidates. */
-const DEFAULT_LABEL = 'blend k/1 r=0.15';
-const ANALYSED = ['reuse', DEFAULT_LABEL, 'blend k/3 r=0.15', 'blend k/2 r=0.15', 'blend kv/1 r=0.15'];
-
-/**
- * The grid, as a list so new rows are one line each (`blend auto`: the loading controller, per question).
- * Labels: `blend <metric>/<check layer> r=<ratio>`.
- */
-function grid(): AccuracyConfig[] {
-  const configs: AccuracyConfig[] = [
-    { label: 'full', options: { mode: 'full' } },
-    { label: 'prefix', options: { mode: 'prefix' } },
-    { label: 'reuse', options: { mode: 'reuse' } },
-  ];
-  const blend = (metric: DeviationMetric, checkLayer: number, ratio: number) =>
-    configs.push({
-      label: `blend ${metric}/${checkLayer} r=${ratio}`,
-      options: { mode: 'blend', ratio, metric, checkLayer },
-    });
-  for (const metric of METRICS) for (const r of RATIOS) blend(metric, 1, r);
-  for (const checkLayer of [2, 3]) for (const r of RATIOS) blend('k', checkLayer, r);
-  configs.push({ label: 'blend auto', options: 'auto' });
-  for (const g of GRADUAL) {
-    configs.push({
-      label: `blend k/1 gradual ${g.join(',')}`,
-      options: { mode: 'blend', gradualRatios: g, metric: 'k', checkLayer: 1 },
-    });
-  }
-  return configs;
-}
-
-/** One row of bench/results/accuracy.json (the shape issue 12 asks for; gradual rows add their ratios). */
-interface AccuracyRow {
-  set: QaSetName;
-  mode: BlendMode;
-  ratio: number | null;
-  metric: DeviationMetric | null;
-  checkLayer: number | null;
-  accuracy: number;
-  perType: Record<QuestionType, number>;
-  recomputedShare: number;
-  gradualRatios?: number[];
-  /** `ratio: "auto"`: `ratio` is the mean of the ratios the controller chose. */
-  auto?: true;
-  /** The linear layers' weight format (WeightFormat); the grid runs in fp32. */
-  weights: WeightFormat;
-}
-
-function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): AccuracyRow {
-  if (c.options === 'auto') {
-    const meanRatio = s.outcomes.reduce((a, o) => a + o.ratio, 0) / Math.max(1, s.outcomes.length);
-    return {
-      set,
-      mode: 'blend',
-      ratio: meanRatio,
-      metric: 'k',
-      checkLayer: 1,
-      accuracy: s.accuracy,
-      perType: s.perType,
-      recomputedShare: s.recomputedShare,
-      auto: true,
-      weights: 'fp32',
-    };
-  }
-  const o = c.options;
-  const blend = o.mode === 'blend';
-  return {
-    set,
-    mode: o.mode,
-    ratio: blend ? (o.gradualRatios?.[0] ?? o.ratio ?? 0.15) : null,
-    metric: blend ? (o.metric ?? 'k') : null,
-    checkLayer: blend ? (o.checkLayer ?? 1) : null,
-    accuracy: s.accuracy,
-    perType: s.perType,
-    recomputedShare: s.recomputedShare,
-    ...(o.gradualRatios && { gradualRatios: o.gradualRatios }),
-    weights: 'fp32',
-  };
-}
 
 const sets = (flags.sets?.split(',') ?? QA_SETS) as QaSetName[];
 for (const s of sets) if (!QA_SETS.includes(s)) throw new Error(`--sets: unknown set "${s}" (easy, main)`);
@@ -177,6 +94,7 @@ function forcing(checkLayer: number, pick: (a: AnswerRows) => number[]) {
       ratio: 0.15,
       metric: 'k',
       checkLayer,
+      selection: 'deviation',
       adjustDeviations: (layer, rows, dev) => {
         if (layer !== checkLayer) return;
         rows.forEach((r, i) => {
@@ -259,7 +177,7 @@ await engine.dispose();
  * The other weight formats (BENCH_WEIGHTS; fp16 and q4 by default): full, reuse and the default blend,
  * each format with its own engine and its own chunk caches (as a worker running that format stores them).
  */
-const FORMAT_CONFIGS = ['full', 'reuse', DEFAULT_LABEL];
+const FORMAT_CONFIGS = ['full', 'reuse', DEFAULT_LABEL, NEW_DEFAULT_LABEL];
 const benchSettings = loadBenchSettings(process.env);
 const formats = [...new Set<WeightFormat>(['fp16', ...benchSettings.ttftWeights])].filter(
   (w) => w !== 'fp32',
@@ -279,11 +197,25 @@ for (const weights of formats) {
 const elapsedS = (performance.now() - t0) / 1000;
 
 printTable(
-  ['set', 'weights', 'mode', 'ratio', 'metric', 'check', 'accuracy', ...QUESTION_TYPES, 'recomputed share'],
+  [
+    'set',
+    'weights',
+    'mode',
+    'selection',
+    'ratio',
+    'metric',
+    'check',
+    'accuracy',
+    ...QUESTION_TYPES,
+    'recomputed share',
+  ],
   rows.map((r) => [
     r.set,
     r.weights,
     r.mode,
+    r.selection
+      ? `${r.selection}${r.attention === 'lookahead' ? ' lookahead' : ''}${r.sinkTokens ? ` +${r.sinkTokens} sinks` : ''}`
+      : '-',
     r.auto ? `auto (${r.ratio!.toFixed(2)})` : (r.gradualRatios?.join(',') ?? String(r.ratio ?? '-')),
     r.metric ?? '-',
     r.checkLayer ?? '-',
@@ -356,41 +288,4 @@ if (partial) {
   writeResult('accuracy-misses.json', { model: modelInfo, misses, oracles });
   for (const set of sets) writeResult(`accuracy-${set}.svg`, chart(set, rows));
   console.log('wrote bench/results/accuracy.json, accuracy-misses.json, accuracy-{easy,main}.svg');
-}
-
-/** Accuracy against the recomputed share, one line per metric (check layer 1) and per deeper check layer. */
-function chart(set: QaSetName, all: AccuracyRow[]): string {
-  const rs = all.filter((r) => r.set === set && r.weights === 'fp32');
-  const ends = (mode: BlendMode) => rs.find((r) => r.mode === mode)!;
-  const [reuse, full] = [ends('reuse'), ends('full')];
-  const line = (name: string, pick: (r: AccuracyRow) => boolean): Series => ({
-    name,
-    points: [
-      reuse,
-      ...rs.filter((r) => r.mode === 'blend' && !r.gradualRatios && !r.auto && pick(r)),
-      full,
-    ].map((r) => ({ x: Number(r.recomputedShare.toFixed(3)), y: r.accuracy })),
-  });
-  const series = [
-    line('K, check layer 1', (r) => r.metric === 'k' && r.checkLayer === 1),
-    line('V, check layer 1', (r) => r.metric === 'v' && r.checkLayer === 1),
-    line('K+V, check layer 1', (r) => r.metric === 'kv' && r.checkLayer === 1),
-    line('K, check layer 2', (r) => r.metric === 'k' && r.checkLayer === 2),
-    line('K, check layer 3', (r) => r.metric === 'k' && r.checkLayer === 3),
-    // ratio "auto": one point, the controller's choices averaged.
-    {
-      name: 'ratio auto',
-      points: rs.filter((r) => r.auto).map((r) => ({ x: r.recomputedShare, y: r.accuracy })),
-    },
-  ];
-  const ys = rs.map((r) => r.accuracy);
-  const lo = Math.max(0, Math.floor(Math.min(...ys) * 20) / 20 - 0.05);
-  return lineChart({
-    title: `Accuracy vs recomputed share (cbqa-3M, ${set})`,
-    xLabel: 'recomputed share of token × layer work',
-    yLabel: 'accuracy',
-    series,
-    yRange: [lo, Math.min(1, Math.ceil(Math.max(...ys) * 20) / 20 + 0.02)],
-    xTicks: [0, 0.25, 0.5, 0.75, 1],
-  });
 }

@@ -16,6 +16,7 @@ import { chunkKey, chunkObjectKey, encodeChunkKv } from '../core/kv/format.js';
 import { loadBenchSettings } from '../core/config/bench.js';
 import { Engine } from '../core/model/engine.js';
 import type { WeightFormat } from '../core/model/weights/format.js';
+import { FIDELITY_SELECTIONS } from './selection-configs.js';
 import { weightFidelity } from './weight-fidelity.js';
 import { seededRandom } from '../core/model/generate.js';
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
@@ -227,6 +228,7 @@ const fidelity: FidelityRow[] = await measureFidelity(stories, STORY_SETS, {
   ratios: [0.05, 0.15, 0.3, 0.5],
   metrics: ['k', 'v', 'kv'],
   agreementTokens: 16,
+  selections: FIDELITY_SELECTIONS,
 });
 const storiesModel = stories.model;
 await stories.dispose();

@@ -4,11 +4,17 @@
  * service stores them, and the context-length rule is the service's, so the answer is the service's.
  */
 import {
+  ATTENTION_SOURCES,
   BLEND_MODES,
+  DEFAULT_SELECTION,
   DEVIATION_METRICS,
-  type DeviationMetric,
+  MAX_SINK_TOKENS,
+  SELECTION_STRATEGIES,
   tokenIdsOnly,
+  type AttentionSource,
   type BlendMode,
+  type DeviationMetric,
+  type SelectionStrategy,
   type BlendOptions,
   type ChunkKvSource,
 } from '../core/blend/index.js';
@@ -32,9 +38,48 @@ import { Option, type Command } from 'commander';
 import { selectProcessGpu } from '../core/runtime/gpus.js';
 import { resolveWeightFormat, WEIGHT_FORMATS, type WeightSetting } from '../core/model/weights/format.js';
 
+/** How the chunks' caches are used: mode, ratio and the selection of the tokens blend recomputes. */
+function defineBlendFlags(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        "how the chunks' caches are used (default: blend; full with --prompt)",
+      ).choices(BLEND_MODES),
+    )
+    .option(
+      '--ratio <r|auto>',
+      'fraction of context tokens blend recomputes, or auto: the loading controller, which recomputes r_min (BLEND_MIN_RATIO) when, as here, every cache is in memory',
+      '0.15',
+    )
+    .option('--check-layer <n>', 'layer where blend measures deviations', '1')
+    .addOption(new Option('--metric <metric>', 'deviation measure').choices(DEVIATION_METRICS).default('k'))
+    .addOption(
+      new Option(
+        '--selection <strategy>',
+        `how blend picks the tokens it recomputes: deviation (CacheBlend's), question (the question's attention to the context at the check layer), combined (half each); default ${DEFAULT_SELECTION} (deviation on a device-resident GPU engine: question and combined run on the host path only)`,
+      ).choices(SELECTION_STRATEGIES),
+    )
+    .addOption(
+      new Option(
+        '--attention <source>',
+        "where question and combined measure the question's attention: check (the check layer) or lookahead (the question alone through the reused cache, every layer)",
+      ).choices(ATTENTION_SOURCES),
+    )
+    .option(
+      '--sink-tokens <n>',
+      "always recompute the first N tokens of every chunk, within the ratio's budget",
+      '0',
+    )
+    .option(
+      '--gradual <r1,r2,...>',
+      'gradual filtering: one ratio per layer from the check layer on, not growing',
+    );
+}
+
 /** The generate command's flags, with their help: commander parses them (cli/main.ts). */
 export function defineGenerateFlags(cmd: Command): Command {
-  return cmd
+  return defineBlendFlags(cmd)
     .option(
       '--model <path|name>',
       'a model folder, or a name looked up like the service does (default: MODEL)',
@@ -59,23 +104,6 @@ export function defineGenerateFlags(cmd: Command): Command {
       '--stop <text>',
       'stop when the answer holds this text (repeatable); the answer ends before it',
       collect,
-    )
-    .addOption(
-      new Option(
-        '--mode <mode>',
-        "how the chunks' caches are used (default: blend; full with --prompt)",
-      ).choices(BLEND_MODES),
-    )
-    .option(
-      '--ratio <r|auto>',
-      'fraction of context tokens blend recomputes, or auto: the loading controller, which recomputes r_min (BLEND_MIN_RATIO) when, as here, every cache is in memory',
-      '0.15',
-    )
-    .option('--check-layer <n>', 'layer where blend measures deviations', '1')
-    .addOption(new Option('--metric <metric>', 'deviation measure').choices(DEVIATION_METRICS).default('k'))
-    .option(
-      '--gradual <r1,r2,...>',
-      'gradual filtering: one ratio per layer from the check layer on, not growing',
     )
     .option('--max-tokens <n>', 'tokens to generate', '32')
     .option('--temperature <t>', '0 is greedy; --top-k, --top-p and --seed shape sampling', '0')
@@ -122,6 +150,9 @@ export interface GenerateFlags {
   ratio: string;
   checkLayer: string;
   metric: DeviationMetric;
+  selection?: SelectionStrategy;
+  attention?: AttentionSource;
+  sinkTokens: string;
   gradual?: string;
   maxTokens: string;
   temperature: string;
@@ -187,6 +218,14 @@ export function parseGenerateArgs(values: GenerateFlags, config: Config): Genera
           : numberFlag(values.ratio, 'ratio', { min: 0, max: 1 }),
       checkLayer: numberFlag(values.checkLayer, 'check-layer', { integer: true, min: 0 }),
       metric: values.metric,
+      // Absent, blend picks its default (deviation on a device-resident engine).
+      selection: values.selection,
+      attention: values.attention,
+      sinkTokens: numberFlag(values.sinkTokens, 'sink-tokens', {
+        integer: true,
+        min: 0,
+        max: MAX_SINK_TOKENS,
+      }),
       gradualRatios: values.gradual?.split(',').map((r) => numberFlag(r, 'gradual', { min: 0, max: 1 })!),
     },
     sampling: {

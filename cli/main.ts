@@ -9,6 +9,7 @@ import { Argument, Command, CommanderError } from 'commander';
 import { loadConfig } from '../core/config/index.js';
 import { CacheBlendError, InvalidArgumentError, errorMessage } from '../core/errors.js';
 import { projectRoot } from '../core/util/fs.js';
+import { calibrateCommand, defineCalibrateFlags, type CalibrateFlags } from './calibrate.js';
 import { defineGenerateFlags, generateCommand, type GenerateFlags } from './generate.js';
 import { applySettingFlags, withSettingFlags } from './service-flags.js';
 
@@ -135,6 +136,14 @@ function buildProgram(out: Out, setCode: SetCode): Command {
   );
   generate.action(async (flags: GenerateFlags) => {
     await generateCommand(flags, out, loadConfig());
+  });
+  const calibrate = defineCalibrateFlags(
+    program
+      .command('calibrate')
+      .description("the model's correctness gate: blend against full prefill on a small sample"),
+  );
+  calibrate.action(async (flags: CalibrateFlags) => {
+    setCode(await calibrateCommand(flags, out, loadConfig()));
   });
   defineServiceCommands(program, out, setCode);
   return program;

@@ -19,6 +19,7 @@ import path from 'node:path';
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { z } from 'zod';
 import { errorMessage } from '../../core/errors.js';
+import { readCalibration } from '../../core/eval/calibrate.js';
 import type { ChatMessage } from '../../core/model/template.js';
 import { silentLogger } from '../../core/ops/log.js';
 import { requestIdOf } from '../access-log.js';
@@ -50,11 +51,22 @@ export function openAiRouter(deps: ApiDeps): Router {
   const created = Math.floor(Date.now() / 1000);
   const modelId = path.basename(deps.config.model);
 
-  router.get('/models', (_req, res) => {
-    const max_model_len = requireModel(deps).contextLength;
+  // `cacheblend.calibration`: the model's stored calibration (cacheblend calibrate), null when there is none.
+  router.get('/models', async (_req, res) => {
+    const model = requireModel(deps);
+    const calibration = await readCalibration(deps.store, model.fingerprint);
     res.json({
       object: 'list',
-      data: [{ id: modelId, object: 'model', created, owned_by: 'cacheblend', max_model_len }],
+      data: [
+        {
+          id: modelId,
+          object: 'model',
+          created,
+          owned_by: 'cacheblend',
+          max_model_len: model.contextLength,
+          cacheblend: { calibration },
+        },
+      ],
     } satisfies ModelListBody);
   });
 
@@ -110,6 +122,7 @@ function queryInput(deps: ApiDeps, kind: Kind, body: OpenAiBody): QueryInput {
     order: ext.order ?? 'document',
     mode: ext.mode ?? 'blend',
     ratio: ext.ratio,
+    selection: ext.selection,
     maxTokens,
     temperature: body.temperature ?? 1,
     topP: body.top_p ?? undefined,

@@ -15,14 +15,56 @@ import { controllerRatio } from './controller.js';
 import { DevicePrefillSteps } from './device-steps.js';
 import { HostPrefillSteps } from './host-steps.js';
 import type { PrefillSteps } from './prefill-steps.js';
-import { topK } from './selection.js';
+import { needsAttention, selectContext, selectionBudget, sinkIndices, topK } from './selection.js';
 import { layoutPrompt, type PromptLayout } from './steps.js';
-import type { BlendMode, BlendOptions, BlendPrefill, ChunkKvSource } from './types.js';
+import {
+  ATTENTION_SOURCES,
+  SELECTION_STRATEGIES,
+  type AttentionSource,
+  type BlendMode,
+  type BlendOptions,
+  type BlendPrefill,
+  type ChunkKvSource,
+  type SelectionStrategy,
+} from './types.js';
 
 export const DEFAULT_RATIO = 0.15;
 export const DEFAULT_CHECK_LAYER = 1;
+/**
+ * The selection blend uses unless told otherwise (docs/accuracy.md, "Selection strategies", says why); a
+ * device-resident engine, which has no question-attention step, uses deviation.
+ */
+export const DEFAULT_SELECTION: SelectionStrategy = 'combined';
 
-export function validateBlendOptions(o: BlendOptions, numLayers: number): void {
+export function defaultSelection(onDevice: boolean): SelectionStrategy {
+  return onDevice ? 'deviation' : DEFAULT_SELECTION;
+}
+/** Where question attention is measured unless told otherwise. */
+export const DEFAULT_ATTENTION: AttentionSource = 'check';
+/** Most sink tokens a chunk may ask for: past a handful they are the chunk, not its sinks. */
+export const MAX_SINK_TOKENS = 64;
+
+/**
+ * Checks options against the model (`numLayers`) and the engine: `onDevice`, a device-resident engine,
+ * computes deviations on the GPU and has no question-attention step, so it refuses those selections.
+ */
+export function validateBlendOptions(o: BlendOptions, numLayers: number, onDevice = false): void {
+  if (o.selection !== undefined && !SELECTION_STRATEGIES.includes(o.selection)) {
+    throw new InvalidArgumentError(`selection must be one of ${SELECTION_STRATEGIES.join(', ')}`);
+  }
+  if (o.attention !== undefined && !ATTENTION_SOURCES.includes(o.attention)) {
+    throw new InvalidArgumentError(`attention must be one of ${ATTENTION_SOURCES.join(', ')}`);
+  }
+  const sinks = o.sinkTokens ?? 0;
+  if (!Number.isInteger(sinks) || sinks < 0 || sinks > MAX_SINK_TOKENS) {
+    throw new InvalidArgumentError(`sinkTokens must be an integer in [0, ${MAX_SINK_TOKENS}]`);
+  }
+  if (onDevice && o.mode === 'blend' && needsAttention(o.selection ?? defaultSelection(true))) {
+    throw new InvalidArgumentError(
+      `selection "${o.selection}" runs on the host path only; this worker's engine keeps blend on the ` +
+        'GPU (device-resident WebGPU): use selection "deviation"',
+    );
+  }
   const ratioOk = (r: number) => typeof r === 'number' && r >= 0 && r <= 1;
   if (o.ratio !== undefined && !ratioOk(o.ratio)) throw new InvalidArgumentError('ratio must be in [0, 1]');
   const check = o.checkLayer ?? DEFAULT_CHECK_LAYER;
@@ -75,7 +117,7 @@ export async function blendPrefill(
   extraCapacity = 0,
   prefix: ChunkKvSource | null = null,
 ): Promise<{ cache: SequenceCache; prefill: BlendPrefill }> {
-  validateBlendOptions(opts, engine.config.numLayers);
+  validateBlendOptions(opts, engine.config.numLayers, engine.device !== null);
   if (questionIds.length === 0) throw new InvalidArgumentError('the question has no tokens');
   if (prefix && prefix.tokenIds.length === 0) prefix = null;
   const t0 = performance.now();
@@ -167,10 +209,10 @@ function chosenRatio(opts: BlendOptions, contextTokens: number): number {
 
 /**
  * CacheBlend. Layers below the check layer are recomputed for every token (their cached rows are never
- * loaded); from the check layer on, each layer keeps the context tokens whose fresh K/V deviate most from
- * the cached rows (the check layer's selection, narrowed further under gradual filtering) plus the
- * question, recomputes only them and overwrites their rows. The prefix's rows are exact: read, never
- * recomputed. Decoding continues on the blended cache.
+ * loaded); at the check layer the selection strategy (selection.ts) picks at most ratio × context tokens
+ * (chunk sinks included), narrowed at later layers by deviation under gradual filtering; from there on
+ * each layer recomputes only them and the question and overwrites their rows. The prefix's rows are
+ * exact: read, never recomputed. Decoding continues on the blended cache.
  *
  * Layers run in segments: one layer at a time while gradual ratios still narrow the selection, then the
  * rest in one segment (a device-resident engine runs each segment in one call).
@@ -180,13 +222,26 @@ async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
   const L = engine.config.numLayers;
   const checkLayer = opts.checkLayer ?? DEFAULT_CHECK_LAYER;
   const metric = opts.metric ?? 'k';
+  const strategy = opts.selection ?? defaultSelection(engine.device !== null);
   const ratio = chosenRatio(opts, contextTokens);
   const ratios = opts.gradualRatios ?? [ratio];
   await steps.prepareBlend(run.prefix, chunks, checkLayer);
-  let scores: Float64Array | null = await steps.recomputeAll(checkLayer, metric);
+  const attention = needsAttention(strategy) ? (opts.attention ?? DEFAULT_ATTENTION) : null;
+  const check = await steps.recomputeAll(checkLayer, metric, attention);
+  const budget = selectionBudget(ratios[0], contextTokens);
+  if (budget < contextTokens) {
+    const ranked = strategy === 'question' ? check.attention! : check.deviation;
+    opts.adjustDeviations?.(checkLayer, steps.activeContext, ranked);
+    const sinks = sinkIndices(
+      chunks.map((c) => c.tokenIds.length),
+      opts.sinkTokens ?? 0,
+    );
+    steps.keep(selectContext(strategy, budget, check, sinks));
+  }
   const selected: Int32Array[] = []; // context rows recomputed at each layer from the check layer on
+  let scores: Float64Array | null = null;
   for (let l = checkLayer; l < L;) {
-    const target = Math.round(ratios[Math.min(l - checkLayer, ratios.length - 1)] * contextTokens);
+    const target = selectionBudget(ratios[Math.min(l - checkLayer, ratios.length - 1)], contextTokens);
     if (scores && target < steps.activeContext.length) {
       opts.adjustDeviations?.(l, steps.activeContext, scores);
       steps.keep(topK(scores, target));

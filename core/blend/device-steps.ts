@@ -6,6 +6,7 @@ import {
   type DeviceRunner,
 } from '../model/device/index.js';
 import type { PrefillSteps } from './prefill-steps.js';
+import type { CheckScores } from './selection.js';
 import type { PromptLayout } from './steps.js';
 import type { ChunkKvSource, DeviationMetric } from './types.js';
 
@@ -124,7 +125,8 @@ export class DevicePrefillSteps implements PrefillSteps {
     this.upper = { k: all.k.slice(check), v: all.v.slice(check) };
   }
 
-  async recomputeAll(check: number, metric: DeviationMetric): Promise<Float64Array> {
+  /** Deviation only: the question-aware selections are refused on the device (validateBlendOptions). */
+  async recomputeAll(check: number, metric: DeviationMetric): Promise<CheckScores> {
     const { contextStart, contextEnd, positions } = this.layout;
     const front = await this.timed('recomputeAll+score', () =>
       this.runner.blendFront(
@@ -140,7 +142,7 @@ export class DevicePrefillSteps implements PrefillSteps {
     this.setHidden(front.hidden, positions.subarray(contextStart));
     this.active = positions.subarray(contextStart);
     this.contextCount = contextEnd - contextStart;
-    return Float64Array.from(front.dev);
+    return { deviation: Float64Array.from(front.dev), attention: null };
   }
 
   keep(indices: readonly number[]): void {

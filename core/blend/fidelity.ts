@@ -13,6 +13,8 @@ export interface FidelityRow {
   mode: BlendMode;
   ratio: number | null;
   metric: DeviationMetric | null;
+  /** Blend: the selection (strategy, attention source, sinks), e.g. `deviation`, `combined lookahead`. */
+  selection: string | null;
   meanKl: number;
   meanAgreement: number;
   /** Mean share of context tokens recomputed. */
@@ -41,7 +43,13 @@ export function klDivergence(pLogits: Float32Array, qLogits: Float32Array): numb
 export async function measureFidelity(
   engine: Engine,
   sets: { chunks: string[]; question: string }[],
-  opts: { ratios: number[]; metrics: DeviationMetric[]; agreementTokens: number },
+  opts: {
+    ratios: number[];
+    metrics: DeviationMetric[];
+    agreementTokens: number;
+    /** Other selections, each over `ratios` with metric K (deviation rows come from `metrics`). */
+    selections?: Pick<BlendOptions, 'selection' | 'attention' | 'sinkTokens'>[];
+  },
 ): Promise<FidelityRow[]> {
   const tok = engine.model.tokenizer;
   const prepared: { sources: ChunkKvSource[]; q: number[] }[] = [];
@@ -64,11 +72,24 @@ export async function measureFidelity(
   const fulls = [];
   for (const p of prepared) fulls.push(await runMode(p, { mode: 'full' }));
 
-  const configs: { o: BlendOptions; ratio: number | null; metric: DeviationMetric | null }[] = [
-    { o: { mode: 'reuse' }, ratio: null, metric: null },
-  ];
+  type Config = {
+    o: BlendOptions;
+    ratio: number | null;
+    metric: DeviationMetric | null;
+    selection: string | null;
+  };
+  const configs: Config[] = [{ o: { mode: 'reuse' }, ratio: null, metric: null, selection: null }];
   for (const metric of opts.metrics) {
-    for (const ratio of opts.ratios) configs.push({ o: { mode: 'blend', ratio, metric }, ratio, metric });
+    for (const ratio of opts.ratios) {
+      const o: BlendOptions = { mode: 'blend', ratio, metric, selection: 'deviation' };
+      configs.push({ o, ratio, metric, selection: 'deviation' });
+    }
+  }
+  for (const sel of opts.selections ?? []) {
+    const name = selectionName(sel);
+    for (const ratio of opts.ratios) {
+      configs.push({ o: { mode: 'blend', ratio, metric: 'k', ...sel }, ratio, metric: 'k', selection: name });
+    }
   }
   const rows: FidelityRow[] = [];
   for (const c of configs) {
@@ -88,10 +109,18 @@ export async function measureFidelity(
       mode: c.o.mode,
       ratio: c.ratio,
       metric: c.metric,
+      selection: c.selection,
       meanKl: kl / k,
       meanAgreement: agree / k,
       meanRecomputedShare: share / k,
     });
   }
   return rows;
+}
+
+/** A selection's name in tables: `combined`, `question lookahead`, `deviation +2 sinks`. */
+export function selectionName(o: Pick<BlendOptions, 'selection' | 'attention' | 'sinkTokens'>): string {
+  const strategy = o.selection ?? 'deviation';
+  const lookahead = strategy !== 'deviation' && o.attention === 'lookahead' ? ' lookahead' : '';
+  return `${strategy}${lookahead}${o.sinkTokens ? ` +${o.sinkTokens} sinks` : ''}`;
 }

@@ -2,16 +2,19 @@ import type { Engine } from '../model/engine.js';
 import type { KvCache } from '../model/host/kv-cache.js';
 import { writeBosRows } from './chunks.js';
 import type { PrefillSteps } from './prefill-steps.js';
+import type { CheckScores } from './selection.js';
 import {
   ChunkLayerReader,
   keepActive,
   recomputeAllTokens,
   recomputeSelected,
   scoreActive,
+  scoreWithQuestion,
+  lookaheadAttention,
   type ActiveTokens,
   type PromptLayout,
 } from './steps.js';
-import type { ChunkKvSource, DeviationMetric } from './types.js';
+import type { AttentionSource, ChunkKvSource, DeviationMetric } from './types.js';
 
 /** The prefill steps over a host KvCache, one layer graph per call (see PrefillSteps). */
 export class HostPrefillSteps implements PrefillSteps {
@@ -74,7 +77,11 @@ export class HostPrefillSteps implements PrefillSteps {
     this.filled.add(l);
   }
 
-  async recomputeAll(check: number, metric: DeviationMetric): Promise<Float64Array> {
+  async recomputeAll(
+    check: number,
+    metric: DeviationMetric,
+    attention: AttentionSource | null,
+  ): Promise<CheckScores> {
     const { layout, engine } = this;
     const start = layout.contextStart;
     this.active = {
@@ -83,7 +90,19 @@ export class HostPrefillSteps implements PrefillSteps {
     };
     this.contextCount = layout.contextEnd - start;
     this.active.hidden = await recomputeAllTokens(engine, this.cache, layout, this.active, check);
-    return this.score(check, metric);
+    if (!attention) return { deviation: await this.score(check, metric), attention: null };
+    await this.fill(check);
+    const scores = await scoreWithQuestion(engine, this.cache, layout, check, this.active, metric);
+    if (attention === 'lookahead') {
+      const question = {
+        indices: this.active.indices.subarray(this.contextCount),
+        hidden: this.active.hidden.subarray(this.contextCount * engine.config.hiddenSize),
+      };
+      scores.attention = await lookaheadAttention(engine, this.cache, layout, question, check, (l) =>
+        this.fill(l),
+      );
+    }
+    return scores;
   }
 
   private async score(layer: number, metric: DeviationMetric): Promise<Float64Array> {

@@ -2,7 +2,16 @@
  * CacheBlend's public interface: prefill in any mode over chunk cache sources, the chunk caches
  * themselves, the loading controller and the fidelity measurement. Implementation files are internal.
  */
-export { blendPrefill, validateBlendOptions, DEFAULT_CHECK_LAYER, DEFAULT_RATIO } from './blend.js';
+export {
+  blendPrefill,
+  validateBlendOptions,
+  DEFAULT_CHECK_LAYER,
+  DEFAULT_RATIO,
+  DEFAULT_SELECTION,
+  defaultSelection,
+  DEFAULT_ATTENTION,
+  MAX_SINK_TOKENS,
+} from './blend.js';
 export {
   memorySource,
   precomputeChunk,
@@ -12,6 +21,15 @@ export {
   type ChunkCacheData,
 } from './chunks.js';
 export { controllerRatio, CostModel } from './controller.js';
-export { klDivergence, measureFidelity, softmax, type FidelityRow } from './fidelity.js';
-export { deviations, topK } from './selection.js';
+export { klDivergence, measureFidelity, selectionName, softmax, type FidelityRow } from './fidelity.js';
+export {
+  deviations,
+  needsAttention,
+  questionAttention,
+  selectContext,
+  selectionBudget,
+  sinkIndices,
+  topK,
+  type CheckScores,
+} from './selection.js';
 export * from './types.js';

@@ -1,5 +1,6 @@
 import type { SequenceCache } from '../model/engine.js';
-import type { ChunkKvSource, DeviationMetric } from './types.js';
+import type { CheckScores } from './selection.js';
+import type { AttentionSource, ChunkKvSource, DeviationMetric } from './types.js';
 
 /**
  * The steps every prefill mode is composed of, over one prompt's cache. Two implementations do the same
@@ -29,9 +30,15 @@ export interface PrefillSteps {
   prepareBlend(prefix: ChunkKvSource | null, chunks: readonly ChunkKvSource[], check: number): Promise<void>;
   /**
    * Every prompt token from the first chunk on through layers [0, check) (no chunk row is reused there);
-   * all become active. Returns the deviation at layer `check` of every context token.
+   * all become active. Returns the deviation at layer `check` of every context token and, with an
+   * `attention` source, the question's attention to each (an implementation that cannot refuses in
+   * `validateBlendOptions`, before any work).
    */
-  recomputeAll(check: number, metric: DeviationMetric): Promise<Float64Array>;
+  recomputeAll(
+    check: number,
+    metric: DeviationMetric,
+    attention: AttentionSource | null,
+  ): Promise<CheckScores>;
   /** Prompt indices of the active context tokens, ascending; the question tokens are active after them. */
   readonly activeContext: Int32Array;
   /** Keep only these active context tokens (indices into activeContext, ascending) and the question. */

@@ -1,5 +1,10 @@
-/** How CacheBlend picks the tokens to recompute: fresh-vs-cached deviation, then the largest few. */
-import type { DeviationMetric } from './types.js';
+/**
+ * How blend picks the context tokens to recompute at the check layer: by fresh-vs-cached deviation
+ * (CacheBlend), by the question's attention to the context (ProphetKV, InfoFlow KV), or half by each; the
+ * first tokens of every chunk (attention sinks, as EPIC recomputes) can be forced in. Every strategy spends
+ * the same budget: at most ratio × context tokens.
+ */
+import type { DeviationMetric, SelectionStrategy } from './types.js';
 
 /** Deviation of each listed token: squared L2 distance of fresh vs cached rows (K, V or both). */
 export function deviations(
@@ -26,4 +31,110 @@ export function deviations(
 export function topK(scores: Float64Array, count: number): number[] {
   const idx = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
   return idx.slice(0, count).sort((a, b) => a - b);
+}
+
+/** Context tokens a ratio allows: at most ratio × context (the epsilon absorbs 0.15 × 20 = 2.9999…). */
+export function selectionBudget(ratio: number, contextTokens: number): number {
+  return Math.min(contextTokens, Math.floor(ratio * contextTokens + 1e-9));
+}
+
+export interface AttentionShape {
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+}
+
+/**
+ * Attention of the question to each context token at one layer: every question token's queries (q,
+ * [Tq, heads, headDim], RoPE applied) attend causally over the prompt's keys (`keys`, [N, kvHeads,
+ * headDim] in prompt order, RoPE applied; a query head reads the KV head of its group); the softmax weight
+ * each context row [contextStart, contextEnd) receives is summed over heads and question tokens. BOS and
+ * the prefix take part in the softmax (they absorb much of it) but are not scored.
+ */
+export function questionAttention(
+  shape: AttentionShape,
+  q: Float32Array,
+  qPositions: ArrayLike<number>,
+  keys: Float32Array,
+  contextStart: number,
+  contextEnd: number,
+): Float64Array {
+  const { numHeads: H, numKvHeads: KV, headDim: hd } = shape;
+  const G = H / KV;
+  const scale = 1 / Math.sqrt(hd);
+  const out = new Float64Array(contextEnd - contextStart);
+  const logits = new Float64Array(keys.length / (KV * hd));
+  for (let t = 0; t < qPositions.length; t++) {
+    const n = qPositions[t] + 1; // causal: positions 0…p
+    for (let h = 0; h < H; h++) {
+      const qo = (t * H + h) * hd;
+      const kvh = Math.floor(h / G);
+      let max = -Infinity;
+      for (let j = 0; j < n; j++) {
+        const ko = (j * KV + kvh) * hd;
+        let s = 0;
+        for (let d = 0; d < hd; d++) s += q[qo + d] * keys[ko + d];
+        logits[j] = s * scale;
+        if (logits[j] > max) max = logits[j];
+      }
+      let sum = 0;
+      for (let j = 0; j < n; j++) sum += logits[j] = Math.exp(logits[j] - max);
+      for (let j = contextStart; j < Math.min(n, contextEnd); j++) out[j - contextStart] += logits[j] / sum;
+    }
+  }
+  return out;
+}
+
+/**
+ * Context indices of the first `sinkTokens` tokens of every chunk, ordered so a budget too small for all
+ * keeps each chunk's first token before any chunk's second.
+ */
+export function sinkIndices(chunkLengths: readonly number[], sinkTokens: number): number[] {
+  const starts: number[] = [];
+  chunkLengths.reduce((at, n) => (starts.push(at), at + n), 0);
+  const out: number[] = [];
+  for (let t = 0; t < sinkTokens; t++) {
+    chunkLengths.forEach((n, c) => t < n && out.push(starts[c] + t));
+  }
+  return out;
+}
+
+/** The check layer's scores: deviation of every context token, and the question's attention when asked. */
+export interface CheckScores {
+  deviation: Float64Array;
+  attention: Float64Array | null;
+}
+
+/** Whether a strategy needs the question's attention at the check layer. */
+export function needsAttention(strategy: SelectionStrategy): boolean {
+  return strategy !== 'deviation';
+}
+
+/**
+ * The context tokens (indices into the scores, ascending) a strategy recomputes: the sinks first (as many
+ * as the budget holds), then the highest scores of the strategy among the rest; `combined` takes half of
+ * what is left by attention, then fills the budget by deviation. Never more than `budget`.
+ */
+export function selectContext(
+  strategy: SelectionStrategy,
+  budget: number,
+  scores: CheckScores,
+  sinks: readonly number[] = [],
+): number[] {
+  const chosen = new Set<number>(sinks.slice(0, Math.max(0, budget)));
+  const take = (s: Float64Array | null, count: number) => {
+    if (!s) throw new Error(`selection "${strategy}" needs the question's attention`);
+    if (count <= 0) return;
+    const idx = Array.from(s.keys()).filter((i) => !chosen.has(i));
+    idx.sort((a, b) => s[b] - s[a] || a - b);
+    for (const i of idx.slice(0, count)) chosen.add(i);
+  };
+  const rest = budget - chosen.size;
+  if (strategy === 'deviation') take(scores.deviation, rest);
+  else if (strategy === 'question') take(scores.attention, rest);
+  else {
+    take(scores.attention, Math.ceil(rest / 2));
+    take(scores.deviation, budget - chosen.size);
+  }
+  return [...chosen].sort((a, b) => a - b);
 }

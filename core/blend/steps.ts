@@ -13,7 +13,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { rotateKeys } from '../kv/rope.js';
 import { buildMask, concatFloat32, type Engine } from '../model/engine.js';
 import type { KvCache } from '../model/host/kv-cache.js';
-import { deviations } from './selection.js';
+import { deviations, questionAttention, type CheckScores } from './selection.js';
 import type { ChunkKvSource, DeviationMetric } from './types.js';
 
 export interface PromptLayout {
@@ -169,6 +169,75 @@ export async function scoreActive(
   const ctx = active.indices.subarray(0, count);
   const fresh = await engine.projectKv(layer, active.hidden.subarray(0, count * D), engine.rope(ctx));
   return deviations(metric, cache.rowSize, fresh, cache.keys[layer], cache.values[layer], ctx);
+}
+
+/**
+ * The check layer's scores when every prompt token from the first chunk on is active: the context's
+ * deviation and the question's attention to the context (selection.ts). One projection of every active
+ * token gives the context's fresh K/V and the question's queries and keys; the keys the question attends
+ * to are BOS's and the prefix's rows (exact, from the cache), then the fresh ones.
+ */
+export async function scoreWithQuestion(
+  engine: Engine,
+  cache: KvCache,
+  layout: PromptLayout,
+  layer: number,
+  active: ActiveTokens,
+  metric: DeviationMetric,
+): Promise<CheckScores> {
+  const { numHeads: H, headDim: hd } = engine.config;
+  const row = cache.rowSize;
+  const { contextStart: start, contextEnd: end } = layout;
+  const fresh = await engine.projectKv(layer, active.hidden, engine.rope(active.indices), true);
+  const count = end - start;
+  const ctx = active.indices.subarray(0, count);
+  const deviation = deviations(metric, row, fresh, cache.keys[layer], cache.values[layer], ctx);
+  const keys = new Float32Array(layout.promptIds.length * row);
+  keys.set(cache.keys[layer].subarray(0, start * row));
+  keys.set(fresh.k, start * row);
+  const q = fresh.q!.subarray(count * H * hd);
+  const attention = questionAttention(engine.config, q, active.indices.subarray(count), keys, start, end);
+  return { deviation, attention };
+}
+
+/**
+ * The lookahead's question attention: the question tokens alone (`question`, at the check layer's input)
+ * through layers [check, L) over the reused cache — the chunks' stored rows, as reuse sees them — and at
+ * each layer the last question token's attention to every context row (selection.ts), summed over layers.
+ * The question's rows it writes are overwritten when blend recomputes the question. `fill(l)` puts layer
+ * l's chunk rows in the cache.
+ */
+export async function lookaheadAttention(
+  engine: Engine,
+  cache: KvCache,
+  layout: PromptLayout,
+  question: ActiveTokens,
+  check: number,
+  fill: (layer: number) => Promise<void>,
+): Promise<Float64Array> {
+  const { numHeads: H, headDim: hd, numLayers: L } = engine.config;
+  const N = layout.promptIds.length;
+  const last = question.indices.length - 1;
+  const out = new Float64Array(layout.contextEnd - layout.contextStart);
+  let q = question;
+  for (let l = check; l < L; l++) {
+    await fill(l);
+    const fresh = await engine.projectKv(l, q.hidden, engine.rope(q.indices), true);
+    cache.writeRowsAt(l, q.indices, fresh.k, fresh.v);
+    const keys = cache.keys[l].subarray(0, N * cache.rowSize);
+    const at = questionAttention(
+      engine.config,
+      fresh.q!.subarray(last * H * hd),
+      q.indices.subarray(last),
+      keys,
+      layout.contextStart,
+      layout.contextEnd,
+    );
+    for (let i = 0; i < out.length; i++) out[i] += at[i];
+    if (l + 1 < L)
+      q = { indices: q.indices, hidden: await recomputeSelected(engine, cache, l, q, layout.positions) };
+  }
+  return out;
 }
 
 /** Keep the listed active context tokens (indices among the first `count`, ascending) and every question token. */

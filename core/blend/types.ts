@@ -9,6 +9,27 @@ export const BLEND_MODES: readonly BlendMode[] = ['full', 'prefix', 'reuse', 'bl
 export type DeviationMetric = 'k' | 'v' | 'kv';
 export const DEVIATION_METRICS: readonly DeviationMetric[] = ['k', 'v', 'kv'];
 
+/**
+ * How blend chooses the context tokens it recomputes from the check layer on (selection.ts):
+ * - `deviation`: CacheBlend's; the tokens whose fresh K/V (`metric`) deviate most from the cached rows.
+ * - `question`: the tokens the question attends to: its queries against the context's fresh keys at the
+ *   check layer, attention weight per context token summed over heads and question tokens.
+ * - `combined`: half of the budget by question attention, the rest by deviation.
+ */
+export type SelectionStrategy = 'deviation' | 'question' | 'combined';
+export const SELECTION_STRATEGIES: readonly SelectionStrategy[] = ['deviation', 'question', 'combined'];
+
+/**
+ * Where the question's attention to the context is measured (question and combined selections):
+ * - `check`: its queries against the context's fresh keys at the check layer, every question token.
+ * - `lookahead`: a pass of the question alone through the layers from the check layer on over the
+ *   reused (stale) cache, as reuse computes it; its last token's attention summed over those layers. It
+ *   reads every layer's chunk rows before selecting (no overlap of loading with compute), and costs
+ *   the question's tokens once more through those layers.
+ */
+export type AttentionSource = 'check' | 'lookahead';
+export const ATTENTION_SOURCES: readonly AttentionSource[] = ['check', 'lookahead'];
+
 export interface BlendOptions {
   mode: BlendMode;
   /** Fraction of context tokens recomputed from the check layer on (default 0.15). */
@@ -16,9 +37,19 @@ export interface BlendOptions {
   /** Layer at which deviations are measured and tokens selected (default 1). */
   checkLayer?: number;
   metric?: DeviationMetric;
+  /** How the check layer's tokens are chosen (default DEFAULT_SELECTION). */
+  selection?: SelectionStrategy;
+  /** Where question attention is measured (default DEFAULT_ATTENTION). */
+  attention?: AttentionSource;
+  /**
+   * Attention sinks: the first `sinkTokens` tokens of every chunk are always recomputed (default 0). They
+   * come out of the same budget: ratio × context tokens bounds the selection with or without them.
+   */
+  sinkTokens?: number;
   /**
    * Gradual filtering (the paper's §4.3): ratios for the check layer and the layers after it, each a subset
-   * of the previous layer's selection, chosen by that layer's fresh-vs-cached deviation. The last value
+   * of the previous layer's selection (the check layer's chosen by `selection`, later ones by that layer's
+   * fresh-vs-cached deviation). The last value
    * holds for the remaining layers. Overrides `ratio`.
    */
   gradualRatios?: number[];
@@ -26,7 +57,8 @@ export interface BlendOptions {
   controller?: { minRatio: number; layerLoadMs: number; tokenLayerMs: number };
   /**
    * Analysis hook (benchmarks, never the service): sees, and may change, the deviations of the candidate
-   * context rows (prompt indices) at each selecting layer before the top-k, e.g. to force a row in.
+   * context rows (prompt indices) at each selecting layer before the top-k, e.g. to force a row in (at the
+   * check layer, the scores `selection` ranks: question attention for `question`).
    */
   adjustDeviations?: (layer: number, rows: Int32Array, deviations: Float64Array) => void;
 }

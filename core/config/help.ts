@@ -71,6 +71,10 @@ export const CONFIG_HELP: Readonly<Record<string, { default: string; help: strin
   QUEUE_PREFIX: { default: 'cacheblend', help: 'prefix of every Redis key (BullMQ and bookkeeping)' },
   BLEND_CONCURRENCY: { default: '1', help: 'blend jobs per worker' },
   BLEND_MIN_RATIO: { default: '0.15', help: 'r_min of ratio: "auto", in [0, 1]' },
+  CALIBRATION_GATE: {
+    default: 'report',
+    help: 'full: blend requests run in full mode for a model cacheblend calibrate flagged',
+  },
   PRECOMPUTE_CONCURRENCY: { default: '2', help: 'precompute jobs per worker' },
   PRECOMPUTE_ATTEMPTS: { default: '12', help: 'tries per chunk; backoff 1 s doubling to 60 s (~6 min)' },
   JOB_LOCK_MS: { default: '30000', help: 'a job whose worker died runs again after about this long' },

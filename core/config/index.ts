@@ -39,6 +39,7 @@
  * | QUEUE_PREFIX            | cacheblend                                | BullMQ key prefix                       |
  * | BLEND_CONCURRENCY       | 1                                         |                                         |
  * | BLEND_MIN_RATIO         | 0.15                                      | r_min of `ratio: "auto"`, in [0, 1]     |
+ * | CALIBRATION_GATE        | report                                    | full: blend runs full for a flagged model |
  * | PRECOMPUTE_CONCURRENCY  | 2                                         |                                         |
  * | LOG_LEVEL               | info                                      | trace, debug, info, warn, error, silent |
  * | METRICS_PORT            | (none)                                    | a worker started alone serves /metrics  |
@@ -161,6 +162,7 @@ const EnvSchema = z.object({
     .regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'must be a number in [0, 1]')
     .transform(Number)
     .default(0.15),
+  CALIBRATION_GATE: oneOf(['report', 'full'], 'report'),
   PRECOMPUTE_CONCURRENCY: int(1, 1024, 2),
   LOG_LEVEL: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'silent'], 'info'),
   METRICS_PORT: integer(0, 65535).optional(),
@@ -227,6 +229,7 @@ export function loadConfig(
     queuePrefix: e.QUEUE_PREFIX,
     blendConcurrency: e.BLEND_CONCURRENCY,
     blendMinRatio: e.BLEND_MIN_RATIO,
+    calibrationGate: e.CALIBRATION_GATE,
     precomputeConcurrency: e.PRECOMPUTE_CONCURRENCY,
     logLevel: e.LOG_LEVEL,
     metricsPort: e.METRICS_PORT ?? null,

@@ -78,6 +78,11 @@ export interface Config {
   readonly blendConcurrency: number;
   /** r_min of `ratio: "auto"`: the loading controller never recomputes less than this fraction. */
   readonly blendMinRatio: number;
+  /**
+   * What a model that `cacheblend calibrate` flagged (its blend far from full) gets: `report` (say so at
+   * start and in /v1/models) or `full` (blend requests are prefilled in full instead).
+   */
+  readonly calibrationGate: 'report' | 'full';
   readonly precomputeConcurrency: number;
   readonly logLevel: LogLevel;
   /** Port of the /metrics server of a worker started alone; null: none. */

@@ -5,3 +5,5 @@
 export * from './qa.js';
 export * from './misses.js';
 export * from './auto.js';
+export * from './calibrate.js';
+export * from './calibration-sample.js';

@@ -44,6 +44,8 @@ export interface EngineThreadInit {
   kvDtype: KvDtype;
   /** r_min of `ratio: "auto"` (BLEND_MIN_RATIO; default 0.15). */
   minRatio?: number;
+  /** CALIBRATION_GATE: `full` serves a flagged model's blend requests in full mode (default report). */
+  calibrationGate?: 'report' | 'full';
   logLevel: LogLevel;
   /**
    * The documents' Redis: computed chunks are written to the store only under their lock while a

@@ -26,6 +26,7 @@ import { frameIds, type FrameIds } from '../model/template.js';
 import { explainContext } from './explain.js';
 import type { Tokenizer } from '../model/types.js';
 import { TieredChunkLoader, type LoadedChunk } from '../cache/tiered-loader.js';
+import { describeCalibration, readCalibration } from '../eval/calibrate.js';
 import {
   blendAndDecode,
   checkContextFits,
@@ -43,6 +44,7 @@ export async function createHandlers(init: EngineThreadInit) {
   const ctx = await openEngine(init);
   const { engine, loader, store, disk } = ctx;
   const { model, config: cfg } = engine;
+  const gate = await openGate(ctx);
   return {
     async info(): Promise<EngineInfo> {
       return {
@@ -73,6 +75,9 @@ export async function createHandlers(init: EngineThreadInit) {
     /** `cancel[0]` set to 1 (by the worker's main thread) stops the job at its next step. */
     async blend(job: BlendJobData, port?: MessagePort, cancel?: Int32Array): Promise<BlendThreadResult> {
       try {
+        if (job.mode === 'blend' && gate.servesFull) {
+          return { ...(await runBlend(ctx, { ...job, mode: 'full' }, port, cancel)), gatedToFull: true };
+        }
         return await runBlend(ctx, job, port, cancel);
       } finally {
         port?.close();
@@ -137,6 +142,23 @@ export async function createHandlers(init: EngineThreadInit) {
       await engine.dispose();
     },
   };
+}
+
+/**
+ * The model's calibration (cacheblend calibrate), read once at start and logged: a flagged model is
+ * served in full mode when CALIBRATION_GATE is `full`. An unreadable store only loses the report.
+ */
+async function openGate(ctx: EngineContext): Promise<{ servesFull: boolean }> {
+  const { engine, store, log, init } = ctx;
+  const calibration = await readCalibration(store, engine.kvFingerprint).catch((err: unknown) => {
+    log.warn('could not read the calibration', { error: errorMessage(err) });
+    return null;
+  });
+  const servesFull = calibration?.flagged === true && init.calibrationGate === 'full';
+  const fields = { model: engine.model.source, servesFull };
+  if (calibration?.flagged) log.warn(`calibration: ${describeCalibration(calibration)}`, fields);
+  else log.info(`calibration: ${describeCalibration(calibration)}`, fields);
+  return { servesFull };
 }
 
 /**
@@ -281,7 +303,9 @@ function blendOptions(
   job: BlendJobData,
   opened: LoadedChunk[],
 ): { opts: BlendOptions; autoRatio?: AutoRatio } {
-  if (job.ratio !== 'auto') return { opts: { mode: job.mode, ratio: job.ratio } };
+  const { strategy, metric, attention, sinkTokens } = job.selection ?? {};
+  const chosen = { selection: strategy, metric, attention, sinkTokens };
+  if (job.ratio !== 'auto') return { opts: { mode: job.mode, ratio: job.ratio, ...chosen } };
   const { numKvHeads, headDim } = ctx.engine.config;
   const bytesPerValue = ctx.init.kvDtype === 'float16' ? 2 : 4;
   const tokensToLoad = opened
@@ -294,8 +318,8 @@ function blendOptions(
     layerLoadMs: estimate?.layerLoadMs ?? null,
     tokenLayerMs: estimate?.tokenLayerMs ?? null,
   };
-  if (!estimate) return { opts: { mode: job.mode, ratio: minRatio }, autoRatio };
-  return { opts: { mode: job.mode, controller: { minRatio, ...estimate } }, autoRatio };
+  if (!estimate) return { opts: { mode: job.mode, ratio: minRatio, ...chosen }, autoRatio };
+  return { opts: { mode: job.mode, controller: { minRatio, ...estimate }, ...chosen }, autoRatio };
 }
 
 /** Throws CancelledError once the worker has set the job's cancel flag. */

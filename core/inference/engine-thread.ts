@@ -32,6 +32,7 @@ export function engineThreadInit(
     deviceDecodeBurst: config.deviceDecodeBurst,
     kvDtype: config.kvDtype,
     minRatio: config.blendMinRatio,
+    calibrationGate: config.calibrationGate,
     logLevel: config.logLevel,
     chunkWrites: {
       redisUrl: config.redisUrl,

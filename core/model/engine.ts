@@ -86,6 +86,7 @@ export class Engine {
   readonly invFreq: Float64Array;
   /** Sees every layer run's token count and wall time (the loading controller's cost model learns from it). */
   layerObserver: ((tokens: number, ms: number) => void) | null = null;
+  /** K/V projection graphs by layer; those that also return queries under -1 - layer. */
   private readonly kvProjSessions = new Map<number, Promise<ort.InferenceSession>>();
   private readonly layers: Promise<ort.InferenceSession>[] = [];
   private head: Promise<ort.InferenceSession> | null = null;
@@ -277,21 +278,25 @@ export class Engine {
     };
   }
 
-  /** Fresh K/V of T tokens at one layer, from that layer's input hidden states. */
+  /**
+   * Fresh K/V of T tokens at one layer, from that layer's input hidden states; with `withQuery`, their
+   * queries too ([T, heads, headDim], RoPE applied).
+   */
   async projectKv(
     layer: number,
     hidden: Float32Array,
     rope: { cos: Float32Array; sin: Float32Array },
-  ): Promise<{ k: Float32Array; v: Float32Array }> {
+    withQuery = false,
+  ): Promise<{ k: Float32Array; v: Float32Array; q?: Float32Array }> {
     const { hiddenSize: D, headDim: hd } = this.config;
     const T = hidden.length / D;
-    let session = this.kvProjSessions.get(layer);
+    const key = withQuery ? -1 - layer : layer;
+    let session = this.kvProjSessions.get(key);
     if (!session) {
-      session = createSession(
-        buildKvProjectionGraph(this.config, this.model.weights.layers[layer], layer, this.weightFormat),
-        this.sessionOptions,
-      );
-      this.kvProjSessions.set(layer, session);
+      const w = this.model.weights.layers[layer];
+      const graph = buildKvProjectionGraph(this.config, w, layer, this.weightFormat, withQuery);
+      session = createSession(graph, this.sessionOptions);
+      this.kvProjSessions.set(key, session);
     }
     const out = await (
       await session
@@ -300,7 +305,8 @@ export class Engine {
       cos: new ort.Tensor('float32', rope.cos, [T, hd / 2]),
       sin: new ort.Tensor('float32', rope.sin, [T, hd / 2]),
     });
-    return { k: out.k.data as Float32Array, v: out.v.data as Float32Array };
+    const kv = { k: out.k.data as Float32Array, v: out.v.data as Float32Array };
+    return withQuery ? { ...kv, q: out.q.data as Float32Array } : kv;
   }
 
   /** Logits [N, vocab] of N final hidden states. */

@@ -2,7 +2,7 @@
  * What travels through the queues: queue names, job names, payloads and results. The API and the batch
  * command produce, the workers consume; both sides import these types and nothing else from each other.
  */
-import type { BlendMode } from '../blend/index.js';
+import type { AttentionSource, BlendMode, DeviationMetric, SelectionStrategy } from '../blend/index.js';
 import type { CacheStats } from '../cache/types.js';
 import type { FinishReason } from '../model/generate.js';
 import type { ChatMessage, TemplateName } from '../model/template.js';
@@ -116,6 +116,17 @@ export interface MatchSummary {
   tokens: number;
 }
 
+/**
+ * A request's `selection` (core/blend/selection.ts): strategy, deviation metric, where question attention
+ * is measured, sink tokens per chunk.
+ */
+export interface BlendSelection {
+  strategy?: SelectionStrategy;
+  metric?: DeviationMetric;
+  attention?: AttentionSource;
+  sinkTokens?: number;
+}
+
 export interface BlendJobData {
   question: string;
   /** System prompt: part of the template's cached prefix. */
@@ -140,6 +151,8 @@ export interface BlendJobData {
   mode: BlendMode;
   /** A fixed ratio, or `auto`: the loading controller's max(r_load, BLEND_MIN_RATIO). */
   ratio?: number | 'auto';
+  /** How blend picks the tokens it recomputes (absent: BLEND_SELECTION's default). */
+  selection?: BlendSelection;
   maxTokens: number;
   temperature: number;
   topK?: number;
@@ -197,6 +210,8 @@ export interface BlendJobResult {
   ratio?: number;
   /** Set when the request asked for `ratio: "auto"`. */
   autoRatio?: AutoRatio;
+  /** Set when blend was asked for and the model, flagged by its calibration, was served in full mode. */
+  gatedToFull?: true;
   /** `stop`: an end token or a stop sequence; `length`: maxTokens reached. */
   finishReason: FinishReason;
   /** The template applied: none, chat or jinja. */

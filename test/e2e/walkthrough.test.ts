@@ -1,7 +1,9 @@
 /**
  * Keeps docs/walkthrough.md true: the same two documents and the same cross-chunk question, over HTTP,
  * with cbqa-3M (models/cbqa-3M), against a real redis-server and a file store. Full and blend answer
- * " green" (the colour is stated only across the chunk boundary), reuse answers " black". The walkthrough's
+ * " green" (the colour is stated only across the chunk boundary), reuse answers " black"; over the
+ * inventory document K deviation misses O125's colour and the default selection answers it; /v1/models
+ * reports a stored calibration. The walkthrough's
  * CLI command, run as written, prints the documented JSON (times by type).
  */
 import { readFile } from 'node:fs/promises';
@@ -17,6 +19,10 @@ import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/p
 import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js';
 import { main } from '../../cli/main.js';
 import { replyDifferences } from '../helpers/readme-examples.js';
+import { CALIBRATION_SAMPLE, calibrate, writeCalibration } from '../../core/eval/index.js';
+import { Engine } from '../../core/model/engine.js';
+import { loadHfModel } from '../../core/model/loaders/hf.js';
+import { openObjectStore } from '../../core/storage/index.js';
 import { CBQA_DIR } from '../helpers/models.js';
 import { serviceConfig, waitFor, type TestServiceEnv } from '../helpers/service.js';
 import { startRedis, type RedisHandle } from '../helpers/services.js';
@@ -36,6 +42,14 @@ const WALKTHROUGH_DOCS = [
   },
 ];
 const WALKTHROUGH_QUESTION = '<q> color of O140 ? <a>';
+/** The miss of K deviation that the default selection fixes: `O125 is green` after the first chunk. */
+const INVENTORY = {
+  id: 'inventory',
+  chunks: [
+    'P68 bought O122 . it is red . P218 owns O71 . P239 lives in C42 . P285 bought O135 . <sep>',
+    'it is pink . O125 is green . the mayor of C55 is P69 . O37 is pink . O71 is black . the mayor of C42 is P83 . <sep>',
+  ],
+};
 
 let redis: RedisHandle;
 let env: TestServiceEnv;
@@ -56,7 +70,12 @@ async function post(path: string, body: unknown): Promise<{ status: number; body
 
 beforeAll(async () => {
   redis = await startRedis();
-  env = await serviceConfig({ redis, label: 'walkthrough', env: { MODEL: CBQA_DIR } });
+  // The inventory's second chunk is 31 tokens: over the test default budget, within the service's (256).
+  env = await serviceConfig({
+    redis,
+    label: 'walkthrough',
+    env: { MODEL: CBQA_DIR, CHUNK_TOKEN_BUDGET: '256' },
+  });
   const { config } = env;
   thread = await startEngineThread(engineThreadInit(config, { threads: 1 }));
   [precompute, blend, api] = await Promise.all([
@@ -76,12 +95,12 @@ afterAll(async () => {
 
 describe('docs/walkthrough.md with cbqa-3M', () => {
   it('ingests the fact documents as explicit chunks', async () => {
-    for (const d of WALKTHROUGH_DOCS) {
+    for (const d of [...WALKTHROUGH_DOCS, INVENTORY]) {
       const r = await post('/v1/documents', d);
       expect(r.status).toBe(202);
       expect(r.body).toEqual({ id: d.id, chunks: d.chunks.length, enqueued: d.chunks.length });
     }
-    for (const d of WALKTHROUGH_DOCS) {
+    for (const d of [...WALKTHROUGH_DOCS, INVENTORY]) {
       await waitFor(
         async () => {
           const res = await fetch(`${api.url}/v1/documents/${d.id}`);
@@ -115,6 +134,52 @@ describe('docs/walkthrough.md with cbqa-3M', () => {
       });
     });
   }
+
+  for (const [label, extra, answer, recomputed] of [
+    ['full', { mode: 'full' }, ' green', 53],
+    ['reuse', { mode: 'reuse' }, ' pink', 0],
+    ['K deviation', { selection: 'deviation' }, ' pink', 7],
+    ['the default selection', {}, ' green', 7],
+    ['question attention', { selection: 'question' }, ' green', 7],
+  ] as const) {
+    it(`answers O125 over inventory with ${label}: "${answer}"`, async () => {
+      const r = await post('/v1/query', {
+        question: '<q> color of O125 ? <a>',
+        documents: ['inventory'],
+        maxTokens: 1,
+        ...extra,
+      });
+      expect(r.status).toBe(200);
+      expect(r.body).toMatchObject({ answer, contextTokens: 53, recomputedTokens: recomputed });
+    });
+  }
+
+  it('reports the stored calibration in /v1/models', async () => {
+    const models = async () =>
+      ((await (await fetch(`${api.url}/v1/models`)).json()) as { data: { cacheblend: unknown }[] }).data[0];
+    expect((await models()).cacheblend).toEqual({ calibration: null });
+    const engine = await Engine.create(await loadHfModel(CBQA_DIR), { threads: 1 });
+    const store = openObjectStore(env.config.kvStoreUrl, { s3: env.config.s3 });
+    try {
+      const c = await calibrate(engine, {
+        sample: CALIBRATION_SAMPLE.slice(0, 2),
+        sampleName: 'built-in',
+        blend: { mode: 'blend' },
+        kvDtype: env.config.kvDtype,
+      });
+      await writeCalibration(store, c);
+      expect((await models()).cacheblend).toMatchObject({
+        calibration: {
+          kvFingerprint: engine.kvFingerprint,
+          flagged: c.flagged,
+          blend: { selection: 'combined' },
+        },
+      });
+    } finally {
+      await store.close();
+      await engine.dispose();
+    }
+  });
 });
 
 /** The `<!-- cli-example -->` of docs/walkthrough.md: its command's arguments and the documented output. */

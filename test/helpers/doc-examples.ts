@@ -20,7 +20,11 @@ export const EXAMPLE_GROUPS: readonly ExampleGroup[] = [
   { name: 'README', files: ['README.md'], env: { CHUNK_TOKEN_BUDGET: '256' } },
   { name: 'API reference', files: ['docs/api.md'], env: { CHUNK_TOKEN_BUDGET: '256' } },
   { name: 'retrieval', files: ['docs/api-retrieval.md'], env: { CHUNK_TOKEN_BUDGET: '24' } },
-  { name: 'walkthrough', files: ['docs/walkthrough.md'], env: { MODEL: 'cbqa-3M' } },
+  {
+    name: 'walkthrough',
+    files: ['docs/walkthrough.md'],
+    env: { MODEL: 'cbqa-3M', CHUNK_TOKEN_BUDGET: '256' },
+  },
 ];
 
 const ROOT = new URL('../../', import.meta.url);

@@ -53,6 +53,7 @@ describe('loadConfig', () => {
       queuePrefix: 'cacheblend',
       blendConcurrency: 1,
       blendMinRatio: 0.15,
+      calibrationGate: 'report',
       precomputeConcurrency: 2,
       logLevel: 'info',
       metricsPort: null,
@@ -325,7 +326,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(49);
+    expect(CONFIG_VARIABLES).toHaveLength(50);
   });
 
   it('documents every variable in the configuration tables (docs/configuration.md)', () => {

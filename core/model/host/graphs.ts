@@ -155,16 +155,21 @@ export function buildLayerGraph(
   return g.toModel();
 }
 
-/** Only the fresh K/V of one layer (norm, projection, RoPE): what CacheBlend's deviation check needs. */
+/**
+ * Only the fresh K/V of one layer (norm, projection, RoPE): what CacheBlend's deviation check needs; with
+ * `withQuery`, the queries too (RoPE applied, unscaled), for the question-aware selection.
+ */
 export function buildKvProjectionGraph(
   cfg: ModelConfig,
   w: LayerWeights,
   layer: number,
   weights?: WeightFormat,
+  withQuery = false,
 ): OnnxModel {
-  const { numKvHeads: KV, headDim: hd } = cfg;
-  const g = new GraphBuilder(`kvproj${layer}`);
-  const { k3, v3 } = attentionInputs(g, cfg, w, `l${layer}`, false, weights);
+  const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
+  const g = new GraphBuilder(`${withQuery ? 'qkv' : 'kv'}proj${layer}`);
+  const { q3, k3, v3 } = attentionInputs(g, cfg, w, `l${layer}`, withQuery, weights);
+  if (q3) g.output('q', q3, 'float', ['T', H, hd]);
   g.output('k', k3, 'float', ['T', KV, hd]);
   g.output('v', v3, 'float', ['T', KV, hd]);
   return g.toModel();
