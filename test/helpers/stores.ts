@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import type { S3StoreOptions } from '../../core/storage/types.js';
+import { s3Options } from './service.js';
 import { startS3, type S3Handle } from './services.js';
 
 export const MiB = 1024 * 1024;
@@ -57,15 +58,6 @@ export function useS3(): S3Fixture {
     get endpoint() {
       return started().endpoint;
     },
-    options: () => {
-      const h = started();
-      return {
-        endpoint: h.endpoint,
-        region: h.region,
-        accessKeyId: h.accessKeyId,
-        secretAccessKey: h.secretAccessKey,
-        forcePathStyle: true,
-      };
-    },
+    options: () => s3Options(started()),
   };
 }
