@@ -16,6 +16,7 @@ import { openObjectStore, type ObjectStore } from '../../core/storage/index.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
 import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js';
 import { STORIES_DIR, STORY_SETS } from './models.js';
+import { requestJson } from './http.js';
 import { s3Options, serviceConfig, type TestServiceEnv } from './service.js';
 import { startRedis, startS3, type RedisHandle, type S3Handle } from './services.js';
 
@@ -54,31 +55,14 @@ export interface E2eService {
 export function useE2eService(): E2eService {
   let precompute: PrecomputeWorker | undefined;
   let blend: BlendWorker | undefined;
-  const svc = {
-    async http(method, path, body, raw, base = svc.api.url) {
-      const res = await fetch(`${base}${path}`, {
-        method,
-        headers: body !== undefined || raw !== undefined ? { 'content-type': 'application/json' } : {},
-        body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
-        signal: AbortSignal.timeout(30_000),
-      });
-      const text = await res.text();
-      let parsed: Reply['body'] = {};
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        // not JSON (metrics, SSE)
-      }
-      return { status: res.status, body: parsed, text };
-    },
-    async manifest(id) {
-      return decodeManifest((await svc.store.get(manifestObjectKey(id)))!);
-    },
-    async closeWorkers() {
-      await Promise.all([blend?.close(), precompute?.close()]);
-      blend = precompute = undefined;
-    },
-  } as E2eService;
+  const svc = {} as E2eService;
+  svc.http = (method, path, body, raw, base = svc.api.url) =>
+    requestJson<Reply['body']>(`${base}${path}`, { method, body, raw });
+  svc.manifest = async (id) => decodeManifest((await svc.store.get(manifestObjectKey(id)))!);
+  svc.closeWorkers = async () => {
+    await Promise.all([blend?.close(), precompute?.close()]);
+    blend = precompute = undefined;
+  };
 
   beforeAll(async () => {
     [svc.redisServer, svc.s3] = await Promise.all([startRedis(), startS3()]);
