@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { BLEND_MODES } from '../core/blend/index.js';
-import type { DocumentStatus, DocumentSummary } from '../core/documents/documents.js';
+import type { DocumentStatus, DocumentSummary } from '../core/documents/types.js';
 import type { Calibration } from '../core/eval/calibrate.js';
 import type { BlendJobResult } from '../core/queue/contracts.js';
 

@@ -9,7 +9,9 @@
  */
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
 import { SpanMatcher, type MatchableChunk } from '../core/retrieval/span-matcher.js';
+import { seededRandom } from '../core/model/generate.js';
 import { machine, median, printTable, writeResult } from './common.js';
+import { heapMiB, zipfWords } from './synthetic.js';
 
 const SIZES = [1_000, 10_000, 100_000];
 const WORDS_PER_CHUNK = 40;
@@ -19,43 +21,14 @@ const PROMPT_TOKENS = 4_096;
 /** 4,096 tokens of a large-vocabulary tokenizer (~4 characters a token): more text than stories260K's. */
 const PROMPT_CHARS = 16_384;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = rng(7);
+const rand = seededRandom(7);
 const SYLLABLES = ['ka', 'lo', 'mi', 'ne', 'ru', 'sa', 'to', 'vi', 'an', 'el', 'or', 'us'];
 const words = Array.from({ length: VOCAB }, (_, i) => {
   let w = '';
   for (let n = i + 1; n > 0; n = Math.floor(n / SYLLABLES.length)) w += SYLLABLES[n % SYLLABLES.length];
   return w;
 });
-const cumulative = new Float64Array(VOCAB);
-let total = 0;
-for (let i = 0; i < VOCAB; i++) cumulative[i] = total += 1 / (i + 1);
-function word(): string {
-  const r = rand() * total;
-  let lo = 0;
-  let hi = VOCAB - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (cumulative[mid] < r) lo = mid + 1;
-    else hi = mid;
-  }
-  return words[lo];
-}
-const sentence = (n: number) => Array.from({ length: n }, word).join(' ');
-
-function heapMiB(): number {
-  (globalThis as { gc?: () => void }).gc?.();
-  return process.memoryUsage().heapUsed / 2 ** 20;
-}
+const { sentence } = zipfWords(words, rand);
 
 const tok = (await loadLlama2cModel(new URL('../../models/stories260K', import.meta.url).pathname)).tokenizer;
 

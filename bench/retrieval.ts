@@ -9,7 +9,9 @@
  * writes bench/results/retrieval.json and .svg.
  */
 import { CorpusIndex, selectChunks, type Candidate } from '../core/retrieval/index.js';
+import { seededRandom } from '../core/model/generate.js';
 import { lineChart, machine, median, printTable, writeResult } from './common.js';
+import { heapMiB, zipfWords } from './synthetic.js';
 
 const SIZES = [1_000, 25_000, 50_000, 100_000];
 const WORDS_PER_CHUNK = 40;
@@ -17,40 +19,9 @@ const CHUNKS_PER_DOC = 10;
 const VOCAB = 20_000;
 const QUERIES = 50;
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = rng(42);
+const rand = seededRandom(42);
 const words = Array.from({ length: VOCAB }, (_, i) => `w${i.toString(36)}x`);
-// Zipf(1): word i drawn with probability ∝ 1/(i+1), via the cumulative table.
-const cumulative = new Float64Array(VOCAB);
-let total = 0;
-for (let i = 0; i < VOCAB; i++) cumulative[i] = total += 1 / (i + 1);
-function word(): string {
-  const r = rand() * total;
-  let lo = 0;
-  let hi = VOCAB - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (cumulative[mid] < r) lo = mid + 1;
-    else hi = mid;
-  }
-  return words[lo];
-}
-const sentence = (n: number) => Array.from({ length: n }, word).join(' ');
-
-function heapMiB(): number {
-  (globalThis as { gc?: () => void }).gc?.();
-  return process.memoryUsage().heapUsed / 2 ** 20;
-}
+const { sentence } = zipfWords(words, rand);
 
 function timed<T>(fn: () => T): { ms: number; value: T } {
   const t0 = performance.now();

@@ -9,9 +9,7 @@
  * By default a precompute worker runs inside this process (one machine: nothing else to start). With
  * --remote it only enqueues and waits, relying on `npm run precompute-worker` / `npm start` elsewhere.
  */
-import { createHash } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { loadConfig, type Config } from '../core/config/index.js';
@@ -23,13 +21,24 @@ import { withTimeout } from '../core/util/time.js';
 import { DocumentService } from '../core/documents/documents.js';
 import type { EngineThreadInit } from '../core/inference/engine-handlers.js';
 import { createLogger, type Logger } from '../core/ops/log.js';
-import { DOCUMENT_ID_RE } from '../core/documents/manifest.js';
 import { runIfEntryPoint } from '../core/ops/process.js';
 import { ensureRedis, type RedisLaunch } from '../core/ops/redis-launcher.js';
 import { startTextThread, type ModelIdentity } from '../core/documents/text.js';
 import { openObjectStore } from '../core/storage/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
+import { collectFiles, documentIdFor } from './batch-files.js';
+import {
+  ProgressReport,
+  formatSummary,
+  summarize,
+  type BatchSummary,
+  type ChunkInfo,
+  type Ingested,
+  type Progress,
+} from './batch-report.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from './precompute-worker.js';
+
+export type { BatchSummary } from './batch-report.js';
 
 const USAGE = `usage: cacheblend precompute [--remote] [--id-prefix P] [--timeout SECONDS] [--json] <folder or file>...
 
@@ -39,78 +48,13 @@ const USAGE = `usage: cacheblend precompute [--remote] [--id-prefix P] [--timeou
   --timeout     give up waiting after this many seconds (default 3600)
   --json        print the summary as one JSON object`;
 
-export interface BatchSummary {
-  documents: number;
-  documentsReady: number;
-  documentsFailed: number;
-  chunks: number;
-  distinctChunks: number;
-  alreadyStored: number;
-  computed: number;
-  failed: number;
-  bytesWritten: number;
-  /** Tokens of the chunks computed by this run, and per second of the run's whole time. */
-  tokensComputed: number;
-  tokensPerSecond: number;
-  seconds: number;
-}
-
 export interface BatchOptions {
   config?: Config;
   out?: (s: string) => void;
   /** Progress output; a TTY gets a redrawn bar, anything else plain lines. */
-  progress?: NodeJS.WriteStream | { write(s: string): unknown; isTTY?: boolean };
+  progress?: Progress;
   threadInit?: Partial<EngineThreadInit>;
   log?: Logger;
-}
-
-const TEXT_EXT = new Set(['.txt', '.md']);
-
-async function collectFiles(inputs: string[]): Promise<{ file: string; rel: string }[]> {
-  const out: { file: string; rel: string }[] = [];
-  const walk = async (dir: string, root: string) => {
-    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) =>
-      a.name.localeCompare(b.name),
-    );
-    for (const e of entries) {
-      if (e.name.startsWith('.')) continue;
-      const full = path.join(dir, e.name);
-      if (e.isDirectory()) await walk(full, root);
-      else if (e.isFile() && TEXT_EXT.has(path.extname(e.name).toLowerCase())) {
-        out.push({ file: full, rel: path.relative(root, full) });
-      }
-    }
-  };
-  for (const input of inputs) {
-    let info;
-    try {
-      info = await stat(input);
-    } catch {
-      throw new InvalidArgumentError(`${input}: no such file or folder`);
-    }
-    if (info.isDirectory()) await walk(path.resolve(input), path.resolve(input));
-    else out.push({ file: path.resolve(input), rel: path.basename(input) });
-  }
-  return out;
-}
-
-/** A document id from a relative path: `notes/a b.md` → `notes--a-b.md` (hashed when too long). */
-export function documentIdFor(rel: string, prefix = ''): string {
-  let id = `${prefix}${rel.split(path.sep).join('--')}`
-    .replace(/[^A-Za-z0-9._-]/g, '-')
-    .replace(/^[^A-Za-z0-9]+/, '');
-  if (id.length > 128 || !DOCUMENT_ID_RE.test(id)) {
-    const hash = createHash('sha256').update(rel).digest('hex').slice(0, 16);
-    id = `${id.slice(0, 100).replace(/^[^A-Za-z0-9]+/, '') || 'doc'}-${hash}`;
-  }
-  return id;
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
 interface BatchArgs {
@@ -120,8 +64,6 @@ interface BatchArgs {
   timeoutS: number;
   json: boolean;
 }
-
-type Progress = NonNullable<BatchOptions['progress']>;
 
 /** The command line, or the exit code to return at once (help printed, or a usage error reported). */
 function parseBatchArgs(argv: string[], out: (s: string) => void, progress: Progress): BatchArgs | number {
@@ -166,15 +108,6 @@ function parseBatchArgs(argv: string[], out: (s: string) => void, progress: Prog
   };
 }
 
-/** What ingesting the files produced: each document's chunk keys, and which chunks need computing. */
-interface Ingested {
-  docKeys: string[][];
-  /** Chunks a precompute job was enqueued for. */
-  enqueued: Set<string>;
-  /** Chunks already ready when their document was stored. */
-  alreadyReady: Set<string>;
-}
-
 /** Ingest every file as a document, as POST /v1/documents does; files that can't be chunked are skipped. */
 async function ingestFiles(
   files: { file: string; rel: string }[],
@@ -207,57 +140,6 @@ async function ingestFiles(
   return out;
 }
 
-type ChunkInfo = Awaited<ReturnType<DocumentService['chunkInfo']>>;
-
-/**
- * Draws the wait as a bar on a TTY (redrawn) or as a line per tenth elsewhere, and warns once when a
- * remote run sees no progress for 30 s.
- */
-class ProgressReport {
-  private lastStep = -1;
-  private lastDone = -1;
-  private lastChange = Date.now();
-  private warned = false;
-  readonly tty: boolean;
-
-  constructor(
-    private readonly stream: Progress,
-    private readonly t0: number,
-    private readonly warnIfStalled: boolean,
-  ) {
-    this.tty = Boolean((stream as { isTTY?: boolean }).isTTY);
-  }
-
-  update(finished: number, total: number, done: number, written: number): void {
-    const fraction = total === 0 ? 1 : finished / total;
-    const line = `${finished}/${total} chunks  ${formatBytes(written)} written  ${((performance.now() - this.t0) / 1000).toFixed(1)} s`;
-    if (this.tty) {
-      const width = 30;
-      const filled = Math.round(fraction * width);
-      this.stream.write(
-        `\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}%  ${line}\x1b[K`,
-      );
-    } else if (Math.floor(fraction * 10) !== this.lastStep) {
-      this.stream.write(`precompute: ${(fraction * 100).toFixed(0)}%  ${line}\n`);
-      this.lastStep = Math.floor(fraction * 10);
-    }
-    if (done !== this.lastDone) {
-      this.lastDone = done;
-      this.lastChange = Date.now();
-    } else if (!this.warned && this.warnIfStalled && Date.now() - this.lastChange > 30_000) {
-      this.warned = true;
-      this.stream.write(
-        `${this.tty ? '\n' : ''}precompute: no progress for 30 s; is a precompute worker running?\n`,
-      );
-    }
-  }
-
-  /** End a redrawn bar's line. */
-  end(): void {
-    if (this.tty) this.stream.write('\n');
-  }
-}
-
 /** Poll the enqueued chunks until each is ready or failed, or the deadline passes (`pending` > 0). */
 async function waitForChunks(
   docs: DocumentService,
@@ -276,44 +158,6 @@ async function waitForChunks(
     if (done === keys.length || Date.now() > deadline) return { info, pending: keys.length - done };
     await new Promise((r) => setTimeout(r, 200));
   }
-}
-
-function summarize(ingested: Ingested, info: ChunkInfo, t0: number): BatchSummary {
-  const { docKeys, enqueued, alreadyReady } = ingested;
-  const keys = [...enqueued];
-  const distinct = new Set(docKeys.flat());
-  const state = (k: string) => (alreadyReady.has(k) ? 'ready' : info.get(k)?.state);
-  const computedKeys = keys.filter((k) => info.get(k)?.state === 'ready' && (info.get(k)?.written ?? 0) > 0);
-  const failedKeys = keys.filter((k) => info.get(k)?.state === 'failed');
-  const tokens = computedKeys.reduce((a, k) => a + (info.get(k)?.tokens ?? 0), 0);
-  const seconds = (performance.now() - t0) / 1000;
-  return {
-    documents: docKeys.length,
-    documentsReady: docKeys.filter((ks) => ks.every((k) => state(k) === 'ready')).length,
-    documentsFailed: docKeys.filter((ks) => ks.some((k) => state(k) === 'failed')).length,
-    chunks: docKeys.reduce((a, ks) => a + ks.length, 0),
-    distinctChunks: distinct.size,
-    alreadyStored: distinct.size - computedKeys.length - failedKeys.length,
-    computed: computedKeys.length,
-    failed: failedKeys.length,
-    bytesWritten: computedKeys.reduce((a, k) => a + (info.get(k)?.written ?? 0), 0),
-    tokensComputed: tokens,
-    tokensPerSecond: Math.round(tokens / seconds),
-    seconds: Math.round(seconds * 10) / 10,
-  };
-}
-
-function formatSummary(summary: BatchSummary): string {
-  return [
-    `documents:      ${summary.documents} (${summary.documentsReady} ready, ${summary.documentsFailed} failed)`,
-    `chunks:         ${summary.chunks} (${summary.distinctChunks} distinct)`,
-    `already stored: ${summary.alreadyStored}`,
-    `computed:       ${summary.computed}${summary.failed ? `  (failed: ${summary.failed})` : ''}`,
-    `bytes written:  ${formatBytes(summary.bytesWritten)} (${summary.bytesWritten} bytes)`,
-    `tokens:         ${summary.tokensComputed} computed (${summary.tokensPerSecond} tokens/s over the whole run)`,
-    `time:           ${summary.seconds.toFixed(1)} s`,
-    '',
-  ].join('\n');
 }
 
 /** Connections and threads the batch holds; close() releases whatever was opened. */

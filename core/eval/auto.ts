@@ -2,7 +2,7 @@
  * `ratio: "auto"` for the accuracy benchmark, decided as a blend worker decides it: the loading
  * controller's r = max(r_load, r_min) from a CostModel fed by real measurements — layer reads of the
  * questions' stored fp16 chunk objects from a file store (through the worker's own tiered loader) and the
- * engine's layer runs of 8 or more tokens (as core/inference/engine-handlers.ts filters them).
+ * engine's layer runs of 8 or more tokens (as core/inference/engine-context.ts filters them).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';

@@ -9,7 +9,8 @@ import type { ObjectStore, ObjectStoreOptions } from './types.js';
 export type { ObjectStore, ObjectStoreOptions, S3StoreOptions } from './types.js';
 export { FileObjectStore } from './file.js';
 export { MemoryObjectStore } from './memory.js';
-export { S3ObjectStore, parseS3Url } from './s3.js';
+export { S3ObjectStore } from './s3.js';
+export { parseS3Url } from './s3-config.js';
 export { validateKey, validatePrefix } from './keys.js';
 export { DEFAULT_STORE_DEADLINES, DeadlineObjectStore, type StoreDeadlines } from './deadline.js';
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -8,9 +7,8 @@ import {
   PutObjectCommand,
   S3Client,
   type GetObjectCommandOutput,
-  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { ConfigError, StorageError, UnavailableError, errorMessage } from '../errors.js';
+import { StorageError, UnavailableError } from '../errors.js';
 import { withTimeout } from '../util/time.js';
 import {
   DEFAULT_STORE_DEADLINES,
@@ -20,6 +18,9 @@ import {
   type StoreDeadlines,
 } from './deadline.js';
 import { validateKey, validatePrefix, validateRange } from './keys.js';
+import { IntegrityError, MD5_METADATA, copyRange, destroyBody, md5, readBody } from './s3-body.js';
+import { parseS3Url, redactUrl, s3ClientConfig } from './s3-config.js';
+import { describeError, isMissingKey, isUnavailable, nameOf, slim, statusOf } from './s3-errors.js';
 import type { ObjectStore, S3StoreOptions } from './types.js';
 
 // The SDK prints, once per thread, a notice that its releases after January 2027 need Node 22. This
@@ -28,76 +29,8 @@ import type { ObjectStore, S3StoreOptions } from './types.js';
 // own documented setting.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ERR_STREAM_PREMATURE_CLOSE',
-]);
-/** User-metadata key holding the hex MD5 of the object as stored by put(). */
-const MD5_METADATA = 'cb-md5';
 /** How often a whole GET is tried when its body breaks off or fails a check. */
 const BODY_ATTEMPTS = 3;
-const TIMEOUT_NAMES = new Set([
-  'TimeoutError',
-  'RequestTimeout',
-  'RequestTimeoutException',
-  'NetworkingError',
-]);
-
-/** Parses `s3://bucket[/prefix]` into its bucket and key prefix (no leading/trailing '/'). */
-export function parseS3Url(url: string): { bucket: string; prefix: string } {
-  if (!url.startsWith('s3://')) throw new ConfigError(`not an s3:// URL: ${url}`);
-  const rest = url.slice('s3://'.length);
-  const slash = rest.indexOf('/');
-  const bucket = slash < 0 ? rest : rest.slice(0, slash);
-  const prefix = slash < 0 ? '' : rest.slice(slash + 1).replace(/\/+$/, '');
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
-    throw new ConfigError(`invalid S3 bucket name in ${url}: use 3-63 lowercase letters, digits, '.' or '-'`);
-  }
-  if (prefix !== '') {
-    try {
-      validateKey(prefix);
-    } catch (err) {
-      throw new ConfigError(`invalid key prefix in ${url}: ${errorMessage(err)}`);
-    }
-  }
-  return { bucket, prefix };
-}
-
-/**
- * The S3Client settings every store uses (exported so tests can check them with streamed bodies).
- * Checksums only WHEN_REQUIRED: see S3ObjectStore.
- */
-export function s3ClientConfig(options: S3StoreOptions = {}): S3ClientConfig {
-  const config: S3ClientConfig = {
-    region: options.region ?? 'us-east-1',
-    forcePathStyle: options.forcePathStyle ?? true,
-    maxAttempts: options.maxAttempts ?? 3,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: {
-      connectionTimeout: options.connectTimeoutMs ?? 5_000,
-      requestTimeout: options.requestTimeoutMs ?? 120_000,
-      throwOnRequestTimeout: true,
-    },
-  };
-  if (options.endpoint) config.endpoint = options.endpoint;
-  if (options.accessKeyId || options.secretAccessKey) {
-    if (!options.accessKeyId || !options.secretAccessKey) {
-      throw new ConfigError('S3 credentials need both an access key id and a secret access key');
-    }
-    config.credentials = { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey };
-  }
-  return config;
-}
 
 /**
  * An S3 (or MinIO / s3rver) bucket, optionally under a key prefix. Checksums are computed and validated
@@ -109,6 +42,9 @@ export function s3ClientConfig(options: S3StoreOptions = {}): S3ClientConfig {
  * reported as StorageError. (Objects stored by other tools, without that metadata, are returned
  * unverified.) Ranged reads are checked against Content-Range and trimmed/sliced when a
  * server returns more than was asked for (HTTP lets a server ignore Range).
+ *
+ * The client settings and URL parsing are in s3-config.ts, body checks in s3-body.ts, and what an SDK
+ * error means (missing, unavailable, a storage error) in s3-errors.ts.
  */
 export class S3ObjectStore implements ObjectStore {
   readonly bucket: string;
@@ -330,101 +266,5 @@ export class S3ObjectStore implements ObjectStore {
     return isUnavailable(err)
       ? new UnavailableError(detail, { cause: slim(err) })
       : new StorageError(detail, { cause: slim(err) });
-  }
-}
-
-/** A body that does not match what the server promised or what was stored; worth fetching again. */
-class IntegrityError extends Error {}
-
-function md5(data: Buffer): Buffer {
-  return createHash('md5').update(data).digest();
-}
-
-function copyRange(body: Buffer, start: number, endExclusive: number): Buffer {
-  return Buffer.from(body.subarray(Math.min(start, body.length), Math.min(endExclusive, body.length)));
-}
-
-/** A plain Error with the name, code, HTTP status and message of an SDK or socket error. */
-function slim(err: unknown): Error {
-  if (!(err instanceof Error)) return new Error(String(err));
-  const out = new Error(err.message) as Error & { code?: string; status?: number };
-  out.name = err.name;
-  const code = codeOf(err);
-  if (code !== undefined) out.code = code;
-  const status = statusOf(err);
-  if (status !== undefined) out.status = status;
-  if (err.stack) out.stack = err.stack;
-  return out;
-}
-
-interface Body {
-  transformToByteArray(): Promise<Uint8Array>;
-}
-
-/** Stops reading a response body (a stalled download): its socket is closed. */
-function destroyBody(body: unknown): void {
-  const b = body as { destroy?: () => void } | undefined;
-  b?.destroy?.();
-}
-
-async function readBody(
-  body: Body | undefined,
-  contentLength: number | undefined,
-  key: string,
-): Promise<Buffer> {
-  if (!body) return Buffer.alloc(0);
-  const bytes = await body.transformToByteArray();
-  const out = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (contentLength !== undefined && out.length !== contentLength) {
-    throw new UnavailableError(
-      `S3 object ${key}: got ${out.length} bytes, Content-Length was ${contentLength}`,
-    );
-  }
-  return out;
-}
-
-function nameOf(err: unknown): string | undefined {
-  return err instanceof Error ? err.name : undefined;
-}
-
-function codeOf(err: unknown): string | undefined {
-  return typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : undefined;
-}
-
-function statusOf(err: unknown): number | undefined {
-  if (typeof err !== 'object' || err === null || !('$metadata' in err)) return undefined;
-  const meta = err.$metadata as { httpStatusCode?: number } | undefined;
-  return meta?.httpStatusCode;
-}
-
-function isMissingKey(err: unknown): boolean {
-  const name = nameOf(err);
-  return name === 'NoSuchKey' || (name === 'NotFound' && statusOf(err) === 404);
-}
-
-function isUnavailable(err: unknown): boolean {
-  const status = statusOf(err);
-  if (status !== undefined) return status >= 500 || status === 408 || status === 429;
-  const name = nameOf(err) ?? '';
-  if (TIMEOUT_NAMES.has(name) || NETWORK_CODES.has(codeOf(err) ?? '')) return true;
-  // Any other failure without an HTTP response (e.g. a socket closed mid-body) is transport trouble too,
-  // except a missing-credentials error, which retrying will not fix.
-  return name !== 'CredentialsProviderError';
-}
-
-function describeError(err: unknown): string {
-  const parts = [nameOf(err), codeOf(err), statusOf(err)?.toString()].filter(Boolean);
-  const message = errorMessage(err);
-  return parts.length > 0 ? `${message || '(no message)'} [${parts.join(' ')}]` : message;
-}
-
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return '(invalid endpoint)';
   }
 }

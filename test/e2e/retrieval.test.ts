@@ -12,6 +12,7 @@ import {
 } from '../../core/inference/engine-thread.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
 import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js';
+import { requestJson } from '../helpers/http.js';
 import { STORIES_DIR, STORY_SETS } from '../helpers/models.js';
 import { serviceConfig, waitFor, type TestServiceEnv } from '../helpers/service.js';
 import { startRedis, startS3, type RedisHandle, type S3Handle } from '../helpers/services.js';
@@ -66,21 +67,8 @@ interface Reply {
   text: string;
 }
 
-async function http(method: string, path: string, body?: unknown, base = apiA.url): Promise<Reply> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: body !== undefined ? { 'content-type': 'application/json' } : {},
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(60_000),
-  });
-  const text = await res.text();
-  let parsed: Reply['body'] = {};
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON
-  }
-  return { status: res.status, body: parsed, text };
+function http(method: string, path: string, body?: unknown, base = apiA.url): Promise<Reply> {
+  return requestJson<Reply['body']>(`${base}${path}`, { method, body, timeoutMs: 60_000 });
 }
 
 async function cli(

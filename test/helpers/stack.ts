@@ -13,6 +13,7 @@ import {
 import type { Logger } from '../../core/ops/log.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
 import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js';
+import { requestJson } from './http.js';
 import { serviceConfig, type TestServiceEnv } from './service.js';
 import type { RedisClusterHandle, RedisHandle, S3Handle } from './services.js';
 
@@ -77,32 +78,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   ]);
   const api = await startApi({ config, port: 0, log });
   await api.modelReady;
-  const request: Stack['request'] = async (method, path, o = {}) => {
-    const res = await fetch(`${api.url}${path}`, {
-      method,
-      headers: {
-        ...(o.body !== undefined || o.raw !== undefined ? { 'content-type': 'application/json' } : {}),
-        ...o.headers,
-      },
-      body:
-        o.raw !== undefined
-          ? typeof o.raw === 'string'
-            ? o.raw
-            : new Uint8Array(o.raw)
-          : o.body === undefined
-            ? undefined
-            : JSON.stringify(o.body),
-      signal: AbortSignal.timeout(o.timeoutMs ?? 30_000),
-    });
-    const text = await res.text();
-    let body: Reply['body'] = {};
-    try {
-      body = JSON.parse(text);
-    } catch {
-      // not JSON
-    }
-    return { status: res.status, headers: res.headers, body, text };
-  };
+  const request: Stack['request'] = (method, path, o = {}) =>
+    requestJson<Reply['body']>(`${api.url}${path}`, { method, ...o });
   const ready: Stack['ready'] = async (id, o = {}) => {
     const deadline = Date.now() + (o.timeoutMs ?? 30_000);
     for (;;) {

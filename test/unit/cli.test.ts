@@ -7,6 +7,17 @@ import { applySettingFlags, flagName } from '../../cli/service-flags.js';
 import { CONFIG_VARIABLES } from '../../core/config/index.js';
 import { STORIES_DIR } from '../helpers/models.js';
 
+/** `generate` over two chunks (the question and the rest follow). */
+const TWO_CHUNKS = [
+  'generate',
+  '--model',
+  STORIES_DIR,
+  '--chunk',
+  'Lily had a red ball.',
+  '--chunk',
+  'Tom had a dog.',
+];
+
 async function cli(args: string[]): Promise<{ code: number; out: string }> {
   let out = '';
   const code = await main(args, (s) => (out += s));
@@ -93,15 +104,7 @@ describe('cacheblend generate', () => {
   });
 
   it('runs every mode over chunks, with --logits, and blend r=1 matches full', async () => {
-    const base = [
-      'generate',
-      '--model',
-      STORIES_DIR,
-      '--chunk',
-      'Lily had a red ball.',
-      '--chunk',
-      'Tom had a dog.',
-    ];
+    const base = TWO_CHUNKS;
     const q = [
       '--question',
       'Who had the ball?',
@@ -246,15 +249,7 @@ describe('cacheblend help, version and usage errors', () => {
   });
 
   it('takes --ratio auto: the controller with every cache in memory recomputes r_min (BLEND_MIN_RATIO)', async () => {
-    const base = [
-      'generate',
-      '--model',
-      STORIES_DIR,
-      '--chunk',
-      'Lily had a red ball.',
-      '--chunk',
-      'Tom had a dog.',
-    ];
+    const base = TWO_CHUNKS;
     const q = ['--question', 'Who had the ball?', '--max-tokens', '4', '--json'];
     const auto = JSON.parse((await cli([...base, ...q, '--ratio', 'auto'])).out);
     const fixed = JSON.parse((await cli([...base, ...q, '--ratio', '0.15'])).out);
