@@ -1,0 +1,92 @@
+/**
+ * Precompute jobs retried as soon as the object store answers again. Failed attempts back off
+ * exponentially (precomputeBackoffMs: 1 s doubling to 60 s), which spares a failing store, but the retry a
+ * job schedules at its last failure is about as far away as the store has been failing (12–20 s after
+ * 15 s, up to 75 s after a minute): waiting that out after the store is back left acknowledged documents
+ * pending long after an outage. So a job whose attempt failed because the store was unavailable is noted,
+ * the store is probed every `probeMs` (a small write and delete, as readiness does: a store that answers
+ * reads but refuses writes is still down for precompute), and the first probe that succeeds promotes
+ * every noted job still waiting out its backoff, so it runs at once.
+ */
+import { randomUUID } from 'node:crypto';
+import { Job, type Queue } from 'bullmq';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/ops/log.js';
+import type { ObjectStore } from '../core/storage/types.js';
+
+/** How often a store that failed an attempt is probed. */
+export const STORE_PROBE_MS = 1_000;
+
+export class StoreRecovery {
+  /** Ids of jobs whose last attempt failed on the store, to promote once it answers. */
+  private readonly noted = new Set<string>();
+  private probing: Promise<void> | null = null;
+  private closed = false;
+  private wake: (() => void) | null = null;
+  private readonly probeKey = `health/precompute-${randomUUID()}`;
+
+  constructor(
+    private readonly store: ObjectStore,
+    private readonly queue: Queue,
+    private readonly log: Logger,
+    private readonly probeMs = STORE_PROBE_MS,
+  ) {}
+
+  /** Job `jobId`'s attempt failed because the store was unavailable: probe it until it answers. */
+  storeFailed(jobId: string): void {
+    if (this.closed) return;
+    this.noted.add(jobId);
+    this.probing ??= this.probeUntilBack()
+      .catch((err: unknown) => this.log.warn('store recovery probe failed', { error: errorMessage(err) }))
+      .finally(() => {
+        this.probing = null;
+      });
+  }
+
+  private async probeUntilBack(): Promise<void> {
+    while (!this.closed && this.noted.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.probeMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (this.closed) return;
+      try {
+        await this.store.put(this.probeKey, Buffer.from('ok'));
+        await this.store.delete(this.probeKey);
+      } catch {
+        continue; // still down; the jobs keep their backoff meanwhile
+      }
+      // Jobs noted while promoting stay noted for the next round.
+      const ids = [...this.noted];
+      this.noted.clear();
+      const promoted = await this.promote(ids);
+      if (promoted > 0)
+        this.log.info('object store answers again: precompute jobs retried now', { promoted });
+    }
+  }
+
+  /** Promote those of `ids` that wait out a backoff; a job already running, done or gone is left alone. */
+  private async promote(ids: string[]): Promise<number> {
+    let promoted = 0;
+    for (const id of ids) {
+      const job = await Job.fromId(this.queue, id);
+      if (!job) continue;
+      try {
+        await job.promote();
+        promoted++;
+      } catch {
+        // not in the delayed state any more
+      }
+    }
+    return promoted;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wake?.();
+    await this.probing;
+  }
+}
