@@ -95,7 +95,9 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
     : null;
   const compute = (ids: number[]) => (batcher ? batcher.compute(ids) : thread.call('computeChunk', [ids]));
   const lockWaitMs = opts.lockWaitMs ?? 2_000;
-  const recovery = new StoreRecovery(store, queue, log, opts.storeProbeMs);
+  const reconciler = new Reconciler(docs, { log });
+  const retryFailed = () => reconciler.retryFailedNow();
+  const recovery = new StoreRecovery(store, queue, log, retryFailed, opts.storeProbeMs);
   const ctx: PrecomputeContext = { thread, compute, info, store, docs, log, lockWaitMs, recovery };
   const queueWorker = await startQueueWorker<PrecomputeJobData, PrecomputeJobResult>({
     queue: PRECOMPUTE_QUEUE,
@@ -108,7 +110,6 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
     process: (job, jobLog, token) => precomputeJob({ ...ctx, log: jobLog }, job, token),
     onFinalFailure: (job, failure) => docs.markFailed(job.data.key, failure),
   });
-  const reconciler = new Reconciler(docs, { log });
   reconciler.start(opts.reconcileMs ?? config.reconcileIntervalMs);
   log.info('precompute worker started', { model: info.source, concurrency: config.precomputeConcurrency });
   return {

@@ -6,7 +6,9 @@
  * pending long after an outage. So a job whose attempt failed because the store was unavailable is noted,
  * the store is probed every `probeMs` (a small write and delete, as readiness does: a store that answers
  * reads but refuses writes is still down for precompute), and the first probe that succeeds promotes
- * every noted job still waiting out its backoff, so it runs at once.
+ * every noted job still waiting out its backoff, so it runs at once. A noted job that is gone failed for
+ * good (no attempts left after a long outage): `retryFailed` (the reconciler's) gives its chunk a new job
+ * at once, instead of after its 60 s wait and the next reconciler round.
  */
 import { randomUUID } from 'node:crypto';
 import { Job, type Queue } from 'bullmq';
@@ -29,6 +31,8 @@ export class StoreRecovery {
     private readonly store: ObjectStore,
     private readonly queue: Queue,
     private readonly log: Logger,
+    /** Retry the chunks that failed for good on a transient error (Reconciler.retryFailedNow). */
+    private readonly retryFailed: () => Promise<unknown>,
     private readonly probeMs = STORE_PROBE_MS,
   ) {}
 
@@ -62,18 +66,22 @@ export class StoreRecovery {
       // Jobs noted while promoting stay noted for the next round.
       const ids = [...this.noted];
       this.noted.clear();
-      const promoted = await this.promote(ids);
-      if (promoted > 0)
-        this.log.info('object store answers again: precompute jobs retried now', { promoted });
+      const { promoted, gone } = await this.promote(ids);
+      if (gone > 0) await this.retryFailed();
+      this.log.info('object store answers again: precompute jobs retried now', { promoted, gone });
     }
   }
 
-  /** Promote those of `ids` that wait out a backoff; a job already running, done or gone is left alone. */
-  private async promote(ids: string[]): Promise<number> {
+  /** Promote those of `ids` that wait out a backoff (a job already running is left alone). */
+  private async promote(ids: string[]): Promise<{ promoted: number; gone: number }> {
     let promoted = 0;
+    let gone = 0;
     for (const id of ids) {
       const job = await Job.fromId(this.queue, id);
-      if (!job) continue;
+      if (!job) {
+        gone++; // failed for good (removeOnFail), or done since
+        continue;
+      }
       try {
         await job.promote();
         promoted++;
@@ -81,7 +89,7 @@ export class StoreRecovery {
         // not in the delayed state any more
       }
     }
-    return promoted;
+    return { promoted, gone };
   }
 
   async close(): Promise<void> {
