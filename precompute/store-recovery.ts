@@ -8,7 +8,9 @@
  * reads but refuses writes is still down for precompute), and the first probe that succeeds promotes
  * every noted job still waiting out its backoff, so it runs at once. A noted job that is gone failed for
  * good (no attempts left after a long outage): `retryFailed` (the reconciler's) gives its chunk a new job
- * at once, instead of after its 60 s wait and the next reconciler round.
+ * at once, instead of after its 60 s wait and the next reconciler round. A store that fails again within
+ * FLAP_WINDOW_MS of answering is probed half as often each time (up to MAX_PROBE_MS), so one that flaps
+ * is not hammered by jobs retried on every brief answer.
  */
 import { randomUUID } from 'node:crypto';
 import { Job, type Queue } from 'bullmq';
@@ -18,6 +20,10 @@ import type { ObjectStore } from '../core/storage/types.js';
 
 /** How often a store that failed an attempt is probed. */
 export const STORE_PROBE_MS = 1_000;
+/** A store failing again this soon after a recovery counts as flapping. */
+export const FLAP_WINDOW_MS = 10_000;
+/** The longest probe period (a store that keeps flapping). */
+export const MAX_PROBE_MS = 30_000;
 
 export class StoreRecovery {
   /** Ids of jobs whose last attempt failed on the store, to promote once it answers. */
@@ -26,6 +32,8 @@ export class StoreRecovery {
   private closed = false;
   private wake: (() => void) | null = null;
   private readonly probeKey = `health/precompute-${randomUUID()}`;
+  private lastRecovery = 0;
+  private delayMs: number;
 
   constructor(
     private readonly store: ObjectStore,
@@ -34,7 +42,16 @@ export class StoreRecovery {
     /** Retry the chunks that failed for good on a transient error (Reconciler.retryFailedNow). */
     private readonly retryFailed: () => Promise<unknown>,
     private readonly probeMs = STORE_PROBE_MS,
-  ) {}
+  ) {
+    this.delayMs = probeMs;
+  }
+
+  /** The probe period for failures noted now: doubled when the store failed again soon after answering. */
+  private nextDelay(): number {
+    const flapping = Date.now() - this.lastRecovery < FLAP_WINDOW_MS;
+    this.delayMs = flapping ? Math.min(this.delayMs * 2, MAX_PROBE_MS) : this.probeMs;
+    return this.delayMs;
+  }
 
   /** Job `jobId`'s attempt failed because the store was unavailable: probe it until it answers. */
   storeFailed(jobId: string): void {
@@ -48,9 +65,10 @@ export class StoreRecovery {
   }
 
   private async probeUntilBack(): Promise<void> {
+    let delay = this.nextDelay();
     while (!this.closed && this.noted.size > 0) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.probeMs);
+        const timer = setTimeout(resolve, delay);
         this.wake = () => {
           clearTimeout(timer);
           resolve();
@@ -66,9 +84,11 @@ export class StoreRecovery {
       // Jobs noted while promoting stay noted for the next round.
       const ids = [...this.noted];
       this.noted.clear();
+      this.lastRecovery = Date.now();
       const { promoted, gone } = await this.promote(ids);
       if (gone > 0) await this.retryFailed();
       this.log.info('object store answers again: precompute jobs retried now', { promoted, gone });
+      if (this.noted.size > 0) delay = this.nextDelay(); // failed again meanwhile
     }
   }
 
