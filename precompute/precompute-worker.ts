@@ -6,7 +6,7 @@
  *
  * Self-healing: a job whose chunk lock is held elsewhere goes back to the queue for a moment instead of
  * occupying a slot; failed attempts retry with backoff over minutes (precomputeBackoffMs), except that
- * jobs that failed on an unavailable store run again as soon as a probe finds it answering
+ * jobs that failed on the store run again as soon as a probe write finds it answering
  * (store-recovery.ts); a worker that
  * dies frees its chunk locks within seconds (LOCK_TTL_MS) and its jobs within about JOB_LOCK_MS; and the
  * reconciler (core/documents/reconciler.ts) re-enqueues lost chunks and retries failed ones.
@@ -16,7 +16,13 @@ import { storedObjectSize } from '../core/cache/chunk-object.js';
 import type { Config } from '../core/config/index.js';
 import { DocumentService } from '../core/documents/documents.js';
 import { Reconciler } from '../core/documents/reconciler.js';
-import { KvFormatError, KvMismatchError, UnavailableError, errorMessage } from '../core/errors.js';
+import {
+  KvFormatError,
+  KvMismatchError,
+  StorageError,
+  UnavailableError,
+  errorMessage,
+} from '../core/errors.js';
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
 import { ChunkBatcher } from '../core/inference/chunk-batcher.js';
 import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
@@ -207,12 +213,16 @@ async function precomputeLocked(
   return { key: data.key, computed: true, bytes: buf.length, written: buf.length };
 }
 
-/** A store operation of `job`: failing because the store is unavailable, it notes the job for recovery. */
+/**
+ * A store operation of `job`: failing on the store (unavailable, or refusing the operation, as a read-only
+ * bucket does), it notes the job for the store's recovery.
+ */
 async function onStore<T>(ctx: PrecomputeContext, job: Job, op: () => Promise<T>): Promise<T> {
   try {
     return await op();
   } catch (err) {
-    if (err instanceof UnavailableError && job.id !== undefined) ctx.recovery.storeFailed(job.id);
+    const onTheStore = err instanceof UnavailableError || err instanceof StorageError;
+    if (onTheStore && job.id !== undefined) ctx.recovery.storeFailed(job.id);
     throw err;
   }
 }

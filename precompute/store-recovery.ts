@@ -3,10 +3,10 @@
  * exponentially (precomputeBackoffMs: 1 s doubling to 60 s), which spares a failing store, but the retry a
  * job schedules at its last failure is about as far away as the store has been failing (12–20 s after
  * 15 s, up to 75 s after a minute): waiting that out after the store is back left acknowledged documents
- * pending long after an outage. So a job whose attempt failed because the store was unavailable is noted,
- * the store is probed every `probeMs` (a small write and delete, as readiness does: a store that answers
- * reads but refuses writes is still down for precompute), and the first probe that succeeds promotes
- * every noted job still waiting out its backoff, so it runs at once. A noted job that is gone failed for
+ * pending long after an outage. So a job whose attempt failed on the store (unavailable, or refusing
+ * writes) is noted, the store is probed every `probeMs` (a small write and delete, as readiness does: a
+ * store that answers reads but refuses writes is still down for precompute), and the first probe that
+ * succeeds promotes every noted job still waiting out its backoff, so it runs at once. A noted job that is gone failed for
  * good (no attempts left after a long outage): `retryFailed` (the reconciler's) gives its chunk a new job
  * at once, instead of after its 60 s wait and the next reconciler round. A store that fails again within
  * FLAP_WINDOW_MS of answering is probed half as often each time (up to MAX_PROBE_MS), so one that flaps
@@ -53,7 +53,7 @@ export class StoreRecovery {
     return this.delayMs;
   }
 
-  /** Job `jobId`'s attempt failed because the store was unavailable: probe it until it answers. */
+  /** Job `jobId`'s attempt failed on the store: probe it until it answers. */
   storeFailed(jobId: string): void {
     if (this.closed) return;
     this.noted.add(jobId);
