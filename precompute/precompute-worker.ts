@@ -5,7 +5,9 @@
  * stays free to renew BullMQ locks.
  *
  * Self-healing: a job whose chunk lock is held elsewhere goes back to the queue for a moment instead of
- * occupying a slot; failed attempts retry with backoff over minutes (precomputeBackoffMs); a worker that
+ * occupying a slot; failed attempts retry with backoff over minutes (precomputeBackoffMs), except that
+ * jobs that failed on the store run again as soon as a probe write finds it answering
+ * (store-recovery.ts); a worker that
  * dies frees its chunk locks within seconds (LOCK_TTL_MS) and its jobs within about JOB_LOCK_MS; and the
  * reconciler (core/documents/reconciler.ts) re-enqueues lost chunks and retries failed ones.
  */
@@ -14,7 +16,13 @@ import { storedObjectSize } from '../core/cache/chunk-object.js';
 import type { Config } from '../core/config/index.js';
 import { DocumentService } from '../core/documents/documents.js';
 import { Reconciler } from '../core/documents/reconciler.js';
-import { KvFormatError, KvMismatchError, errorMessage } from '../core/errors.js';
+import {
+  KvFormatError,
+  KvMismatchError,
+  StorageError,
+  UnavailableError,
+  errorMessage,
+} from '../core/errors.js';
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
 import { ChunkBatcher } from '../core/inference/chunk-batcher.js';
 import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
@@ -33,6 +41,7 @@ import { closeRedis, createRedis, keyPrefix } from '../core/queue/redis.js';
 import { startQueueWorker } from '../core/queue/worker.js';
 import { openObjectStore } from '../core/storage/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
+import { StoreRecovery } from './store-recovery.js';
 
 export interface PrecomputeWorkerOptions {
   config: Config;
@@ -44,6 +53,8 @@ export interface PrecomputeWorkerOptions {
   lockWaitMs?: number;
   /** Period of the reconciler (default RECONCILE_INTERVAL_MS; 0 disables). */
   reconcileMs?: number;
+  /** How often a store that failed an attempt is probed (default STORE_PROBE_MS). */
+  storeProbeMs?: number;
 }
 
 export interface PrecomputeWorker {
@@ -64,6 +75,7 @@ interface PrecomputeContext {
   docs: DocumentService;
   log: Logger;
   lockWaitMs: number;
+  recovery: StoreRecovery;
 }
 
 export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Promise<PrecomputeWorker> {
@@ -89,7 +101,10 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
     : null;
   const compute = (ids: number[]) => (batcher ? batcher.compute(ids) : thread.call('computeChunk', [ids]));
   const lockWaitMs = opts.lockWaitMs ?? 2_000;
-  const ctx: PrecomputeContext = { thread, compute, info, store, docs, log, lockWaitMs };
+  const reconciler = new Reconciler(docs, { log });
+  const retryFailed = () => reconciler.retryFailedNow();
+  const recovery = new StoreRecovery(store, queue, log, retryFailed, opts.storeProbeMs);
+  const ctx: PrecomputeContext = { thread, compute, info, store, docs, log, lockWaitMs, recovery };
   const queueWorker = await startQueueWorker<PrecomputeJobData, PrecomputeJobResult>({
     queue: PRECOMPUTE_QUEUE,
     connection: createRedis(config, 'worker'),
@@ -101,7 +116,6 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
     process: (job, jobLog, token) => precomputeJob({ ...ctx, log: jobLog }, job, token),
     onFinalFailure: (job, failure) => docs.markFailed(job.data.key, failure),
   });
-  const reconciler = new Reconciler(docs, { log });
   reconciler.start(opts.reconcileMs ?? config.reconcileIntervalMs);
   log.info('precompute worker started', { model: info.source, concurrency: config.precomputeConcurrency });
   return {
@@ -112,6 +126,7 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
     async close() {
       await reconciler.stop();
       await queueWorker.close();
+      await recovery.close();
       if (ownThread) await thread.terminate();
       await queue.close().catch(() => undefined);
       await closeRedis(redis);
@@ -179,7 +194,7 @@ async function precomputeLocked(
     return { key: data.key, computed: false, bytes: 0, written: 0, skipped: 'unreferenced' as const };
   }
   const objKey = chunkObjectKey(data.fingerprint, data.key);
-  const existing = await validExistingObject(ctx, objKey, data);
+  const existing = await onStore(ctx, job, () => validExistingObject(ctx, objKey, data));
   if (existing !== null) {
     await docs.markReady(data.key, data.fingerprint, { bytes: existing, written: 0 });
     await job.updateProgress(100);
@@ -190,12 +205,26 @@ async function precomputeLocked(
   const u8 = await ctx.compute(data.tokenIds);
   const buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
   await job.updateProgress(70);
-  await store.put(objKey, buf);
+  await onStore(ctx, job, () => store.put(objKey, buf));
   await docs.markReady(data.key, data.fingerprint, { bytes: buf.length, written: buf.length });
   await job.updateProgress(100);
   m.precomputed.inc({ result: 'computed' });
   m.bytesWritten.inc(buf.length);
   return { key: data.key, computed: true, bytes: buf.length, written: buf.length };
+}
+
+/**
+ * A store operation of `job`: failing on the store (unavailable, or refusing the operation, as a read-only
+ * bucket does), it notes the job for the store's recovery.
+ */
+async function onStore<T>(ctx: PrecomputeContext, job: Job, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    const onTheStore = err instanceof UnavailableError || err instanceof StorageError;
+    if (onTheStore && job.id !== undefined) ctx.recovery.storeFailed(job.id);
+    throw err;
+  }
 }
 
 /** Size of a valid stored object, or null when it is missing or bad (which the caller then rewrites). */

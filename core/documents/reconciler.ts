@@ -107,13 +107,24 @@ export class Reconciler {
     return jobs.length;
   }
 
-  /** Give each chunk failed longer than failedRetryMs for a transient reason a new generation and job. */
-  private async retryFailed(): Promise<number> {
+  /**
+   * Retry every chunk failed for a transient reason now, however recently it failed (the precompute
+   * worker calls this when the store answers again after an outage). Returns how many; 0 when another
+   * worker held the reconciler's lock.
+   */
+  async retryFailedNow(): Promise<number> {
+    const r = await this.docs.locks.tryWith(this.docs.keys.reconcile, 1_000, () => this.retryFailed(0));
+    if (r && r.value > 0) this.log.info('reconciled', { retried: r.value });
+    return r?.value ?? 0;
+  }
+
+  /** Give each chunk failed longer than `minAgeMs` for a transient reason a new generation and job. */
+  private async retryFailed(minAgeMs = this.failedRetryMs): Promise<number> {
     const { keys } = this.docs;
     const client = this.docs.client;
     const now = Date.now();
     const due = await redisCall(() =>
-      client.zrangebyscore(keys.failed, '-inf', now - this.failedRetryMs, 'LIMIT', 0, this.batch),
+      client.zrangebyscore(keys.failed, '-inf', now - minAgeMs, 'LIMIT', 0, this.batch),
     );
     let retried = 0;
     for (const key of due) {

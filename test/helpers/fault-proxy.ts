@@ -2,11 +2,20 @@
  * A TCP proxy in front of a real service (s3rver) that injects faults: `pass` forwards both ways, `delay`
  * holds every byte from the service for `delayMs` before passing it on (a slow store), `silent` accepts
  * connections and forwards nothing either way, on new and already open connections alike (a store that
- * stopped answering).
+ * stopped answering), `error500` answers every request itself with an S3 `InternalError` (HTTP 500) and
+ * closes the connection (a store that is up but failing).
  */
 import net from 'node:net';
 
-export type ProxyMode = { kind: 'pass' } | { kind: 'delay'; delayMs: number } | { kind: 'silent' };
+export type ProxyMode =
+  { kind: 'pass' } | { kind: 'delay'; delayMs: number } | { kind: 'silent' } | { kind: 'error500' };
+
+const INTERNAL_ERROR_BODY =
+  '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>' +
+  '<Message>We encountered an internal error. Please try again.</Message></Error>';
+const INTERNAL_ERROR =
+  'HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/xml\r\n' +
+  `Content-Length: ${Buffer.byteLength(INTERNAL_ERROR_BODY)}\r\nConnection: close\r\n\r\n${INTERNAL_ERROR_BODY}`;
 
 export interface FaultProxy {
   /** http://127.0.0.1:<port> */
@@ -26,11 +35,17 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       s.on('close', () => sockets.delete(s));
       s.on('error', () => undefined);
     }
+    let answered = false;
     client.on('data', (chunk) => {
-      if (mode.kind !== 'silent') upstream.write(chunk);
+      if (mode.kind === 'error500') {
+        // Once per connection: the rest of the request (a body in several packets) is dropped.
+        if (!answered) client.end(INTERNAL_ERROR);
+        answered = true;
+        upstream.destroy();
+      } else if (mode.kind !== 'silent' && !answered) upstream.write(chunk);
     });
     upstream.on('data', (chunk) => {
-      if (mode.kind === 'silent') return;
+      if (mode.kind === 'silent' || answered) return;
       if (mode.kind === 'delay') setTimeout(() => client.write(chunk), mode.delayMs);
       else client.write(chunk);
     });

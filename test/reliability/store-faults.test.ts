@@ -6,7 +6,7 @@
  *   next queries read from it at once (no hung connections left to wait out);
  * - nothing acknowledged is lost: the document stored before the outage is intact afterwards, and one
  *   acknowledged just before it is precomputed within seconds of the store answering again (a guard:
- *   this held before the deadlines too; slow recovery after an outage was not reproduced here).
+ *   this held before the deadlines too; slow recovery after an outage: store-recovery.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORY_SETS } from '../helpers/models.js';
