@@ -1,5 +1,7 @@
 /** Numeric flag values, checked with plain messages that name the flag (commander hands them over as text). */
+import { Option } from 'commander';
 import { InvalidArgumentError } from '../core/errors.js';
+import { WEIGHT_FORMATS } from '../core/model/weights/format.js';
 
 /** A numeric flag: undefined when absent; a message naming the flag and the allowed range otherwise. */
 export function numberFlag(
@@ -23,4 +25,29 @@ export function numberFlag(
     throw new InvalidArgumentError(`--${name} must be ${kind}${range}, got "${raw}"`);
   }
   return n;
+}
+
+/** The engine flags `generate` and `calibrate` share: which model, on which provider, in which format. */
+export function engineOptions(): Option[] {
+  return [
+    new Option(
+      '--model <path|name>',
+      'a model folder, or a name looked up like the service does (default: MODEL)',
+    ),
+    new Option('--ep <provider>', 'execution provider (default: EXECUTION_PROVIDER)').choices([
+      'cpu',
+      'webgpu',
+      'cuda',
+    ]),
+    new Option(
+      '--weights <format>',
+      "linear layers' weights; auto: fp32 on the CPU, the device precision's on a GPU (default: WEIGHTS)",
+    ).choices(['auto', ...WEIGHT_FORMATS]),
+  ];
+}
+
+/** `cmd` with the engine flags. */
+export function withEngineOptions<T extends { addOption(o: Option): T }>(cmd: T): T {
+  for (const o of engineOptions()) cmd.addOption(o);
+  return cmd;
 }

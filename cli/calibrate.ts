@@ -25,18 +25,14 @@ import {
 import { CALIBRATION_SAMPLE, type CalibrationSet } from '../core/eval/calibration-sample.js';
 import { Engine } from '../core/model/engine.js';
 import { loadModel } from '../core/model/load.js';
-import { resolveWeightFormat, WEIGHT_FORMATS, type WeightSetting } from '../core/model/weights/format.js';
+import { resolveWeightFormat, type WeightSetting } from '../core/model/weights/format.js';
 import { selectProcessGpu } from '../core/runtime/gpus.js';
 import { openObjectStore } from '../core/storage/index.js';
-import { numberFlag } from './args.js';
+import { numberFlag, withEngineOptions } from './args.js';
 
 /** The calibrate command's flags: commander parses them (cli/main.ts). */
 export function defineCalibrateFlags(cmd: Command): Command {
-  return cmd
-    .option(
-      '--model <path|name>',
-      'a model folder, or a name looked up like the service does (default: MODEL)',
-    )
+  return withEngineOptions(cmd)
     .option(
       '--sample <file.json>',
       'a JSON list of {"chunks": [...], "question": "..."} (or {"sets": [...]}); default: six built-in stories',
@@ -50,19 +46,6 @@ export function defineCalibrateFlags(cmd: Command): Command {
       new Option('--attention <source>', "where the question's attention is measured").choices(
         ATTENTION_SOURCES,
       ),
-    )
-    .addOption(
-      new Option('--ep <provider>', 'execution provider (default: EXECUTION_PROVIDER)').choices([
-        'cpu',
-        'webgpu',
-        'cuda',
-      ]),
-    )
-    .addOption(
-      new Option('--weights <format>', "linear layers' weights (default: WEIGHTS)").choices([
-        'auto',
-        ...WEIGHT_FORMATS,
-      ]),
     )
     .option('--no-store', "only print the result; do not store it beside the model's caches")
     .option('--json', 'print one JSON object')

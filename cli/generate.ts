@@ -33,10 +33,10 @@ import { Engine } from '../core/model/engine.js';
 import { loadModel } from '../core/model/load.js';
 import { TEMPLATE_NAMES, frameIds, type TemplateChoice, type TemplateName } from '../core/model/template.js';
 import { roundMs } from '../core/util/time.js';
-import { numberFlag } from './args.js';
+import { numberFlag, withEngineOptions } from './args.js';
 import { Option, type Command } from 'commander';
 import { selectProcessGpu } from '../core/runtime/gpus.js';
-import { resolveWeightFormat, WEIGHT_FORMATS, type WeightSetting } from '../core/model/weights/format.js';
+import { resolveWeightFormat, type WeightSetting } from '../core/model/weights/format.js';
 
 /** How the chunks' caches are used: mode, ratio and the selection of the tokens blend recomputes. */
 function defineBlendFlags(cmd: Command): Command {
@@ -79,11 +79,7 @@ function defineBlendFlags(cmd: Command): Command {
 
 /** The generate command's flags, with their help: commander parses them (cli/main.ts). */
 export function defineGenerateFlags(cmd: Command): Command {
-  return defineBlendFlags(cmd)
-    .option(
-      '--model <path|name>',
-      'a model folder, or a name looked up like the service does (default: MODEL)',
-    )
+  return defineBlendFlags(withEngineOptions(cmd))
     .option('--prompt <text>', 'plain generation: BOS + the tokenized text, prefilled in full')
     .option(
       '--chunk <text>',
@@ -110,19 +106,6 @@ export function defineGenerateFlags(cmd: Command): Command {
     .option('--top-k <k>', "sampling's top-k")
     .option('--top-p <p>', 'nucleus sampling, (0, 1]')
     .option('--seed <s>', 'seed of the sampler', '0')
-    .addOption(
-      new Option('--ep <provider>', 'execution provider (default: EXECUTION_PROVIDER)').choices([
-        'cpu',
-        'webgpu',
-        'cuda',
-      ]),
-    )
-    .addOption(
-      new Option(
-        '--weights <format>',
-        "linear layers' weights; auto: fp32 on the CPU, the device precision's on a GPU (default: WEIGHTS)",
-      ).choices(['auto', ...WEIGHT_FORMATS]),
-    )
     .addOption(
       new Option(
         '--kv-dtype <dtype>',
