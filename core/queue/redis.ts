@@ -67,19 +67,35 @@ function createCluster(settings: RedisSettings, role: RedisRole): Cluster {
   );
 }
 
+/** One pending "ready" per client, however many callers wait on it (a listener each would pile up). */
+const nextReady = new WeakMap<RedisClient, Promise<void>>();
+
+function readyEvent(client: RedisClient): Promise<void> {
+  let ready = nextReady.get(client);
+  if (!ready) {
+    ready = new Promise<void>((resolve) =>
+      client.once('ready', () => {
+        nextReady.delete(client);
+        resolve();
+      }),
+    );
+    nextReady.set(client, ready);
+  }
+  return ready;
+}
+
 /** Resolves once the client is ready, or rejects with UnavailableError after `timeoutMs`. */
 export function waitForRedis(client: RedisClient, timeoutMs = 5_000): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.off('ready', onReady);
-      reject(new UnavailableError(`Redis did not become ready within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onReady = () => {
+    const timer = setTimeout(
+      () => reject(new UnavailableError(`Redis did not become ready within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    void readyEvent(client).then(() => {
       clearTimeout(timer);
       resolve();
-    };
-    client.once('ready', onReady);
+    });
   });
 }
 
