@@ -80,6 +80,12 @@ export function grid(): AccuracyConfig[] {
       });
     }
   }
+  // combined with a deeper check layer, at the default ratio only (docs/accuracy.md, the r = 0.15 target).
+  for (const checkLayer of [2, 3])
+    configs.push({
+      label: `blend combined/${checkLayer} r=0.15`,
+      options: { mode: 'blend', ratio: 0.15, metric: 'k', checkLayer, selection: 'combined' },
+    });
   configs.push({ label: 'blend auto', options: 'auto' });
   for (const g of GRADUAL) {
     configs.push({
