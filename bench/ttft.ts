@@ -238,9 +238,10 @@ printTable(
   formatFidelity.map((f) => [f.weights, f.reference, f.meanKl, f.meanAgreement]),
 );
 printTable(
-  ['mode', 'ratio', 'metric', 'mean KL vs full', 'greedy agreement (16)', 'recomputed share'],
+  ['mode', 'selection', 'ratio', 'metric', 'mean KL vs full', 'greedy agreement (16)', 'recomputed share'],
   fidelity.map((f) => [
     f.mode,
+    f.selection ?? '-',
     f.ratio ?? '-',
     f.metric ?? '-',
     f.meanKl,
