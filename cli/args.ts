@@ -28,7 +28,7 @@ export function numberFlag(
 }
 
 /** The engine flags `generate` and `calibrate` share: which model, on which provider, in which format. */
-export function engineOptions(): Option[] {
+function engineOptions(): Option[] {
   return [
     new Option(
       '--model <path|name>',

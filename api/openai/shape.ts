@@ -5,6 +5,7 @@
  */
 import type { BlendJobResult, TextLogprob } from '../../core/queue/contracts.js';
 import { HttpError } from '../errors.js';
+import type { ExtensionBody } from '../replies.js';
 import { withoutPaths } from '../middleware/hardening.js';
 
 export type Kind = 'chat' | 'completion';
@@ -74,7 +75,7 @@ export function usage(r: BlendJobResult) {
 }
 
 /** What the service adds to an OpenAI reply: how the answer was computed. */
-export function extension(r: BlendJobResult, jobId: string) {
+export function extension(r: BlendJobResult, jobId: string): ExtensionBody {
   const { answer: _a, tokens: _t, finishReason: _f, logprobs: _l, ...rest } = r;
   return { jobId, ...rest };
 }

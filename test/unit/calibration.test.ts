@@ -22,6 +22,16 @@ import { STORIES_DIR, storiesEngine } from '../helpers/models.js';
 
 const QWEN2_FIXTURE = fileURLToPath(new URL('../fixtures/hf/qwen2-bias', import.meta.url));
 
+/** The built-in sample through deviation selection, as `cacheblend calibrate --selection deviation` runs it. */
+function deviationCalibration(engine: Engine) {
+  return calibrate(engine, {
+    sample: CALIBRATION_SAMPLE,
+    sampleName: 'built-in',
+    blend: { mode: 'blend', selection: 'deviation' },
+    kvDtype: 'float16',
+  });
+}
+
 describe('calibration: blend against full on a sample', () => {
   let stories: Engine;
   beforeAll(async () => {
@@ -30,12 +40,7 @@ describe('calibration: blend against full on a sample', () => {
   afterAll(() => stories.dispose());
 
   it('passes stories260K with deviation selection and measures reuse for scale', async () => {
-    const c = await calibrate(stories, {
-      sample: CALIBRATION_SAMPLE,
-      sampleName: 'built-in',
-      blend: { mode: 'blend', selection: 'deviation' },
-      kvDtype: 'float16',
-    });
+    const c = await deviationCalibration(stories);
     expect(c.flagged).toBe(false);
     expect(c.reasons).toEqual([]);
     expect(c.sample).toEqual({ name: 'built-in', sets: CALIBRATION_SAMPLE.length, tokens: 16 });
@@ -48,12 +53,7 @@ describe('calibration: blend against full on a sample', () => {
   it('flags a model whose blended answers diverge from full (a random Qwen2 fixture)', async () => {
     const engine = await Engine.create(await loadHfModel(QWEN2_FIXTURE), { threads: 1 });
     try {
-      const c = await calibrate(engine, {
-        sample: CALIBRATION_SAMPLE,
-        sampleName: 'built-in',
-        blend: { mode: 'blend', selection: 'deviation' },
-        kvDtype: 'float16',
-      });
+      const c = await deviationCalibration(engine);
       expect(c.flagged).toBe(true);
       expect(c.reasons.join()).toMatch(/greedy agreement/);
     } finally {
