@@ -18,6 +18,7 @@ import {
   type QuestionType,
   type RowSelectionCounts,
 } from '../core/eval/index.js';
+import { generateQuestions } from '../core/eval/qa-dev.js';
 import { Engine } from '../core/model/engine.js';
 import { loadHfModel } from '../core/model/loaders/hf.js';
 import { parameterCount } from '../core/model/random.js';
@@ -56,6 +57,7 @@ const { values: flags } = parseArgs({
     limit: { type: 'string' },
     only: { type: 'string' },
     threads: { type: 'string' },
+    dev: { type: 'string' },
   },
 });
 
@@ -63,7 +65,8 @@ const sets = (flags.sets?.split(',') ?? QA_SETS) as QaSetName[];
 for (const s of sets) if (!QA_SETS.includes(s)) throw new Error(`--sets: unknown set "${s}" (easy, main)`);
 const limit = flags.limit === undefined ? Infinity : Number(flags.limit);
 const only = flags.only === undefined ? null : new RegExp(flags.only);
-const partial = flags.sets !== undefined || flags.limit !== undefined || only !== null;
+const partial =
+  flags.dev !== undefined || flags.sets !== undefined || flags.limit !== undefined || only !== null;
 // Always run the baselines the miss analysis compares against.
 const configs = grid().filter(
   (c) => !only || only.test(c.label) || c.label === 'full' || c.label === 'reuse',
@@ -72,7 +75,11 @@ const configs = grid().filter(
 const model = await loadHfModel(CBQA_DIR);
 // One intra-op thread: at these sizes (≤ 360 tokens, hidden 256) a second thread only adds overhead.
 const engine = await Engine.create(model, { threads: Number(flags.threads ?? 1) });
-const questions = loadQuestions(CBQA_DIR);
+// --dev N: N generated questions per set (core/eval/qa-dev.ts) instead of the public sets.
+const dev = flags.dev === undefined ? 0 : Number(flags.dev);
+const questions = dev
+  ? { easy: generateQuestions('easy', dev, 1), main: generateQuestions('main', dev, 2) }
+  : loadQuestions(CBQA_DIR);
 const idToWord = (id: number) => model.tokenizer.decode([id]).trim() || `#${id}`;
 
 /**
