@@ -31,6 +31,7 @@ const SELECTIONS: [SelectionStrategy, AttentionSource, number][] = [
   ['combined', 'lookahead', 0],
   ['deviation', 'check', 2],
   ['combined', 'check', 2],
+  ['fused', 'check', 0],
 ];
 const GRADUAL = [
   [0.3, 0.2, 0.15],
@@ -76,7 +77,15 @@ export function grid(): AccuracyConfig[] {
       const name = `${selection}${attention === 'lookahead' ? ' lookahead' : ''}${sinkTokens ? ` sinks=${sinkTokens}` : ''}`;
       configs.push({
         label: `blend ${name}/1 r=${ratio}`,
-        options: { mode: 'blend', ratio, metric: 'k', checkLayer: 1, selection, attention, sinkTokens },
+        options: {
+          mode: 'blend',
+          ratio,
+          metric: 'k',
+          checkLayer: 1,
+          selection,
+          ...(selection !== 'fused' && { attention }),
+          sinkTokens,
+        },
       });
     }
   }

@@ -8,4 +8,5 @@ export const FIDELITY_SELECTIONS: Pick<BlendOptions, 'selection' | 'attention' |
   { selection: 'combined', attention: 'lookahead' },
   { selection: 'deviation', sinkTokens: 2 },
   { selection: 'combined', sinkTokens: 2 },
+  { selection: 'fused' },
 ];

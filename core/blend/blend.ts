@@ -20,6 +20,7 @@ import { layoutPrompt, type PromptLayout } from './steps.js';
 import {
   ATTENTION_SOURCES,
   SELECTION_STRATEGIES,
+  type AttentionRequest,
   type AttentionSource,
   type BlendMode,
   type BlendOptions,
@@ -54,6 +55,11 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number, onDevic
   }
   if (o.attention !== undefined && !ATTENTION_SOURCES.includes(o.attention)) {
     throw new InvalidArgumentError(`attention must be one of ${ATTENTION_SOURCES.join(', ')}`);
+  }
+  if (o.selection === 'fused' && o.attention !== undefined) {
+    throw new InvalidArgumentError(
+      'attention applies to selections "question" and "combined"; "fused" measures both: leave it unset',
+    );
   }
   const sinks = o.sinkTokens ?? 0;
   if (!Number.isInteger(sinks) || sinks < 0 || sinks > MAX_SINK_TOKENS) {
@@ -201,6 +207,15 @@ async function reusePrefill(run: PrefillRun): Promise<ModeOutcome> {
   return { firstTokenLogits, recomputedTokens: 0, ratio: 0, loadWaitMs: steps.waitedMs };
 }
 
+/** The question attention a selection needs at the check layer (none for deviation). */
+function attentionRequest(
+  strategy: SelectionStrategy,
+  attention: AttentionSource | undefined,
+): AttentionRequest | null {
+  if (strategy === 'fused') return 'both';
+  return needsAttention(strategy) ? (attention ?? DEFAULT_ATTENTION) : null;
+}
+
 /** The ratio for this request: the loading controller's when configured, else the fixed one. */
 function chosenRatio(opts: BlendOptions, contextTokens: number): number {
   if (opts.controller) return controllerRatio({ ...opts.controller, contextTokens });
@@ -226,7 +241,7 @@ async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
   const ratio = chosenRatio(opts, contextTokens);
   const ratios = opts.gradualRatios ?? [ratio];
   await steps.prepareBlend(run.prefix, chunks, checkLayer);
-  const attention = needsAttention(strategy) ? (opts.attention ?? DEFAULT_ATTENTION) : null;
+  const attention = attentionRequest(strategy, opts.attention);
   const check = await steps.recomputeAll(checkLayer, metric, attention);
   const budget = selectionBudget(ratios[0], contextTokens);
   if (budget < contextTokens) {

@@ -121,6 +121,7 @@ export async function measureFidelity(
 /** A selection's name in tables: `combined`, `question lookahead`, `deviation +2 sinks`. */
 export function selectionName(o: Pick<BlendOptions, 'selection' | 'attention' | 'sinkTokens'>): string {
   const strategy = o.selection ?? 'deviation';
-  const lookahead = strategy !== 'deviation' && o.attention === 'lookahead' ? ' lookahead' : '';
+  const lookahead =
+    (strategy === 'question' || strategy === 'combined') && o.attention === 'lookahead' ? ' lookahead' : '';
   return `${strategy}${lookahead}${o.sinkTokens ? ` +${o.sinkTokens} sinks` : ''}`;
 }

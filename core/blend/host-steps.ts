@@ -14,7 +14,7 @@ import {
   type ActiveTokens,
   type PromptLayout,
 } from './steps.js';
-import type { AttentionSource, ChunkKvSource, DeviationMetric } from './types.js';
+import type { AttentionRequest, ChunkKvSource, DeviationMetric } from './types.js';
 
 /** The prefill steps over a host KvCache, one layer graph per call (see PrefillSteps). */
 export class HostPrefillSteps implements PrefillSteps {
@@ -80,7 +80,7 @@ export class HostPrefillSteps implements PrefillSteps {
   async recomputeAll(
     check: number,
     metric: DeviationMetric,
-    attention: AttentionSource | null,
+    attention: AttentionRequest | null,
   ): Promise<CheckScores> {
     const { layout, engine } = this;
     const start = layout.contextStart;
@@ -93,14 +93,16 @@ export class HostPrefillSteps implements PrefillSteps {
     if (!attention) return { deviation: await this.score(check, metric), attention: null };
     await this.fill(check);
     const scores = await scoreWithQuestion(engine, this.cache, layout, check, this.active, metric);
-    if (attention === 'lookahead') {
+    if (attention !== 'check') {
       const question = {
         indices: this.active.indices.subarray(this.contextCount),
         hidden: this.active.hidden.subarray(this.contextCount * engine.config.hiddenSize),
       };
-      scores.attention = await lookaheadAttention(engine, this.cache, layout, question, check, (l) =>
+      const lookahead = await lookaheadAttention(engine, this.cache, layout, question, check, (l) =>
         this.fill(l),
       );
+      if (attention === 'both') scores.lookahead = lookahead;
+      else scores.attention = lookahead;
     }
     return scores;
   }

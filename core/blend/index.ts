@@ -24,7 +24,9 @@ export { controllerRatio, CostModel } from './controller.js';
 export { klDivergence, measureFidelity, selectionName, softmax, type FidelityRow } from './fidelity.js';
 export {
   deviations,
+  FUSION_K,
   needsAttention,
+  rankFusion,
   questionAttention,
   selectContext,
   selectionBudget,

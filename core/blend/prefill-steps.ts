@@ -1,6 +1,6 @@
 import type { SequenceCache } from '../model/engine.js';
 import type { CheckScores } from './selection.js';
-import type { AttentionSource, ChunkKvSource, DeviationMetric } from './types.js';
+import type { AttentionRequest, ChunkKvSource, DeviationMetric } from './types.js';
 
 /**
  * The steps every prefill mode is composed of, over one prompt's cache. Two implementations do the same
@@ -37,7 +37,7 @@ export interface PrefillSteps {
   recomputeAll(
     check: number,
     metric: DeviationMetric,
-    attention: AttentionSource | null,
+    attention: AttentionRequest | null,
   ): Promise<CheckScores>;
   /** Prompt indices of the active context tokens, ascending; the question tokens are active after them. */
   readonly activeContext: Int32Array;

@@ -1,7 +1,8 @@
 /**
  * How blend picks the context tokens to recompute at the check layer: by fresh-vs-cached deviation
  * (CacheBlend), by the question's attention to the context (ProphetKV, InfoFlow KV), or half by each; the
- * first tokens of every chunk (attention sinks, as EPIC recomputes) can be forced in. Every strategy spends
+ * first tokens of every chunk (attention sinks, as EPIC recomputes) can be forced in; `fused` ranks by
+ * reciprocal rank fusion of the question's two attentions and deviation. Every strategy spends
  * the same budget: at most ratio × context tokens.
  */
 import type { DeviationMetric, SelectionStrategy } from './types.js';
@@ -99,10 +100,14 @@ export function sinkIndices(chunkLengths: readonly number[], sinkTokens: number)
   return out;
 }
 
-/** The check layer's scores: deviation of every context token, and the question's attention when asked. */
+/**
+ * The check layer's scores: deviation of every context token, the question's attention when asked (at the
+ * check layer, or the lookahead's when that is the source), and the lookahead's beside it for `fused`.
+ */
 export interface CheckScores {
   deviation: Float64Array;
   attention: Float64Array | null;
+  lookahead?: Float64Array | null;
 }
 
 /** Whether a strategy needs the question's attention at the check layer. */
@@ -111,9 +116,26 @@ export function needsAttention(strategy: SelectionStrategy): boolean {
 }
 
 /**
+ * The constant of reciprocal rank fusion (score Σ 1/(k + rank), rank from 1). Chosen on generated
+ * development sets, not on the reported ones (docs/accuracy.md, "Choosing on development sets").
+ */
+export const FUSION_K = 10;
+
+/** Reciprocal rank fusion of several scores of the same tokens (higher score = better rank). */
+export function rankFusion(k: number, ...scores: Float64Array[]): Float64Array {
+  const out = new Float64Array(scores[0].length);
+  for (const s of scores) {
+    const order = Array.from(s.keys()).sort((a, b) => s[b] - s[a] || a - b);
+    order.forEach((i, rank) => (out[i] += 1 / (k + rank + 1)));
+  }
+  return out;
+}
+
+/**
  * The context tokens (indices into the scores, ascending) a strategy recomputes: the sinks first (as many
  * as the budget holds), then the highest scores of the strategy among the rest; `combined` takes half of
- * what is left by attention, then fills the budget by deviation. Never more than `budget`.
+ * what is left by attention, then fills the budget by deviation; `fused` takes the best fused ranks. Never
+ * more than `budget`.
  */
 export function selectContext(
   strategy: SelectionStrategy,
@@ -132,7 +154,10 @@ export function selectContext(
   const rest = budget - chosen.size;
   if (strategy === 'deviation') take(scores.deviation, rest);
   else if (strategy === 'question') take(scores.attention, rest);
-  else {
+  else if (strategy === 'fused') {
+    if (!scores.attention || !scores.lookahead) throw new Error('selection "fused" needs both attentions');
+    take(rankFusion(FUSION_K, scores.attention, scores.lookahead, scores.deviation), rest);
+  } else {
     take(scores.attention, Math.ceil(rest / 2));
     take(scores.deviation, budget - chosen.size);
   }

@@ -15,9 +15,16 @@ export const DEVIATION_METRICS: readonly DeviationMetric[] = ['k', 'v', 'kv'];
  * - `question`: the tokens the question attends to: its queries against the context's fresh keys at the
  *   check layer, attention weight per context token summed over heads and question tokens.
  * - `combined`: half of the budget by question attention, the rest by deviation.
+ * - `fused`: one ranking fused from three (reciprocal rank fusion, k = FUSION_K): the question's attention
+ *   at the check layer, the lookahead's attention (below), and deviation. It measures both attentions.
  */
-export type SelectionStrategy = 'deviation' | 'question' | 'combined';
-export const SELECTION_STRATEGIES: readonly SelectionStrategy[] = ['deviation', 'question', 'combined'];
+export type SelectionStrategy = 'deviation' | 'question' | 'combined' | 'fused';
+export const SELECTION_STRATEGIES: readonly SelectionStrategy[] = [
+  'deviation',
+  'question',
+  'combined',
+  'fused',
+];
 
 /**
  * Where the question's attention to the context is measured (question and combined selections):
@@ -29,6 +36,8 @@ export const SELECTION_STRATEGIES: readonly SelectionStrategy[] = ['deviation', 
  */
 export type AttentionSource = 'check' | 'lookahead';
 export const ATTENTION_SOURCES: readonly AttentionSource[] = ['check', 'lookahead'];
+/** The attention a selection asks the check layer for: one source, or both (`fused`). */
+export type AttentionRequest = AttentionSource | 'both';
 
 export interface BlendOptions {
   mode: BlendMode;

@@ -3,6 +3,7 @@ import {
   blendPrefill,
   memorySource,
   precomputeChunk,
+  rankFusion,
   selectContext,
   selectionBudget,
   sinkIndices,
@@ -16,7 +17,7 @@ import { rotateKeys } from '../../core/kv/rope.js';
 import { buildMask, type Engine } from '../../core/model/engine.js';
 import { randomEngine, storiesEngine, STORY_SETS } from '../helpers/models.js';
 
-const STRATEGIES: SelectionStrategy[] = ['deviation', 'question', 'combined'];
+const STRATEGIES: SelectionStrategy[] = ['deviation', 'question', 'combined', 'fused'];
 
 /** Deterministic pseudo-random scores. */
 function scores(n: number, seed: number): Float64Array {
@@ -37,7 +38,7 @@ describe('selection: the budget', () => {
 
   it('holds for every strategy, with and without sinks, and sinks come first', () => {
     const n = 97;
-    const s = { deviation: scores(n, 1), attention: scores(n, 2) };
+    const s = { deviation: scores(n, 1), attention: scores(n, 2), lookahead: scores(n, 3) };
     const sinks = sinkIndices([30, 40, 27], 2);
     expect(sinks).toEqual([0, 30, 70, 1, 31, 71]);
     for (const strategy of STRATEGIES) {
@@ -62,6 +63,22 @@ describe('selection: the budget', () => {
     expect(selectContext('combined', 4, s)).toEqual([0, 1, 8, 9]);
     expect(selectContext('question', 3, s, [5])).toEqual([0, 1, 5]);
     expect(() => selectContext('question', 3, { deviation: dev, attention: null })).toThrow(/attention/);
+    expect(() => selectContext('fused', 3, s)).toThrow(/both attentions/);
+  });
+
+  it('fuses ranks as Σ 1/(k + rank): fused picks the best sum of ranks, not of raw scores', () => {
+    const a = Float64Array.of(3, 2, 1);
+    const b = Float64Array.of(1, 2, 3);
+    const c = Float64Array.of(0, 500, 0); // a huge raw score counts only as rank 1
+    const f = rankFusion(10, a, b, c);
+    // c's tie between 0 and 2 ranks the lower index first.
+    expect(f[0]).toBeCloseTo(1 / 11 + 1 / 13 + 1 / 12, 12);
+    expect(f[1]).toBeCloseTo(1 / 12 + 1 / 12 + 1 / 11, 12);
+    expect(f[2]).toBeCloseTo(1 / 13 + 1 / 11 + 1 / 13, 12);
+    const s = { attention: a, lookahead: b, deviation: c };
+    expect(selectContext('fused', 1, s)).toEqual([1]);
+    expect(selectContext('fused', 2, s)).toEqual([0, 1]);
+    expect(selectContext('fused', 1, s, [2])).toEqual([2]);
   });
 
   it('refuses bad options with InvalidArgumentError, and the question-aware ones on the device', () => {
@@ -72,7 +89,10 @@ describe('selection: the budget', () => {
       { mode: 'blend', sinkTokens: 1000 },
     ];
     for (const o of bad) expect(() => validateBlendOptions(o, 4)).toThrow(InvalidArgumentError);
-    for (const selection of ['question', 'combined'] as const) {
+    expect(() => validateBlendOptions({ mode: 'blend', selection: 'fused', attention: 'check' }, 4)).toThrow(
+      /"fused" measures both/,
+    );
+    for (const selection of ['question', 'combined', 'fused'] as const) {
       validateBlendOptions({ mode: 'blend', selection }, 4);
       expect(() => validateBlendOptions({ mode: 'blend', selection }, 4, true)).toThrow(/host path only/);
     }
@@ -193,10 +213,12 @@ for (const which of ['stories260K', 'random GQA model (Hugging Face RoPE layout)
           { ratio: 0.15, attention: 'lookahead' },
           { gradualRatios: [0.3, 0.15, 0.05] },
         ] as Partial<BlendOptions>[]) {
+          const { attention, ...rest } = o;
           const { prefill } = await blendPrefill(engine, sources, question, {
             mode: 'blend',
             selection,
-            ...o,
+            ...rest,
+            ...(selection !== 'fused' && { attention }),
           });
           const ratios = o.gradualRatios ?? [o.ratio!];
           prefill.selected!.forEach((rows, l) => {
@@ -223,6 +245,7 @@ for (const which of ['stories260K', 'random GQA model (Hugging Face RoPE layout)
         ['question', 'check'],
         ['combined', 'check'],
         ['combined', 'lookahead'],
+        ['fused', undefined],
       ] as const) {
         const o = { mode: 'blend', selection, attention } as const;
         const one = await blendPrefill(engine, sources, question, { ...o, ratio: 1 });
