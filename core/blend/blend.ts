@@ -15,13 +15,18 @@ import { controllerRatio } from './controller.js';
 import { DevicePrefillSteps } from './device-steps.js';
 import { HostPrefillSteps } from './host-steps.js';
 import type { PrefillSteps } from './prefill-steps.js';
-import { needsAttention, selectContext, selectionBudget, sinkIndices, topK } from './selection.js';
+import {
+  attentionRequest,
+  needsAttention,
+  selectContext,
+  selectionBudget,
+  sinkIndices,
+  topK,
+} from './selection.js';
 import { layoutPrompt, type PromptLayout } from './steps.js';
 import {
   ATTENTION_SOURCES,
   SELECTION_STRATEGIES,
-  type AttentionRequest,
-  type AttentionSource,
   type BlendMode,
   type BlendOptions,
   type BlendPrefill,
@@ -40,8 +45,7 @@ export const DEFAULT_SELECTION: SelectionStrategy = 'combined';
 export function defaultSelection(onDevice: boolean): SelectionStrategy {
   return onDevice ? 'deviation' : DEFAULT_SELECTION;
 }
-/** Where question attention is measured unless told otherwise. */
-export const DEFAULT_ATTENTION: AttentionSource = 'check';
+export { DEFAULT_ATTENTION } from './selection.js';
 /** Most sink tokens a chunk may ask for: past a handful they are the chunk, not its sinks. */
 export const MAX_SINK_TOKENS = 64;
 
@@ -205,15 +209,6 @@ async function reusePrefill(run: PrefillRun): Promise<ModeOutcome> {
   await steps.reuseChunks(...allSources(run), layout.contextEnd);
   const firstTokenLogits = await engine.forward(steps.cache, layout.promptIds.slice(layout.contextEnd));
   return { firstTokenLogits, recomputedTokens: 0, ratio: 0, loadWaitMs: steps.waitedMs };
-}
-
-/** The question attention a selection needs at the check layer (none for deviation). */
-function attentionRequest(
-  strategy: SelectionStrategy,
-  attention: AttentionSource | undefined,
-): AttentionRequest | null {
-  if (strategy === 'fused') return 'both';
-  return needsAttention(strategy) ? (attention ?? DEFAULT_ATTENTION) : null;
 }
 
 /** The ratio for this request: the loading controller's when configured, else the fixed one. */

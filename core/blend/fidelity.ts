@@ -2,6 +2,7 @@ import { releaseCache, type Engine } from '../model/engine.js';
 import { decode } from '../model/generate.js';
 import { blendPrefill } from './blend.js';
 import { memorySource, precomputeChunk } from './chunks.js';
+import { attentionRequest } from './selection.js';
 import type { BlendMode, BlendOptions, ChunkKvSource, DeviationMetric } from './types.js';
 
 /**
@@ -121,7 +122,6 @@ export async function measureFidelity(
 /** A selection's name in tables: `combined`, `question lookahead`, `deviation +2 sinks`. */
 export function selectionName(o: Pick<BlendOptions, 'selection' | 'attention' | 'sinkTokens'>): string {
   const strategy = o.selection ?? 'deviation';
-  const lookahead =
-    (strategy === 'question' || strategy === 'combined') && o.attention === 'lookahead' ? ' lookahead' : '';
+  const lookahead = attentionRequest(strategy, o.attention) === 'lookahead' ? ' lookahead' : '';
   return `${strategy}${lookahead}${o.sinkTokens ? ` +${o.sinkTokens} sinks` : ''}`;
 }

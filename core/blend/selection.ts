@@ -5,7 +5,7 @@
  * reciprocal rank fusion of the question's two attentions and deviation. Every strategy spends
  * the same budget: at most ratio × context tokens.
  */
-import type { DeviationMetric, SelectionStrategy } from './types.js';
+import type { AttentionRequest, AttentionSource, DeviationMetric, SelectionStrategy } from './types.js';
 
 /** Deviation of each listed token: squared L2 distance of fresh vs cached rows (K, V or both). */
 export function deviations(
@@ -28,10 +28,16 @@ export function deviations(
   return out;
 }
 
+/** Indices into `scores`, highest score first; equal scores keep index order. */
+function byScore(scores: Float64Array): number[] {
+  return Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
+}
+
 /** Indices (into `scores`) of the `count` largest scores, returned in ascending index order. */
 export function topK(scores: Float64Array, count: number): number[] {
-  const idx = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
-  return idx.slice(0, count).sort((a, b) => a - b);
+  return byScore(scores)
+    .slice(0, count)
+    .sort((a, b) => a - b);
 }
 
 /** Context tokens a ratio allows: at most ratio × context (the epsilon absorbs 0.15 × 20 = 2.9999…). */
@@ -115,6 +121,21 @@ export function needsAttention(strategy: SelectionStrategy): boolean {
   return strategy !== 'deviation';
 }
 
+/** Where question attention is measured unless told otherwise. */
+export const DEFAULT_ATTENTION: AttentionSource = 'check';
+
+/**
+ * The attention a strategy asks the check layer for: none for deviation, both for `fused`, else the
+ * requested source (DEFAULT_ATTENTION unless told).
+ */
+export function attentionRequest(
+  strategy: SelectionStrategy,
+  attention: AttentionSource | undefined,
+): AttentionRequest | null {
+  if (strategy === 'fused') return 'both';
+  return needsAttention(strategy) ? (attention ?? DEFAULT_ATTENTION) : null;
+}
+
 /**
  * The constant of reciprocal rank fusion (score Σ 1/(k + rank), rank from 1). Chosen on generated
  * development sets, not on the reported ones (docs/accuracy.md, "Choosing on development sets").
@@ -124,10 +145,7 @@ export const FUSION_K = 10;
 /** Reciprocal rank fusion of several scores of the same tokens (higher score = better rank). */
 export function rankFusion(k: number, ...scores: Float64Array[]): Float64Array {
   const out = new Float64Array(scores[0].length);
-  for (const s of scores) {
-    const order = Array.from(s.keys()).sort((a, b) => s[b] - s[a] || a - b);
-    order.forEach((i, rank) => (out[i] += 1 / (k + rank + 1)));
-  }
+  for (const s of scores) byScore(s).forEach((i, rank) => (out[i] += 1 / (k + rank + 1)));
   return out;
 }
 
@@ -147,8 +165,7 @@ export function selectContext(
   const take = (s: Float64Array | null, count: number) => {
     if (!s) throw new Error(`selection "${strategy}" needs the question's attention`);
     if (count <= 0) return;
-    const idx = Array.from(s.keys()).filter((i) => !chosen.has(i));
-    idx.sort((a, b) => s[b] - s[a] || a - b);
+    const idx = byScore(s).filter((i) => !chosen.has(i));
     for (const i of idx.slice(0, count)) chosen.add(i);
   };
   const rest = budget - chosen.size;

@@ -3,10 +3,11 @@
  * are reported, so choices among selection variants are made on these instead (docs/accuracy.md). The
  * grammar is the model's (its README): facts `P owns O`, `P lives in C`, `the mayor of C is P`,
  * `O is COLOUR`, `P bought O` followed by `it is COLOUR` (at the start of the next chunk when the bought
- * fact ends a chunk). Sizes and fact mixes follow the public sets' counts: `easy` 2–3 chunks of 3–6
- * facts, about equal kinds; `main` 4–6 chunks of 8–12 facts, mostly colours and cities, few purchases.
- * A seed makes a set reproducible.
+ * fact ends a chunk). Sizes and fact mixes follow the public sets' counts (SHAPES): `easy` 2–3 chunks of
+ * a few facts, `main` 4–6 chunks of 8–12; in both, purchases mostly end a chunk. A seed makes a set
+ * reproducible.
  */
+import { seededRandom } from '../model/generate.js';
 import type { QaQuestion, QaSetName, QuestionType } from './qa.js';
 import { QUESTION_TYPES } from './qa.js';
 
@@ -34,8 +35,9 @@ interface SetShape {
   weights: Record<FactKind, number>;
   /** Chance that a city mention names a city already in the question (the public sets reuse cities). */
   cityReuse: number;
-  /** Chance that `P owns O` names an object whose colour the question states, and that it is the asked one. */
+  /** Chance that `P owns O` names an object whose colour the question states. */
   ownsColoured: number;
+  /** Chance that the question also says who owns the asked object. */
   ownsAsked: number;
   /** Chance that a chunk other than the last ends with a purchase, its `it is` opening the next chunk. */
   endsWithPurchase: number;
@@ -66,18 +68,6 @@ const SHAPES: Record<QaSetName, SetShape> = {
     endsWithPurchase: 0.33,
   },
 };
-
-/** mulberry32: a small seeded generator, so a set is the same on every machine. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Fact {
   text: string;
@@ -145,8 +135,9 @@ class QuestionBuilder {
     }
   }
 
-  kind(weights: Record<FactKind, number>): FactKind {
-    const entries = Object.entries(weights) as [FactKind, number][];
+  /** A fact kind drawn by the set's weights. */
+  kind(): FactKind {
+    const entries = Object.entries(this.shape.weights) as [FactKind, number][];
     let r = this.random() * entries.reduce((s, [, w]) => s + w, 0);
     for (const [k, w] of entries) if ((r -= w) < 0) return k;
     return entries[entries.length - 1][0];
@@ -177,7 +168,7 @@ function question(random: () => number, set: QaSetName, type: QuestionType): QaQ
   const b = new QuestionBuilder(random, target, shape);
   const n = b.int(...shape.chunks);
   const chunks: Fact[][] = Array.from({ length: n }, () =>
-    Array.from({ length: b.int(...shape.facts) }, () => b.fact(b.kind(shape.weights))),
+    Array.from({ length: b.int(...shape.facts) }, () => b.fact(b.kind())),
   );
   // A purchase ending a non-last chunk is a cross-chunk reference; others stay inside their chunk.
   chunks.slice(0, -1).forEach((facts) => {
@@ -209,7 +200,8 @@ function question(random: () => number, set: QaSetName, type: QuestionType): QaQ
 
 /** `count` questions of a set's shape, types in turn (a third each, as in the public sets). */
 export function generateQuestions(set: QaSetName, count: number, seed: number): QaQuestion[] {
-  const random = rng(seed);
+  // The same seeded generator as sampling (mulberry32), so a set is the same on every machine.
+  const random = seededRandom(seed);
   return Array.from({ length: count }, (_, i) =>
     question(random, set, QUESTION_TYPES[i % QUESTION_TYPES.length]),
   );
