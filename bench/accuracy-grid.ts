@@ -3,8 +3,9 @@
  * (accuracy.ts).
  */
 import {
-  DEFAULT_ATTENTION,
   DEFAULT_SELECTION,
+  attentionRequest,
+  type AttentionRequest,
   type AttentionSource,
   type BlendMode,
   type BlendOptions,
@@ -41,11 +42,12 @@ const GRADUAL = [
 /** CacheBlend's K-deviation selection at the default ratio, whose misses the oracles analyse. */
 export const DEFAULT_LABEL = 'blend k/1 r=0.15';
 /** The default selection (DEFAULT_SELECTION) at the default ratio. */
-export const NEW_DEFAULT_LABEL = 'blend combined/1 r=0.15';
+export const NEW_DEFAULT_LABEL = 'blend fused/1 r=0.15';
 export const ANALYSED = [
   'reuse',
   DEFAULT_LABEL,
   NEW_DEFAULT_LABEL,
+  'blend combined/1 r=0.15',
   'blend question/1 r=0.15',
   'blend combined lookahead/1 r=0.15',
   'blend k/3 r=0.15',
@@ -114,8 +116,8 @@ export interface AccuracyRow {
   checkLayer: number | null;
   /** Blend: how the check layer's tokens were chosen, and the sink tokens forced in per chunk. */
   selection: SelectionStrategy | null;
-  /** question and combined: where the question's attention was measured. */
-  attention: AttentionSource | null;
+  /** Where the question's attention was measured (`both` for fused); null for deviation. */
+  attention: AttentionRequest | null;
   sinkTokens: number | null;
   accuracy: number;
   perType: Record<QuestionType, number>;
@@ -137,7 +139,7 @@ export function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): Ac
       metric: 'k',
       checkLayer: 1,
       selection: DEFAULT_SELECTION,
-      attention: DEFAULT_SELECTION === 'deviation' ? null : DEFAULT_ATTENTION,
+      attention: attentionRequest(DEFAULT_SELECTION, undefined),
       sinkTokens: 0,
       accuracy: s.accuracy,
       perType: s.perType,
@@ -155,8 +157,7 @@ export function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): Ac
     metric: blend ? (o.metric ?? 'k') : null,
     checkLayer: blend ? (o.checkLayer ?? 1) : null,
     selection: blend ? (o.selection ?? DEFAULT_SELECTION) : null,
-    attention:
-      blend && (o.selection ?? DEFAULT_SELECTION) !== 'deviation' ? (o.attention ?? DEFAULT_ATTENTION) : null,
+    attention: blend ? attentionRequest(o.selection ?? DEFAULT_SELECTION, o.attention) : null,
     sinkTokens: blend ? (o.sinkTokens ?? 0) : null,
     accuracy: s.accuracy,
     perType: s.perType,
@@ -194,6 +195,7 @@ export function chart(set: QaSetName, all: AccuracyRow[]): string {
     line('combined, check layer 1', sel('combined', 'check')),
     line('question, lookahead', sel('question', 'lookahead')),
     line('combined, lookahead', sel('combined', 'lookahead')),
+    line('fused', sel('fused', 'both')),
     line('K + 2 sinks per chunk', sel('deviation', null, 2)),
     // ratio "auto": one point, the controller's choices averaged.
     {

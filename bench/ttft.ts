@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   blendPrefill,
   memorySource,
@@ -12,18 +9,15 @@ import {
   type BlendOptions,
   type ChunkKvSource,
 } from '../core/blend/index.js';
-import { chunkKey, chunkObjectKey, encodeChunkKv } from '../core/kv/format.js';
 import { loadBenchSettings } from '../core/config/bench.js';
 import { Engine } from '../core/model/engine.js';
 import type { WeightFormat } from '../core/model/weights/format.js';
 import { FIDELITY_SELECTIONS } from './selection-configs.js';
 import { weightFidelity } from './weight-fidelity.js';
+import { storedChunks, type StoredChunks } from './stored-chunks.js';
 import { seededRandom } from '../core/model/generate.js';
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
-import { emptyCacheStats } from '../core/cache/types.js';
-import { TieredChunkLoader } from '../core/cache/tiered-loader.js';
-import { FileObjectStore } from '../core/storage/file.js';
 import { lineChart, machine, printTable, storySets, timeMedian, writeResult, type Series } from './common.js';
 
 /**
@@ -50,48 +44,20 @@ const randomIds = (n: number) =>
   Array.from({ length: n }, () => 3 + Math.floor(rand() * (model.config.vocabSize - 3)));
 const question = randomIds(QUESTION);
 
-const storeDir = mkdtempSync(join(tmpdir(), 'cacheblend-ttft-'));
-const store = new FileObjectStore(storeDir);
-
 // Chunks of each length, shared by the 4- and 8-chunk contexts (the 4-chunk context is the first four).
 const maxChunks = Math.max(...CONTEXTS.map((c) => c.n));
-const chunksByLen = new Map<number, { data: ChunkCacheData; key: string }[]>();
+const chunksByLen = new Map<number, { data: ChunkCacheData[]; stored: StoredChunks }>();
 console.error(`ttft benchmark on ${ep}: precomputing chunk caches...`);
 for (const len of [...new Set(CONTEXTS.map((c) => c.len))]) {
-  const list = [];
-  for (let i = 0; i < maxChunks; i++) {
-    const data = await precomputeChunk(engine, randomIds(len));
-    const key = chunkKey(model.fingerprint, data.tokenIds);
-    const { numKvHeads: kvHeads, headDim } = model.config;
-    await store.put(
-      chunkObjectKey(model.fingerprint, key),
-      encodeChunkKv({ ...data, fingerprint: model.fingerprint, kvHeads, headDim }, 'float16'),
-    );
-    list.push({ data, key });
-  }
-  chunksByLen.set(len, list);
+  const data: ChunkCacheData[] = [];
+  for (let i = 0; i < maxChunks; i++) data.push(await precomputeChunk(engine, randomIds(len)));
+  chunksByLen.set(len, { data, stored: await storedChunks(engine, data) });
 }
-
-const fileLoader = new TieredChunkLoader({
-  store,
-  disk: null,
-  lruBytes: 0,
-  fingerprint: model.fingerprint,
-  numLayers: L,
-  kvHeads: model.config.numKvHeads,
-  headDim: model.config.headDim,
-  compute: () => Promise.reject(new Error('the benchmark stores every chunk beforehand')),
-});
 
 type Tier = 'memory' | 'file';
 async function sources(tier: Tier, n: number, len: number): Promise<ChunkKvSource[]> {
-  const list = chunksByLen.get(len)!.slice(0, n);
-  if (tier === 'memory') return list.map((c) => memorySource(c.data));
-  // The blend worker's own loader, with the LRU and disk tiers off: every layer comes from the store.
-  const stats = emptyCacheStats();
-  const sources = await Promise.all(list.map((c) => fileLoader.open(c.key, c.data.tokenIds, stats)));
-  if (stats.misses > 0 || stats.corrupt > 0) throw new Error('a stored chunk cache was not usable');
-  return sources;
+  const { data, stored } = chunksByLen.get(len)!;
+  return tier === 'memory' ? data.slice(0, n).map((c) => memorySource(c)) : stored.open(n);
 }
 
 const modes: { mode: BlendMode; opts: BlendOptions }[] = [
@@ -151,7 +117,7 @@ for (const { n, len } of CONTEXTS) {
     }
   }
 }
-rmSync(storeDir, { recursive: true, force: true });
+for (const { stored } of chunksByLen.values()) await stored.close();
 await engine.dispose();
 
 printTable(
@@ -193,8 +159,8 @@ async function measureWeightFormats() {
   const ids =
     chunksByLen
       .get(512)
-      ?.slice(0, 4)
-      .map((c) => c.data.tokenIds) ?? [];
+      ?.data.slice(0, 4)
+      .map((c) => c.tokenIds) ?? [];
   if (ids.length < 4) return out;
   for (const weights of settings.ttftWeights) {
     const e = await Engine.create(model, { executionProvider: ep, weights });

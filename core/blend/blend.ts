@@ -40,7 +40,7 @@ export const DEFAULT_CHECK_LAYER = 1;
  * The selection blend uses unless told otherwise (docs/accuracy.md, "Selection strategies", says why); a
  * device-resident engine, which has no question-attention step, uses deviation.
  */
-export const DEFAULT_SELECTION: SelectionStrategy = 'combined';
+export const DEFAULT_SELECTION: SelectionStrategy = 'fused';
 
 export function defaultSelection(onDevice: boolean): SelectionStrategy {
   return onDevice ? 'deviation' : DEFAULT_SELECTION;

@@ -23,6 +23,7 @@ export {
 export { controllerRatio, CostModel } from './controller.js';
 export { klDivergence, measureFidelity, selectionName, softmax, type FidelityRow } from './fidelity.js';
 export {
+  attentionRequest,
   deviations,
   FUSION_K,
   needsAttention,

@@ -18,7 +18,7 @@ import { CBQA_DIR, cbqaEngine } from '../helpers/models.js';
  * Measured on this subset (npm run bench:accuracy, 2-core CPU, identical on every run): full 1.00, reuse
  * 0.94, blend (K deviation, check layer 1, r = 0.15) 1.00 — a margin of 0.06 (6 questions) over reuse. The
  * test asks for 0.05: one question of slack for floating-point differences between machines. The default
- * selection (combined) answers 0.99 here.
+ * selection (fused) answers 1.00 here.
  */
 describe('answer accuracy on cbqa-3M, easy coref_cross questions', () => {
   let engine: Engine;
@@ -43,15 +43,15 @@ describe('answer accuracy on cbqa-3M, easy coref_cross questions', () => {
     expect(full.accuracy).toBeGreaterThanOrEqual(0.98);
     expect(reuse.accuracy).toBeGreaterThanOrEqual(0.9); // measured 0.94: reuse's own path works
     expect(blend.accuracy).toBeGreaterThanOrEqual(reuse.accuracy + 0.05);
-    expect(byDefault.accuracy).toBeGreaterThanOrEqual(reuse.accuracy + 0.04); // measured 0.99
+    expect(byDefault.accuracy).toBeGreaterThanOrEqual(reuse.accuracy + 0.05); // measured 1.00
   });
 });
 
 /**
  * The default selection's gain where K deviation loses answers: the 100 `hop1_color` questions of
  * public_easy (`O is COLOUR .` in some chunk). Measured: reuse 0.82, K deviation (r = 0.15) 0.83, the
- * default (combined) 0.88 — it recomputes the colour row that deviation never ranks. The test asks the
- * default for deviation + 0.03 (two questions of slack).
+ * default (fused) 0.97 — it recomputes the colour row that deviation never ranks (`combined`, the default
+ * before it, 0.88). The test asks the default for deviation + 0.10 (four questions of slack).
  */
 describe('answer accuracy on cbqa-3M, easy hop1_color questions', () => {
   let engine: Engine;
@@ -65,13 +65,13 @@ describe('answer accuracy on cbqa-3M, easy hop1_color questions', () => {
   });
   afterAll(() => engine.dispose());
 
-  it('the default selection ≥ K deviation + 0.03 at r = 0.15', async () => {
+  it('the default selection ≥ K deviation + 0.10 at r = 0.15', async () => {
     const deviation = await measureAccuracy(engine, prepared, {
       mode: 'blend',
       ratio: 0.15,
       selection: 'deviation',
     });
     const byDefault = await measureAccuracy(engine, prepared, { mode: 'blend', ratio: 0.15 });
-    expect(byDefault.accuracy).toBeGreaterThanOrEqual(deviation.accuracy + 0.03);
+    expect(byDefault.accuracy).toBeGreaterThanOrEqual(deviation.accuracy + 0.1);
   });
 });
