@@ -69,9 +69,10 @@ export class HostPrefillSteps implements PrefillSteps {
     this.prefixWaitedMs = prefixReader.waitedMs;
   }
 
-  /** Layer l's chunk rows in the cache (read once), with layer l+1 requested meanwhile. */
+  /** Layer l's chunk rows in the cache (read once), with layer l+1 requested meanwhile unless already read. */
   private async fill(l: number): Promise<void> {
-    this.reader!.prefetch(l + 1);
+    // The lookahead fills every layer before the selective pass asks again: asking again must not re-read.
+    if (!this.filled.has(l + 1)) this.reader!.prefetch(l + 1);
     if (this.filled.has(l)) return;
     await this.reader!.fill(l);
     this.filled.add(l);

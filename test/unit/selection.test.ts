@@ -238,6 +238,24 @@ for (const which of ['stories260K', 'random GQA model (Hugging Face RoPE layout)
       }
     });
 
+    it('reads each chunk layer from the check layer on exactly once, for every strategy', async () => {
+      const L = engine.config.numLayers;
+      for (const selection of STRATEGIES) {
+        const reads = new Map<string, number>();
+        const counted: ChunkKvSource[] = sources.map((s, c) => ({
+          tokenIds: s.tokenIds,
+          layer: (l: number) => {
+            reads.set(`${c}:${l}`, (reads.get(`${c}:${l}`) ?? 0) + 1);
+            return s.layer(l);
+          },
+        }));
+        await blendPrefill(engine, counted, question, { mode: 'blend', selection, ratio: 0.15 });
+        const expected = new Map<string, number>();
+        for (let c = 0; c < sources.length; c++) for (let l = 1; l < L; l++) expected.set(`${c}:${l}`, 1);
+        expect(Object.fromEntries(reads)).toEqual(Object.fromEntries(expected));
+      }
+    });
+
     it('equals full at ratio 1 and reuse at ratio 0', async () => {
       const full = await blendPrefill(engine, sources, question, { mode: 'full' });
       const reuse = await blendPrefill(engine, sources, question, { mode: 'reuse' });
