@@ -37,8 +37,9 @@ import {
 export const DEFAULT_RATIO = 0.15;
 export const DEFAULT_CHECK_LAYER = 1;
 /**
- * The selection blend uses unless told otherwise (docs/accuracy.md, "Selection strategies", says why); a
- * device-resident engine, which has no question-attention step, uses deviation.
+ * The selection blend uses unless told otherwise: chosen on generated development sets (docs/accuracy.md,
+ * "Choosing on development sets: `fused`", says why); a device-resident engine, which has no
+ * question-attention step, uses deviation.
  */
 export const DEFAULT_SELECTION: SelectionStrategy = 'fused';
 
