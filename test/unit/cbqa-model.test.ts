@@ -86,7 +86,8 @@ describe('cbqa-3M through the Hugging Face loader', () => {
   it('blend reports the rows it recomputed, and the analysis hook can force a row in', async () => {
     const [p] = await prepareQuestions(engine, loadQuestions(CBQA_DIR).easy.slice(1, 2)); // a coref_cross question
     const rows = findAnswerRows(p.q)!;
-    const opts = { mode: 'blend' as const, ratio: 0.15 };
+    // CacheBlend's K deviation: the analysis hook ranks its scores (the default, fused, ranks fused scores).
+    const opts = { mode: 'blend' as const, ratio: 0.15, selection: 'deviation' as const };
     const { prefill } = await blendPrefill(engine, p.sources, p.questionIds, opts);
     expect(prefill.selected).toHaveLength(3); // check layer 1 … layer 3
     const sel = [...prefill.selected![0]];
