@@ -363,7 +363,9 @@ export async function startS3(options: { bucket?: string; timeoutMs?: number } =
   ]).catch((error: Error) => ({ error }));
   clearTimeout(timer);
 
+  let stopping = false;
   const stop = async () => {
+    stopping = true;
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
@@ -382,6 +384,14 @@ export async function startS3(options: { bucket?: string; timeoutMs?: number } =
           : outcome.error.message;
     throw new Error(`s3-server ${why}${stderr.trim() ? `: ${stderr.trim()}` : ''}`);
   }
+  // A server that dies under a test shows up as timeouts and 503s far from the cause: say so where it happens.
+  void exited.then((exit) => {
+    if (stopping) return;
+    const why = `code ${String(exit.code)}, signal ${String(child.signalCode)}`;
+    process.stderr.write(
+      `s3-server (${outcome.endpoint}) exited during the tests (${why}): ${stderr.trim()}\n`,
+    );
+  });
   let readOnly = false;
   return {
     endpoint: outcome.endpoint,
