@@ -21,7 +21,6 @@ export class HostPrefillSteps implements PrefillSteps {
   readonly cache: KvCache;
   private reader: ChunkLayerReader | null = null;
   private prefixWaitedMs = 0;
-  private readonly filled = new Set<number>();
   private active: ActiveTokens = { indices: new Int32Array(0), hidden: new Float32Array(0) };
   private contextCount = 0;
 
@@ -69,13 +68,10 @@ export class HostPrefillSteps implements PrefillSteps {
     this.prefixWaitedMs = prefixReader.waitedMs;
   }
 
-  /** Layer l's chunk rows in the cache (read once), with layer l+1 requested meanwhile unless already read. */
+  /** Layer l's chunk rows in the cache (read once: see ChunkLayerReader), with layer l+1 requested meanwhile. */
   private async fill(l: number): Promise<void> {
-    // The lookahead fills every layer before the selective pass asks again: asking again must not re-read.
-    if (!this.filled.has(l + 1)) this.reader!.prefetch(l + 1);
-    if (this.filled.has(l)) return;
+    this.reader!.prefetch(l + 1);
     await this.reader!.fill(l);
-    this.filled.add(l);
   }
 
   async recomputeAll(

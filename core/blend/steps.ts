@@ -60,6 +60,12 @@ export class ChunkLayerReader {
   /** Time spent waiting on sources that were not ready when a layer needed them. */
   waitedMs = 0;
   private readonly pending = new Map<string, Promise<LayerKv>>();
+  /**
+   * Layers being or already copied into the cache. Each is read and written once: a second fill would put
+   * stale rows back over fresh ones, and a second prefetch would read the layer again (the lookahead fills
+   * every layer before the selective layers ask for them).
+   */
+  private readonly filled = new Map<number, Promise<void>>();
 
   constructor(
     private readonly engine: Engine,
@@ -69,7 +75,7 @@ export class ChunkLayerReader {
   ) {}
 
   prefetch(l: number): void {
-    if (l >= this.engine.config.numLayers) return;
+    if (l >= this.engine.config.numLayers || this.filled.has(l)) return;
     this.chunks.forEach((c, i) => {
       const key = `${i}:${l}`;
       if (this.pending.has(key)) return;
@@ -79,7 +85,14 @@ export class ChunkLayerReader {
     });
   }
 
-  async fill(l: number): Promise<void> {
+  /** Layer l's chunk rows in the cache, rotated to their offsets; once per layer, however often asked. */
+  fill(l: number): Promise<void> {
+    let done = this.filled.get(l);
+    if (!done) this.filled.set(l, (done = this.copyLayer(l)));
+    return done;
+  }
+
+  private async copyLayer(l: number): Promise<void> {
     const { numKvHeads: KV, headDim: hd, ropeLayout } = this.engine.config;
     for (let c = 0; c < this.chunks.length; c++) {
       const key = `${c}:${l}`;
