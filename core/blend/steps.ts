@@ -187,8 +187,10 @@ export async function scoreActive(
 /**
  * The check layer's scores when every prompt token from the first chunk on is active: the context's
  * deviation and the question's attention to the context (selection.ts). One projection of every active
- * token gives the context's fresh K/V and the question's queries and keys; the keys the question attends
- * to are BOS's and the prefix's rows (exact, from the cache), then the fresh ones.
+ * token gives the context's fresh K/V and the question's queries and keys. The fresh rows replace the
+ * stored ones at this layer for every token, so with a question-aware selection the cache's layers up to
+ * and including the check layer are full prefill's; the question attends to BOS's and the prefix's rows
+ * (exact, from the cache), then the fresh ones.
  */
 export async function scoreWithQuestion(
   engine: Engine,
@@ -205,9 +207,11 @@ export async function scoreWithQuestion(
   const count = end - start;
   const ctx = active.indices.subarray(0, count);
   const deviation = deviations(metric, row, fresh, cache.keys[layer], cache.values[layer], ctx);
-  const keys = new Float32Array(layout.promptIds.length * row);
-  keys.set(cache.keys[layer].subarray(0, start * row));
-  keys.set(fresh.k, start * row);
+  // Every token is fresh through the layers below, so these rows are full prefill's own: keep them all,
+  // not only the selected tokens'. The question then attends, here and when it is recomputed, to the
+  // keys it was scored against (dev sets: fused 0.946 -> 0.957 easy, 0.436 -> 0.451 main; docs/accuracy.md).
+  cache.writeRowsAt(layer, active.indices, fresh.k, fresh.v);
+  const keys = cache.keys[layer].subarray(0, layout.promptIds.length * row);
   const q = fresh.q!.subarray(count * H * hd);
   const attention = questionAttention(engine.config, q, active.indices.subarray(count), keys, start, end);
   return { deviation, attention };

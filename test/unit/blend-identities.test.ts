@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   blendPrefill,
+  DEFAULT_CHECK_LAYER,
   memorySource,
   precomputeChunk,
   type BlendOptions,
@@ -10,6 +11,7 @@ import {
 import { Engine } from '../../core/model/engine.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { decode } from '../../core/model/generate.js';
+import { reuseOverFullLowerLayers } from '../helpers/mode-references.js';
 import { maxAbsDiff, randomEngine, storiesEngine, STORY_SETS } from '../helpers/models.js';
 
 /** First-token logits and 16 greedy tokens of one mode. */
@@ -19,7 +21,7 @@ async function run(engine: Engine, sources: ChunkKvSource[], q: number[], o: Ble
     maxTokens: 16,
     stopAtEos: false,
   });
-  return { logits: prefill.firstTokenLogits, tokens, prefill };
+  return { logits: prefill.firstTokenLogits, tokens, prefill, cache };
 }
 
 const TOL = 1e-4;
@@ -53,7 +55,12 @@ for (const which of [
 
     const identities: [string, BlendOptions, BlendOptions, 'all' | 'one'][] = [
       ['blend r=1 equals full', { mode: 'blend', ratio: 1 }, { mode: 'full' }, 'all'],
-      ['blend r=0 equals reuse', { mode: 'blend', ratio: 0 }, { mode: 'reuse' }, 'all'],
+      [
+        'blend r=0 (deviation selection) equals reuse',
+        { mode: 'blend', ratio: 0, selection: 'deviation' },
+        { mode: 'reuse' },
+        'all',
+      ],
       ['prefix equals full', { mode: 'prefix' }, { mode: 'full' }, 'all'],
       ['reuse with a single chunk equals full', { mode: 'reuse' }, { mode: 'full' }, 'one'],
       [
@@ -79,6 +86,27 @@ for (const which of [
           const y = await run(engine, src, s.q, b);
           expect(maxAbsDiff(x.logits, y.logits)).toBeLessThan(TOL);
           expect(x.tokens).toEqual(y.tokens);
+        }
+      });
+    }
+
+    // Question-aware selections keep the check layer's fresh rows of every token (steps.ts), so at r=0
+    // they equal reuse over full prefill's rows up to the check layer, not reuse itself.
+    for (const selection of ['question', 'fused'] as const) {
+      it(`blend r=0 (${selection}) equals reuse over full prefill's layers 0…check: logits within ${TOL}`, async () => {
+        for (const s of sets) {
+          const x = await run(engine, s.sources, s.q, { mode: 'blend', ratio: 0, selection });
+          const full = await run(engine, s.sources, s.q, { mode: 'full' });
+          const reuse = await run(engine, s.sources, s.q, { mode: 'reuse' });
+          const context = x.prefill.promptTokens - s.q.length;
+          const ref = await reuseOverFullLowerLayers(engine, full.cache, reuse.cache, context, s.q);
+          expect(maxAbsDiff(x.logits, ref)).toBeLessThan(TOL);
+          // Not vacuous: the reference is not reuse, nor full where layers lie above the check layer
+          // (the Qwen2 fixture has two, so there it is full's).
+          expect(maxAbsDiff(ref, reuse.logits)).toBeGreaterThan(1e-3);
+          const above = engine.config.numLayers > DEFAULT_CHECK_LAYER + 1;
+          if (above) expect(maxAbsDiff(ref, full.logits)).toBeGreaterThan(1e-3);
+          else expect(maxAbsDiff(ref, full.logits)).toBeLessThan(TOL);
         }
       });
     }

@@ -73,7 +73,11 @@ describe('the calibration gate in the service', () => {
     process.env.KV_STORE_URL = `file://${dir}`;
     let out = '';
     try {
-      const code = await main(['calibrate', '--model', QWEN2_FIXTURE, '--json'], (s) => (out += s));
+      // The fixture has two layers: a question-aware blend (the default) keeps the check layer's fresh
+      // rows, so checking at layer 1 leaves nothing reused and it passes; deviation's blend is far off.
+      expect(await main(['calibrate', '--model', QWEN2_FIXTURE, '--no-store'], () => undefined)).toBe(0);
+      const args = ['calibrate', '--model', QWEN2_FIXTURE, '--selection', 'deviation', '--json'];
+      const code = await main(args, (s) => (out += s));
       expect(code).toBe(3);
       const r = JSON.parse(out) as Calibration & { stored: string };
       expect(r.stored).toBe(calibrationKey(r.kvFingerprint));

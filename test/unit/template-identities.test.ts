@@ -1,6 +1,6 @@
 /**
  * Prompt templates: the frame a chat template renders, and the mode identities with a cached prefix
- * (blend r=1 = full, blend r=0 = reuse, prefix = full), on stories260K (plain system prompt) and on a
+ * (blend r=1 = full, blend r=0 = reuse or, question-aware, reuse over full's lower layers, prefix = full), on stories260K (plain system prompt) and on a
  * Hugging Face fixture given a chat_template (a copy of qwen2-bias in a temporary folder).
  */
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -21,6 +21,7 @@ import type { KvCache } from '../../core/model/host/kv-cache.js';
 import { decode } from '../../core/model/generate.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { frameIds, renderFrame } from '../../core/model/template.js';
+import { reuseOverFullLowerLayers } from '../helpers/mode-references.js';
 import { maxAbsDiff, storiesEngine, STORY_SETS } from '../helpers/models.js';
 
 const TOL = 1e-4;
@@ -143,7 +144,11 @@ for (const which of [
 
     const identities: [string, BlendOptions, BlendOptions][] = [
       ['blend r=1 equals full', { mode: 'blend', ratio: 1 }, { mode: 'full' }],
-      ['blend r=0 equals reuse', { mode: 'blend', ratio: 0 }, { mode: 'reuse' }],
+      [
+        'blend r=0 (deviation selection) equals reuse',
+        { mode: 'blend', ratio: 0, selection: 'deviation' },
+        { mode: 'reuse' },
+      ],
       ['prefix equals full', { mode: 'prefix' }, { mode: 'full' }],
     ];
     for (const [name, a, b] of identities) {
@@ -156,6 +161,18 @@ for (const which of [
         }
       });
     }
+
+    it(`blend r=0 (fused) equals reuse over full prefill's layers 0…check: logits within ${TOL}`, async () => {
+      for (const c of cases) {
+        const x = await run(engine, c, { mode: 'blend', ratio: 0, selection: 'fused' });
+        const full = await run(engine, c, { mode: 'full' });
+        const reuse = await run(engine, c, { mode: 'reuse' });
+        const context = x.prefill.promptTokens - c.suffix.length;
+        const ref = await reuseOverFullLowerLayers(engine, full.cache, reuse.cache, context, c.suffix);
+        expect(maxAbsDiff(x.logits, ref)).toBeLessThan(TOL);
+        expect(maxAbsDiff(ref, reuse.logits)).toBeGreaterThan(1e-3);
+      }
+    });
 
     it('never recomputes the prefix: its rows are the cached ones, bit for bit, at every layer', async () => {
       const c = cases[0];
