@@ -42,14 +42,14 @@ const GRADUAL = [
 /** CacheBlend's K-deviation selection at the default ratio, whose misses the oracles analyse. */
 export const DEFAULT_LABEL = 'blend k/1 r=0.15';
 /** The default selection (DEFAULT_SELECTION) at the default ratio. */
-export const NEW_DEFAULT_LABEL = 'blend fused/1 r=0.15';
+export const NEW_DEFAULT_LABEL = 'blend combined lookahead/1 r=0.15';
 export const ANALYSED = [
   'reuse',
   DEFAULT_LABEL,
   NEW_DEFAULT_LABEL,
+  'blend fused/1 r=0.15',
   'blend combined/1 r=0.15',
   'blend question/1 r=0.15',
-  'blend combined lookahead/1 r=0.15',
   'blend k/3 r=0.15',
   'blend k/2 r=0.15',
   'blend kv/1 r=0.15',
@@ -95,7 +95,14 @@ export function grid(): AccuracyConfig[] {
   for (const checkLayer of [2, 3])
     configs.push({
       label: `blend combined/${checkLayer} r=0.15`,
-      options: { mode: 'blend', ratio: 0.15, metric: 'k', checkLayer, selection: 'combined' },
+      options: {
+        mode: 'blend',
+        ratio: 0.15,
+        metric: 'k',
+        checkLayer,
+        selection: 'combined',
+        attention: 'check',
+      },
     });
   configs.push({ label: 'blend auto', options: 'auto' });
   for (const g of GRADUAL) {

@@ -6,6 +6,7 @@
 import {
   ATTENTION_SOURCES,
   BLEND_MODES,
+  DEFAULT_ATTENTION,
   DEFAULT_SELECTION,
   DEVIATION_METRICS,
   MAX_SINK_TOKENS,
@@ -57,13 +58,13 @@ function defineBlendFlags(cmd: Command): Command {
     .addOption(
       new Option(
         '--selection <strategy>',
-        `how blend picks the tokens it recomputes: deviation (CacheBlend's), question (the question's attention to the context at the check layer), combined (half each), fused (rank fusion of both attentions and deviation); default ${DEFAULT_SELECTION} (deviation on a device-resident GPU engine: question, combined and fused run on the host path only)`,
+        `how blend picks the tokens it recomputes: deviation (CacheBlend's), question (the question's attention to the context), combined (half by attention, half by deviation), fused (rank fusion of both attentions and deviation); default ${DEFAULT_SELECTION} (deviation on a device-resident GPU engine: question, combined and fused run on the host path only)`,
       ).choices(SELECTION_STRATEGIES),
     )
     .addOption(
       new Option(
         '--attention <source>',
-        "where question and combined measure the question's attention: check (the check layer) or lookahead (the question alone through the reused cache, every layer)",
+        `where question and combined measure the question's attention: check (the check layer) or lookahead (the question alone through the layers from the check layer on); default ${DEFAULT_ATTENTION}`,
       ).choices(ATTENTION_SOURCES),
     )
     .option(

@@ -37,11 +37,11 @@ import {
 export const DEFAULT_RATIO = 0.15;
 export const DEFAULT_CHECK_LAYER = 1;
 /**
- * The selection blend uses unless told otherwise: chosen on generated development sets (docs/accuracy.md,
- * "Choosing on development sets: `fused`", says why); a device-resident engine, which has no
- * question-attention step, uses deviation.
+ * The selection blend uses unless told otherwise, with DEFAULT_ATTENTION (the lookahead): chosen on
+ * generated development sets (docs/accuracy.md, "The default: `combined` with the lookahead", says why);
+ * a device-resident engine, which has no question-attention step, uses deviation.
  */
-export const DEFAULT_SELECTION: SelectionStrategy = 'fused';
+export const DEFAULT_SELECTION: SelectionStrategy = 'combined';
 
 export function defaultSelection(onDevice: boolean): SelectionStrategy {
   return onDevice ? 'deviation' : DEFAULT_SELECTION;

@@ -121,8 +121,12 @@ export function needsAttention(strategy: SelectionStrategy): boolean {
   return strategy !== 'deviation';
 }
 
-/** Where question attention is measured unless told otherwise. */
-export const DEFAULT_ATTENTION: AttentionSource = 'check';
+/**
+ * Where question attention is measured unless told otherwise: the lookahead, which beats the check layer
+ * for `question` and `combined` alike on cbqa-3M (docs/accuracy.md, "The default: `combined` with the
+ * lookahead").
+ */
+export const DEFAULT_ATTENTION: AttentionSource = 'lookahead';
 
 /**
  * The attention a strategy asks the check layer for: none for deviation, both for `fused`, else the

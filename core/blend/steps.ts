@@ -219,7 +219,8 @@ export async function scoreWithQuestion(
 
 /**
  * The lookahead's question attention: the question tokens alone (`question`, at the check layer's input)
- * through layers [check, L) over the reused cache — the chunks' stored rows, as reuse sees them — and at
+ * through layers [check, L) over the cache before selection — every token's fresh rows at the check layer
+ * (scoreWithQuestion wrote them), the chunks' stored rows above, as reuse sees them — and at
  * each layer the last question token's attention to every context row (selection.ts), summed over layers.
  * The question's rows it writes are overwritten when blend recomputes the question. `fill(l)` puts layer
  * l's chunk rows in the cache.

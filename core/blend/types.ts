@@ -29,8 +29,9 @@ export const SELECTION_STRATEGIES: readonly SelectionStrategy[] = [
 /**
  * Where the question's attention to the context is measured (question and combined selections):
  * - `check`: its queries against the context's fresh keys at the check layer, every question token.
- * - `lookahead`: a pass of the question alone through the layers from the check layer on over the
- *   reused (stale) cache, as reuse computes it; its last token's attention summed over those layers. It
+ * - `lookahead` (default): a pass of the question alone through the layers from the check layer on over
+ *   the cache as it stands before selection (every token's fresh rows at the check layer, the stored
+ *   rows above); its last token's attention summed over those layers. It
  *   reads every layer's chunk rows before selecting (no overlap of loading with compute), and costs
  *   the question's tokens once more through those layers.
  */

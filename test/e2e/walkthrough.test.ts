@@ -20,7 +20,7 @@ import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js
 import { main } from '../../cli/main.js';
 import { replyDifferences } from '../helpers/readme-examples.js';
 import { CALIBRATION_SAMPLE, calibrate, writeCalibration } from '../../core/eval/index.js';
-import { DEFAULT_SELECTION } from '../../core/blend/index.js';
+import { DEFAULT_SELECTION, selectionName } from '../../core/blend/index.js';
 import { Engine } from '../../core/model/engine.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { openObjectStore } from '../../core/storage/index.js';
@@ -173,7 +173,7 @@ describe('docs/walkthrough.md with cbqa-3M', () => {
         calibration: {
           kvFingerprint: engine.kvFingerprint,
           flagged: c.flagged,
-          blend: { selection: DEFAULT_SELECTION },
+          blend: { selection: selectionName({ selection: DEFAULT_SELECTION }) },
         },
       });
     } finally {

@@ -92,7 +92,7 @@ for (const which of [
 
     // Question-aware selections keep the check layer's fresh rows of every token (steps.ts), so at r=0
     // they equal reuse over full prefill's rows up to the check layer, not reuse itself.
-    for (const selection of ['question', 'fused'] as const) {
+    for (const selection of ['question', 'combined', 'fused'] as const) {
       it(`blend r=0 (${selection}) equals reuse over full prefill's layers 0…check: logits within ${TOL}`, async () => {
         for (const s of sets) {
           const x = await run(engine, s.sources, s.q, { mode: 'blend', ratio: 0, selection });

@@ -183,6 +183,7 @@ for (const which of ['stories260K', 'random GQA model (Hugging Face RoPE layout)
         const { prefill } = await blendPrefill(engine, sources, question, {
           mode: 'blend',
           selection: 'question',
+          attention: 'check',
           ratio: 0.15,
           checkLayer,
         });
