@@ -18,7 +18,7 @@ import { CBQA_DIR, cbqaEngine } from '../helpers/models.js';
  * Measured on this subset (npm run bench:accuracy, 2-core CPU, identical on every run): full 1.00, reuse
  * 0.94, blend (K deviation, check layer 1, r = 0.15) 1.00 — a margin of 0.06 (6 questions) over reuse. The
  * test asks for 0.05: one question of slack for floating-point differences between machines. The default
- * selection (fused) answers 1.00 here.
+ * selection (`combined` with the lookahead) answers 1.00 here.
  */
 describe('answer accuracy on cbqa-3M, easy coref_cross questions', () => {
   let engine: Engine;
@@ -50,8 +50,8 @@ describe('answer accuracy on cbqa-3M, easy coref_cross questions', () => {
 /**
  * The default selection's gain where K deviation loses answers: the 100 `hop1_color` questions of
  * public_easy (`O is COLOUR .` in some chunk). Measured: reuse 0.82, K deviation (r = 0.15) 0.83, the
- * default (fused) 0.97 — it recomputes the colour row that deviation never ranks (`combined`, the default
- * before it, 0.88). The test asks the default for deviation + 0.10 (four questions of slack).
+ * default (`combined` with the lookahead) 0.97 — it recomputes the colour row that deviation never ranks
+ * (`combined` with the check layer's attention, an earlier default, 0.89). The test asks the default for deviation + 0.10 (four questions of slack).
  */
 describe('answer accuracy on cbqa-3M, easy hop1_color questions', () => {
   let engine: Engine;
