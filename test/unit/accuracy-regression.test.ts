@@ -51,7 +51,8 @@ describe('answer accuracy on cbqa-3M, easy coref_cross questions', () => {
  * The default selection's gain where K deviation loses answers: the 100 `hop1_color` questions of
  * public_easy (`O is COLOUR .` in some chunk). Measured: reuse 0.82, K deviation (r = 0.15) 0.83, the
  * default (`combined` with the lookahead) 0.97 — it recomputes the colour row that deviation never ranks
- * (`combined` with the check layer's attention, an earlier default, 0.89). The test asks the default for deviation + 0.10 (four questions of slack).
+ * (`combined` with the check layer's attention, an earlier default, 0.89). The test asks the default for
+ * deviation + 0.10 (four questions of slack).
  */
 describe('answer accuracy on cbqa-3M, easy hop1_color questions', () => {
   let engine: Engine;

@@ -1,7 +1,8 @@
 /**
  * Prompt templates: the frame a chat template renders, and the mode identities with a cached prefix
- * (blend r=1 = full, blend r=0 = reuse or, question-aware, reuse over full's lower layers, prefix = full), on stories260K (plain system prompt) and on a
- * Hugging Face fixture given a chat_template (a copy of qwen2-bias in a temporary folder).
+ * (blend r=1 = full; blend r=0 = reuse, or for a question-aware selection reuse over full's layers up to
+ * the check layer; prefix = full), on stories260K (plain system prompt) and on a Hugging Face fixture
+ * given a chat_template (a copy of qwen2-bias in a temporary folder).
  */
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
