@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { Engine } from '../model/engine.js';
 import type { KvCache } from '../model/host/kv-cache.js';
 import type { KvValues } from '../kv/format.js';
+import type { StoredKvLayer } from '../kv/stored.js';
 import { float16ArrayToFloat32 } from '../util/half.js';
 import type { ChunkKvSource } from './types.js';
 
@@ -82,11 +83,18 @@ export function asFloat32(a: KvValues): Float32Array {
   return a instanceof Float32Array ? a : float16ArrayToFloat32(a);
 }
 
+/** In-memory values in their stored form: fp16 bits stay fp16. */
+function storedForm(k: KvValues, v: KvValues): StoredKvLayer {
+  if (k instanceof Uint16Array && v instanceof Uint16Array) return { dtype: 'float16', k, v };
+  return { dtype: 'float32', k: asFloat32(k), v: asFloat32(v) };
+}
+
 /** An in-memory ChunkKvSource. */
 export function memorySource(data: ChunkCacheData): ChunkKvSource {
   return {
     tokenIds: data.tokenIds,
     layer: async (l) => ({ k: asFloat32(data.keys[l]), v: asFloat32(data.values[l]) }),
+    storedLayer: async (l) => storedForm(data.keys[l], data.values[l]),
   };
 }
 

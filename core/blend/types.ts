@@ -1,3 +1,4 @@
+import type { StoredKvLayer } from '../kv/stored.js';
 import type { DeviceChunk } from '../model/device/index.js';
 
 /** Public types of the CacheBlend layer: modes, options, chunk cache sources, results. */
@@ -79,6 +80,11 @@ export interface ChunkKvSource {
   readonly tokenIds: readonly number[];
   /** Layer l's K and V, [tokens, kvHeads, headDim], keys rotated at positions 1..tokens. */
   layer(l: number): Promise<{ k: Float32Array; v: Float32Array }>;
+  /**
+   * Layer l as stored (fp16 bits, int8 with scales, …), never widened on the host: what a device engine
+   * uploads. Absent: the device path uploads `layer(l)`'s fp32 values.
+   */
+  storedLayer?(l: number): Promise<StoredKvLayer>;
   /** The chunk's cache already on the engine's GPU (a GPU-tier hit): nothing to read or upload. */
   readonly device?: DeviceChunk;
   /** Offer a fresh upload to a GPU tier, which keeps its own reference (core/cache/device-tier.ts). */

@@ -5,7 +5,15 @@
  */
 import type { ChunkKvSource } from '../blend/index.js';
 import { CacheBlendError, KvFormatError } from '../errors.js';
-import { decodeKvHeader, decodeKvLayer, layerByteRange, totalBytes, type KvHeader } from '../kv/format.js';
+import {
+  decodeKvHeader,
+  decodeStoredKvLayer,
+  layerByteRange,
+  totalBytes,
+  widenStoredLayer,
+  type KvHeader,
+} from '../kv/format.js';
+import type { StoredKvLayer } from '../kv/stored.js';
 import type { DeviceChunk } from '../model/device/index.js';
 import type { ObjectStore } from '../storage/types.js';
 import type { TieredChunkLoader } from './tiered-loader.js';
@@ -16,6 +24,7 @@ export interface LoadedChunk extends ChunkKvSource {
   readonly key: string;
   /** Where the object was found; 'computed' for a miss. */
   readonly tier: CacheTier | 'computed';
+  storedLayer(l: number): Promise<StoredKvLayer>;
   /**
    * Read the layers the query did not need (so the whole object can enter the LRU and disk cache) and
    * resolve once every tier that should hold it does. Call after the answer is ready.
@@ -43,8 +52,12 @@ class DeviceResidentChunk implements LoadedChunk {
   ) {}
 
   async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
+    return widenStoredLayer(await this.storedLayer(l));
+  }
+
+  async storedLayer(l: number): Promise<StoredKvLayer> {
     this.below ??= this.openBelow();
-    return (await this.below).layer(l);
+    return (await this.below).storedLayer(l);
   }
 
   async complete(): Promise<void> {
@@ -56,9 +69,9 @@ class DeviceResidentChunk implements LoadedChunk {
   }
 }
 
-function decodeFrom(buf: Buffer, header: KvHeader, l: number): { k: Float32Array; v: Float32Array } {
+function decodeFrom(buf: Buffer, header: KvHeader, l: number): StoredKvLayer {
   const [s, e] = layerByteRange(header, l);
-  return decodeKvLayer(header, l, buf.subarray(s, e));
+  return decodeStoredKvLayer(header, l, buf.subarray(s, e));
 }
 
 /** A chunk whose whole object is in memory (LRU hit, or just computed). */
@@ -76,6 +89,10 @@ export class BufferChunk implements LoadedChunk {
   ) {}
 
   async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
+    return widenStoredLayer(await this.storedLayer(l));
+  }
+
+  async storedLayer(l: number): Promise<StoredKvLayer> {
     if (this.replacement) return decodeFrom(await this.replacement, this.header, l);
     try {
       return decodeFrom(this.buf, this.header, l);
@@ -122,6 +139,10 @@ export class RangedChunk implements LoadedChunk {
   }
 
   async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
+    return widenStoredLayer(await this.storedLayer(l));
+  }
+
+  async storedLayer(l: number): Promise<StoredKvLayer> {
     if (this.replacement) return this.fromReplacement(l);
     try {
       const [s, e] = layerByteRange(this.header, l);
@@ -129,7 +150,7 @@ export class RangedChunk implements LoadedChunk {
       const bytes = await this.reader.getRange(this.objKey, s, e);
       if (bytes === null) throw new KvFormatError('object disappeared while being read');
       this.loader.observeLoad(bytes.length, performance.now() - t0);
-      const decoded = decodeKvLayer(this.header, l, bytes);
+      const decoded = decodeStoredKvLayer(this.header, l, bytes);
       if (!this.replacement) {
         bytes.copy(this.assembled, s);
         this.loaded[l] = true;
@@ -142,7 +163,7 @@ export class RangedChunk implements LoadedChunk {
     }
   }
 
-  private async fromReplacement(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
+  private async fromReplacement(l: number): Promise<StoredKvLayer> {
     this.replaced = await this.replacement!;
     return decodeFrom(this.replaced, decodeKvHeader(this.replaced), l);
   }

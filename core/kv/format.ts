@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { KvFormatError, KvMismatchError } from '../errors.js';
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../util/half.js';
+import type { StoredKvLayer } from './stored.js';
 
 /**
  * The binary format of one chunk's KV cache (version 1), little-endian:
@@ -175,12 +176,11 @@ export function decodeKvHeader(buf: Uint8Array): KvHeader {
   };
 }
 
-/** Decode one layer from exactly its byte range, checking its checksum. */
-export function decodeKvLayer(
-  h: KvHeader,
-  l: number,
-  bytes: Uint8Array,
-): { k: Float32Array; v: Float32Array } {
+/**
+ * One layer from exactly its byte range, checking its checksum, in its stored form (see StoredKvLayer):
+ * one aligned copy of the bytes, nothing widened.
+ */
+export function decodeStoredKvLayer(h: KvHeader, l: number, bytes: Uint8Array): StoredKvLayer {
   const n = layerBytes(h);
   if (l < 0 || l >= h.numLayers) throw new KvFormatError(`layer ${l} out of range`);
   if (bytes.length !== n) throw new KvFormatError(`layer ${l} truncated: ${bytes.length} of ${n} bytes`);
@@ -191,13 +191,31 @@ export function decodeKvLayer(
   aligned.set(bytes);
   if (h.dtype === 'float16') {
     const all = new Uint16Array(aligned.buffer);
-    return {
-      k: float16ArrayToFloat32(all.subarray(0, count)),
-      v: float16ArrayToFloat32(all.subarray(count)),
-    };
+    return { dtype: 'float16', k: all.subarray(0, count), v: all.subarray(count) };
   }
   const all = new Float32Array(aligned.buffer);
-  return { k: all.slice(0, count), v: all.slice(count) };
+  return { dtype: 'float32', k: all.subarray(0, count), v: all.subarray(count) };
+}
+
+/** A stored layer's K and V as fp32 (what a host engine computes with). */
+export function widenStoredLayer(s: StoredKvLayer): { k: Float32Array; v: Float32Array } {
+  switch (s.dtype) {
+    case 'float32':
+      return { k: s.k, v: s.v };
+    case 'float16':
+      return { k: float16ArrayToFloat32(s.k), v: float16ArrayToFloat32(s.v) };
+    case 'int8':
+      throw new KvFormatError('int8 layers are not decoded yet');
+  }
+}
+
+/** Decode one layer from exactly its byte range, checking its checksum, as fp32. */
+export function decodeKvLayer(
+  h: KvHeader,
+  l: number,
+  bytes: Uint8Array,
+): { k: Float32Array; v: Float32Array } {
+  return widenStoredLayer(decodeStoredKvLayer(h, l, bytes));
 }
 
 export interface KvExpectation {
