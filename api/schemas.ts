@@ -156,7 +156,8 @@ export const QueryBody = z
     /** At most this many chunks (retrieval). */
     topK: retrievalTopK.optional(),
     order: order.default('document'),
-    mode: mode.default('blend'),
+    /** Absent: blend, or full where the cost plan predicts the caches would load slower (pinned when given). */
+    mode: mode.optional(),
     ratio: ratio.optional(),
     selection: selection.optional(),
     maxTokens: z.number().int('must be an integer').min(0).max(4096).default(32),

@@ -149,6 +149,8 @@ export interface BlendJobData {
   documents: string[];
   fingerprint: string;
   mode: BlendMode;
+  /** The request named its mode: the worker runs it as asked, never the cost plan's cheaper mode. */
+  modePinned?: boolean;
   /** A fixed ratio, or `auto`: the loading controller's max(r_load, BLEND_MIN_RATIO). */
   ratio?: number | 'auto';
   /** How blend picks the tokens it recomputes (absent: BLEND_SELECTION's default). */
@@ -189,6 +191,15 @@ export interface AutoRatio {
   tokenLayerMs: number | null;
 }
 
+/** The cost plan of a job that left its mode to the service (core/inference/cost-plan.ts). */
+export interface CostPlan {
+  chose: 'blend' | 'full';
+  /** Time to read (and upload) the chunk caches, from the observed rates of their tiers. */
+  predictedLoadMs: number;
+  /** Time to prefill the whole prompt, from observed prefills. */
+  predictedFullMs: number;
+}
+
 export interface BlendJobResult {
   answer: string;
   /** Generated token ids. */
@@ -212,6 +223,8 @@ export interface BlendJobResult {
   autoRatio?: AutoRatio;
   /** Set when blend was asked for and the model, flagged by its calibration, was served in full mode. */
   gatedToFull?: true;
+  /** Blend by default and the cost model knew its rates: what it predicted and chose (see cost-plan.ts). */
+  plan?: CostPlan;
   /** `stop`: an end token or a stop sequence; `length`: maxTokens reached. */
   finishReason: FinishReason;
   /** The template applied: none, chat or jinja. */
