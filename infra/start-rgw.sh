@@ -8,6 +8,8 @@
 # Needs Debian's packages: apt-get install -y radosgw ceph-mon ceph-osd (Ceph 16, about 270 MB).
 # Writes DIR/credentials.env (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, S3_ENDPOINT: keys chosen at
 # random for user `cacheblend`) and DIR/endpoint. Ports: RGW_PORT and RGW_MON_PORT, else free ones.
+# Each daemon gets RGW_START_TIMEOUT seconds (default 180: on a loaded 2-core machine radosgw's first
+# start has taken over 30 s) to come up.
 # Starting it in a DIR where it already runs prints the endpoint again. Takes 3-10 s; about 130 MiB
 # resident idle, plus the objects it holds (memstore: RAM, capped at RGW_MEMSTORE_BYTES, default 4 GiB).
 #
@@ -63,6 +65,7 @@ free_port() {
   done
   die "no free port found"
 }
+timeout_s="${RGW_START_TIMEOUT:-180}"
 mon_port="${RGW_MON_PORT:-$(free_port)}"
 rgw_port="${RGW_PORT:-$(free_port)}"
 [[ "$rgw_port" != "$mon_port" ]] || rgw_port="$(free_port)"
@@ -141,7 +144,8 @@ osd crush add-bucket localhost host
 osd crush move localhost root=default
 osd crush add osd.0 1.0 host=localhost
 EOF
-for _ in $(seq 1 300); do
+deadline=$((SECONDS + timeout_s))
+while ((SECONDS < deadline)); do
   ceph_cmd osd dump 2>/dev/null | grep -q '^osd.0 up' && break
   alive osd.0 || started ceph-osd osd.0
   sleep 0.1
@@ -159,15 +163,18 @@ done | ceph_cmd >>"$dir/log/setup.log" 2>&1
 hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
 access_key="RGW$(hex 9 | tr a-f A-F)"
 secret_key="$(hex 20)"
-timeout 60 radosgw-admin -c "$conf" -n client.rgw user create --uid=cacheblend --display-name=cacheblend \
+timeout "$timeout_s" radosgw-admin -c "$conf" -n client.rgw user create --uid=cacheblend --display-name=cacheblend \
   --access-key="$access_key" --secret-key="$secret_key" >>"$dir/log/setup.log" 2>&1 ||
   started radosgw-admin setup
 
-radosgw -c "$conf" -n client.rgw >>"$dir/log/setup.log" 2>&1 || started radosgw client.rgw
+# It daemonizes once it has reached the cluster; its pidfile may come a moment later.
+timeout "$timeout_s" radosgw -c "$conf" -n client.rgw >>"$dir/log/setup.log" 2>&1 ||
+  started radosgw client.rgw
 endpoint="http://127.0.0.1:$rgw_port"
-for _ in $(seq 1 300); do
+deadline=$((SECONDS + timeout_s))
+while ((SECONDS < deadline)); do
   answers "$endpoint" && break
-  alive client.rgw || started radosgw client.rgw
+  if [[ -f "$dir/run/client.rgw.pid" ]] && ! alive client.rgw; then started radosgw client.rgw; fi
   sleep 0.1
 done
 answers "$endpoint" || started radosgw client.rgw

@@ -24,7 +24,8 @@ interface RgwCredentials {
 
 let credentials: Promise<RgwCredentials> | undefined;
 
-async function waitForRgw(dir: string, timeoutMs = 90_000): Promise<RgwCredentials> {
+/** Within the hooks' 120 s: the start (test/setup/rgw.ts) began with the run, in the background. */
+async function waitForRgw(dir: string, timeoutMs = 110_000): Promise<RgwCredentials> {
   const env = path.join(dir, 'credentials.env');
   const rc = path.join(dir, 'start.rc');
   const t0 = Date.now();

@@ -9,7 +9,7 @@
  *   loudly at its start and end. Under CI=true that is an error instead: CI must run them.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -72,5 +72,6 @@ export default function setup(project: TestProject): (() => Promise<void>) | und
   return async () => {
     await done;
     spawnSync('bash', [path.join(INFRA, 'stop-rgw.sh'), dir], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
   };
 }
