@@ -7,6 +7,7 @@ import {
   ATTENTION_SOURCES,
   BLEND_MODES,
   DEFAULT_ATTENTION,
+  DEFAULT_CHECK_LAYER,
   DEFAULT_SELECTION,
   DEVIATION_METRICS,
   MAX_SINK_TOKENS,
@@ -54,7 +55,10 @@ function defineBlendFlags(cmd: Command): Command {
       'fraction of context tokens blend recomputes, or auto: the loading controller, which recomputes r_min (BLEND_MIN_RATIO) when, as here, every cache is in memory',
       '0.15',
     )
-    .option('--check-layer <n>', 'layer where blend measures deviations', '1')
+    .option(
+      '--check-layer <n>',
+      `layer where blend measures deviations (default ${DEFAULT_CHECK_LAYER}, or the model's last)`,
+    )
     .addOption(new Option('--metric <metric>', 'deviation measure').choices(DEVIATION_METRICS).default('k'))
     .addOption(
       new Option(
@@ -133,7 +137,7 @@ export interface GenerateFlags {
   stop?: string[];
   mode?: BlendMode;
   ratio: string;
-  checkLayer: string;
+  checkLayer?: string;
   metric: DeviationMetric;
   selection?: SelectionStrategy;
   attention?: AttentionSource;
@@ -271,6 +275,13 @@ export async function generateCommand(
       const named = err.message.replace(/^(\w+)\b/, (w) => FLAG_OF_OPTION[w] ?? w);
       throw named === err.message ? err : new InvalidArgumentError(named);
     });
+    const layers = engine.config.numLayers;
+    if (req.blend.mode === 'blend' && req.blend.checkLayer === undefined && layers <= DEFAULT_CHECK_LAYER) {
+      process.stderr.write(
+        `cacheblend: the model has ${layers} layer${layers === 1 ? '' : 's'}: blend checks at layer ` +
+          `${answer.prefill.checkLayer} (the default check layer is ${DEFAULT_CHECK_LAYER})\n`,
+      );
+    }
     out(req.json ? `${JSON.stringify(jsonResult(req, answer))}\n` : `${answer.text}\n`);
   } finally {
     await engine.dispose();
@@ -307,7 +318,7 @@ function jsonResult(req: GenerateRequest, { prefill, tokens, text, totalMs, fini
     prefixTokens: prefill.prefixTokens,
     contextTokens: prefill.contextTokens,
     recomputedTokens: prefill.recomputedTokens,
-    ...(req.blend.mode === 'blend' && { ratio: prefill.ratio }),
+    ...(req.blend.mode === 'blend' && { ratio: prefill.ratio, checkLayer: prefill.checkLayer }),
     generatedTokens: tokens,
     text,
     finishReason,

@@ -105,9 +105,34 @@ export async function pingRedis(client: RedisClient, timeoutMs = 2_000): Promise
   await withTimeout(client.ping(), timeoutMs, 'Redis PING');
 }
 
+/**
+ * Redis's error replies (their leading code) that refuse a write while Redis is up: memory full under
+ * noeviction, a read-only replica, a failed background save with stop-writes-on-bgsave-error.
+ */
+const WRITE_REFUSAL_CODES = new Set(['OOM', 'READONLY', 'MISCONF']);
+
+/** Whether `err` is Redis refusing a write (an error reply whose code is OOM, READONLY or MISCONF). */
+export function isWriteRefusal(err: unknown): boolean {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  if (e?.name !== 'ReplyError' || typeof e.message !== 'string') return false;
+  return WRITE_REFUSAL_CODES.has(e.message.split(' ', 1)[0]);
+}
+
+const writeRefusalListeners = new Set<(err: unknown) => void>();
+
+/**
+ * Calls `listener` with each refused write that redisError() maps (readiness stops trusting its cached
+ * write probe at once). Returns the unsubscribe.
+ */
+export function onRedisWriteRefused(listener: (err: unknown) => void): () => void {
+  writeRefusalListeners.add(listener);
+  return () => writeRefusalListeners.delete(listener);
+}
+
 /** Errors from ioredis (connection refused, closed, offline queue disabled, timeouts) become UnavailableError. */
 export function redisError(err: unknown, what = 'Redis'): Error {
   if (err instanceof CacheBlendError) return err;
+  if (isWriteRefusal(err)) for (const listener of writeRefusalListeners) listener(err);
   return new UnavailableError(`${what} is unavailable: ${errorMessage(err)}`, { cause: err });
 }
 

@@ -1,10 +1,11 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.js';
 import { applySettingFlags, flagName } from '../../cli/service-flags.js';
 import { CONFIG_VARIABLES } from '../../core/config/index.js';
+import { HF_FIXTURES_DIR } from '../helpers/hf-fixtures.js';
 import { STORIES_DIR } from '../helpers/models.js';
 
 /** `generate` over two chunks (the question and the rest follow). */
@@ -192,6 +193,49 @@ describe('cacheblend generate', () => {
     expect(messages.join('')).toMatch(
       /--prompt: the prompt \(\d+ tokens\) plus maxTokens \(32\) exceeds the model's context of 512 tokens/,
     );
+  });
+});
+
+describe('cacheblend generate on a model with fewer layers than the default check layer', () => {
+  it('generates in full mode, blends at the last layer and says so, and refuses an explicit layer past it', async () => {
+    // A 1-layer Llama: the 2-layer test fixture with num_hidden_layers 1 (the second layer's tensors unused).
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'cacheblend-1layer-'));
+    try {
+      await cp(path.join(HF_FIXTURES_DIR, 'llama-gqa'), dir, { recursive: true });
+      const config = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8'));
+      await writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...config, num_hidden_layers: 1 }));
+      const base = ['generate', '--model', dir, '--max-tokens', '2', '--json'];
+      const plain = await cliErr([...base, '--prompt', 'ab']);
+      expect(plain.err).toBe('');
+      expect(plain.code).toBe(0);
+      expect(JSON.parse(plain.out)).toMatchObject({
+        mode: 'full',
+        generatedTokens: [expect.any(Number), expect.any(Number)],
+      });
+      const full = await cliErr([
+        ...base,
+        '--chunk',
+        'abc',
+        '--question',
+        'd',
+        '--mode',
+        'full',
+        '--check-layer',
+        '5',
+      ]);
+      expect(full.code, full.err).toBe(0);
+      const blend = await cliErr([...base, '--chunk', 'abc', '--chunk', 'de', '--question', 'f']);
+      expect(blend.code, blend.err).toBe(0);
+      expect(JSON.parse(blend.out)).toMatchObject({ mode: 'blend', checkLayer: 0 });
+      expect(blend.err).toMatch(
+        /the model has 1 layer: blend checks at layer 0 \(the default check layer is 1\)/,
+      );
+      const explicit = await cliErr([...base, '--chunk', 'abc', '--question', 'f', '--check-layer', '1']);
+      expect(explicit.code).toBe(2);
+      expect(explicit.err).toMatch(/--check-layer must be an integer in \[0, 0\]/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
