@@ -168,6 +168,7 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     config.queuePrefix,
     log,
     config.precomputeAttempts,
+    config.jobHistory,
   );
   const corpus = new CorpusSync(docs, createRedis(config, 'worker'), log);
   const model = new BackgroundModel(config, log, opts.model);

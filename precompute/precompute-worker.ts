@@ -94,7 +94,15 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
   }
   const queue = new Queue(PRECOMPUTE_QUEUE, { connection: redis, prefix: keyPrefix(config.queuePrefix) });
   queue.on('error', () => undefined);
-  const docs = new DocumentService(redis, store, queue, config.queuePrefix, log, config.precomputeAttempts);
+  const docs = new DocumentService(
+    redis,
+    store,
+    queue,
+    config.queuePrefix,
+    log,
+    config.precomputeAttempts,
+    config.jobHistory,
+  );
   // On a GPU engine, jobs running at the same time (up to PRECOMPUTE_CONCURRENCY) compute in one batch.
   const batcher = info.batchesChunks
     ? new ChunkBatcher((batch) => thread.call('computeChunks', [batch]), config.precomputeConcurrency)
