@@ -11,8 +11,7 @@ import { ConfigError, errorMessage } from '../core/errors.js';
 import { loadModel } from '../core/model/load.js';
 import { BLEND_QUEUE, PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
 import { checkDurabilityWhenReachable } from '../core/queue/durability.js';
-import { closeRedis, createRedis, keyPrefix } from '../core/queue/redis.js';
-import { withTimeout } from '../core/util/time.js';
+import { closeRedis, closeWhileConnected, createRedis, dropQueues, keyPrefix } from '../core/queue/redis.js';
 import { DocumentService } from '../core/documents/documents.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
 import { localIdentity, startTextThread, type ModelIdentity } from '../core/documents/text.js';
@@ -98,12 +97,13 @@ function openQueues(config: Config, log: Logger) {
     blendQueue,
     blendEvents,
     async close() {
-      await withTimeout(blendEvents.close(), 2_000, 'closing queue events').catch(() => undefined);
-      await withTimeout(
-        Promise.all([precomputeQueue.close(), blendQueue.close()]),
+      // Given up at once when Redis is gone (a Ctrl-C that stopped it too): nothing would answer.
+      const closed = await closeWhileConnected(
+        () => Promise.all([blendEvents.close(), precomputeQueue.close(), blendQueue.close()]),
+        redis,
         2_000,
-        'closing queues',
-      ).catch(() => undefined);
+      );
+      if (!closed) dropQueues([blendEvents, precomputeQueue, blendQueue]);
       await closeRedis(eventsConnection);
       await closeRedis(redis);
     },
