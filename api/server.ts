@@ -13,6 +13,8 @@ import { BLEND_QUEUE, PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
 import { checkDurabilityWhenReachable } from '../core/queue/durability.js';
 import { closeRedis, closeWhileConnected, createRedis, dropQueues, keyPrefix } from '../core/queue/redis.js';
 import { DocumentService } from '../core/documents/documents.js';
+import { cacheSalt } from '../core/documents/names.js';
+import { retokenizeDocuments } from '../core/documents/retokenize.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
 import { localIdentity, startTextThread, type ModelIdentity } from '../core/documents/text.js';
 import { CorpusSync, Retriever } from '../core/retrieval/index.js';
@@ -28,6 +30,8 @@ export interface ApiServer {
   corpus: CorpusSync;
   /** Resolves once the model is loaded (rejects if loading failed). */
   modelReady: Promise<ModelIdentity>;
+  /** Resolves once documents of another model have been re-tokenized for this one (core/documents/retokenize.ts). */
+  retokenized: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -39,6 +43,8 @@ export interface StartApiOptions {
   host?: string;
   /** Use this model identity instead of loading config.model. */
   model?: ModelIdentity;
+  /** Re-tokenize documents of another model once the model is loaded (default true; off in some tests). */
+  retokenize?: boolean;
 }
 
 /** The model's identity with chunking done in this thread (tests and tools; servers use a text thread). */
@@ -191,6 +197,21 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     await store.close();
     await model.close();
   };
+  const retokenizing =
+    opts.retokenize === false
+      ? Promise.resolve()
+      : model.ready
+          .then((m) =>
+            retokenizeDocuments(docs, m, {
+              budget: config.chunkTokenBudget,
+              salt: (tenant) => cacheSalt(tenant, config.shareChunkCache),
+              log,
+            }),
+          )
+          .then(
+            () => undefined,
+            (err: unknown) => log.warn('re-tokenizing documents failed', { error: errorMessage(err) }),
+          );
   const server = await listen(app, opts.port ?? config.port, opts.host ?? config.host, config).catch(
     async (err: unknown) => {
       await closeAll(); // a port already taken, say: nothing may stay connected
@@ -207,6 +228,7 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     docs,
     corpus,
     modelReady: model.ready,
+    retokenized: retokenizing,
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
