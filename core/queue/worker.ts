@@ -8,7 +8,6 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { CacheBlendError, errorMessage } from '../errors.js';
 import type { Logger } from '../ops/log.js';
 import { metrics } from '../ops/metrics.js';
-import { withTimeout } from '../util/time.js';
 import { PERMANENT_FAILURES, encodeFailure } from './contracts.js';
 import { closeRedis, closeWhileConnected, dropQueues, keyPrefix, type RedisClient } from './redis.js';
 

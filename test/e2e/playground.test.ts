@@ -183,7 +183,10 @@ describe('playground', () => {
     await page.$eval('#question', (el) => ((el as HTMLInputElement).value = 'x'.repeat(100_001)));
     await page.click('#ask');
     await page.waitForFunction(() => document.querySelector('#status')!.className === 'error');
-    expect(await status()).toEqual(['PAYLOAD_TOO_LARGE: question: longer than the limit of 100000 characters', 'error']);
+    expect(await status()).toEqual([
+      'PAYLOAD_TOO_LARGE: question: longer than the limit of 100000 characters',
+      'error',
+    ]);
     expect(await page.$$('#results .mode')).toHaveLength(0);
   });
 });

@@ -105,14 +105,7 @@ describe('cacheblend generate', () => {
 
   it('runs every mode over chunks, with --logits, and blend r=1 matches full', async () => {
     const base = TWO_CHUNKS;
-    const q = [
-      '--question',
-      'Who had the ball?',
-      '--max-tokens',
-      '6',
-      '--json',
-      '--logits',
-    ];
+    const q = ['--question', 'Who had the ball?', '--max-tokens', '6', '--json', '--logits'];
     const results: Record<
       string,
       { firstTokenLogits: number[]; generatedTokens: number[]; [k: string]: unknown }
