@@ -109,6 +109,7 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     topK: q.topK,
     order: q.order,
     readyWaitMs: deps.config.queryTimeoutMs,
+    fingerprint: model.fingerprint,
   });
   return { ...base, chunks: refs, documents: q.documents ?? [], retrieval: summary };
 }

@@ -172,8 +172,49 @@ interface GenerateRequest {
   logits: boolean;
 }
 
-/** The request the flags ask for; InvalidArgumentError names a bad flag. */
-export function parseGenerateArgs(values: GenerateFlags, config: Config): GenerateRequest {
+/** Flags that shape blend's recomputation: they apply to `--mode blend` only. */
+const BLEND_ONLY_FLAGS = [
+  '--ratio',
+  '--check-layer',
+  '--metric',
+  '--selection',
+  '--attention',
+  '--sink-tokens',
+  '--gradual',
+];
+
+/**
+ * Flags typed on the command line that do nothing in the chosen mode are refused, naming them, rather than
+ * ignored: blend's settings outside blend, `--kv-dtype` where no cache is stored (full), `--logits`
+ * without `--json`. `given` holds the flags typed (as `--name`); defaults never count.
+ */
+function refuseInapplicableFlags(mode: BlendMode, given: ReadonlySet<string>, values: GenerateFlags): void {
+  const list = (flags: string[]) => flags.join(', ');
+  const blendOnly = BLEND_ONLY_FLAGS.filter((f) => given.has(f));
+  if (mode !== 'blend' && blendOnly.length > 0) {
+    throw new InvalidArgumentError(
+      `${list(blendOnly)} ${blendOnly.length === 1 ? 'applies' : 'apply'} to --mode blend only (the mode here is ${mode}); drop ${blendOnly.length === 1 ? 'it' : 'them'} or use --mode blend`,
+    );
+  }
+  if (mode === 'full' && given.has('--kv-dtype')) {
+    throw new InvalidArgumentError(
+      '--kv-dtype applies to modes that read stored chunk caches (prefix, reuse, blend); --mode full stores none',
+    );
+  }
+  if (values.logits && !values.json) {
+    throw new InvalidArgumentError('--logits adds firstTokenLogits to the JSON output: use it with --json');
+  }
+}
+
+/**
+ * The request the flags ask for; InvalidArgumentError names a bad flag. `given`: the flags typed on the
+ * command line (`--name`), so that flags that do not apply to the mode are refused (defaults never are).
+ */
+export function parseGenerateArgs(
+  values: GenerateFlags,
+  config: Config,
+  given: ReadonlySet<string> = new Set(),
+): GenerateRequest {
   const chunks = values.chunk ?? [];
   const plain = values.prompt !== undefined;
   if (plain && (chunks.length > 0 || values.question !== undefined)) {
@@ -191,6 +232,7 @@ export function parseGenerateArgs(values: GenerateFlags, config: Config): Genera
   if (plain && (values.system !== undefined || values.template !== 'auto')) {
     throw new InvalidArgumentError('--prompt is used as given; --system and --template go with --question');
   }
+  refuseInapplicableFlags(mode, given, values);
   return {
     model: values.model ?? config.model,
     plain,
@@ -257,8 +299,9 @@ export async function generateCommand(
   values: GenerateFlags,
   out: (s: string) => void,
   config: Config,
+  given: ReadonlySet<string> = new Set(),
 ): Promise<void> {
-  const req = parseGenerateArgs(values, config);
+  const req = parseGenerateArgs(values, config, given);
   const model = await loadModel(req.model, config.modelSource);
   selectProcessGpu(req.ep, config.gpuIndex);
   const engine = await Engine.create(model, {

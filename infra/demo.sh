@@ -79,7 +79,8 @@ node bin/cacheblend.js "${args[@]}" 2>>"${log}" &
 pid=$!
 set +m
 stop() {
-  trap - INT TERM
+  # Ignore further signals while stopping: `npm run demo` passes the terminal's Ctrl-C on, so it comes twice.
+  trap '' INT TERM
   echo
   echo "demo: stopping the service (workers, then its Redis) ..."
   kill -TERM "$pid" 2>/dev/null || true

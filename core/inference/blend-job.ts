@@ -14,6 +14,7 @@ import { costPlan, learnFromPrefill } from './cost-plan.js';
 import type { BlendThreadResult, EngineContext } from './engine-context.js';
 import { explainContext } from './explain.js';
 import { blendAndDecode, logprobTexts, type BlendAnswer, type PromptParts } from './pipeline.js';
+import { roundMs } from '../util/time.js';
 
 /**
  * The caches a mode reads: none for full (tokens only); for prefix the template prefix's, or without one
@@ -172,7 +173,7 @@ function blendResult(
     mode: job.mode,
     finishReason,
     template,
-    ttftMs: openMs + prefill.timings.ttftMs,
+    ttftMs: roundMs(openMs + prefill.timings.ttftMs),
     promptTokens: prefill.promptTokens,
     prefixTokens: prefill.prefixTokens,
     contextTokens: prefill.contextTokens,
@@ -181,8 +182,8 @@ function blendResult(
     ...(job.mode === 'blend' && { ratio: prefill.ratio }),
     ...(job.mode === 'blend' && autoRatio && { autoRatio }),
     timings: {
-      loadMs: openMs + prefill.timings.loadWaitMs,
-      computeMs: prefill.timings.computeMs + decodeMs,
+      loadMs: roundMs(openMs + prefill.timings.loadWaitMs),
+      computeMs: roundMs(prefill.timings.computeMs + decodeMs),
     },
     cache: stats,
     ...(job.retrieval && { retrieval: job.retrieval }),

@@ -2,6 +2,7 @@
  * What travels through the queues: queue names, job names, payloads and results. The API and the batch
  * command produce, the workers consume; both sides import these types and nothing else from each other.
  */
+import type { JobHistory } from '../config/index.js';
 import type { AttentionSource, BlendMode, DeviationMetric, SelectionStrategy } from '../blend/index.js';
 import type { CacheStats } from '../cache/types.js';
 import type { FinishReason } from '../model/generate.js';
@@ -25,14 +26,25 @@ export function precomputeBackoffMs(attemptsMade: number): number {
   return Math.round(base * (0.75 + Math.random() * 0.5));
 }
 
-/** Options of every precompute job; the worker supplies the 'custom' backoff (precomputeBackoffMs). */
-export function precomputeJobOptions(attempts: number) {
+/**
+ * Options of every precompute job; the worker supplies the 'custom' backoff (precomputeBackoffMs). Finished
+ * jobs stay for the /jobs board within `history` (JOBS_KEEP_*); a finished job whose id is enqueued again
+ * is removed first (DocumentService.enqueue), so keeping it never swallows the new one.
+ */
+export function precomputeJobOptions(attempts: number, history: JobHistory) {
   return {
     attempts,
     backoff: { type: 'custom' },
-    removeOnComplete: true,
-    removeOnFail: true,
+    ...keepJobs(history),
   } as const;
+}
+
+/** BullMQ's removeOnComplete/removeOnFail for a job history (count and age, whichever is reached first). */
+export function keepJobs(history: JobHistory) {
+  return {
+    removeOnComplete: { count: history.completed.count, age: history.completed.age },
+    removeOnFail: { count: history.failed.count, age: history.failed.age },
+  };
 }
 
 /** Blend: one job per query, job id = a random UUID chosen by the producer (so it can listen first). */

@@ -145,6 +145,51 @@ export async function redisCall<T>(fn: () => Promise<T>, what = 'Redis'): Promis
   }
 }
 
+/** Resolves once the client has lost its server (at once when it is not connected now). */
+export function whenDisconnected(client: RedisClient): Promise<void> {
+  if (client.status !== 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      client.off('close', done);
+      client.off('end', done);
+      resolve();
+    };
+    client.once('close', done);
+    client.once('end', done);
+  });
+}
+
+/**
+ * Wait for a graceful close (running jobs finish, connections quit) for at most `ms`, giving up at once
+ * when `client` loses Redis: a server that went away (stopped by the same Ctrl-C, say) never answers, and
+ * the caller then forces the close. True when the graceful close finished.
+ */
+export async function closeWhileConnected(
+  close: () => Promise<unknown>,
+  client: RedisClient,
+  ms: number,
+): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    close().then(
+      () => true,
+      () => false,
+    ),
+    whenDisconnected(client).then(() => false),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]);
+  clearTimeout(timer);
+  return outcome;
+}
+
+/**
+ * Drop the connections of BullMQ queues, workers or queue events once Redis is gone, without waiting:
+ * BullMQ's disconnect first waits for connections that will not come back, and nothing is left to record.
+ */
+export function dropQueues(queues: { disconnect(): Promise<void> }[]): void {
+  for (const q of queues) void q.disconnect().catch(() => undefined);
+}
+
 /** Closes a client without waiting on a server that may be gone. */
 export async function closeRedis(client: RedisClient): Promise<void> {
   try {

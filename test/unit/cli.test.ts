@@ -106,16 +106,7 @@ describe('cacheblend generate', () => {
 
   it('runs every mode over chunks, with --logits, and blend r=1 matches full', async () => {
     const base = TWO_CHUNKS;
-    const q = [
-      '--question',
-      'Who had the ball?',
-      '--max-tokens',
-      '6',
-      '--json',
-      '--logits',
-      '--kv-dtype',
-      'float32',
-    ];
+    const q = ['--question', 'Who had the ball?', '--max-tokens', '6', '--json', '--logits'];
     const results: Record<
       string,
       { firstTokenLogits: number[]; generatedTokens: number[]; [k: string]: unknown }
@@ -126,8 +117,8 @@ describe('cacheblend generate', () => {
         ...q,
         '--mode',
         mode,
-        '--ratio',
-        mode === 'blend' ? '1' : '0.15',
+        ...(mode === 'blend' ? ['--ratio', '1'] : []),
+        ...(mode === 'full' ? [] : ['--kv-dtype', 'float32']),
       ]);
       expect(code).toBe(0);
       results[mode] = JSON.parse(out);
@@ -142,6 +133,7 @@ describe('cacheblend generate', () => {
   it('answers bad input with a message and exit code 2, not a crash', async () => {
     for (const args of [
       ['generate'],
+      ['generate', '--model', STORIES_DIR, '--question', 'q', '--mode', 'full', '--ratio', '0.5'],
       ['generate', '--model', STORIES_DIR, '--prompt', 'x', '--max-tokens', '-3'],
       ['generate', '--model', STORIES_DIR, '--prompt', 'x', '--max-tokens', 'ten'],
       ['generate', '--model', STORIES_DIR, '--question', 'q', '--mode', 'fast'],
@@ -155,6 +147,41 @@ describe('cacheblend generate', () => {
     }
     const missing = await cli(['generate', '--model', '/nonexistent/model', '--prompt', 'x']);
     expect(missing.code).toBe(1);
+  });
+
+  it('refuses flags that do not apply to the mode, naming them', async () => {
+    const q = ['generate', '--model', STORIES_DIR, '--chunk', 'Lily had a red ball.', '--question', 'Lily'];
+    const cases: [string[], string][] = [
+      [['--mode', 'full', '--ratio', '0.5'], '--ratio applies to --mode blend only (the mode here is full)'],
+      [
+        ['--mode', 'reuse', '--selection', 'fused', '--check-layer', '3'],
+        '--check-layer, --selection apply to --mode blend only (the mode here is reuse)',
+      ],
+      [['--mode', 'prefix', '--gradual', '0.3,0.2'], '--gradual applies to --mode blend only'],
+      [['--mode', 'full', '--kv-dtype', 'float32'], '--kv-dtype applies to modes that read stored'],
+      [['--logits'], '--logits adds firstTokenLogits to the JSON output: use it with --json'],
+    ];
+    for (const [flags, message] of cases) {
+      const r = await cliErr([...q, ...flags]);
+      expect(r.code, flags.join(' ')).toBe(2);
+      expect(r.err, flags.join(' ')).toContain(message);
+    }
+    const plain = await cliErr(['generate', '--model', STORIES_DIR, '--prompt', 'x', '--ratio', '0.3']);
+    expect(plain.err).toContain('--ratio applies to --mode blend only (the mode here is full)');
+    // The same flags where they apply, and defaults never count.
+    const ok = await cli([
+      ...q,
+      '--mode',
+      'blend',
+      '--ratio',
+      '0.5',
+      '--check-layer',
+      '1',
+      '--max-tokens',
+      '2',
+    ]);
+    expect(ok.code).toBe(0);
+    expect((await cli([...q, '--mode', 'reuse', '--max-tokens', '2', '--json', '--logits'])).code).toBe(0);
   });
 
   it('says plainly what is wrong with a number, negative ones included', async () => {
