@@ -93,6 +93,16 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number, onDevic
   }
 }
 
+/**
+ * Whether blend moves the stored rows it keeps by the bias its recomputed rows measure (stale-shift.ts):
+ * by default for the question-aware selections, which recompute the rows the question reads; deviation
+ * keeps CacheBlend's rows (on generated sets the shift left more of its sets further from full than reuse:
+ * docs/accuracy.md).
+ */
+function shiftsStored(o: BlendOptions): boolean {
+  return o.shiftStored ?? (o.mode === 'blend' && needsAttention(o.selection ?? DEFAULT_SELECTION));
+}
+
 /** One prefill in progress: the prompt's layout and the cache the mode fills. */
 interface PrefillRun {
   engine: Engine;
@@ -136,7 +146,7 @@ export async function blendPrefill(
   const N = layout.promptIds.length;
   const steps: PrefillSteps = engine.device
     ? new DevicePrefillSteps(engine.device, layout)
-    : new HostPrefillSteps(engine, layout, N + extraCapacity);
+    : new HostPrefillSteps(engine, layout, N + extraCapacity, shiftsStored(opts));
   const contextTokens = layout.contextEnd - layout.contextStart;
   const run: PrefillRun = { engine, prefix, chunks, layout, steps, contextTokens, opts };
   const outcome = await MODES[opts.mode](run);
