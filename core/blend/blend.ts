@@ -38,7 +38,8 @@ export const DEFAULT_RATIO = 0.15;
 export const DEFAULT_CHECK_LAYER = 1;
 /**
  * The selection blend uses unless told otherwise, with DEFAULT_ATTENTION (the lookahead): chosen on
- * generated development sets (docs/accuracy.md, "The default: `combined` with the lookahead", says why);
+ * generated development sets of both models by its worst case (docs/accuracy.md, "The default selection:
+ * the evidence"); a model's calibration may choose another (core/eval/calibrate.ts);
  * a device-resident engine, which has no question-attention step, uses deviation.
  */
 export const DEFAULT_SELECTION: SelectionStrategy = 'combined';

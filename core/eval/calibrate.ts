@@ -33,7 +33,7 @@ import {
 /**
  * A model is flagged when blend's mean first-token KL from full exceeds `maxMeanKl` nats or its mean
  * greedy agreement with full over the first tokens falls below `minMeanAgreement`. docs/accuracy.md
- * ("The calibration gate") gives the measurements these come from.
+ * ("The calibration gate and the per-model choice") gives the measurements these come from.
  */
 export const CALIBRATION_THRESHOLDS = Object.freeze({ maxMeanKl: 0.1, minMeanAgreement: 0.5 });
 

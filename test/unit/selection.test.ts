@@ -104,7 +104,7 @@ describe('selection: the budget', () => {
 });
 
 describe('question attention: the values', () => {
-  it('is each question token\'s causal softmax over the keys up to and including its own, by hand', () => {
+  it("is each question token's causal softmax over the keys up to and including its own, by hand", () => {
     // One head, headDim 1 (scale 1): keys 0 (BOS), 1 and 2 (context), ln 2 (the question token itself).
     const keys = Float32Array.from([0, 1, 2, Math.LN2]);
     const q = Float32Array.from([1]); // the question token at position 3: logits = its keys
