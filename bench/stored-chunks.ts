@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { ChunkCacheData, ChunkKvSource } from '../core/blend/index.js';
 import { emptyCacheStats } from '../core/cache/types.js';
 import { TieredChunkLoader } from '../core/cache/tiered-loader.js';
-import { chunkKey, chunkObjectKey, encodeChunkKv } from '../core/kv/format.js';
+import { chunkKey, chunkObjectKey, encodeChunkKv, type KvDtype } from '../core/kv/format.js';
 import type { Engine } from '../core/model/engine.js';
 import { FileObjectStore } from '../core/storage/file.js';
 
@@ -20,7 +20,11 @@ export interface StoredChunks {
  * Store every chunk (fp16, the worker's format) in a fresh temporary directory and open them through the
  * blend worker's own loader with the LRU and disk tiers off, so every layer comes from the store.
  */
-export async function storedChunks(engine: Engine, chunks: readonly ChunkCacheData[]): Promise<StoredChunks> {
+export async function storedChunks(
+  engine: Engine,
+  chunks: readonly ChunkCacheData[],
+  kvDtype: KvDtype = 'float16',
+): Promise<StoredChunks> {
   const { model } = engine;
   const { numKvHeads: kvHeads, headDim, numLayers } = model.config;
   const dir = mkdtempSync(join(tmpdir(), 'cacheblend-bench-'));
@@ -30,7 +34,7 @@ export async function storedChunks(engine: Engine, chunks: readonly ChunkCacheDa
     const key = chunkKey(model.fingerprint, data.tokenIds);
     await store.put(
       chunkObjectKey(model.fingerprint, key),
-      encodeChunkKv({ ...data, fingerprint: model.fingerprint, kvHeads, headDim }, 'float16'),
+      encodeChunkKv({ ...data, fingerprint: model.fingerprint, kvHeads, headDim }, kvDtype),
     );
     keys.push(key);
   }
@@ -42,6 +46,7 @@ export async function storedChunks(engine: Engine, chunks: readonly ChunkCacheDa
     numLayers,
     kvHeads,
     headDim,
+    kvDtype,
     compute: () => Promise.reject(new Error('the benchmark stores every chunk beforehand')),
   });
   return {

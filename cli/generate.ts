@@ -20,6 +20,7 @@ import {
   type ChunkKvSource,
 } from '../core/blend/index.js';
 import type { Config, ExecutionProvider, KvDtype } from '../core/config/index.js';
+import { KV_DTYPES } from '../core/kv/format.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { readFileSync } from 'node:fs';
 import {
@@ -111,7 +112,7 @@ export function defineGenerateFlags(cmd: Command): Command {
       new Option(
         '--kv-dtype <dtype>',
         'precision chunk caches are stored in, as the service stores them (default: KV_DTYPE)',
-      ).choices(['float16', 'float32']),
+      ).choices(KV_DTYPES),
     )
     .option('--json', 'print one JSON object instead of the text')
     .option('--logits', 'with --json: include firstTokenLogits');

@@ -26,7 +26,7 @@ import {
 import type { EngineInfo, EngineThreadInit } from '../core/inference/engine-handlers.js';
 import { ChunkBatcher } from '../core/inference/chunk-batcher.js';
 import { workerEngineThread, type EngineCaller } from '../core/inference/engine-thread.js';
-import { chunkKey, chunkObjectKey } from '../core/kv/format.js';
+import { chunkKey, chunkObjectKey, type KvDtype } from '../core/kv/format.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
 import { metrics } from '../core/ops/metrics.js';
 import {
@@ -71,6 +71,8 @@ interface PrecomputeContext {
   /** A chunk's encoded object: through a batcher on a GPU engine, else one thread call per chunk. */
   compute: (tokenIds: number[]) => Promise<Uint8Array>;
   info: EngineInfo;
+  /** The dtype computed caches are stored in; an existing object of a coarser one is rewritten. */
+  kvDtype: KvDtype;
   store: ObjectStore;
   docs: DocumentService;
   log: Logger;
@@ -104,7 +106,17 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
   const reconciler = new Reconciler(docs, { log });
   const retryFailed = () => reconciler.retryFailedNow();
   const recovery = new StoreRecovery(store, queue, log, retryFailed, opts.storeProbeMs);
-  const ctx: PrecomputeContext = { thread, compute, info, store, docs, log, lockWaitMs, recovery };
+  const ctx: PrecomputeContext = {
+    thread,
+    compute,
+    info,
+    kvDtype: config.kvDtype,
+    store,
+    docs,
+    log,
+    lockWaitMs,
+    recovery,
+  };
   const queueWorker = await startQueueWorker<PrecomputeJobData, PrecomputeJobResult>({
     queue: PRECOMPUTE_QUEUE,
     connection: createRedis(config, 'worker'),
@@ -241,6 +253,7 @@ async function validExistingObject(
       numLayers: info.numLayers,
       kvHeads: info.kvHeads,
       headDim: info.headDim,
+      kvDtype: ctx.kvDtype,
     });
   } catch (err) {
     if (!(err instanceof KvFormatError || err instanceof KvMismatchError)) throw err;

@@ -168,6 +168,7 @@ export async function blendPrefill(
         loadWaitMs,
         computeMs: ttftMs - loadWaitMs,
         ...(steps.stepMs ? { steps: { ...steps.stepMs } } : {}),
+        ...(steps.uploadedBytes !== undefined ? { uploadedBytes: steps.uploadedBytes } : {}),
       },
       ...(selected && { selected }),
     },

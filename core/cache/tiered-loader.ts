@@ -11,7 +11,7 @@
  * same bytes the replacement holds.
  */
 import { KvFormatError, KvMismatchError, errorMessage } from '../errors.js';
-import { chunkObjectKey, decodeChunkKv, decodeKvHeader } from '../kv/format.js';
+import { chunkObjectKey, decodeChunkKv, decodeKvHeader, type KvDtype } from '../kv/format.js';
 import {
   checkedHeader,
   probeChunkObject,
@@ -35,6 +35,11 @@ export interface ChunkLoaderOptions {
   numLayers: number;
   kvHeads: number;
   headDim: number;
+  /**
+   * The dtype computed chunks are stored in (KV_DTYPE). Objects at least as precise are served (an int8
+   * loader serves fp16 objects); a coarser one (int8 for an fp16 loader) is a miss, recomputed and rewritten.
+   */
+  kvDtype: KvDtype;
   /** The encoded object of a chunk, computed now (a miss or a corrupt object). */
   compute(tokenIds: readonly number[]): Promise<Buffer>;
   /** Sees each layer read from the disk cache or the store: bytes and wall time (the loading controller). */
@@ -71,8 +76,8 @@ export class TieredChunkLoader {
   }
 
   private expectation(tokenIds: readonly number[]): ChunkObjectExpectation {
-    const { fingerprint, numLayers, kvHeads, headDim } = this.opts;
-    return { fingerprint, tokenIds, numLayers, kvHeads, headDim };
+    const { fingerprint, numLayers, kvHeads, headDim, kvDtype } = this.opts;
+    return { fingerprint, tokenIds, numLayers, kvHeads, headDim, kvDtype };
   }
 
   /**

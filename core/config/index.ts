@@ -26,7 +26,7 @@
  * | HF_TOKEN                | (none)                                    | Hub token for gated repos (secret)      |
  * | EXECUTION_PROVIDER      | cpu                                       | cpu, webgpu, cuda                       |
  * | GPU_INDEX               | (none: the provider's default GPU)        | GPU in PCI order (nvidia-smi's index)   |
- * | KV_DTYPE                | float16                                   | float16, float32                        |
+ * | KV_DTYPE                | float16                                   | float16, float32, int8                  |
  * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
  * | GPU_TIER_BYTES          | 2147483648 (2 GiB)                        | chunk caches kept in GPU memory (webgpu) |
  * | DEVICE_DTYPE            | float16                                   | float16, float32 (webgpu compute)       |
@@ -142,7 +142,7 @@ const EnvSchema = z.object({
   HF_HUB_CACHE: z.string().optional(),
   EXECUTION_PROVIDER: oneOf(['cpu', 'webgpu', 'cuda'], 'cpu'),
   GPU_INDEX: integer(0, 255).optional(),
-  KV_DTYPE: oneOf(['float16', 'float32'], 'float16'),
+  KV_DTYPE: oneOf(['float16', 'float32', 'int8'], 'float16'),
   LRU_BYTES: int(0, MAX, 256 * 1024 * 1024),
   GPU_TIER_BYTES: int(0, MAX, 2 * 1024 ** 3),
   DEVICE_DTYPE: oneOf(['float16', 'float32'], 'float16'),

@@ -1,8 +1,9 @@
 /** The parsed configuration's types (loadConfig in index.ts builds them from the environment). */
+import type { KvDtype } from '../kv/format.js';
 import type { WeightSetting } from '../model/weights/format.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
-export type KvDtype = 'float16' | 'float32';
+export type { KvDtype };
 export type DeviceDtype = 'float32' | 'float16';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
 

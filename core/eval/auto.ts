@@ -37,6 +37,7 @@ async function measureLoads(engine: Engine, prepared: readonly PreparedQuestion[
     numLayers,
     kvHeads: numKvHeads,
     headDim,
+    kvDtype: 'float16',
     compute: (ids) => computeChunkObject(engine, ids, 'float16'),
     onLayerLoad: (bytes, ms) => cost.observeLoad(bytes, ms),
   });

@@ -6,7 +6,7 @@
 import { DEFAULT_RATIO, type BlendOptions } from '../blend/index.js';
 import type { LoadedChunk } from '../cache/tiered-loader.js';
 import { InvalidArgumentError, KvMismatchError } from '../errors.js';
-import { chunkKey } from '../kv/format.js';
+import { chunkKey, kvBytesPerToken } from '../kv/format.js';
 import { frameIds, type FrameIds } from '../model/template.js';
 import type { Tokenizer } from '../model/types.js';
 import type { AutoRatio, BlendChunkRef, BlendJobData, PromptSegment } from '../queue/contracts.js';
@@ -101,11 +101,11 @@ export function blendOptions(
   const chosen = { selection: strategy, metric, attention, sinkTokens };
   if (job.ratio !== 'auto') return { opts: { mode: job.mode, ratio: job.ratio, ...chosen } };
   const { numKvHeads, headDim } = ctx.engine.config;
-  const bytesPerValue = ctx.init.kvDtype === 'float16' ? 2 : 4;
   const tokensToLoad = opened
     .filter((c) => c.tier === 'disk' || c.tier === 'store')
     .reduce((a, c) => a + c.tokenIds.length, 0);
-  const estimate = ctx.cost.estimate(tokensToLoad * numKvHeads * headDim * 2 * bytesPerValue);
+  const dtype = ctx.init.kvDtype;
+  const estimate = ctx.cost.estimate(kvBytesPerToken(dtype, 1, numKvHeads, headDim) * tokensToLoad);
   const minRatio = ctx.init.minRatio ?? DEFAULT_RATIO;
   const autoRatio = {
     minRatio,

@@ -121,6 +121,7 @@ export async function openEngine(init: EngineThreadInit): Promise<EngineContext>
     numLayers: cfg.numLayers,
     kvHeads: cfg.numKvHeads,
     headDim: cfg.headDim,
+    kvDtype: init.kvDtype,
     compute: (ids) => computeChunkObject(engine, ids, init.kvDtype),
     onLayerLoad: (bytes, ms) => cost.observeLoad(bytes, ms),
     log,

@@ -2,30 +2,51 @@ import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { KvFormatError, KvMismatchError } from '../errors.js';
 import { float16ArrayToFloat32, float32ArrayToFloat16 } from '../util/half.js';
+import { dequantizeInt8, int8HalfBytes, quantizeInt8Half, viewInt8Half } from './quantize.js';
 import type { StoredKvLayer } from './stored.js';
 
 /**
- * The binary format of one chunk's KV cache (version 1), little-endian:
+ * The binary format of one chunk's KV cache, little-endian. Version 1 holds fp16 and fp32 caches, version 2
+ * int8 ones; the header is the same:
  *
- *   0  magic "CBKV"            4  u16 format version     6  u8 dtype (1 fp16, 2 fp32)   7 u8 reserved
+ *   0  magic "CBKV"            4  u16 format version     6  u8 dtype (v1: 1 fp16, 2 fp32; v2: 3 int8)
+ *   7  u8 reserved
  *   8  u32 header bytes        12 u32 layers             16 u32 kv heads               20 u32 head dim
  *   24 u32 tokens              28 [32] model fingerprint (sha256)
  *   60 [32] sha256 of the token ids (int32 LE)
  *   92 i32[tokens] the RoPE position each cached key is rotated at
  *   .. u32[layers] crc32 of each layer's bytes
  *   .. u32 crc32 of every header byte before it
- *   header bytes onward: for each layer, K [tokens, kvHeads, headDim] then V, in dtype.
+ *   header bytes onward: for each layer, K [tokens, kvHeads, headDim] then V, in dtype; int8 (see
+ *   core/kv/quantize.ts): [K int8 tokens×kvHeads×headDim][K scales, fp16, tokens×kvHeads][V int8][V scales].
  *
  * One layer is one byte range (`layerByteRange`), so a reader can fetch and validate layer by layer and
  * overlap loading with compute. Every field is checked on read; any defect is a KvFormatError (or
  * KvMismatchError for a valid object of another model/chunk), which callers treat as a cache miss.
  */
 export const KV_MAGIC = 'CBKV';
-export const KV_FORMAT_VERSION = 1;
 const FIXED = 92;
 
-export type KvDtype = 'float16' | 'float32';
-const DTYPE_CODE: Record<KvDtype, number> = { float16: 1, float32: 2 };
+export type KvDtype = 'float16' | 'float32' | 'int8';
+export const KV_DTYPES: readonly KvDtype[] = ['float16', 'float32', 'int8'];
+const DTYPE_CODE: Record<KvDtype, number> = { float16: 1, float32: 2, int8: 3 };
+
+/** The format version an object of `dtype` is written in: 1 for fp16 and fp32, 2 for int8. */
+export function kvFormatVersion(dtype: KvDtype): number {
+  return dtype === 'int8' ? 2 : 1;
+}
+
+/** Precision rank: fp32 and fp16 serve each other; int8 is coarser. */
+const RANK: Record<KvDtype, number> = { float32: 2, float16: 2, int8: 1 };
+
+/**
+ * Whether a reader configured for `wanted` (its KV_DTYPE) serves an object stored in `stored`: one at
+ * least as precise. A reader configured for int8 serves fp16 and fp32 objects; one configured for fp16 or
+ * fp32 never serves int8 (it recomputes and rewrites the chunk in its own dtype).
+ */
+export function kvDtypeServes(stored: KvDtype, wanted: KvDtype): boolean {
+  return RANK[stored] >= RANK[wanted];
+}
 
 export interface ChunkKv {
   /** Hex sha256 of the model (see fingerprintModel). */
@@ -59,8 +80,16 @@ export function tokenIdsHash(ids: readonly number[]): string {
     .digest('hex');
 }
 
-function elemSize(dtype: KvDtype): number {
-  return dtype === 'float16' ? 2 : 4;
+/** Bytes of one of a layer's halves (K or V). */
+function halfBytes(h: Pick<KvHeader, 'tokens' | 'kvHeads' | 'headDim' | 'dtype'>): number {
+  const rows = h.tokens * h.kvHeads;
+  if (h.dtype === 'int8') return int8HalfBytes(rows, h.headDim);
+  return rows * h.headDim * (h.dtype === 'float16' ? 2 : 4);
+}
+
+/** Stored bytes per token of a model's K/V over every layer (the header's 4 bytes a token excluded). */
+export function kvBytesPerToken(dtype: KvDtype, numLayers: number, kvHeads: number, headDim: number): number {
+  return numLayers * layerBytes({ tokens: 1, kvHeads, headDim, dtype });
 }
 
 export function headerBytesFor(tokens: number, layers: number): number {
@@ -68,7 +97,7 @@ export function headerBytesFor(tokens: number, layers: number): number {
 }
 
 export function layerBytes(h: Pick<KvHeader, 'tokens' | 'kvHeads' | 'headDim' | 'dtype'>): number {
-  return 2 * h.tokens * h.kvHeads * h.headDim * elemSize(h.dtype);
+  return 2 * halfBytes(h);
 }
 
 /** [start, end) of layer `l`'s K and V in the object. */
@@ -90,11 +119,16 @@ export type ChunkKvInput = Omit<ChunkKv, 'keys' | 'values'> & {
   values: readonly KvValues[];
 };
 
-function encodeValues(a: KvValues, dtype: KvDtype): Uint8Array {
+/** Write one half of a layer (K or V) into `out` in `dtype`. */
+function encodeHalf(a: KvValues, dtype: KvDtype, headDim: number, out: Uint8Array): void {
+  if (dtype === 'int8') {
+    quantizeInt8Half(a instanceof Float32Array ? a : float16ArrayToFloat32(a), headDim, out);
+    return;
+  }
   let typed: KvValues = a;
   if (dtype === 'float16' && a instanceof Float32Array) typed = float32ArrayToFloat16(a);
   if (dtype === 'float32' && a instanceof Uint16Array) typed = float16ArrayToFloat32(a);
-  return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+  out.set(new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength));
 }
 
 export function encodeChunkKv(kv: ChunkKvInput, dtype: KvDtype = 'float16'): Buffer {
@@ -110,10 +144,10 @@ export function encodeChunkKv(kv: ChunkKvInput, dtype: KvDtype = 'float16'): Buf
     }
   }
   const headerBytes = headerBytesFor(T, L);
-  const per = 2 * T * row * elemSize(dtype);
+  const per = layerBytes({ tokens: T, kvHeads: kv.kvHeads, headDim: kv.headDim, dtype });
   const buf = Buffer.alloc(headerBytes + L * per);
   buf.write(KV_MAGIC, 0, 'latin1');
-  buf.writeUInt16LE(KV_FORMAT_VERSION, 4);
+  buf.writeUInt16LE(kvFormatVersion(dtype), 4);
   buf.writeUInt8(DTYPE_CODE[dtype], 6);
   buf.writeUInt32LE(headerBytes, 8);
   buf.writeUInt32LE(L, 12);
@@ -126,8 +160,8 @@ export function encodeChunkKv(kv: ChunkKvInput, dtype: KvDtype = 'float16'): Buf
   const crcAt = FIXED + 4 * T;
   for (let l = 0; l < L; l++) {
     const start = headerBytes + l * per;
-    buf.set(encodeValues(kv.keys[l], dtype), start);
-    buf.set(encodeValues(kv.values[l], dtype), start + per / 2);
+    encodeHalf(kv.keys[l], dtype, kv.headDim, buf.subarray(start, start + per / 2));
+    encodeHalf(kv.values[l], dtype, kv.headDim, buf.subarray(start + per / 2, start + per));
     buf.writeUInt32LE(crc32(buf.subarray(start, start + per)), crcAt + 4 * l);
   }
   buf.writeUInt32LE(crc32(buf.subarray(0, headerBytes - 4)), headerBytes - 4);
@@ -141,10 +175,10 @@ export function decodeKvHeader(buf: Uint8Array): KvHeader {
     throw new KvFormatError(`KV object truncated: ${b.length} bytes, header needs ${FIXED}`);
   if (b.toString('latin1', 0, 4) !== KV_MAGIC) throw new KvFormatError('not a KV object (bad magic)');
   const version = b.readUInt16LE(4);
-  if (version !== KV_FORMAT_VERSION) throw new KvFormatError(`unsupported KV format version ${version}`);
+  if (version !== 1 && version !== 2) throw new KvFormatError(`unsupported KV format version ${version}`);
   const code = b.readUInt8(6);
-  const dtype = (Object.keys(DTYPE_CODE) as KvDtype[]).find((d) => DTYPE_CODE[d] === code);
-  if (!dtype) throw new KvFormatError(`unknown KV dtype code ${code}`);
+  const dtype = KV_DTYPES.find((d) => DTYPE_CODE[d] === code && kvFormatVersion(d) === version);
+  if (!dtype) throw new KvFormatError(`unknown KV dtype code ${code} in format version ${version}`);
   const headerBytes = b.readUInt32LE(8);
   const numLayers = b.readUInt32LE(12);
   const kvHeads = b.readUInt32LE(16);
@@ -177,27 +211,43 @@ export function decodeKvHeader(buf: Uint8Array): KvHeader {
 }
 
 /**
- * One layer from exactly its byte range, checking its checksum, in its stored form (see StoredKvLayer):
- * one aligned copy of the bytes, nothing widened.
+ * One layer from exactly its byte range, in its stored form (see StoredKvLayer): views of `bytes` where
+ * they are aligned for their element type, else of one aligned copy; nothing widened. The checksum is
+ * checked unless `verified` (bytes that passed it on their way into an in-memory tier).
  */
-export function decodeStoredKvLayer(h: KvHeader, l: number, bytes: Uint8Array): StoredKvLayer {
+export function decodeStoredKvLayer(
+  h: KvHeader,
+  l: number,
+  bytes: Uint8Array,
+  verified = false,
+): StoredKvLayer {
   const n = layerBytes(h);
   if (l < 0 || l >= h.numLayers) throw new KvFormatError(`layer ${l} out of range`);
   if (bytes.length !== n) throw new KvFormatError(`layer ${l} truncated: ${bytes.length} of ${n} bytes`);
-  if (crc32(bytes) !== h.layerCrcs[l]) throw new KvFormatError(`layer ${l} checksum mismatch`);
-  const count = n / 2 / elemSize(h.dtype);
-  // Copy to an aligned buffer: a byte range of a larger Buffer need not be aligned for typed arrays.
-  const aligned = new Uint8Array(n);
-  aligned.set(bytes);
+  if (!verified && crc32(bytes) !== h.layerCrcs[l]) throw new KvFormatError(`layer ${l} checksum mismatch`);
+  if (h.dtype === 'int8') {
+    // int8 values need no alignment; viewInt8Half copies the scales only where they are misaligned.
+    const rows = h.tokens * h.kvHeads;
+    const k = viewInt8Half(bytes.subarray(0, n / 2), rows, h.headDim);
+    const v = viewInt8Half(bytes.subarray(n / 2), rows, h.headDim);
+    return { dtype: 'int8', k: k.q, v: v.q, kScale: k.scale, vScale: v.scale };
+  }
+  const size = h.dtype === 'float16' ? 2 : 4;
+  const count = n / 2 / size;
+  let aligned = bytes;
+  if (bytes.byteOffset % size !== 0) {
+    aligned = new Uint8Array(n);
+    aligned.set(bytes);
+  }
   if (h.dtype === 'float16') {
-    const all = new Uint16Array(aligned.buffer);
+    const all = new Uint16Array(aligned.buffer, aligned.byteOffset, 2 * count);
     return { dtype: 'float16', k: all.subarray(0, count), v: all.subarray(count) };
   }
-  const all = new Float32Array(aligned.buffer);
+  const all = new Float32Array(aligned.buffer, aligned.byteOffset, 2 * count);
   return { dtype: 'float32', k: all.subarray(0, count), v: all.subarray(count) };
 }
 
-/** A stored layer's K and V as fp32 (what a host engine computes with). */
+/** A stored layer's K and V as fp32 (what a host engine computes with); int8 dequantized. */
 export function widenStoredLayer(s: StoredKvLayer): { k: Float32Array; v: Float32Array } {
   switch (s.dtype) {
     case 'float32':
@@ -205,7 +255,7 @@ export function widenStoredLayer(s: StoredKvLayer): { k: Float32Array; v: Float3
     case 'float16':
       return { k: float16ArrayToFloat32(s.k), v: float16ArrayToFloat32(s.v) };
     case 'int8':
-      throw new KvFormatError('int8 layers are not decoded yet');
+      return { k: dequantizeInt8(s.k, s.kScale), v: dequantizeInt8(s.v, s.vScale) };
   }
 }
 
@@ -224,6 +274,8 @@ export interface KvExpectation {
   numLayers?: number;
   kvHeads?: number;
   headDim?: number;
+  /** The reader's KV_DTYPE: an object stored in a coarser dtype is a mismatch (see kvDtypeServes). */
+  kvDtype?: KvDtype;
 }
 
 /** Check that a valid header is the one the caller wants; mismatches are KvMismatchError. */
@@ -242,6 +294,9 @@ export function checkKvHeader(h: KvHeader, expect: KvExpectation): void {
     if (expect[f] !== undefined && expect[f] !== h[f]) {
       throw new KvMismatchError(`KV object has ${f} ${h[f]}, expected ${expect[f]}`);
     }
+  }
+  if (expect.kvDtype !== undefined && !kvDtypeServes(h.dtype, expect.kvDtype)) {
+    throw new KvMismatchError(`KV object is stored in ${h.dtype}, coarser than the ${expect.kvDtype} wanted`);
   }
 }
 

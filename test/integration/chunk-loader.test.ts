@@ -91,6 +91,7 @@ for (const backend of backends) {
         numLayers: engine.config.numLayers,
         kvHeads: engine.config.numKvHeads,
         headDim: engine.config.headDim,
+        kvDtype: 'float16',
         compute: (ids) => computeChunkObject(engine, ids, 'float16'),
       });
 

@@ -264,7 +264,7 @@ describe('loadConfig', () => {
   });
 
   it('reports every bad variable at once', () => {
-    const err = errorFor({ PORT: 'abc', KV_DTYPE: 'int8' });
+    const err = errorFor({ PORT: 'abc', KV_DTYPE: 'int4' });
     expect(err.message).toContain('PORT');
     expect(err.message).toContain('KV_DTYPE');
     expect(err.message).toContain('"abc"');
