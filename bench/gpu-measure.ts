@@ -75,7 +75,8 @@ export function tierSources(tier: DeviceChunkTier, data: ChunkCacheData[]): Chun
 }
 
 export async function blendTtfts(w: Workload, engine: Engine) {
-  const data = (await precomputeChunks(engine, w.chunkIds)).map(decodedLayers);
+  const stored = await precomputeChunks(engine, w.chunkIds);
+  const data = stored.map(decodedLayers);
   const blend: BlendOptions = { mode: 'blend', ratio: w.ratio };
   const full = () => ttft(w, engine, () => w.chunkIds.map(tokenIdsOnly), { mode: 'full' });
   await full(); // warm-up: session creation and shader compilation stay out of the numbers
@@ -87,7 +88,7 @@ export async function blendTtfts(w: Workload, engine: Engine) {
   await ttft(w, engine, () => tierSources(tier, data), blend); // fills the tier
   const hitMs = await ttft(w, engine, () => tierSources(tier, data), blend);
   tier.clear();
-  return { fullMs, missMs, hitMs };
+  return { fullMs, missMs, hitMs, stored };
 }
 
 export async function decodeStepsMs(

@@ -18,6 +18,7 @@ import type { WeightFormat } from '../core/model/weights/format.js';
 import { barChart, machine, printTable, RESULTS_DIR, writeResult } from './common.js';
 import { blendTtfts, decodeTokPerS, precomputeTokPerS, workload } from './gpu-measure.js';
 import { card } from './gpu-card.js';
+import { TIERS, tierTtfts } from './gpu-tiers.js';
 
 const settings = loadBenchSettings();
 const reps = settings.repsGiven ?? 5;
@@ -64,7 +65,8 @@ async function measureShape(shape: string, weights: WeightFormat, torch: TorchSh
   console.error(
     `  ${shape} ${weights}: loaded in ${loadS.toFixed(1)} s (${gpuWeightsGiB.toFixed(2)} GiB on the GPU)`,
   );
-  const { fullMs, missMs, hitMs } = await blendTtfts(work, engine);
+  const { fullMs, missMs, hitMs, stored } = await blendTtfts(work, engine);
+  const byDtype = await tierTtfts(engine, stored, work.question, ['float16', 'int8'], reps);
   const decode = await decodeTokPerS(work, engine, 2048, 32);
   const precompute = await precomputeTokPerS(work, engine);
   await engine.dispose();
@@ -83,6 +85,8 @@ async function measureShape(shape: string, weights: WeightFormat, torch: TorchSh
     blendHitOverFull: hitMs.ms / fullMs.ms,
     blendMissMs: missMs.ms,
     blendHitSteps: hitMs.steps,
+    tiers: byDtype.float16,
+    tiersInt8: byDtype.int8,
     decode2048TokPerS: decode,
     torchDecodeTokPerS: torch?.torchDecodeTokPerS ?? null,
     precomputeStoredTokPerS: precompute.storedTokPerS,
@@ -171,6 +175,35 @@ printTable(
     r.decode2048TokPerS,
     r.precomputeStoredTokPerS,
   ]),
+);
+printTable(
+  [
+    'shape',
+    'weights',
+    'kv',
+    'full ms',
+    ...TIERS.flatMap((t) => [`${t} ms`, `${t}/full`]),
+    'ram GB/s',
+    'load ms (s3)',
+  ],
+  rows.flatMap((r) =>
+    !r.tiers
+      ? []
+      : (
+          [
+            ['fp16', r.tiers],
+            ['int8', r.tiersInt8],
+          ] as const
+        ).map(([kv, t]) => [
+          r.shape,
+          r.weights,
+          kv,
+          r.fullPrefill4x512Ms,
+          ...TIERS.flatMap((tier) => [t[tier].blendMs, t[tier].blendMs / r.fullPrefill4x512Ms]),
+          t.ram.uploadGBps ?? '',
+          t.s3.loadMs,
+        ]),
+  ),
 );
 save();
 console.log(`wrote ${path.join(RESULTS_DIR, 'gpu-scale.json')}`);

@@ -35,6 +35,11 @@ if (process.argv.includes('multi')) {
   await import('./multi-gpu.js');
   process.exit(0);
 }
+// `npm run bench:gpu -- upload`: the host→GPU rate of onnxruntime's WebGPU provider (bench/upload-rate.ts).
+if (process.argv.includes('upload')) {
+  await import('./upload-rate.js');
+  process.exit(0);
+}
 // `npm run bench:gpu -- scale`: the real-size run instead (bench/gpu-scale.ts).
 if (process.argv.includes('scale')) {
   await import('./gpu-scale.js');

@@ -157,6 +157,7 @@ export async function blendPrefill(
         loadWaitMs,
         computeMs: ttftMs - loadWaitMs,
         ...(steps.stepMs ? { steps: { ...steps.stepMs } } : {}),
+        ...(steps.uploadedBytes !== undefined ? { uploadedBytes: steps.uploadedBytes } : {}),
       },
       ...(selected && { selected }),
     },

@@ -1,35 +1,61 @@
 import type ort from 'onnxruntime-node';
 import {
+  DeviceChunk,
   DeviceKvCache,
-  type DeviceChunk,
+  type AssemblePart,
   type DeviceLayers,
   type DeviceRunner,
 } from '../model/device/index.js';
 import type { PrefillSteps } from './prefill-steps.js';
 import type { CheckScores } from './selection.js';
 import type { PromptLayout } from './steps.js';
+import { StoredLayerReader } from './stored-layers.js';
 import type { ChunkKvSource, DeviationMetric } from './types.js';
 
 /**
- * The prefill steps with caches and hidden states on the GPU (see PrefillSteps). A request's chunk caches
- * are uploaded once (or found in a GPU tier) and assembled into the prompt's cache on the device; the
- * layers below the check layer and the deviation at it run in one call, and each run of selective layers
- * in one more. Only the deviations and the last logits come back to the host.
+ * Layers a loading blend assembles and recomputes per run: the next group's bytes are read and uploaded
+ * while the GPU recomputes the group before (the paper's §5 pipeline). With every chunk on the device,
+ * the selective layers run in one call instead.
+ */
+let pipelineLayers = 4;
+
+/** Benchmarks only: the group size of the device pipeline. */
+export function setDevicePipelineLayers(n: number): void {
+  pipelineLayers = Math.max(1, Math.floor(n));
+}
+
+/** One request's chunks as the device path reads them: sources, their offsets, and a reader of the rest. */
+interface ChunkSet {
+  sources: readonly ChunkKvSource[];
+  offsets: readonly number[];
+  reader: StoredLayerReader;
+}
+
+/**
+ * The prefill steps with caches and hidden states on the GPU (see PrefillSteps). Chunk layers reach the
+ * device in their stored form (fp16 bits, int8 with scales), one group of layers per run, and are widened,
+ * dequantized, rotated and assembled there; a GPU-tier hit uploads nothing. A blend reads and uploads
+ * layer group g + 1 while the GPU recomputes group g. Only the deviations and the last logits come back.
  */
 export class DevicePrefillSteps implements PrefillSteps {
   readonly cache = new DeviceKvCache();
-  waitedMs = 0;
   /**
    * Wall time per step. Uploads and assembly return before the GPU finishes them, so their GPU time shows
    * in the next step that waits for a host output (the deviations, the logits).
    */
   readonly stepMs: Record<string, number> = {};
-  /** Caches of layers [check, L): the assembled chunk rows, replaced by the blended ones as layers run. */
-  private upper: DeviceLayers = { k: [], v: [] };
-  /** Recomputed caches of layers [0, check). */
+  /** Bytes of stored chunk layers uploaded to the device by this request. */
+  uploadedBytes = 0;
+  private readers: StoredLayerReader[] = [];
+  private chunks: ChunkSet | null = null;
+  /** Layers [check, L): the assembled rows, replaced by the blended ones as layers run (by layer). */
+  private upper = new Map<number, { k: ort.Tensor; v: ort.Tensor }>();
+  /** Recomputed caches of layers [0, check); BOS's own rows (not disposed) when there is no prefix. */
   private lower: DeviceLayers = { k: [], v: [] };
+  private lowerOwned = false;
+  /** Per source, its layers uploaded by this request, kept for its GPU tier (by layer). */
+  private kept = new Map<ChunkKvSource, { k: ort.Tensor[]; v: ort.Tensor[] }>();
   private check = 0;
-  /** The latest hidden states on the device, and the prompt index each of its rows holds. */
   private hidden: ort.Tensor | null = null;
   private hiddenRows: Int32Array = new Int32Array(0);
   /** Active prompt indices: context tokens (ascending), then the question. */
@@ -46,34 +72,17 @@ export class DevicePrefillSteps implements PrefillSteps {
     return this.active.subarray(0, this.contextCount);
   }
 
-  /**
-   * Each chunk's cache on the device: a GPU-tier hit as is, otherwise every layer read from its source,
-   * uploaded, and offered to the source's GPU tier. The caller releases the returned references.
-   */
-  private async deviceChunks(chunks: readonly ChunkKvSource[]): Promise<DeviceChunk[]> {
-    const L = this.runner.config.numLayers;
-    const t0 = performance.now();
-    const layers = await Promise.all(
-      chunks.map((c) => (c.device ? null : Promise.all(Array.from({ length: L }, (_, l) => c.layer(l))))),
+  get waitedMs(): number {
+    return this.readers.reduce((a, r) => a + r.waitedMs, 0);
+  }
+
+  private chunkSet(sources: readonly ChunkKvSource[], offsets: readonly number[]): ChunkSet {
+    const reader = new StoredLayerReader(
+      sources.filter((c) => !c.device),
+      this.runner.config.numLayers,
     );
-    this.waitedMs += performance.now() - t0;
-    const out: DeviceChunk[] = [];
-    for (let i = 0; i < chunks.length; i++) {
-      const resident = chunks[i].device;
-      if (resident) {
-        out.push(resident.retain());
-        continue;
-      }
-      const kv = layers[i]!;
-      const uploaded = await this.runner.upload(
-        kv.map((x) => x.k),
-        kv.map((x) => x.v),
-        chunks[i].tokenIds.length,
-      );
-      chunks[i].keepOnDevice?.(uploaded);
-      out.push(uploaded);
-    }
-    return out;
+    this.readers.push(reader);
+    return { sources, offsets, reader };
   }
 
   private async timed<T>(step: string, fn: () => Promise<T>): Promise<T> {
@@ -85,16 +94,44 @@ export class DevicePrefillSteps implements PrefillSteps {
     }
   }
 
-  private async assemble(
-    sources: readonly ChunkKvSource[],
-    offsets: readonly number[],
-    questionRows: number,
-  ) {
-    const onDevice = await this.timed('load+upload', () => this.deviceChunks(sources));
-    try {
-      return await this.timed('assemble', () => this.runner.assemble(onDevice, offsets, 0, questionRows));
-    } finally {
-      for (const c of onDevice) c.release();
+  /** Layers [from, from + count) of the prompt's cache from `set`, in one run (DeviceRunner.assemble). */
+  private async assemble(set: ChunkSet, from: number, count: number, questionRows: number) {
+    const host = set.sources.some((c) => !c.device);
+    const read = host ? await this.timed('read', () => set.reader.take(from, count)) : [];
+    let h = 0;
+    const parts: AssemblePart[] = set.sources.map((c) => {
+      const tokens = c.tokenIds.length;
+      if (c.device) return { device: c.device, tokens };
+      const at = h++;
+      return { stored: read.map((layer) => layer[at]), tokens };
+    });
+    const keep = set.sources.some((c) => !c.device && c.keepOnDevice);
+    const out = await this.timed('upload+assemble', () =>
+      this.runner.assemble(parts, set.offsets, from, count, questionRows, keep),
+    );
+    this.uploadedBytes += out.uploadedBytes;
+    out.kept.forEach((layers, i) => {
+      if (!layers) return;
+      const src = set.sources[i];
+      if (!src.keepOnDevice) return void [...layers.k, ...layers.v].forEach((t) => t.dispose());
+      const kept = this.kept.get(src) ?? { k: [], v: [] };
+      layers.k.forEach((t, j) => (kept.k[from + j] = t));
+      layers.v.forEach((t, j) => (kept.v[from + j] = t));
+      this.kept.set(src, kept);
+    });
+    return out;
+  }
+
+  /** Layers [from, to) of the blend's chunk set into `upper`, unless there already. */
+  private async ensureUpper(from: number, to: number): Promise<void> {
+    const questionRows = this.layout.promptIds.length - this.layout.contextEnd;
+    for (let l = from; l < to; l++) {
+      if (this.upper.has(l)) continue;
+      let end = l + 1;
+      while (end < to && !this.upper.has(end)) end++;
+      const out = await this.assemble(this.chunks!, l, end - l, questionRows);
+      for (let j = 0; j < end - l; j++) this.upper.set(l + j, { k: out.k[j], v: out.v[j] });
+      l = end - 1;
     }
   }
 
@@ -103,42 +140,46 @@ export class DevicePrefillSteps implements PrefillSteps {
     offsets: readonly number[],
     end: number,
   ): Promise<void> {
-    const { k, v } = await this.assemble(sources, offsets, 0);
+    const L = this.runner.config.numLayers;
+    const { k, v } = await this.assemble(this.chunkSet(sources, offsets), 0, L, 0);
     this.cache.replace(k, v, end);
+    this.offerToTiers();
   }
 
-  /** Every layer's rows assembled: the front reads BOS's and the prefix's rows below the check layer. */
+  /**
+   * BOS's and the prefix's rows below the check layer (exact: read, never recomputed), and the chunks'
+   * rows of the check layer; later layers are read as the blend reaches them (recomputeSelected).
+   */
   async prepareBlend(
     prefix: ChunkKvSource | null,
     chunks: readonly ChunkKvSource[],
     check: number,
   ): Promise<void> {
     this.check = check;
-    const { offsets, promptIds, contextEnd } = this.layout;
-    const sources = prefix ? [prefix, ...chunks] : [...chunks];
-    const all = await this.assemble(
-      sources,
-      prefix ? [1, ...offsets] : offsets,
-      promptIds.length - contextEnd,
-    );
-    this.lower = { k: all.k.slice(0, check), v: all.v.slice(0, check) };
-    this.upper = { k: all.k.slice(check), v: all.v.slice(check) };
+    const { offsets } = this.layout;
+    this.chunks = this.chunkSet(prefix ? [prefix, ...chunks] : chunks, prefix ? [1, ...offsets] : offsets);
+    this.chunks.reader.readAhead(check);
+    if (prefix && check > 0) {
+      const { k, v } = await this.assemble(this.chunkSet([prefix], [1]), 0, check, 0);
+      this.lower = { k, v };
+      this.lowerOwned = true;
+    } else {
+      const bos = (await this.runner.bosRows()).rows;
+      this.lower = { k: bos.k.slice(0, check), v: bos.v.slice(0, check) };
+    }
+    await this.ensureUpper(check, check + 1);
   }
 
   /** Deviation only: the question-aware selections are refused on the device (validateBlendOptions). */
   async recomputeAll(check: number, metric: DeviationMetric): Promise<CheckScores> {
     const { contextStart, contextEnd, positions } = this.layout;
+    const cached = this.upper.get(check)!;
     const front = await this.timed('recomputeAll+score', () =>
-      this.runner.blendFront(
-        this.layout,
-        { k: this.upper.k[0], v: this.upper.v[0] },
-        this.lower,
-        check,
-        metric,
-      ),
+      this.runner.blendFront(this.layout, cached, this.lower, check, metric),
     );
-    for (const t of [...this.lower.k, ...this.lower.v]) t.dispose();
+    if (this.lowerOwned) for (const t of [...this.lower.k, ...this.lower.v]) t.dispose();
     this.lower = { k: front.k, v: front.v };
+    this.lowerOwned = true;
     this.setHidden(front.hidden, positions.subarray(contextStart));
     this.active = positions.subarray(contextStart);
     this.contextCount = contextEnd - contextStart;
@@ -155,7 +196,31 @@ export class DevicePrefillSteps implements PrefillSteps {
     this.contextCount = kept.length;
   }
 
+  /**
+   * Layers [from, to) for the active tokens, in groups: with every chunk on the device, one run; while
+   * chunks load, `pipelineLayers` at a time, each group's layers read and uploaded while the GPU
+   * recomputes the group before.
+   */
   async recomputeSelected(
+    from: number,
+    to: number,
+    metric: DeviationMetric | null,
+  ): Promise<Float64Array | null> {
+    const L = this.runner.config.numLayers;
+    const loading = this.chunks!.sources.some((c) => !c.device);
+    const step = loading ? pipelineLayers : to - from;
+    let dev: Float64Array | null = null;
+    for (let l = from; l < to; l += step) {
+      const end = Math.min(l + step, to);
+      const scoreAt = metric && end === to && to < L ? to : null;
+      await this.ensureUpper(l, scoreAt === null ? end : end + 1);
+      dev = await this.selectedRun(l, end, scoreAt === null ? null : metric);
+    }
+    if (to === L) this.offerToTiers();
+    return dev;
+  }
+
+  private async selectedRun(
     from: number,
     to: number,
     metric: DeviationMetric | null,
@@ -168,24 +233,57 @@ export class DevicePrefillSteps implements PrefillSteps {
       active: this.active,
       promptTokens: this.layout.promptIds.length,
     };
-    const at = (l: number) => l - this.check;
-    const layers = { k: this.upper.k.slice(at(from), at(to)), v: this.upper.v.slice(at(from), at(to)) };
-    const score =
-      metric && to < this.runner.config.numLayers
-        ? { metric, count: this.contextCount, cached: { k: this.upper.k[at(to)], v: this.upper.v[at(to)] } }
-        : null;
+    const layer = (l: number) => this.upper.get(l)!;
+    const layers = { k: [] as ort.Tensor[], v: [] as ort.Tensor[] };
+    for (let l = from; l < to; l++) (layers.k.push(layer(l).k), layers.v.push(layer(l).v));
+    const score = metric ? { metric, count: this.contextCount, cached: layer(to) } : null;
     const out = await this.timed('recomputeSelected', () =>
       this.runner.blendSelected(input, layers, from, to, score),
     );
     for (let l = from; l < to; l++) {
-      this.upper.k[at(l)].dispose();
-      this.upper.v[at(l)].dispose();
-      this.upper.k[at(l)] = out.k[l - from];
-      this.upper.v[at(l)] = out.v[l - from];
+      layer(l).k.dispose();
+      layer(l).v.dispose();
+      this.upper.set(l, { k: out.k[l - from], v: out.v[l - from] });
     }
     if (out.hidden) this.setHidden(out.hidden, this.active);
     if (out.logits) this.logits = out.logits;
     return out.dev ? Float64Array.from(out.dev) : null;
+  }
+
+  /**
+   * Hand each chunk this request uploaded to its GPU tier, once it holds every layer (a blend never
+   * reads a chunk's layers below the check layer: those are uploaded now, for the tier alone).
+   */
+  private offerToTiers(): void {
+    const L = this.runner.config.numLayers;
+    const missing = [...this.kept.keys()].filter((c) => this.kept.get(c)!.k.filter(Boolean).length < L);
+    if (missing.length) {
+      const set = this.chunkSet(
+        missing,
+        missing.map(() => 1),
+      );
+      const lowest = Math.min(...missing.map((c) => this.kept.get(c)!.k.findIndex(Boolean)));
+      this.assemble(set, 0, lowest, 0).then(
+        (out) => {
+          for (const t of [...out.k, ...out.v]) t.dispose();
+          this.offerToTiers();
+        },
+        () => this.dropKept(), // a tier misses this chunk, nothing more: the answer is already out
+      );
+      return;
+    }
+    for (const [src, { k, v }] of this.kept) {
+      const bytes = [...k, ...v].reduce((a, t) => a + t.size * this.runner.bytesPerValue, 0);
+      const chunk = new DeviceChunk(k, v, src.tokenIds.length, bytes);
+      src.keepOnDevice!(chunk);
+      chunk.release();
+    }
+    this.kept.clear();
+  }
+
+  private dropKept(): void {
+    for (const { k, v } of this.kept.values()) for (const t of [...k, ...v]) t?.dispose();
+    this.kept.clear();
   }
 
   private setHidden(hidden: ort.Tensor, rows: Int32Array): void {
@@ -195,8 +293,13 @@ export class DevicePrefillSteps implements PrefillSteps {
   }
 
   async finishBlend(): Promise<Float32Array> {
-    const N = this.layout.promptIds.length;
-    this.cache.replace([...this.lower.k, ...this.upper.k], [...this.lower.v, ...this.upper.v], N);
+    const L = this.runner.config.numLayers;
+    const upper = Array.from({ length: L - this.check }, (_, j) => this.upper.get(this.check + j)!);
+    this.cache.replace(
+      [...this.lower.k, ...upper.map((u) => u.k)],
+      [...this.lower.v, ...upper.map((u) => u.v)],
+      this.layout.promptIds.length,
+    );
     this.hidden?.dispose();
     this.hidden = null;
     if (!this.logits) throw new Error('blend finished before its last layer ran');

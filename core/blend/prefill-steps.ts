@@ -18,6 +18,8 @@ export interface PrefillSteps {
   readonly waitedMs: number;
   /** Wall time per step, where the implementation measures it (the device's). */
   readonly stepMs?: Record<string, number>;
+  /** Bytes of stored chunk layers uploaded to a device, where the implementation uploads (the device's). */
+  readonly uploadedBytes?: number;
   /**
    * Rows [0, end) of every layer: BOS and `sources` at `offsets` (keys rotated from 1…n to the offset), as
    * stored.

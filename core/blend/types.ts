@@ -100,6 +100,8 @@ export interface BlendTimings {
   computeMs: number;
   /** Device-resident engines: wall time of each step (a step ends when its host output arrives). */
   steps?: Record<string, number>;
+  /** Device-resident engines: bytes of stored chunk layers uploaded to the GPU (0 for GPU-tier hits). */
+  uploadedBytes?: number;
 }
 
 export interface BlendPrefill {

@@ -69,9 +69,10 @@ class DeviceResidentChunk implements LoadedChunk {
   }
 }
 
-function decodeFrom(buf: Buffer, header: KvHeader, l: number): StoredKvLayer {
+/** Layer l of a whole object; `verified`: its layers passed their checksums when it entered memory. */
+function decodeFrom(buf: Buffer, header: KvHeader, l: number, verified = false): StoredKvLayer {
   const [s, e] = layerByteRange(header, l);
-  return decodeStoredKvLayer(header, l, buf.subarray(s, e));
+  return decodeStoredKvLayer(header, l, buf.subarray(s, e), verified);
 }
 
 /** A chunk whose whole object is in memory (LRU hit, or just computed). */
@@ -92,17 +93,18 @@ export class BufferChunk implements LoadedChunk {
     return widenStoredLayer(await this.storedLayer(l));
   }
 
+  /** Every whole object in memory was validated on its way in (TieredChunkLoader.remember): no checksums. */
   async storedLayer(l: number): Promise<StoredKvLayer> {
-    if (this.replacement) return decodeFrom(await this.replacement, this.header, l);
+    if (this.replacement) return decodeFrom(await this.replacement, this.header, l, true);
     try {
-      return decodeFrom(this.buf, this.header, l);
+      return decodeFrom(this.buf, this.header, l, true);
     } catch (err) {
       if (!(err instanceof CacheBlendError) || this.tier === 'computed') throw err;
       this.loader.lru.delete(this.key);
       this.replacement ??= this.loader.layerFailed(this.key, this.tokenIds, this.tier, l, err, this.stats);
       this.buf = await this.replacement;
       this.header = decodeKvHeader(this.buf);
-      return decodeFrom(this.buf, this.header, l);
+      return decodeFrom(this.buf, this.header, l, true);
     }
   }
 
@@ -117,8 +119,10 @@ export class BufferChunk implements LoadedChunk {
 
 /** A chunk read from the disk cache or the store, one layer's byte range at a time. */
 export class RangedChunk implements LoadedChunk {
-  private readonly assembled: Buffer;
-  private readonly loaded: boolean[];
+  /** Each layer's bytes as read, joined into one object only in complete(), after the answer. */
+  private readonly read: (Buffer | null)[];
+  private assembled: Buffer | null = null;
+  private readonly probe: Buffer;
   private replacement: Promise<Buffer> | null = null;
   private replaced: Buffer | null = null;
 
@@ -133,9 +137,8 @@ export class RangedChunk implements LoadedChunk {
     probe: Buffer,
     private readonly stats: CacheStats,
   ) {
-    this.assembled = Buffer.alloc(totalBytes(header));
-    probe.copy(this.assembled, 0, 0, header.headerBytes);
-    this.loaded = new Array<boolean>(header.numLayers).fill(false);
+    this.probe = probe.subarray(0, header.headerBytes);
+    this.read = new Array<Buffer | null>(header.numLayers).fill(null);
   }
 
   async layer(l: number): Promise<{ k: Float32Array; v: Float32Array }> {
@@ -152,8 +155,7 @@ export class RangedChunk implements LoadedChunk {
       this.loader.observeLoad(bytes.length, performance.now() - t0);
       const decoded = decodeStoredKvLayer(this.header, l, bytes);
       if (!this.replacement) {
-        bytes.copy(this.assembled, s);
-        this.loaded[l] = true;
+        this.read[l] = bytes;
         this.stats.bytesLoaded[this.tier] += bytes.length;
       }
       return decoded;
@@ -170,16 +172,19 @@ export class RangedChunk implements LoadedChunk {
 
   async complete(): Promise<void> {
     if (!this.replacement) {
-      for (let l = 0; l < this.header.numLayers; l++) if (!this.loaded[l]) await this.layer(l);
+      for (let l = 0; l < this.header.numLayers; l++) if (!this.read[l]) await this.layer(l);
     }
     if (this.replacement) {
       this.replaced = await this.replacement;
       return;
     }
+    this.assembled = Buffer.concat([this.probe, ...this.read.map((b) => b!)], totalBytes(this.header));
     await this.loader.remember(this.key, this.assembled, this.tier === 'store');
   }
 
   bytes(): Buffer {
-    return this.replaced ?? this.assembled;
+    if (this.replaced) return this.replaced;
+    if (!this.assembled) throw new Error('bytes() before complete()');
+    return this.assembled;
   }
 }

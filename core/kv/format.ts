@@ -211,29 +211,39 @@ export function decodeKvHeader(buf: Uint8Array): KvHeader {
 }
 
 /**
- * One layer from exactly its byte range, checking its checksum, in its stored form (see StoredKvLayer):
- * one aligned copy of the bytes, nothing widened.
+ * One layer from exactly its byte range, in its stored form (see StoredKvLayer): views of `bytes` where
+ * they are aligned for their element type, else of one aligned copy; nothing widened. The checksum is
+ * checked unless `verified` (bytes that passed it on their way into an in-memory tier).
  */
-export function decodeStoredKvLayer(h: KvHeader, l: number, bytes: Uint8Array): StoredKvLayer {
+export function decodeStoredKvLayer(
+  h: KvHeader,
+  l: number,
+  bytes: Uint8Array,
+  verified = false,
+): StoredKvLayer {
   const n = layerBytes(h);
   if (l < 0 || l >= h.numLayers) throw new KvFormatError(`layer ${l} out of range`);
   if (bytes.length !== n) throw new KvFormatError(`layer ${l} truncated: ${bytes.length} of ${n} bytes`);
-  if (crc32(bytes) !== h.layerCrcs[l]) throw new KvFormatError(`layer ${l} checksum mismatch`);
-  // Copy to an aligned buffer: a byte range of a larger Buffer need not be aligned for typed arrays.
-  const aligned = new Uint8Array(n);
-  aligned.set(bytes);
+  if (!verified && crc32(bytes) !== h.layerCrcs[l]) throw new KvFormatError(`layer ${l} checksum mismatch`);
   if (h.dtype === 'int8') {
+    // int8 values need no alignment; viewInt8Half copies the scales only where they are misaligned.
     const rows = h.tokens * h.kvHeads;
-    const k = viewInt8Half(aligned.subarray(0, n / 2), rows, h.headDim);
-    const v = viewInt8Half(aligned.subarray(n / 2), rows, h.headDim);
+    const k = viewInt8Half(bytes.subarray(0, n / 2), rows, h.headDim);
+    const v = viewInt8Half(bytes.subarray(n / 2), rows, h.headDim);
     return { dtype: 'int8', k: k.q, v: v.q, kScale: k.scale, vScale: v.scale };
   }
-  const count = n / 2 / (h.dtype === 'float16' ? 2 : 4);
+  const size = h.dtype === 'float16' ? 2 : 4;
+  const count = n / 2 / size;
+  let aligned = bytes;
+  if (bytes.byteOffset % size !== 0) {
+    aligned = new Uint8Array(n);
+    aligned.set(bytes);
+  }
   if (h.dtype === 'float16') {
-    const all = new Uint16Array(aligned.buffer);
+    const all = new Uint16Array(aligned.buffer, aligned.byteOffset, 2 * count);
     return { dtype: 'float16', k: all.subarray(0, count), v: all.subarray(count) };
   }
-  const all = new Float32Array(aligned.buffer);
+  const all = new Float32Array(aligned.buffer, aligned.byteOffset, 2 * count);
   return { dtype: 'float32', k: all.subarray(0, count), v: all.subarray(count) };
 }
 

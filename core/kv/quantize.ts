@@ -59,11 +59,11 @@ export function viewInt8Half(
   const n = rows * headDim;
   const q = new Int8Array(bytes.buffer, bytes.byteOffset, n);
   const at = bytes.byteOffset + n;
-  const scale =
-    at % 2 === 0
-      ? new Uint16Array(bytes.buffer, at, rows)
-      : new Uint16Array(bytes.slice(n, n + 2 * rows).buffer);
-  return { q, scale };
+  if (at % 2 === 0) return { q, scale: new Uint16Array(bytes.buffer, at, rows) };
+  // A copy into fresh memory (a Buffer's slice would be a view at the same odd offset).
+  const copy = new Uint8Array(2 * rows);
+  copy.set(bytes.subarray(n, n + 2 * rows));
+  return { q, scale: new Uint16Array(copy.buffer) };
 }
 
 /** int8 values and their per-row scales back to fp32. */

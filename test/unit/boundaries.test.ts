@@ -29,7 +29,7 @@ describe('DeviceChunkTier', () => {
       };
       return t;
     };
-    return Object.assign(new DeviceChunk(tensor(), tensor(), 1, bytes), { disposed: () => disposed });
+    return Object.assign(new DeviceChunk([tensor()], [tensor()], 1, bytes), { disposed: () => disposed });
   }
 
   it('keeps at most its bytes, evicting the least recently used and releasing what it evicts', () => {

@@ -23,7 +23,9 @@ async function answer(
   asPrefix = false,
 ) {
   const [chunks, prefix] = asPrefix ? [sources.slice(1), sources[0]] : [sources, null];
-  const { cache, prefill } = await blendPrefill(engine, chunks, q, o, 16, prefix);
+  // The host's default selection is question-aware, which the device refuses: both compare deviation.
+  const opts: BlendOptions = o.mode === 'blend' ? { selection: 'deviation', ...o } : o;
+  const { cache, prefill } = await blendPrefill(engine, chunks, q, opts, 16, prefix);
   const { tokens } = await decode(engine, cache, prefill.firstTokenLogits, {
     maxTokens: 16,
     stopAtEos: false,

@@ -11,8 +11,8 @@ import { DeviceChunk } from '../../core/model/device/index.js';
 /** A chunk as an upload leaves it: one reference, the uploader's. */
 const chunk = (bytes: number) =>
   new DeviceChunk(
-    new ort.Tensor('float32', new Float32Array(2), [2]),
-    new ort.Tensor('float32', new Float32Array(2), [2]),
+    [new ort.Tensor('float32', new Float32Array(2), [2])],
+    [new ort.Tensor('float32', new Float32Array(2), [2])],
     2,
     bytes,
   );

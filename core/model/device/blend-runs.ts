@@ -1,46 +1,98 @@
 import ort from 'onnxruntime-node';
-import { buildAssembleGraph } from './graphs/index.js';
+import { buildAssembleGraph, type AssembleSpec } from './graphs/index.js';
+import { HostPacker } from './host-pack.js';
+import type { StoredKvLayer } from '../../kv/stored.js';
 import type { DeviceChunk, DeviceLayers } from './cache.js';
 import { int64, range, selectiveInts, type Feeds, type Ints } from './ints.js';
 import { DeviceRunnerBase } from './runner.js';
 
+/**
+ * One chunk of an assemble run: its cache already on the device, or its stored layers from the host
+ * (`stored[j]`: layer from + j of the run's layers).
+ */
+export type AssemblePart =
+  { device: DeviceChunk; tokens: number } | { stored: readonly StoredKvLayer[]; tokens: number };
+
 /** The device runner: DeviceRunnerBase's runs (runner.ts) and CacheBlend's on the device. */
 export class DeviceRunner extends DeviceRunnerBase {
+  private readonly packer = new HostPacker();
+
   /**
-   * A prompt's cache for layers [from, L) from chunk caches on the device: BOS's row, each chunk's rows
-   * (keys rotated from positions 1…n to its offset), then `questionRows` zero rows for a blend to fill.
-   * Returned per layer from `from` on, [1, rows, kvHeads, headDim].
+   * Layers [from, from + count) of a prompt's cache, in one run: BOS's row, each chunk's rows (keys
+   * rotated from positions 1…n to its offset), then `questionRows` zero rows for a blend to fill. Chunks
+   * are on the device already, or come as `stored[j]`, their stored bytes of layer from + j, uploaded
+   * as they are (HostPacker) and widened or dequantized on the GPU. With `keepHost`, each host chunk's
+   * rows on the device come back too, per layer (for a GPU tier). Returns the layers [1, rows, KV, hd].
    */
   async assemble(
-    chunks: readonly DeviceChunk[],
+    parts: readonly AssemblePart[],
     offsets: readonly number[],
     from: number,
+    count: number,
     questionRows: number,
-  ): Promise<DeviceLayers> {
-    const n = chunks.length;
-    const withQuestion = questionRows > 0;
-    const session = await this.session(`assemble:${n}:${from}:${withQuestion}`, () =>
-      buildAssembleGraph(this.config, this.dtype, n, from, withQuestion),
-    );
-    const bos = (await this.bosRows()).chunk;
-    const contextRows = chunks.reduce((a, c) => a + c.tokens, 0);
-    const shifts = new BigInt64Array(contextRows);
-    let at = 0;
-    chunks.forEach((c, i) => {
-      shifts.fill(BigInt(offsets[i] - 1), at, at + c.tokens);
-      at += c.tokens;
-    });
-    const layers = this.config.numLayers - from;
-    const shiftPos = new BigInt64Array(layers * contextRows);
-    for (let l = 0; l < layers; l++) shiftPos.set(shifts, l * contextRows);
-    const feeds: Feeds = {
-      bos_k: bos.k,
-      bos_v: bos.v,
-      q_len: int64([questionRows]),
-      shift_pos: new ort.Tensor('int64', shiftPos, [layers, contextRows]),
+    keepHost: boolean,
+  ): Promise<DeviceLayers & { kept: (DeviceLayers | null)[]; uploadedBytes: number }> {
+    const { numKvHeads: KV, headDim: hd } = this.config;
+    const hosts = parts.flatMap((p) => ('stored' in p ? [p] : []));
+    const packed = hosts.length
+      ? this.packer.pack(
+          Array.from({ length: count }, (_, j) => hosts.map((p) => p.stored[j])),
+          KV,
+          hd,
+        )
+      : null;
+    const spec: AssembleSpec = {
+      chunks: parts.map((p) => ('stored' in p ? 'host' : 'device')),
+      host: packed?.form ?? null,
+      layers: count,
+      withQuestion: questionRows > 0,
+      keepHost: keepHost && hosts.length > 0,
     };
-    chunks.forEach((c, i) => Object.assign(feeds, { [`c${i}_k`]: c.k, [`c${i}_v`]: c.v }));
-    return this.layerOutputs(await this.run(session, feeds), from, this.config.numLayers);
+    const session = await this.session(`assemble:${JSON.stringify(spec)}`, () =>
+      buildAssembleGraph(this.config, this.dtype, spec),
+    );
+    const bos = (await this.bosRows()).rows;
+    const feeds: Feeds = { ...packed?.feeds, ints: this.assembleInts(parts, offsets, questionRows) };
+    for (let j = 0; j < count; j++) {
+      feeds[`bos_k_${j}`] = bos.k[from + j];
+      feeds[`bos_v_${j}`] = bos.v[from + j];
+      parts.forEach((p, i) => {
+        if ('device' in p) {
+          feeds[`c${i}_k_${j}`] = p.device.k[from + j];
+          feeds[`c${i}_v_${j}`] = p.device.v[from + j];
+        }
+      });
+    }
+    const out = await this.run(session, feeds);
+    const layers = this.layerOutputs(out, 0, count);
+    const kept = parts.map((p, i) =>
+      spec.keepHost && 'stored' in p
+        ? {
+            k: Array.from({ length: count }, (_, j) => out[`h${i}_k_${j}`]),
+            v: Array.from({ length: count }, (_, j) => out[`h${i}_v_${j}`]),
+          }
+        : null,
+    );
+    return { ...layers, kept, uploadedBytes: packed?.bytes ?? 0 };
+  }
+
+  /** The assemble graph's `ints`: [q_len, each host chunk's row range in the pack, each row's shift]. */
+  private assembleInts(parts: readonly AssemblePart[], offsets: readonly number[], questionRows: number) {
+    const hosts = parts.filter((p) => 'stored' in p).length;
+    const rows = parts.reduce((a, p) => a + p.tokens, 0);
+    const ints = new BigInt64Array(1 + 2 * hosts + rows);
+    ints[0] = BigInt(questionRows);
+    let h = 0;
+    let packRow = 0;
+    let at = 1 + 2 * hosts;
+    parts.forEach((p, i) => {
+      if ('stored' in p) {
+        ints[1 + 2 * h] = BigInt(packRow);
+        ints[2 + 2 * h++] = BigInt((packRow += p.tokens));
+      }
+      ints.fill(BigInt(offsets[i] - 1), at, (at += p.tokens));
+    });
+    return new ort.Tensor('int64', ints, [ints.length]);
   }
 
   /**

@@ -26,7 +26,7 @@ export class DeviceKvCache {
 }
 
 /**
- * One chunk's cache on the device: K and V [layers, kvHeads, tokens, headDim], keys at positions 1…n.
+ * One chunk's cache on the device: per layer K and V [kvHeads, tokens, headDim], keys at positions 1…n.
  * Reference-counted: whoever uploads it holds one reference, a GPU tier that keeps it another, a request
  * using it a third; the buffers are released with the last.
  */
@@ -34,8 +34,8 @@ export class DeviceChunk {
   private refs = 1;
 
   constructor(
-    readonly k: ort.Tensor,
-    readonly v: ort.Tensor,
+    readonly k: readonly ort.Tensor[],
+    readonly v: readonly ort.Tensor[],
     readonly tokens: number,
     readonly bytes: number,
   ) {}
@@ -55,10 +55,7 @@ export class DeviceChunk {
 
   release(): void {
     if (this.refs === 0) return;
-    if (--this.refs === 0) {
-      this.k.dispose();
-      this.v.dispose();
-    }
+    if (--this.refs === 0) for (const t of [...this.k, ...this.v]) t.dispose();
   }
 }
 

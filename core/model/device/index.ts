@@ -11,4 +11,4 @@
 
 export { DeviceChunk, DeviceKvCache, type DeviceLayers, type HostRows, type HostValues } from './cache.js';
 export { chooseAttention } from './attention-check.js';
-export { DeviceRunner } from './blend-runs.js';
+export { DeviceRunner, type AssemblePart } from './blend-runs.js';

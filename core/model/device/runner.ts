@@ -6,7 +6,6 @@ import {
   buildDownloadGraph,
   buildStackGraph,
   buildSyncGraph,
-  buildUploadGraph,
   intSegments,
   devicePositions,
   type DeviceDtype,
@@ -18,7 +17,7 @@ import { DeviceWeights } from './weights.js';
 import { createSession } from '../onnx/session.js';
 import type { LoadedModel, ModelConfig } from '../types.js';
 import type { WeightFormat } from '../weights/format.js';
-import { DeviceChunk, DeviceKvCache, type DeviceLayers, type HostRows, type HostValues } from './cache.js';
+import { DeviceKvCache, type DeviceLayers, type HostRows, type HostValues } from './cache.js';
 import { int64, packInts, range, type Feeds, type Ints } from './ints.js';
 
 /**
@@ -30,7 +29,7 @@ export class DeviceRunnerBase {
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
   /** The model's weights on the GPU, shared by every session. */
   readonly weights: DeviceWeights;
-  private bos: Promise<{ rows: DeviceKvCache; chunk: DeviceChunk }> | null = null;
+  private bos: Promise<{ rows: DeviceKvCache }> | null = null;
 
   constructor(
     readonly model: LoadedModel,
@@ -287,45 +286,25 @@ export class DeviceRunnerBase {
     return tensors.map((_, i) => out[`o${i}`].data as HostValues);
   }
 
-  /** Upload a chunk's cache (per layer [n, kvHeads, headDim] fp32, keys at positions 1…n). */
-  async upload(k: readonly Float32Array[], v: readonly Float32Array[], tokens: number): Promise<DeviceChunk> {
-    const { numLayers: L, numKvHeads: KV, headDim: hd } = this.config;
-    const rows = tokens * KV * hd;
-    const pack = (layers: readonly Float32Array[]) => {
-      const all = new Float32Array(L * rows);
-      layers.forEach((a, l) => all.set(a.subarray(0, rows), l * rows));
-      return new ort.Tensor('float32', all, [L, tokens, KV, hd]);
-    };
-    const session = await this.session('upload', () => buildUploadGraph(this.config, this.dtype));
-    const out = await this.run(session, { k: pack(k), v: pack(v) });
-    return new DeviceChunk(out.k_dev, out.v_dev, tokens, 2 * L * rows * this.bytesPerValue);
-  }
-
   /** Write the profile of every session created with profiling on (onnxruntime names the files). */
   async endProfiling(): Promise<void> {
     for (const s of this.sessions.values()) (await s).endProfiling();
   }
 
   async dispose(): Promise<void> {
-    if (this.bos) {
-      const { rows, chunk } = await this.bos;
-      rows.dispose();
-      chunk.release();
-    }
+    if (this.bos) (await this.bos).rows.dispose();
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
     await this.weights.dispose();
   }
 
   /** BOS's rows (position 0 sees only itself, so they are the same in every prompt), computed once. */
-  bosRows(): Promise<{ rows: DeviceKvCache; chunk: DeviceChunk }> {
+  bosRows(): Promise<{ rows: DeviceKvCache }> {
     if (!this.bos) {
       this.bos = (async () => {
         const rows = new DeviceKvCache();
         await this.forward(rows, [this.config.bosTokenId]);
-        const host = await this.download([...rows.k, ...rows.v]);
-        const L = this.config.numLayers;
-        return { rows, chunk: await this.upload(host.slice(0, L), host.slice(L), 1) };
+        return { rows };
       })();
     }
     return this.bos;

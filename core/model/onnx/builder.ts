@@ -2,12 +2,13 @@ import onnxProto from 'onnx-proto';
 import { float32ToFloat16Bits } from '../../util/half.js';
 
 const { onnx } = onnxProto;
-export type DataType = 'float' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8';
+export type DataType = 'float' | 'float16' | 'int64' | 'int32' | 'bool' | 'uint8' | 'int8';
 
 export const ELEM: Record<DataType, number> = {
   float: onnx.TensorProto.DataType.FLOAT,
   float16: onnx.TensorProto.DataType.FLOAT16,
   uint8: onnx.TensorProto.DataType.UINT8,
+  int8: onnx.TensorProto.DataType.INT8,
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
   bool: onnx.TensorProto.DataType.BOOL,

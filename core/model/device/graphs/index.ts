@@ -29,4 +29,5 @@ export {
 } from './context.js';
 export { buildStackGraph } from './stack.js';
 export { buildDecodeBurstGraph, burstSegments } from './decode-burst.js';
-export { buildAssembleGraph, buildDownloadGraph, buildSyncGraph, buildUploadGraph } from './transfer.js';
+export { buildDownloadGraph, buildSyncGraph } from './transfer.js';
+export { buildAssembleGraph, type AssembleSpec, type HostKvForm } from './assemble.js';
