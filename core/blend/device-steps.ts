@@ -235,7 +235,10 @@ export class DevicePrefillSteps implements PrefillSteps {
     };
     const layer = (l: number) => this.upper.get(l)!;
     const layers = { k: [] as ort.Tensor[], v: [] as ort.Tensor[] };
-    for (let l = from; l < to; l++) (layers.k.push(layer(l).k), layers.v.push(layer(l).v));
+    for (let l = from; l < to; l++) {
+      layers.k.push(layer(l).k);
+      layers.v.push(layer(l).v);
+    }
     const score = metric ? { metric, count: this.contextCount, cached: layer(to) } : null;
     const out = await this.timed('recomputeSelected', () =>
       this.runner.blendSelected(input, layers, from, to, score),

@@ -47,7 +47,10 @@ export const CONFIG_HELP: Readonly<Record<string, { default: string; help: strin
     help: "stored caches (the CLI's --kv-dtype): float16, float32, int8; bytes a token and layer 4HD, 8HD, 2H(D+2) (H KV heads, D head dim)",
   },
   LRU_BYTES: { default: '268435456', help: 'in-process LRU of chunk caches per blend worker (0: off)' },
-  GPU_TIER_BYTES: { default: '2147483648', help: 'chunk caches kept in GPU memory (webgpu; 0: off)' },
+  GPU_TIER_BYTES: {
+    default: 'auto',
+    help: "chunk caches kept in GPU memory (webgpu; 0: off); auto: the card's free memory after the model, less a reserve for runs",
+  },
   DEVICE_DTYPE: { default: 'float16', help: 'webgpu compute precision: float16, float32 (docs/gpu.md)' },
   WEIGHTS: {
     default: 'auto',

@@ -28,7 +28,7 @@
  * | GPU_INDEX               | (none: the provider's default GPU)        | GPU in PCI order (nvidia-smi's index)   |
  * | KV_DTYPE                | float16                                   | float16, float32, int8                  |
  * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
- * | GPU_TIER_BYTES          | 2147483648 (2 GiB)                        | chunk caches kept in GPU memory (webgpu) |
+ * | GPU_TIER_BYTES          | auto (the card's free memory, less a reserve) | chunk caches kept in GPU memory (webgpu) |
  * | DEVICE_DTYPE            | float16                                   | float16, float32 (webgpu compute)       |
  * | WEIGHTS                 | auto                                      | auto, fp32, fp16, q4 (linear layers)    |
  * | DEVICE_DECODE_BURST     | 8                                         | greedy tokens per device run (1: off)   |
@@ -144,7 +144,9 @@ const EnvSchema = z.object({
   GPU_INDEX: integer(0, 255).optional(),
   KV_DTYPE: oneOf(['float16', 'float32', 'int8'], 'float16'),
   LRU_BYTES: int(0, MAX, 256 * 1024 * 1024),
-  GPU_TIER_BYTES: int(0, MAX, 2 * 1024 ** 3),
+  GPU_TIER_BYTES: z
+    .union([z.literal('auto'), integer(0, MAX)], { error: `must be auto or an integer between 0 and ${MAX}` })
+    .default('auto'),
   DEVICE_DTYPE: oneOf(['float16', 'float32'], 'float16'),
   WEIGHTS: oneOf(['auto', 'fp32', 'fp16', 'q4'], 'auto'),
   DEVICE_DECODE_BURST: int(1, 64, 8),

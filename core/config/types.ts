@@ -62,8 +62,11 @@ export interface Config {
   readonly gpuIndex: number | null;
   readonly kvDtype: KvDtype;
   readonly lruBytes: number;
-  /** Bytes of chunk caches a device-resident (WebGPU) engine keeps in GPU memory; 0 disables the tier. */
-  readonly gpuTierBytes: number;
+  /**
+   * Bytes of chunk caches a device-resident (WebGPU) engine keeps in GPU memory; 0 disables the tier;
+   * `auto` sizes it to the card (core/model/device/memory.ts).
+   */
+  readonly gpuTierBytes: number | 'auto';
   /** Precision of activations and KV on the device (WebGPU). */
   readonly deviceDtype: DeviceDtype;
   /** Format of the linear layers' weights; `auto`: fp32 on the CPU, the device precision's own on the GPU. */

@@ -10,6 +10,7 @@ import { openObjectStore } from '../storage/index.js';
 import { DiskTier } from '../cache/disk-tier.js';
 import type { ObjectStore } from '../storage/types.js';
 import { DeviceChunkTier } from '../cache/device-tier.js';
+import { cardMemory, gpuTierBudget, runReserveBytes } from '../model/device/memory.js';
 import { TieredChunkLoader } from '../cache/tiered-loader.js';
 import { createLogger, type LogLevel, type Logger } from '../ops/log.js';
 import { computeChunkObject } from './pipeline.js';
@@ -33,8 +34,10 @@ export interface EngineThreadInit {
   /** Bound of the disk tier in bytes (0 disables it). */
   diskCacheBytes: number;
   lruBytes: number;
-  /** GPU tier bytes (device-resident engines only; 0 or absent: off). */
-  gpuTierBytes?: number;
+  /** Blend jobs this worker runs at once (each holds a prompt cache on the device). */
+  blendConcurrency?: number;
+  /** GPU tier bytes (device-resident engines only; 0 or absent: off; `auto`: sized to the card). */
+  gpuTierBytes?: number | 'auto';
   /** Device precision (device-resident engines only; default float32). */
   deviceDtype?: DeviceDtype;
   /** Greedy tokens per device run (device-resident engines only; default 8). */
@@ -85,6 +88,23 @@ export interface EngineContext {
 }
 
 /** The CUDA provider's own device choice (WebGPU's is made for the whole process: core/runtime/gpus.ts). */
+/**
+ * A device-resident engine's GPU tier: GPU_TIER_BYTES, or (auto) what the card has free once the engine
+ * holds its weights and sessions, less a reserve for runs (core/model/device/memory.ts). Null: no tier.
+ */
+function deviceTier(engine: Engine, init: EngineThreadInit, log: Logger): DeviceChunkTier | null {
+  if (!engine.device || !init.gpuTierBytes) return null;
+  if (init.gpuTierBytes !== 'auto') return new DeviceChunkTier(init.gpuTierBytes);
+  const reserve = runReserveBytes(engine.config, {
+    block: engine.device.block,
+    bytesPerValue: engine.device.bytesPerValue,
+    concurrency: init.blendConcurrency ?? 1,
+  });
+  const { bytes, why } = gpuTierBudget(cardMemory(init.gpuIndex ?? null), reserve);
+  log.info(`GPU tier sized to the card: ${(bytes / 1024 ** 3).toFixed(1)} GiB (${why})`);
+  return bytes > 0 ? new DeviceChunkTier(bytes) : null;
+}
+
 function cudaDevice(init: EngineThreadInit): { sessionOptions?: ort.InferenceSession.SessionOptions } {
   if (init.executionProvider !== 'cuda' || init.gpuIndex == null) return {};
   return { sessionOptions: { executionProviders: [{ name: 'cuda', deviceId: init.gpuIndex }] } };
@@ -125,7 +145,7 @@ export async function openEngine(init: EngineThreadInit): Promise<EngineContext>
     compute: (ids) => computeChunkObject(engine, ids, init.kvDtype),
     onLayerLoad: (bytes, ms) => cost.observeLoad(bytes, ms),
     log,
-    deviceTier: engine.device && init.gpuTierBytes ? new DeviceChunkTier(init.gpuTierBytes) : null,
+    deviceTier: deviceTier(engine, init, log),
     ...(gate && { writeToStore: (key, objKey, buf) => gate.write(store, key, objKey, buf) }),
   });
   return { init, engine, store, disk, loader, gate, cost, log };

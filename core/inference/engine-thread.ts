@@ -27,6 +27,7 @@ export function engineThreadInit(
     diskCacheBytes: config.diskCacheBytes,
     lruBytes: config.lruBytes,
     gpuTierBytes: config.gpuTierBytes,
+    blendConcurrency: config.blendConcurrency,
     deviceDtype: config.deviceDtype,
     weights: config.weights,
     deviceDecodeBurst: config.deviceDecodeBurst,

@@ -42,7 +42,7 @@ describe('loadConfig', () => {
       gpuIndex: null,
       kvDtype: 'float16',
       lruBytes: 256 * 1024 * 1024,
-      gpuTierBytes: 2 * 1024 ** 3,
+      gpuTierBytes: 'auto',
       deviceDtype: 'float16',
       weights: 'auto',
       deviceDecodeBurst: 8,

@@ -85,8 +85,8 @@ function storedSource(
 
 describe.skipIf(noWebGpu)('chunk caches reaching the device (skipped without a WebGPU adapter)', () => {
   let gpu: Engine;
-  let chunks: { ids: number[]; layers: Layer[] }[][] = [];
-  let questions: number[][] = [];
+  const chunks: { ids: number[]; layers: Layer[] }[][] = [];
+  const questions: number[][] = [];
   const blend: BlendOptions = { mode: 'blend', ratio: 0.3, selection: 'deviation', checkLayer: 1 };
 
   beforeAll(async () => {

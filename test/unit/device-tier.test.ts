@@ -65,4 +65,23 @@ describe('DeviceChunkTier', () => {
     tier.clear();
     expect([alive(a), alive(b), tier.size, tier.bytes]).toEqual([false, false, 0, 0]);
   });
+
+  it('keeps chunks that queries come back to through a burst of chunks seen once', () => {
+    const tier = new DeviceChunkTier(1000);
+    const hot = Array.from({ length: 5 }, (_, i) => keep(tier, `hot${i}`, chunk(100)));
+    hot.forEach((_, i) => tier.get(`hot${i}`)); // used again: protected
+    const burst = Array.from({ length: 50 }, (_, i) => keep(tier, `new${i}`, chunk(100)));
+    expect(hot.map(alive)).toEqual(hot.map(() => true));
+    hot.forEach((c, i) => expect(tier.get(`hot${i}`)).toBe(c));
+    expect(burst.filter(alive).length).toBe(5); // the rest of the bytes cycle through the burst
+    expect(tier.bytes).toBe(1000);
+  });
+
+  it('lets protected chunks fill at most their share; the rest go back on probation', () => {
+    const tier = new DeviceChunkTier(1000);
+    const all = Array.from({ length: 10 }, (_, i) => keep(tier, `c${i}`, chunk(100)));
+    all.forEach((_, i) => tier.get(`c${i}`)); // all used again; only 800 bytes can be protected
+    keep(tier, 'fresh', chunk(100)); // evicts from probation: the least recently used demoted chunk
+    expect(all.map(alive)).toEqual(all.map((_, i) => i !== 0));
+  });
 });
