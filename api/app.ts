@@ -12,7 +12,8 @@ import { accessLog, requestIdOf } from './access-log.js';
 import type { ApiDeps } from './deps.js';
 import { HttpError, toHttpError } from './errors.js';
 import { authenticate } from './middleware/auth.js';
-import { jsonBody, securityHeaders, withoutPaths } from './middleware/hardening.js';
+import { methodNotAllowed } from './middleware/methods.js';
+import { jsonBody, requireJsonBody, securityHeaders, withoutPaths } from './middleware/hardening.js';
 import { perKeyRateLimit } from './middleware/rate-limit.js';
 import { isOpenAiPath, openAiError } from './openai/shape.js';
 import { documentsRouter } from './routes/documents.js';
@@ -35,14 +36,14 @@ export function createApp(deps: ApiDeps): express.Express {
   app.use(securityHeaders());
   app.use(requestTimer());
 
-  app.use(healthRouter(deps));
-  app.use(uiRouter(deps, [deps.blendQueue, deps.precomputeQueue]));
+  app.use(methodNotAllowed(healthRouter(deps)));
+  app.use(methodNotAllowed(uiRouter(deps, [deps.blendQueue, deps.precomputeQueue])));
   app.use('/v1', authenticate(deps.config), perKeyRateLimit(deps.config, deps.redis));
-  app.use('/v1', jsonBody(deps.config.maxBodyBytes));
-  app.use('/v1/documents', documentsRouter(deps));
-  app.use('/v1/query', queriesRouter(deps));
-  app.use('/v1/jobs', jobsRouter(deps));
-  app.use('/v1', openAiRouter(deps));
+  app.use('/v1', requireJsonBody(), jsonBody(deps.config.maxBodyBytes));
+  app.use('/v1/documents', methodNotAllowed(documentsRouter(deps)));
+  app.use('/v1/query', methodNotAllowed(queriesRouter(deps)));
+  app.use('/v1/jobs', methodNotAllowed(jobsRouter(deps)));
+  app.use('/v1', methodNotAllowed(openAiRouter(deps)));
 
   app.use((req, _res, next) => {
     next(new HttpError(404, 'NOT_FOUND', `no route for ${req.method} ${req.path}`));

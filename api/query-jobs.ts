@@ -10,6 +10,7 @@ import type { Response } from 'express';
 import {
   BLEND_JOB,
   decodeFailure,
+  keepJobs,
   type BlendJobData,
   type BlendJobResult,
   type BlendProgress,
@@ -24,12 +25,6 @@ import type { QueryReplyBody } from './replies.js';
 
 export type QueryJob = Job<BlendJobData, BlendJobResult>;
 
-const BLEND_JOB_OPTIONS = {
-  attempts: 1,
-  removeOnComplete: { age: 3_600, count: 10_000 },
-  removeOnFail: { age: 3_600, count: 10_000 },
-} as const;
-
 export function newJobId(): string {
   return randomUUID();
 }
@@ -38,7 +33,7 @@ export function newJobId(): string {
 export async function enqueueQuery(deps: ApiDeps, jobId: string, data: BlendJobData): Promise<QueryJob> {
   await admit(deps);
   return redisCall(
-    () => deps.blendQueue.add(BLEND_JOB, data, { jobId, ...BLEND_JOB_OPTIONS }),
+    () => deps.blendQueue.add(BLEND_JOB, data, { jobId, attempts: 1, ...keepJobs(deps.config.jobHistory) }),
     'Redis (blend queue)',
   );
 }

@@ -34,7 +34,8 @@ export interface QueryInput {
   searchCorpus: boolean;
   topK?: number;
   order: ChunkOrder;
-  mode: BlendMode;
+  /** Absent: the cost plan may run blend in full (a given mode is pinned). */
+  mode?: BlendMode;
   ratio?: number | 'auto';
   selection?: BlendSelection;
   maxTokens: number;
@@ -75,7 +76,8 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     tenant,
     ...(salt && { salt }),
     fingerprint: model.fingerprint,
-    mode: q.mode,
+    mode: q.mode ?? 'blend',
+    ...(q.mode !== undefined && { modePinned: true }),
     ...(q.ratio !== undefined && { ratio: q.ratio }),
     ...(q.selection && { selection: q.selection }),
     maxTokens: q.maxTokens,
@@ -107,6 +109,7 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     topK: q.topK,
     order: q.order,
     readyWaitMs: deps.config.queryTimeoutMs,
+    fingerprint: model.fingerprint,
   });
   return { ...base, chunks: refs, documents: q.documents ?? [], retrieval: summary };
 }

@@ -7,12 +7,13 @@
  * - model: the tokenizer and fingerprint are loaded;
  * - workers: at least one blend worker is connected to the queue;
  * - queue: fewer than QUERY_QUEUE_LIMIT queries wait.
- * Store and durability probes are cached briefly, so frequent probes cost little.
+ * Store and durability probes are cached briefly, so frequent probes cost little; a refused Redis write seen
+ * by any request drops the cached write probe, so /readyz says 503 at once and until a probe write succeeds.
  */
 import { randomUUID } from 'node:crypto';
 import { errorMessage } from '../core/errors.js';
 import { durabilityProblems, DURABILITY_FIX } from '../core/queue/durability.js';
-import { keyPrefix, pingRedis } from '../core/queue/redis.js';
+import { keyPrefix, onRedisWriteRefused, pingRedis } from '../core/queue/redis.js';
 import { withTimeout } from '../core/util/time.js';
 import { modelState, type ApiDeps } from './deps.js';
 import { withoutPaths } from './middleware/hardening.js';
@@ -21,17 +22,25 @@ const STORE_PROBE_TTL_MS = 2_000;
 const REDIS_WRITE_TTL_MS = 2_000;
 const DURABILITY_TTL_MS = 30_000;
 
-/** A value recomputed at most once per `ttlMs` (concurrent callers share one computation). */
-function cached(ttlMs: number, compute: () => Promise<string>): () => Promise<string> {
+/**
+ * A value recomputed at most once per `ttlMs` (concurrent callers share one computation); `stale()` makes
+ * the next call recompute.
+ */
+function cached(ttlMs: number, compute: () => Promise<string>): (() => Promise<string>) & { stale(): void } {
   let value: Promise<string> | null = null;
   let at = 0;
-  return () => {
+  const get = () => {
     if (!value || Date.now() - at > ttlMs) {
       at = Date.now();
       value = compute();
     }
     return value;
   };
+  return Object.assign(get, {
+    stale: () => {
+      value = null;
+    },
+  });
 }
 
 const outcome = (p: Promise<unknown>) =>
@@ -65,6 +74,15 @@ export function readinessChecks(deps: ApiDeps): () => Promise<Record<string, str
       r === 'ok' ? r : `refuses writes: ${r}`,
     ),
   );
+  // A write the service just saw refused (OOM, READONLY, MISCONF) is news the cached probe may not have:
+  // the next check probes again, and stays failing until a probe write succeeds.
+  // Held weakly: a closed app's checks are not kept alive by the process-wide listener list.
+  const probe = new WeakRef(writable);
+  const unsubscribe = onRedisWriteRefused(() => {
+    const w = probe.deref();
+    if (w) w.stale();
+    else unsubscribe();
+  });
   const redis = async () => {
     const ping = await outcome(pingRedis(deps.redis, 2_000));
     if (ping !== 'ok') return ping;

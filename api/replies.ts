@@ -65,6 +65,16 @@ const resultFields = {
     })
     .optional()
     .describe('how ratio "auto" was decided'),
+  plan: z
+    .strictObject({
+      chose: z.enum(['blend', 'full']),
+      predictedLoadMs: z.number(),
+      predictedFullMs: z.number(),
+    })
+    .optional()
+    .describe(
+      'mode left to the service: the chunk caches would load in predictedLoadMs, the prompt prefill in full in predictedFullMs; full when loading would lose',
+    ),
   finishReason: z.enum(['stop', 'length']),
   template: z.string().describe('the template applied: none, chat or jinja'),
   retrieval: Retrieval.optional(),

@@ -156,7 +156,8 @@ export const QueryBody = z
     /** At most this many chunks (retrieval). */
     topK: retrievalTopK.optional(),
     order: order.default('document'),
-    mode: mode.default('blend'),
+    /** Absent: blend, or full where the cost plan predicts the caches would load slower (pinned when given). */
+    mode: mode.optional(),
     ratio: ratio.optional(),
     selection: selection.optional(),
     maxTokens: z.number().int('must be an integer').min(0).max(4096).default(32),
@@ -269,6 +270,8 @@ export function parseBody<T extends z.ZodTypeAny>(schema: T, body: unknown): z.i
   const r = schema.safeParse(body);
   if (r.success) return r.data;
   const issue = r.error.issues[0];
+  const tooLong = tooLongError(issue);
+  if (tooLong) throw tooLong;
   const keys = issue.code === 'unrecognized_keys' ? (issue as { keys: string[] }).keys : [];
   const field = keys.length ? keys[0] : issue.path.map(String).join('.') || 'body';
   const message = keys.length
@@ -277,6 +280,22 @@ export function parseBody<T extends z.ZodTypeAny>(schema: T, body: unknown): z.i
       ? 'is required'
       : issue.message;
   throw new HttpError(400, 'INVALID_ARGUMENT', `${field}: ${message}`, { field });
+}
+
+/**
+ * A text or list over its limit is a 413 naming the limit, on every route: the same status as a question
+ * that cannot fit the model's context, or a body over MAX_BODY_BYTES. (Numbers over their range are 400s.)
+ */
+function tooLongError(issue: z.core.$ZodIssue): HttpError | null {
+  if (issue.code !== 'too_big' || (issue.origin !== 'string' && issue.origin !== 'array')) return null;
+  const field = issue.path.map(String).join('.') || 'body';
+  const what = issue.origin === 'string' ? 'characters' : 'items';
+  return new HttpError(
+    413,
+    'PAYLOAD_TOO_LARGE',
+    `${field}: longer than the limit of ${Number(issue.maximum)} ${what}`,
+    { field },
+  );
 }
 
 /** Parse a path parameter; a failure is a 400 naming it. */

@@ -11,9 +11,10 @@ import { ConfigError, errorMessage } from '../core/errors.js';
 import { loadModel } from '../core/model/load.js';
 import { BLEND_QUEUE, PRECOMPUTE_QUEUE } from '../core/queue/contracts.js';
 import { checkDurabilityWhenReachable } from '../core/queue/durability.js';
-import { closeRedis, createRedis, keyPrefix } from '../core/queue/redis.js';
-import { withTimeout } from '../core/util/time.js';
+import { closeRedis, closeWhileConnected, createRedis, dropQueues, keyPrefix } from '../core/queue/redis.js';
 import { DocumentService } from '../core/documents/documents.js';
+import { cacheSalt } from '../core/documents/names.js';
+import { retokenizeDocuments } from '../core/documents/retokenize.js';
 import { silentLogger, type Logger } from '../core/ops/log.js';
 import { localIdentity, startTextThread, type ModelIdentity } from '../core/documents/text.js';
 import { CorpusSync, Retriever } from '../core/retrieval/index.js';
@@ -29,6 +30,8 @@ export interface ApiServer {
   corpus: CorpusSync;
   /** Resolves once the model is loaded (rejects if loading failed). */
   modelReady: Promise<ModelIdentity>;
+  /** Resolves once documents of another model have been re-tokenized for this one (core/documents/retokenize.ts). */
+  retokenized: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -40,6 +43,8 @@ export interface StartApiOptions {
   host?: string;
   /** Use this model identity instead of loading config.model. */
   model?: ModelIdentity;
+  /** Re-tokenize documents of another model once the model is loaded (default true; off in some tests). */
+  retokenize?: boolean;
 }
 
 /** The model's identity with chunking done in this thread (tests and tools; servers use a text thread). */
@@ -98,12 +103,13 @@ function openQueues(config: Config, log: Logger) {
     blendQueue,
     blendEvents,
     async close() {
-      await withTimeout(blendEvents.close(), 2_000, 'closing queue events').catch(() => undefined);
-      await withTimeout(
-        Promise.all([precomputeQueue.close(), blendQueue.close()]),
+      // Given up at once when Redis is gone (a Ctrl-C that stopped it too): nothing would answer.
+      const closed = await closeWhileConnected(
+        () => Promise.all([blendEvents.close(), precomputeQueue.close(), blendQueue.close()]),
+        redis,
         2_000,
-        'closing queues',
-      ).catch(() => undefined);
+      );
+      if (!closed) dropQueues([blendEvents, precomputeQueue, blendQueue]);
       await closeRedis(eventsConnection);
       await closeRedis(redis);
     },
@@ -168,6 +174,7 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     config.queuePrefix,
     log,
     config.precomputeAttempts,
+    config.jobHistory,
   );
   const corpus = new CorpusSync(docs, createRedis(config, 'worker'), log);
   const model = new BackgroundModel(config, log, opts.model);
@@ -190,6 +197,21 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     await store.close();
     await model.close();
   };
+  const retokenizing =
+    opts.retokenize === false
+      ? Promise.resolve()
+      : model.ready
+          .then((m) =>
+            retokenizeDocuments(docs, m, {
+              budget: config.chunkTokenBudget,
+              salt: (tenant) => cacheSalt(tenant, config.shareChunkCache),
+              log,
+            }),
+          )
+          .then(
+            () => undefined,
+            (err: unknown) => log.warn('re-tokenizing documents failed', { error: errorMessage(err) }),
+          );
   const server = await listen(app, opts.port ?? config.port, opts.host ?? config.host, config).catch(
     async (err: unknown) => {
       await closeAll(); // a port already taken, say: nothing may stay connected
@@ -206,6 +228,7 @@ export async function startApi(opts: StartApiOptions): Promise<ApiServer> {
     docs,
     corpus,
     modelReady: model.ready,
+    retokenized: retokenizing,
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

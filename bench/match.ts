@@ -4,7 +4,8 @@
  * tokens or more (counted with stories260K's tokenizer, and at least 16,384 characters: 4,096 tokens at the
  * ~4 characters a token of a large-vocabulary tokenizer) made of random text of the same distribution with
  * 0, 3 or 10 stored chunks pasted in, and one made of stored chunks only (every position an anchor hit).
- * Medians of 50 scans each; also the matcher's build time and heap. The Redis read of the matched chunks'
+ * Medians of 50 scans each; also the matcher's build time and heap. Again with a tenth of the chunks short
+ * sentences (under the anchor: matched whole, at sentence boundaries) and prompts of short sentences. The Redis read of the matched chunks'
  * token ids (one pipelined HGET each) is not included. Prints a table, writes bench/results/match.json.
  */
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
@@ -32,12 +33,27 @@ const { sentence } = zipfWords(words, rand);
 
 const tok = (await loadLlama2cModel(new URL('../../models/stories260K', import.meta.url).pathname)).tokenizer;
 
-/** Random text with `pasted` chunks placed among it, grown until it is PROMPT_TOKENS tokens or more. */
-function prompt(chunks: MatchableChunk[], pasted: number): string {
+/** About `words` words of short sentences (2 to 6 words, each ending with '. '): a boundary every few words. */
+function shortSentences(words: number): string {
+  const out: string[] = [];
+  for (let w = 0; w < words;) {
+    const n = 2 + Math.floor(rand() * 5);
+    out.push(`${sentence(n)}.`);
+    w += n;
+  }
+  return out.join(' ');
+}
+
+/**
+ * Random text with `pasted` chunks placed among it, grown until it is PROMPT_TOKENS tokens or more; of
+ * short sentences when `boundaries` (where short chunks are looked for), else of 200-word lines.
+ */
+function prompt(chunks: MatchableChunk[], pasted: number, boundaries = false): string {
   const parts = ['Answer from the context.\n\nContext:\n'];
   for (let i = 0; i < pasted; i++) parts.push(`${chunks[Math.floor(rand() * chunks.length)].text}\n\n`);
   let text = parts.join('');
-  while (text.length < PROMPT_CHARS || tok.encode(text).length < PROMPT_TOKENS) text += `${sentence(200)}\n`;
+  while (text.length < PROMPT_CHARS || tok.encode(text).length < PROMPT_TOKENS)
+    text += `${boundaries ? shortSentences(200) : sentence(200)}\n`;
   const at = Math.floor(text.length / 2);
   return `${text.slice(0, at)}\n\nQuestion: ${text.slice(at)}`;
 }
@@ -60,10 +76,21 @@ function scan(m: SpanMatcher, text: string): { ms: number; found: number } {
   return { ms: median(times), found };
 }
 
-const rows = SIZES.map((n) => {
+/**
+ * Each store size twice: chunks of WORDS_PER_CHUNK words; and with every SHORT_EVERY-th chunk a short
+ * sentence (1 to 4 words, under the matcher's anchor), scanned over prompts of short sentences, where
+ * short chunks are looked for at every sentence.
+ */
+const SHORT_EVERY = 10;
+const rows = [0, SHORT_EVERY].flatMap((shortEvery) => SIZES.map((n) => measure(n, shortEvery)));
+
+function measure(n: number, shortEvery: number) {
   const chunks = Array.from({ length: n }, (_, i) => ({
     key: `k${i}`,
-    text: sentence(WORDS_PER_CHUNK),
+    text:
+      shortEvery && i % shortEvery === 0
+        ? `${sentence(1 + Math.floor(rand() * 4))}.`
+        : sentence(WORDS_PER_CHUNK),
     document: `doc-${Math.floor(i / 10)}`,
     index: i % 10,
   }));
@@ -73,11 +100,12 @@ const rows = SIZES.map((n) => {
   for (let d = 0; d < n / 10; d++) m.add('t', `doc-${d}`, chunks.slice(d * 10, d * 10 + 10));
   const buildMs = performance.now() - t0;
   const heap = heapMiB() - before;
-  const prompts = [0, 3, 10].map((k) => prompt(chunks, k));
+  const prompts = [0, 3, 10].map((k) => prompt(chunks, k, shortEvery > 0));
   const scans = prompts.map((p) => scan(m, p));
   const dense = scan(m, allChunks(chunks, prompts[0].length));
   return {
     chunks: n,
+    shortChunks: shortEvery ? Math.ceil(n / shortEvery) : 0,
     buildMs,
     heapMiB: heap,
     promptChars: prompts[0].length,
@@ -87,11 +115,12 @@ const rows = SIZES.map((n) => {
     ten: scans[2],
     onlyChunks: dense,
   };
-});
+}
 
 printTable(
   [
     'chunks',
+    'short',
     'build ms',
     'heap MiB',
     'prompt chars',
@@ -104,6 +133,7 @@ printTable(
   ],
   rows.map((r) => [
     r.chunks,
+    r.shortChunks,
     r.buildMs,
     r.heapMiB,
     r.promptChars,

@@ -61,7 +61,11 @@ export function build() {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
   try {
-    if (process.argv.includes('--force') || buildIsStale()) build();
+    if (process.argv.includes('--force') || buildIsStale()) {
+      // The first compile takes 10-20 s with nothing else to show: say what is happening.
+      process.stderr.write('build: compiling dist/ with tsc (the first time takes 10-20 s) ...\n');
+      build();
+    }
   } catch (err) {
     if (!(err && typeof err === 'object' && 'status' in err)) console.error(`build: ${err.message}`);
     process.exit(1); // tsc has printed its errors

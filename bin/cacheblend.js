@@ -4,7 +4,9 @@
 import { build, buildIsStale } from './build.js';
 
 if (buildIsStale()) {
-  process.stderr.write('cacheblend: compiling dist/ (sources changed) ...\n');
+  process.stderr.write(
+    'cacheblend: compiling dist/ with tsc (sources changed; the first time takes 10-20 s) ...\n',
+  );
   try {
     build();
   } catch (err) {

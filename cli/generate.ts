@@ -7,6 +7,7 @@ import {
   ATTENTION_SOURCES,
   BLEND_MODES,
   DEFAULT_ATTENTION,
+  DEFAULT_CHECK_LAYER,
   DEFAULT_SELECTION,
   DEVIATION_METRICS,
   MAX_SINK_TOKENS,
@@ -54,7 +55,10 @@ function defineBlendFlags(cmd: Command): Command {
       'fraction of context tokens blend recomputes, or auto: the loading controller, which recomputes r_min (BLEND_MIN_RATIO) when, as here, every cache is in memory',
       '0.15',
     )
-    .option('--check-layer <n>', 'layer where blend measures deviations', '1')
+    .option(
+      '--check-layer <n>',
+      `layer where blend measures deviations (default ${DEFAULT_CHECK_LAYER}, or the model's last)`,
+    )
     .addOption(new Option('--metric <metric>', 'deviation measure').choices(DEVIATION_METRICS).default('k'))
     .addOption(
       new Option(
@@ -133,7 +137,7 @@ export interface GenerateFlags {
   stop?: string[];
   mode?: BlendMode;
   ratio: string;
-  checkLayer: string;
+  checkLayer?: string;
   metric: DeviationMetric;
   selection?: SelectionStrategy;
   attention?: AttentionSource;
@@ -168,8 +172,49 @@ interface GenerateRequest {
   logits: boolean;
 }
 
-/** The request the flags ask for; InvalidArgumentError names a bad flag. */
-export function parseGenerateArgs(values: GenerateFlags, config: Config): GenerateRequest {
+/** Flags that shape blend's recomputation: they apply to `--mode blend` only. */
+const BLEND_ONLY_FLAGS = [
+  '--ratio',
+  '--check-layer',
+  '--metric',
+  '--selection',
+  '--attention',
+  '--sink-tokens',
+  '--gradual',
+];
+
+/**
+ * Flags typed on the command line that do nothing in the chosen mode are refused, naming them, rather than
+ * ignored: blend's settings outside blend, `--kv-dtype` where no cache is stored (full), `--logits`
+ * without `--json`. `given` holds the flags typed (as `--name`); defaults never count.
+ */
+function refuseInapplicableFlags(mode: BlendMode, given: ReadonlySet<string>, values: GenerateFlags): void {
+  const list = (flags: string[]) => flags.join(', ');
+  const blendOnly = BLEND_ONLY_FLAGS.filter((f) => given.has(f));
+  if (mode !== 'blend' && blendOnly.length > 0) {
+    throw new InvalidArgumentError(
+      `${list(blendOnly)} ${blendOnly.length === 1 ? 'applies' : 'apply'} to --mode blend only (the mode here is ${mode}); drop ${blendOnly.length === 1 ? 'it' : 'them'} or use --mode blend`,
+    );
+  }
+  if (mode === 'full' && given.has('--kv-dtype')) {
+    throw new InvalidArgumentError(
+      '--kv-dtype applies to modes that read stored chunk caches (prefix, reuse, blend); --mode full stores none',
+    );
+  }
+  if (values.logits && !values.json) {
+    throw new InvalidArgumentError('--logits adds firstTokenLogits to the JSON output: use it with --json');
+  }
+}
+
+/**
+ * The request the flags ask for; InvalidArgumentError names a bad flag. `given`: the flags typed on the
+ * command line (`--name`), so that flags that do not apply to the mode are refused (defaults never are).
+ */
+export function parseGenerateArgs(
+  values: GenerateFlags,
+  config: Config,
+  given: ReadonlySet<string> = new Set(),
+): GenerateRequest {
   const chunks = values.chunk ?? [];
   const plain = values.prompt !== undefined;
   if (plain && (chunks.length > 0 || values.question !== undefined)) {
@@ -187,6 +232,7 @@ export function parseGenerateArgs(values: GenerateFlags, config: Config): Genera
   if (plain && (values.system !== undefined || values.template !== 'auto')) {
     throw new InvalidArgumentError('--prompt is used as given; --system and --template go with --question');
   }
+  refuseInapplicableFlags(mode, given, values);
   return {
     model: values.model ?? config.model,
     plain,
@@ -253,8 +299,9 @@ export async function generateCommand(
   values: GenerateFlags,
   out: (s: string) => void,
   config: Config,
+  given: ReadonlySet<string> = new Set(),
 ): Promise<void> {
-  const req = parseGenerateArgs(values, config);
+  const req = parseGenerateArgs(values, config, given);
   const model = await loadModel(req.model, config.modelSource);
   selectProcessGpu(req.ep, config.gpuIndex);
   const engine = await Engine.create(model, {
@@ -271,6 +318,13 @@ export async function generateCommand(
       const named = err.message.replace(/^(\w+)\b/, (w) => FLAG_OF_OPTION[w] ?? w);
       throw named === err.message ? err : new InvalidArgumentError(named);
     });
+    const layers = engine.config.numLayers;
+    if (req.blend.mode === 'blend' && req.blend.checkLayer === undefined && layers <= DEFAULT_CHECK_LAYER) {
+      process.stderr.write(
+        `cacheblend: the model has ${layers} layer${layers === 1 ? '' : 's'}: blend checks at layer ` +
+          `${answer.prefill.checkLayer} (the default check layer is ${DEFAULT_CHECK_LAYER})\n`,
+      );
+    }
     out(req.json ? `${JSON.stringify(jsonResult(req, answer))}\n` : `${answer.text}\n`);
   } finally {
     await engine.dispose();
@@ -307,7 +361,7 @@ function jsonResult(req: GenerateRequest, { prefill, tokens, text, totalMs, fini
     prefixTokens: prefill.prefixTokens,
     contextTokens: prefill.contextTokens,
     recomputedTokens: prefill.recomputedTokens,
-    ...(req.blend.mode === 'blend' && { ratio: prefill.ratio }),
+    ...(req.blend.mode === 'blend' && { ratio: prefill.ratio, checkLayer: prefill.checkLayer }),
     generatedTokens: tokens,
     text,
     finishReason,

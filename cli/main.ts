@@ -122,6 +122,15 @@ function defineServiceCommands(program: Command, out: Out, setCode: SetCode): vo
   );
 }
 
+/** The flags typed on a command's line (as `--name`), not those left at their defaults. */
+function typedFlags(cmd: Command): Set<string> {
+  return new Set(
+    cmd.options
+      .filter((o) => cmd.getOptionValueSource(o.attributeName()) === 'cli')
+      .map((o) => o.long ?? o.flags),
+  );
+}
+
 function buildProgram(out: Out, setCode: SetCode): Command {
   const program = new Command('cacheblend')
     .description('CacheBlend: answers over documents from precomputed chunk KV caches')
@@ -134,8 +143,8 @@ function buildProgram(out: Out, setCode: SetCode): Command {
       .command('generate')
       .description('run the engine directly: a prompt, or chunks and a question in any mode'),
   );
-  generate.action(async (flags: GenerateFlags) => {
-    await generateCommand(flags, out, loadConfig());
+  generate.action(async (flags: GenerateFlags, cmd: Command) => {
+    await generateCommand(flags, out, loadConfig(), typedFlags(cmd));
   });
   const calibrate = defineCalibrateFlags(
     program

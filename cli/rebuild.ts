@@ -29,7 +29,15 @@ export async function rebuildCommand(
   try {
     await waitForRedis(redis, 10_000);
     await checkRedisDurability(redis, config.redisRequireDurable, log);
-    const docs = new DocumentService(redis, store, queue, config.queuePrefix, log, config.precomputeAttempts);
+    const docs = new DocumentService(
+      redis,
+      store,
+      queue,
+      config.queuePrefix,
+      log,
+      config.precomputeAttempts,
+      config.jobHistory,
+    );
     const summary = await rebuildIndex(docs, store);
     out(opts.json ? `${JSON.stringify(summary)}\n` : formatSummary(summary));
     return summary;

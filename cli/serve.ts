@@ -26,9 +26,10 @@ export function serve({ apiOnly = false, gpus }: ServeOptions = {}): Promise<voi
   const gpuList = gpus === undefined ? null : parseGpuList(gpus);
   return runService(
     'cacheblend',
-    async (config, log) => {
+    async (config, log, onAbandon) => {
       log.info('starting', { apiOnly, gpus: gpuList, config: redactConfig(config) });
       const redis = await ensureRedis(config, log);
+      onAbandon(() => redis.stop());
       const api = await startApi({ config, log: log.child('api') });
       const workers: Service[] = apiOnly
         ? []

@@ -8,6 +8,9 @@
 #   npm run demo -- --large   a 125M-parameter Llama (random weights, written once under $DATA_DIR/models):
 #                             four chunks of ~500 tokens, where blend's time to first token is a fraction
 #                             of a full prefill's
+#   npm run demo -- --s3      chunk caches in a real S3 server: radosgw on a one-node Ceph under
+#                             $DATA_DIR/rgw (infra/start-rgw.sh; apt-get install -y radosgw ceph-mon
+#                             ceph-osd), bucket `cacheblend`, stopped with the service (with --large too)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PORT=${PORT:-8080}
@@ -15,11 +18,14 @@ DATA_DIR=${DATA_DIR:-.data}
 log="${DATA_DIR}/service.log"
 base="http://127.0.0.1:${PORT}"
 large=false
-case "${1:-}" in
-  --large) large=true ;;
-  '') ;;
-  *) echo "usage: npm run demo [-- --large]" >&2; exit 2 ;;
-esac
+s3=false
+for arg in "$@"; do
+  case "$arg" in
+    --large) large=true ;;
+    --s3) s3=true ;;
+    *) echo "usage: npm run demo [-- --large] [--s3]" >&2; exit 2 ;;
+  esac
+done
 
 if [[ -z "${REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1; then
   echo "demo: redis-server is not installed and REDIS_URL is unset." >&2
@@ -45,6 +51,26 @@ if $large; then
   args+=(--model "${model}" --chunk-token-budget 512)
 fi
 
+rgw_dir="${DATA_DIR}/rgw"
+if $s3; then
+  echo "demo: starting radosgw (one-node Ceph) under ${rgw_dir} ..."
+  endpoint=$(infra/start-rgw.sh "${rgw_dir}" | tail -n 1) || exit 1
+  set -a
+  # shellcheck disable=SC1091
+  source "${rgw_dir}/credentials.env"
+  set +a
+  NODE_NO_WARNINGS=1 node --input-type=module -e '
+    import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+    const s3 = new S3Client({ endpoint: process.argv[1], region: "us-east-1", forcePathStyle: true });
+    await s3.send(new CreateBucketCommand({ Bucket: "cacheblend" })).catch((err) => {
+      if (err.name !== "BucketAlreadyOwnedByYou") throw err;
+    });' "${endpoint}"
+  export KV_STORE_URL=s3://cacheblend/kv S3_ENDPOINT="${endpoint}" S3_FORCE_PATH_STYLE=true
+  export S3_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID}" S3_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY}"
+  echo "demo: chunk caches go to ${KV_STORE_URL} at ${endpoint}"
+fi
+stop_rgw() { if $s3; then infra/stop-rgw.sh "${rgw_dir}" >/dev/null || true; fi; }
+
 # The service runs in a process group of its own (job control on), so Ctrl-C reaches only this script,
 # which then stops the service with one SIGTERM and waits for its clean shutdown. Without it the terminal
 # would signal both, and the script's own signal would be the service's second: an immediate exit.
@@ -53,17 +79,19 @@ node bin/cacheblend.js "${args[@]}" 2>>"${log}" &
 pid=$!
 set +m
 stop() {
-  trap - INT TERM
+  # Ignore further signals while stopping: `npm run demo` passes the terminal's Ctrl-C on, so it comes twice.
+  trap '' INT TERM
   echo
   echo "demo: stopping the service (workers, then its Redis) ..."
   kill -TERM "$pid" 2>/dev/null || true
   local code=0
   wait "$pid" 2>/dev/null || code=$?
+  stop_rgw
   if [[ $code -eq 0 ]]; then echo "demo: stopped cleanly"; else echo "demo: the service exited with $code (see ${log})" >&2; fi
   exit "$code"
 }
 trap stop INT TERM
-trap 'kill -TERM "$pid" 2>/dev/null || true' EXIT
+trap 'kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null; stop_rgw' EXIT
 
 echo "demo: service logs go to ${log}; waiting for ${base}/readyz ..."
 ready=false

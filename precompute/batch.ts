@@ -188,6 +188,7 @@ class BatchResources {
       config.queuePrefix,
       log,
       config.precomputeAttempts,
+      config.jobHistory,
     );
   }
 

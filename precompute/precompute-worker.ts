@@ -37,7 +37,7 @@ import {
   type PrecomputeJobResult,
 } from '../core/queue/contracts.js';
 import { checkDurabilityWhenReachable } from '../core/queue/durability.js';
-import { closeRedis, createRedis, keyPrefix } from '../core/queue/redis.js';
+import { closeRedis, closeWhileConnected, createRedis, dropQueues, keyPrefix } from '../core/queue/redis.js';
 import { startQueueWorker } from '../core/queue/worker.js';
 import { openObjectStore } from '../core/storage/index.js';
 import type { ObjectStore } from '../core/storage/types.js';
@@ -96,7 +96,15 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
   }
   const queue = new Queue(PRECOMPUTE_QUEUE, { connection: redis, prefix: keyPrefix(config.queuePrefix) });
   queue.on('error', () => undefined);
-  const docs = new DocumentService(redis, store, queue, config.queuePrefix, log, config.precomputeAttempts);
+  const docs = new DocumentService(
+    redis,
+    store,
+    queue,
+    config.queuePrefix,
+    log,
+    config.precomputeAttempts,
+    config.jobHistory,
+  );
   // On a GPU engine, jobs running at the same time (up to PRECOMPUTE_CONCURRENCY) compute in one batch.
   const batcher = info.batchesChunks
     ? new ChunkBatcher((batch) => thread.call('computeChunks', [batch]), config.precomputeConcurrency)
@@ -140,7 +148,7 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
       await queueWorker.close();
       await recovery.close();
       if (ownThread) await thread.terminate();
-      await queue.close().catch(() => undefined);
+      if (!(await closeWhileConnected(() => queue.close(), redis, 2_000))) dropQueues([queue]);
       await closeRedis(redis);
       await store.close();
     },

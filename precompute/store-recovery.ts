@@ -98,8 +98,9 @@ export class StoreRecovery {
     let gone = 0;
     for (const id of ids) {
       const job = await Job.fromId(this.queue, id);
-      if (!job) {
-        gone++; // failed for good (removeOnFail), or done since
+      const state = job ? await job.getState() : 'unknown';
+      if (!job || state === 'failed' || state === 'completed' || state === 'unknown') {
+        gone++; // failed for good, or done since (kept in the history, or removed from it)
         continue;
       }
       try {

@@ -2,6 +2,7 @@
  * What every reply carries and every body passes before a route sees it: security headers, a JSON body
  * parser that refuses deep nesting before parsing, and error messages that never leak server paths.
  */
+import { HttpError } from '../errors.js';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 
 /** JSON nested deeper than this is refused (400) before it is parsed; no request needs more. */
@@ -52,6 +53,30 @@ export function jsonDepthExceeds(buf: Buffer, limit: number): boolean {
 }
 
 /** express.json with MAX_BODY_BYTES and the depth check. */
+/**
+ * A request body that is not JSON (by its Content-Type) is a 415 naming the type, before it is read; a
+ * request without a body passes (its route says what it misses).
+ */
+export function requireJsonBody(): RequestHandler {
+  return (req, _res, next) => {
+    const hasBody =
+      req.headers['transfer-encoding'] !== undefined ||
+      (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+    if (!hasBody || req.is(['application/json', 'application/*+json'])) return next();
+    const type = req.headers['content-type'] ?? 'none';
+    next(
+      new HttpError(
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        `body: Content-Type must be application/json, got ${type}`,
+        {
+          field: 'body',
+        },
+      ),
+    );
+  };
+}
+
 export function jsonBody(limit: number): RequestHandler {
   return express.json({
     limit,

@@ -61,7 +61,8 @@ export function refuseUnsupported(kind: Kind, body: unknown): void {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return; // parseBody says why
   for (const [field, value] of Object.entries(body)) {
     if (value === null || IMPLEMENTED[kind].has(field)) continue;
-    const neutral = NEUTRAL[field];
+    // Own keys only: a body's `__proto__`, `constructor` or `toString` must not find Object.prototype's.
+    const neutral = Object.hasOwn(NEUTRAL, field) ? NEUTRAL[field] : undefined;
     if (!neutral) throw refuse(field, 'is not supported by this server');
     if (!neutral[0](value)) throw refuse(field, `is not supported by this server (only ${neutral[1]})`);
   }

@@ -89,13 +89,20 @@ function errorType(status: number): string {
   return 'invalid_request_error';
 }
 
-/** An error in OpenAI's shape (the body's `error`). */
+/** OpenAI's codes for the service's own, where OpenAI has one; the others in OpenAI's lower case. */
+const OPENAI_CODES: Record<string, string> = {
+  UNAUTHENTICATED: 'invalid_api_key',
+  RATE_LIMITED: 'rate_limit_exceeded',
+  INTERNAL: 'server_error',
+};
+
+/** An error in OpenAI's shape (the body's `error`), with OpenAI-style codes. */
 export function openAiError(e: HttpError) {
   const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
   return {
     message,
     type: errorType(e.status),
     param: (e.extra.field as string | undefined) ?? null,
-    code: e.code,
+    code: OPENAI_CODES[e.code] ?? e.code.toLowerCase(),
   };
 }

@@ -120,7 +120,7 @@ function queryInput(deps: ApiDeps, kind: Kind, body: OpenAiBody): QueryInput {
     searchCorpus: ext.retrieve === true,
     topK: ext.topK,
     order: ext.order ?? 'document',
-    mode: ext.mode ?? 'blend',
+    mode: ext.mode,
     ratio: ext.ratio,
     selection: ext.selection,
     maxTokens,

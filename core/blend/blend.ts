@@ -36,6 +36,14 @@ import {
 
 export const DEFAULT_RATIO = 0.15;
 export const DEFAULT_CHECK_LAYER = 1;
+
+/**
+ * The check layer blend uses: the one asked for, else DEFAULT_CHECK_LAYER, or the model's last layer when
+ * it has no more (a 1-layer model checks at layer 0; the prefill reports the layer it used).
+ */
+export function checkLayerFor(o: Pick<BlendOptions, 'checkLayer'>, numLayers: number): number {
+  return o.checkLayer ?? Math.max(0, Math.min(DEFAULT_CHECK_LAYER, numLayers - 1));
+}
 /**
  * The selection blend uses unless told otherwise, with DEFAULT_ATTENTION (the lookahead): chosen on
  * generated development sets (docs/accuracy.md, "The default: `combined` with the lookahead", says why);
@@ -78,8 +86,9 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number, onDevic
   }
   const ratioOk = (r: number) => typeof r === 'number' && r >= 0 && r <= 1;
   if (o.ratio !== undefined && !ratioOk(o.ratio)) throw new InvalidArgumentError('ratio must be in [0, 1]');
-  const check = o.checkLayer ?? DEFAULT_CHECK_LAYER;
-  if (!Number.isInteger(check) || check < 0 || check >= numLayers) {
+  // The check layer is blend's alone: another mode runs on any model, whatever checkLayer says.
+  const check = checkLayerFor(o, numLayers);
+  if (o.mode === 'blend' && (!Number.isInteger(check) || check < 0 || check >= numLayers)) {
     throw new InvalidArgumentError(`checkLayer must be an integer in [0, ${numLayers - 1}]`);
   }
   if (o.gradualRatios) {
@@ -112,6 +121,8 @@ interface ModeOutcome {
   ratio: number;
   loadWaitMs: number;
   selected?: Int32Array[];
+  /** Blend: the check layer used (checkLayerFor). */
+  checkLayer?: number;
 }
 
 /**
@@ -141,7 +152,7 @@ export async function blendPrefill(
   const run: PrefillRun = { engine, prefix, chunks, layout, steps, contextTokens, opts };
   const outcome = await MODES[opts.mode](run);
   const ttftMs = performance.now() - t0;
-  const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected } = outcome;
+  const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected, checkLayer } = outcome;
   return {
     cache: steps.cache,
     prefill: {
@@ -160,6 +171,7 @@ export async function blendPrefill(
         ...(steps.uploadedBytes !== undefined ? { uploadedBytes: steps.uploadedBytes } : {}),
       },
       ...(selected && { selected }),
+      ...(checkLayer !== undefined && { checkLayer }),
     },
   };
 }
@@ -232,7 +244,7 @@ function chosenRatio(opts: BlendOptions, contextTokens: number): number {
 async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
   const { engine, steps, chunks, opts, contextTokens } = run;
   const L = engine.config.numLayers;
-  const checkLayer = opts.checkLayer ?? DEFAULT_CHECK_LAYER;
+  const checkLayer = checkLayerFor(opts, L);
   const metric = opts.metric ?? 'k';
   const strategy = opts.selection ?? defaultSelection(engine.device !== null);
   const ratio = chosenRatio(opts, contextTokens);
@@ -269,5 +281,6 @@ async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
     ratio,
     loadWaitMs: steps.waitedMs,
     selected,
+    checkLayer,
   };
 }

@@ -6,6 +6,7 @@ export {
   blendPrefill,
   validateBlendOptions,
   DEFAULT_CHECK_LAYER,
+  checkLayerFor,
   DEFAULT_RATIO,
   DEFAULT_SELECTION,
   defaultSelection,

@@ -124,4 +124,6 @@ export interface BlendPrefill {
    * tokens recomputed there, ascending. Kept because the selection already exists; used to analyse misses.
    */
   selected?: Int32Array[];
+  /** Blend only: the check layer used (the one asked for, else the default, or the model's last layer). */
+  checkLayer?: number;
 }

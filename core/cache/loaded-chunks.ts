@@ -152,7 +152,7 @@ export class RangedChunk implements LoadedChunk {
       const t0 = performance.now();
       const bytes = await this.reader.getRange(this.objKey, s, e);
       if (bytes === null) throw new KvFormatError('object disappeared while being read');
-      this.loader.observeLoad(bytes.length, performance.now() - t0);
+      this.loader.observeLoad(bytes.length, performance.now() - t0, this.tier);
       const decoded = decodeStoredKvLayer(this.header, l, bytes);
       if (!this.replacement) {
         this.read[l] = bytes;

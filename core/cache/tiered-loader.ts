@@ -43,7 +43,7 @@ export interface ChunkLoaderOptions {
   /** The encoded object of a chunk, computed now (a miss or a corrupt object). */
   compute(tokenIds: readonly number[]): Promise<Buffer>;
   /** Sees each layer read from the disk cache or the store: bytes and wall time (the loading controller). */
-  onLayerLoad?: (bytes: number, ms: number) => void;
+  onLayerLoad?: (bytes: number, ms: number, tier: CacheTier) => void;
   log?: Logger;
   /** The GPU tier of a device-resident engine, in front of the LRU; absent or null: none. */
   deviceTier?: DeviceChunkTier | null;
@@ -67,8 +67,8 @@ export class TieredChunkLoader {
   }
 
   /** Report a layer read from disk or the store to whoever learns load speeds. */
-  observeLoad(bytes: number, ms: number): void {
-    this.opts.onLayerLoad?.(bytes, ms);
+  observeLoad(bytes: number, ms: number, tier: CacheTier): void {
+    this.opts.onLayerLoad?.(bytes, ms, tier);
   }
 
   objectKey(key: string): string {

@@ -88,6 +88,13 @@ export const CONFIG_HELP: Readonly<Record<string, { default: string; help: strin
     default: '30000',
     help: 'reconciler period: lost chunks re-enqueued, failed retried (0: off)',
   },
+  JOBS_KEEP_COMPLETED: {
+    default: '10000',
+    help: 'completed jobs each queue keeps for /jobs and ?async=1 results (0: none)',
+  },
+  JOBS_KEEP_COMPLETED_S: { default: '3600', help: '… for at most this many seconds' },
+  JOBS_KEEP_FAILED: { default: '10000', help: 'failed jobs each queue keeps, with their error (0: none)' },
+  JOBS_KEEP_FAILED_S: { default: '604800', help: '… for at most this many seconds (a week)' },
   QUERY_QUEUE_LIMIT: { default: '64', help: 'queries waiting for a blend worker beyond which 429' },
   MAX_QUERY_CHUNKS: {
     default: '20000',

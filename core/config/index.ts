@@ -56,6 +56,10 @@
  * | JOB_LOCK_MS             | 30000                                     | a dead worker's job is retried after this |
  * | PRECOMPUTE_ATTEMPTS     | 12                                        | tries per chunk, backoff 1 s doubling to 60 s |
  * | RECONCILE_INTERVAL_MS   | 30000                                     | reconciler period (0: off)              |
+ * | JOBS_KEEP_COMPLETED     | 10000                                     | completed jobs kept per queue           |
+ * | JOBS_KEEP_COMPLETED_S   | 3600 (1 hour)                             | … and for at most this many seconds     |
+ * | JOBS_KEEP_FAILED        | 10000                                     | failed jobs kept per queue              |
+ * | JOBS_KEEP_FAILED_S      | 604800 (7 days)                           | … and for at most this many seconds     |
  */
 import path from 'node:path';
 import { z } from 'zod';
@@ -66,6 +70,7 @@ export * from './types.js';
 import type {
   ApiKey,
   Config,
+  JobHistory,
   LoadConfigOptions,
   ModelSourceSettings,
   RedisNode,
@@ -114,6 +119,12 @@ const urlWithProtocols = (protocols: string[], what: string) =>
 
 const noSpaces = z.string().regex(/^\S+$/, 'must not contain whitespace');
 const MAX = Number.MAX_SAFE_INTEGER;
+
+/** The job history kept by default: failures (what an operator looks into) a week, successes an hour. */
+export const DEFAULT_JOB_HISTORY: JobHistory = Object.freeze({
+  completed: Object.freeze({ count: 10_000, age: 3_600 }),
+  failed: Object.freeze({ count: 10_000, age: 7 * 24 * 3_600 }),
+});
 
 const EnvSchema = z.object({
   PORT: int(0, 65535, 8080),
@@ -190,6 +201,10 @@ const EnvSchema = z.object({
   JOB_LOCK_MS: int(1_000, 3_600_000, 30_000),
   PRECOMPUTE_ATTEMPTS: int(1, 100, 12),
   RECONCILE_INTERVAL_MS: int(0, 24 * 60 * 60 * 1000, 30_000),
+  JOBS_KEEP_COMPLETED: int(0, 10_000_000, DEFAULT_JOB_HISTORY.completed.count),
+  JOBS_KEEP_COMPLETED_S: int(0, 365 * 24 * 3_600, DEFAULT_JOB_HISTORY.completed.age),
+  JOBS_KEEP_FAILED: int(0, 10_000_000, DEFAULT_JOB_HISTORY.failed.count),
+  JOBS_KEEP_FAILED_S: int(0, 365 * 24 * 3_600, DEFAULT_JOB_HISTORY.failed.age),
 });
 
 /** Names of all variables read by loadConfig. */
@@ -248,6 +263,10 @@ export function loadConfig(
     jobLockMs: e.JOB_LOCK_MS,
     precomputeAttempts: e.PRECOMPUTE_ATTEMPTS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+    jobHistory: Object.freeze({
+      completed: Object.freeze({ count: e.JOBS_KEEP_COMPLETED, age: e.JOBS_KEEP_COMPLETED_S }),
+      failed: Object.freeze({ count: e.JOBS_KEEP_FAILED, age: e.JOBS_KEEP_FAILED_S }),
+    }),
   };
   return Object.freeze(config);
 }

@@ -117,6 +117,19 @@ export interface Config {
   readonly precomputeAttempts: number;
   /** Period of the reconciler (re-enqueue lost chunks, retry failed ones, collect garbage); 0: off. */
   readonly reconcileIntervalMs: number;
+  /** Finished jobs both queues keep (the /jobs board, `?async=1` results): each bound by count and age. */
+  readonly jobHistory: JobHistory;
+}
+
+/** How many finished jobs a queue keeps, and for how long (seconds): whichever bound is reached first. */
+export interface KeepJobs {
+  readonly count: number;
+  readonly age: number;
+}
+
+export interface JobHistory {
+  readonly completed: KeepJobs;
+  readonly failed: KeepJobs;
 }
 
 export interface LoadConfigOptions {

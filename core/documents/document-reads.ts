@@ -136,6 +136,14 @@ export class DocumentReads {
     return out;
   }
 
+  /** The model fingerprint each chunk's token ids belong to (chunks without a record are absent). */
+  async fingerprintsOf(keys: string[]): Promise<Map<string, string>> {
+    const values = await this.pipelined(keys, (p, k) => p.hget(this.keys.chunk(k), 'fp'));
+    return new Map(
+      keys.flatMap((k, i) => (typeof values[i] === 'string' ? [[k, values[i] as string] as const] : [])),
+    );
+  }
+
   /**
    * A document's chunk keys in order (Redis, the live truth), or null when it does not exist. Takes the
    * document's name (names.ts), as the corpus change log and index use it.

@@ -18,7 +18,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import { DEFAULT_TENANT } from '../config/index.js';
+import { DEFAULT_JOB_HISTORY, DEFAULT_TENANT, type JobHistory } from '../config/index.js';
 import { UnavailableError, errorMessage } from '../errors.js';
 import { chunkKey, chunkObjectKey } from '../kv/format.js';
 import {
@@ -72,6 +72,7 @@ export class DocumentService extends DocumentReads {
     queuePrefix: string,
     private readonly log: Logger = silentLogger,
     private readonly precomputeAttempts = 12,
+    private readonly jobHistory: JobHistory = DEFAULT_JOB_HISTORY,
   ) {
     super(redis, store, new DocumentKeys(queuePrefix));
     this.script = documentScripts(redis);
@@ -231,11 +232,16 @@ export class DocumentService extends DocumentReads {
     });
   }
 
-  /** Add precompute jobs; a job id that exists (the chunk's generation is queued or running) is kept. */
+  /**
+   * Add precompute jobs; a job id that exists (the chunk's generation is queued or running) is kept. A job
+   * of that id kept in the history (completed or failed) is removed first: the chunk is pending again, so
+   * its job must run again.
+   */
   async enqueue(jobs: { gen: number; data: PrecomputeJobData }[]): Promise<void> {
     if (jobs.length === 0) return;
     if (!this.precomputeQueue) throw new UnavailableError('no precompute queue configured');
-    const opts = precomputeJobOptions(this.precomputeAttempts);
+    const opts = precomputeJobOptions(this.precomputeAttempts, this.jobHistory);
+    await this.removeFinished(jobs.map(({ gen, data }) => precomputeJobId(data.key, gen)));
     await redisCall(
       () =>
         this.precomputeQueue!.addBulk(
@@ -247,6 +253,16 @@ export class DocumentService extends DocumentReads {
         ),
       'Redis (precompute queue)',
     );
+  }
+
+  /** Remove the jobs of these ids that sit in the queue's history (completed or failed). */
+  private async removeFinished(ids: string[]): Promise<void> {
+    const queue = this.precomputeQueue!;
+    const p = this.redis.pipeline();
+    for (const id of ids) p.zscore(queue.keys.completed, id).zscore(queue.keys.failed, id);
+    const replies = (await redisCall(() => p.exec(), 'Redis (precompute queue)')) ?? [];
+    const finished = ids.filter((_, i) => replies[2 * i]?.[1] != null || replies[2 * i + 1]?.[1] != null);
+    for (const id of finished) await redisCall(() => queue.remove(id), 'Redis (precompute queue)');
   }
 
   /** Remove a document; chunk objects no other document references are deleted. Null when unknown. */

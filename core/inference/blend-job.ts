@@ -10,9 +10,11 @@ import { emptyCacheStats, type CacheStats } from '../cache/types.js';
 import { CancelledError, errorMessage } from '../errors.js';
 import type { AutoRatio, BlendChunkRef, BlendJobData, BlendProgress } from '../queue/contracts.js';
 import { blendOptions, planPrompt } from './blend-plan.js';
+import { costPlan, learnFromPrefill } from './cost-plan.js';
 import type { BlendThreadResult, EngineContext } from './engine-context.js';
 import { explainContext } from './explain.js';
 import { blendAndDecode, logprobTexts, type BlendAnswer, type PromptParts } from './pipeline.js';
+import { roundMs } from '../util/time.js';
 
 /**
  * The caches a mode reads: none for full (tokens only); for prefix the template prefix's, or without one
@@ -97,7 +99,10 @@ export async function runBlend(
   const { parts, opened } = await openSources(loader, job.mode, prefixRef, refs, stats);
   const openMs = performance.now() - t0;
   stopIfCancelled();
-  const { opts, autoRatio } = blendOptions(ctx, job, opened);
+  const plan =
+    job.mode === 'blend' && !job.modePinned ? costPlan(ctx, opened, promptTokens(parts, frame)) : null;
+  const planned = plan?.chose === 'full' ? { ...job, mode: 'full' as const } : job;
+  const { opts, autoRatio } = blendOptions(ctx, planned, opened);
   const sampling = {
     maxTokens: job.maxTokens,
     temperature: job.temperature,
@@ -114,6 +119,7 @@ export async function runBlend(
     sampling,
     withCancellation(stopIfCancelled, port && textStreamer(port)),
   );
+  learnFromPrefill(ctx, answer.prefill);
   // Fill the LRU and disk tiers with whole objects (blend skips the layers below its check layer).
   await Promise.all(
     opened.map((c) =>
@@ -127,7 +133,8 @@ export async function runBlend(
     ),
   );
   const cachedTokens = opened.filter((c) => c.tier !== 'computed').reduce((a, c) => a + c.tokenIds.length, 0);
-  let result = blendResult(job, answer, frame.template, openMs, stats, autoRatio, cachedTokens);
+  let result = blendResult(planned, answer, frame.template, openMs, stats, autoRatio, cachedTokens);
+  if (plan) result = { ...result, plan };
   if (answer.logprobs) {
     const prompt = [...(parts.chunks.at(-1)?.tokenIds ?? parts.prefix?.tokenIds ?? []), ...frame.suffixIds];
     result = {
@@ -140,6 +147,15 @@ export async function runBlend(
     result = { ...result, explain: explainContext(engine.model.tokenizer, chunkIds, answer.prefill) };
   }
   return result;
+}
+
+/** Tokens of the prompt the job's parts and frame make: BOS, the prefix, the chunks, the suffix. */
+function promptTokens(
+  parts: Omit<PromptParts, 'suffixIds'>,
+  frame: { suffixIds: readonly number[] },
+): number {
+  const chunks = parts.chunks.reduce((a, c) => a + c.tokenIds.length, 0);
+  return 1 + (parts.prefix?.tokenIds.length ?? 0) + chunks + frame.suffixIds.length;
 }
 
 function blendResult(
@@ -157,7 +173,7 @@ function blendResult(
     mode: job.mode,
     finishReason,
     template,
-    ttftMs: openMs + prefill.timings.ttftMs,
+    ttftMs: roundMs(openMs + prefill.timings.ttftMs),
     promptTokens: prefill.promptTokens,
     prefixTokens: prefill.prefixTokens,
     contextTokens: prefill.contextTokens,
@@ -166,8 +182,8 @@ function blendResult(
     ...(job.mode === 'blend' && { ratio: prefill.ratio }),
     ...(job.mode === 'blend' && autoRatio && { autoRatio }),
     timings: {
-      loadMs: openMs + prefill.timings.loadWaitMs,
-      computeMs: prefill.timings.computeMs + decodeMs,
+      loadMs: roundMs(openMs + prefill.timings.loadWaitMs),
+      computeMs: roundMs(prefill.timings.computeMs + decodeMs),
     },
     cache: stats,
     ...(job.retrieval && { retrieval: job.retrieval }),

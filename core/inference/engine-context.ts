@@ -143,7 +143,7 @@ export async function openEngine(init: EngineThreadInit): Promise<EngineContext>
     headDim: cfg.headDim,
     kvDtype: init.kvDtype,
     compute: (ids) => computeChunkObject(engine, ids, init.kvDtype),
-    onLayerLoad: (bytes, ms) => cost.observeLoad(bytes, ms),
+    onLayerLoad: (bytes, ms, tier) => cost.observeLoad(bytes, ms, tier),
     log,
     deviceTier: deviceTier(engine, init, log),
     ...(gate && { writeToStore: (key, objKey, buf) => gate.write(store, key, objKey, buf) }),

@@ -6,7 +6,7 @@ import type { DeviceDtype, SelectiveAttention } from './device/graphs/index.js';
 import { buildHeadGraph, buildKvProjectionGraph, buildLayerGraph } from './host/graphs.js';
 import { KvCache } from './host/kv-cache.js';
 import { buildMask } from './host/mask.js';
-import { providerUnavailable, type ExecutionProvider } from './host/provider.js';
+import { checkProviderInstalled, providerUnavailable, type ExecutionProvider } from './host/provider.js';
 import { createSession } from './onnx/session.js';
 import { concatFloat32 } from '../util/arrays.js';
 import { parameterCount } from './random.js';
@@ -159,6 +159,7 @@ export class Engine {
       ...(ep === 'cpu' ? { enableCpuMemArena: parameterCount(model) < 1e9 } : {}),
       ...opts.sessionOptions,
     };
+    checkProviderInstalled(ep);
     try {
       return await Engine.build(model, opts, sessionOptions, ep);
     } catch (err) {

@@ -74,7 +74,9 @@ export async function ensureRedis(config: Config, log: Logger): Promise<RedisLau
       '--loglevel',
       'warning',
     ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+    // A process group of its own: a terminal's Ctrl-C reaches the service, which stops Redis last (after
+    // the workers have recorded what they were doing), not both at once.
+    { stdio: ['ignore', 'ignore', 'inherit'], detached: true },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 10_000;

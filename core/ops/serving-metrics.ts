@@ -12,6 +12,8 @@
  *   cacheblend:time_to_first_token_seconds{mode}              queue wait + worker time to the first token
  *   cacheblend:e2e_request_latency_seconds{mode}              enqueue → result
  *   cacheblend:request_success_total{finished_reason}
+ *   cacheblend:cost_plan_total{chose}                        jobs that left the mode to the service, by the
+ *                                                             cost plan's choice (full: loading would lose)
  */
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { BlendJobResult } from '../queue/contracts.js';
@@ -79,6 +81,12 @@ function build() {
       labelNames: ['finished_reason'],
       registers,
     }),
+    costPlan: new Counter({
+      name: 'cacheblend:cost_plan_total',
+      help: "Blend requests that left the mode to the service, by the cost plan's choice",
+      labelNames: ['chose'],
+      registers,
+    }),
   };
 }
 
@@ -105,4 +113,5 @@ export function observeServed(r: BlendJobResult, e2eSeconds: number): void {
   m.ttft.observe({ mode: r.mode }, (r.timings.queueMs + r.ttftMs) / 1000);
   m.e2e.observe({ mode: r.mode }, e2eSeconds);
   m.success.inc({ finished_reason: r.finishReason });
+  if (r.plan) m.costPlan.inc({ chose: r.plan.chose });
 }

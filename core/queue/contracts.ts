@@ -2,6 +2,7 @@
  * What travels through the queues: queue names, job names, payloads and results. The API and the batch
  * command produce, the workers consume; both sides import these types and nothing else from each other.
  */
+import type { JobHistory } from '../config/index.js';
 import type { AttentionSource, BlendMode, DeviationMetric, SelectionStrategy } from '../blend/index.js';
 import type { CacheStats } from '../cache/types.js';
 import type { FinishReason } from '../model/generate.js';
@@ -25,14 +26,25 @@ export function precomputeBackoffMs(attemptsMade: number): number {
   return Math.round(base * (0.75 + Math.random() * 0.5));
 }
 
-/** Options of every precompute job; the worker supplies the 'custom' backoff (precomputeBackoffMs). */
-export function precomputeJobOptions(attempts: number) {
+/**
+ * Options of every precompute job; the worker supplies the 'custom' backoff (precomputeBackoffMs). Finished
+ * jobs stay for the /jobs board within `history` (JOBS_KEEP_*); a finished job whose id is enqueued again
+ * is removed first (DocumentService.enqueue), so keeping it never swallows the new one.
+ */
+export function precomputeJobOptions(attempts: number, history: JobHistory) {
   return {
     attempts,
     backoff: { type: 'custom' },
-    removeOnComplete: true,
-    removeOnFail: true,
+    ...keepJobs(history),
   } as const;
+}
+
+/** BullMQ's removeOnComplete/removeOnFail for a job history (count and age, whichever is reached first). */
+export function keepJobs(history: JobHistory) {
+  return {
+    removeOnComplete: { count: history.completed.count, age: history.completed.age },
+    removeOnFail: { count: history.failed.count, age: history.failed.age },
+  };
 }
 
 /** Blend: one job per query, job id = a random UUID chosen by the producer (so it can listen first). */
@@ -149,6 +161,8 @@ export interface BlendJobData {
   documents: string[];
   fingerprint: string;
   mode: BlendMode;
+  /** The request named its mode: the worker runs it as asked, never the cost plan's cheaper mode. */
+  modePinned?: boolean;
   /** A fixed ratio, or `auto`: the loading controller's max(r_load, BLEND_MIN_RATIO). */
   ratio?: number | 'auto';
   /** How blend picks the tokens it recomputes (absent: BLEND_SELECTION's default). */
@@ -189,6 +203,15 @@ export interface AutoRatio {
   tokenLayerMs: number | null;
 }
 
+/** The cost plan of a job that left its mode to the service (core/inference/cost-plan.ts). */
+export interface CostPlan {
+  chose: 'blend' | 'full';
+  /** Time to read (and upload) the chunk caches, from the observed rates of their tiers. */
+  predictedLoadMs: number;
+  /** Time to prefill the whole prompt, from observed prefills. */
+  predictedFullMs: number;
+}
+
 export interface BlendJobResult {
   answer: string;
   /** Generated token ids. */
@@ -212,6 +235,8 @@ export interface BlendJobResult {
   autoRatio?: AutoRatio;
   /** Set when blend was asked for and the model, flagged by its calibration, was served in full mode. */
   gatedToFull?: true;
+  /** Blend by default and the cost model knew its rates: what it predicted and chose (see cost-plan.ts). */
+  plan?: CostPlan;
   /** `stop`: an end token or a stop sequence; `length`: maxTokens reached. */
   finishReason: FinishReason;
   /** The template applied: none, chat or jinja. */

@@ -105,9 +105,34 @@ export async function pingRedis(client: RedisClient, timeoutMs = 2_000): Promise
   await withTimeout(client.ping(), timeoutMs, 'Redis PING');
 }
 
+/**
+ * Redis's error replies (their leading code) that refuse a write while Redis is up: memory full under
+ * noeviction, a read-only replica, a failed background save with stop-writes-on-bgsave-error.
+ */
+const WRITE_REFUSAL_CODES = new Set(['OOM', 'READONLY', 'MISCONF']);
+
+/** Whether `err` is Redis refusing a write (an error reply whose code is OOM, READONLY or MISCONF). */
+export function isWriteRefusal(err: unknown): boolean {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  if (e?.name !== 'ReplyError' || typeof e.message !== 'string') return false;
+  return WRITE_REFUSAL_CODES.has(e.message.split(' ', 1)[0]);
+}
+
+const writeRefusalListeners = new Set<(err: unknown) => void>();
+
+/**
+ * Calls `listener` with each refused write that redisError() maps (readiness stops trusting its cached
+ * write probe at once). Returns the unsubscribe.
+ */
+export function onRedisWriteRefused(listener: (err: unknown) => void): () => void {
+  writeRefusalListeners.add(listener);
+  return () => writeRefusalListeners.delete(listener);
+}
+
 /** Errors from ioredis (connection refused, closed, offline queue disabled, timeouts) become UnavailableError. */
 export function redisError(err: unknown, what = 'Redis'): Error {
   if (err instanceof CacheBlendError) return err;
+  if (isWriteRefusal(err)) for (const listener of writeRefusalListeners) listener(err);
   return new UnavailableError(`${what} is unavailable: ${errorMessage(err)}`, { cause: err });
 }
 
@@ -118,6 +143,51 @@ export async function redisCall<T>(fn: () => Promise<T>, what = 'Redis'): Promis
   } catch (err) {
     throw redisError(err, what);
   }
+}
+
+/** Resolves once the client has lost its server (at once when it is not connected now). */
+export function whenDisconnected(client: RedisClient): Promise<void> {
+  if (client.status !== 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      client.off('close', done);
+      client.off('end', done);
+      resolve();
+    };
+    client.once('close', done);
+    client.once('end', done);
+  });
+}
+
+/**
+ * Wait for a graceful close (running jobs finish, connections quit) for at most `ms`, giving up at once
+ * when `client` loses Redis: a server that went away (stopped by the same Ctrl-C, say) never answers, and
+ * the caller then forces the close. True when the graceful close finished.
+ */
+export async function closeWhileConnected(
+  close: () => Promise<unknown>,
+  client: RedisClient,
+  ms: number,
+): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    close().then(
+      () => true,
+      () => false,
+    ),
+    whenDisconnected(client).then(() => false),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]);
+  clearTimeout(timer);
+  return outcome;
+}
+
+/**
+ * Drop the connections of BullMQ queues, workers or queue events once Redis is gone, without waiting:
+ * BullMQ's disconnect first waits for connections that will not come back, and nothing is left to record.
+ */
+export function dropQueues(queues: { disconnect(): Promise<void> }[]): void {
+  for (const q of queues) void q.disconnect().catch(() => undefined);
 }
 
 /** Closes a client without waiting on a server that may be gone. */

@@ -8,9 +8,8 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { CacheBlendError, errorMessage } from '../errors.js';
 import type { Logger } from '../ops/log.js';
 import { metrics } from '../ops/metrics.js';
-import { withTimeout } from '../util/time.js';
 import { PERMANENT_FAILURES, encodeFailure } from './contracts.js';
-import { closeRedis, keyPrefix, type RedisClient } from './redis.js';
+import { closeRedis, closeWhileConnected, dropQueues, keyPrefix, type RedisClient } from './redis.js';
 
 export interface QueueWorkerOptions<D, R> {
   queue: string;
@@ -97,9 +96,11 @@ export async function startQueueWorker<D, R>(opts: QueueWorkerOptions<D, R>): Pr
   return {
     worker,
     async close() {
-      await withTimeout(worker.close(), 10_000, `closing the ${queue} worker`).catch(() =>
-        worker.close(true),
-      );
+      // Running jobs get up to 10 s, unless Redis is gone (nothing could be recorded): then force.
+      if (!(await closeWhileConnected(() => worker.close(), opts.connection, 10_000))) {
+        dropQueues([worker]);
+        void worker.close(true).catch(() => undefined);
+      }
       await closeRedis(opts.connection);
     },
   };

@@ -6,7 +6,7 @@
  */
 import type { DocumentService } from '../documents/documents.js';
 import { documentName, parseDocumentName } from '../documents/names.js';
-import { UnavailableError } from '../errors.js';
+import { KvMismatchError, UnavailableError } from '../errors.js';
 import type { BlendChunkRef, RetrievalSummary } from '../queue/contracts.js';
 import type { CorpusSync } from './corpus-sync.js';
 import { matchPrompt, type MatchedPrompt } from './match-prompt.js';
@@ -26,6 +26,8 @@ export interface RetrieveRequest {
   order: ChunkOrder;
   /** How long to wait for the index's first build. */
   readyWaitMs: number;
+  /** The serving model's fingerprint: chunks whose token ids belong to another model are never used. */
+  fingerprint?: string;
 }
 
 export interface Retrieved {
@@ -84,6 +86,7 @@ export class Retriever {
       }),
     );
     const { used, leftOut } = selectChunks(candidates, req.budget, req);
+    await this.refuseOtherModels(used, req.fingerprint);
     const tokens = await this.docs.tokensOf(used.map((c) => c.key));
     const refs = used.map((c) => {
       const tokenIds = tokens.get(c.key);
@@ -92,6 +95,19 @@ export class Retriever {
       return { key: c.key, tokenIds };
     });
     return { refs, summary: summarize(used, leftOut, req) };
+  }
+
+  /** Named documents whose chunks hold another model's token ids are refused (KV_MISMATCH, 409), naming them. */
+  private async refuseOtherModels(used: Candidate[], fingerprint: string | undefined): Promise<void> {
+    if (!fingerprint) return;
+    const fps = await this.docs.fingerprintsOf(used.map((c) => c.key));
+    const other = [
+      ...new Set(used.filter((c) => fps.has(c.key) && fps.get(c.key) !== fingerprint).map((c) => c.document)),
+    ];
+    if (other.length === 0) return;
+    throw new KvMismatchError(
+      `documents: ${other.map((d) => JSON.stringify(d)).join(', ')} ${other.length === 1 ? 'was' : 'were'} ingested under another model, whose token ids this model cannot use; the service re-tokenizes such documents for the model it runs when it starts: retry once GET /v1/documents/<id> says ready, or ingest ${other.length === 1 ? 'it' : 'them'} again`,
+    );
   }
 
   /** The tenant's chunks sharing a term with the question (ranked in the tenant's own index). */
@@ -105,9 +121,11 @@ export class Retriever {
     const order = new Map(inDocumentOrder.map((r, i) => [`${r.document}#${r.index}`, i]));
     const candidates = ranked.map((r) => ({ ...r, order: order.get(`${r.document}#${r.index}`)! }));
     const { used, leftOut } = selectChunks(candidates, req.budget, req);
-    // A chunk released since it was indexed has no token record: leave it out rather than fail the query.
+    // A chunk released since it was indexed has no token record, and one of another model's documents (not
+    // re-tokenized yet) no token ids for this model: leave them out rather than fail the query.
     const tokens = await this.docs.tokensOf(used.map((c) => c.key));
-    const present = used.filter((c) => tokens.has(c.key));
+    const fps = req.fingerprint ? await this.docs.fingerprintsOf(used.map((c) => c.key)) : null;
+    const present = used.filter((c) => tokens.has(c.key) && (!fps || fps.get(c.key) === req.fingerprint));
     return {
       refs: present.map((c) => ({ key: c.key, tokenIds: tokens.get(c.key)! })),
       summary: summarize(present, leftOut + used.length - present.length, req),

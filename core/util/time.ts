@@ -20,7 +20,7 @@ export function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: string | ((
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Milliseconds rounded to microseconds, as replies and CLI output show them. */
+/** Milliseconds rounded to two decimals (10 µs), as replies and CLI output show them. */
 export function roundMs(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
+  return Math.round(ms * 100) / 100;
 }

@@ -1,6 +1,6 @@
 /**
- * `npm run demo` as a newcomer runs it: in a process group of its own, as a terminal starts it, stopped
- * with Ctrl-C (SIGINT to the whole group). It must answer, then exit 0 with the service shut down cleanly;
+ * `npm run demo` as a newcomer runs it: through npm, in a process group of its own, as a terminal starts
+ * it, stopped with Ctrl-C (SIGINT to the whole group, which npm passes on once more). It must answer, then exit 0 with the service shut down cleanly;
  * on a port another process holds it must refuse at once, saying so. (The Redis here is the test's: the
  * demo's own embedded one would need 127.0.0.1:6379, which other test runs on this machine may hold.)
  */
@@ -29,7 +29,7 @@ afterAll(async () => {
 
 /** Run the demo; once `until` shows in its output (or at once), Ctrl-C it; resolve with its exit. */
 function runDemo(port: number, until: string | null): Promise<{ code: number | null; output: string }> {
-  const child = spawn('bash', ['infra/demo.sh'], {
+  const child = spawn('npm', ['run', 'demo'], {
     cwd: ROOT,
     detached: true, // a process group of its own, like a terminal's foreground job
     env: { ...process.env, PORT: String(port), DATA_DIR: dataDir, REDIS_URL: redis.url, LOG_LEVEL: 'info' },

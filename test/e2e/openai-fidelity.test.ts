@@ -192,7 +192,7 @@ describe('OpenAI fidelity', () => {
     const stranger = new OpenAI({ baseURL: `${stack.api.url}/v1`, apiKey: 'wrong', maxRetries: 0 });
     await expect(stranger.chat.completions.create(chat())).rejects.toMatchObject({
       status: 401,
-      error: expect.objectContaining({ type: 'authentication_error', code: 'UNAUTHENTICATED', param: null }),
+      error: expect.objectContaining({ type: 'authentication_error', code: 'invalid_api_key', param: null }),
     });
     const bad = await stack.post('/v1/completions', { model: MODEL, prompt: 'x', temperature: 'hot' });
     expect(bad.status).toBe(400);

@@ -2,10 +2,12 @@
  * Automatic chunk matching through the official `openai` client: a LangChain-style prompt that pastes three
  * ingested documents' chunks among its own text is split at them and served from their caches — through
  * chat and completions, plain and streamed — and its answer equals the native blend answer for the same
- * segments given as raw chunks. A prompt holding no known chunk is prefilled as it is.
+ * segments given as raw chunks. Chunks shorter than the matcher's anchor are found where they stand on
+ * their own. A prompt holding no known chunk is prefilled as it is.
  */
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ANCHOR_CHARS } from '../../core/retrieval/span-matcher.js';
 import { STORY_SETS } from '../helpers/models.js';
 import { startOpenAiStack, type Json, type OpenAiStack } from '../helpers/openai-stack.js';
 
@@ -117,6 +119,30 @@ describe('automatic chunk matching', () => {
     });
     expect(c.choices[0].message.content).toBe(native.body.answer);
     expect(c.usage!.prompt_tokens).toBe(native.body.promptTokens);
+  });
+
+  it('finds chunks shorter than the anchor in an unmodified prompt: every ingested sentence', async () => {
+    // Five sentences of 28-35 characters, ingested as one document's chunks, pasted back as the text reads.
+    const sentences = [
+      'One day, the cat saw a bird.',
+      'Once upon a time, there was a cat.',
+      'The bird flew up into a tree.',
+      'The cat liked to play with yarn.',
+      'The cat was sad and went home.',
+    ];
+    expect(sentences.filter((t) => t.length < ANCHOR_CHARS).length).toBe(3);
+    await stack.ingest('short', { chunks: sentences });
+    const chat = await stack.client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: `${sentences.join(' ')}\n\nWhat did the cat see?` }],
+      max_tokens: 4,
+      temperature: 0,
+    });
+    const ext = cb(chat);
+    expect(ext.matched.chunks.map((m: Json) => [m.document, m.index])).toEqual(
+      sentences.map((_, i) => ['short', i]),
+    );
+    expect(chat.usage!.prompt_tokens_details!.cached_tokens).toBeGreaterThanOrEqual(ext.matched.tokens);
   });
 
   it('prefills a prompt with no known chunk as it is, and reads no cache in full mode', async () => {

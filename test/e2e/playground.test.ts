@@ -1,7 +1,8 @@
 /**
  * The pages for people, in a real headless browser (Debian's chromium driven by puppeteer-core) against
- * the whole service on a real redis-server and stories260K: the playground ingests a pasted and an
- * uploaded document, answers one question in full, reuse and blend mode as the API does, and highlights
+ * the whole service on a real redis-server and stories260K: the playground lists a document ingested
+ * through the API, ingests a pasted and an uploaded one under readable names, asks over the documents
+ * ticked, answers one question in full, reuse and blend mode as the API does, and highlights
  * exactly the context tokens each mode recomputed; /docs renders the OpenAPI document; /jobs shows both
  * queues, and with API_KEYS only to an operator key.
  */
@@ -34,6 +35,7 @@ function chromiumPath(): string {
 
 const PASTED = STORY_SETS[0].chunks.join('\n\n');
 const UPLOADED = STORY_SETS[1].chunks.join('\n\n');
+const API_DOC = STORY_SETS[2].chunks.join('\n\n');
 const QUESTION = 'Lily threw the ball and the dog';
 const MAX_TOKENS = 12;
 const MODES = ['full', 'reuse', 'blend'] as const;
@@ -87,9 +89,16 @@ async function readCard(mode: string): Promise<Card> {
 }
 
 describe('playground', () => {
-  it('ingests, answers in the three modes as the API does, and highlights the recomputed tokens', async () => {
+  it('lists API-ingested documents, ingests with readable names, and asks over the ticked ones', async () => {
+    // A document ingested through the API before the page opens: listed, and asked over.
+    const viaApi = await stack.request('POST', '/v1/documents', {
+      body: { id: 'api-story', text: API_DOC },
+    });
+    expect(viaApi.status).toBe(202);
+    await stack.ready('api-story');
     await page.goto(`${stack.api.url}/`);
     expect(await page.title()).toBe('cacheblend playground');
+    await page.waitForSelector('li.doc[data-id="api-story"]');
 
     await page.type('#text', PASTED);
     const file = join(dir, 'uploaded.txt');
@@ -100,10 +109,20 @@ describe('playground', () => {
     await page.waitForFunction(
       () =>
         [...document.querySelectorAll('li.doc')].filter((li) => li.getAttribute('data-status') === 'ready')
-          .length === 2,
+          .length === 3,
       { timeout: 60_000 },
     );
-    const ids = await page.$$eval('li.doc', (lis) => lis.map((li) => li.getAttribute('data-id')!));
+    const listed = await page.$$eval('li.doc', (lis) =>
+      lis.map((li) => ({ id: li.getAttribute('data-id')!, name: li.querySelector('.name')!.textContent! })),
+    );
+    const names = listed.map((d) => d.name).sort();
+    expect(names).toEqual(
+      ['api-story', 'uploaded.txt', `${PASTED.trim().split(/\s+/).slice(0, 6).join(' ')} …`].sort(),
+    );
+    // Untick the uploaded document: the question goes over the API's document and the pasted one.
+    const uploaded = listed.find((d) => d.name === 'uploaded.txt')!.id;
+    await page.click(`li.doc[data-id="${uploaded}"] input.pick`);
+    const ids = listed.map((d) => d.id).filter((id) => id !== uploaded);
 
     await page.type('#question', QUESTION);
     await page.$eval('#maxTokens', (el) => ((el as HTMLInputElement).value = '12'));
@@ -127,6 +146,10 @@ describe('playground', () => {
       expect(card.tokens, mode).toBe(body.contextTokens);
       expect(card.marked, mode).toBe(body.recomputedTokens);
       expect(card.context, mode).toContain(STORY_SETS[0].chunks[0].trim().split(' ').slice(0, 4).join(' '));
+      expect(card.context, mode).toContain(STORY_SETS[2].chunks[0].trim().split(' ').slice(0, 4).join(' '));
+      expect(card.context, mode).not.toContain(
+        STORY_SETS[1].chunks[0].trim().split(' ').slice(0, 6).join(' '),
+      );
       if (mode === 'full') expect(card.marked).toBe(card.tokens);
       if (mode === 'reuse') expect(card.marked).toBe(0);
       if (mode === 'blend') {
@@ -138,6 +161,20 @@ describe('playground', () => {
     }
   });
 
+  it('says why blend is no faster here, links the benchmark table, and has an icon', async () => {
+    await page.goto(`${stack.api.url}/`);
+    const why = await page.$eval('#why-slower', (el) => el.textContent!.replace(/\s+/g, ' '));
+    expect(why).toContain('Why is blend no faster than full here?');
+    expect(why).toContain('launching onnxruntime runs');
+    const href = await page.$eval('#why-slower a', (a) => (a as HTMLAnchorElement).href);
+    const table = await fetch(href);
+    expect(table.status).toBe(200);
+    expect(await table.text()).toContain('## TTFT (`npm run bench:ttft`)');
+    const icon = await fetch(`${stack.api.url}/favicon.ico`);
+    expect(icon.status).toBe(200);
+    expect(icon.headers.get('content-type')).toMatch(/^image\/svg\+xml/);
+  });
+
   it('shows what is wrong in the page: nothing to ingest, or the API refusing the question', async () => {
     await page.goto(`${stack.api.url}/`);
     await page.click('#ingest');
@@ -146,7 +183,10 @@ describe('playground', () => {
     await page.$eval('#question', (el) => ((el as HTMLInputElement).value = 'x'.repeat(100_001)));
     await page.click('#ask');
     await page.waitForFunction(() => document.querySelector('#status')!.className === 'error');
-    expect(await status()).toEqual(['INVALID_ARGUMENT: question: is too long', 'error']);
+    expect(await status()).toEqual([
+      'PAYLOAD_TOO_LARGE: question: longer than the limit of 100000 characters',
+      'error',
+    ]);
     expect(await page.$$('#results .mode')).toHaveLength(0);
   });
 });

@@ -1,18 +1,25 @@
 /**
  * End to end over HTTP (test/helpers/e2e-service.ts): documents ingested, stored and deleted, and queries
- * answered in every mode as the CLI answers them, from the LRU, as jobs and as server-sent events.
+ * answered in every mode as the CLI answers them, from the LRU, as jobs and as server-sent events; with
+ * the chunk caches in s3rver and again in radosgw.
  * service-failures.test.ts has bad input, timeouts and outages.
  */
 import { describe, expect, it } from 'vitest';
 import { chunkKey, chunkObjectKey } from '../../core/kv/format.js';
 import { manifestObjectKey } from '../../core/documents/manifest.js';
 import { DOCS, MAX_TOKENS, QUESTION, cli, useE2eService } from '../helpers/e2e-service.js';
+import { RGW_SKIPPED, rgwLabel } from '../helpers/rgw.js';
 import { waitFor } from '../helpers/service.js';
 
-const svc = useE2eService();
-const { http, manifest } = svc;
+// On s3rver, and on radosgw (a real S3 server: test/setup/rgw.ts; skipped, loudly, when the run has none).
+describe.each(['s3rver', 'radosgw'] as const)('CacheBlend service over HTTP (store: %s)', (server) => {
+  if (server === 'radosgw' && RGW_SKIPPED) {
+    it.skip(rgwLabel('runs on radosgw'), () => undefined);
+    return;
+  }
+  const svc = useE2eService({ server });
+  const { http, manifest } = svc;
 
-describe('CacheBlend service over HTTP', () => {
   it('is healthy and ready', async () => {
     expect(await http('GET', '/healthz')).toMatchObject({ status: 200, body: { status: 'ok' } });
     const ready = await http('GET', '/readyz');

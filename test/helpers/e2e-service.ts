@@ -1,6 +1,6 @@
 /**
  * The service of the end-to-end HTTP tests: the API and both workers (in this process, inference on a
- * worker thread) against a real redis-server and s3rver, started before a test file's tests and stopped
+ * worker thread) against a real redis-server and s3rver (or a bucket on the run's radosgw), started before a test file's tests and stopped
  * after them, with a small HTTP client and the documents the tests ingest.
  */
 import { afterAll, beforeAll, expect } from 'vitest';
@@ -17,6 +17,7 @@ import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/p
 import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js';
 import { STORIES_DIR, STORY_SETS } from './models.js';
 import { requestJson } from './http.js';
+import { startRgw } from './rgw.js';
 import { s3Options, serviceConfig, type TestServiceEnv } from './service.js';
 import { startRedis, startS3, type RedisHandle, type S3Handle } from './services.js';
 
@@ -52,7 +53,7 @@ export interface E2eService {
 }
 
 /** The service for this test file; its fields are set once its beforeAll has run. */
-export function useE2eService(): E2eService {
+export function useE2eService(options: { server?: S3Handle['server'] } = {}): E2eService {
   let precompute: PrecomputeWorker | undefined;
   let blend: BlendWorker | undefined;
   const svc = {} as E2eService;
@@ -65,7 +66,10 @@ export function useE2eService(): E2eService {
   };
 
   beforeAll(async () => {
-    [svc.redisServer, svc.s3] = await Promise.all([startRedis(), startS3()]);
+    [svc.redisServer, svc.s3] = await Promise.all([
+      startRedis(),
+      options.server === 'radosgw' ? startRgw('e2e') : startS3(),
+    ]);
     svc.env = await serviceConfig({
       redis: svc.redisServer,
       s3: svc.s3,

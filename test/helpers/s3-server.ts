@@ -13,9 +13,11 @@ export interface S3Handle {
   /** e.g. http://127.0.0.1:41235 */
   endpoint: string;
   bucket: string;
-  accessKeyId: 'S3RVER';
-  secretAccessKey: 'S3RVER';
+  accessKeyId: string;
+  secretAccessKey: string;
   region: 'us-east-1';
+  /** Which server: the s3rver test double, or radosgw (Ceph's S3 gateway: test/helpers/rgw.ts). */
+  server: 's3rver' | 'radosgw';
   /** Writes and deletes answer 403 AccessDenied while on (reads work): a read-only store. */
   setReadOnly(on: boolean): void;
   stop(): Promise<void>;
@@ -114,6 +116,7 @@ export async function startS3(options: { bucket?: string; timeoutMs?: number } =
     accessKeyId: 'S3RVER',
     secretAccessKey: 'S3RVER',
     region: 'us-east-1',
+    server: 's3rver',
     stop,
   };
 }

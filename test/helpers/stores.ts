@@ -1,10 +1,11 @@
-/** Fixtures of the object store tests: an s3rver per test file, temporary directories, listings and hashes. */
+/** Fixtures of the object store tests: an s3rver (or a radosgw bucket) per test file, temporary directories, listings and hashes. */
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import type { S3StoreOptions } from '../../core/storage/types.js';
+import { RGW_SKIPPED, startRgw } from './rgw.js';
 import { s3Options } from './service.js';
 import { startS3, type S3Handle } from './services.js';
 
@@ -34,21 +35,25 @@ export function useTempDirs(): () => Promise<string> {
 export interface S3Fixture {
   readonly bucket: string;
   readonly endpoint: string;
-  /** Store options that reach this s3rver. */
+  /** Store options that reach this server. */
   options(): S3StoreOptions;
 }
 
-/** An s3rver for this test file: started before its tests, stopped after them. */
-export function useS3(): S3Fixture {
+/**
+ * An S3 server for this test file: an s3rver started before its tests and stopped after them, or a
+ * bucket of its own on the run's radosgw (none when RGW_SKIPPED).
+ */
+export function useS3(server: S3Handle['server'] = 's3rver'): S3Fixture {
   let s3: S3Handle | undefined;
   beforeAll(async () => {
-    s3 = await startS3();
+    if (server === 's3rver') s3 = await startS3();
+    else if (!RGW_SKIPPED) s3 = await startRgw();
   });
   afterAll(async () => {
     await s3?.stop();
   });
   const started = (): S3Handle => {
-    if (!s3) throw new Error('s3rver is not started yet (use it inside a test or hook)');
+    if (!s3) throw new Error(`${server} is not started yet (use it inside a test or hook)`);
     return s3;
   };
   return {

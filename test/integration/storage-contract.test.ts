@@ -2,12 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { openObjectStore, type ObjectStore } from '../../core/storage/index.js';
+import { RGW_SKIPPED, rgwLabel } from '../helpers/rgw.js';
 import { uniquePrefix } from '../helpers/services.js';
 import { MiB, collect, sha256, useS3, useTempDirs } from '../helpers/stores.js';
 
-/** The ObjectStore contract, run on every backend: the memory, file and S3 stores behave the same. */
+/**
+ * The ObjectStore contract, run on every backend: the memory, file and S3 stores behave the same, on the
+ * s3rver test double and on radosgw (Ceph's S3 gateway, a real S3 server: test/setup/rgw.ts).
+ */
 
 const s3 = useS3();
+const rgw = useS3('radosgw');
 const tempDir = useTempDirs();
 const s3Options = () => s3.options();
 
@@ -26,6 +31,8 @@ interface Backend {
    * synthesizes metadata for a half-written file), so a reader racing a PUT can see a torn object.
    */
   atomicServer: boolean;
+  /** On the run's radosgw (skipped, loudly, when there is none). */
+  rgw?: boolean;
 }
 
 const backends: Backend[] = [
@@ -57,9 +64,30 @@ const backends: Backend[] = [
     brokenEmptyRange: true,
     atomicServer: false,
   },
+  // A real S3 server: lists in byte order, answers 416 to a range of an empty object, replaces atomically.
+  {
+    name: rgwLabel('radosgw (bucket root)'),
+    open: async () => openObjectStore(`s3://${rgw.bucket}`, { s3: rgw.options() }),
+    sortedListing: true,
+    brokenEmptyRange: false,
+    atomicServer: true,
+    rgw: true,
+  },
+  {
+    name: rgwLabel('radosgw (under a prefix)'),
+    open: async () => openObjectStore(`s3://${rgw.bucket}/deploy/kv`, { s3: rgw.options() }),
+    sortedListing: true,
+    brokenEmptyRange: false,
+    atomicServer: true,
+    rgw: true,
+  },
 ];
 
 describe.each(backends)('ObjectStore contract: $name', (backend) => {
+  if (backend.rgw && RGW_SKIPPED) {
+    it.skip(`runs on radosgw (SKIPPED: ${RGW_SKIPPED})`, () => undefined);
+    return;
+  }
   let store: ObjectStore;
 
   beforeAll(async () => {

@@ -5,11 +5,13 @@ import { describe, expect, it } from 'vitest';
 import { StorageError, UnavailableError } from '../../core/errors.js';
 import { openObjectStore } from '../../core/storage/index.js';
 import { s3ClientConfig } from '../../core/storage/s3-config.js';
+import type { StoreDeadlines } from '../../core/storage/deadline.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { RGW_SKIPPED, rgwLabel } from '../helpers/rgw.js';
 import { freePort, uniquePrefix } from '../helpers/services.js';
 import { MiB, collect, sha256, useS3 } from '../helpers/stores.js';
 
-const s3 = useS3();
-const s3Options = () => s3.options();
+const servers = { s3rver: useS3(), radosgw: useS3('radosgw') };
 
 describe('s3 store specifics', () => {
   it('fails fast with UnavailableError when the endpoint is not listening', async () => {
@@ -36,6 +38,97 @@ describe('s3 store specifics', () => {
       expect(Date.now() - started).toBeLessThan(5_000);
     } finally {
       await store.close();
+    }
+  });
+});
+
+/**
+ * On s3rver and on radosgw (a real S3 server; skipped, loudly, when the run has none): what the store
+ * reports for a missing bucket, wrong credentials, an outage, a slow and a silent server (through a
+ * fault proxy in front of it), and the behaviours the service relies on.
+ */
+describe.each(['s3rver', 'radosgw'] as const)('s3 store on %s', (server) => {
+  if (server === 'radosgw' && RGW_SKIPPED) {
+    it.skip(rgwLabel('runs on radosgw'), () => undefined);
+    return;
+  }
+  const s3 = servers[server];
+  const s3Options = () => s3.options();
+  const proxied = (proxy: FaultProxy, deadlines?: StoreDeadlines) =>
+    openObjectStore(`s3://${s3.bucket}/faults`, {
+      s3: { ...s3Options(), endpoint: proxy.url, maxAttempts: 1 },
+      ...(deadlines && { deadlines }),
+    });
+
+  // s3rver, a test double, accepts any credentials: only a real server can show what the store reports.
+  const realServer = server === 'radosgw' ? it : it.skip;
+  realServer('refuses wrong credentials with a StorageError (access denied), quickly', async () => {
+    const store = openObjectStore(`s3://${s3.bucket}`, {
+      s3: { ...s3Options(), secretAccessKey: `${s3Options().secretAccessKey}-wrong` },
+    });
+    const stranger = openObjectStore(`s3://${s3.bucket}`, {
+      s3: { ...s3Options(), accessKeyId: 'NOSUCHKEY0123456789', secretAccessKey: 'nope' },
+    });
+    try {
+      const t0 = Date.now();
+      for (const st of [store, stranger]) {
+        await expect(st.ping()).rejects.toBeInstanceOf(StorageError);
+        await expect(st.put('k', Buffer.from('v'))).rejects.toThrow(
+          /access denied|InvalidAccessKeyId|Signature/i,
+        );
+        await expect(st.get('k')).rejects.toBeInstanceOf(StorageError);
+      }
+      expect(Date.now() - t0).toBeLessThan(5_000);
+    } finally {
+      await store.close();
+      await stranger.close();
+    }
+  });
+
+  it('fails fast with UnavailableError through an outage, and works again after it', async () => {
+    const proxy = await startFaultProxy(s3.endpoint);
+    const store = proxied(proxy);
+    try {
+      await store.put('k', Buffer.from('before'));
+      await proxy.stop(); // nothing listens: connections are refused
+      const t0 = Date.now();
+      await expect(store.get('k')).rejects.toBeInstanceOf(UnavailableError);
+      await expect(store.put('k', Buffer.from('v'))).rejects.toBeInstanceOf(UnavailableError);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+    } finally {
+      await store.close();
+      await proxy.stop();
+    }
+    const after = openObjectStore(`s3://${s3.bucket}/faults`, { s3: s3Options() });
+    try {
+      expect((await after.get('k'))?.toString()).toBe('before');
+    } finally {
+      await after.close();
+    }
+  });
+
+  it('answers through a slow server within its deadlines, and times out a silent one', async () => {
+    const proxy = await startFaultProxy(s3.endpoint);
+    const deadlines = { readMs: 1_500, writeMs: 1_500, bytesPerMs: 8 * 1024 };
+    const store = proxied(proxy, deadlines);
+    try {
+      const key = `${uniquePrefix('slow')}obj`;
+      proxy.set({ kind: 'delay', delayMs: 300 });
+      await store.put(key, Buffer.from('slow'));
+      expect((await store.get(key))?.toString()).toBe('slow');
+      proxy.set({ kind: 'silent' });
+      const t0 = Date.now();
+      await expect(store.get(key)).rejects.toBeInstanceOf(UnavailableError);
+      await expect(store.put(key, Buffer.from('x'))).rejects.toBeInstanceOf(UnavailableError);
+      const ms = Date.now() - t0;
+      expect(ms).toBeGreaterThanOrEqual(2 * 1_400);
+      expect(ms).toBeLessThan(2 * 1_500 + 2_000);
+      proxy.set({ kind: 'pass' });
+      expect((await store.get(key))?.toString()).toBe('slow');
+    } finally {
+      proxy.set({ kind: 'pass' });
+      await store.close();
+      await proxy.stop();
     }
   });
 

@@ -4,6 +4,7 @@
  *   stored or queued (it used to be precomputed, RSS 184 MB → 3.96 GB, and never be queryable);
  * - an 85 KB document text is chunked in bounded time (the tokenizer was quadratic);
  * - invalid gzip, an unknown encoding, JSON nested 10,000 deep and a bad percent-escape get 4xx, not 500;
+ * - `__proto__`, `constructor` and `toString` keys in an OpenAI body get a 400 naming the key, not a 500;
  * - every reply carries nosniff, no-store and the service's Server header;
  * - 5xx bodies carry no server paths; readiness fails with no live blend worker or an unwritable store.
  */
@@ -113,6 +114,31 @@ describe('malformed requests', () => {
       'content-encoding': 'gzip',
     });
     expect(ok.status).toBe(202);
+  });
+
+  it('refuses __proto__, constructor and toString keys on the OpenAI routes with a 400 naming them', async () => {
+    const messages = [{ role: 'user', content: 'Lily' }];
+    const cases: [string, string, string][] = [
+      [
+        '/v1/chat/completions',
+        `"messages":${JSON.stringify(messages)},"__proto__":{"n":5,"max_tokens":9999}`,
+        '__proto__',
+      ],
+      [
+        '/v1/chat/completions',
+        `"messages":${JSON.stringify(messages)},"constructor":{"prototype":{"stream":true}}`,
+        'constructor',
+      ],
+      ['/v1/completions', `"prompt":"Lily","toString":1`, 'toString'],
+    ];
+    for (const [route, fields, key] of cases) {
+      const r = await stack.request('POST', route, {
+        raw: `{"model":"m",${fields}}`,
+        headers: { 'content-type': 'application/json' },
+      });
+      expect(r.status, `${route} ${key}`).toBe(400);
+      expect(r.body.error, `${route} ${key}`).toMatchObject({ param: key, type: 'invalid_request_error' });
+    }
   });
 
   it('puts nosniff, no-store and its Server header on every reply', async () => {

@@ -5,11 +5,19 @@
  * failed, with the reason. And chunk locks: renewal keeps one past its TTL while its holder lives, and
  * one whose holder stopped renewing frees itself within the TTL.
  */
+import { Job, Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelIdentity } from '../../api/server.js';
 import { RedisLocks } from '../../core/documents/locks.js';
 import { documentScripts } from '../../core/documents/scripts.js';
-import { closeRedis, createRedis, waitForRedis } from '../../core/queue/redis.js';
+import { PRECOMPUTE_QUEUE } from '../../core/queue/contracts.js';
+import {
+  closeRedis,
+  createRedis,
+  keyPrefix,
+  waitForRedis,
+  type RedisClient,
+} from '../../core/queue/redis.js';
 import { STORY_SETS } from '../helpers/models.js';
 import { waitFor } from '../helpers/service.js';
 import { startRedis, startS3, type RedisHandle, type S3Handle } from '../helpers/services.js';
@@ -22,6 +30,9 @@ let stack: Stack;
 /** Failed attempts per job id, as the worker reports them. */
 const failures = new Map<string, number>();
 
+let precomputeQueue: Queue;
+let queueClient: RedisClient;
+
 beforeAll(async () => {
   [redis, s3] = await Promise.all([startRedis(), startS3()]);
   stack = await startStack({
@@ -30,12 +41,19 @@ beforeAll(async () => {
     label: 'precompute-failures',
     env: { PRECOMPUTE_ATTEMPTS: String(ATTEMPTS), RECONCILE_INTERVAL_MS: '0' },
   });
+  queueClient = createRedis(stack.config, 'producer');
+  precomputeQueue = new Queue(PRECOMPUTE_QUEUE, {
+    connection: queueClient,
+    prefix: keyPrefix(stack.config.queuePrefix),
+  });
   stack.precompute!.worker.on('failed', (job) => {
     if (job?.id) failures.set(job.id, (failures.get(job.id) ?? 0) + 1);
   });
 });
 
 afterAll(async () => {
+  await precomputeQueue?.close();
+  if (queueClient) await closeRedis(queueClient);
   s3?.setReadOnly(false);
   await stack?.close();
   await Promise.all([redis?.stop(), s3?.stop()]);
@@ -69,6 +87,11 @@ describe('precompute jobs that fail', () => {
     const jobs = jobsOf(r.keys);
     expect(jobs.length).toBe(new Set(r.keys).size);
     for (const [, n] of jobs) expect(n).toBe(1);
+    // Counting attempts alone cannot tell a permanent failure from a retryable one whose retry has not come
+    // yet: the job must have failed for good (removed from the queue: removeOnFail), no retry pending.
+    for (const [id] of jobs) expect(await Job.fromId(precomputeQueue, id), id).toBeUndefined();
+    const pending = await precomputeQueue.getJobCounts('waiting', 'delayed', 'active', 'prioritized');
+    expect(Object.values(pending).reduce((a, n) => a + n, 0)).toBe(0);
   });
 
   it(`fail after the last of ${ATTEMPTS} attempts when the failure is retryable (a read-only store)`, async () => {

@@ -1,7 +1,7 @@
 /**
  * A Redis that answers PING but refuses every write (maxmemory reached under noeviction, the policy the
- * service requires): ingests and queries get 503, so /readyz must say 503 too, naming Redis, and say 200
- * again once Redis accepts writes.
+ * service requires): ingests and queries get 503, so /readyz must say 503 too at once (the refused write
+ * drops its cached probe), naming Redis, and say 200 again once Redis accepts writes.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -36,15 +36,15 @@ describe('a Redis refusing writes', () => {
       body: { id: 'refused', text: STORY_SETS[0].chunks.join('\n\n') },
     });
     expect(ingest.status).toBe(503);
-    const notReady = await waitFor(
-      async () => {
-        const r = await stack.request('GET', '/readyz');
-        return r.status === 503 && r;
-      },
-      5_000,
-      '/readyz to notice',
-    );
+    // At once: the refused write the service just saw is news its cached write probe (2 s) does not hold.
+    const notReady = await stack.request('GET', '/readyz');
+    expect(notReady.status).toBe(503);
     expect(notReady.body.error?.checks?.redis).toMatch(/refuses writes.*OOM/);
+    const query = await stack.request('POST', '/v1/query', {
+      body: { question: 'Who had a ball?', chunks: ['Lily had a red ball.'] },
+    });
+    expect(query.status).toBe(503);
+    expect((await stack.request('GET', '/readyz')).status).toBe(503);
     await admin.config('SET', 'maxmemory', '0');
     await waitFor(async () => (await stack.request('GET', '/readyz')).status === 200, 5_000, 'ready again');
   });

@@ -1,5 +1,6 @@
 /**
- * A store that is slow or stops answering, through a TCP proxy in front of a real s3rver:
+ * A store that is slow or stops answering, through a TCP proxy in front of s3rver, and again in front of
+ * radosgw (a real S3 server: test/setup/rgw.ts):
  * - answering after 3 s: queries are answered by recomputing, well inside their timeout;
  * - accepting connections and never answering (open keep-alive connections included): queries are still
  *   answered by recomputing, an ingest answers 503 within seconds, and once the store answers again the
@@ -11,6 +12,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STORY_SETS } from '../helpers/models.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { RGW_SKIPPED, rgwLabel, startRgw } from '../helpers/rgw.js';
 import { startRedis, startS3, type RedisHandle, type S3Handle } from '../helpers/services.js';
 import { startStack, type Reply, type Stack } from '../helpers/stack.js';
 
@@ -20,29 +22,35 @@ let s3: S3Handle;
 let proxy: FaultProxy;
 let stack: Stack;
 
-beforeAll(async () => {
-  [redis, s3] = await Promise.all([startRedis(), startS3()]);
-  proxy = await startFaultProxy(s3.endpoint);
-  stack = await startStack({
-    redis,
-    s3: { ...s3, endpoint: proxy.url },
-    label: 'store-faults',
-    // No disk tier: every query that misses the LRU reads the store.
-    env: { QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS), DISK_CACHE_BYTES: '0', RECONCILE_INTERVAL_MS: '0' },
+/** The service on `server` behind a fault proxy, with one document precomputed; torn down after the suite. */
+function useStackOn(server: S3Handle['server']): void {
+  beforeAll(async () => {
+    [redis, s3] = await Promise.all([
+      startRedis(),
+      server === 'radosgw' ? startRgw('store-faults') : startS3(),
+    ]);
+    proxy = await startFaultProxy(s3.endpoint);
+    stack = await startStack({
+      redis,
+      s3: { ...s3, endpoint: proxy.url },
+      label: 'store-faults',
+      // No disk tier: every query that misses the LRU reads the store.
+      env: { QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS), DISK_CACHE_BYTES: '0', RECONCILE_INTERVAL_MS: '0' },
+    });
+    const r = await stack.request('POST', '/v1/documents', {
+      body: { id: 'doc', text: STORY_SETS[0].chunks.join('\n\n') },
+    });
+    expect(r.status).toBe(202);
+    await stack.ready('doc');
   });
-  const r = await stack.request('POST', '/v1/documents', {
-    body: { id: 'doc', text: STORY_SETS[0].chunks.join('\n\n') },
-  });
-  expect(r.status).toBe(202);
-  await stack.ready('doc');
-});
 
-afterAll(async () => {
-  proxy?.set({ kind: 'pass' });
-  await stack?.close();
-  await proxy?.stop();
-  await Promise.all([redis?.stop(), s3?.stop()]);
-});
+  afterAll(async () => {
+    proxy?.set({ kind: 'pass' });
+    await stack?.close();
+    await proxy?.stop();
+    await Promise.all([redis?.stop(), s3?.stop()]);
+  });
+}
 
 const query = () =>
   stack.request('POST', '/v1/query', {
@@ -65,7 +73,13 @@ async function fourQueries(): Promise<{ replies: Reply[]; ms: number }> {
   return { replies, ms: Date.now() - t0 };
 }
 
-describe('a slow or silent store', () => {
+describe.each(['s3rver', 'radosgw'] as const)('a slow or silent store (%s)', (server) => {
+  if (server === 'radosgw' && RGW_SKIPPED) {
+    it.skip(rgwLabel('runs on radosgw'), () => undefined);
+    return;
+  }
+  useStackOn(server);
+
   it('answers queries from the store while it is healthy (the baseline)', async () => {
     const { replies } = await fourQueries();
     for (const r of replies) expect(r.status, r.text).toBe(200);

@@ -101,16 +101,23 @@ describe('CostModel', () => {
 });
 
 describe('top-p on the cumulative boundary', () => {
-  // Probabilities exactly 0.5, 0.25, 0.25 at temperature 1 (exp(-ln 2) is exactly 0.5 in doubles).
+  // Probabilities exactly 0.5, 0.25, 0.25: exp(-ln 2) is exactly 0.5 in doubles, but a Float32Array rounds
+  // -ln 2, so the temperature scales the stored logit back to -ln 2 exactly (checked below).
   const logits = new Float32Array([0, -Math.LN2, -Math.LN2]);
+  const temperature = logits[1] / -Math.LN2;
   const draws = (o: { topP: number }) => {
     const seen = new Set<number>();
     for (let i = 0; i < 1_000; i++) {
       const r = (i + 0.5) / 1_000;
-      seen.add(sampleToken(logits, { maxTokens: 1, temperature: 1, ...o }, () => r));
+      seen.add(sampleToken(logits, { maxTokens: 1, temperature, ...o }, () => r));
     }
     return [...seen].sort();
   };
+
+  it('puts the probabilities exactly on 0.5, 0.25, 0.25', () => {
+    expect(logits[1] / temperature).toBe(-Math.LN2);
+    expect(Math.exp(logits[1] / temperature)).toBe(0.5);
+  });
 
   it('keeps the tokens up to and including the one that reaches top-p exactly', () => {
     expect(draws({ topP: 0.5 })).toEqual([0]);

@@ -1,10 +1,11 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.js';
 import { applySettingFlags, flagName } from '../../cli/service-flags.js';
 import { CONFIG_VARIABLES } from '../../core/config/index.js';
+import { HF_FIXTURES_DIR } from '../helpers/hf-fixtures.js';
 import { STORIES_DIR } from '../helpers/models.js';
 
 /** `generate` over two chunks (the question and the rest follow). */
@@ -105,16 +106,7 @@ describe('cacheblend generate', () => {
 
   it('runs every mode over chunks, with --logits, and blend r=1 matches full', async () => {
     const base = TWO_CHUNKS;
-    const q = [
-      '--question',
-      'Who had the ball?',
-      '--max-tokens',
-      '6',
-      '--json',
-      '--logits',
-      '--kv-dtype',
-      'float32',
-    ];
+    const q = ['--question', 'Who had the ball?', '--max-tokens', '6', '--json', '--logits'];
     const results: Record<
       string,
       { firstTokenLogits: number[]; generatedTokens: number[]; [k: string]: unknown }
@@ -125,8 +117,8 @@ describe('cacheblend generate', () => {
         ...q,
         '--mode',
         mode,
-        '--ratio',
-        mode === 'blend' ? '1' : '0.15',
+        ...(mode === 'blend' ? ['--ratio', '1'] : []),
+        ...(mode === 'full' ? [] : ['--kv-dtype', 'float32']),
       ]);
       expect(code).toBe(0);
       results[mode] = JSON.parse(out);
@@ -141,6 +133,7 @@ describe('cacheblend generate', () => {
   it('answers bad input with a message and exit code 2, not a crash', async () => {
     for (const args of [
       ['generate'],
+      ['generate', '--model', STORIES_DIR, '--question', 'q', '--mode', 'full', '--ratio', '0.5'],
       ['generate', '--model', STORIES_DIR, '--prompt', 'x', '--max-tokens', '-3'],
       ['generate', '--model', STORIES_DIR, '--prompt', 'x', '--max-tokens', 'ten'],
       ['generate', '--model', STORIES_DIR, '--question', 'q', '--mode', 'fast'],
@@ -154,6 +147,41 @@ describe('cacheblend generate', () => {
     }
     const missing = await cli(['generate', '--model', '/nonexistent/model', '--prompt', 'x']);
     expect(missing.code).toBe(1);
+  });
+
+  it('refuses flags that do not apply to the mode, naming them', async () => {
+    const q = ['generate', '--model', STORIES_DIR, '--chunk', 'Lily had a red ball.', '--question', 'Lily'];
+    const cases: [string[], string][] = [
+      [['--mode', 'full', '--ratio', '0.5'], '--ratio applies to --mode blend only (the mode here is full)'],
+      [
+        ['--mode', 'reuse', '--selection', 'fused', '--check-layer', '3'],
+        '--check-layer, --selection apply to --mode blend only (the mode here is reuse)',
+      ],
+      [['--mode', 'prefix', '--gradual', '0.3,0.2'], '--gradual applies to --mode blend only'],
+      [['--mode', 'full', '--kv-dtype', 'float32'], '--kv-dtype applies to modes that read stored'],
+      [['--logits'], '--logits adds firstTokenLogits to the JSON output: use it with --json'],
+    ];
+    for (const [flags, message] of cases) {
+      const r = await cliErr([...q, ...flags]);
+      expect(r.code, flags.join(' ')).toBe(2);
+      expect(r.err, flags.join(' ')).toContain(message);
+    }
+    const plain = await cliErr(['generate', '--model', STORIES_DIR, '--prompt', 'x', '--ratio', '0.3']);
+    expect(plain.err).toContain('--ratio applies to --mode blend only (the mode here is full)');
+    // The same flags where they apply, and defaults never count.
+    const ok = await cli([
+      ...q,
+      '--mode',
+      'blend',
+      '--ratio',
+      '0.5',
+      '--check-layer',
+      '1',
+      '--max-tokens',
+      '2',
+    ]);
+    expect(ok.code).toBe(0);
+    expect((await cli([...q, '--mode', 'reuse', '--max-tokens', '2', '--json', '--logits'])).code).toBe(0);
   });
 
   it('says plainly what is wrong with a number, negative ones included', async () => {
@@ -192,6 +220,49 @@ describe('cacheblend generate', () => {
     expect(messages.join('')).toMatch(
       /--prompt: the prompt \(\d+ tokens\) plus maxTokens \(32\) exceeds the model's context of 512 tokens/,
     );
+  });
+});
+
+describe('cacheblend generate on a model with fewer layers than the default check layer', () => {
+  it('generates in full mode, blends at the last layer and says so, and refuses an explicit layer past it', async () => {
+    // A 1-layer Llama: the 2-layer test fixture with num_hidden_layers 1 (the second layer's tensors unused).
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'cacheblend-1layer-'));
+    try {
+      await cp(path.join(HF_FIXTURES_DIR, 'llama-gqa'), dir, { recursive: true });
+      const config = JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8'));
+      await writeFile(path.join(dir, 'config.json'), JSON.stringify({ ...config, num_hidden_layers: 1 }));
+      const base = ['generate', '--model', dir, '--max-tokens', '2', '--json'];
+      const plain = await cliErr([...base, '--prompt', 'ab']);
+      expect(plain.err).toBe('');
+      expect(plain.code).toBe(0);
+      expect(JSON.parse(plain.out)).toMatchObject({
+        mode: 'full',
+        generatedTokens: [expect.any(Number), expect.any(Number)],
+      });
+      const full = await cliErr([
+        ...base,
+        '--chunk',
+        'abc',
+        '--question',
+        'd',
+        '--mode',
+        'full',
+        '--check-layer',
+        '5',
+      ]);
+      expect(full.code, full.err).toBe(0);
+      const blend = await cliErr([...base, '--chunk', 'abc', '--chunk', 'de', '--question', 'f']);
+      expect(blend.code, blend.err).toBe(0);
+      expect(JSON.parse(blend.out)).toMatchObject({ mode: 'blend', checkLayer: 0 });
+      expect(blend.err).toMatch(
+        /the model has 1 layer: blend checks at layer 0 \(the default check layer is 1\)/,
+      );
+      const explicit = await cliErr([...base, '--chunk', 'abc', '--question', 'f', '--check-layer', '1']);
+      expect(explicit.code).toBe(2);
+      expect(explicit.err).toMatch(/--check-layer must be an integer in \[0, 0\]/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

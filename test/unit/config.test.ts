@@ -70,6 +70,7 @@ describe('loadConfig', () => {
       jobLockMs: 30_000,
       precomputeAttempts: 12,
       reconcileIntervalMs: 30_000,
+      jobHistory: { completed: { count: 10_000, age: 3_600 }, failed: { count: 10_000, age: 604_800 } },
     });
   });
 
@@ -172,6 +173,7 @@ describe('loadConfig', () => {
       jobLockMs: 5000,
       precomputeAttempts: 3,
       reconcileIntervalMs: 0,
+      jobHistory: { completed: { count: 10_000, age: 3_600 }, failed: { count: 10_000, age: 604_800 } },
     });
   });
 
@@ -326,7 +328,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(50);
+    expect(CONFIG_VARIABLES).toHaveLength(54);
   });
 
   it('documents every variable in the configuration tables (docs/configuration.md)', () => {

@@ -26,6 +26,8 @@ describe('execution providers', () => {
       expect((err as Error).message).toContain(
         'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false',
       );
+      // Refused before onnxruntime tries the library: no red "[E:onnxruntime…] Failed to load" line.
+      expect((err as Error).message).toMatch(/libonnxruntime_providers_shared\.so.*not installed/);
     },
   );
 });

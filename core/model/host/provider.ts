@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { UnavailableError } from '../../errors.js';
 
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
@@ -10,6 +13,32 @@ export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 /** How to fetch onnxruntime-node's CUDA binaries; its install script runs only when asked to. */
 export const CUDA_INSTALL =
   'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node --ignore-scripts=false';
+
+/** The CUDA provider's libraries onnxruntime-node loads, missing from its folder (empty: all there). */
+function missingCudaLibraries(): string[] {
+  let dir: string;
+  try {
+    const pkg = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
+    dir = path.join(path.dirname(pkg), 'bin/napi-v6', process.platform, process.arch);
+  } catch {
+    return []; // laid out otherwise: let onnxruntime say what it finds
+  }
+  if (!existsSync(dir)) return [];
+  return ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'].filter(
+    (f) => !existsSync(path.join(dir, f)),
+  );
+}
+
+/**
+ * Refuse the CUDA provider before onnxruntime tries to load it when its binaries are not installed (its
+ * attempt would also print its own error line on stderr); the message says what to install.
+ */
+export function checkProviderInstalled(ep: ExecutionProvider): void {
+  if (ep !== 'cuda' || process.platform !== 'linux') return;
+  const missing = missingCudaLibraries();
+  if (missing.length > 0)
+    throw providerUnavailable(ep, new Error(`Failed to load ${missing.join(', ')}: not installed`));
+}
 
 export function providerUnavailable(ep: ExecutionProvider, err: unknown): unknown {
   const msg = err instanceof Error ? err.message : String(err);
