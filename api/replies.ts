@@ -5,7 +5,7 @@
  * parses real replies with them: objects are strict, so a field added to a reply and not here fails.
  */
 import { z } from 'zod';
-import { BLEND_MODES } from '../core/blend/index.js';
+import { ATTENTION_SOURCES, BLEND_MODES, SELECTION_STRATEGIES } from '../core/blend/index.js';
 import type { DocumentStatus, DocumentSummary } from '../core/documents/types.js';
 import type { Calibration } from '../core/eval/calibrate.js';
 import type { BlendJobResult } from '../core/queue/contracts.js';
@@ -140,6 +140,7 @@ export const Ready = z.strictObject({ status: z.literal('ready'), checks: z.reco
 
 const distance = z.strictObject({
   meanKl: z.number(),
+  p90Kl: z.number(),
   maxKl: z.number(),
   meanAgreement: z.number(),
   minAgreement: z.number(),
@@ -149,6 +150,23 @@ const CalibrationReply = z.strictObject({
   kvFingerprint: z.string(),
   model: z.string(),
   blend: z.strictObject({ ratio: z.number(), selection: z.string(), checkLayer: int }),
+  choice: z.strictObject({
+    strategy: z.enum(SELECTION_STRATEGIES),
+    attention: z.enum(ATTENTION_SOURCES).nullable(),
+    rule: z.string(),
+    candidates: z.array(
+      z.strictObject({
+        name: z.string(),
+        selection: z.enum(SELECTION_STRATEGIES),
+        attention: z.enum(ATTENTION_SOURCES).nullable(),
+        p90Kl: z.number(),
+        meanKl: z.number(),
+        maxKl: z.number(),
+        meanAgreement: z.number(),
+        worseThanReuse: int,
+      }),
+    ),
+  }),
   sample: z.strictObject({ name: z.string(), sets: int, tokens: int }),
   blendVsFull: distance,
   reuseVsFull: distance,
@@ -169,6 +187,15 @@ export const ModelList = z.strictObject({
       max_model_len: int.describe('context length in tokens'),
       cacheblend: z.strictObject({
         calibration: CalibrationReply.nullable().describe('cacheblend calibrate; null when none is stored'),
+        selection: z
+          .strictObject({
+            strategy: z.enum(SELECTION_STRATEGIES),
+            attention: z.enum(ATTENTION_SOURCES).nullable(),
+            from: z.enum(['calibration', 'default']),
+          })
+          .describe(
+            "the selection blend uses when a request names none: the calibration's choice, else the default",
+          ),
       }),
     }),
   ),

@@ -52,10 +52,13 @@ export function defineCalibrateFlags(cmd: Command): Command {
     .addHelpText(
       'after',
       `
-Measures blend against full prefill for one model: first-token KL and greedy agreement over the first
-N tokens. A model past the thresholds (docs/accuracy.md, "The calibration gate") is flagged. The result is
-stored beside the model's chunk caches in KV_STORE_URL; the service reports it at start and in /v1/models,
-and with CALIBRATION_GATE=full serves a flagged model's blend requests in full mode.
+Measures blend against full prefill for one model, with every candidate selection (or the one given):
+first-token KL and greedy agreement over the first N tokens, and chooses the selection with the lowest
+90th-percentile KL among those whose agreement beats reuse's. A model past the thresholds is flagged
+(docs/accuracy.md, "The calibration gate and the per-model choice"). The result is stored beside the
+model's chunk caches in KV_STORE_URL; the service blends requests that name no selection with the
+choice, reports it at start and in /v1/models, and with CALIBRATION_GATE=full serves a flagged model's
+blend requests in full mode.
 Exit code 0, or 3 when the model is flagged.`,
     );
 }

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { Router, type NextFunction, type Request, type Response } from 'express';
 import type { z } from 'zod';
 import { errorMessage } from '../../core/errors.js';
-import { readCalibration } from '../../core/eval/calibrate.js';
+import { readCalibration, servedSelection } from '../../core/eval/calibrate.js';
 import type { ChatMessage } from '../../core/model/template.js';
 import { silentLogger } from '../../core/ops/log.js';
 import { requestIdOf } from '../access-log.js';
@@ -51,7 +51,8 @@ export function openAiRouter(deps: ApiDeps): Router {
   const created = Math.floor(Date.now() / 1000);
   const modelId = path.basename(deps.config.model);
 
-  // `cacheblend.calibration`: the model's stored calibration (cacheblend calibrate), null when there is none.
+  // `cacheblend.calibration`: the model's stored calibration (cacheblend calibrate), null when there is none;
+  // `cacheblend.selection`: what blend uses when a request names none (the calibration's choice, else the default).
   router.get('/models', async (_req, res) => {
     const model = requireModel(deps);
     const calibration = await readCalibration(deps.store, model.fingerprint);
@@ -64,7 +65,10 @@ export function openAiRouter(deps: ApiDeps): Router {
           created,
           owned_by: 'cacheblend',
           max_model_len: model.contextLength,
-          cacheblend: { calibration },
+          cacheblend: {
+            calibration,
+            selection: servedSelection(calibration, deps.config.executionProvider === 'webgpu'),
+          },
         },
       ],
     } satisfies ModelListBody);

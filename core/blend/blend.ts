@@ -46,7 +46,8 @@ export function checkLayerFor(o: Pick<BlendOptions, 'checkLayer'>, numLayers: nu
 }
 /**
  * The selection blend uses unless told otherwise, with DEFAULT_ATTENTION (the lookahead): chosen on
- * generated development sets (docs/accuracy.md, "The default: `combined` with the lookahead", says why);
+ * generated development sets of both models by its worst case (docs/accuracy.md, "The default selection:
+ * the evidence"); a model's calibration may choose another (core/eval/calibrate.ts);
  * a device-resident engine, which has no question-attention step, uses deviation.
  */
 export const DEFAULT_SELECTION: SelectionStrategy = 'combined';
@@ -102,6 +103,16 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number, onDevic
   }
 }
 
+/**
+ * Whether blend moves the stored rows it keeps by the bias its recomputed rows measure (stale-shift.ts):
+ * by default for the question-aware selections, which recompute the rows the question reads; deviation
+ * keeps CacheBlend's rows (on generated sets the shift left more of its sets further from full than reuse:
+ * docs/accuracy.md).
+ */
+function shiftsStored(o: BlendOptions): boolean {
+  return o.shiftStored ?? (o.mode === 'blend' && needsAttention(o.selection ?? DEFAULT_SELECTION));
+}
+
 /** One prefill in progress: the prompt's layout and the cache the mode fills. */
 interface PrefillRun {
   engine: Engine;
@@ -147,7 +158,7 @@ export async function blendPrefill(
   const N = layout.promptIds.length;
   const steps: PrefillSteps = engine.device
     ? new DevicePrefillSteps(engine.device, layout)
-    : new HostPrefillSteps(engine, layout, N + extraCapacity);
+    : new HostPrefillSteps(engine, layout, N + extraCapacity, shiftsStored(opts));
   const contextTokens = layout.contextEnd - layout.contextStart;
   const run: PrefillRun = { engine, prefix, chunks, layout, steps, contextTokens, opts };
   const outcome = await MODES[opts.mode](run);

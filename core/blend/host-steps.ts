@@ -2,6 +2,7 @@ import type { Engine } from '../model/engine.js';
 import type { KvCache } from '../model/host/kv-cache.js';
 import { writeBosRows } from './chunks.js';
 import type { PrefillSteps } from './prefill-steps.js';
+import { freshContextRows, shiftStaleRows } from './stale-shift.js';
 import type { CheckScores } from './selection.js';
 import {
   ChunkLayerReader,
@@ -24,10 +25,15 @@ export class HostPrefillSteps implements PrefillSteps {
   private active: ActiveTokens = { indices: new Int32Array(0), hidden: new Float32Array(0) };
   private contextCount = 0;
 
+  /**
+   * `shiftStored`: before each selective layer, move the stored rows that stay by the bias the selected
+   * tokens' fresh rows measure (stale-shift.ts).
+   */
   constructor(
     private readonly engine: Engine,
     private readonly layout: PromptLayout,
     capacity: number,
+    private readonly shiftStored = true,
   ) {
     this.cache = engine.newCache(capacity);
   }
@@ -121,6 +127,7 @@ export class HostPrefillSteps implements PrefillSteps {
   ): Promise<Float64Array | null> {
     for (let l = from; l < to; l++) {
       await this.fill(l);
+      if (this.shiftStored) await this.shiftStale(l);
       this.active.hidden = await recomputeSelected(
         this.engine,
         this.cache,
@@ -130,6 +137,33 @@ export class HostPrefillSteps implements PrefillSteps {
       );
     }
     return metric ? this.score(to, metric) : null;
+  }
+
+  /** Rows from here on may be shifted: the first chunk's stored rows are full prefill's when it follows BOS. */
+  private exactEnd(): number {
+    const { layout } = this;
+    if (layout.contextStart !== 1) return layout.contextStart;
+    return layout.offsets[1] ?? layout.contextEnd;
+  }
+
+  /** Shift the stored context rows not selected by the bias the selected ones measure at layer l. */
+  private async shiftStale(l: number): Promise<void> {
+    const exact = this.exactEnd();
+    const ctx = this.activeContext;
+    const first = ctx.findIndex((p) => p >= exact);
+    if (first < 0) return;
+    const fresh = await freshContextRows(this.engine, l, this.active, this.contextCount);
+    const row = this.cache.rowSize;
+    const active = new Set(ctx);
+    const stale: number[] = [];
+    for (let p = exact; p < this.layout.contextEnd; p++) if (!active.has(p)) stale.push(p);
+    shiftStaleRows(
+      this.engine,
+      this.cache,
+      l,
+      { rows: ctx.subarray(first), k: fresh.k.subarray(first * row), v: fresh.v.subarray(first * row) },
+      stale,
+    );
   }
 
   async finishBlend(): Promise<Float32Array> {

@@ -123,8 +123,7 @@ export function needsAttention(strategy: SelectionStrategy): boolean {
 
 /**
  * Where question attention is measured unless told otherwise: the lookahead, which beats the check layer
- * for `question` and `combined` alike on cbqa-3M (docs/accuracy.md, "The default: `combined` with the
- * lookahead").
+ * for `question` and `combined` alike on the development sets of both models (docs/accuracy.md).
  */
 export const DEFAULT_ATTENTION: AttentionSource = 'lookahead';
 
@@ -142,7 +141,7 @@ export function attentionRequest(
 
 /**
  * The constant of reciprocal rank fusion (score Σ 1/(k + rank), rank from 1). Chosen on generated
- * development sets, not on the reported ones (docs/accuracy.md, "Choosing on development sets").
+ * development sets, not on the reported ones (docs/accuracy.md, "How defaults are chosen").
  */
 export const FUSION_K = 10;
 

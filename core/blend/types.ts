@@ -67,6 +67,13 @@ export interface BlendOptions {
   /** The loading controller: pick ratio = max(r_load, minRatio) from the store's speed (see controller.ts). */
   controller?: { minRatio: number; layerLoadMs: number; tokenLayerMs: number };
   /**
+   * Blend on the host: before each layer from the check layer on, move the stored context rows that are
+   * not recomputed by the mean fresh-minus-stored difference the recomputed ones measure (core/blend/
+   * stale-shift.ts says why). Default: true for the question-aware selections, false for deviation (as
+   * CacheBlend, and as a device engine computes it).
+   */
+  shiftStored?: boolean;
+  /**
    * Analysis hook (benchmarks, never the service): sees, and may change, the deviations of the candidate
    * context rows (prompt indices) at each selecting layer before the top-k, e.g. to force a row in (at the
    * check layer, the scores `selection` ranks: question attention for `question`).

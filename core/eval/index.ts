@@ -7,3 +7,5 @@ export * from './misses.js';
 export * from './auto.js';
 export * from './calibrate.js';
 export * from './calibration-sample.js';
+export * from './choose-selection.js';
+export * from './stories-dev.js';

@@ -1,16 +1,24 @@
 /**
  * The per-model correctness gate at serving time: the model's calibration (cacheblend calibrate), read
- * once at start and logged; a flagged model's blend jobs run in full mode when CALIBRATION_GATE is `full`.
+ * once at start and logged; a flagged model's blend jobs run in full mode when CALIBRATION_GATE is `full`,
+ * and blend jobs that name no selection run with the one the calibration chose.
  */
 import type { MessagePort } from 'node:worker_threads';
 import { errorMessage } from '../errors.js';
-import { describeCalibration, readCalibration } from '../eval/calibrate.js';
+import {
+  describeCalibration,
+  readCalibration,
+  servedSelection,
+  type ServedSelection,
+} from '../eval/calibrate.js';
 import type { BlendJobData } from '../queue/contracts.js';
 import { runBlend } from './blend-job.js';
 import type { BlendThreadResult, EngineContext } from './engine-context.js';
 
 export interface Gate {
   servesFull: boolean;
+  /** The selection a blend job that names none runs with: the calibration's choice, else the default. */
+  selection: ServedSelection;
 }
 
 /**
@@ -24,10 +32,23 @@ export async function openGate(ctx: EngineContext): Promise<Gate> {
     return null;
   });
   const servesFull = calibration?.flagged === true && init.calibrationGate === 'full';
-  const fields = { model: engine.model.source, servesFull };
+  const selection = servedSelection(calibration, engine.device !== null);
+  const fields = { model: engine.model.source, servesFull, selection };
   if (calibration?.flagged) log.warn(`calibration: ${describeCalibration(calibration)}`, fields);
   else log.info(`calibration: ${describeCalibration(calibration)}`, fields);
-  return { servesFull };
+  return { servesFull, selection };
+}
+
+/**
+ * The job with the gate's selection where it names no strategy; an attention source it names is kept for
+ * the selections that take one.
+ */
+function withSelection(gate: Gate, job: BlendJobData): BlendJobData {
+  if (job.mode !== 'blend' || job.selection?.strategy || gate.selection.from !== 'calibration') return job;
+  const { strategy } = gate.selection;
+  const takesAttention = strategy === 'question' || strategy === 'combined';
+  const attention = takesAttention ? (job.selection?.attention ?? gate.selection.attention) : null;
+  return { ...job, selection: { ...job.selection, strategy, attention: attention ?? undefined } };
 }
 
 /** A blend job, in full mode (and marked so) when the gate serves this model in full. */
@@ -41,5 +62,5 @@ export async function runGated(
   if (job.mode === 'blend' && gate.servesFull) {
     return { ...(await runBlend(ctx, { ...job, mode: 'full' }, port, cancel)), gatedToFull: true };
   }
-  return runBlend(ctx, job, port, cancel);
+  return runBlend(ctx, withSelection(gate, job), port, cancel);
 }

@@ -20,7 +20,7 @@ import { startBlendWorker, type BlendWorker } from '../../worker/blend-worker.js
 import { main } from '../../cli/main.js';
 import { replyDifferences } from '../helpers/readme-examples.js';
 import { CALIBRATION_SAMPLE, calibrate, writeCalibration } from '../../core/eval/index.js';
-import { DEFAULT_SELECTION, selectionName } from '../../core/blend/index.js';
+import { DEFAULT_ATTENTION, DEFAULT_SELECTION } from '../../core/blend/index.js';
 import { Engine } from '../../core/model/engine.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { openObjectStore } from '../../core/storage/index.js';
@@ -158,7 +158,10 @@ describe('docs/walkthrough.md with cbqa-3M', () => {
   it('reports the stored calibration in /v1/models', async () => {
     const models = async () =>
       ((await (await fetch(`${api.url}/v1/models`)).json()) as { data: { cacheblend: unknown }[] }).data[0];
-    expect((await models()).cacheblend).toEqual({ calibration: null });
+    expect((await models()).cacheblend).toEqual({
+      calibration: null,
+      selection: { strategy: DEFAULT_SELECTION, attention: DEFAULT_ATTENTION, from: 'default' },
+    });
     const engine = await Engine.create(await loadHfModel(CBQA_DIR), { threads: 1 });
     const store = openObjectStore(env.config.kvStoreUrl, { s3: env.config.s3 });
     try {
@@ -173,8 +176,10 @@ describe('docs/walkthrough.md with cbqa-3M', () => {
         calibration: {
           kvFingerprint: engine.kvFingerprint,
           flagged: c.flagged,
-          blend: { selection: selectionName({ selection: DEFAULT_SELECTION }) },
+          blend: { selection: c.blend.selection },
+          choice: { strategy: c.choice.strategy },
         },
+        selection: { strategy: c.choice.strategy, attention: c.choice.attention, from: 'calibration' },
       });
     } finally {
       await store.close();

@@ -8,8 +8,13 @@ import {
   CALIBRATION_SAMPLE,
   calibrate,
   calibrationKey,
+  chooseSelection,
+  quantile,
   readCalibration,
+  SELECTION_CANDIDATES,
+  servedSelection,
   writeCalibration,
+  type CandidateScore,
   type Calibration,
 } from '../../core/eval/index.js';
 import { createHandlers } from '../../core/inference/engine-handlers.js';
@@ -32,6 +37,41 @@ function deviationCalibration(engine: Engine) {
   });
 }
 
+describe('calibration: the rule that chooses a selection', () => {
+  const score = (name: string, p90Kl: number, meanKl: number, meanAgreement: number): CandidateScore => ({
+    name,
+    selection: 'deviation',
+    attention: null,
+    p90Kl,
+    meanKl,
+    maxKl: p90Kl,
+    meanAgreement,
+    worseThanReuse: 0,
+  });
+
+  it('takes the lowest 90th-percentile KL among those whose agreement beats reuse, not the lowest mean', () => {
+    const a = score('a', 0.05, 0.004, 0.8); // the lowest mean, but a bad tail
+    const b = score('b', 0.02, 0.01, 0.7);
+    const c = score('c', 0.01, 0.009, 0.5); // the lowest tail, but agrees less than reuse
+    expect(chooseSelection([a, b, c], 0.6).name).toBe('b');
+    // None beats reuse: the lowest tail of all. Ties on the tail: the lower mean.
+    expect(chooseSelection([a, b, c], 0.9).name).toBe('c');
+    expect(chooseSelection([score('x', 0.02, 0.02, 1), score('y', 0.02, 0.01, 1)], 0).name).toBe('y');
+  });
+
+  it('interpolates the 90th percentile between order statistics', () => {
+    expect(quantile([5, 1, 3, 2, 4, 6, 7, 8, 9, 10], 0.9)).toBeCloseTo(9.1, 12);
+    expect(quantile([3], 0.9)).toBe(3);
+  });
+
+  it('serves the calibrated choice, else the default; a device engine only a deviation choice', () => {
+    const c = { choice: { strategy: 'question', attention: 'lookahead' } } as Calibration;
+    expect(servedSelection(c)).toEqual({ strategy: 'question', attention: 'lookahead', from: 'calibration' });
+    expect(servedSelection(null).from).toBe('default');
+    expect(servedSelection(c, true)).toEqual({ strategy: 'deviation', attention: null, from: 'default' });
+  });
+});
+
 describe('calibration: blend against full on a sample', () => {
   let stories: Engine;
   beforeAll(async () => {
@@ -48,6 +88,28 @@ describe('calibration: blend against full on a sample', () => {
     expect(c.blendVsFull.meanKl).toBeLessThan(c.reuseVsFull.meanKl);
     expect(c.blendVsFull.meanAgreement).toBeGreaterThan(c.thresholds.minMeanAgreement);
     expect(c.kvFingerprint).toBe(stories.kvFingerprint);
+  });
+
+  it('compares every candidate selection and keeps the one the rule picks', async () => {
+    const c = await calibrate(stories, {
+      sample: CALIBRATION_SAMPLE.slice(0, 3),
+      sampleName: 'built-in, 3',
+      blend: { mode: 'blend' },
+      kvDtype: 'float16',
+    });
+    expect(c.choice.candidates.map((x) => x.name)).toEqual([
+      'deviation',
+      'question lookahead',
+      'combined lookahead',
+      'combined',
+      'fused',
+    ]);
+    expect(c.choice.candidates).toHaveLength(SELECTION_CANDIDATES.length);
+    const chosen = chooseSelection(c.choice.candidates, c.reuseVsFull.meanAgreement);
+    expect(c.blend.selection).toBe(chosen.name);
+    expect(c.choice).toMatchObject({ strategy: chosen.selection, attention: chosen.attention });
+    expect(c.blendVsFull.p90Kl).toBeCloseTo(chosen.p90Kl, 12);
+    expect(c.blendVsFull.meanKl).toBeCloseTo(chosen.meanKl, 12);
   });
 
   it('flags a model whose blended answers diverge from full (a random Qwen2 fixture)', async () => {
@@ -87,6 +149,53 @@ describe('the calibration gate in the service', () => {
     } finally {
       delete process.env.KV_STORE_URL;
     }
+  });
+
+  it("blends a job that names no selection with the calibration's choice for that model", async () => {
+    const store = new FileObjectStore(dir);
+    const stories = await storiesEngine();
+    const measured = await calibrate(stories, {
+      sample: CALIBRATION_SAMPLE.slice(0, 1),
+      sampleName: 'test',
+      blend: { mode: 'blend' },
+      kvDtype: 'float16',
+    });
+    const fingerprint = stories.kvFingerprint;
+    await stories.dispose();
+    const job: BlendJobData = {
+      question: 'Lily said',
+      chunks: [],
+      chunkTexts: ['Once upon a time, there was a girl named Lily.', 'She had a red ball and a big dog.'],
+      documents: [],
+      fingerprint,
+      mode: 'blend',
+      ratio: 0.15,
+      maxTokens: 1,
+      temperature: 0,
+      seed: 0,
+      stream: false,
+      explain: true,
+    };
+    const recomputed = async (named?: BlendJobData['selection']) => {
+      const h = await createHandlers(testEngineInit({ model: STORIES_DIR, kvStoreUrl: `file://${dir}` }));
+      try {
+        return (await h.blend({ ...job, ...(named && { selection: named }) })).explain!.recomputed;
+      } finally {
+        await h.close();
+      }
+    };
+    const rows = new Map<string, number[]>();
+    for (const strategy of ['deviation', 'question'] as const) {
+      const attention = strategy === 'question' ? ('check' as const) : null;
+      const choice = { ...measured.choice, strategy, attention };
+      await writeCalibration(store, { ...measured, choice });
+      rows.set(strategy, await recomputed());
+      // The same rows as a job that names that selection; a named selection wins over the choice.
+      expect(await recomputed({ strategy, ...(attention && { attention }) })).toEqual(rows.get(strategy));
+    }
+    expect(rows.get('deviation')).not.toEqual(rows.get('question'));
+    expect(await recomputed({ strategy: 'deviation' })).toEqual(rows.get('deviation'));
+    await store.delete(calibrationKey(fingerprint));
   });
 
   it('serves a flagged model in full mode with CALIBRATION_GATE=full, and only then', async () => {
