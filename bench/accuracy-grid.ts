@@ -13,6 +13,7 @@ import {
   type SelectionStrategy,
 } from '../core/blend/index.js';
 import type { AccuracySummary, QaSetName, QuestionType } from '../core/eval/index.js';
+import type { KvDtype } from '../core/kv/format.js';
 import type { WeightFormat } from '../core/model/weights/format.js';
 import { lineChart, type Series } from './common.js';
 
@@ -134,6 +135,8 @@ export interface AccuracyRow {
   auto?: true;
   /** The linear layers' weight format (WeightFormat); the grid runs in fp32. */
   weights: WeightFormat;
+  /** The dtype the chunk caches were stored in (KV_DTYPE); the grid uses fp16, the default. */
+  kvDtype: KvDtype;
 }
 
 export function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): AccuracyRow {
@@ -153,6 +156,7 @@ export function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): Ac
       recomputedShare: s.recomputedShare,
       auto: true,
       weights: 'fp32',
+      kvDtype: 'float16',
     };
   }
   const o = c.options;
@@ -171,12 +175,13 @@ export function toRow(set: QaSetName, c: AccuracyConfig, s: AccuracySummary): Ac
     recomputedShare: s.recomputedShare,
     ...(o.gradualRatios && { gradualRatios: o.gradualRatios }),
     weights: 'fp32',
+    kvDtype: 'float16',
   };
 }
 
 /** Accuracy against the recomputed share, one line per metric (check layer 1) and per deeper check layer. */
 export function chart(set: QaSetName, all: AccuracyRow[]): string {
-  const rs = all.filter((r) => r.set === set && r.weights === 'fp32');
+  const rs = all.filter((r) => r.set === set && r.weights === 'fp32' && r.kvDtype === 'float16');
   const ends = (mode: BlendMode) => rs.find((r) => r.mode === mode)!;
   const [reuse, full] = [ends('reuse'), ends('full')];
   const line = (name: string, pick: (r: AccuracyRow) => boolean): Series => ({

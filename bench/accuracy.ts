@@ -45,6 +45,7 @@ const CBQA_DIR = fileURLToPath(new URL('../../models/cbqa-3M', import.meta.url))
  * deviation metrics, check layers and gradual filtering, on both public question sets. One process: the
  * engine is built once and each chunk's cache is precomputed once and round-tripped through the stored
  * fp16 format (as the service and `cacheblend generate` do); every configuration reuses those caches.
+ * Then the other weight formats, and int8 caches (KV_DTYPE=int8) at the default ratio.
  * The answer is the greedy first token (`--max-tokens 1`).
  *
  *   npm run bench:accuracy                       the whole grid, both sets; writes bench/results/accuracy.*
@@ -201,12 +202,31 @@ for (const weights of formats) {
   }
   await e.dispose();
 }
+
+/**
+ * Chunk caches stored in the other KV dtypes (int8; every row above read fp16 caches): reuse and the blends
+ * at the default ratio with fp32 weights. Full prefill reads no cache: its rows above hold for every dtype.
+ */
+const KV_DTYPE_CONFIGS = ['reuse', DEFAULT_LABEL, NEW_DEFAULT_LABEL];
+for (const kvDtype of ['int8'] as const) {
+  const e = await Engine.create(model, { threads: Number(flags.threads ?? 1) });
+  for (const set of sets) {
+    const prepared = await prepareQuestions(e, questions[set].slice(0, limit), kvDtype);
+    for (const c of configs.filter((x) => KV_DTYPE_CONFIGS.includes(x.label))) {
+      const s = await measureConfig(c, prepared, e);
+      rows.push({ ...toRow(set, c, s), kvDtype });
+      console.error(`  ${set} ${c.label} (${kvDtype} caches): ${s.accuracy.toFixed(3)}`);
+    }
+  }
+  await e.dispose();
+}
 const elapsedS = (performance.now() - t0) / 1000;
 
 printTable(
   [
     'set',
     'weights',
+    'caches',
     'mode',
     'selection',
     'ratio',
@@ -219,6 +239,7 @@ printTable(
   rows.map((r) => [
     r.set,
     r.weights,
+    r.kvDtype,
     r.mode,
     r.selection
       ? `${r.selection}${r.attention === 'lookahead' ? ' lookahead' : ''}${r.sinkTokens ? ` +${r.sinkTokens} sinks` : ''}`

@@ -15,6 +15,9 @@ import type { WeightFormat } from '../core/model/weights/format.js';
 import { FIDELITY_SELECTIONS } from './selection-configs.js';
 import { weightFidelity } from './weight-fidelity.js';
 import { storedChunks, type StoredChunks } from './stored-chunks.js';
+import { measureTiers, type TierRow } from './ttft-tiers.js';
+import { measureKvDtypeFidelity } from '../core/blend/kv-dtype-fidelity.js';
+import { CALIBRATION_SAMPLE } from '../core/eval/calibration-sample.js';
 import { seededRandom } from '../core/model/generate.js';
 import { loadLlama2cModel } from '../core/model/loaders/llama2c.js';
 import { createRandomModel, LLAMA_100M, parameterCount } from '../core/model/random.js';
@@ -23,8 +26,10 @@ import { lineChart, machine, printTable, storySets, timeMedian, writeResult, typ
 /**
  * TTFT benchmark: a random ~100M-parameter Llama (12 layers), contexts of 4 and 8 chunks of 256 and 512
  * tokens plus a 32-token question; TTFT per mode with chunk caches in memory and read from a local file
- * store (fp16 objects, layer by layer), against the FLOP-bound ratio (1 + r(L-1))/L. Then the fidelity
- * run on stories260K: KL and greedy agreement against full for reuse and blend at several ratios.
+ * store (fp16 objects, layer by layer), against the FLOP-bound ratio (1 + r(L-1))/L; at 4×512, blend from
+ * every cache tier (LRU, disk, file store, S3 on loopback) in fp16 and int8 with each tier's load
+ * breakdown (ttft-tiers.ts). Then the fidelity run on stories260K: KL and greedy agreement against full
+ * for reuse and blend at several ratios, and what int8 caches cost against fp16 ones.
  */
 
 const settings = loadBenchSettings();
@@ -118,6 +123,12 @@ for (const { n, len } of CONTEXTS) {
   }
 }
 for (const { stored } of chunksByLen.values()) await stored.close();
+
+// Every cache tier at 4×512 (when that context is measured), fp16 and int8 objects, beside full prefill.
+const tierChunks = chunksByLen.get(512)?.data.slice(0, 4);
+const tierRows: TierRow[] = tierChunks
+  ? await measureTiers(engine, tierChunks, question, { ratio: RATIO, reps })
+  : [];
 await engine.dispose();
 
 printTable(
@@ -131,6 +142,36 @@ printTable(
     r.ratioToFull,
     r.flopBoundRatio ?? '',
     r.flopBoundRatio ? r.ratioToFull / r.flopBoundRatio : '',
+  ]),
+);
+
+const gbps = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x);
+printTable(
+  [
+    '4x512 caches',
+    'kv dtype',
+    'mode',
+    'TTFT ms',
+    'ratio to full',
+    'load wait ms',
+    'MB',
+    'read ms',
+    'read GB/s',
+    'decode ms',
+    'decode GB/s',
+  ],
+  tierRows.map((r) => [
+    r.tier ?? '-',
+    r.kvDtype ?? (r.tier === 'memory' ? 'fp32 arrays' : '-'),
+    r.mode,
+    r.ttftMs,
+    r.ratioToFull,
+    r.loadWaitMs ?? '-',
+    r.load ? r.load.bytes / 1e6 : '-',
+    r.load?.readMs ?? '-',
+    gbps(r.load?.readGBps),
+    r.load?.decodeMs ?? '-',
+    gbps(r.load?.decodeGBps),
   ]),
 );
 
@@ -196,8 +237,50 @@ const fidelity: FidelityRow[] = await measureFidelity(stories, STORY_SETS, {
   agreementTokens: 16,
   selections: FIDELITY_SELECTIONS,
 });
+// What int8 chunk caches cost against fp16 ones (and fp32 for scale): reuse and the default blend, on the
+// fidelity sets and on `cacheblend calibrate`'s sample.
+const kvDtypeFidelity = [];
+for (const [sample, sets] of [
+  ['fidelity sets', STORY_SETS],
+  ['calibration sample', CALIBRATION_SAMPLE],
+] as const) {
+  const rows = await measureKvDtypeFidelity(stories, [...sets], {
+    dtypes: ['float32', 'int8'],
+    reference: 'float16',
+    configs: [
+      { name: 'reuse', o: { mode: 'reuse' } },
+      { name: `blend r=${RATIO}`, o: { mode: 'blend', ratio: RATIO } },
+    ],
+    agreementTokens: 16,
+  });
+  kvDtypeFidelity.push(...rows.map((r) => ({ sample, ...r })));
+}
 const storiesModel = stories.model;
 await stories.dispose();
+printTable(
+  [
+    'sample',
+    'mode',
+    'kv dtype',
+    'mean KL vs full',
+    'max KL vs full',
+    'agreement vs full (16)',
+    'mean KL vs fp16 caches',
+    'max KL vs fp16',
+    'agreement vs fp16 (16)',
+  ],
+  kvDtypeFidelity.map((f) => [
+    f.sample,
+    f.config,
+    f.kvDtype,
+    f.meanKlVsFull,
+    f.maxKlVsFull,
+    f.agreementVsFull,
+    f.meanKlVsReference,
+    f.maxKlVsReference,
+    f.agreementVsReference,
+  ]),
+);
 const formatFidelity = await weightFidelity(storiesModel);
 printTable(
   ['weights', 'vs', 'mean KL (first token, full prefill)', 'greedy agreement (16)'],
@@ -226,11 +309,23 @@ writeResult(`ttft-${tag}.json`, {
   rows,
   weightRows,
 });
+if (tierRows.length > 0) {
+  writeResult(`ttft-tiers-${tag}.json`, {
+    machine: machine(ep),
+    model: { ...LLAMA_100M, parameters: parameterCount(model) },
+    context: '4x512',
+    ratio: RATIO,
+    questionTokens: QUESTION,
+    reps,
+    rows: tierRows,
+  });
+}
 writeResult(`fidelity-${tag}.json`, {
   machine: machine(ep),
   sets: STORY_SETS.length,
   rows: fidelity,
   weights: formatFidelity,
+  kvDtypes: kvDtypeFidelity,
 });
 const series: Series[] = [];
 for (const { mode } of modes) {

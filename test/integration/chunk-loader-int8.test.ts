@@ -3,6 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.js';
+import { DiskTier } from '../../core/cache/disk-tier.js';
+import { TieredChunkLoader } from '../../core/cache/tiered-loader.js';
+import { emptyCacheStats } from '../../core/cache/types.js';
 import { createHandlers, type EngineHandlers } from '../../core/inference/engine-handlers.js';
 import { computeChunkObject } from '../../core/inference/pipeline.js';
 import {
@@ -10,6 +13,7 @@ import {
   chunkObjectKey,
   decodeKvHeader,
   layerByteRange,
+  widenStoredLayer,
   type KvDtype,
 } from '../../core/kv/format.js';
 import type { Engine } from '../../core/model/engine.js';
@@ -103,6 +107,37 @@ describe('int8 chunk caches in the blend worker', () => {
     const r = await handlers.int8!.blend(job());
     expect(r.answer).toBe(expected.int8);
     expect(r.cache).toMatchObject({ hits: { store: 3 }, misses: 0, corrupt: 0 });
+  });
+
+  it('round-trips int8 objects byte-exactly through the store, the disk tier and the LRU', async () => {
+    await putAll('int8');
+    const { key, object } = objects.int8[0];
+    const ids = engine.model.tokenizer.encode(SET.chunks[0]);
+    const disk = new DiskTier(path.join(dir, 'disk'), 1 << 24);
+    const loaderWith = (lruBytes: number) =>
+      new TieredChunkLoader({
+        store,
+        disk,
+        lruBytes,
+        fingerprint: engine.model.fingerprint,
+        numLayers: engine.config.numLayers,
+        kvHeads: engine.config.numKvHeads,
+        headDim: engine.config.headDim,
+        kvDtype: 'int8',
+        compute: () => Promise.reject(new Error('every chunk is stored')),
+      });
+    const loader = loaderWith(1 << 24);
+    for (const tier of ['store', 'lru'] as const) {
+      const stats = emptyCacheStats();
+      expect((await loader.loadObject(key, ids, stats)).equals(object)).toBe(true);
+      expect(stats.hits[tier]).toBe(1);
+    }
+    const stats = emptyCacheStats();
+    const fromDisk = await loaderWith(0).open(key, ids, stats);
+    expect(stats.hits.disk).toBe(1);
+    const layer = await fromDisk.storedLayer(1);
+    expect(layer.dtype).toBe('int8');
+    expect(widenStoredLayer(layer).k).toEqual((await fromDisk.layer(1)).k);
   });
 
   const damages: [string, (o: Buffer) => Buffer][] = [

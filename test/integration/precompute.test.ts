@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelIdentity } from '../../api/server.js';
-import { chunkKey, chunkObjectKey } from '../../core/kv/format.js';
+import { chunkKey, chunkObjectKey, decodeKvHeader } from '../../core/kv/format.js';
 import type { Engine } from '../../core/model/engine.js';
 import { PRECOMPUTE_QUEUE } from '../../core/queue/contracts.js';
 import {
@@ -148,6 +148,26 @@ describe('precompute worker', () => {
     expect((await store.get(objKeyOf(c)))!.equals(expected)).toBe(true);
   });
 
+  it('rewrites a stored int8 object in its own KV_DTYPE (float16): never keeps a coarser cache', async () => {
+    const c = set.chunks[2];
+    const k = keyOf(c);
+    const ids = engine.model.tokenizer.encode(c);
+    await store.put(objKeyOf(c), await computeChunkObject(engine, ids, 'int8'));
+    await redis.hset(docs.keys.chunk(k), 'state', 'pending', 'written', '0');
+    await docs.enqueue([{ gen: 1, data: { key: k, fingerprint: fp(), tokenIds: ids } }]);
+    const expected = await expectedObject(c);
+    const info = await waitFor(
+      async () => {
+        const i = (await docs.chunkInfo([k])).get(k);
+        return i?.state === 'ready' ? i : null;
+      },
+      20_000,
+      'chunk rewritten',
+    );
+    expect(info.written).toBe(expected.length);
+    expect((await store.get(objKeyOf(c)))!.equals(expected)).toBe(true);
+  });
+
   it('deletes the objects of chunks no document references any more', async () => {
     const shared = set.chunks[0];
     expect(await docs.remove('a')).toEqual({ chunksDeleted: set.chunks.length - 1 });
@@ -200,6 +220,57 @@ describe('precompute worker', () => {
     await ready('d'); // the job waited for the lock, then stored the chunk again
     expect((await store.get(objKeyOf(c)))!.equals(await expectedObject(c))).toBe(true);
     await docs.remove('d');
+  });
+});
+
+describe('precompute worker with KV_DTYPE=int8', () => {
+  let env8: TestServiceEnv;
+  let worker8: PrecomputeWorker;
+  let redis8: RedisClient;
+  let queue8: Queue;
+  let docs8: DocumentService;
+  let store8: ObjectStore;
+  beforeAll(async () => {
+    env8 = await serviceConfig({
+      redis: redisServer,
+      s3,
+      label: 'precompute-int8',
+      env: { KV_DTYPE: 'int8' },
+    });
+    worker8 = await startPrecomputeWorker({
+      config: env8.config,
+      threadInit: { threads: 1 },
+      reconcileMs: 0,
+    });
+    redis8 = createRedis(env8.config, 'producer');
+    queue8 = new Queue(PRECOMPUTE_QUEUE, { connection: redis8, prefix: keyPrefix(env8.config.queuePrefix) });
+    store8 = openObjectStore(env8.config.kvStoreUrl, { s3: s3Options(s3) });
+    docs8 = new DocumentService(redis8, store8, queue8, env8.config.queuePrefix);
+  });
+  afterAll(async () => {
+    await worker8?.close();
+    await queue8?.close();
+    if (redis8) await closeRedis(redis8);
+    await store8?.close();
+    await env8?.cleanup();
+  });
+
+  it('stores int8 objects, and keeps an fp16 object it finds (more precise) without recomputing', async () => {
+    const [kept, fresh] = STORY_SETS[5].chunks;
+    const ids = (t: string) => engine.model.tokenizer.encode(t);
+    const fp16 = await computeChunkObject(engine, ids(kept), 'float16');
+    await store8.put(objKeyOf(kept), fp16);
+    await docs8.ingest({ id: 'i8', chunks: [kept, fresh] }, model, { budget: 128 });
+    await waitFor(
+      async () => ((await docs8.status('i8'))?.status === 'ready' ? true : null),
+      30_000,
+      'i8 ready',
+    );
+    expect((await store8.get(objKeyOf(kept)))!.equals(fp16)).toBe(true);
+    expect((await docs8.chunkInfo([keyOf(kept)])).get(keyOf(kept))?.written).toBe(0);
+    const stored = (await store8.get(objKeyOf(fresh)))!;
+    expect(decodeKvHeader(stored)).toMatchObject({ version: 2, dtype: 'int8' });
+    expect(stored.equals(await computeChunkObject(engine, ids(fresh), 'int8'))).toBe(true);
   });
 });
 

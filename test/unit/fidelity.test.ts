@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { measureFidelity } from '../../core/blend/index.js';
+import { measureKvDtypeFidelity } from '../../core/blend/kv-dtype-fidelity.js';
 import { storiesEngine, STORY_SETS } from '../helpers/models.js';
 
 describe('blend fidelity on stories260K', () => {
@@ -16,5 +17,29 @@ describe('blend fidelity on stories260K', () => {
     expect(blend.meanKl).toBeLessThan(0.67 * reuse.meanKl);
     expect(blend.meanAgreement).toBeGreaterThanOrEqual(reuse.meanAgreement);
     await engine.dispose();
+  });
+});
+
+describe('int8 chunk caches on stories260K', () => {
+  it("keep blend's first-token KL within 0.005 of fp16 caches' and reuse's too", async () => {
+    const engine = await storiesEngine();
+    const rows = await measureKvDtypeFidelity(engine, STORY_SETS, {
+      dtypes: ['int8'],
+      reference: 'float16',
+      configs: [
+        { name: 'reuse', o: { mode: 'reuse' } },
+        { name: 'blend', o: { mode: 'blend', ratio: 0.15 } },
+      ],
+      agreementTokens: 16,
+    });
+    await engine.dispose();
+    for (const config of ['reuse', 'blend']) {
+      const fp16 = rows.find((r) => r.config === config && r.kvDtype === 'float16')!;
+      const int8 = rows.find((r) => r.config === config && r.kvDtype === 'int8')!;
+      // Measured (bench/results/fidelity-cpu.json, kvDtypes): differences below 0.001 nats.
+      expect(Math.abs(int8.meanKlVsFull - fp16.meanKlVsFull)).toBeLessThan(0.005);
+      expect(int8.meanKlVsReference).toBeLessThan(0.005);
+      expect(int8.agreementVsReference).toBeGreaterThanOrEqual(0.9);
+    }
   });
 });
