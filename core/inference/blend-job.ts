@@ -134,7 +134,8 @@ export async function runBlend(
   );
   const cachedTokens = opened.filter((c) => c.tier !== 'computed').reduce((a, c) => a + c.tokenIds.length, 0);
   let result = blendResult(planned, answer, frame.template, openMs, stats, autoRatio, cachedTokens);
-  if (plan) result = { ...result, plan };
+  // Said only where it changed the mode: a blend served as asked needs no explanation.
+  if (plan?.chose === 'full') result = { ...result, plan };
   if (answer.logprobs) {
     const prompt = [...(parts.chunks.at(-1)?.tokenIds ?? parts.prefix?.tokenIds ?? []), ...frame.suffixIds];
     result = {

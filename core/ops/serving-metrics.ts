@@ -12,8 +12,8 @@
  *   cacheblend:time_to_first_token_seconds{mode}              queue wait + worker time to the first token
  *   cacheblend:e2e_request_latency_seconds{mode}              enqueue → result
  *   cacheblend:request_success_total{finished_reason}
- *   cacheblend:cost_plan_total{chose}                        jobs that left the mode to the service, by the
- *                                                             cost plan's choice (full: loading would lose)
+ *   cacheblend:cost_plan_total{chose}                        blend requests the cost plan ran in full
+ *                                                             (chose="full": loading would have lost)
  */
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { BlendJobResult } from '../queue/contracts.js';
@@ -83,7 +83,7 @@ function build() {
     }),
     costPlan: new Counter({
       name: 'cacheblend:cost_plan_total',
-      help: "Blend requests that left the mode to the service, by the cost plan's choice",
+      help: 'Blend requests the cost plan ran in full, their caches predicted to load slower than a full prefill',
       labelNames: ['chose'],
       registers,
     }),

@@ -235,7 +235,7 @@ export interface BlendJobResult {
   autoRatio?: AutoRatio;
   /** Set when blend was asked for and the model, flagged by its calibration, was served in full mode. */
   gatedToFull?: true;
-  /** Blend by default and the cost model knew its rates: what it predicted and chose (see cost-plan.ts). */
+  /** Blend by default, run in full by the cost plan: what it predicted (see cost-plan.ts). */
   plan?: CostPlan;
   /** `stop`: an end token or a stop sequence; `length`: maxTokens reached. */
   finishReason: FinishReason;
