@@ -63,7 +63,12 @@ export class DeviceRunner extends DeviceRunnerBase {
         }
       });
     }
-    const out = await this.run(session, feeds);
+    let out: Record<string, ort.Tensor>;
+    try {
+      out = await this.run(session, feeds);
+    } finally {
+      packed?.release();
+    }
     const layers = this.layerOutputs(out, 0, count);
     const kept = parts.map((p, i) =>
       spec.keepHost && 'stored' in p

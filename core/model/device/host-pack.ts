@@ -12,6 +12,10 @@ import type { HostKvForm } from './graphs/index.js';
  */
 export class HostPacker {
   private buffers = new Map<string, ArrayBuffer>();
+  /** Kinds whose buffer a pack holds until its run has read it: a concurrent pack gets fresh memory. */
+  private readonly busy = new Set<string>();
+  /** The kinds the pack under way took. */
+  private held: string[] = [];
 
   private view<T extends Int8Array | Uint16Array | Float32Array>(
     kind: string,
@@ -19,6 +23,9 @@ export class HostPacker {
     bytesPer: number,
     length: number,
   ): T {
+    if (this.busy.has(kind)) return new make(new ArrayBuffer(length * bytesPer), 0, length);
+    this.busy.add(kind);
+    this.held.push(kind);
     let b = this.buffers.get(kind);
     if (!b || b.byteLength < length * bytesPer) {
       b = new ArrayBuffer(Math.ceil(length * bytesPer * 1.25));
@@ -35,7 +42,8 @@ export class HostPacker {
     layers: readonly (readonly StoredKvLayer[])[],
     kvHeads: number,
     headDim: number,
-  ): { form: HostKvForm; feeds: Record<string, ort.Tensor>; bytes: number } {
+  ): { form: HostKvForm; feeds: Record<string, ort.Tensor>; bytes: number; release: () => void } {
+    this.held = [];
     const all = layers.flat();
     const form: HostKvForm = all.every((s) => s.dtype === all[0].dtype) ? all[0].dtype : 'float32';
     const src = form === all[0].dtype && all.every((s) => s.dtype === form) ? all : all.map(widened);
@@ -71,7 +79,9 @@ export class HostPacker {
           }
         : { host: new ort.Tensor(form, out as never, [G, 2, tokens, kvHeads, hd]) };
     const bytes = out.byteLength + (scales?.byteLength ?? 0);
-    return { form, feeds, bytes };
+    const held = this.held;
+    // The run that feeds them has copied them into staging buffers once it returns.
+    return { form, feeds, bytes, release: () => held.forEach((k) => this.busy.delete(k)) };
   }
 }
 
