@@ -77,7 +77,8 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     ...(salt && { salt }),
     fingerprint: model.fingerprint,
     mode: q.mode ?? 'blend',
-    ...(q.mode !== undefined && { modePinned: true }),
+    // A mode, a ratio or a selection asked for is the request's own plan: the cost plan leaves it alone.
+    ...((q.mode !== undefined || q.ratio !== undefined || q.selection !== undefined) && { modePinned: true }),
     ...(q.ratio !== undefined && { ratio: q.ratio }),
     ...(q.selection && { selection: q.selection }),
     maxTokens: q.maxTokens,

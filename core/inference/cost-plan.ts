@@ -3,6 +3,8 @@
  * observed rates, the time to bring the job's chunk caches in (reads per tier and, on a device engine,
  * uploads; pipelined blend cannot finish before its last layer arrives) against a full prefill of the
  * prompt. A job whose caches would load slower than full prefill runs in full, unless it pinned its mode.
+ * Device-resident engines only: on the CPU, computing a layer takes far longer than reading it, and the
+ * host path reads each layer while the one before computes.
  */
 import type { BlendPrefill } from '../blend/index.js';
 import type { LoadedChunk } from '../cache/tiered-loader.js';
@@ -17,6 +19,7 @@ export function costPlan(
   promptTokens: number,
 ): CostPlan | null {
   const { engine, cost, init } = ctx;
+  if (!engine.device) return null;
   const { numLayers: L, numKvHeads, headDim } = engine.config;
   const perToken = kvBytesPerToken(init.kvDtype, L, numKvHeads, headDim);
   const read: Record<string, number> = {};
@@ -24,7 +27,7 @@ export function costPlan(
   for (const c of opened) {
     const bytes = perToken * c.tokenIds.length;
     if (c.tier === 'disk' || c.tier === 'store') read[c.tier] = (read[c.tier] ?? 0) + bytes;
-    if (engine.device && c.tier !== 'gpu') upload += bytes;
+    if (c.tier !== 'gpu') upload += bytes;
   }
   const predictedLoadMs = cost.loadMs(read, upload);
   const predictedFullMs = cost.fullMs(promptTokens, L);

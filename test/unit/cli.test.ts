@@ -239,7 +239,10 @@ describe('cacheblend generate on a model with fewer layers than the default chec
         mode: 'full',
         generatedTokens: [expect.any(Number), expect.any(Number)],
       });
-      const full = await cliErr([
+      const full = await cliErr([...base, '--chunk', 'abc', '--question', 'd', '--mode', 'full']);
+      expect(full.code, full.err).toBe(0);
+      // A blend setting given with another mode is refused for not applying, not for its value.
+      const stray = await cliErr([
         ...base,
         '--chunk',
         'abc',
@@ -250,7 +253,8 @@ describe('cacheblend generate on a model with fewer layers than the default chec
         '--check-layer',
         '5',
       ]);
-      expect(full.code, full.err).toBe(0);
+      expect(stray.code).toBe(2);
+      expect(stray.err).toMatch(/--check-layer applies to --mode blend only/);
       const blend = await cliErr([...base, '--chunk', 'abc', '--chunk', 'de', '--question', 'f']);
       expect(blend.code, blend.err).toBe(0);
       expect(JSON.parse(blend.out)).toMatchObject({ mode: 'blend', checkLayer: 0 });

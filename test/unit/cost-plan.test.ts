@@ -20,30 +20,34 @@ const chunk = (tier: LoadedChunk['tier'], tokens = 512) =>
   ({ tier, tokenIds: Array<number>(tokens).fill(5) }) as unknown as LoadedChunk;
 
 describe('the cost plan', () => {
-  it('predicts nothing until it has observed every rate it needs', () => {
+  it('predicts nothing until it has observed every rate it needs, and nothing on the CPU', () => {
     const cost = new CostModel();
     const opened = [chunk('store'), chunk('store')];
-    expect(costPlan(context(cost, false), opened, 1100)).toBeNull();
+    expect(costPlan(context(cost, true), opened, 1100)).toBeNull();
     cost.observeLoad(1e6, 1, 'store');
-    expect(costPlan(context(cost, false), opened, 1100)).toBeNull(); // no prefill rate yet
     cost.observeFull(1000, 100);
-    expect(costPlan(context(cost, false), opened, 1100)).not.toBeNull();
-    expect(costPlan(context(cost, true), opened, 1100)).toBeNull(); // a device also uploads: rate unknown
+    expect(costPlan(context(cost, true), opened, 1100)).toBeNull(); // the upload rate is still unknown
+    cost.observeUpload(1e6, 1);
+    expect(costPlan(context(cost, true), opened, 1100)).not.toBeNull();
+    // The host path reads each layer while the one before computes: no plan there.
+    expect(costPlan(context(cost, false), opened, 1100)).toBeNull();
   });
 
   it('runs in full when the caches would load slower than a full prefill, blend otherwise', () => {
     const cost = new CostModel();
     cost.observeFull(2000, 400); // 0.2 ms a token
     cost.observeLoad(1e6, 1, 'store'); // 1 GB/s
+    cost.observeUpload(1e7, 1); // 10 GB/s: the read is the slower
     const opened = [chunk('store'), chunk('store'), chunk('store'), chunk('store')];
-    const fast = costPlan(context(cost, false), opened, 2081)!;
+    const fast = costPlan(context(cost, true), opened, 2081)!;
     expect(fast.chose).toBe('blend');
     expect(fast.predictedLoadMs).toBeCloseTo((4 * 512 * perToken) / 1e6, 1);
     expect(fast.predictedFullMs).toBeCloseTo(416.2, 1);
     const slow = new CostModel();
     slow.observeFull(2000, 400);
     slow.observeLoad(1e5, 1, 'store'); // 0.1 GB/s: 2.7 s for 268 MB
-    expect(costPlan(context(slow, false), opened, 2081)!.chose).toBe('full');
+    slow.observeUpload(1e7, 1);
+    expect(costPlan(context(slow, true), opened, 2081)!.chose).toBe('full');
   });
 
   it('counts uploads on a device, pipelined with reads, and nothing for GPU-tier hits', () => {
