@@ -88,8 +88,9 @@ describe('precompute jobs that fail', () => {
     expect(jobs.length).toBe(new Set(r.keys).size);
     for (const [, n] of jobs) expect(n).toBe(1);
     // Counting attempts alone cannot tell a permanent failure from a retryable one whose retry has not come
-    // yet: the job must have failed for good (removed from the queue: removeOnFail), no retry pending.
-    for (const [id] of jobs) expect(await Job.fromId(precomputeQueue, id), id).toBeUndefined();
+    // yet: the job must have failed for good (kept in the queue's failed history), no retry pending.
+    for (const [id] of jobs)
+      expect(await (await Job.fromId(precomputeQueue, id))?.getState(), id).toBe('failed');
     const pending = await precomputeQueue.getJobCounts('waiting', 'delayed', 'active', 'prioritized');
     expect(Object.values(pending).reduce((a, n) => a + n, 0)).toBe(0);
   });
