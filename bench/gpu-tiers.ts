@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   blendPrefill,
   type BlendOptions,
@@ -14,8 +12,9 @@ import { TieredChunkLoader } from '../core/cache/tiered-loader.js';
 import { emptyCacheStats } from '../core/cache/types.js';
 import { chunkKey, chunkObjectKey, encodeChunkKv, type KvDtype } from '../core/kv/format.js';
 import { releaseCache, type Engine } from '../core/model/engine.js';
-import { FileObjectStore, S3ObjectStore, type ObjectStore } from '../core/storage/index.js';
+import { FileObjectStore, type ObjectStore } from '../core/storage/index.js';
 import { median } from './common.js';
+import { startLoopbackS3, type LoopbackS3 } from './s3-loopback.js';
 
 /**
  * Blend's time to first token on the device with the chunk caches in each tier the blend worker reads
@@ -38,53 +37,14 @@ export interface TierRow {
   steps: Record<string, number>;
 }
 
-interface S3Server {
-  endpoint: string;
-  stop(): void;
-}
-
-/** s3rver (infra/s3-server.mjs, the tests' S3 server) on a free loopback port, one bucket. */
-async function startS3(dir: string): Promise<S3Server> {
-  const script = fileURLToPath(new URL('../../infra/s3-server.mjs', import.meta.url));
-  const child = spawn(
-    process.execPath,
-    [
-      '--openssl-legacy-provider',
-      script,
-      '--port',
-      '0',
-      '--address',
-      '127.0.0.1',
-      '--directory',
-      dir,
-      '--bucket',
-      'bench',
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { endpoint: string }).endpoint);
-    });
-    child.once('exit', (code) => reject(new Error(`s3 server exited with ${code}`)));
-  });
-  return { endpoint, stop: () => child.kill('SIGTERM') };
-}
-
 /** The stores of one tier run: objects put where that tier reads them. */
-async function tierStores(tier: Tier, dir: string, s3: S3Server | null) {
+async function tierStores(tier: Tier, dir: string, s3: LoopbackS3 | null, dtype: KvDtype) {
   const files = new FileObjectStore(join(dir, 'files'));
   const empty = new FileObjectStore(join(dir, 'empty'));
   if (tier === 'disk') return { store: empty, disk: files, put: files };
   if (tier === 's3') {
-    const store = new S3ObjectStore('s3://bench', {
-      endpoint: s3!.endpoint,
-      accessKeyId: 'S3RVER',
-      secretAccessKey: 'S3RVER',
-    });
+    // A prefix per dtype: objects of two dtypes for one chunk share a key.
+    const store = s3!.store(`tiers-${dtype}`);
     return { store, disk: null, put: store };
   }
   return { store: files, disk: null, put: files };
@@ -98,12 +58,12 @@ export async function tierTtft(
   tier: Tier,
   kvDtype: KvDtype,
   reps: number,
-  s3: S3Server | null,
+  s3: LoopbackS3 | null,
 ): Promise<TierRow> {
   const { fingerprint, config } = engine.model;
   const { numKvHeads: kvHeads, headDim, numLayers } = config;
   const dir = mkdtempSync(join(tmpdir(), `cacheblend-tier-${tier}-`));
-  const { store, disk, put } = await tierStores(tier, dir, s3);
+  const { store, disk, put } = await tierStores(tier, dir, s3, kvDtype);
   const keys: string[] = [];
   for (const d of data) {
     const key = chunkKey(fingerprint, d.tokenIds);
@@ -174,8 +134,7 @@ export async function tierTtfts(
   dtypes: readonly KvDtype[],
   reps: number,
 ): Promise<Record<string, Record<Tier, TierRow>>> {
-  const s3dir = mkdtempSync(join(tmpdir(), 'cacheblend-s3-'));
-  const s3 = await startS3(s3dir);
+  const s3 = await startLoopbackS3();
   const out: Record<string, Record<Tier, TierRow>> = {};
   try {
     for (const dtype of dtypes) {
@@ -187,8 +146,7 @@ export async function tierTtfts(
       out[dtype] = rows;
     }
   } finally {
-    s3.stop();
-    rmSync(s3dir, { recursive: true, force: true });
+    await s3.stop();
   }
   return out;
 }
