@@ -63,7 +63,7 @@ function defineBlendFlags(cmd: Command): Command {
     .addOption(
       new Option(
         '--selection <strategy>',
-        `how blend picks the tokens it recomputes: deviation (CacheBlend's), question (the question's attention to the context), combined (half by attention, half by deviation), fused (rank fusion of both attentions and deviation); default ${DEFAULT_SELECTION} (deviation on a device-resident GPU engine: question, combined and fused run on the host path only)`,
+        `how blend picks the tokens it recomputes: deviation (CacheBlend's), question (the question's attention to the context), combined (half by attention, half by deviation), fused (rank fusion of both attentions and deviation); default ${DEFAULT_SELECTION} on every engine`,
       ).choices(SELECTION_STRATEGIES),
     )
     .addOption(

@@ -67,7 +67,7 @@ export function openAiRouter(deps: ApiDeps): Router {
           max_model_len: model.contextLength,
           cacheblend: {
             calibration,
-            selection: servedSelection(calibration, deps.config.executionProvider === 'webgpu'),
+            selection: servedSelection(calibration),
           },
         },
       ],

@@ -64,11 +64,12 @@ describe('calibration: the rule that chooses a selection', () => {
     expect(quantile([3], 0.9)).toBe(3);
   });
 
-  it('serves the calibrated choice, else the default; a device engine only a deviation choice', () => {
+  it('serves the calibrated choice, else the default, on every backend (the device runs them all)', () => {
     const c = { choice: { strategy: 'question', attention: 'lookahead' } } as Calibration;
     expect(servedSelection(c)).toEqual({ strategy: 'question', attention: 'lookahead', from: 'calibration' });
-    expect(servedSelection(null).from).toBe('default');
-    expect(servedSelection(c, true)).toEqual({ strategy: 'deviation', attention: null, from: 'default' });
+    expect(servedSelection(null)).toEqual({ strategy: 'combined', attention: 'lookahead', from: 'default' });
+    // One selection for every backend: nothing about the engine goes in.
+    expect(servedSelection).toHaveLength(1);
   });
 });
 

@@ -95,11 +95,11 @@ describe('selection: the budget', () => {
     expect(() => validateBlendOptions({ mode: 'blend', selection: 'fused', attention: 'check' }, 4)).toThrow(
       /"fused" measures both/,
     );
+    // Every backend runs every selection (the device's picks: device-selection.test.ts).
     for (const selection of ['question', 'combined', 'fused'] as const) {
-      validateBlendOptions({ mode: 'blend', selection }, 4);
-      expect(() => validateBlendOptions({ mode: 'blend', selection }, 4, true)).toThrow(/host path only/);
+      expect(() => validateBlendOptions({ mode: 'blend', selection }, 4)).not.toThrow();
     }
-    validateBlendOptions({ mode: 'blend', selection: 'deviation', sinkTokens: 4 }, 4, true);
+    validateBlendOptions({ mode: 'blend', selection: 'deviation', sinkTokens: 4 }, 4);
   });
 });
 

@@ -1,5 +1,5 @@
 import ort from 'onnxruntime-node';
-import { buildAssembleGraph, type AssembleSpec } from './graphs/index.js';
+import { buildAssembleGraph, type AssembleSpec, type DeviationMetric } from './graphs/index.js';
 import { HostPacker } from './host-pack.js';
 import type { StoredKvLayer } from '../../kv/stored.js';
 import type { DeviceChunk, DeviceLayers } from './cache.js';
@@ -105,15 +105,25 @@ export class DeviceRunner extends DeviceRunnerBase {
    * through layers [0, check) after the rows below them (BOS and the template prefix, the first
    * contextStart rows of `past`, that layer's assembled cache), then the deviation at layer `check` of the
    * context tokens' fresh K/V from `cached` (that layer's assembled cache). Returns the check layer's input
-   * hidden states (on the device), the deviations (on the host) and the caches of layers [0, check).
+   * hidden states (on the device), the deviations (on the host) and the caches of layers [0, check). With
+   * `question`, also the check layer with every token's fresh rows (`check`, on the device) and the
+   * question's attention to each row there (`attn`, on the host; rows [0, N)).
    */
   async blendFront(
     layout: { promptIds: readonly number[]; contextStart: number; contextEnd: number },
     cached: { k: ort.Tensor; v: ort.Tensor },
     past: DeviceLayers,
     check: number,
-    metric: 'k' | 'v' | 'kv',
-  ): Promise<DeviceLayers & { hidden: ort.Tensor; dev: Float32Array }> {
+    metric: DeviationMetric,
+    question = false,
+  ): Promise<
+    DeviceLayers & {
+      hidden: ort.Tensor;
+      dev: Float32Array;
+      check?: { k: ort.Tensor; v: ort.Tensor };
+      attn?: Float32Array;
+    }
+  > {
     const { promptIds, contextStart: start, contextEnd } = layout;
     const N = promptIds.length;
     const stack = await this.stack({
@@ -125,6 +135,7 @@ export class DeviceRunner extends DeviceRunnerBase {
       head: false,
       emitHidden: true,
       deviation: metric,
+      ...(question ? { questionAttention: true } : {}),
     });
     const feeds: Feeds = {
       ...this.positionFeeds(range(start, N)),
@@ -143,7 +154,48 @@ export class DeviceRunner extends DeviceRunnerBase {
       k_pos: range(0, N),
       ctx_rows: range(start, contextEnd),
     });
-    return { ...this.layerOutputs(out, 0, check), hidden: out.hidden, dev: out.dev.data as Float32Array };
+    const layers = this.layerOutputs(out, 0, check);
+    const front = { ...layers, hidden: out.hidden, dev: out.dev.data as Float32Array };
+    if (!question) return front;
+    return { ...front, check: { k: out.check_k, v: out.check_v }, attn: out.attn.data as Float32Array };
+  }
+
+  /**
+   * The lookahead of the question-aware selections over layers [from, to): the question's prompt positions
+   * `active`, from rows `rows` of `hidden`, through those layers over `cache` (their fresh rows written
+   * over their own), and the last question token's attention to every row summed over the layers (`look`,
+   * on the host, rows [0, N)). Returns the caches with the question's rows and, below the last layer, the
+   * question's output hidden states.
+   */
+  async blendLookahead(
+    input: { hidden: ort.Tensor; rows: ArrayLike<number>; active: Int32Array; promptTokens: number },
+    cache: DeviceLayers,
+    from: number,
+    to: number,
+  ): Promise<DeviceLayers & { look: Float32Array; hidden?: ort.Tensor }> {
+    const L = this.config.numLayers;
+    const stack = await this.stack({
+      from,
+      to,
+      cache: 'scatter',
+      input: 'rows',
+      head: false,
+      emitHidden: to < L,
+      lookahead: true,
+    });
+    const N = input.promptTokens;
+    const feeds: Feeds = {
+      hidden_in: input.hidden,
+      ...this.positionFeeds(input.active),
+      ...DeviceRunner.lengths(1, N + input.active.length),
+    };
+    for (let l = from; l < to; l++) {
+      feeds[`cache_k_${l}`] = cache.k[l - from];
+      feeds[`cache_v_${l}`] = cache.v[l - from];
+    }
+    const ints: Ints = { rows: input.rows, ...selectiveInts(input.active, N, this.selective) };
+    const out = await this.runStack(stack, feeds, ints);
+    return { ...this.layerOutputs(out, from, to), look: out.look.data as Float32Array, hidden: out.hidden };
   }
 
   /**
@@ -152,14 +204,16 @@ export class DeviceRunner extends DeviceRunnerBase {
    * rows of `cache` (those layers' caches, N rows each) before they attend over it by position. Returns
    * those layers' blended caches and, as asked: the last active row's logits (`to` = L), the output hidden
    * states (one row per active token), and the deviation at layer `to` of the first `score.count` active
-   * tokens from `score.cached` (gradual filtering).
+   * tokens from `score.cached` (gradual filtering). With `shift`, each layer's stored rows that stay move
+   * first (core/blend/stale-shift.ts): `weights` per active token, `stale` per cache row.
    */
   async blendSelected(
     input: { hidden: ort.Tensor; rows: ArrayLike<number>; active: Int32Array; promptTokens: number },
     cache: DeviceLayers,
     from: number,
     to: number,
-    score: { metric: 'k' | 'v' | 'kv'; count: number; cached: { k: ort.Tensor; v: ort.Tensor } } | null,
+    score: { metric: DeviationMetric; count: number; cached: { k: ort.Tensor; v: ort.Tensor } } | null,
+    shift: { weights: Float32Array; stale: Float32Array } | null = null,
   ): Promise<DeviceLayers & { logits?: Float32Array; hidden?: ort.Tensor; dev?: Float32Array }> {
     const L = this.config.numLayers;
     const { active } = input;
@@ -171,6 +225,7 @@ export class DeviceRunner extends DeviceRunnerBase {
       head: to === L,
       emitHidden: to < L,
       ...(score ? { deviation: score.metric } : {}),
+      ...(shift ? { shiftStale: true } : {}),
     });
     const N = input.promptTokens;
     const feeds: Feeds = {
@@ -179,6 +234,10 @@ export class DeviceRunner extends DeviceRunnerBase {
       ...DeviceRunner.lengths(1, N + active.length),
     };
     const ints: Ints = { rows: input.rows, ...selectiveInts(active, N, this.selective) };
+    if (shift) {
+      feeds.shift_w = new ort.Tensor('float32', shift.weights, [shift.weights.length]);
+      feeds.shift_stale = new ort.Tensor('float32', shift.stale, [shift.stale.length]);
+    }
     if (score) {
       ints.ctx_rows = active.subarray(0, score.count);
       Object.assign(feeds, { cached_k: score.cached.k, cached_v: score.cached.v });

@@ -11,4 +11,5 @@
 
 export { DeviceChunk, DeviceKvCache, type DeviceLayers, type HostRows, type HostValues } from './cache.js';
 export { chooseAttention } from './attention-check.js';
+export type { DeviationMetric } from './graphs/index.js';
 export { DeviceRunner, type AssemblePart } from './blend-runs.js';
