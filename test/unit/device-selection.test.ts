@@ -17,13 +17,15 @@ import { noWebGpu } from '../helpers/webgpu.js';
 
 /**
  * The question-aware selections on the device engine against the host path, on the same chunk caches:
- * the same tokens picked at the check layer, the scores they rank (question attention at the check layer
- * or the lookahead's) equal, and the answers within the device-vs-host bounds of device-blend.test.ts.
+ * the same tokens picked at every selecting layer, the scores `question` ranks (the check layer's
+ * attention, or the lookahead's) within 1e-4 of the host's relative to the largest, and the answers
+ * within the device-vs-host bounds of device-blend.test.ts (first logits 1e-3, 16 greedy tokens). With a
+ * question-aware selection both backends also shift the stored rows that stay (stale-shift.ts).
  *
- * Tie rule: picks must be identical. The scores are float32 sums on the GPU and float64 on the host, so
- * two tokens whose host scores differ by less than the scores' tolerance (1e-4 relative) could swap; the
- * test reports such a near-tie at the budget's edge instead of failing on it, and asserts that the inputs
- * have none (they do not: every pick below is compared exactly).
+ * Tie rule: both backends rank by score, equal scores in index order (selection.ts). Scores are summed in
+ * float32 on the GPU and float64 on the host, so two tokens whose scores differ by less than that rounding
+ * at the budget's edge could swap; the picks are compared exactly, so such an input fails here rather than
+ * passing silently (none of these inputs has one).
  */
 const SELECTIONS: BlendOptions[] = [
   { mode: 'blend', ratio: 0.15, selection: 'question', attention: 'check' },
