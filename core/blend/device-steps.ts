@@ -1,11 +1,6 @@
 import type ort from 'onnxruntime-node';
-import {
-  DeviceChunk,
-  DeviceKvCache,
-  type AssemblePart,
-  type DeviceLayers,
-  type DeviceRunner,
-} from '../model/device/index.js';
+import { DeviceChunk, DeviceKvCache, type DeviceLayers, type DeviceRunner } from '../model/device/index.js';
+import { DeviceBlendRuns, type AssemblePart } from './device-runs.js';
 import type { PrefillSteps } from './prefill-steps.js';
 import type { CheckScores } from './selection.js';
 import type { PromptLayout } from './steps.js';
@@ -63,13 +58,16 @@ export class DevicePrefillSteps implements PrefillSteps {
   private active: Int32Array = new Int32Array(0);
   private contextCount = 0;
   private logits: Float32Array | null = null;
+  private readonly runs: DeviceBlendRuns;
 
   /** `shiftStored`: as on the host (HostPrefillSteps), each selective layer shifts the stored rows that stay. */
   constructor(
     private readonly runner: DeviceRunner,
     private readonly layout: PromptLayout,
     private readonly shiftStored = false,
-  ) {}
+  ) {
+    this.runs = new DeviceBlendRuns(runner);
+  }
 
   get activeContext(): Int32Array {
     return this.active.subarray(0, this.contextCount);
@@ -97,7 +95,7 @@ export class DevicePrefillSteps implements PrefillSteps {
     }
   }
 
-  /** Layers [from, from + count) of the prompt's cache from `set`, in one run (DeviceRunner.assemble). */
+  /** Layers [from, from + count) of the prompt's cache from `set`, in one run (DeviceBlendRuns.assemble). */
   private async assemble(set: ChunkSet, from: number, count: number, questionRows: number) {
     const host = set.sources.some((c) => !c.device);
     const read = host ? await this.timed('read', () => set.reader.take(from, count)) : [];
@@ -110,7 +108,7 @@ export class DevicePrefillSteps implements PrefillSteps {
     });
     const keep = set.sources.some((c) => !c.device && c.keepOnDevice);
     const out = await this.timed('upload+assemble', () =>
-      this.runner.assemble(parts, set.offsets, from, count, questionRows, keep),
+      this.runs.assemble(parts, set.offsets, from, count, questionRows, keep),
     );
     this.uploadedBytes += out.uploadedBytes;
     out.kept.forEach((layers, i) => {
@@ -186,7 +184,7 @@ export class DevicePrefillSteps implements PrefillSteps {
     const { contextStart, contextEnd, positions } = this.layout;
     const cached = this.upper.get(check)!;
     const front = await this.timed('recomputeAll+score', () =>
-      this.runner.blendFront(this.layout, cached, this.lower, check, metric, attention !== null),
+      this.runs.blendFront(this.layout, cached, this.lower, check, metric, attention !== null),
     );
     if (this.lowerOwned) for (const t of [...this.lower.k, ...this.lower.v]) t.dispose();
     this.lower = { k: front.k, v: front.v };
@@ -231,7 +229,7 @@ export class DevicePrefillSteps implements PrefillSteps {
         layers.v.push(this.upper.get(j)!.v);
       }
       const input = { hidden, rows, active: question, promptTokens: promptIds.length };
-      const out = await this.timed('lookahead', () => this.runner.blendLookahead(input, layers, l, end));
+      const out = await this.timed('lookahead', () => this.runs.blendLookahead(input, layers, l, end));
       for (let j = l; j < end; j++) {
         this.upper.get(j)!.k.dispose();
         this.upper.get(j)!.v.dispose();
@@ -301,7 +299,7 @@ export class DevicePrefillSteps implements PrefillSteps {
     const score = metric ? { metric, count: this.contextCount, cached: layer(to) } : null;
     const shift = this.shiftStored ? this.shiftInputs() : null;
     const out = await this.timed('recomputeSelected', () =>
-      this.runner.blendSelected(input, layers, from, to, score, shift),
+      this.runs.blendSelected(input, layers, from, to, score, shift),
     );
     for (let l = from; l < to; l++) {
       layer(l).k.dispose();

@@ -41,6 +41,8 @@ const SELECTIONS: BlendOptions[] = [
 interface Input {
   sources: ChunkKvSource[];
   q: number[];
+  /** A template prefix's cache (exact rows below the context), if any. */
+  prefix?: ChunkKvSource;
 }
 
 interface Answer {
@@ -57,7 +59,8 @@ async function answer(engine: Engine, input: Input, o: BlendOptions): Promise<An
     ...o,
     adjustDeviations: (_l, _rows, s) => void (ranked.length === 0 && (ranked = s.slice())),
   };
-  const { cache, prefill } = await blendPrefill(engine, input.sources, input.q, opts, 16);
+  const prefix = input.prefix ?? null;
+  const { cache, prefill } = await blendPrefill(engine, input.sources, input.q, opts, 16, prefix);
   const { tokens } = await decode(engine, cache, prefill.firstTokenLogits, {
     maxTokens: 16,
     stopAtEos: false,
@@ -117,11 +120,18 @@ describe.skipIf(noWebGpu)(
           await gpu?.dispose();
         });
 
-        for (const o of SELECTIONS) {
-          it(`${JSON.stringify(o)}: the host's picks and scores; answers within 1e-3, 16 greedy tokens`, async () => {
+        const cases = [
+          ...SELECTIONS.map((o) => ({ o, withPrefix: false })),
+          // The first chunk as a template prefix: its rows are exact, never selected or shifted.
+          ...SELECTIONS.slice(3, 5).map((o) => ({ o, withPrefix: true })),
+        ];
+        for (const { o, withPrefix } of cases) {
+          const what = `${JSON.stringify(o)}${withPrefix ? ' after a template prefix' : ''}`;
+          it(`${what}: the host's picks and scores; answers within 1e-3, 16 greedy tokens`, async () => {
             let worstLogits = 0;
             let worstScores = 0;
-            for (const s of sets) {
+            for (const set of sets) {
+              const s = withPrefix ? { ...set, sources: set.sources.slice(1), prefix: set.sources[0] } : set;
               const host = await answer(cpu, s, o);
               const device = await answer(gpu, s, o);
               expect(device.selected.map((x) => Array.from(x))).toEqual(
@@ -132,7 +142,7 @@ describe.skipIf(noWebGpu)(
               expect(device.tokens).toEqual(host.tokens);
             }
             console.info(
-              `${name} ${JSON.stringify(o)}: scores ${worstScores.toExponential(2)}, logits ${worstLogits.toExponential(2)}`,
+              `${name} ${what}: scores ${worstScores.toExponential(2)}, logits ${worstLogits.toExponential(2)}`,
             );
             expect(worstScores).toBeLessThan(1e-4);
             expect(worstLogits).toBeLessThan(1e-3);

@@ -1,10 +1,18 @@
 import ort from 'onnxruntime-node';
-import { buildAssembleGraph, type AssembleSpec, type DeviationMetric } from './graphs/index.js';
-import { HostPacker } from './host-pack.js';
-import type { StoredKvLayer } from '../../kv/stored.js';
-import type { DeviceChunk, DeviceLayers } from './cache.js';
-import { int64, range, selectiveInts, type Feeds, type Ints } from './ints.js';
-import { DeviceRunnerBase } from './runner.js';
+import type { StoredKvLayer } from '../kv/stored.js';
+import {
+  buildAssembleGraph,
+  DeviceRunner,
+  int64,
+  range,
+  selectiveInts,
+  type AssembleSpec,
+  type DeviceChunk,
+  type DeviceLayers,
+  type DeviationMetric,
+  type Feeds,
+  type Ints,
+} from '../model/device/index.js';
 
 /**
  * One chunk of an assemble run: its cache already on the device, or its stored layers from the host
@@ -13,9 +21,18 @@ import { DeviceRunnerBase } from './runner.js';
 export type AssemblePart =
   { device: DeviceChunk; tokens: number } | { stored: readonly StoredKvLayer[]; tokens: number };
 
-/** The device runner: DeviceRunnerBase's runs (runner.ts) and CacheBlend's on the device. */
-export class DeviceRunner extends DeviceRunnerBase {
-  private readonly packer = new HostPacker();
+/**
+ * CacheBlend's runs on a device-resident engine, over the generic DeviceRunner (core/model/device): the
+ * assembly of a prompt's cache from chunk caches, the front run with the check layer's scores, the
+ * lookahead, and the selective layers. The stack graphs they run are the device's (graphs/stack.ts with
+ * its blend options); what to run and with which feeds is decided here.
+ */
+export class DeviceBlendRuns {
+  constructor(readonly runner: DeviceRunner) {}
+
+  private get config() {
+    return this.runner.config;
+  }
 
   /**
    * Layers [from, from + count) of a prompt's cache, in one run: BOS's row, each chunk's rows (keys
@@ -35,7 +52,7 @@ export class DeviceRunner extends DeviceRunnerBase {
     const { numKvHeads: KV, headDim: hd } = this.config;
     const hosts = parts.flatMap((p) => ('stored' in p ? [p] : []));
     const packed = hosts.length
-      ? this.packer.pack(
+      ? this.runner.packer.pack(
           Array.from({ length: count }, (_, j) => hosts.map((p) => p.stored[j])),
           KV,
           hd,
@@ -48,10 +65,10 @@ export class DeviceRunner extends DeviceRunnerBase {
       withQuestion: questionRows > 0,
       keepHost: keepHost && hosts.length > 0,
     };
-    const session = await this.session(`assemble:${JSON.stringify(spec)}`, () =>
-      buildAssembleGraph(this.config, this.dtype, spec),
+    const session = await this.runner.session(`assemble:${JSON.stringify(spec)}`, () =>
+      buildAssembleGraph(this.config, this.runner.dtype, spec),
     );
-    const bos = (await this.bosRows()).rows;
+    const bos = (await this.runner.bosRows()).rows;
     const feeds: Feeds = { ...packed?.feeds, ints: this.assembleInts(parts, offsets, questionRows) };
     for (let j = 0; j < count; j++) {
       feeds[`bos_k_${j}`] = bos.k[from + j];
@@ -65,11 +82,11 @@ export class DeviceRunner extends DeviceRunnerBase {
     }
     let out: Record<string, ort.Tensor>;
     try {
-      out = await this.run(session, feeds);
+      out = await this.runner.run(session, feeds);
     } finally {
       packed?.release();
     }
-    const layers = this.layerOutputs(out, 0, count);
+    const layers = this.runner.layerOutputs(out, 0, count);
     const kept = parts.map((p, i) =>
       spec.keepHost && 'stored' in p
         ? {
@@ -126,7 +143,7 @@ export class DeviceRunner extends DeviceRunnerBase {
   > {
     const { promptIds, contextStart: start, contextEnd } = layout;
     const N = promptIds.length;
-    const stack = await this.stack({
+    const stack = await this.runner.stack({
       from: 0,
       to: check,
       cache: 'append',
@@ -138,7 +155,7 @@ export class DeviceRunner extends DeviceRunnerBase {
       ...(question ? { questionAttention: true } : {}),
     });
     const feeds: Feeds = {
-      ...this.positionFeeds(range(start, N)),
+      ...this.runner.positionFeeds(range(start, N)),
       ...DeviceRunner.lengths(1, N),
       past_rows: int64([start]),
       cached_k: cached.k,
@@ -148,13 +165,13 @@ export class DeviceRunner extends DeviceRunnerBase {
       feeds[`past_k_${l}`] = past.k[l];
       feeds[`past_v_${l}`] = past.v[l];
     }
-    const out = await this.runStack(stack, feeds, {
+    const out = await this.runner.runStack(stack, feeds, {
       ids: promptIds.slice(start),
       q_pos: range(start, N),
       k_pos: range(0, N),
       ctx_rows: range(start, contextEnd),
     });
-    const layers = this.layerOutputs(out, 0, check);
+    const layers = this.runner.layerOutputs(out, 0, check);
     const front = { ...layers, hidden: out.hidden, dev: out.dev.data as Float32Array };
     if (!question) return front;
     return { ...front, check: { k: out.check_k, v: out.check_v }, attn: out.attn.data as Float32Array };
@@ -174,7 +191,7 @@ export class DeviceRunner extends DeviceRunnerBase {
     to: number,
   ): Promise<DeviceLayers & { look: Float32Array; hidden?: ort.Tensor }> {
     const L = this.config.numLayers;
-    const stack = await this.stack({
+    const stack = await this.runner.stack({
       from,
       to,
       cache: 'scatter',
@@ -186,16 +203,20 @@ export class DeviceRunner extends DeviceRunnerBase {
     const N = input.promptTokens;
     const feeds: Feeds = {
       hidden_in: input.hidden,
-      ...this.positionFeeds(input.active),
+      ...this.runner.positionFeeds(input.active),
       ...DeviceRunner.lengths(1, N + input.active.length),
     };
     for (let l = from; l < to; l++) {
       feeds[`cache_k_${l}`] = cache.k[l - from];
       feeds[`cache_v_${l}`] = cache.v[l - from];
     }
-    const ints: Ints = { rows: input.rows, ...selectiveInts(input.active, N, this.selective) };
-    const out = await this.runStack(stack, feeds, ints);
-    return { ...this.layerOutputs(out, from, to), look: out.look.data as Float32Array, hidden: out.hidden };
+    const ints: Ints = { rows: input.rows, ...selectiveInts(input.active, N, this.runner.selective) };
+    const out = await this.runner.runStack(stack, feeds, ints);
+    return {
+      ...this.runner.layerOutputs(out, from, to),
+      look: out.look.data as Float32Array,
+      hidden: out.hidden,
+    };
   }
 
   /**
@@ -217,7 +238,7 @@ export class DeviceRunner extends DeviceRunnerBase {
   ): Promise<DeviceLayers & { logits?: Float32Array; hidden?: ort.Tensor; dev?: Float32Array }> {
     const L = this.config.numLayers;
     const { active } = input;
-    const stack = await this.stack({
+    const stack = await this.runner.stack({
       from,
       to,
       cache: 'scatter',
@@ -230,10 +251,10 @@ export class DeviceRunner extends DeviceRunnerBase {
     const N = input.promptTokens;
     const feeds: Feeds = {
       hidden_in: input.hidden,
-      ...this.positionFeeds(active),
+      ...this.runner.positionFeeds(active),
       ...DeviceRunner.lengths(1, N + active.length),
     };
-    const ints: Ints = { rows: input.rows, ...selectiveInts(active, N, this.selective) };
+    const ints: Ints = { rows: input.rows, ...selectiveInts(active, N, this.runner.selective) };
     if (shift) {
       feeds.shift_w = new ort.Tensor('float32', shift.weights, [shift.weights.length]);
       feeds.shift_stale = new ort.Tensor('float32', shift.stale, [shift.stale.length]);
@@ -246,9 +267,9 @@ export class DeviceRunner extends DeviceRunnerBase {
       feeds[`cache_k_${l}`] = cache.k[l - from];
       feeds[`cache_v_${l}`] = cache.v[l - from];
     }
-    const out = await this.runStack(stack, feeds, ints);
+    const out = await this.runner.runStack(stack, feeds, ints);
     return {
-      ...this.layerOutputs(out, from, to),
+      ...this.runner.layerOutputs(out, from, to),
       logits: out.logits?.data as Float32Array | undefined,
       hidden: out.hidden,
       dev: out.dev?.data as Float32Array | undefined,
