@@ -249,7 +249,7 @@ export function parseGenerateArgs(
           : numberFlag(values.ratio, 'ratio', { min: 0, max: 1 }),
       checkLayer: numberFlag(values.checkLayer, 'check-layer', { integer: true, min: 0 }),
       metric: values.metric,
-      // Absent, blend picks its default (deviation on a device-resident engine).
+      // Absent, blend picks its default (the same on every engine).
       selection: values.selection,
       attention: values.attention,
       sinkTokens: numberFlag(values.sinkTokens, 'sink-tokens', {

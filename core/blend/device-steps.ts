@@ -254,8 +254,8 @@ export class DevicePrefillSteps implements PrefillSteps {
   }
 
   /**
-   * Layers [from, to) for the active tokens, in groups: with every chunk on the device, one run; while
-   * chunks load, `pipelineLayers` at a time, each group's layers read and uploaded while the GPU
+   * Layers [from, to) for the active tokens, in groups: with every chunk on the device or every layer
+   * already assembled, one run; while chunks load, `pipelineLayers` at a time, each group's layers read and uploaded while the GPU
    * recomputes the group before.
    */
   async recomputeSelected(
@@ -264,7 +264,9 @@ export class DevicePrefillSteps implements PrefillSteps {
     metric: DeviationMetric | null,
   ): Promise<Float64Array | null> {
     const L = this.runner.config.numLayers;
-    const loading = this.chunks!.sources.some((c) => !c.device);
+    // Loading, unless every layer needed is assembled already (after a lookahead).
+    const needed = Array.from({ length: Math.min(to + 1, L) - from }, (_, i) => from + i);
+    const loading = this.chunks!.sources.some((c) => !c.device) && !needed.every((l) => this.upper.has(l));
     const step = loading ? pipelineLayers : to - from;
     let dev: Float64Array | null = null;
     for (let l = from; l < to; l += step) {

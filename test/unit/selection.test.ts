@@ -84,7 +84,7 @@ describe('selection: the budget', () => {
     expect(selectContext('fused', 1, s, [2])).toEqual([2]);
   });
 
-  it('refuses bad options with InvalidArgumentError, and the question-aware ones on the device', () => {
+  it('refuses bad options with InvalidArgumentError; every backend takes every selection', () => {
     const bad: BlendOptions[] = [
       { mode: 'blend', selection: 'nope' as SelectionStrategy },
       { mode: 'blend', sinkTokens: -1 },
