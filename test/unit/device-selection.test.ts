@@ -6,6 +6,7 @@ import {
   type BlendOptions,
   type ChunkKvSource,
 } from '../../core/blend/index.js';
+import { setDevicePipelineLayers } from '../../core/blend/device-steps.js';
 import { loadQuestions } from '../../core/eval/index.js';
 import { Engine, releaseCache } from '../../core/model/engine.js';
 import { decode } from '../../core/model/generate.js';
@@ -148,6 +149,21 @@ describe.skipIf(noWebGpu)(
             expect(worstLogits).toBeLessThan(1e-3);
           });
         }
+
+        it('the lookahead pipelined one layer per run (reads overlapping it) picks and answers the same', async () => {
+          const o: BlendOptions = { mode: 'blend', ratio: 0.15, selection: 'fused' };
+          setDevicePipelineLayers(1);
+          try {
+            for (const s of sets) {
+              const host = await answer(cpu, s, o);
+              const device = await answer(gpu, s, o);
+              expect(Array.from(device.selected[0])).toEqual(Array.from(host.selected[0]));
+              expect(maxAbsDiff(host.logits, device.logits)).toBeLessThan(1e-3);
+            }
+          } finally {
+            setDevicePipelineLayers(4);
+          }
+        });
       });
     }
   },
