@@ -7,6 +7,7 @@ import {
   type ChunkKvSource,
 } from '../../core/blend/index.js';
 import { setDevicePipelineLayers } from '../../core/blend/device-steps.js';
+import { DeviceChunkTier } from '../../core/cache/device-tier.js';
 import { loadQuestions } from '../../core/eval/index.js';
 import { Engine, releaseCache } from '../../core/model/engine.js';
 import { decode } from '../../core/model/generate.js';
@@ -52,6 +53,7 @@ interface Answer {
   selected: Int32Array[];
   /** The check layer's ranked scores (what adjustDeviations sees: attention for `question`). */
   ranked: Float64Array;
+  uploaded: number;
 }
 
 async function answer(engine: Engine, input: Input, o: BlendOptions): Promise<Answer> {
@@ -67,7 +69,8 @@ async function answer(engine: Engine, input: Input, o: BlendOptions): Promise<An
     stopAtEos: false,
   });
   releaseCache(cache);
-  return { logits: prefill.firstTokenLogits, tokens, selected: prefill.selected!, ranked };
+  const uploaded = prefill.timings.uploadedBytes ?? -1;
+  return { logits: prefill.firstTokenLogits, tokens, selected: prefill.selected!, ranked, uploaded };
 }
 
 /** Largest |a - b| relative to the largest |a|. */
@@ -163,6 +166,33 @@ describe.skipIf(noWebGpu)(
           } finally {
             setDevicePipelineLayers(4);
           }
+        });
+
+        it('GPU-tier hits (nothing uploaded, the lookahead in one run) pick and answer as cold requests', async () => {
+          const o: BlendOptions = { mode: 'blend', ratio: 0.15, selection: 'fused' };
+          const tier = new DeviceChunkTier(1 << 30);
+          const s = sets[0];
+          const sources = (useTier: boolean, only?: number): ChunkKvSource[] =>
+            s.sources.map((src, i) => ({
+              ...src,
+              ...(useTier && (only === undefined || only === i) ? { device: tier.get(`c${i}`) } : {}),
+              keepOnDevice: (c: Parameters<NonNullable<ChunkKvSource['keepOnDevice']>>[0]) =>
+                tier.put(`c${i}`, c),
+            }));
+          const cold = await answer(gpu, { ...s, sources: sources(false) }, o);
+          for (let t = 0; t < 100 && tier.size < s.sources.length; t++)
+            await new Promise((r) => setTimeout(r, 50));
+          expect(tier.size).toBe(s.sources.length);
+          const hot = await answer(gpu, { ...s, sources: sources(true) }, o);
+          const mixed = await answer(gpu, { ...s, sources: sources(true, 0) }, o);
+          expect(hot.uploaded).toBe(0);
+          expect(mixed.uploaded).toBeGreaterThan(0);
+          for (const r of [hot, mixed]) {
+            expect(Array.from(r.selected[0])).toEqual(Array.from(cold.selected[0]));
+            expect(maxAbsDiff(r.logits, cold.logits)).toBeLessThan(1e-6);
+            expect(r.tokens).toEqual(cold.tokens);
+          }
+          tier.clear();
         });
       });
     }
