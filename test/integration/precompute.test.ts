@@ -16,7 +16,7 @@ import {
 import { DocumentService, type ModelIdentity } from '../../core/documents/documents.js';
 import { manifestObjectKey } from '../../core/documents/manifest.js';
 import { metrics } from '../../core/ops/metrics.js';
-import { computeChunkObject } from '../../core/inference/pipeline.js';
+import { computeChunkObject } from '../../core/inference/chunk-objects.js';
 import { openObjectStore, type ObjectStore } from '../../core/storage/index.js';
 import { precomputeBatch } from '../../precompute/batch.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
