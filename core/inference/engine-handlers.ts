@@ -111,7 +111,7 @@ export async function createHandlers(init: EngineThreadInit) {
 
     async close(): Promise<void> {
       await loader.flush();
-      await ctx.gate?.close();
+      await ctx.chunkWrites?.close();
       await disk?.close();
       await store.close();
       await engine.dispose();
