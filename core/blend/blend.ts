@@ -12,6 +12,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { Engine, SequenceCache } from '../model/engine.js';
 import { controllerRatio } from './controller.js';
+import { pinDeviceChunks } from './device-pins.js';
 import { DevicePrefillSteps } from './device-steps.js';
 import { HostPrefillSteps } from './host-steps.js';
 import type { PrefillSteps } from './prefill-steps.js';
@@ -145,6 +146,9 @@ export async function blendPrefill(
   if (questionIds.length === 0) throw new InvalidArgumentError('the question has no tokens');
   if (prefix && prefix.tokenIds.length === 0) prefix = null;
   const t0 = performance.now();
+  // GPU-tier chunks stay allocated for this prefill whatever the tier does meanwhile.
+  const pins = engine.device ? pinDeviceChunks(prefix ? [prefix, ...chunks] : chunks) : null;
+  if (pins) [prefix, chunks] = prefix ? [pins.sources[0], pins.sources.slice(1)] : [null, pins.sources];
   const layout = layoutPrompt(engine.config.bosTokenId, chunks, questionIds, prefix);
   const N = layout.promptIds.length;
   const steps: PrefillSteps = engine.device
@@ -152,7 +156,7 @@ export async function blendPrefill(
     : new HostPrefillSteps(engine, layout, N + extraCapacity, shiftsStored(opts));
   const contextTokens = layout.contextEnd - layout.contextStart;
   const run: PrefillRun = { engine, prefix, chunks, layout, steps, contextTokens, opts };
-  const outcome = await MODES[opts.mode](run);
+  const outcome = await MODES[opts.mode](run).finally(() => pins?.release());
   const ttftMs = performance.now() - t0;
   const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected, checkLayer } = outcome;
   return {

@@ -57,8 +57,12 @@ function deviation(
   const rows = c.ints.ctx_rows;
   const count = g.o('Shape', [rows]);
   const first = (t: string) => g.o('Slice', [t, g.int64s([0]), count, g.int64s([1])]);
-  const cachedK = g.input('cached_k', c.t, [1, KV, 'N', hd]);
-  const cachedV = g.input('cached_v', c.t, [1, KV, 'N', hd]);
+  // Declared where first read, so a deviation-only graph takes only the cached layer its metric reads.
+  const declared = new Map<string, string>();
+  const cached = (name: 'cached_k' | 'cached_v') => {
+    if (!declared.has(name)) declared.set(name, g.input(name, c.t, [1, KV, 'N', hd]));
+    return declared.get(name)!;
+  };
   let fresh: { k: string; v: string };
   if (question) {
     const h = norm(c, x, `l${layer}.attn_norm`, w.attnNorm);
@@ -66,9 +70,9 @@ function deviation(
     const below = (t: string) => g.o('Slice', [t, g.int64s([0]), c.pastRows(), g.int64s([2])]);
     const check = (cached: string, t: string) =>
       g.o('Concat', [below(cached), toHeads(c, t, KV)], { axis: 2 });
-    const keys = check(cachedK, all.k);
+    const keys = check(cached('cached_k'), all.k);
     g.output('check_k', keys, c.t, [1, KV, 'N', hd]);
-    g.output('check_v', check(cachedV, all.v), c.t, [1, KV, 'N', hd]);
+    g.output('check_v', check(cached('cached_v'), all.v), c.t, [1, KV, 'N', hd]);
     const last = (t: string) => g.o('Slice', [t, count, g.int64s([2 ** 53]), g.int64s([1])]);
     const qPos = g.o('Cast', [g.o('Reshape', [last(c.positions!()), g.int64s([-1])])], { to: 1 });
     g.output('attn', attentionReceived(c, last(all.q!), keys, qPos), 'float', ['N']);
@@ -77,14 +81,14 @@ function deviation(
     const h = norm(c, first(x), `l${layer}.attn_norm`, w.attnNorm);
     fresh = projectQkv(c, w, `l${layer}`, h, false, first(c.positions!()));
   }
-  const cachedRows = (cached: string) => g.o('Gather', [cached, rows], { axis: 2 });
+  const cachedRows = (name: 'cached_k' | 'cached_v') => g.o('Gather', [cached(name), rows], { axis: 2 });
   const sq = (a: string, b: string) => {
     const d = g.o('Sub', [c.high(toHeads(c, a, KV)), c.high(b)]);
     return g.o('ReduceSum', [g.o('Mul', [d, d]), g.int64s([0, 1, 3])], { keepdims: 0 });
   };
   const parts: string[] = [];
-  if (metric !== 'v') parts.push(sq(fresh.k, cachedRows(cachedK)));
-  if (metric !== 'k') parts.push(sq(fresh.v, cachedRows(cachedV)));
+  if (metric !== 'v') parts.push(sq(fresh.k, cachedRows('cached_k')));
+  if (metric !== 'k') parts.push(sq(fresh.v, cachedRows('cached_v')));
   return parts.length === 1 ? parts[0] : g.o('Add', parts);
 }
 
