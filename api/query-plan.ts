@@ -13,7 +13,7 @@ import { checkContextFits } from '../core/inference/pipeline.js';
 import { DEFAULT_TENANT } from '../core/config/index.js';
 import { cacheSalt } from '../core/documents/names.js';
 import type { ModelIdentity } from '../core/documents/text.js';
-import { InvalidArgumentError, TooLargeError } from '../core/errors.js';
+import { invalidField, tooLargeField } from '../core/errors.js';
 import type { ChatMessage, TemplateName } from '../core/model/template.js';
 import type { BlendJobData, BlendSelection } from '../core/queue/contracts.js';
 import type { ChunkOrder } from '../core/retrieval/index.js';
@@ -152,9 +152,7 @@ async function frameTokens(model: ModelIdentity, q: QueryInput, field: string): 
   const chars =
     q.question.length + (q.system?.length ?? 0) + (q.history ?? []).reduce((a, m) => a + m.content.length, 0);
   const tooLong = (what: string) =>
-    new TooLargeError(
-      `${field}: ${what}, more than the model's context of ${model.contextLength} tokens holds`,
-    );
+    tooLargeField(field, `${what}, more than the model's context of ${model.contextLength} tokens holds`);
   if (chars > model.contextLength * model.maxTokenChars) throw tooLong(`${chars} characters`);
   const frame = await model.frame({
     template: q.template,
@@ -162,7 +160,7 @@ async function frameTokens(model: ModelIdentity, q: QueryInput, field: string): 
     history: q.history,
     question: q.question,
   });
-  if (frame.suffixTokens === 0) throw new InvalidArgumentError(`${field}: has no tokens`);
+  if (frame.suffixTokens === 0) throw invalidField(field, 'has no tokens');
   const fixed = 1 + frame.prefixTokens + frame.suffixTokens;
   if (fixed > model.contextLength) throw tooLong(`the prompt's frame takes ${fixed} tokens`);
   return fixed;
@@ -172,7 +170,7 @@ async function frameTokens(model: ModelIdentity, q: QueryInput, field: string): 
 async function checkRawChunks(model: ModelIdentity, chunks: string[], budget: number): Promise<void> {
   const chars = chunks.reduce((a, c) => a + c.length, 0);
   const over = (what: string) =>
-    new TooLargeError(`chunks: ${what}, more than the ${budget} tokens the context leaves for them`);
+    tooLargeField('chunks', `${what}, more than the ${budget} tokens the context leaves for them`);
   if (chars > budget * model.maxTokenChars) throw over(`${chars} characters`);
   let tokens = 0;
   for (const c of chunks) {

@@ -19,10 +19,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { DEFAULT_JOB_HISTORY, DEFAULT_TENANT, type JobHistory } from '../config/index.js';
-import { UnavailableError, errorMessage } from '../errors.js';
+import { UnavailableError, errorMessage, type ErrorData } from '../errors.js';
 import { chunkKey, chunkObjectKey } from '../kv/format.js';
 import {
   PRECOMPUTE_JOB,
+  encodeFailure,
   precomputeJobId,
   precomputeJobOptions,
   type PrecomputeJobData,
@@ -384,9 +385,10 @@ export class DocumentService extends DocumentReads {
     );
   }
 
-  async markFailed(key: string, message: string): Promise<void> {
+  async markFailed(key: string, error: ErrorData): Promise<void> {
     const keys = [this.keys.chunk(key), this.keys.pending, this.keys.failed];
-    const args = [message.slice(0, 1000), new Date().toISOString(), key, Date.now()];
+    const stored = encodeFailure({ ...error, message: error.message.slice(0, 1000) });
+    const args = [stored, new Date().toISOString(), key, Date.now()];
     await redisCall(() => this.script('mark-failed', keys, args));
   }
 

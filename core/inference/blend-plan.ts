@@ -5,7 +5,7 @@
  */
 import { DEFAULT_RATIO, type BlendOptions } from '../blend/index.js';
 import type { LoadedChunk } from '../cache/tiered-loader.js';
-import { InvalidArgumentError, KvMismatchError } from '../errors.js';
+import { KvMismatchError, invalidField } from '../errors.js';
 import { chunkKey, kvBytesPerToken } from '../kv/format.js';
 import { frameIds, type FrameIds } from '../model/template.js';
 import type { Tokenizer } from '../model/types.js';
@@ -22,7 +22,7 @@ function keyedRef(fingerprint: string, tokenIds: number[], salt = ''): BlendChun
 function rawChunkRefs(tok: Tokenizer, fingerprint: string, texts: string[] = [], salt = ''): BlendChunkRef[] {
   return texts.map((text, i) => {
     const tokenIds = tok.encode(text);
-    if (tokenIds.length === 0) throw new InvalidArgumentError(`chunks.${i}: has no tokens`);
+    if (tokenIds.length === 0) throw invalidField(`chunks.${i}`, 'has no tokens');
     return keyedRef(fingerprint, tokenIds, salt);
   });
 }
@@ -69,7 +69,7 @@ export function planPrompt(ctx: EngineContext, job: BlendJobData) {
         history: job.history,
         question: job.question,
       });
-  if (frame.suffixIds.length === 0) throw new InvalidArgumentError('question: has no tokens');
+  if (frame.suffixIds.length === 0) throw invalidField('question', 'has no tokens');
   const refs = job.segments
     ? segmentRefs(model.tokenizer, kvFingerprint, job.segments, job.salt)
     : [...job.chunks, ...rawChunkRefs(model.tokenizer, kvFingerprint, job.chunkTexts, job.salt)];

@@ -1,6 +1,6 @@
 import type { Config } from '../config/index.js';
 import { selectProcessGpu } from '../runtime/gpus.js';
-import { InferenceThread } from '../runtime/inference-thread.js';
+import { InferenceThread, ThreadDiedError } from '../runtime/inference-thread.js';
 import type { EngineHandlers, EngineThreadInit } from './engine-handlers.js';
 
 export type EngineThread = InferenceThread<EngineHandlers>;
@@ -78,14 +78,7 @@ export class SupervisedEngineThread implements EngineCaller {
   call: EngineThread['call'] = (method, args, transfer) =>
     this.current.then((thread) =>
       thread.call(method, args, transfer).catch((err: unknown) => {
-        const e = err as { code?: string; message?: string };
-        if (
-          !this.stopped &&
-          e.code === 'UNAVAILABLE' &&
-          /^inference thread (crashed|exited)/.test(e.message ?? '')
-        ) {
-          this.restart(thread, e.message ?? 'died');
-        }
+        if (!this.stopped && err instanceof ThreadDiedError) this.restart(thread, err.message);
         throw err;
       }),
     );

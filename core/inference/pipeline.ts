@@ -19,7 +19,7 @@ import { releaseCache, type Engine } from '../model/engine.js';
 import { decode, type FinishReason, type SamplingOptions, type TokenLogprob } from '../model/generate.js';
 import type { Tokenizer } from '../model/types.js';
 import type { TextLogprob } from '../queue/contracts.js';
-import { InvalidArgumentError } from '../errors.js';
+import { invalidField } from '../errors.js';
 
 /** Encode a precomputed chunk cache in the stored object format. */
 export function encodeChunkCache(engine: Engine, data: ChunkCacheData, dtype: KvDtype): Buffer {
@@ -72,8 +72,9 @@ export function checkContextFits(
 ): void {
   if (promptTokens + maxTokens <= contextLength) return;
   const field = promptTokens > contextLength ? fields.prompt : fields.maxTokens;
-  throw new InvalidArgumentError(
-    `${field}: the prompt (${promptTokens} tokens) plus maxTokens (${maxTokens}) exceeds the model's context of ${contextLength} tokens`,
+  throw invalidField(
+    field,
+    `the prompt (${promptTokens} tokens) plus maxTokens (${maxTokens}) exceeds the model's context of ${contextLength} tokens`,
   );
 }
 

@@ -11,7 +11,7 @@
  */
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLEND_QUEUE, type BlendJobData } from '../../core/queue/contracts.js';
+import { BLEND_QUEUE, decodeFailure, type BlendJobData } from '../../core/queue/contracts.js';
 import { closeRedis, createRedis, keyPrefix, type RedisClient } from '../../core/queue/redis.js';
 import { STORY_SETS } from '../helpers/models.js';
 import { waitFor } from '../helpers/service.js';
@@ -177,6 +177,6 @@ describe('cancellation', () => {
     const job = await blendQueue.getJob(jobId);
     await waitFor(async () => (await job!.getState()) === 'failed', 10_000, 'the job stopped');
     const failed = await blendQueue.getJob(jobId);
-    expect(failed!.failedReason).toMatch(/^CANCELLED: /);
+    expect(decodeFailure(failed!.failedReason).code).toBe('CANCELLED');
   });
 });
