@@ -9,7 +9,7 @@
  * job that is enqueued fits the model, and its payload is bounded by the context, not by the request.
  */
 import type { BlendMode } from '../core/blend/index.js';
-import { checkContextFits } from '../core/inference/pipeline.js';
+import { checkContextFits } from '../core/inference/context-fit.js';
 import { DEFAULT_TENANT } from '../core/config/index.js';
 import { cacheSalt } from '../core/documents/names.js';
 import type { ModelIdentity } from '../core/documents/text.js';

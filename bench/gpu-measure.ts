@@ -9,7 +9,7 @@ import {
   type ChunkKvSource,
 } from '../core/blend/index.js';
 import { DeviceChunkTier } from '../core/cache/device-tier.js';
-import { computeChunkObjects } from '../core/inference/pipeline.js';
+import { computeChunkObjects } from '../core/inference/chunk-objects.js';
 import { releaseCache, type Engine } from '../core/model/engine.js';
 import { decode, seededRandom } from '../core/model/generate.js';
 import { median, timeMedian } from './common.js';

@@ -24,14 +24,10 @@ import type { Config, ExecutionProvider, KvDtype } from '../core/config/index.js
 import { KV_DTYPES } from '../core/kv/format.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { readFileSync } from 'node:fs';
-import {
-  blendAndDecode,
-  checkContextFits,
-  promptLength,
-  storedChunk,
-  type BlendAnswer,
-  type DecodeOptions,
-} from '../core/inference/pipeline.js';
+import { blendAndDecode, type BlendAnswer, type DecodeOptions } from '../core/inference/answer.js';
+import { storedChunk } from '../core/inference/chunk-objects.js';
+import { checkContextFits } from '../core/inference/context-fit.js';
+import { promptLength } from '../core/inference/prompt-parts.js';
 import { Engine } from '../core/model/engine.js';
 import { loadModel } from '../core/model/load.js';
 import { TEMPLATE_NAMES, frameIds, type TemplateChoice, type TemplateName } from '../core/model/template.js';

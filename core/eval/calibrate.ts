@@ -14,7 +14,7 @@ import {
   type BlendOptions,
   type SelectionStrategy,
 } from '../blend/index.js';
-import { storedChunk } from '../inference/pipeline.js';
+import { storedChunk } from '../inference/chunk-objects.js';
 import type { KvDtype } from '../kv/format.js';
 import { releaseCache, type Engine } from '../model/engine.js';
 import { decode } from '../model/generate.js';

@@ -13,7 +13,9 @@ import { blendOptions, planPrompt } from './blend-plan.js';
 import { costPlan, learnFromPrefill } from './cost-plan.js';
 import type { BlendThreadResult, EngineContext } from './engine-context.js';
 import { explainContext } from './explain.js';
-import { blendAndDecode, logprobTexts, type BlendAnswer, type PromptParts } from './pipeline.js';
+import { blendAndDecode, type BlendAnswer } from './answer.js';
+import { logprobTexts } from './answer-text.js';
+import { type PromptParts } from './prompt-parts.js';
 import { roundMs } from '../util/time.js';
 
 /**

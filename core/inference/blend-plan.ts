@@ -11,7 +11,8 @@ import { frameIds, type FrameIds } from '../model/template.js';
 import type { Tokenizer } from '../model/types.js';
 import type { AutoRatio, BlendChunkRef, BlendJobData, PromptSegment } from '../queue/contracts.js';
 import type { EngineContext } from './engine-context.js';
-import { checkContextFits, promptLength } from './pipeline.js';
+import { checkContextFits } from './context-fit.js';
+import { promptLength } from './prompt-parts.js';
 
 /** Token ids as a chunk reference, keyed like any stored chunk of this model (with the tenant's salt). */
 function keyedRef(fingerprint: string, tokenIds: number[], salt = ''): BlendChunkRef {

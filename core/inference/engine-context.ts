@@ -13,7 +13,7 @@ import { DeviceChunkTier } from '../cache/device-tier.js';
 import { cardMemory, gpuTierBudget, runReserveBytes } from '../model/device/memory.js';
 import { TieredChunkLoader } from '../cache/tiered-loader.js';
 import { createLogger, type LogLevel, type Logger } from '../ops/log.js';
-import { computeChunkObject } from './pipeline.js';
+import { computeChunkObject } from './chunk-objects.js';
 import { ChunkWriteGate, type ChunkWriteSettings } from '../documents/chunk-writes.js';
 
 export interface EngineThreadInit {

@@ -14,7 +14,7 @@ import {
   type EngineInfo,
   type EngineThreadInit,
 } from './engine-context.js';
-import { computeChunkObject, computeChunkObjects } from './pipeline.js';
+import { computeChunkObject, computeChunkObjects } from './chunk-objects.js';
 
 export type { BlendThreadResult, EngineInfo, EngineThreadInit } from './engine-context.js';
 

@@ -30,7 +30,7 @@ export function precomputeBackoffMs(attemptsMade: number): number {
 /**
  * Options of every precompute job; the worker supplies the 'custom' backoff (precomputeBackoffMs). Finished
  * jobs stay for the /jobs board within `history` (JOBS_KEEP_*); a finished job whose id is enqueued again
- * is removed first (DocumentService.enqueue), so keeping it never swallows the new one.
+ * is removed first (PrecomputeJobs.enqueue, core/documents/precompute-jobs.ts), so keeping it never swallows the new one.
  */
 export function precomputeJobOptions(attempts: number, history: JobHistory) {
   return {

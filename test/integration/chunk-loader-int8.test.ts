@@ -7,7 +7,7 @@ import { DiskTier } from '../../core/cache/disk-tier.js';
 import { TieredChunkLoader } from '../../core/cache/tiered-loader.js';
 import { emptyCacheStats } from '../../core/cache/types.js';
 import { createHandlers, type EngineHandlers } from '../../core/inference/engine-handlers.js';
-import { computeChunkObject } from '../../core/inference/pipeline.js';
+import { computeChunkObject } from '../../core/inference/chunk-objects.js';
 import {
   chunkKey,
   chunkObjectKey,

@@ -10,7 +10,7 @@ import { emptyCacheStats } from '../../core/cache/types.js';
 import type { BlendJobData } from '../../core/queue/contracts.js';
 import { TieredChunkLoader } from '../../core/cache/tiered-loader.js';
 import { createHandlers, type EngineHandlers } from '../../core/inference/engine-handlers.js';
-import { computeChunkObject } from '../../core/inference/pipeline.js';
+import { computeChunkObject } from '../../core/inference/chunk-objects.js';
 import { FileObjectStore, openObjectStore, type ObjectStore } from '../../core/storage/index.js';
 import { STORIES_DIR, storiesEngine, STORY_SETS } from '../helpers/models.js';
 import { startS3, type S3Handle } from '../helpers/services.js';

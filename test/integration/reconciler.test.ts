@@ -82,7 +82,7 @@ describe('Reconciler', () => {
     ] as const;
     for (const [i, error] of errors.entries()) {
       await redis.hset(docs.keys.chunk(r.keys[i]), 'state', 'pending');
-      await docs.markFailed(r.keys[i], error);
+      await docs.lifecycle.markFailed(r.keys[i], error);
       expect(await stateOf(r.keys[i])).toBe('failed');
     }
     expect((await docs.status('flaky'))?.status).toBe('failed');
