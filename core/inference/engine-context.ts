@@ -1,5 +1,6 @@
 /** What an inference thread holds for its life (the model, the engine, the chunk loader), and how it opens them. */
 import type { DeviceDtype, KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
+import { settingDefault } from '../config/index.js';
 import type * as ort from 'onnxruntime-node';
 import { CostModel } from '../blend/index.js';
 import { Engine, type ExecutionProvider } from '../model/engine.js';
@@ -38,7 +39,7 @@ export interface EngineThreadInit {
   blendConcurrency?: number;
   /** GPU tier bytes (device-resident engines only; 0 or absent: off; `auto`: sized to the card). */
   gpuTierBytes?: number | 'auto';
-  /** Device precision (device-resident engines only; default float32). */
+  /** Device precision (device-resident engines only; default DEVICE_DTYPE's). */
   deviceDtype?: DeviceDtype;
   /** Greedy tokens per device run (device-resident engines only; default 8). */
   deviceDecodeBurst?: number;
@@ -113,12 +114,13 @@ function cudaDevice(init: EngineThreadInit): { sessionOptions?: ort.InferenceSes
 export async function openEngine(init: EngineThreadInit): Promise<EngineContext> {
   const log = createLogger(init.logLevel, 'engine');
   const model = await loadModel(init.model, init.modelSource);
+  const deviceDtype = init.deviceDtype ?? settingDefault('DEVICE_DTYPE');
   const engine = await Engine.create(model, {
     executionProvider: init.executionProvider,
     threads: init.threads,
-    deviceDtype: init.deviceDtype,
+    deviceDtype,
     deviceDecodeBurst: init.deviceDecodeBurst,
-    weights: resolveWeightFormat(init.weights ?? 'auto', init.executionProvider, init.deviceDtype),
+    weights: resolveWeightFormat(init.weights ?? 'auto', init.executionProvider, deviceDtype),
     ...cudaDevice(init),
   });
   const cfg = model.config;
