@@ -3,7 +3,7 @@
  * chunk texts and a matched prompt's segments, tokenized and keyed here), checked against the model's
  * context, and the blend options its ratio asks for.
  */
-import { DEFAULT_RATIO, type BlendOptions } from '../blend/index.js';
+import type { BlendOptions } from '../blend/index.js';
 import type { LoadedChunk } from '../cache/tiered-loader.js';
 import { KvMismatchError, invalidField } from '../errors.js';
 import { chunkKey, kvBytesPerToken } from '../kv/format.js';
@@ -107,7 +107,7 @@ export function blendOptions(
     .reduce((a, c) => a + c.tokenIds.length, 0);
   const dtype = ctx.init.kvDtype;
   const estimate = ctx.cost.estimate(kvBytesPerToken(dtype, 1, numKvHeads, headDim) * tokensToLoad);
-  const minRatio = ctx.init.minRatio ?? DEFAULT_RATIO;
+  const minRatio = ctx.init.blendMinRatio;
   const autoRatio = {
     minRatio,
     layerLoadMs: estimate?.layerLoadMs ?? null,

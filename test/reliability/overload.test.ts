@@ -66,6 +66,8 @@ describe('cost checks for queries', () => {
     ]);
     expect(big.status).toBe(413);
     expect(big.body.error).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', field: 'question' });
+    // Refused by its length, before the tokenizer spends time on 85 KB.
+    expect(big.body.error?.message).toMatch(/^question: 85000 characters, more than the model's context/);
     expect(chat.status).toBe(413);
     expect(normal.status).toBe(200);
     expect(Date.now() - t0).toBeLessThan(10_000);
