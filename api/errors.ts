@@ -35,12 +35,10 @@ export const STATUS: Record<string, number> = {
   CONFIG: 500,
 };
 
-/** Codes whose message starts with the request field at fault (`field: message`). */
-const FIELD_CODES = new Set(['INVALID_ARGUMENT', 'PAYLOAD_TOO_LARGE']);
-
-/** Errors from validation name their field first (`field: message`). */
-export function fieldOf(message: string): string | undefined {
-  return /^([A-Za-z][\w.]*): /.exec(message)?.[1];
+/** The `field` of a reply: the request field a 4xx error names (a 5xx names none). */
+export function fieldOf(code: string, field: string | undefined): { field?: string } {
+  const status = STATUS[code] ?? 500;
+  return field !== undefined && status < 500 ? { field } : {};
 }
 
 /** Errors Express and body-parser raise for a bad request (http-errors: a 4xx `status`). */
@@ -88,12 +86,11 @@ export function toHttpError(err: unknown): HttpError {
   if (request) return request;
   if (err instanceof CacheBlendError) {
     const status = STATUS[err.code] ?? 500;
-    const field = FIELD_CODES.has(err.code) ? fieldOf(err.message) : undefined;
     return new HttpError(
       status,
       err.code,
       status === 500 ? 'internal error' : status > 500 ? withoutPaths(err.message) : err.message,
-      field ? { field } : {},
+      fieldOf(err.code, err.field),
     );
   }
   return new HttpError(500, 'INTERNAL', 'internal error');

@@ -85,13 +85,13 @@ export async function waitForJob(
   }
 }
 
-/** A failed job's error (`CODE: message`, see encodeFailure) as the HTTP error its code maps to. */
+/** A failed job's error (its data, see encodeFailure) as the HTTP error its code maps to. */
 export function jobFailure(err: unknown, jobId: string): HttpError {
-  const { code, message } = decodeFailure(errorMessage(err));
+  const { code, message, field } = decodeFailure(errorMessage(err));
   const status = STATUS[code] ?? 500;
   return new HttpError(status, code, status === 500 ? `the query failed: ${message}` : message, {
     jobId,
-    ...(status === 400 && fieldOf(message) && { field: fieldOf(message) }),
+    ...fieldOf(code, field),
   });
 }
 

@@ -15,7 +15,7 @@ import { plannedTokens } from '../core/inference/prompt-plan.js';
 import { DEFAULT_TENANT } from '../core/config/index.js';
 import { cacheSalt } from '../core/documents/names.js';
 import type { ModelIdentity } from '../core/documents/text.js';
-import { TooLargeError } from '../core/errors.js';
+import { tooLargeField } from '../core/errors.js';
 import type { ChatMessage, TemplateName } from '../core/model/template.js';
 import type { BlendJobData, BlendSelection } from '../core/queue/contracts.js';
 import type { ChunkOrder } from '../core/retrieval/index.js';
@@ -164,9 +164,7 @@ async function planFrame(model: ModelIdentity, q: QueryInput, salt: string, fiel
   const chars =
     q.question.length + (q.system?.length ?? 0) + (q.history ?? []).reduce((a, m) => a + m.content.length, 0);
   const tooLong = (what: string) =>
-    new TooLargeError(
-      `${field}: ${what}, more than the model's context of ${model.contextLength} tokens holds`,
-    );
+    tooLargeField(field, `${what}, more than the model's context of ${model.contextLength} tokens holds`);
   if (chars > model.contextLength * model.maxTokenChars) throw tooLong(`${chars} characters`);
   const spec = { template: q.template, system: q.system, history: q.history, question: q.question };
   const frame = await model.planFrame(spec, salt, field);
@@ -179,7 +177,7 @@ async function planFrame(model: ModelIdentity, q: QueryInput, salt: string, fiel
 async function planRawChunks(model: ModelIdentity, chunks: string[], budget: number, salt: string) {
   const chars = chunks.reduce((a, c) => a + c.length, 0);
   const over = (what: string) =>
-    new TooLargeError(`chunks: ${what}, more than the ${budget} tokens the context leaves for them`);
+    tooLargeField('chunks', `${what}, more than the ${budget} tokens the context leaves for them`);
   if (chars > budget * model.maxTokenChars) throw over(`${chars} characters`);
   const refs = await model.planChunkTexts(chunks, salt);
   if (refs.reduce((a, r) => a + r.tokenIds.length, 0) > budget) throw over('the chunks take more tokens');

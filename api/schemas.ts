@@ -276,10 +276,20 @@ export function parseBody<T extends z.ZodTypeAny>(schema: T, body: unknown): z.i
   const field = keys.length ? keys[0] : issue.path.map(String).join('.') || 'body';
   const message = keys.length
     ? 'is not a known field'
-    : /received undefined$/.test(issue.message)
+    : issue.code === 'invalid_type' && valueAt(body, issue.path) === undefined
       ? 'is required'
       : issue.message;
   throw new HttpError(400, 'INVALID_ARGUMENT', `${field}: ${message}`, { field });
+}
+
+/** The value at `path` in a parsed body (undefined where the path leads nowhere). */
+function valueAt(body: unknown, path: readonly PropertyKey[]): unknown {
+  let v = body;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object' || !Object.hasOwn(v, key)) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
 }
 
 /**

@@ -283,13 +283,30 @@ function templateFlag(raw: string): TemplateChoice {
   }
 }
 
-/** The engine's own names for blend's options, as the flags that set them (for its error messages). */
-const FLAG_OF_OPTION: Record<string, string> = {
+/** The engine's option names (an error's `field`), as the flags that set them. */
+const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   checkLayer: '--check-layer',
   gradualRatios: '--gradual',
   ratio: '--ratio',
+  selection: '--selection',
+  attention: '--attention',
+  sinkTokens: '--sink-tokens',
   maxTokens: '--max-tokens',
+  temperature: '--temperature',
+  topK: '--top-k',
+  topP: '--top-p',
 };
+
+/**
+ * An engine error about one of its options, reworded to name the flag: such a message starts with the
+ * option's name (`invalidOption`), which the error carries as its `field`.
+ */
+function namingFlags(err: unknown): unknown {
+  if (!(err instanceof InvalidArgumentError) || err.field === undefined) return err;
+  const flag = Object.hasOwn(FLAG_OF_OPTION, err.field) ? FLAG_OF_OPTION[err.field] : undefined;
+  if (!flag || !err.message.startsWith(`${err.field} `)) return err;
+  return new InvalidArgumentError(`${flag}${err.message.slice(err.field.length)}`, { field: flag });
+}
 
 export async function generateCommand(
   values: GenerateFlags,
@@ -310,9 +327,7 @@ export async function generateCommand(
   });
   try {
     const answer = await generate(engine, req).catch((err: unknown) => {
-      if (!(err instanceof InvalidArgumentError)) throw err;
-      const named = err.message.replace(/^(\w+)\b/, (w) => FLAG_OF_OPTION[w] ?? w);
-      throw named === err.message ? err : new InvalidArgumentError(named);
+      throw namingFlags(err);
     });
     const layers = engine.config.numLayers;
     if (req.blend.mode === 'blend' && req.blend.checkLayer === undefined && layers <= DEFAULT_CHECK_LAYER) {

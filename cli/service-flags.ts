@@ -6,17 +6,9 @@
  */
 import { Option, type Command } from 'commander';
 import { CONFIG_HELP } from '../core/config/help.js';
-import { CONFIG_VARIABLES, loadConfig } from '../core/config/index.js';
+import { loadConfig } from '../core/config/index.js';
+import { FLAG_SETTINGS } from '../core/config/settings.js';
 import { ConfigError, InvalidArgumentError } from '../core/errors.js';
-
-/** Secrets stay environment-only: a flag's value is visible to every user of the machine (`ps`). */
-const ENVIRONMENT_ONLY = new Set([
-  'S3_ACCESS_KEY_ID',
-  'S3_SECRET_ACCESS_KEY',
-  'HF_TOKEN',
-  'API_KEYS',
-  'METRICS_TOKEN',
-]);
 
 export const SETTINGS_HEADING = 'Settings (each also an environment variable; a flag beats the variable):';
 
@@ -25,7 +17,8 @@ export function flagName(variable: string): string {
 }
 
 function settingOptions(): { variable: string; option: Option }[] {
-  return CONFIG_VARIABLES.filter((v) => !ENVIRONMENT_ONLY.has(v)).map((variable) => {
+  // Secrets stay environment-only (declared `flag: false`): a flag's value is visible to every user (`ps`).
+  return FLAG_SETTINGS.map((variable) => {
     const { help, default: fallback } = CONFIG_HELP[variable];
     const option = new Option(`${flagName(variable)} <value>`, `${help} [${variable}; default ${fallback}]`);
     return { variable, option: option.helpGroup(SETTINGS_HEADING) };

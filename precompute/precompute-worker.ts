@@ -11,15 +11,17 @@
  * dies frees its chunk locks within seconds (LOCK_TTL_MS) and its jobs within about JOB_LOCK_MS; and the
  * reconciler (core/documents/reconciler.ts) re-enqueues lost chunks and retries failed ones.
  */
-import { DelayedError, Queue, UnrecoverableError, type Job, type Worker } from 'bullmq';
+import { DelayedError, Queue, type Job, type Worker } from 'bullmq';
 import { storedObjectSize } from '../core/cache/chunk-object.js';
 import type { Config } from '../core/config/index.js';
 import { DocumentService } from '../core/documents/documents.js';
 import { Reconciler } from '../core/documents/reconciler.js';
 import {
+  InvalidArgumentError,
   KvFormatError,
   KvMismatchError,
   StorageError,
+  TooLargeError,
   UnavailableError,
   errorMessage,
 } from '../core/errors.js';
@@ -31,7 +33,6 @@ import { silentLogger, type Logger } from '../core/ops/log.js';
 import { metrics } from '../core/ops/metrics.js';
 import {
   PRECOMPUTE_QUEUE,
-  encodeFailure,
   precomputeBackoffMs,
   type PrecomputeJobData,
   type PrecomputeJobResult,
@@ -162,22 +163,16 @@ function checkJob(data: PrecomputeJobData, info: EngineInfo): void {
     data.tokenIds.length === 0 ||
     chunkKey(data.fingerprint, data.tokenIds, data.salt ?? '') !== data.key
   ) {
-    throw new UnrecoverableError(encodeFailure('INVALID_ARGUMENT', 'job data does not match its chunk key'));
+    throw new InvalidArgumentError('job data does not match its chunk key');
   }
   if (data.tokenIds.length + 1 > info.maxPositions) {
-    throw new UnrecoverableError(
-      encodeFailure(
-        'PAYLOAD_TOO_LARGE',
-        `chunk of ${data.tokenIds.length} tokens does not fit the model's context of ${info.maxPositions}`,
-      ),
+    throw new TooLargeError(
+      `chunk of ${data.tokenIds.length} tokens does not fit the model's context of ${info.maxPositions}`,
     );
   }
   if (data.fingerprint !== info.fingerprint) {
-    throw new UnrecoverableError(
-      encodeFailure(
-        'KV_MISMATCH',
-        `chunk is for model ${data.fingerprint.slice(0, 12)}, this worker runs ${info.fingerprint.slice(0, 12)}`,
-      ),
+    throw new KvMismatchError(
+      `chunk is for model ${data.fingerprint.slice(0, 12)}, this worker runs ${info.fingerprint.slice(0, 12)}`,
     );
   }
 }

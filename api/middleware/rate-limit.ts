@@ -8,7 +8,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import { rateLimit, ipKeyGenerator } from 'express-rate-limit';
 import { RedisStore, type RedisReply } from 'rate-limit-redis';
 import type { Config } from '../../core/config/index.js';
-import { keyPrefix, type RedisClient } from '../../core/queue/redis.js';
+import { keyPrefix, redisReplyCode, type RedisClient } from '../../core/queue/redis.js';
 import { HttpError } from '../errors.js';
 import { principalOf } from './auth.js';
 
@@ -31,7 +31,7 @@ function sendCommand(redis: RedisClient) {
       try {
         return (await redis.call('EVALSHA', sha, ...rest)) as RedisReply;
       } catch (err) {
-        if (!/^NOSCRIPT/.test((err as Error).message) || !scripts.has(sha)) throw err;
+        if (redisReplyCode(err) !== 'NOSCRIPT' || !scripts.has(sha)) throw err;
         return (await redis.call('EVAL', scripts.get(sha)!, ...rest)) as RedisReply;
       }
     }

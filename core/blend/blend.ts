@@ -9,7 +9,7 @@
  * sit at their own positions 1…p in every prompt, so every mode reuses them as they are — never rotated,
  * never selected, never recomputed. They are exact: the prefix attends only to BOS and itself.
  */
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, invalidOption } from '../errors.js';
 import type { Engine, SequenceCache } from '../model/engine.js';
 import { controllerRatio } from './controller.js';
 import { pinDeviceChunks } from './device-pins.js';
@@ -63,10 +63,10 @@ export const MAX_SINK_TOKENS = 64;
 /** Checks options against the model (`numLayers`); every backend runs every selection. */
 export function validateBlendOptions(o: BlendOptions, numLayers: number): void {
   if (o.selection !== undefined && !SELECTION_STRATEGIES.includes(o.selection)) {
-    throw new InvalidArgumentError(`selection must be one of ${SELECTION_STRATEGIES.join(', ')}`);
+    throw invalidOption('selection', `must be one of ${SELECTION_STRATEGIES.join(', ')}`);
   }
   if (o.attention !== undefined && !ATTENTION_SOURCES.includes(o.attention)) {
-    throw new InvalidArgumentError(`attention must be one of ${ATTENTION_SOURCES.join(', ')}`);
+    throw invalidOption('attention', `must be one of ${ATTENTION_SOURCES.join(', ')}`);
   }
   if (o.selection === 'fused' && o.attention !== undefined) {
     throw new InvalidArgumentError(
@@ -75,22 +75,21 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number): void {
   }
   const sinks = o.sinkTokens ?? 0;
   if (!Number.isInteger(sinks) || sinks < 0 || sinks > MAX_SINK_TOKENS) {
-    throw new InvalidArgumentError(`sinkTokens must be an integer in [0, ${MAX_SINK_TOKENS}]`);
+    throw invalidOption('sinkTokens', `must be an integer in [0, ${MAX_SINK_TOKENS}]`);
   }
   const ratioOk = (r: number) => typeof r === 'number' && r >= 0 && r <= 1;
-  if (o.ratio !== undefined && !ratioOk(o.ratio)) throw new InvalidArgumentError('ratio must be in [0, 1]');
+  if (o.ratio !== undefined && !ratioOk(o.ratio)) throw invalidOption('ratio', 'must be in [0, 1]');
   // The check layer is blend's alone: another mode runs on any model, whatever checkLayer says.
   const check = checkLayerFor(o, numLayers);
   if (o.mode === 'blend' && (!Number.isInteger(check) || check < 0 || check >= numLayers)) {
-    throw new InvalidArgumentError(`checkLayer must be an integer in [0, ${numLayers - 1}]`);
+    throw invalidOption('checkLayer', `must be an integer in [0, ${numLayers - 1}]`);
   }
   if (o.gradualRatios) {
     if (o.gradualRatios.length === 0 || !o.gradualRatios.every(ratioOk)) {
-      throw new InvalidArgumentError('gradualRatios must be a non-empty list of ratios in [0, 1]');
+      throw invalidOption('gradualRatios', 'must be a non-empty list of ratios in [0, 1]');
     }
     for (let i = 1; i < o.gradualRatios.length; i++) {
-      if (o.gradualRatios[i] > o.gradualRatios[i - 1])
-        throw new InvalidArgumentError('gradualRatios must not grow');
+      if (o.gradualRatios[i] > o.gradualRatios[i - 1]) throw invalidOption('gradualRatios', 'must not grow');
     }
   }
 }

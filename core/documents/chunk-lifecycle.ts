@@ -3,7 +3,13 @@
  * reconciler move it: each change is one Lua script (lua/), so it is atomic with the pending and failed
  * indexes.
  */
-import { PERMANENT_FAILURES, decodeFailure, type PrecomputeJobResult } from '../queue/contracts.js';
+import type { ErrorData } from '../errors.js';
+import {
+  PERMANENT_FAILURES,
+  decodeFailure,
+  encodeFailure,
+  type PrecomputeJobResult,
+} from '../queue/contracts.js';
 import { redisCall } from '../queue/redis.js';
 import type { IndexHandle } from './index-handle.js';
 import type { ChunkJob } from './precompute-jobs.js';
@@ -29,10 +35,12 @@ export class ChunkLifecycle {
     await redisCall(() => script('mark-ready', ks, [fingerprint, result.bytes, result.written, now, key]));
   }
 
-  async markFailed(key: string, message: string): Promise<void> {
+  /** Record the error a chunk failed for good with, as its data (encodeFailure). */
+  async markFailed(key: string, error: ErrorData): Promise<void> {
     const { keys, script } = this.h;
     const ks = [keys.chunk(key), keys.pending, keys.failed];
-    const args = [message.slice(0, 1000), new Date().toISOString(), key, Date.now()];
+    const stored = encodeFailure({ ...error, message: error.message.slice(0, 1000) });
+    const args = [stored, new Date().toISOString(), key, Date.now()];
     await redisCall(() => script('mark-failed', ks, args));
   }
 

@@ -5,8 +5,8 @@
  */
 import type { ChainableCommander } from 'ioredis';
 import { DEFAULT_TENANT } from '../config/index.js';
-import { NotFoundError, TooLargeError, UnavailableError, errorMessage } from '../errors.js';
-import type { BlendChunkRef } from '../queue/contracts.js';
+import { NotFoundError, UnavailableError, errorMessage, tooLargeField, type ErrorData } from '../errors.js';
+import { decodeFailure, type BlendChunkRef } from '../queue/contracts.js';
 import { redisCall, type RedisClient } from '../queue/redis.js';
 import type { ObjectStore } from '../storage/types.js';
 import { decodeManifest, manifestObjectKey, type DocumentManifest } from './manifest.js';
@@ -98,7 +98,8 @@ export class DocumentReads {
       info.set(k, {
         state: (state as ChunkState) ?? 'pending',
         ntokens: Number(ntokens ?? 0),
-        error: error ?? undefined,
+        // Shown as `CODE: message`; stored as the error's data (decodeFailure).
+        ...(error !== null && error !== undefined && { error: failureText(decodeFailure(error)) }),
       });
     });
     return info;
@@ -176,8 +177,9 @@ export class DocumentReads {
     });
     const total = counts.reduce((a: number, n) => a + (n ?? 0), 0);
     if (total > maxChunks) {
-      throw new TooLargeError(
-        `documents: the named documents hold ${total} chunks, more than a query may draw on (MAX_QUERY_CHUNKS ${maxChunks})`,
+      throw tooLargeField(
+        'documents',
+        `the named documents hold ${total} chunks, more than a query may draw on (MAX_QUERY_CHUNKS ${maxChunks})`,
       );
     }
     const lists = await this.chunkKeyLists(ids, tenant);
@@ -265,4 +267,9 @@ export class DocumentReads {
     });
     return out;
   }
+}
+
+/** A chunk's failure as its status shows it. */
+function failureText(e: ErrorData): string {
+  return `${e.code}: ${e.message}`;
 }

@@ -5,7 +5,7 @@
  * name never matches, so its documents are simply not found (404).
  */
 import { DEFAULT_TENANT, TENANT_RE } from '../config/index.js';
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, invalidField } from '../errors.js';
 import { DOCUMENT_ID_RE } from './manifest.js';
 
 export interface DocumentRef {
@@ -15,8 +15,7 @@ export interface DocumentRef {
 
 export function documentName(tenant: string, id: string): string {
   if (!TENANT_RE.test(tenant)) throw new InvalidArgumentError(`invalid tenant ${JSON.stringify(tenant)}`);
-  if (!DOCUMENT_ID_RE.test(id))
-    throw new InvalidArgumentError(`id: invalid document id ${JSON.stringify(id)}`);
+  if (!DOCUMENT_ID_RE.test(id)) throw invalidField('id', `invalid document id ${JSON.stringify(id)}`);
   return tenant === DEFAULT_TENANT ? id : `${tenant}/${id}`;
 }
 

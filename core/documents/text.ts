@@ -4,7 +4,7 @@
  * while (llama2.c's BPE is quadratic in the length of what it encodes), so processes that serve HTTP or
  * renew BullMQ locks run it on a thread of its own (`startTextThread`); `localIdentity` runs it in place.
  */
-import { InvalidArgumentError, TooLargeError } from '../errors.js';
+import { invalidField, tooLargeField } from '../errors.js';
 import { planChunkTexts, planFrame, planMatched, type PlannedPrompt } from '../inference/prompt-plan.js';
 import { renderFrame, type PromptFrame, type PromptSpec } from '../model/template.js';
 import type { BlendChunkRef, PromptSegment } from '../queue/contracts.js';
@@ -53,23 +53,25 @@ export interface ModelIdentity {
 
 export function splitDocument(tok: Tokenizer, input: DocumentText, budget: number): TextChunk[] {
   if ((input.text === undefined) === (input.chunks === undefined)) {
-    throw new InvalidArgumentError('text: give exactly one of text or chunks');
+    throw invalidField('text', 'give exactly one of text or chunks');
   }
   const field = input.text !== undefined ? 'text' : 'chunks';
   const texts = input.text !== undefined ? chunkText(input.text, tok, budget) : input.chunks!;
-  if (texts.length === 0) throw new InvalidArgumentError(`${field}: has no tokens`);
+  if (texts.length === 0) throw invalidField(field, 'has no tokens');
   return texts.map((text, i) => {
     // Given chunks are measured before anything is stored: one over the budget is refused (a text is split).
     if (input.chunks && text.length > budget * tok.maxTokenChars) {
-      throw new TooLargeError(
-        `chunks.${i}: ${text.length} characters is more than the chunk budget of ${budget} tokens (CHUNK_TOKEN_BUDGET) can hold; split it or send it as text`,
+      throw tooLargeField(
+        `chunks.${i}`,
+        `${text.length} characters is more than the chunk budget of ${budget} tokens (CHUNK_TOKEN_BUDGET) can hold; split it or send it as text`,
       );
     }
     const tokenIds = tok.encode(text);
-    if (tokenIds.length === 0) throw new InvalidArgumentError(`chunks.${i}: has no tokens`);
+    if (tokenIds.length === 0) throw invalidField(`chunks.${i}`, 'has no tokens');
     if (tokenIds.length > budget) {
-      throw new TooLargeError(
-        `chunks.${i}: ${tokenIds.length} tokens is over the chunk budget of ${budget} (CHUNK_TOKEN_BUDGET); split it or send it as text`,
+      throw tooLargeField(
+        `chunks.${i}`,
+        `${tokenIds.length} tokens is over the chunk budget of ${budget} (CHUNK_TOKEN_BUDGET); split it or send it as text`,
       );
     }
     return { text, tokenIds };

@@ -2,7 +2,7 @@
  * The blend options of a job on the inference thread: its fixed ratio, or for `auto` the loading
  * controller's inputs from this thread's cost model. (The prompt comes planned: core/inference/prompt-plan.ts.)
  */
-import { DEFAULT_RATIO, type BlendOptions } from '../blend/index.js';
+import type { BlendOptions } from '../blend/index.js';
 import type { LoadedChunk } from '../cache/tiered-loader.js';
 import { kvBytesPerToken } from '../kv/format.js';
 import type { AutoRatio, BlendJobData } from '../queue/contracts.js';
@@ -27,7 +27,7 @@ export function blendOptions(
     .reduce((a, c) => a + c.tokenIds.length, 0);
   const dtype = ctx.init.kvDtype;
   const estimate = ctx.cost.estimate(kvBytesPerToken(dtype, 1, numKvHeads, headDim) * tokensToLoad);
-  const minRatio = ctx.init.minRatio ?? DEFAULT_RATIO;
+  const minRatio = ctx.init.blendMinRatio;
   const autoRatio = {
     minRatio,
     layerLoadMs: estimate?.layerLoadMs ?? null,

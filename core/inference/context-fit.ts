@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { invalidField } from '../errors.js';
 
 /**
  * The one context-length rule the service and the CLI share: the prompt plus the tokens to generate must
@@ -13,7 +13,8 @@ export function checkContextFits(
 ): void {
   if (promptTokens + maxTokens <= contextLength) return;
   const field = promptTokens > contextLength ? fields.prompt : fields.maxTokens;
-  throw new InvalidArgumentError(
-    `${field}: the prompt (${promptTokens} tokens) plus maxTokens (${maxTokens}) exceeds the model's context of ${contextLength} tokens`,
+  throw invalidField(
+    field,
+    `the prompt (${promptTokens} tokens) plus maxTokens (${maxTokens}) exceeds the model's context of ${contextLength} tokens`,
   );
 }

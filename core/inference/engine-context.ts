@@ -1,10 +1,10 @@
 /** What an inference thread holds for its life (the model, the engine, the chunk loader), and how it opens them. */
-import type { DeviceDtype, KvDtype, ModelSourceSettings, S3Settings } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import type * as ort from 'onnxruntime-node';
 import { CostModel } from '../blend/index.js';
-import { Engine, type ExecutionProvider } from '../model/engine.js';
+import { Engine } from '../model/engine.js';
 import { loadModel } from '../model/load.js';
-import { resolveWeightFormat, type WeightSetting } from '../model/weights/format.js';
+import { resolveWeightFormat } from '../model/weights/format.js';
 import type { BlendJobResult } from '../queue/contracts.js';
 import { openObjectStore } from '../storage/index.js';
 import { DiskTier } from '../cache/disk-tier.js';
@@ -12,44 +12,39 @@ import type { ObjectStore } from '../storage/types.js';
 import { DeviceChunkTier } from '../cache/device-tier.js';
 import { cardMemory, gpuTierBudget, runReserveBytes } from '../model/device/memory.js';
 import { TieredChunkLoader } from '../cache/tiered-loader.js';
-import { createLogger, type LogLevel, type Logger } from '../ops/log.js';
+import { createLogger, type Logger } from '../ops/log.js';
 import { computeChunkObject } from './chunk-objects.js';
 import { ChunkWriteGate, type ChunkWriteSettings } from '../documents/chunk-writes.js';
 
-export interface EngineThreadInit {
-  model: string;
-  modelSource: ModelSourceSettings;
-  executionProvider: ExecutionProvider;
-  /**
-   * GPU_INDEX (null/absent: the provider's default GPU). The main thread points the process at it before
-   * this thread starts (core/runtime/gpus.ts); the CUDA provider also takes it as its deviceId here.
-   */
-  gpuIndex?: number | null;
+/**
+ * The settings an inference thread takes from the config as they are: their types, defaults and docs are
+ * the settings' own (core/config/settings.ts); engineThreadInit copies them.
+ */
+export const THREAD_SETTINGS = [
+  'model',
+  'modelSource',
+  'executionProvider',
+  'gpuIndex',
+  'kvStoreUrl',
+  's3',
+  'diskCacheBytes',
+  'lruBytes',
+  'blendConcurrency',
+  'gpuTierBytes',
+  'deviceDtype',
+  'deviceDecodeBurst',
+  'weights',
+  'kvDtype',
+  'blendMinRatio',
+  'calibrationGate',
+  'logLevel',
+] as const satisfies readonly (keyof Config)[];
+
+export interface EngineThreadInit extends Pick<Config, (typeof THREAD_SETTINGS)[number]> {
   /** onnxruntime intra-op threads (0: onnxruntime decides). */
   threads: number;
-  kvStoreUrl: string;
-  s3: S3Settings;
   /** Disk cache directory; null disables the tier. */
   diskCacheDir: string | null;
-  /** Bound of the disk tier in bytes (0 disables it). */
-  diskCacheBytes: number;
-  lruBytes: number;
-  /** Blend jobs this worker runs at once (each holds a prompt cache on the device). */
-  blendConcurrency?: number;
-  /** GPU tier bytes (device-resident engines only; 0 or absent: off; `auto`: sized to the card). */
-  gpuTierBytes?: number | 'auto';
-  /** Device precision (device-resident engines only; default float32). */
-  deviceDtype?: DeviceDtype;
-  /** Greedy tokens per device run (device-resident engines only; default 8). */
-  deviceDecodeBurst?: number;
-  /** Linear layers' weight format (WEIGHTS; `auto` or absent: the provider's default). */
-  weights?: WeightSetting;
-  kvDtype: KvDtype;
-  /** r_min of `ratio: "auto"` (BLEND_MIN_RATIO; default 0.15). */
-  minRatio?: number;
-  /** CALIBRATION_GATE: `full` serves a flagged model's blend requests in full mode (default report). */
-  calibrationGate?: 'report' | 'full';
-  logLevel: LogLevel;
   /**
    * The documents' Redis: computed chunks are written to the store only under their lock while a
    * document references them (core/documents/chunk-writes.ts). Null or absent: written unconditionally
@@ -99,9 +94,9 @@ function deviceTier(engine: Engine, init: EngineThreadInit, log: Logger): Device
   const reserve = runReserveBytes(engine.config, {
     block: engine.device.block,
     bytesPerValue: engine.device.bytesPerValue,
-    concurrency: init.blendConcurrency ?? 1,
+    concurrency: init.blendConcurrency,
   });
-  const { bytes, why } = gpuTierBudget(cardMemory(init.gpuIndex ?? null), reserve);
+  const { bytes, why } = gpuTierBudget(cardMemory(init.gpuIndex), reserve);
   log.info(`GPU tier sized to the card: ${(bytes / 1024 ** 3).toFixed(1)} GiB (${why})`);
   return bytes > 0 ? new DeviceChunkTier(bytes) : null;
 }
@@ -119,7 +114,7 @@ export async function openEngine(init: EngineThreadInit): Promise<EngineContext>
     threads: init.threads,
     deviceDtype: init.deviceDtype,
     deviceDecodeBurst: init.deviceDecodeBurst,
-    weights: resolveWeightFormat(init.weights ?? 'auto', init.executionProvider, init.deviceDtype),
+    weights: resolveWeightFormat(init.weights, init.executionProvider, init.deviceDtype),
     ...cudaDevice(init),
   });
   const cfg = model.config;

@@ -1,7 +1,8 @@
 import type { Config } from '../config/index.js';
 import { selectProcessGpu } from '../runtime/gpus.js';
-import { InferenceThread } from '../runtime/inference-thread.js';
+import { InferenceThread, ThreadDiedError } from '../runtime/inference-thread.js';
 import type { EngineHandlers, EngineThreadInit } from './engine-handlers.js';
+import { THREAD_SETTINGS } from './engine-context.js';
 
 export type EngineThread = InferenceThread<EngineHandlers>;
 
@@ -15,26 +16,14 @@ export function engineThreadInit(
   config: Config,
   overrides: Partial<EngineThreadInit> = {},
 ): EngineThreadInit {
+  const settings = Object.fromEntries(THREAD_SETTINGS.map((k) => [k, config[k]])) as Pick<
+    Config,
+    (typeof THREAD_SETTINGS)[number]
+  >;
   return {
-    model: config.model,
-    modelSource: config.modelSource,
-    executionProvider: config.executionProvider,
-    gpuIndex: config.gpuIndex,
+    ...structuredClone(settings),
     threads: 0,
-    kvStoreUrl: config.kvStoreUrl,
-    s3: { ...config.s3 },
     diskCacheDir: config.diskCacheDir,
-    diskCacheBytes: config.diskCacheBytes,
-    lruBytes: config.lruBytes,
-    gpuTierBytes: config.gpuTierBytes,
-    blendConcurrency: config.blendConcurrency,
-    deviceDtype: config.deviceDtype,
-    weights: config.weights,
-    deviceDecodeBurst: config.deviceDecodeBurst,
-    kvDtype: config.kvDtype,
-    minRatio: config.blendMinRatio,
-    calibrationGate: config.calibrationGate,
-    logLevel: config.logLevel,
     chunkWrites: {
       redisUrl: config.redisUrl,
       redisClusterNodes: config.redisClusterNodes.map((n) => ({ ...n })),
@@ -47,7 +36,7 @@ export function engineThreadInit(
 /** Start an inference thread that loads the model and the chunk loader; resolves once it is ready. */
 export function startEngineThread(init: EngineThreadInit): Promise<EngineThread> {
   // Before the thread's first GPU session: WebGPU's adapter is chosen through the process environment.
-  selectProcessGpu(init.executionProvider, init.gpuIndex ?? null);
+  selectProcessGpu(init.executionProvider, init.gpuIndex);
   return InferenceThread.start<EngineHandlers>(HANDLERS_URL, init);
 }
 
@@ -78,14 +67,7 @@ export class SupervisedEngineThread implements EngineCaller {
   call: EngineThread['call'] = (method, args, transfer) =>
     this.current.then((thread) =>
       thread.call(method, args, transfer).catch((err: unknown) => {
-        const e = err as { code?: string; message?: string };
-        if (
-          !this.stopped &&
-          e.code === 'UNAVAILABLE' &&
-          /^inference thread (crashed|exited)/.test(e.message ?? '')
-        ) {
-          this.restart(thread, e.message ?? 'died');
-        }
+        if (!this.stopped && err instanceof ThreadDiedError) this.restart(thread, err.message);
         throw err;
       }),
     );

@@ -5,7 +5,7 @@
  * same way; the blend worker only validates it (`checkPlannedPrompt`). The prompt it makes is laid out by
  * core/blend/steps.ts `layoutPrompt`: BOS, the prefix, the chunks, the suffix.
  */
-import { InvalidArgumentError, KvMismatchError } from '../errors.js';
+import { invalidField, KvMismatchError } from '../errors.js';
 import { chunkKey } from '../kv/format.js';
 import { frameIds, type PromptSpec } from '../model/template.js';
 import type { Tokenizer } from '../model/types.js';
@@ -39,7 +39,7 @@ export function planFrame(
   questionField = 'question',
 ): PlannedPrompt {
   const { template, prefixIds, suffixIds } = frameIds(tok, spec);
-  if (suffixIds.length === 0) throw new InvalidArgumentError(`${questionField}: has no tokens`);
+  if (suffixIds.length === 0) throw invalidField(questionField, 'has no tokens');
   const prefix = prefixIds.length ? keyedRef(fingerprint, prefixIds, salt) : null;
   return { template, prefix, chunks: [], suffixIds, promptField: questionField };
 }
@@ -57,7 +57,7 @@ export function planChunkTexts(
 ): BlendChunkRef[] {
   return texts.map((text, i) => {
     const tokenIds = tok.encode(text);
-    if (tokenIds.length === 0) throw new InvalidArgumentError(`${field(i)}: has no tokens`);
+    if (tokenIds.length === 0) throw invalidField(field(i), 'has no tokens');
     return keyedRef(fingerprint, tokenIds, salt);
   });
 }
@@ -80,7 +80,7 @@ export function planMatched(
     return tokenIds.length ? [keyedRef(fingerprint, tokenIds, salt)] : [];
   });
   const suffixIds = tok.encode(m.question);
-  if (suffixIds.length === 0) throw new InvalidArgumentError(`${questionField}: has no tokens`);
+  if (suffixIds.length === 0) throw invalidField(questionField, 'has no tokens');
   return { template: m.template, prefix: null, chunks, suffixIds, promptField: questionField };
 }
 
@@ -109,11 +109,11 @@ export function checkPlannedPrompt(
       `the job was made for model ${o.jobFingerprint.slice(0, 12)}, this worker runs ${o.fingerprint.slice(0, 12)}`,
     );
   }
-  if (p.suffixIds.length === 0) throw new InvalidArgumentError(`${p.promptField}: has no tokens`);
+  if (p.suffixIds.length === 0) throw invalidField(p.promptField, 'has no tokens');
   const refs = p.prefix ? [p.prefix, ...p.chunks] : p.chunks;
   const ok = (id: number) => Number.isInteger(id) && id >= 0 && id < o.vocabSize;
   if (!p.suffixIds.every(ok) || !refs.every((r) => r.tokenIds.length > 0 && r.tokenIds.every(ok))) {
-    throw new InvalidArgumentError(`${p.promptField}: the planned prompt holds token ids this model lacks`);
+    throw invalidField(p.promptField, 'the planned prompt holds token ids this model lacks');
   }
   checkContextFits(plannedTokens(p), o.maxTokens, o.contextLength, {
     prompt: p.promptField,

@@ -1,5 +1,6 @@
 import ort from 'onnxruntime-node';
 import { InvalidArgumentError } from '../errors.js';
+import { settingDefault } from '../config/settings.js';
 import { inverseFrequencies, ropeTables } from '../kv/rope.js';
 import { chooseAttention, DeviceKvCache, DeviceRunner } from './device/index.js';
 import type { DeviceDtype, SelectiveAttention } from './device/graphs/index.js';
@@ -34,7 +35,7 @@ export interface EngineOptions {
    * WebGPU engine runs the per-layer graphs with host copies, like the CPU.
    */
   deviceResident?: boolean;
-  /** Precision of activations and KV on the device (default float32); the CPU computes in fp32. */
+  /** Precision of activations and KV on the device (default DEVICE_DTYPE's); the CPU computes in fp32. */
   deviceDtype?: DeviceDtype;
   /**
    * Format of the linear layers' weights (default: fp32 on the CPU, the device precision's own on the
@@ -208,7 +209,7 @@ export class Engine {
         : await chooseAttention(model, sessionOptions);
     return new DeviceRunner(
       model,
-      opts.deviceDtype ?? 'float32',
+      opts.deviceDtype ?? settingDefault('DEVICE_DTYPE'),
       sessionOptions,
       opts.deviceBlock ?? 4096,
       opts.deviceAttention ?? checked!.attention,

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError, invalidOption } from '../errors.js';
 import { releaseCache, type Engine, type SequenceCache } from './engine.js';
 
 export interface SamplingOptions {
@@ -69,15 +69,14 @@ export function seededRandom(seed: number): () => number {
 
 export function validateSampling(o: SamplingOptions): void {
   if (!Number.isInteger(o.maxTokens) || o.maxTokens < 0)
-    throw new InvalidArgumentError('maxTokens must be an integer >= 0');
+    throw invalidOption('maxTokens', 'must be an integer >= 0');
   if (o.temperature !== undefined && !(o.temperature >= 0))
-    throw new InvalidArgumentError('temperature must be >= 0');
+    throw invalidOption('temperature', 'must be >= 0');
   if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 1))
-    throw new InvalidArgumentError('topK must be an integer >= 1');
-  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1))
-    throw new InvalidArgumentError('topP must be in (0, 1]');
+    throw invalidOption('topK', 'must be an integer >= 1');
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw invalidOption('topP', 'must be in (0, 1]');
   if (o.logprobs !== undefined && !(Number.isInteger(o.logprobs) && o.logprobs >= 0 && o.logprobs <= 20))
-    throw new InvalidArgumentError('logprobs must be an integer in [0, 20]');
+    throw invalidOption('logprobs', 'must be an integer in [0, 20]');
 }
 
 /** Pick the next token from one row of logits: argmax, or temperature/top-k/top-p sampling. */

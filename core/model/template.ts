@@ -11,7 +11,7 @@
  * has a chat template, else `none`. A Jinja source can be given instead (the CLI's `--template <file>`).
  */
 import { Template } from '@huggingface/jinja';
-import { InvalidArgumentError, errorMessage } from '../errors.js';
+import { errorMessage, invalidField } from '../errors.js';
 import type { Tokenizer } from './types.js';
 
 export type TemplateName = 'auto' | 'none' | 'chat';
@@ -66,7 +66,7 @@ export function renderFrame(tok: Tokenizer, spec: PromptSpec): PromptFrame {
         : tok.chatTemplate;
   if (source === null) return plainFrame(spec);
   if (source === undefined) {
-    throw new InvalidArgumentError("template: the model has no chat_template (use 'none')");
+    throw invalidField('template', "the model has no chat_template (use 'none')");
   }
   return { template: typeof choice === 'object' ? 'jinja' : 'chat', ...splitRendered(tok, source, spec) };
 }
@@ -100,7 +100,7 @@ function splitRendered(tok: Tokenizer, source: string, spec: PromptSpec): { pref
       eos_token: tok.specialTokens?.eos ?? '',
     });
   } catch (err) {
-    throw new InvalidArgumentError(`template: the chat template failed to render: ${errorMessage(err)}`);
+    throw invalidField('template', `the chat template failed to render: ${errorMessage(err)}`);
   }
   const at = text.indexOf(CONTEXT_MARK);
   const q = text.indexOf(QUESTION_MARK);
@@ -110,7 +110,7 @@ function splitRendered(tok: Tokenizer, source: string, spec: PromptSpec): { pref
     text.indexOf(CONTEXT_MARK, at + 1) >= 0 ||
     text.indexOf(QUESTION_MARK, q + 1) >= 0
   ) {
-    throw new InvalidArgumentError("template: the chat template does not render the user's message once");
+    throw invalidField('template', "the chat template does not render the user's message once");
   }
   let prefix = text.slice(0, at);
   // BOS is always prepended as an id; a template that writes it as text would double it.

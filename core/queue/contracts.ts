@@ -3,6 +3,7 @@
  * command produce, the workers consume; both sides import these types and nothing else from each other.
  */
 import type { JobHistory } from '../config/index.js';
+import { decodeErrorData, encodeErrorData, type ErrorData } from '../errors.js';
 import type { AttentionSource, BlendMode, DeviationMetric, SelectionStrategy } from '../blend/index.js';
 import type { CacheStats } from '../cache/types.js';
 import type { FinishReason } from '../model/generate.js';
@@ -277,14 +278,14 @@ export const PERMANENT_FAILURES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Job failures cross Redis as plain strings; workers prefix the error code (`INVALID_ARGUMENT: …`) so the
- * API can map a failed job back to an HTTP status.
+ * A job's failure crosses Redis as BullMQ's failure reason, a string: the error's data (code, message,
+ * field) as JSON, so the API reads the code and field back as properties.
  */
-export function encodeFailure(code: string, message: string): string {
-  return `${code}: ${message}`;
+export function encodeFailure(error: ErrorData): string {
+  return encodeErrorData(error);
 }
 
-export function decodeFailure(reason: string | undefined): { code: string; message: string } {
-  const m = /^([A-Z_]+): ([\s\S]*)$/.exec(reason ?? '');
-  return m ? { code: m[1], message: m[2] } : { code: 'INTERNAL', message: reason || 'job failed' };
+/** The error data of a failed job's reason (`INTERNAL` with the text itself for a reason not encoded here). */
+export function decodeFailure(reason: string | undefined): ErrorData {
+  return decodeErrorData(reason, 'job failed');
 }

@@ -111,11 +111,21 @@ export async function pingRedis(client: RedisClient, timeoutMs = 2_000): Promise
  */
 const WRITE_REFUSAL_CODES = new Set(['OOM', 'READONLY', 'MISCONF']);
 
+/**
+ * The code of a Redis error reply (`OOM`, `NOSCRIPT`, …), or null for any other error. Redis's protocol
+ * sends an error as one line whose first word is its code; ioredis keeps that line as the ReplyError's
+ * message and has no property for the code, so it is taken from there, here only.
+ */
+export function redisReplyCode(err: unknown): string | null {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  if (e?.name !== 'ReplyError' || typeof e.message !== 'string') return null;
+  const space = e.message.indexOf(' ');
+  return space < 0 ? e.message : e.message.slice(0, space);
+}
+
 /** Whether `err` is Redis refusing a write (an error reply whose code is OOM, READONLY or MISCONF). */
 export function isWriteRefusal(err: unknown): boolean {
-  const e = err as { name?: unknown; message?: unknown } | null;
-  if (e?.name !== 'ReplyError' || typeof e.message !== 'string') return false;
-  return WRITE_REFUSAL_CODES.has(e.message.split(' ', 1)[0]);
+  return WRITE_REFUSAL_CODES.has(redisReplyCode(err) ?? '');
 }
 
 const writeRefusalListeners = new Set<(err: unknown) => void>();

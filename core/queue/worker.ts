@@ -1,14 +1,14 @@
 /**
  * The scaffold both workers stand on: a BullMQ Worker whose processor is instrumented (queue wait and job
- * duration by outcome in the metrics), whose failures cross Redis as `CODE: message` (encodeFailure) so
+ * duration by outcome in the metrics), whose failures cross Redis as the error's data in JSON (encodeFailure) so
  * the API can map them to HTTP statuses, with errors the caller caused marked unrecoverable (no retry), and
  * a close() that waits for running jobs (bounded) before releasing what the worker holds.
  */
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { CacheBlendError, errorMessage } from '../errors.js';
+import { errorData, errorMessage, type ErrorData } from '../errors.js';
 import type { Logger } from '../ops/log.js';
 import { metrics } from '../ops/metrics.js';
-import { PERMANENT_FAILURES, encodeFailure } from './contracts.js';
+import { PERMANENT_FAILURES, decodeFailure, encodeFailure } from './contracts.js';
 import { closeRedis, closeWhileConnected, dropQueues, keyPrefix, type RedisClient } from './redis.js';
 
 export interface QueueWorkerOptions<D, R> {
@@ -33,8 +33,8 @@ export interface QueueWorkerOptions<D, R> {
     token: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<R>;
-  /** Called once a job has failed for good (no attempts left, or unrecoverable), with the encoded error. */
-  onFinalFailure?(job: Job<D, R>, failure: string): Promise<void>;
+  /** Called once a job has failed for good (no attempts left, or unrecoverable), with its error. */
+  onFinalFailure?(job: Job<D, R>, failure: ErrorData): Promise<void>;
 }
 
 export interface QueueWorker<D, R> {
@@ -43,14 +43,15 @@ export interface QueueWorker<D, R> {
   close(): Promise<void>;
 }
 
-/** The error BullMQ records for a failed job: code-prefixed, unrecoverable when the input caused it. */
+/**
+ * The error BullMQ records for a failed job: its message is the error's data as JSON (encodeFailure), and
+ * it is unrecoverable (no retry) when the input caused it.
+ */
 export function failureFor(err: unknown): Error {
   if (err instanceof UnrecoverableError) return err;
-  const code = err instanceof CacheBlendError ? err.code : 'INTERNAL';
-  const message = /^[A-Z_]+: /.test(errorMessage(err))
-    ? errorMessage(err)
-    : encodeFailure(code, errorMessage(err));
-  return PERMANENT_FAILURES.has(code) ? new UnrecoverableError(message) : new Error(message);
+  const data = errorData(err);
+  const message = encodeFailure(data);
+  return PERMANENT_FAILURES.has(data.code) ? new UnrecoverableError(message) : new Error(message);
 }
 
 export async function startQueueWorker<D, R>(opts: QueueWorkerOptions<D, R>): Promise<QueueWorker<D, R>> {
@@ -70,13 +71,15 @@ export async function startQueueWorker<D, R>(opts: QueueWorkerOptions<D, R>): Pr
       if (err instanceof DelayedError) throw err; // moved back to the queue on purpose, not a failure
       m.jobDuration.observe({ queue, outcome: 'failed' }, (performance.now() - t0) / 1000);
       const failure = failureFor(err);
+      const data = decodeFailure(failure.message);
       const final = failure instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       jobLog.warn(`${queue} job failed`, {
         attempt: job.attemptsMade + 1,
         final,
-        error: failure.message,
+        code: data.code,
+        error: data.message,
       });
-      if (final) await opts.onFinalFailure?.(job, failure.message).catch(() => undefined);
+      if (final) await opts.onFinalFailure?.(job, data).catch(() => undefined);
       throw failure;
     }
   };

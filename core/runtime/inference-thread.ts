@@ -1,5 +1,5 @@
 import { Worker, type TransferListItem } from 'node:worker_threads';
-import { CacheBlendError, type ErrorCode, UnavailableError } from '../errors.js';
+import { type ErrorData, UnavailableError, errorFromData } from '../errors.js';
 
 /**
  * Runs a handler module on a worker thread. onnxruntime's `InferenceSession.run` does its native work on
@@ -17,13 +17,18 @@ export interface ThreadRequest {
 
 export type ThreadResponse =
   | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; error: { code: ErrorCode; message: string } }
+  | { id: number; ok: false; error: ErrorData }
   | { id: -1; ok: true; value: 'ready' }
-  | { id: -1; ok: false; error: { code: ErrorCode; message: string } };
+  | { id: -1; ok: false; error: ErrorData };
 
 export interface ThreadBootData {
   moduleUrl: string;
   init: unknown;
+}
+
+/** The thread itself is gone (it crashed or exited): every call on it fails with this; start another. */
+export class ThreadDiedError extends UnavailableError {
+  readonly threadDied = true;
 }
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
@@ -52,7 +57,7 @@ export class InferenceThread<H extends Record<string, (...args: never[]) => unkn
       if (!p) return;
       this.pending.delete(msg.id);
       if (msg.ok) p.resolve(msg.value);
-      else p.reject(new CacheBlendError(msg.error.code, msg.error.message));
+      else p.reject(errorFromData(msg.error));
     });
     const fail = (err: Error) => {
       this.failure = err;
@@ -60,9 +65,9 @@ export class InferenceThread<H extends Record<string, (...args: never[]) => unkn
       this.pending.clear();
     };
     worker.on('error', (err) =>
-      fail(new UnavailableError(`inference thread crashed: ${err.message}`, { cause: err })),
+      fail(new ThreadDiedError(`inference thread crashed: ${err.message}`, { cause: err })),
     );
-    worker.on('exit', (code) => fail(new UnavailableError(`inference thread exited (code ${code})`)));
+    worker.on('exit', (code) => fail(new ThreadDiedError(`inference thread exited (code ${code})`)));
   }
 
   /** Start a thread that imports `moduleUrl` and calls its `createHandlers(init)`; resolves once ready. */

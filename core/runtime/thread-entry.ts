@@ -1,15 +1,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { CacheBlendError } from '../errors.js';
+import { errorData } from '../errors.js';
 import type { ThreadBootData, ThreadRequest, ThreadResponse } from './inference-thread.js';
 
-/** Worker-thread side of InferenceThread: load the handler module, then serve calls one at a time. */
+/**
+ * Worker-thread side of InferenceThread: load the handler module, then serve calls one at a time. A failed
+ * call answers with its error's data (code, message, field), which the caller rebuilds as the same error.
+ */
 const port = parentPort!;
 const boot = workerData as ThreadBootData;
-
-function toError(err: unknown): { code: CacheBlendError['code']; message: string } {
-  if (err instanceof CacheBlendError) return { code: err.code, message: err.message };
-  return { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) };
-}
 
 try {
   const mod = (await import(boot.moduleUrl)) as {
@@ -26,12 +24,12 @@ try {
         if (typeof fn !== 'function') throw new Error(`no handler named ${req.method}`);
         res = { id: req.id, ok: true, value: await fn(...req.args) };
       } catch (err) {
-        res = { id: req.id, ok: false, error: toError(err) };
+        res = { id: req.id, ok: false, error: errorData(err) };
       }
       port.postMessage(res);
     });
   });
   port.postMessage({ id: -1, ok: true, value: 'ready' } satisfies ThreadResponse);
 } catch (err) {
-  port.postMessage({ id: -1, ok: false, error: toError(err) } satisfies ThreadResponse);
+  port.postMessage({ id: -1, ok: false, error: errorData(err) } satisfies ThreadResponse);
 }

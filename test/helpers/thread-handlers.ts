@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../../core/errors.js';
+import { InvalidArgumentError, tooLargeField } from '../../core/errors.js';
 import { Engine } from '../../core/model/engine.js';
 import { createRandomModel, type RandomModelShape } from '../../core/model/random.js';
 
@@ -16,6 +16,12 @@ export async function createHandlers(init: { shape: RandomModelShape }) {
     },
     async reject(): Promise<never> {
       throw new InvalidArgumentError('bad request from the test');
+    },
+    async rejectField(): Promise<never> {
+      throw tooLargeField('chunks.3', 'is over the budget');
+    },
+    async exit(): Promise<never> {
+      process.exit(7); // in a worker thread: ends this thread only
     },
   };
 }

@@ -76,7 +76,11 @@ describe('Reconciler', () => {
     });
     await waitFor(async () => (await stateOf(r.keys[1])) === 'ready', 20_000, 'ready');
     // Turn both back into failed chunks: one by a store outage, one by its input.
-    for (const [i, error] of ['STORAGE: the store is read-only', 'INVALID_ARGUMENT: bad chunk'].entries()) {
+    const errors = [
+      { code: 'STORAGE', message: 'the store is read-only' },
+      { code: 'INVALID_ARGUMENT', message: 'bad chunk' },
+    ] as const;
+    for (const [i, error] of errors.entries()) {
       await redis.hset(docs.keys.chunk(r.keys[i]), 'state', 'pending');
       await docs.lifecycle.markFailed(r.keys[i], error);
       expect(await stateOf(r.keys[i])).toBe('failed');

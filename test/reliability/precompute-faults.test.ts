@@ -160,8 +160,13 @@ describe('a store that is read-only for 12 s', () => {
       s3.setReadOnly(true);
       await new Promise((r) => setTimeout(r, 12_000));
       const during = await states(p, doc.keys);
+      const delays = (await p.queue.getDelayed()).map((j) => j.delay);
       s3.setReadOnly(false);
       expect(during.ready).toBeLessThan(doc.keys.length); // the outage did bite
+      // Attempts back off (1 s doubling): jobs that failed three times wait seconds for their next attempt,
+      // and none has used up its attempts.
+      expect(Math.max(0, ...delays)).toBeGreaterThanOrEqual(3_000);
+      expect(during.failed).toBe(0);
       const t0 = Date.now();
       await waitFor(async () => (await states(p, doc.keys)).ready === doc.keys.length, 60_000, 'every chunk');
       expect((await states(p, doc.keys)).failed).toBe(0);

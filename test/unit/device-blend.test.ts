@@ -53,7 +53,7 @@ describe.skipIf(noWebGpu)('blending on the device (skipped without a WebGPU adap
   beforeAll(async () => {
     const model = await loadLlama2cModel(STORIES_DIR);
     cpu = await Engine.create(model, { threads: 1 });
-    gpu = await Engine.create(model, { executionProvider: 'webgpu' });
+    gpu = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float32' });
     console.info(`device attention: ${gpu.device?.attention}, selective: ${gpu.device?.selective}`);
     const tok = model.tokenizer;
     for (const s of STORY_SETS) {
@@ -161,6 +161,7 @@ describe.skipIf(noWebGpu)('blending with the fused kernels (short prompts)', () 
     const cpu = await Engine.create(model, { threads: 1 });
     const gpu = await Engine.create(model, {
       executionProvider: 'webgpu',
+      deviceDtype: 'float32',
       deviceAttention: 'fused',
       deviceSelectiveAttention: 'mha',
     });

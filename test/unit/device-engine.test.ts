@@ -32,7 +32,12 @@ async function compare(
 ) {
   const cpu = await Engine.create(model, { threads: 1 });
   const kernels = fused ? ({ deviceAttention: 'fused', deviceSelectiveAttention: 'mha' } as const) : {};
-  const gpu = await Engine.create(model, { executionProvider: 'webgpu', deviceBlock, ...kernels });
+  const gpu = await Engine.create(model, {
+    executionProvider: 'webgpu',
+    deviceDtype: 'float32',
+    deviceBlock,
+    ...kernels,
+  });
   const a = await greedy(cpu, prompt, steps);
   const b = await greedy(gpu, prompt, steps);
   await cpu.dispose();
@@ -51,7 +56,11 @@ describe.skipIf(noWebGpu)('device-resident WebGPU engine (skipped without a WebG
     const model = createRandomModel(SMALL_SHAPE, 7);
     const prompt = Array.from({ length: 40 }, (_, i) => (i * 37) % 300);
     const cpu = await Engine.create(dequantizedModel(model), { threads: 1 });
-    const gpu = await Engine.create(model, { executionProvider: 'webgpu', weights: 'q4' });
+    const gpu = await Engine.create(model, {
+      executionProvider: 'webgpu',
+      deviceDtype: 'float32',
+      weights: 'q4',
+    });
     const a = await greedy(cpu, prompt, 16);
     const b = await greedy(gpu, prompt, 16);
     await cpu.dispose();
@@ -82,7 +91,11 @@ describe.skipIf(noWebGpu)('device-resident WebGPU engine (skipped without a WebG
     const model = await loadLlama2cModel(STORIES_DIR);
     const prompt = [1, 403, 407, 261, 378];
     const cpu = await Engine.create(model, { threads: 1 });
-    const gpu = await Engine.create(model, { executionProvider: 'webgpu', deviceDecodeBurst: 8 });
+    const gpu = await Engine.create(model, {
+      executionProvider: 'webgpu',
+      deviceDtype: 'float32',
+      deviceDecodeBurst: 8,
+    });
     const o = { maxTokens: 21, stopAtEos: false };
     const a = await generate(cpu, prompt, o);
     const b = await generate(gpu, prompt, o);
@@ -105,6 +118,7 @@ describe.skipIf(noWebGpu)('device-resident WebGPU engine (skipped without a WebG
     const cpu = await Engine.create(model, { threads: 1 });
     const gpu = await Engine.create(model, {
       executionProvider: 'webgpu',
+      deviceDtype: 'float32',
       deviceAttention: 'fused',
       deviceSelectiveAttention: 'mha',
       deviceDecodeBurst: 4,

@@ -91,7 +91,7 @@ describe.skipIf(noWebGpu)('chunk caches reaching the device (skipped without a W
 
   beforeAll(async () => {
     const model = await loadLlama2cModel(STORIES_DIR);
-    gpu = await Engine.create(model, { executionProvider: 'webgpu' });
+    gpu = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float32' });
     const tok = model.tokenizer;
     for (const s of STORY_SETS.slice(0, 3)) {
       const ids = s.chunks.map((c) => tok.encode(c));

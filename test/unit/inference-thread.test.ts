@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CacheBlendError } from '../../core/errors.js';
-import { InferenceThread } from '../../core/runtime/inference-thread.js';
+import { toHttpError } from '../../api/errors.js';
+import { CacheBlendError, TooLargeError } from '../../core/errors.js';
+import { InferenceThread, ThreadDiedError } from '../../core/runtime/inference-thread.js';
 import type { createHandlers } from '../helpers/thread-handlers.js';
 
 type Handlers = Awaited<ReturnType<typeof createHandlers>>;
@@ -56,6 +57,50 @@ describe('InferenceThread', () => {
       expect(err).toBeInstanceOf(CacheBlendError);
       expect((err as CacheBlendError).code).toBe('INVALID_ARGUMENT');
       expect((err as Error).message).toBe('bad request from the test');
+    } finally {
+      await thread.terminate();
+    }
+  });
+
+  it('carries the field at fault with its code across the thread boundary, as properties', async () => {
+    const thread = await InferenceThread.start<Handlers>(
+      new URL('../helpers/thread-handlers.ts', import.meta.url),
+      { shape },
+    );
+    try {
+      const err = await thread.call('rejectField', []).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TooLargeError);
+      expect(err).toMatchObject({
+        code: 'PAYLOAD_TOO_LARGE',
+        field: 'chunks.3',
+        message: 'chunks.3: is over the budget',
+      });
+      // The API answers from the properties: 413 naming the field.
+      expect(toHttpError(err)).toMatchObject({
+        status: 413,
+        code: 'PAYLOAD_TOO_LARGE',
+        extra: { field: 'chunks.3' },
+      });
+    } finally {
+      await thread.terminate();
+    }
+  });
+
+  it('fails every call on a thread that exited with ThreadDiedError (its threadDied property)', async () => {
+    const thread = await InferenceThread.start<Handlers>(
+      new URL('../helpers/thread-handlers.ts', import.meta.url),
+      { shape },
+    );
+    try {
+      const died = await thread.call('exit', []).catch((e: unknown) => e);
+      expect(died).toBeInstanceOf(ThreadDiedError);
+      expect(died).toMatchObject({ code: 'UNAVAILABLE', threadDied: true });
+      const after = await thread.call('reject', []).catch((e: unknown) => e);
+      expect(after).toBe(died);
+      // An error from a live thread is not a death, whatever its message says.
+      expect(new CacheBlendError('UNAVAILABLE', 'inference thread exited (code 1)')).not.toHaveProperty(
+        'threadDied',
+      );
     } finally {
       await thread.terminate();
     }

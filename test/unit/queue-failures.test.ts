@@ -1,11 +1,11 @@
 /**
  * How a job's error becomes BullMQ's failure (core/queue/worker.ts failureFor): the codes the input caused
- * (PERMANENT_FAILURES) fail for good at once, everything else is retried; the message starts with the code.
+ * (PERMANENT_FAILURES) fail for good at once, everything else is retried; the message is the error's data.
  */
 import { UnrecoverableError } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { CacheBlendError, StorageError, UnavailableError, type ErrorCode } from '../../core/errors.js';
-import { PERMANENT_FAILURES } from '../../core/queue/contracts.js';
+import { PERMANENT_FAILURES, decodeFailure } from '../../core/queue/contracts.js';
 import { failureFor } from '../../core/queue/worker.js';
 
 describe('failureFor', () => {
@@ -14,7 +14,7 @@ describe('failureFor', () => {
     for (const code of PERMANENT_FAILURES) {
       const f = failureFor(new CacheBlendError(code as ErrorCode, 'bad input'));
       expect(f, code).toBeInstanceOf(UnrecoverableError);
-      expect(f.message).toBe(`${code}: bad input`);
+      expect(decodeFailure(f.message)).toEqual({ code, message: 'bad input' });
     }
     const given = new UnrecoverableError('KV_MISMATCH: another model');
     expect(failureFor(given)).toBe(given);
@@ -24,7 +24,8 @@ describe('failureFor', () => {
     for (const err of [new StorageError('denied'), new UnavailableError('down'), new Error('boom')]) {
       const f = failureFor(err);
       expect(f).not.toBeInstanceOf(UnrecoverableError);
-      expect(f.message).toMatch(/^(STORAGE|UNAVAILABLE|INTERNAL): /);
+      expect(['STORAGE', 'UNAVAILABLE', 'INTERNAL']).toContain(decodeFailure(f.message).code);
+      expect(decodeFailure(f.message).message).toBe(err.message);
     }
   });
 });
