@@ -259,7 +259,7 @@ export class DeviceRunner {
    * Prefill several sequences in one batch and bring their K/V back to the host (the precompute path).
    * Returns, per sequence, per layer, its rows [len, kvHeads, headDim] (views of one array per layer), in
    * the device's precision: a float16 device's caches come back as their fp16 bits, half the bytes of
-   * fp32 through the slowest step of the path (the GPU-to-host copy: about 0.9 GB/s measured on an H100).
+   * fp32 through the slowest step of the path, the GPU-to-host copy.
    */
   async prefillBatch(seqs: readonly (readonly number[])[]): Promise<HostRows[]> {
     if (seqs.length === 0) return [];

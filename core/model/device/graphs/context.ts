@@ -100,8 +100,8 @@ export function finish(c: Ctx, hostOutputs: readonly string[]): DeviceGraph {
 /**
  * The small integer inputs of a stack, in the order they are packed into its one int32 input `ints`
  * (sizes in `int_sizes`, int64 on the host). Every host tensor a GPU kernel reads costs onnxruntime's
- * WebGPU provider a staging buffer and a queue submission (about a millisecond measured on an H100), so
- * a run uploads one packed tensor instead of one per index list.
+ * WebGPU provider a staging buffer and a queue submission (docs/gpu.md), so a run uploads one packed
+ * tensor instead of one per index list.
  */
 export function intSegments(o: StackGraphOptions): string[] {
   const segs: string[] = [o.input === 'ids' ? 'ids' : 'rows'];
