@@ -34,7 +34,8 @@ export interface QueryInput {
    * False leaves the prompt as it is (the OpenAI routes, unless `cacheblend.retrieve` asks).
    */
   searchCorpus: boolean;
-  topK?: number;
+  /** Retrieval's top-k: the most chunks put into the prompt (the request's `topK`). */
+  retrievalTopK?: number;
   order: ChunkOrder;
   /** Absent: the cost plan may run blend in full (a given mode is pinned). */
   mode?: BlendMode;
@@ -87,7 +88,7 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     documents: q.documents,
     budget,
     maxChunks: deps.config.maxQueryChunks,
-    topK: q.topK,
+    retrievalTopK: q.retrievalTopK,
     order: q.order,
     readyWaitMs: deps.config.queryTimeoutMs,
     fingerprint: model.fingerprint,

@@ -112,7 +112,7 @@ function queryInput(deps: ApiDeps, kind: Kind, body: OpenAiBody): QueryInput {
     chunks: body.chunks,
     // A plain OpenAI prompt is answered as it is: retrieval only when the request asks for it.
     searchCorpus: ext.retrieve === true,
-    topK: ext.topK,
+    retrievalTopK: ext.topK,
     order: ext.order ?? 'document',
     mode: ext.mode,
     ratio: ext.ratio,

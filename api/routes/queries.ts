@@ -34,6 +34,7 @@ export function queriesRouter(deps: ApiDeps): Router {
     const async = req.query.async === '1' || req.query.async === 'true';
     const data = await planQuery(deps, {
       ...body,
+      retrievalTopK: body.topK,
       searchCorpus: true,
       tenant: tenantOf(res),
       stop: stopList(body.stop),

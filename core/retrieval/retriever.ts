@@ -22,7 +22,8 @@ export interface RetrieveRequest {
   budget: number;
   /** Most chunks the named documents may hold in all (MAX_QUERY_CHUNKS): more is a 413 before any is read. */
   maxChunks: number;
-  topK?: number;
+  /** The most chunks put into the prompt (the request's `topK`). */
+  retrievalTopK?: number;
   order: ChunkOrder;
   /** How long to wait for the index's first build. */
   readyWaitMs: number;

@@ -27,13 +27,13 @@ export interface Selection {
 export function selectChunks(
   candidates: readonly Candidate[],
   budget: number,
-  opts: { topK?: number; order: ChunkOrder },
+  opts: { retrievalTopK?: number; order: ChunkOrder },
 ): Selection {
   const ranked = [...candidates].sort((a, b) => b.score - a.score || a.order - b.order);
   const used: Candidate[] = [];
   let room = budget;
   for (const c of ranked) {
-    if (opts.topK !== undefined && used.length >= opts.topK) break;
+    if (opts.retrievalTopK !== undefined && used.length >= opts.retrievalTopK) break;
     if (c.tokens > room) continue;
     used.push(c);
     room -= c.tokens;

@@ -91,7 +91,9 @@ describe('selectChunks', () => {
 
   it('caps the count at topK and uses everything when all fits', () => {
     const cands = [c(0, 5, 0), c(1, 5, 2), c(2, 5, 1)];
-    expect(selectChunks(cands, 100, { order: 'document', topK: 2 }).used.map((u) => u.index)).toEqual([1, 2]);
+    expect(
+      selectChunks(cands, 100, { order: 'document', retrievalTopK: 2 }).used.map((u) => u.index),
+    ).toEqual([1, 2]);
     expect(selectChunks(cands, 100, { order: 'document' })).toEqual({ used: cands, leftOut: 0 });
   });
 });
