@@ -3,11 +3,18 @@
  * built as tokens arrive. The CLI (`cacheblend generate`) and the blend worker both answer through it, so
  * the same chunks, question, mode and ratio give the same answer in both.
  */
-import { blendPrefill, type BlendOptions, type BlendPrefill } from '../blend/index.js';
+import { blendPrefill, type BlendOptions, type BlendPrefill, type ChunkKvSource } from '../blend/index.js';
+import { layoutPrompt } from '../blend/steps.js';
 import { releaseCache, type Engine } from '../model/engine.js';
 import { decode, type FinishReason, type SamplingOptions, type TokenLogprob } from '../model/generate.js';
 import { AnswerText } from './answer-text.js';
-import { promptIds, type PromptParts } from './prompt-parts.js';
+
+/** What a prompt is built from: the template prefix's cache, the chunks' caches, the suffix's ids. */
+export interface PromptParts {
+  prefix: ChunkKvSource | null;
+  chunks: readonly ChunkKvSource[];
+  suffixIds: readonly number[];
+}
 
 export interface DecodeOptions extends SamplingOptions {
   /** Stop when the answer's text holds one of these; the answer ends before it. */
@@ -50,7 +57,7 @@ export async function blendAndDecode(
   );
   const answer = new AnswerText(
     engine.model.tokenizer,
-    promptIds(engine.config.bosTokenId, parts),
+    layoutPrompt(engine.config.bosTokenId, parts.chunks, parts.suffixIds, parts.prefix).promptIds,
     sampling.stop?.filter((s) => s !== '') ?? [],
   );
   try {

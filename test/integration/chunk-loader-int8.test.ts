@@ -19,7 +19,7 @@ import {
 import type { Engine } from '../../core/model/engine.js';
 import type { BlendJobData } from '../../core/queue/contracts.js';
 import { FileObjectStore } from '../../core/storage/index.js';
-import { STORIES_DIR, storiesEngine, STORY_SETS } from '../helpers/models.js';
+import { plannedPrompt, STORIES_DIR, storiesEngine, STORY_SETS } from '../helpers/models.js';
 import { testEngineInit } from '../helpers/service.js';
 
 /**
@@ -85,10 +85,13 @@ afterAll(async () => {
 
 const job = (): BlendJobData => ({
   question: SET.question,
-  chunks: SET.chunks.map((c, i) => ({
-    key: objects.int8[i].key,
-    tokenIds: engine.model.tokenizer.encode(c),
-  })),
+  prompt: plannedPrompt(engine.model.tokenizer, engine.model.fingerprint, {
+    question: SET.question,
+    chunks: SET.chunks.map((c, i) => ({
+      key: objects.int8[i].key,
+      tokenIds: engine.model.tokenizer.encode(c),
+    })),
+  }),
   documents: ['d'],
   fingerprint: engine.model.fingerprint,
   mode: 'blend',
