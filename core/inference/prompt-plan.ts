@@ -5,7 +5,7 @@
  * same way; the blend worker only validates it (`checkPlannedPrompt`). The prompt it makes is laid out by
  * core/blend/steps.ts `layoutPrompt`: BOS, the prefix, the chunks, the suffix.
  */
-import { invalidField, KvMismatchError } from '../errors.js';
+import { KvMismatchError, invalidField } from '../errors.js';
 import { chunkKey } from '../kv/format.js';
 import { frameIds, type PromptSpec } from '../model/template.js';
 import type { Tokenizer } from '../model/types.js';

@@ -112,7 +112,7 @@ describe.skipIf(noWebGpu)(
         const sets: Input[] = [];
         beforeAll(async () => {
           cpu = await Engine.create(model, { threads: 1 });
-          gpu = await Engine.create(model, { executionProvider: 'webgpu' });
+          gpu = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float32' });
           for (const ids of inputs(model)) {
             const chunks = ids.slice(0, -1);
             const sources = (await Promise.all(chunks.map((c) => precomputeChunk(cpu, c)))).map(memorySource);
