@@ -54,7 +54,7 @@ export const CONFIG_HELP: Readonly<Record<string, { default: string; help: strin
   DEVICE_DTYPE: { default: 'float16', help: 'webgpu compute precision: float16, float32 (docs/gpu.md)' },
   WEIGHTS: {
     default: 'auto',
-    help: "linear layers' weights: fp32, fp16, q4 (4-bit); auto: fp32 on the CPU, DEVICE_DTYPE's on the GPU (docs/model-scale.md)",
+    help: "linear layers' weights: fp32, fp16, q4 (4-bit), q8 (8-bit); auto: fp32 on the CPU, DEVICE_DTYPE's on the GPU (docs/model-scale.md)",
   },
   DEVICE_DECODE_BURST: {
     default: '8',

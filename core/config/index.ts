@@ -30,7 +30,7 @@
  * | LRU_BYTES               | 268435456 (256 MiB)                       | plain integer bytes                     |
  * | GPU_TIER_BYTES          | auto (the card's free memory, less a reserve) | chunk caches kept in GPU memory (webgpu) |
  * | DEVICE_DTYPE            | float16                                   | float16, float32 (webgpu compute)       |
- * | WEIGHTS                 | auto                                      | auto, fp32, fp16, q4 (linear layers)    |
+ * | WEIGHTS                 | auto                                      | auto, fp32, fp16, q4, q8 (linear layers) |
  * | DEVICE_DECODE_BURST     | 8                                         | greedy tokens per device run (1: off)   |
  * | DISK_CACHE_DIR          | <DATA_DIR>/disk-cache                     |                                         |
  * | CHUNK_TOKEN_BUDGET      | 256                                       |                                         |
@@ -159,7 +159,7 @@ const EnvSchema = z.object({
     .union([z.literal('auto'), integer(0, MAX)], { error: `must be auto or an integer between 0 and ${MAX}` })
     .default('auto'),
   DEVICE_DTYPE: oneOf(['float16', 'float32'], 'float16'),
-  WEIGHTS: oneOf(['auto', 'fp32', 'fp16', 'q4'], 'auto'),
+  WEIGHTS: oneOf(['auto', 'fp32', 'fp16', 'q4', 'q8'], 'auto'),
   DEVICE_DECODE_BURST: int(1, 64, 8),
   DISK_CACHE_DIR: z.string().optional(),
   CHUNK_TOKEN_BUDGET: int(1, 1_000_000, 256),

@@ -1,5 +1,5 @@
 import type { WeightFormat } from '../weights/format.js';
-import { Q4_BLOCK, q4Blocks, quantizeQ4Rows, type Q4Matrix } from '../weights/quantize.js';
+import { blockBytes, Q4_BLOCK, q4Blocks, quantizeRows, type QMatrix } from '../weights/quantize.js';
 import { float16Bits, type Weight } from '../weights/weight.js';
 import type { DataType, GraphBuilder } from './builder.js';
 
@@ -50,7 +50,7 @@ export interface LinearOptions {
   format: WeightFormat;
   /** The precision x arrives in and the result leaves in. */
   xType: 'float' | 'float16';
-  /** MatMulNBits' accuracy_level for q4 (4: int8 products on the CPU; 0: the input's precision). */
+  /** MatMulNBits' accuracy_level for q4 and q8 (4: int8 products on the CPU; 0: the input's precision). */
   accuracyLevel?: number;
 }
 
@@ -73,7 +73,7 @@ function stackedRows(m: LinearParts, type: 'float' | 'float16'): Float32Array | 
 /**
  * x [..., in] times the stacked matrices' transpose: [..., sum(out_k)]. fp32 and fp16 weights are stored
  * transposed for MatMul ([in, out]; fp16 weights with x cast to fp16 around the product when x is fp32);
- * q4 weights as MatMulNBits wants them, by output row, with scales in x's precision.
+ * q4 and q8 weights as MatMulNBits wants them, by output row, with scales in x's precision.
  */
 export function linear(
   g: GraphBuilder,
@@ -85,7 +85,7 @@ export function linear(
 ): string {
   const N = m.parts.reduce((n, p) => n + p.out, 0);
   const K = m.inputs;
-  if (o.format === 'q4') return q4Linear(g, sink, x, name, m, o, N);
+  if (o.format === 'q4' || o.format === 'q8') return quantizedLinear(g, sink, x, name, m, o, N);
   const wType = o.format === 'fp16' ? 'float16' : 'float';
   const pieces = Math.ceil((N * K * (wType === 'float' ? 4 : 2)) / MAX_TENSOR_BYTES);
   if (pieces > 1 && m.parts.length === 1) return splitLinear(g, sink, x, name, m, o, pieces);
@@ -124,7 +124,7 @@ function splitLinear(
   return g.o('Concat', outs, { axis: -1 });
 }
 
-function q4Linear(
+function quantizedLinear(
   g: GraphBuilder,
   sink: WeightSink,
   x: string,
@@ -134,24 +134,28 @@ function q4Linear(
   N: number,
 ): string {
   const K = m.inputs;
+  const bits = o.format === 'q8' ? 8 : 4;
   // Codes and scales come from one quantization, kept only until both have been taken.
-  let q: Q4Matrix | null = null;
+  let q: QMatrix | null = null;
   let taken = 0;
   const take =
     <P extends 'packed' | 'scales'>(part: P) =>
     () => {
-      q ??= quantizeQ4Rows(
+      q ??= quantizeRows(
         m.parts.map((p) => p.w),
         K,
         o.xType,
+        bits,
       );
       const v = q[part];
       if (++taken === 2) q = null;
       return v;
     };
   const nb = q4Blocks(K);
-  const b = sink(`${name}.q4`, 'uint8', [N, nb, Q4_BLOCK / 2], take('packed'));
-  const s = sink(`${name}.q4_scales`, o.xType, [N * nb], take('scales'));
-  const attrs = { K, N, bits: 4, block_size: Q4_BLOCK, accuracy_level: o.accuracyLevel ?? 0 };
+  // q4's names are kept as they were; q8's differ, so a device's weights never mix the two.
+  const tag = bits === 8 ? 'q8' : 'q4';
+  const b = sink(`${name}.${tag}`, 'uint8', [N, nb, blockBytes(bits)], take('packed'));
+  const s = sink(`${name}.${tag}_scales`, o.xType, [N * nb], take('scales'));
+  const attrs = { K, N, bits, block_size: Q4_BLOCK, accuracy_level: o.accuracyLevel ?? 0 };
   return g.op('MatMulNBits', [x, b, s], attrs, 1, 'com.microsoft')[0];
 }
