@@ -35,6 +35,10 @@ export const CONFIG_HELP: Readonly<Record<string, { default: string; help: strin
     default: 'false',
     help: 'true/1: download a MODEL found nowhere from the Hub',
   },
+  CACHEBLEND_WEIGHT_CACHE: {
+    default: '<checkpoint>/.cacheblend',
+    help: 'where a checkpoint of 256 MiB or more keeps its fingerprint and quantized weights between starts (read-only checkpoints: ~/.cache/cacheblend/weights); off',
+  },
   HF_ENDPOINT: { default: 'https://huggingface.co', help: 'Hub base URL (a mirror)' },
   HF_TOKEN: { default: '(none)', help: 'Hub token for gated repositories (never logged)' },
   EXECUTION_PROVIDER: { default: 'cpu', help: 'cpu, webgpu, cuda' },

@@ -22,6 +22,7 @@
  * | HF_HUB_CACHE            | <HF_HOME>/hub                             | as huggingface_hub reads it             |
  * | HF_HOME                 | ~/.cache/huggingface                      |                                         |
  * | CACHEBLEND_ALLOW_DOWNLOAD | false                                   | true/1: fetch unknown names from the Hub |
+ * | CACHEBLEND_WEIGHT_CACHE | <checkpoint>/.cacheblend, else ~/.cache   | load cache root, or off                 |
  * | HF_ENDPOINT             | https://huggingface.co                    | Hub base URL                            |
  * | HF_TOKEN                | (none)                                    | Hub token for gated repos (secret)      |
  * | EXECUTION_PROVIDER      | cpu                                       | cpu, webgpu, cuda                       |
@@ -147,6 +148,7 @@ const EnvSchema = z.object({
   CACHEBLEND_MODEL_PATH: z.string().optional(),
   CACHEBLEND_MODEL_CACHE: z.string().optional(),
   CACHEBLEND_ALLOW_DOWNLOAD: bool(false),
+  CACHEBLEND_WEIGHT_CACHE: z.string().optional(),
   HF_ENDPOINT: urlWithProtocols(['http:', 'https:'], 'http(s)').default('https://huggingface.co'),
   HF_TOKEN: z.string().optional(),
   HF_HOME: z.string().optional(),
@@ -353,6 +355,9 @@ function modelSourceSettings(e: Env, cwd: string, dataDir: string): ModelSourceS
     allowDownload: e.CACHEBLEND_ALLOW_DOWNLOAD,
     endpoint: e.HF_ENDPOINT.replace(/\/+$/, ''),
     ...(e.HF_TOKEN !== undefined && { token: e.HF_TOKEN }),
+    ...(e.CACHEBLEND_WEIGHT_CACHE && {
+      weightCache: e.CACHEBLEND_WEIGHT_CACHE === 'off' ? 'off' : path.resolve(cwd, e.CACHEBLEND_WEIGHT_CACHE),
+    }),
   });
 }
 

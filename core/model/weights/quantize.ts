@@ -145,19 +145,41 @@ export function dequantize(q: QMatrix): Float32Array {
 /** The 4-bit case of dequantize. */
 export const dequantizeQ4 = dequantize;
 
-/** Several matrices with the same columns stacked by rows, quantized part by part (rows are independent). */
+/**
+ * Several matrices with the same columns stacked by rows, quantized part by part (rows are independent).
+ * Checkpoint weights are looked up in their load cache first, and stored there once quantized.
+ */
 export function quantizeRows(
   parts: readonly Weight[],
   cols: number,
   scaleType: 'float' | 'float16',
   bits: QuantBits = 4,
 ): QMatrix {
-  const quantized = parts.map((w) => {
+  for (const w of parts) {
     if (w.shape[1] !== cols)
       throw new Error(`quantizeRows: a part of shape [${w.shape.join(', ')}], not ${cols} columns`);
-    return quantizeParallel(w, scaleType, bits);
-  });
+  }
   const rows = parts.reduce((n, w) => n + w.shape[0], 0);
+  const nb = q4Blocks(cols);
+  const store = parts[0].cache?.store;
+  const what =
+    store && parts.every((w) => w.cache?.store === store)
+      ? { kind: 'blockwise', bits, block: Q4_BLOCK, scaleType, parts: parts.map((w) => w.cache!.id) }
+      : null;
+  const hit = what && store!.get(what, rows * nb * blockBytes(bits), { type: scaleType, count: rows * nb });
+  if (hit) return { rows, cols, block: Q4_BLOCK, bits, ...hit };
+  const q = stackQuantized(parts, rows, scaleType, bits);
+  if (what) store!.put(what, q);
+  return q;
+}
+
+function stackQuantized(
+  parts: readonly Weight[],
+  rows: number,
+  scaleType: 'float' | 'float16',
+  bits: QuantBits,
+): QMatrix {
+  const quantized = parts.map((w) => quantizeParallel(w, scaleType, bits));
   const packed = new Uint8Array(quantized.reduce((n, q) => n + q.packed.length, 0));
   const scales =
     scaleType === 'float16'
@@ -171,5 +193,5 @@ export function quantizeRows(
     p += q.packed.length;
     s += q.scales.length;
   }
-  return { rows, cols, block: Q4_BLOCK, bits, packed, scales };
+  return { rows, cols: parts[0].shape[1], block: Q4_BLOCK, bits, packed, scales };
 }

@@ -1,0 +1,225 @@
+/**
+ * What a checkpoint's load computes, kept on disk for the next start: the model fingerprint (a sha256 over
+ * every weight: tens of seconds at 8B) cached by the identity of the checkpoint's files, and the quantized
+ * matrices (q4, q8: minutes of quantization) cached by the fingerprint, the format and this code's version.
+ *
+ * Where: `<checkpoint>/.cacheblend/`, or — where that folder cannot be written (a read-only checkpoint) —
+ * a folder of the user's cache (`$XDG_CACHE_HOME` or `~/.cache`, `/cacheblend/weights/<checkpoint id>`);
+ * `CACHEBLEND_WEIGHT_CACHE` names another root, or `off`. Every file is checked before it is served (its
+ * key, sizes and a CRC32 of all its bytes): a truncated, corrupt or mismatched file is a miss, recomputed and
+ * rewritten. Entries live under the fingerprint, so one model's conversions are never read for another.
+ */
+import { createHash } from 'node:crypto';
+import {
+  accessSync,
+  constants,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { crc32 } from 'node:zlib';
+
+/** Bump when a cached conversion's bytes would change (quantizer, layout, header). */
+export const LOAD_CACHE_VERSION = 1;
+
+const MAGIC = 'CBWC';
+const FINGERPRINT_FILE = 'fingerprint.json';
+
+/** The cache's root folder setting: a folder, `off`, or undefined for the default (beside the checkpoint). */
+export type LoadCacheSetting = string | undefined;
+
+/**
+ * Checkpoints smaller than this are not cached by default: hashing and quantizing them takes about as long
+ * as reading a cache, and small model folders (fixtures, the bundled models) stay as they are.
+ */
+export const LOAD_CACHE_MIN_BYTES = 256 * 2 ** 20;
+
+/** A file's identity as the file system reports it: what a rewrite would change. */
+interface FileIdentity {
+  path: string;
+  size: number;
+  mtimeNs: string;
+  ino: number;
+}
+
+function identify(file: string): FileIdentity {
+  const s = statSync(file, { bigint: true });
+  return { path: file, size: Number(s.size), mtimeNs: s.mtimeNs.toString(), ino: Number(s.ino) };
+}
+
+/** A folder this process can create and write to, or false. */
+function writable(dir: string): boolean {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The user's cache folder (XDG), where a read-only checkpoint's conversions go. */
+export function userCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'cacheblend', 'weights');
+}
+
+/** Write a file whole or not at all (a crash or a second process never leaves half a file under its name). */
+function writeAtomic(file: string, data: Uint8Array | string): void {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, file);
+  } catch {
+    rmSync(tmp, { force: true });
+  }
+}
+
+export interface CachedMatrix {
+  packed: Uint8Array;
+  scales: Float32Array | Uint16Array;
+}
+
+/** Counts of what the cache served and wrote during this process (benchmarks and tests read them). */
+export const loadCacheStats = { fingerprintHits: 0, matrixHits: 0, matrixWrites: 0, rejected: 0 };
+
+/**
+ * One checkpoint's cache folder. The fingerprint is looked up first (`fingerprint`); conversions are served
+ * only once it is known (`bind`), under it.
+ */
+export class LoadCache {
+  private entries: string | null = null;
+
+  private constructor(
+    readonly dir: string,
+    private readonly files: readonly FileIdentity[],
+  ) {}
+
+  /**
+   * The cache of the checkpoint in `root` made of `files`, or null where the setting is `off`, the
+   * checkpoint is smaller than `minBytes` or no folder can be written (loading then computes everything).
+   */
+  static open(
+    root: string,
+    files: readonly string[],
+    setting?: LoadCacheSetting,
+    minBytes = LOAD_CACHE_MIN_BYTES,
+  ): LoadCache | null {
+    if (setting === 'off') return null;
+    const identities = files.map(identify);
+    if (identities.reduce((n, f) => n + f.size, 0) < minBytes) return null;
+    const id = createHash('sha256').update(path.resolve(root)).digest('hex').slice(0, 16);
+    const candidates = setting
+      ? [path.join(path.resolve(setting), id)]
+      : [path.join(root, '.cacheblend'), path.join(userCacheDir(), id)];
+    const dir = candidates.find(writable);
+    if (!dir) return null;
+    return new LoadCache(dir, identities);
+  }
+
+  /**
+   * The model's fingerprint: the cached one while the checkpoint's files (path, size, mtime, inode) and
+   * the config are those it was computed for, else `compute()`'s, then cached.
+   */
+  fingerprint(configJson: string, compute: () => string): string {
+    const config = createHash('sha256').update(configJson).digest('hex');
+    const want = JSON.stringify({ v: LOAD_CACHE_VERSION, config, files: this.files });
+    const file = path.join(this.dir, FINGERPRINT_FILE);
+    const check = (fp: string) => createHash('sha256').update(`${want}\n${fp}`).digest('hex');
+    try {
+      const got = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      const fp = got.fingerprint;
+      if (got.key === want && typeof fp === 'string' && got.check === check(fp)) {
+        loadCacheStats.fingerprintHits++;
+        return fp;
+      }
+    } catch {
+      // missing or unreadable: computed below
+    }
+    const fingerprint = compute();
+    writeAtomic(file, JSON.stringify({ key: want, fingerprint, check: check(fingerprint) }));
+    return fingerprint;
+  }
+
+  /**
+   * Serve and store conversions of the model with this fingerprint; conversions cached for an earlier
+   * content of the checkpoint (another fingerprint) are deleted.
+   */
+  bind(fingerprint: string): void {
+    const name = fingerprint.slice(0, 32);
+    this.entries = path.join(this.dir, name);
+    try {
+      for (const d of readdirSync(this.dir, { withFileTypes: true }))
+        if (d.isDirectory() && d.name !== name)
+          rmSync(path.join(this.dir, d.name), { recursive: true, force: true });
+    } catch {
+      // another process may be pruning too
+    }
+  }
+
+  /** The entry key of a conversion: the fingerprint's folder, the parts it was made of and how. */
+  private key(what: object): string {
+    return createHash('sha256')
+      .update(JSON.stringify({ v: LOAD_CACHE_VERSION, what }))
+      .digest('hex');
+  }
+
+  /**
+   * A cached matrix of the given sizes, or null (nothing bound, no entry, or an entry that fails any
+   * check: it is then overwritten by the caller's `put`).
+   */
+  get(
+    what: object,
+    packedBytes: number,
+    scales: { type: 'float' | 'float16'; count: number },
+  ): CachedMatrix | null {
+    if (!this.entries) return null;
+    const key = this.key(what);
+    let buf: Buffer;
+    try {
+      buf = readFileSync(path.join(this.entries, `${key}.bin`));
+    } catch {
+      return null;
+    }
+    const scaleBytes = scales.count * (scales.type === 'float16' ? 2 : 4);
+    const head = 4 + 32 + 8 + 8;
+    const ok =
+      buf.length === head + packedBytes + scaleBytes + 4 &&
+      buf.toString('latin1', 0, 4) === MAGIC &&
+      buf.subarray(4, 36).equals(Buffer.from(key, 'hex')) &&
+      Number(buf.readBigUInt64LE(36)) === packedBytes &&
+      Number(buf.readBigUInt64LE(44)) === scaleBytes &&
+      crc32(buf.subarray(0, buf.length - 4)) === buf.readUInt32LE(buf.length - 4);
+    if (!ok) {
+      loadCacheStats.rejected++;
+      return null;
+    }
+    loadCacheStats.matrixHits++;
+    // Copied into aligned arrays of their own: onnxruntime keeps them, not the file's buffer.
+    const packed = new Uint8Array(buf.subarray(head, head + packedBytes));
+    const s = new Uint8Array(buf.subarray(head + packedBytes, head + packedBytes + scaleBytes)).buffer;
+    return { packed, scales: scales.type === 'float16' ? new Uint16Array(s) : new Float32Array(s) };
+  }
+
+  /** Store a matrix under `what` (best effort: a full or read-only disk only means no cache). */
+  put(what: object, m: CachedMatrix): void {
+    if (!this.entries || !writable(this.entries)) return;
+    const key = this.key(what);
+    const scales = new Uint8Array(m.scales.buffer, m.scales.byteOffset, m.scales.byteLength);
+    const head = Buffer.alloc(52);
+    head.write(MAGIC, 0, 'latin1');
+    Buffer.from(key, 'hex').copy(head, 4);
+    head.writeBigUInt64LE(BigInt(m.packed.byteLength), 36);
+    head.writeBigUInt64LE(BigInt(scales.byteLength), 44);
+    const body = Buffer.concat([head, m.packed, scales]);
+    const tail = Buffer.alloc(4);
+    tail.writeUInt32LE(crc32(body));
+    writeAtomic(path.join(this.entries, `${key}.bin`), Buffer.concat([body, tail]));
+    loadCacheStats.matrixWrites++;
+  }
+}
