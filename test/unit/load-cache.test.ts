@@ -13,31 +13,38 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config/index.js';
-import { Engine } from '../../core/model/engine.js';
+import { Engine, type EngineOptions } from '../../core/model/engine.js';
 import { loadHfModel, type HfLoadOptions } from '../../core/model/loaders/hf.js';
 import { fingerprintModel } from '../../core/model/fingerprint.js';
 import { loadCacheStats } from '../../core/model/weights/load-cache.js';
 import type { WeightFormat } from '../../core/model/weights/format.js';
+import { HF_FIXTURES_DIR } from '../helpers/hf-fixtures.js';
 import { CBQA_DIR } from '../helpers/models.js';
+import { noWebGpu } from '../helpers/webgpu.js';
 
 const PROMPT = [1, 40, 41, 42, 43, 44, 45];
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'load-cache-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** A copy of cbqa-3M in a folder of its own (the checkpoint the cache sits beside). */
-function copyOfCbqa(name: string): string {
+/** A copy of cbqa-3M (or another model folder) in a folder of its own (the checkpoint the cache sits beside). */
+function copyOfCbqa(name: string, from = CBQA_DIR): string {
   const dir = path.join(tmp, name);
   mkdirSync(dir, { recursive: true });
-  for (const f of readdirSync(CBQA_DIR))
-    if (f !== '.cacheblend') copyFileSync(path.join(CBQA_DIR, f), path.join(dir, f));
+  for (const f of readdirSync(from))
+    if (f !== '.cacheblend') copyFileSync(path.join(from, f), path.join(dir, f));
   return dir;
 }
 
 /** Load, build an engine, and return the first logits, the fingerprint and what the cache did meanwhile. */
-async function run(dir: string, weights: WeightFormat, opts: HfLoadOptions = {}) {
+async function run(
+  dir: string,
+  weights: WeightFormat,
+  opts: HfLoadOptions = {},
+  engineOpts: EngineOptions = {},
+) {
   const before = { ...loadCacheStats };
   const model = await loadHfModel(dir, { weightCacheMinBytes: 0, ...opts });
-  const engine = await Engine.create(model, { threads: 1, weights });
+  const engine = await Engine.create(model, { threads: 1, weights, ...engineOpts });
   const logits = await engine.forward(engine.newSequenceCache(PROMPT.length), PROMPT);
   await engine.dispose();
   const delta = Object.fromEntries(
@@ -79,6 +86,31 @@ describe('load cache: fingerprint and quantized weights kept beside the checkpoi
     expect(Array.from(off.logits)).toEqual(Array.from(first.logits));
     expect((await run(dir, 'q4')).delta).toMatchObject({ matrixHits: 0, matrixWrites: MATRICES });
   });
+
+  it('bf16 weights converted to fp16 are kept too; fp16 checkpoints are read as stored', async () => {
+    const dir = copyOfCbqa('bf16', path.join(HF_FIXTURES_DIR, 'llama-bf16'));
+    const first = await run(dir, 'fp16');
+    expect(first.delta.matrixWrites).toBeGreaterThan(0);
+    const second = await run(dir, 'fp16');
+    expect(second.delta).toMatchObject({ matrixHits: first.delta.matrixWrites, matrixWrites: 0 });
+    expect(Array.from(second.logits)).toEqual(Array.from(first.logits));
+    expect((await run(copyOfCbqa('f16'), 'fp16')).delta).toMatchObject({ matrixHits: 0, matrixWrites: 0 });
+  });
+
+  it.skipIf(noWebGpu)(
+    'the device engine (WebGPU) reads them back too: fp16 scales, the same logits',
+    async () => {
+      const dir = copyOfCbqa('device');
+      const gpu: EngineOptions = { executionProvider: 'webgpu', deviceDtype: 'float16' };
+      const first = await run(dir, 'q8', {}, gpu);
+      expect(first.delta.matrixWrites).toBe(MATRICES);
+      const second = await run(dir, 'q8', {}, gpu);
+      expect(second.delta).toMatchObject({ fingerprintHits: 1, matrixHits: MATRICES, matrixWrites: 0 });
+      expect(Array.from(second.logits)).toEqual(Array.from(first.logits));
+      // The CPU engine's fp32 scales are another conversion: not served to it.
+      expect((await run(dir, 'q8')).delta).toMatchObject({ matrixHits: 0, matrixWrites: MATRICES });
+    },
+  );
 
   it('a truncated or corrupted entry is never served: recomputed, rewritten, the same logits', async () => {
     const dir = copyOfCbqa('corrupt');

@@ -54,8 +54,27 @@ export interface LinearOptions {
   accuracyLevel?: number;
 }
 
-/** The parts' rows stacked: [sum(out_k), in], fp32 or fp16 bits. */
+/**
+ * The parts' rows stacked: [sum(out_k), in], fp32 or fp16 bits. bf16 checkpoint weights converted to fp16
+ * are kept in their load cache (the conversion is a table lookup a weight on one thread); fp32 and fp16
+ * checkpoints are read as stored.
+ */
 function stackedRows(m: LinearParts, type: 'float' | 'float16'): Float32Array | Uint16Array {
+  const ws = m.parts.map((p) => p.w);
+  const store = ws[0].cache?.store;
+  const keep =
+    type === 'float16' &&
+    ws.some((w) => w.dtype === 'bfloat16') &&
+    ws.every((w) => store && w.cache?.store === store);
+  const what = keep ? { kind: 'float16', parts: ws.map((w) => w.cache!.id) } : null;
+  const hit = what && store!.get(what, [ws.reduce((n, w) => n + w.size, 0) * 2]);
+  if (hit) return new Uint16Array(hit[0].buffer);
+  const rows = stackRows(m, type);
+  if (what) store!.put(what, [rows]);
+  return rows;
+}
+
+function stackRows(m: LinearParts, type: 'float' | 'float16'): Float32Array | Uint16Array {
   const rows = m.parts.map((p) => (type === 'float' ? p.w.f32() : float16Bits(p.w)));
   if (rows.length === 1) return rows[0];
   const out =

@@ -1,7 +1,8 @@
 /**
  * What a checkpoint's load computes, kept on disk for the next start: the model fingerprint (a sha256 over
- * every weight: tens of seconds at 8B) cached by the identity of the checkpoint's files, and the quantized
- * matrices (q4, q8: minutes of quantization) cached by the fingerprint, the format and this code's version.
+ * every weight: tens of seconds at 8B) cached by the identity of the checkpoint's files, and the converted
+ * matrices (q4 and q8: minutes of quantization; fp16 from bf16: a table lookup a weight on one thread)
+ * cached by the fingerprint, the format and this code's version.
  *
  * Where: `<checkpoint>/.cacheblend/`, or — where that folder cannot be written (a read-only checkpoint) —
  * a folder of the user's cache (`$XDG_CACHE_HOME` or `~/.cache`, `/cacheblend/weights/<checkpoint id>`);
@@ -78,11 +79,6 @@ function writeAtomic(file: string, data: Uint8Array | string): void {
   } catch {
     rmSync(tmp, { force: true });
   }
-}
-
-export interface CachedMatrix {
-  packed: Uint8Array;
-  scales: Float32Array | Uint16Array;
 }
 
 /** Counts of what the cache served and wrote during this process (benchmarks and tests read them). */
@@ -170,14 +166,10 @@ export class LoadCache {
   }
 
   /**
-   * A cached matrix of the given sizes, or null (nothing bound, no entry, or an entry that fails any
-   * check: it is then overwritten by the caller's `put`).
+   * The cached byte segments of a conversion, of the given sizes, or null (nothing bound, no entry, or an
+   * entry that fails any check: the caller's `put` then overwrites it).
    */
-  get(
-    what: object,
-    packedBytes: number,
-    scales: { type: 'float' | 'float16'; count: number },
-  ): CachedMatrix | null {
+  get(what: object, sizes: readonly number[]): Uint8Array[] | null {
     if (!this.entries) return null;
     const key = this.key(what);
     let buf: Buffer;
@@ -186,37 +178,39 @@ export class LoadCache {
     } catch {
       return null;
     }
-    const scaleBytes = scales.count * (scales.type === 'float16' ? 2 : 4);
-    const head = 4 + 32 + 8 + 8;
+    const head = 4 + 32 + 4 + 8 * sizes.length;
     const ok =
-      buf.length === head + packedBytes + scaleBytes + 4 &&
+      buf.length === head + sizes.reduce((a, b) => a + b, 0) + 4 &&
       buf.toString('latin1', 0, 4) === MAGIC &&
       buf.subarray(4, 36).equals(Buffer.from(key, 'hex')) &&
-      Number(buf.readBigUInt64LE(36)) === packedBytes &&
-      Number(buf.readBigUInt64LE(44)) === scaleBytes &&
+      buf.readUInt32LE(36) === sizes.length &&
+      sizes.every((n, i) => Number(buf.readBigUInt64LE(40 + 8 * i)) === n) &&
       crc32(buf.subarray(0, buf.length - 4)) === buf.readUInt32LE(buf.length - 4);
     if (!ok) {
       loadCacheStats.rejected++;
       return null;
     }
     loadCacheStats.matrixHits++;
-    // Copied into aligned arrays of their own: onnxruntime keeps them, not the file's buffer.
-    const packed = new Uint8Array(buf.subarray(head, head + packedBytes));
-    const s = new Uint8Array(buf.subarray(head + packedBytes, head + packedBytes + scaleBytes)).buffer;
-    return { packed, scales: scales.type === 'float16' ? new Uint16Array(s) : new Float32Array(s) };
+    // Copied out into buffers of their own (aligned for any typed array; onnxruntime keeps them).
+    let at = head;
+    return sizes.map((n) => {
+      const out = new Uint8Array(n);
+      out.set(buf.subarray(at, (at += n)));
+      return out;
+    });
   }
 
-  /** Store a matrix under `what` (best effort: a full or read-only disk only means no cache). */
-  put(what: object, m: CachedMatrix): void {
+  /** Store a conversion's segments under `what` (best effort: a full or read-only disk means no cache). */
+  put(what: object, segments: readonly ArrayBufferView[]): void {
     if (!this.entries || !writable(this.entries)) return;
     const key = this.key(what);
-    const scales = new Uint8Array(m.scales.buffer, m.scales.byteOffset, m.scales.byteLength);
-    const head = Buffer.alloc(52);
+    const head = Buffer.alloc(4 + 32 + 4 + 8 * segments.length);
     head.write(MAGIC, 0, 'latin1');
     Buffer.from(key, 'hex').copy(head, 4);
-    head.writeBigUInt64LE(BigInt(m.packed.byteLength), 36);
-    head.writeBigUInt64LE(BigInt(scales.byteLength), 44);
-    const body = Buffer.concat([head, m.packed, scales]);
+    head.writeUInt32LE(segments.length, 36);
+    segments.forEach((v, i) => head.writeBigUInt64LE(BigInt(v.byteLength), 40 + 8 * i));
+    const parts = segments.map((v) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+    const body = Buffer.concat([head, ...parts]);
     const tail = Buffer.alloc(4);
     tail.writeUInt32LE(crc32(body));
     writeAtomic(path.join(this.entries, `${key}.bin`), Buffer.concat([body, tail]));

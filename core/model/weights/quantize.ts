@@ -166,10 +166,14 @@ export function quantizeRows(
     store && parts.every((w) => w.cache?.store === store)
       ? { kind: 'blockwise', bits, block: Q4_BLOCK, scaleType, parts: parts.map((w) => w.cache!.id) }
       : null;
-  const hit = what && store!.get(what, rows * nb * blockBytes(bits), { type: scaleType, count: rows * nb });
-  if (hit) return { rows, cols, block: Q4_BLOCK, bits, ...hit };
+  const scaleBytes = scaleType === 'float16' ? 2 : 4;
+  const hit = what && store!.get(what, [rows * nb * blockBytes(bits), rows * nb * scaleBytes]);
+  if (hit) {
+    const scales = scaleType === 'float16' ? new Uint16Array(hit[1].buffer) : new Float32Array(hit[1].buffer);
+    return { rows, cols, block: Q4_BLOCK, bits, packed: hit[0], scales };
+  }
   const q = stackQuantized(parts, rows, scaleType, bits);
-  if (what) store!.put(what, q);
+  if (what) store!.put(what, [q.packed, q.scales]);
   return q;
 }
 
