@@ -13,9 +13,9 @@ import type { ApiDeps } from './deps.js';
 import { HttpError, toHttpError } from './errors.js';
 import { authenticate } from './middleware/auth.js';
 import { methodNotAllowed } from './middleware/methods.js';
-import { jsonBody, requireJsonBody, securityHeaders, withoutPaths } from './middleware/hardening.js';
+import { errorBodyFor } from './error-body.js';
+import { jsonBody, requireJsonBody, securityHeaders } from './middleware/hardening.js';
 import { perKeyRateLimit } from './middleware/rate-limit.js';
-import { isOpenAiPath, openAiError } from './openai/shape.js';
 import { documentsRouter } from './routes/documents.js';
 import { healthRouter } from './routes/health.js';
 import { jobsRouter } from './routes/jobs.js';
@@ -63,11 +63,9 @@ export function createApp(deps: ApiDeps): express.Express {
       res.end();
       return;
     }
-    const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
     res.set(e.headers);
     // An OpenAI client reads OpenAI's shape, also for what middleware refused (401, 429, a bad body).
-    if (isOpenAiPath(req.path)) res.status(e.status).json({ error: openAiError(e) });
-    else res.status(e.status).json({ error: { code: e.code, message, ...e.extra } });
+    res.status(e.status).json({ error: errorBodyFor(req.path, e) });
   });
   return app;
 }

@@ -150,13 +150,3 @@ export function clientGone(res: Response): AbortSignal {
   });
   return ac.signal;
 }
-
-/** Start a Server-Sent Events reply. */
-export function openEventStream(res: Response): void {
-  res.writeHead(200, {
-    'Content-Type': 'text/event-stream; charset=utf-8',
-    'Cache-Control': 'no-cache',
-    Connection: 'keep-alive',
-    'X-Accel-Buffering': 'no',
-  });
-}

@@ -1,19 +1,21 @@
 /**
- * From a query (native or OpenAI-compatible) to a blend job: the template's frame sizes the context budget
- * (model context − BOS − template − question − maxTokens), retrieval fills it from the named documents or
- * the corpus — or raw chunks are passed to the worker as given.
+ * From a query (native or OpenAI-compatible) to a blend job whose prompt is planned here, once
+ * (core/inference/prompt-plan.ts): the template's frame sizes the context budget (model context − BOS −
+ * template − question − maxTokens), retrieval fills it from the named documents or the corpus — or raw
+ * chunks, or the stored chunks found in the prompt's own text, make the context.
  *
  * Everything is measured here, before anything is queued: text too long to fit the context by its length
- * alone is refused without tokenizing it (413); the question's frame and raw chunks are counted in tokens
- * on the text thread; named documents are sized by their chunk counts before their lists are read. So the
- * job that is enqueued fits the model, and its payload is bounded by the context, not by the request.
+ * alone is refused without tokenizing it (413); the frame and raw chunks are tokenized once, on the text
+ * thread; named documents are sized by their chunk counts before their lists are read. So the job that is
+ * enqueued fits the model, and its payload is bounded by the context, not by the request.
  */
 import type { BlendMode } from '../core/blend/index.js';
-import { checkContextFits } from '../core/inference/pipeline.js';
+import { checkContextFits } from '../core/inference/context-fit.js';
+import { plannedTokens } from '../core/inference/prompt-plan.js';
 import { DEFAULT_TENANT } from '../core/config/index.js';
 import { cacheSalt } from '../core/documents/names.js';
 import type { ModelIdentity } from '../core/documents/text.js';
-import { InvalidArgumentError, TooLargeError } from '../core/errors.js';
+import { TooLargeError } from '../core/errors.js';
 import type { ChatMessage, TemplateName } from '../core/model/template.js';
 import type { BlendJobData, BlendSelection } from '../core/queue/contracts.js';
 import type { ChunkOrder } from '../core/retrieval/index.js';
@@ -61,21 +63,49 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
   const model = requireModel(deps);
   const tenant = q.tenant ?? DEFAULT_TENANT;
   const fields = q.fields ?? { question: 'question', maxTokens: 'maxTokens' };
-  const fixed = await frameTokens(model, q, fields.question);
+  const salt = cacheSalt(tenant, deps.config.shareChunkCache);
+  const frame = await planFrame(model, q, salt, fields.question);
+  const fixed = plannedTokens(frame);
   checkContextFits(fixed, q.maxTokens, model.contextLength, {
     prompt: fields.question,
     maxTokens: fields.maxTokens,
   });
   const budget = model.contextLength - fixed - q.maxTokens;
-  const salt = cacheSalt(tenant, deps.config.shareChunkCache);
-  const base = {
+  const base = jobBase(q, tenant, model.fingerprint);
+  if (q.chunks) {
+    const chunks = await planRawChunks(model, q.chunks, budget, salt);
+    return { ...base, prompt: { ...frame, chunks, promptField: 'chunks' }, documents: [] };
+  }
+  if (!q.documents) {
+    const matched = await matchedPrompt(deps, model, q, tenant, salt);
+    if (matched) return { ...base, ...matched, documents: [] };
+    if (!q.searchCorpus) return { ...base, prompt: { ...frame, promptField: 'documents' }, documents: [] };
+  }
+  const { refs, summary } = await deps.retriever.retrieve({
     question: q.question,
-    ...(q.system !== undefined && { system: q.system }),
-    ...(q.history?.length && { history: q.history }),
-    template: q.template,
     tenant,
-    ...(salt && { salt }),
+    documents: q.documents,
+    budget,
+    maxChunks: deps.config.maxQueryChunks,
+    topK: q.topK,
+    order: q.order,
+    readyWaitMs: deps.config.queryTimeoutMs,
     fingerprint: model.fingerprint,
+  });
+  return {
+    ...base,
+    prompt: { ...frame, chunks: refs, promptField: 'documents' },
+    documents: q.documents ?? [],
+    retrieval: summary,
+  };
+}
+
+/** What a job carries besides its prompt: the model, the mode and its pins, sampling, streaming, ids. */
+function jobBase(q: QueryInput, tenant: string, fingerprint: string) {
+  return {
+    question: q.question,
+    tenant,
+    fingerprint,
     mode: q.mode ?? 'blend',
     // A mode, a ratio or a selection asked for is the request's own plan: the cost plan leaves it alone.
     ...((q.mode !== undefined || q.ratio !== undefined || q.selection !== undefined) && { modePinned: true }),
@@ -92,35 +122,20 @@ export async function planQuery(deps: ApiDeps, q: QueryInput): Promise<BlendJobD
     ...(q.requestId !== undefined && { requestId: q.requestId }),
     ...(q.explain && { explain: true }),
   };
-  if (q.chunks) {
-    await checkRawChunks(model, q.chunks, budget);
-    return { ...base, chunks: [], chunkTexts: q.chunks, documents: [] };
-  }
-  if (!q.documents) {
-    const matched = await matchedPrompt(deps, model, q, tenant);
-    if (matched) return { ...base, ...matched };
-    if (!q.searchCorpus) return { ...base, chunks: [], documents: [] };
-  }
-  const { refs, summary } = await deps.retriever.retrieve({
-    question: q.question,
-    tenant,
-    documents: q.documents,
-    budget,
-    maxChunks: deps.config.maxQueryChunks,
-    topK: q.topK,
-    order: q.order,
-    readyWaitMs: deps.config.queryTimeoutMs,
-    fingerprint: model.fingerprint,
-  });
-  return { ...base, chunks: refs, documents: q.documents ?? [], retrieval: summary };
 }
 
 /**
  * Stored chunks pasted into the prompt (its system prompt, earlier turns or question), found by their text
- * and served from their caches: the rendered prompt split at them (see core/retrieval/match-prompt.ts).
- * The job then carries the whole prompt as segments and the question's remaining text, framed already.
+ * and served from their caches: the rendered prompt split at them (see core/retrieval/match-prompt.ts),
+ * planned as segments (the template applied already) and the question's remaining text.
  */
-async function matchedPrompt(deps: ApiDeps, model: ModelIdentity, q: QueryInput, tenant: string) {
+async function matchedPrompt(
+  deps: ApiDeps,
+  model: ModelIdentity,
+  q: QueryInput,
+  tenant: string,
+  salt: string,
+) {
   const frame = await model.render({
     template: q.template,
     system: q.system,
@@ -131,24 +146,21 @@ async function matchedPrompt(deps: ApiDeps, model: ModelIdentity, q: QueryInput,
   const pieces = frame.prefix ? [frame.prefix, frame.suffix] : [frame.suffix];
   const m = await deps.retriever.match(pieces, tenant, deps.config.queryTimeoutMs);
   if (!m) return null;
-  return {
-    question: m.question,
-    system: undefined,
-    history: undefined,
-    // The template is applied already: what it was is reported, the worker frames nothing more.
-    template: frame.template === 'none' ? ('none' as const) : ('chat' as const),
-    chunks: [],
-    segments: m.segments,
-    matched: m.matched,
-    documents: [],
-  };
+  // The template is applied already: what it was is reported, the worker frames nothing more.
+  const template = frame.template === 'none' ? ('none' as const) : ('chat' as const);
+  const prompt = await model.planMatched(
+    { template, segments: m.segments, question: m.question },
+    salt,
+    'question',
+  );
+  return { prompt, matched: m.matched };
 }
 
 /**
- * BOS + the template's frame + the question, in tokens. Text whose length alone exceeds the context is
+ * The template's frame around the question, planned. Text whose length alone exceeds the context is
  * refused before it is tokenized; a frame that does not fit the context is a 413 naming the question.
  */
-async function frameTokens(model: ModelIdentity, q: QueryInput, field: string): Promise<number> {
+async function planFrame(model: ModelIdentity, q: QueryInput, salt: string, field: string) {
   const chars =
     q.question.length + (q.system?.length ?? 0) + (q.history ?? []).reduce((a, m) => a + m.content.length, 0);
   const tooLong = (what: string) =>
@@ -156,30 +168,22 @@ async function frameTokens(model: ModelIdentity, q: QueryInput, field: string): 
       `${field}: ${what}, more than the model's context of ${model.contextLength} tokens holds`,
     );
   if (chars > model.contextLength * model.maxTokenChars) throw tooLong(`${chars} characters`);
-  const frame = await model.frame({
-    template: q.template,
-    system: q.system,
-    history: q.history,
-    question: q.question,
-  });
-  if (frame.suffixTokens === 0) throw new InvalidArgumentError(`${field}: has no tokens`);
-  const fixed = 1 + frame.prefixTokens + frame.suffixTokens;
+  const spec = { template: q.template, system: q.system, history: q.history, question: q.question };
+  const frame = await model.planFrame(spec, salt, field);
+  const fixed = plannedTokens(frame);
   if (fixed > model.contextLength) throw tooLong(`the prompt's frame takes ${fixed} tokens`);
-  return fixed;
+  return frame;
 }
 
-/** Raw chunks must fit what the context leaves: measured by length first, then in tokens (413 if not). */
-async function checkRawChunks(model: ModelIdentity, chunks: string[], budget: number): Promise<void> {
+/** Raw chunks, planned; they must fit what the context leaves: measured by length first, then in tokens (413). */
+async function planRawChunks(model: ModelIdentity, chunks: string[], budget: number, salt: string) {
   const chars = chunks.reduce((a, c) => a + c.length, 0);
   const over = (what: string) =>
     new TooLargeError(`chunks: ${what}, more than the ${budget} tokens the context leaves for them`);
   if (chars > budget * model.maxTokenChars) throw over(`${chars} characters`);
-  let tokens = 0;
-  for (const c of chunks) {
-    const n = await model.countTokens(c, budget - tokens);
-    if (n === null || tokens + n > budget) throw over('the chunks take more tokens');
-    tokens += n;
-  }
+  const refs = await model.planChunkTexts(chunks, salt);
+  if (refs.reduce((a, r) => a + r.tokenIds.length, 0) > budget) throw over('the chunks take more tokens');
+  return refs;
 }
 
 /** `stop` as a list (OpenAI allows one string or several). */

@@ -4,12 +4,14 @@ import {
   memorySource,
   precomputeChunks,
   tokenIdsOnly,
+  type AttentionSource,
   type BlendOptions,
   type ChunkCacheData,
   type ChunkKvSource,
+  type SelectionStrategy,
 } from '../core/blend/index.js';
 import { DeviceChunkTier } from '../core/cache/device-tier.js';
-import { computeChunkObjects } from '../core/inference/pipeline.js';
+import { computeChunkObjects } from '../core/inference/chunk-objects.js';
 import { releaseCache, type Engine } from '../core/model/engine.js';
 import { decode, seededRandom } from '../core/model/generate.js';
 import { median, timeMedian } from './common.js';
@@ -77,7 +79,8 @@ export function tierSources(tier: DeviceChunkTier, data: ChunkCacheData[]): Chun
 export async function blendTtfts(w: Workload, engine: Engine) {
   const stored = await precomputeChunks(engine, w.chunkIds);
   const data = stored.map(decodedLayers);
-  const blend: BlendOptions = { mode: 'blend', ratio: w.ratio };
+  // CacheBlend's own selection, as the scale rows have always measured; selectionTtfts adds the others.
+  const blend: BlendOptions = { mode: 'blend', ratio: w.ratio, selection: 'deviation' };
   const full = () => ttft(w, engine, () => w.chunkIds.map(tokenIdsOnly), { mode: 'full' });
   await full(); // warm-up: session creation and shader compilation stay out of the numbers
   const fullMs = await full();
@@ -89,6 +92,39 @@ export async function blendTtfts(w: Workload, engine: Engine) {
   const hitMs = await ttft(w, engine, () => tierSources(tier, data), blend);
   tier.clear();
   return { fullMs, missMs, hitMs, stored };
+}
+
+/**
+ * Blend TTFT of each selection (`strategy[:attention]`, BENCH_SCALE_SELECTIONS) on the workload: chunks
+ * loaded from host memory (miss: read, uploaded, assembled) and from the GPU tier (hit), medians of reps,
+ * with the last run's step times (the lookahead's among them) and the tokens it recomputed.
+ */
+export async function selectionTtfts(
+  w: Workload,
+  engine: Engine,
+  stored: ChunkCacheData[],
+  specs: readonly string[],
+) {
+  const data = stored.map(decodedLayers);
+  const tier = new DeviceChunkTier(2 * 1024 ** 3);
+  const rows = [];
+  for (const spec of specs) {
+    const [selection, attention] = spec.split(':') as [SelectionStrategy, AttentionSource | undefined];
+    const o: BlendOptions = { mode: 'blend', ratio: w.ratio, selection, ...(attention && { attention }) };
+    await ttft(w, engine, () => data.map(memorySource), o); // warm-up: this selection's graphs
+    const miss = await ttft(w, engine, () => data.map(memorySource), o);
+    await ttft(w, engine, () => tierSources(tier, data), o); // fills the tier
+    const hit = await ttft(w, engine, () => tierSources(tier, data), o);
+    tier.clear();
+    rows.push({
+      selection: spec,
+      missMs: miss.ms,
+      hitMs: hit.ms,
+      missSteps: miss.steps,
+      hitSteps: hit.steps,
+    });
+  }
+  return rows;
 }
 
 export async function decodeStepsMs(

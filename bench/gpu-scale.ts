@@ -16,7 +16,7 @@ import { loadModel } from '../core/model/load.js';
 import { parameterCount } from '../core/model/random.js';
 import type { WeightFormat } from '../core/model/weights/format.js';
 import { barChart, machine, printTable, RESULTS_DIR, writeResult } from './common.js';
-import { blendTtfts, decodeTokPerS, precomputeTokPerS, workload } from './gpu-measure.js';
+import { blendTtfts, decodeTokPerS, precomputeTokPerS, selectionTtfts, workload } from './gpu-measure.js';
 import { card } from './gpu-card.js';
 import { loadInChild } from './load-once.js';
 import { TIERS, tierTtfts } from './gpu-tiers.js';
@@ -69,6 +69,7 @@ async function measureShape(shape: string, weights: WeightFormat, torch: TorchSh
     `  ${shape} ${weights}: loaded in ${loadS.toFixed(1)} s (${gpuWeightsGiB.toFixed(2)} GiB on the GPU)`,
   );
   const { fullMs, missMs, hitMs, stored } = await blendTtfts(work, engine);
+  const selections = await selectionTtfts(work, engine, stored, settings.scaleSelections);
   const byDtype = await tierTtfts(engine, stored, work.question, ['float16', 'int8'], reps);
   const decode = await decodeTokPerS(work, engine, 2048, 32);
   const precompute = await precomputeTokPerS(work, engine);
@@ -95,6 +96,7 @@ async function measureShape(shape: string, weights: WeightFormat, torch: TorchSh
     blendHitOverFull: hitMs.ms / fullMs.ms,
     blendMissMs: missMs.ms,
     blendHitSteps: hitMs.steps,
+    selections,
     tiers: byDtype.float16,
     tiersInt8: byDtype.int8,
     decode2048TokPerS: decode,
@@ -217,6 +219,24 @@ printTable(
         ]),
   ),
 );
+const withSelections = rows.filter((r) => r.selections?.length);
+if (withSelections.length) {
+  printTable(
+    ['shape', 'weights', 'selection', 'miss ms', 'miss/full', 'hit ms', 'hit/full', 'lookahead ms'],
+    withSelections.flatMap((r) =>
+      r.selections.map((s) => [
+        r.shape,
+        r.weights,
+        s.selection,
+        s.missMs,
+        s.missMs / r.fullPrefill4x512Ms,
+        s.hitMs,
+        s.hitMs / r.fullPrefill4x512Ms,
+        s.hitSteps.lookahead ?? '',
+      ]),
+    ),
+  );
+}
 save();
 console.log(`wrote ${path.join(RESULTS_DIR, 'gpu-scale.json')}`);
 console.log(

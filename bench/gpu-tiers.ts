@@ -90,7 +90,7 @@ export async function tierTtft(
     if (stats.misses || stats.corrupt) throw new Error(`tier ${tier}: a stored chunk was not usable`);
     return opened;
   };
-  const o: BlendOptions = { mode: 'blend', ratio: 0.15 };
+  const o: BlendOptions = { mode: 'blend', ratio: 0.15, selection: 'deviation' };
   const once = async () => {
     const t0 = performance.now();
     const { cache, prefill } = await blendPrefill(engine, await open(), question, o);

@@ -192,7 +192,11 @@ async function profile(dtype: DeviceDtype) {
   opProfile(prefix);
   const tier = new DeviceChunkTier(2 * 1024 ** 3);
   const blend = await phase(() =>
-    ttft(work, engine, () => tierSources(tier, data), { mode: 'blend', ratio: RATIO }),
+    ttft(work, engine, () => tierSources(tier, data), {
+      mode: 'blend',
+      ratio: RATIO,
+      selection: 'deviation',
+    }),
   );
   tier.clear();
   const decode = await phase(() => decodeStepsMs(work, engine, 2048, 40));

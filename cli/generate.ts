@@ -24,17 +24,13 @@ import type { Config, ExecutionProvider, KvDtype } from '../core/config/index.js
 import { KV_DTYPES } from '../core/kv/format.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import { readFileSync } from 'node:fs';
-import {
-  blendAndDecode,
-  checkContextFits,
-  promptLength,
-  storedChunk,
-  type BlendAnswer,
-  type DecodeOptions,
-} from '../core/inference/pipeline.js';
+import { blendAndDecode, type BlendAnswer, type DecodeOptions } from '../core/inference/answer.js';
+import { storedChunk } from '../core/inference/chunk-objects.js';
+import { checkContextFits } from '../core/inference/context-fit.js';
+import { planChunkTexts, planFrame, plannedTokens } from '../core/inference/prompt-plan.js';
 import { Engine } from '../core/model/engine.js';
 import { loadModel } from '../core/model/load.js';
-import { TEMPLATE_NAMES, frameIds, type TemplateChoice, type TemplateName } from '../core/model/template.js';
+import { TEMPLATE_NAMES, type TemplateChoice, type TemplateName } from '../core/model/template.js';
 import { roundMs } from '../core/util/time.js';
 import { numberFlag, withEngineOptions } from './args.js';
 import { Option, type Command } from 'commander';
@@ -63,7 +59,7 @@ function defineBlendFlags(cmd: Command): Command {
     .addOption(
       new Option(
         '--selection <strategy>',
-        `how blend picks the tokens it recomputes: deviation (CacheBlend's), question (the question's attention to the context), combined (half by attention, half by deviation), fused (rank fusion of both attentions and deviation); default ${DEFAULT_SELECTION} (deviation on a device-resident GPU engine: question, combined and fused run on the host path only)`,
+        `how blend picks the tokens it recomputes: deviation (CacheBlend's), question (the question's attention to the context), combined (half by attention, half by deviation), fused (rank fusion of both attentions and deviation); default ${DEFAULT_SELECTION} on every engine`,
       ).choices(SELECTION_STRATEGIES),
     )
     .addOption(
@@ -249,7 +245,7 @@ export function parseGenerateArgs(
           : numberFlag(values.ratio, 'ratio', { min: 0, max: 1 }),
       checkLayer: numberFlag(values.checkLayer, 'check-layer', { integer: true, min: 0 }),
       metric: values.metric,
-      // Absent, blend picks its default (deviation on a device-resident engine).
+      // Absent, blend picks its default (the same on every engine).
       selection: values.selection,
       attention: values.attention,
       sinkTokens: numberFlag(values.sinkTokens, 'sink-tokens', {
@@ -333,25 +329,30 @@ export async function generateCommand(
 
 async function generate(engine: Engine, req: GenerateRequest): Promise<BlendAnswer> {
   const tok = engine.model.tokenizer;
-  const chunkIds = req.chunks.map((c, i) => {
-    const ids = tok.encode(c);
-    if (ids.length === 0) throw new InvalidArgumentError(`--chunk ${i + 1} is empty`);
-    return ids;
-  });
-  const frame = frameIds(tok, { template: req.template, system: req.system, question: req.question });
-  if (frame.suffixIds.length === 0)
-    throw new InvalidArgumentError(`${req.plain ? '--prompt' : '--question'} is empty`);
-  const promptTokens = promptLength(frame.prefixIds.length, chunkIds, frame.suffixIds.length);
-  checkContextFits(promptTokens, req.sampling.maxTokens, engine.config.maxPositionEmbeddings, {
-    prompt: req.plain ? '--prompt' : '--chunk/--question',
-    maxTokens: '--max-tokens',
-  });
+  const fp = engine.kvFingerprint;
+  const spec = { template: req.template, system: req.system, question: req.question };
+  const frame = planFrame(tok, fp, spec, '', req.plain ? '--prompt' : '--question');
+  const chunks = planChunkTexts(tok, fp, req.chunks, '', (i) => `--chunk ${i + 1}`);
+  checkContextFits(
+    plannedTokens({ ...frame, chunks }),
+    req.sampling.maxTokens,
+    engine.config.maxPositionEmbeddings,
+    {
+      prompt: req.plain ? '--prompt' : '--chunk/--question',
+      maxTokens: '--max-tokens',
+    },
+  );
   // Caches are precomputed (offline in the service) before the clock starts: TTFT is the query's cost.
   const cached = (ids: number[]): Promise<ChunkKvSource> =>
     req.blend.mode === 'full' ? Promise.resolve(tokenIdsOnly(ids)) : storedChunk(engine, ids, req.kvDtype);
-  const prefix = frame.prefixIds.length ? await cached(frame.prefixIds) : null;
-  const chunks = await Promise.all(chunkIds.map(cached));
-  return blendAndDecode(engine, { prefix, chunks, suffixIds: frame.suffixIds }, req.blend, req.sampling);
+  const prefix = frame.prefix ? await cached(frame.prefix.tokenIds) : null;
+  const sources = await Promise.all(chunks.map((c) => cached(c.tokenIds)));
+  return blendAndDecode(
+    engine,
+    { prefix, chunks: sources, suffixIds: frame.suffixIds },
+    req.blend,
+    req.sampling,
+  );
 }
 
 function jsonResult(req: GenerateRequest, { prefill, tokens, text, totalMs, finishReason }: BlendAnswer) {

@@ -134,7 +134,7 @@ export async function startPrecomputeWorker(opts: PrecomputeWorkerOptions): Prom
     backoffMs: precomputeBackoffMs,
     log,
     process: (job, jobLog, token) => precomputeJob({ ...ctx, log: jobLog }, job, token),
-    onFinalFailure: (job, failure) => docs.markFailed(job.data.key, failure),
+    onFinalFailure: (job, failure) => docs.lifecycle.markFailed(job.data.key, failure),
   });
   reconciler.start(opts.reconcileMs ?? config.reconcileIntervalMs);
   log.info('precompute worker started', { model: info.source, concurrency: config.precomputeConcurrency });
@@ -196,7 +196,7 @@ async function precomputeJob(
   token: string | undefined,
 ): Promise<PrecomputeJobResult> {
   checkJob(job.data, ctx.info);
-  const r = await ctx.docs.tryWithChunkLock(job.data.key, ctx.lockWaitMs, () => precomputeLocked(ctx, job));
+  const r = await ctx.docs.lifecycle.withLock(job.data.key, ctx.lockWaitMs, () => precomputeLocked(ctx, job));
   if (r) return r.value;
   await job.moveToDelayed(Date.now() + LOCKED_RETRY_MS, token);
   throw new DelayedError();
@@ -209,14 +209,14 @@ async function precomputeLocked(
   const { data } = job;
   const { docs, store } = ctx;
   const m = metrics();
-  if (!(await docs.beginPrecompute(data.key))) {
+  if (!(await docs.lifecycle.beginPrecompute(data.key))) {
     m.precomputed.inc({ result: 'skipped' });
     return { key: data.key, computed: false, bytes: 0, written: 0, skipped: 'unreferenced' as const };
   }
   const objKey = chunkObjectKey(data.fingerprint, data.key);
   const existing = await onStore(ctx, job, () => validExistingObject(ctx, objKey, data));
   if (existing !== null) {
-    await docs.markReady(data.key, data.fingerprint, { bytes: existing, written: 0 });
+    await docs.lifecycle.markReady(data.key, data.fingerprint, { bytes: existing, written: 0 });
     await job.updateProgress(100);
     m.precomputed.inc({ result: 'existing' });
     return { key: data.key, computed: false, bytes: existing, written: 0 };
@@ -226,7 +226,7 @@ async function precomputeLocked(
   const buf = Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
   await job.updateProgress(70);
   await onStore(ctx, job, () => store.put(objKey, buf));
-  await docs.markReady(data.key, data.fingerprint, { bytes: buf.length, written: buf.length });
+  await docs.lifecycle.markReady(data.key, data.fingerprint, { bytes: buf.length, written: buf.length });
   await job.updateProgress(100);
   m.precomputed.inc({ result: 'computed' });
   m.bytesWritten.inc(buf.length);

@@ -16,30 +16,21 @@
  */
 import { randomInt } from 'node:crypto';
 import path from 'node:path';
-import { Router, type NextFunction, type Request, type Response } from 'express';
+import { Router, type Response } from 'express';
 import type { z } from 'zod';
-import { errorMessage } from '../../core/errors.js';
 import { readCalibration, servedSelection } from '../../core/eval/calibrate.js';
 import type { ChatMessage } from '../../core/model/template.js';
-import { silentLogger } from '../../core/ops/log.js';
 import { requestIdOf } from '../access-log.js';
 import { requireModel, type ApiDeps } from '../deps.js';
-import { HttpError, toHttpError } from '../errors.js';
+import { HttpError } from '../errors.js';
 import { refuseUnsupported } from '../openai/fields.js';
 import { choice, extension, logprobsOf, openAiError, usage, type Kind } from '../openai/shape.js';
 import { tenantOf } from '../middleware/auth.js';
-import {
-  clientGone,
-  enqueueQuery,
-  jobFailure,
-  newJobId,
-  openEventStream,
-  runStreamed,
-  waitForJob,
-} from '../query-jobs.js';
+import { clientGone, enqueueQuery, jobFailure, newJobId, runStreamed, waitForJob } from '../query-jobs.js';
 import { planQuery, stopList, type QueryInput } from '../query-plan.js';
 import { ChatCompletionBody, CompletionBody, parseBody } from '../schemas.js';
 import type { ModelListBody } from '../replies.js';
+import { EventStream } from '../sse.js';
 
 type OpenAiBody = z.infer<typeof ChatCompletionBody> | z.infer<typeof CompletionBody>;
 
@@ -67,7 +58,7 @@ export function openAiRouter(deps: ApiDeps): Router {
           max_model_len: model.contextLength,
           cacheblend: {
             calibration,
-            selection: servedSelection(calibration, deps.config.executionProvider === 'webgpu'),
+            selection: servedSelection(calibration),
           },
         },
       ],
@@ -100,7 +91,6 @@ export function openAiRouter(deps: ApiDeps): Router {
     });
   }
 
-  router.use(openAiErrors(deps));
   return router;
 }
 
@@ -210,13 +200,11 @@ async function streamCompletion(
   const jobId = newJobId();
   const created = Math.floor(Date.now() / 1000);
   const object = ids.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-  const send = (payload: unknown) => {
-    if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(payload)}\n\n`);
-  };
+  const stream = new EventStream(res);
+  const send = (payload: unknown) => stream.send(payload);
   // With include_usage every chunk carries `usage: null` and one last chunk the usage (OpenAI's contract).
   const chunk = (c: object, extra: object = ids.includeUsage ? { usage: null } : {}) =>
     send({ id: ids.id, object, created, model: ids.model, choices: [c], ...extra });
-  let open = false;
   try {
     const r = await runStreamed(
       deps,
@@ -224,8 +212,7 @@ async function streamCompletion(
       data,
       {
         started: () => {
-          openEventStream(res);
-          open = true;
+          stream.open();
           if (ids.kind === 'chat')
             chunk({
               index: 0,
@@ -244,24 +231,8 @@ async function streamCompletion(
       send({ id: ids.id, object, created, model: ids.model, choices: [], usage: usage(r) });
     }
   } catch (err) {
-    if (!open) throw err;
+    if (!stream.isOpen) throw err;
     send({ error: openAiError(err instanceof HttpError ? err : jobFailure(err, jobId)) });
   }
-  if (!res.writableEnded) res.end('data: [DONE]\n\n');
-}
-
-/** Errors on these routes in OpenAI's shape. */
-function openAiErrors(deps: ApiDeps) {
-  const log = deps.log ?? silentLogger;
-  return (err: unknown, req: Request, res: Response, next: NextFunction): void => {
-    if (res.headersSent) {
-      next(err);
-      return;
-    }
-    const e = toHttpError(err);
-    if (e.status >= 500)
-      log.error('request failed', { path: req.path, status: e.status, error: errorMessage(err) });
-    res.set(e.headers);
-    res.status(e.status).json({ error: openAiError(e) });
-  };
+  stream.end('data: [DONE]\n\n');
 }

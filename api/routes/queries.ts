@@ -9,13 +9,11 @@ import { requestIdOf } from '../access-log.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpError } from '../errors.js';
 import { tenantOf } from '../middleware/auth.js';
-import { withoutPaths } from '../middleware/hardening.js';
 import {
   clientGone,
   enqueueQuery,
   jobFailure,
   newJobId,
-  openEventStream,
   presentResult,
   runStreamed,
   waitForJob,
@@ -23,6 +21,8 @@ import {
 import { planQuery, stopList } from '../query-plan.js';
 import type { QueryAcceptedBody } from '../replies.js';
 import { QueryBody, parseBody } from '../schemas.js';
+import { serviceError } from '../error-body.js';
+import { EventStream } from '../sse.js';
 
 export function queriesRouter(deps: ApiDeps): Router {
   const router = Router();
@@ -63,11 +63,7 @@ async function streamQuery(
   data: BlendJobData,
   t0: number,
 ): Promise<void> {
-  let open = false;
-  const send = (event: string, payload: unknown) => {
-    if (!res.writableEnded && !res.destroyed)
-      res.write(`event: ${event}\ndata: ${JSON.stringify(payload)}\n\n`);
-  };
+  const stream = new EventStream(res);
   try {
     const result = await runStreamed(
       deps,
@@ -75,20 +71,17 @@ async function streamQuery(
       data,
       {
         started: () => {
-          openEventStream(res);
-          open = true;
-          send('job', { jobId });
+          stream.open();
+          stream.send({ jobId }, 'job');
         },
-        delta: (delta, tokens) => send('token', { delta, tokens }),
+        delta: (delta, tokens) => stream.send({ delta, tokens }, 'token'),
       },
       gone,
     );
-    send('done', presentResult(result, jobId, t0));
+    stream.send(presentResult(result, jobId, t0), 'done');
   } catch (err) {
-    if (!open) throw err; // nothing written yet: a JSON error reply
-    const e = err instanceof HttpError ? err : jobFailure(err, jobId);
-    const message = e.status >= 500 ? withoutPaths(e.message) : e.message;
-    send('error', { error: { code: e.code, message, ...e.extra } });
+    if (!stream.isOpen) throw err; // nothing written yet: a JSON error reply
+    stream.send({ error: serviceError(err instanceof HttpError ? err : jobFailure(err, jobId)) }, 'error');
   }
-  res.end();
+  stream.end();
 }

@@ -3,7 +3,7 @@
  * prompt `BOS + ids(prefix) + ids(c1) + … + ids(cn) + ids(suffix)` at positions 0…N-1, so modes differ only
  * in what they recompute; each is a short composition of the steps of `PrefillSteps` (prefill-steps.ts),
  * done on the host (host-steps.ts, over the functions in steps.ts) or, for a device-resident engine, on
- * the GPU (device-steps.ts).
+ * the GPU (device-steps.ts); both run every mode and selection alike.
  *
  * The prefix (a template's system prompt) is a true prefix cache: computed alone as BOS + prefix, its rows
  * sit at their own positions 1…p in every prompt, so every mode reuses them as they are — never rotated,
@@ -12,6 +12,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { Engine, SequenceCache } from '../model/engine.js';
 import { controllerRatio } from './controller.js';
+import { pinDeviceChunks } from './device-pins.js';
 import { DevicePrefillSteps } from './device-steps.js';
 import { HostPrefillSteps } from './host-steps.js';
 import type { PrefillSteps } from './prefill-steps.js';
@@ -45,25 +46,22 @@ export function checkLayerFor(o: Pick<BlendOptions, 'checkLayer'>, numLayers: nu
   return o.checkLayer ?? Math.max(0, Math.min(DEFAULT_CHECK_LAYER, numLayers - 1));
 }
 /**
- * The selection blend uses unless told otherwise, with DEFAULT_ATTENTION (the lookahead): chosen on
- * generated development sets of both models by its worst case (docs/accuracy.md, "The default selection:
- * the evidence"); a model's calibration may choose another (core/eval/calibrate.ts);
- * a device-resident engine, which has no question-attention step, uses deviation.
+ * The selection blend uses unless told otherwise, with DEFAULT_ATTENTION (the lookahead), on every
+ * backend: chosen on generated development sets of both models by its worst case (docs/accuracy.md, "The
+ * default selection: the evidence"); a model's calibration may choose another (core/eval/calibrate.ts).
  */
 export const DEFAULT_SELECTION: SelectionStrategy = 'combined';
 
-export function defaultSelection(onDevice: boolean): SelectionStrategy {
-  return onDevice ? 'deviation' : DEFAULT_SELECTION;
+/** The selection of a request that names none, whatever the engine (the host and the device pick alike). */
+export function defaultSelection(): SelectionStrategy {
+  return DEFAULT_SELECTION;
 }
 export { DEFAULT_ATTENTION } from './selection.js';
 /** Most sink tokens a chunk may ask for: past a handful they are the chunk, not its sinks. */
 export const MAX_SINK_TOKENS = 64;
 
-/**
- * Checks options against the model (`numLayers`) and the engine: `onDevice`, a device-resident engine,
- * computes deviations on the GPU and has no question-attention step, so it refuses those selections.
- */
-export function validateBlendOptions(o: BlendOptions, numLayers: number, onDevice = false): void {
+/** Checks options against the model (`numLayers`); every backend runs every selection. */
+export function validateBlendOptions(o: BlendOptions, numLayers: number): void {
   if (o.selection !== undefined && !SELECTION_STRATEGIES.includes(o.selection)) {
     throw new InvalidArgumentError(`selection must be one of ${SELECTION_STRATEGIES.join(', ')}`);
   }
@@ -78,12 +76,6 @@ export function validateBlendOptions(o: BlendOptions, numLayers: number, onDevic
   const sinks = o.sinkTokens ?? 0;
   if (!Number.isInteger(sinks) || sinks < 0 || sinks > MAX_SINK_TOKENS) {
     throw new InvalidArgumentError(`sinkTokens must be an integer in [0, ${MAX_SINK_TOKENS}]`);
-  }
-  if (onDevice && o.mode === 'blend' && needsAttention(o.selection ?? defaultSelection(true))) {
-    throw new InvalidArgumentError(
-      `selection "${o.selection}" runs on the host path only; this worker's engine keeps blend on the ` +
-        'GPU (device-resident WebGPU): use selection "deviation"',
-    );
   }
   const ratioOk = (r: number) => typeof r === 'number' && r >= 0 && r <= 1;
   if (o.ratio !== undefined && !ratioOk(o.ratio)) throw new InvalidArgumentError('ratio must be in [0, 1]');
@@ -150,18 +142,21 @@ export async function blendPrefill(
   extraCapacity = 0,
   prefix: ChunkKvSource | null = null,
 ): Promise<{ cache: SequenceCache; prefill: BlendPrefill }> {
-  validateBlendOptions(opts, engine.config.numLayers, engine.device !== null);
+  validateBlendOptions(opts, engine.config.numLayers);
   if (questionIds.length === 0) throw new InvalidArgumentError('the question has no tokens');
   if (prefix && prefix.tokenIds.length === 0) prefix = null;
   const t0 = performance.now();
+  // GPU-tier chunks stay allocated for this prefill whatever the tier does meanwhile.
+  const pins = engine.device ? pinDeviceChunks(prefix ? [prefix, ...chunks] : chunks) : null;
+  if (pins) [prefix, chunks] = prefix ? [pins.sources[0], pins.sources.slice(1)] : [null, pins.sources];
   const layout = layoutPrompt(engine.config.bosTokenId, chunks, questionIds, prefix);
   const N = layout.promptIds.length;
   const steps: PrefillSteps = engine.device
-    ? new DevicePrefillSteps(engine.device, layout)
+    ? new DevicePrefillSteps(engine.device, layout, shiftsStored(opts))
     : new HostPrefillSteps(engine, layout, N + extraCapacity, shiftsStored(opts));
   const contextTokens = layout.contextEnd - layout.contextStart;
   const run: PrefillRun = { engine, prefix, chunks, layout, steps, contextTokens, opts };
-  const outcome = await MODES[opts.mode](run);
+  const outcome = await MODES[opts.mode](run).finally(() => pins?.release());
   const ttftMs = performance.now() - t0;
   const { firstTokenLogits, recomputedTokens, ratio, loadWaitMs, selected, checkLayer } = outcome;
   return {
@@ -257,7 +252,7 @@ async function selectivePrefill(run: PrefillRun): Promise<ModeOutcome> {
   const L = engine.config.numLayers;
   const checkLayer = checkLayerFor(opts, L);
   const metric = opts.metric ?? 'k';
-  const strategy = opts.selection ?? defaultSelection(engine.device !== null);
+  const strategy = opts.selection ?? defaultSelection();
   const ratio = chosenRatio(opts, contextTokens);
   const ratios = opts.gradualRatios ?? [ratio];
   await steps.prepareBlend(run.prefix, chunks, checkLayer);

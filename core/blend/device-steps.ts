@@ -1,16 +1,12 @@
 import type ort from 'onnxruntime-node';
-import {
-  DeviceChunk,
-  DeviceKvCache,
-  type AssemblePart,
-  type DeviceLayers,
-  type DeviceRunner,
-} from '../model/device/index.js';
+import { DeviceChunk, DeviceKvCache, type DeviceLayers, type DeviceRunner } from '../model/device/index.js';
+import { DeviceBlendRuns, type AssemblePart } from './device-runs.js';
 import type { PrefillSteps } from './prefill-steps.js';
 import type { CheckScores } from './selection.js';
 import type { PromptLayout } from './steps.js';
 import { StoredLayerReader } from './stored-layers.js';
-import type { ChunkKvSource, DeviationMetric } from './types.js';
+import { SHIFT_PRIOR_TOKENS } from './stale-shift.js';
+import type { AttentionRequest, ChunkKvSource, DeviationMetric } from './types.js';
 
 /**
  * Layers a loading blend assembles and recomputes per run: the next group's bytes are read and uploaded
@@ -62,11 +58,16 @@ export class DevicePrefillSteps implements PrefillSteps {
   private active: Int32Array = new Int32Array(0);
   private contextCount = 0;
   private logits: Float32Array | null = null;
+  private readonly runs: DeviceBlendRuns;
 
+  /** `shiftStored`: as on the host (HostPrefillSteps), each selective layer shifts the stored rows that stay. */
   constructor(
     private readonly runner: DeviceRunner,
     private readonly layout: PromptLayout,
-  ) {}
+    private readonly shiftStored = false,
+  ) {
+    this.runs = new DeviceBlendRuns(runner);
+  }
 
   get activeContext(): Int32Array {
     return this.active.subarray(0, this.contextCount);
@@ -94,7 +95,7 @@ export class DevicePrefillSteps implements PrefillSteps {
     }
   }
 
-  /** Layers [from, from + count) of the prompt's cache from `set`, in one run (DeviceRunner.assemble). */
+  /** Layers [from, from + count) of the prompt's cache from `set`, in one run (DeviceBlendRuns.assemble). */
   private async assemble(set: ChunkSet, from: number, count: number, questionRows: number) {
     const host = set.sources.some((c) => !c.device);
     const read = host ? await this.timed('read', () => set.reader.take(from, count)) : [];
@@ -107,7 +108,7 @@ export class DevicePrefillSteps implements PrefillSteps {
     });
     const keep = set.sources.some((c) => !c.device && c.keepOnDevice);
     const out = await this.timed('upload+assemble', () =>
-      this.runner.assemble(parts, set.offsets, from, count, questionRows, keep),
+      this.runs.assemble(parts, set.offsets, from, count, questionRows, keep),
     );
     this.uploadedBytes += out.uploadedBytes;
     out.kept.forEach((layers, i) => {
@@ -170,12 +171,20 @@ export class DevicePrefillSteps implements PrefillSteps {
     await this.ensureUpper(check, check + 1);
   }
 
-  /** Deviation only: the question-aware selections are refused on the device (validateBlendOptions). */
-  async recomputeAll(check: number, metric: DeviationMetric): Promise<CheckScores> {
+  /**
+   * The front run (layers [0, check) for every token) and the check layer's scores. With an attention
+   * request the check layer's rows become every token's fresh rows, as on the host, and the question's
+   * attention comes from the front run (`check`) and/or the lookahead (a run of the question alone).
+   */
+  async recomputeAll(
+    check: number,
+    metric: DeviationMetric,
+    attention: AttentionRequest | null,
+  ): Promise<CheckScores> {
     const { contextStart, contextEnd, positions } = this.layout;
     const cached = this.upper.get(check)!;
     const front = await this.timed('recomputeAll+score', () =>
-      this.runner.blendFront(this.layout, cached, this.lower, check, metric),
+      this.runs.blendFront(this.layout, cached, this.lower, check, metric, attention !== null),
     );
     if (this.lowerOwned) for (const t of [...this.lower.k, ...this.lower.v]) t.dispose();
     this.lower = { k: front.k, v: front.v };
@@ -183,7 +192,55 @@ export class DevicePrefillSteps implements PrefillSteps {
     this.setHidden(front.hidden, positions.subarray(contextStart));
     this.active = positions.subarray(contextStart);
     this.contextCount = contextEnd - contextStart;
-    return { deviation: Float64Array.from(front.dev), attention: null };
+    const deviation = Float64Array.from(front.dev);
+    if (!attention) return { deviation, attention: null };
+    cached.k.dispose();
+    cached.v.dispose();
+    this.upper.set(check, front.check!);
+    const context = (rows: Float32Array) => Float64Array.from(rows.subarray(contextStart, contextEnd));
+    const scores: CheckScores = { deviation, attention: context(front.attn!) };
+    if (attention === 'check') return scores;
+    const lookahead = context(await this.lookahead(check));
+    if (attention === 'both') scores.lookahead = lookahead;
+    else scores.attention = lookahead;
+    return scores;
+  }
+
+  /**
+   * The lookahead (host: lookaheadAttention in steps.ts): the question alone through layers [check, L)
+   * over the cache before selection, in the same groups as the selective layers, so the layers it needs
+   * are read and uploaded while it runs. Returns the last question token's attention to every row.
+   */
+  private async lookahead(check: number): Promise<Float32Array> {
+    const { contextEnd, positions, promptIds } = this.layout;
+    const L = this.runner.config.numLayers;
+    const question = positions.subarray(contextEnd);
+    const loading = this.chunks!.sources.some((c) => !c.device);
+    const step = loading ? pipelineLayers : L - check;
+    let hidden = this.hidden!;
+    let rows = Array.from(question, (_, i) => this.contextCount + i);
+    const look = new Float32Array(promptIds.length);
+    for (let l = check; l < L; l += step) {
+      const end = Math.min(l + step, L);
+      await this.ensureUpper(l, end);
+      const layers = { k: [] as ort.Tensor[], v: [] as ort.Tensor[] };
+      for (let j = l; j < end; j++) {
+        layers.k.push(this.upper.get(j)!.k);
+        layers.v.push(this.upper.get(j)!.v);
+      }
+      const input = { hidden, rows, active: question, promptTokens: promptIds.length };
+      const out = await this.timed('lookahead', () => this.runs.blendLookahead(input, layers, l, end));
+      for (let j = l; j < end; j++) {
+        this.upper.get(j)!.k.dispose();
+        this.upper.get(j)!.v.dispose();
+        this.upper.set(j, { k: out.k[j - l], v: out.v[j - l] });
+      }
+      out.look.forEach((x, i) => (look[i] += x));
+      if (hidden !== this.hidden) hidden.dispose();
+      if (out.hidden) hidden = out.hidden;
+      rows = Array.from(question, (_, i) => i);
+    }
+    return look;
   }
 
   keep(indices: readonly number[]): void {
@@ -197,8 +254,8 @@ export class DevicePrefillSteps implements PrefillSteps {
   }
 
   /**
-   * Layers [from, to) for the active tokens, in groups: with every chunk on the device, one run; while
-   * chunks load, `pipelineLayers` at a time, each group's layers read and uploaded while the GPU
+   * Layers [from, to) for the active tokens, in groups: with every chunk on the device or every layer
+   * already assembled, one run; while chunks load, `pipelineLayers` at a time, each group's layers read and uploaded while the GPU
    * recomputes the group before.
    */
   async recomputeSelected(
@@ -207,7 +264,9 @@ export class DevicePrefillSteps implements PrefillSteps {
     metric: DeviationMetric | null,
   ): Promise<Float64Array | null> {
     const L = this.runner.config.numLayers;
-    const loading = this.chunks!.sources.some((c) => !c.device);
+    // Loading, unless every layer needed is assembled already (after a lookahead).
+    const needed = Array.from({ length: Math.min(to + 1, L) - from }, (_, i) => from + i);
+    const loading = this.chunks!.sources.some((c) => !c.device) && !needed.every((l) => this.upper.has(l));
     const step = loading ? pipelineLayers : to - from;
     let dev: Float64Array | null = null;
     for (let l = from; l < to; l += step) {
@@ -240,8 +299,9 @@ export class DevicePrefillSteps implements PrefillSteps {
       layers.v.push(layer(l).v);
     }
     const score = metric ? { metric, count: this.contextCount, cached: layer(to) } : null;
+    const shift = this.shiftStored ? this.shiftInputs() : null;
     const out = await this.timed('recomputeSelected', () =>
-      this.runner.blendSelected(input, layers, from, to, score),
+      this.runs.blendSelected(input, layers, from, to, score, shift),
     );
     for (let l = from; l < to; l++) {
       layer(l).k.dispose();
@@ -287,6 +347,27 @@ export class DevicePrefillSteps implements PrefillSteps {
   private dropKept(): void {
     for (const { k, v } of this.kept.values()) for (const t of [...k, ...v]) t?.dispose();
     this.kept.clear();
+  }
+
+  /**
+   * The stale shift's weights (host: HostPrefillSteps.shiftStale): the active context tokens from the
+   * first inexact row on measure it, each 1 / (n + SHIFT_PRIOR_TOKENS) (the mean, shrunk); the context
+   * rows from there on that are not active move.
+   */
+  private shiftInputs(): { weights: Float32Array; stale: Float32Array } {
+    const { contextStart, contextEnd, offsets, promptIds } = this.layout;
+    const exact = contextStart !== 1 ? contextStart : (offsets[1] ?? contextEnd);
+    const ctx = this.activeContext;
+    const weights = new Float32Array(this.active.length);
+    const stale = new Float32Array(promptIds.length);
+    stale.fill(1, exact, contextEnd);
+    let n = 0;
+    for (const p of ctx) {
+      if (p >= exact) n++;
+      stale[p] = 0;
+    }
+    ctx.forEach((p, i) => (weights[i] = p >= exact ? 1 / (n + SHIFT_PRIOR_TOKENS) : 0));
+    return { weights, stale };
   }
 
   private setHidden(hidden: ort.Tensor, rows: Int32Array): void {

@@ -33,8 +33,8 @@ export interface PrefillSteps {
   /**
    * Every prompt token from the first chunk on through layers [0, check) (no chunk row is reused there);
    * all become active. Returns the deviation at layer `check` of every context token and, with an
-   * `attention` source, the question's attention to each (an implementation that cannot refuses in
-   * `validateBlendOptions`, before any work).
+   * `attention` source, the question's attention to each; then the check layer's rows are every token's
+   * fresh rows (both implementations).
    */
   recomputeAll(
     check: number,

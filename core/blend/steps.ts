@@ -283,8 +283,8 @@ export function keepActive(
 /**
  * Block size for the selective layers. The selected tokens are spread over the whole prompt; on the CPU,
  * splitting them into four position-ordered blocks lets early blocks skip the keys after them (as causal
- * prefill does), at the price of smaller matrix products: blend at 4×512 went from 864 to 774 ms. On a GPU
- * provider every extra run copies the cache to the device again, so there it runs as few blocks as it can.
+ * prefill does), which saves more than the smaller matrix products cost. On a GPU provider every extra
+ * run copies the cache to the device again, so there it runs as few blocks as it can.
  */
 function selectiveBlock(engine: Engine, active: number): number {
   const B = engine.prefillBlock;

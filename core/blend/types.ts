@@ -1,13 +1,13 @@
 import type { StoredKvLayer } from '../kv/stored.js';
-import type { DeviceChunk } from '../model/device/index.js';
+import type { DeviceChunk, DeviationMetric } from '../model/device/index.js';
 
 /** Public types of the CacheBlend layer: modes, options, chunk cache sources, results. */
 
 export type BlendMode = 'full' | 'prefix' | 'reuse' | 'blend';
 export const BLEND_MODES: readonly BlendMode[] = ['full', 'prefix', 'reuse', 'blend'];
 
-/** What "deviation" between a token's fresh and cached entry means: squared L2 of K, of V, or of both. */
-export type DeviationMetric = 'k' | 'v' | 'kv';
+/** What "deviation" between a token's fresh and cached entry means (declared with the graphs that compute it). */
+export type { DeviationMetric };
 export const DEVIATION_METRICS: readonly DeviationMetric[] = ['k', 'v', 'kv'];
 
 /**
@@ -67,10 +67,10 @@ export interface BlendOptions {
   /** The loading controller: pick ratio = max(r_load, minRatio) from the store's speed (see controller.ts). */
   controller?: { minRatio: number; layerLoadMs: number; tokenLayerMs: number };
   /**
-   * Blend on the host: before each layer from the check layer on, move the stored context rows that are
-   * not recomputed by the mean fresh-minus-stored difference the recomputed ones measure (core/blend/
-   * stale-shift.ts says why). Default: true for the question-aware selections, false for deviation (as
-   * CacheBlend, and as a device engine computes it).
+   * Blend: before each layer from the check layer on, move the stored context rows that are not
+   * recomputed by the mean fresh-minus-stored difference the recomputed ones measure (core/blend/
+   * stale-shift.ts says why; the device engine does it in its selective runs). Default: true for the
+   * question-aware selections, false for deviation (as CacheBlend).
    */
   shiftStored?: boolean;
   /**

@@ -20,6 +20,7 @@
  * | BENCH_SCALE_WEIGHTS | fp16,q4                      | bench:gpu scale: weight formats per shape      |
  * | BENCH_SCALE_DIR | <tmp>/cacheblend-scale           | bench:gpu scale: where the checkpoints are written |
  * | BENCH_SCALE_BATCH | 16                             | bench:gpu scale: chunks per precompute batch   |
+ * | BENCH_SCALE_SELECTIONS | (none)                    | bench:gpu scale: blend TTFT per selection, e.g. deviation,question,combined,fused,combined:check |
  * | BENCH_WEIGHTS   | fp32,q4                          | bench:ttft: weight formats of the CPU rows     |
  * | DISPATCH_OPS    | 200                              | bench webgpu-dispatch: kernels per run         |
  *
@@ -54,6 +55,8 @@ export interface BenchSettings {
   readonly scaleWeights: readonly WeightFormat[];
   readonly scaleDir: string;
   readonly scaleBatch: number;
+  /** Selections (`strategy[:attention]`) whose blend TTFT the scale run adds per shape; none by default. */
+  readonly scaleSelections: readonly string[];
   readonly ttftWeights: readonly WeightFormat[];
 }
 
@@ -127,6 +130,13 @@ const BenchEnv = z.object({
   BENCH_SCALE_WEIGHTS: formats('fp16,q4'),
   BENCH_SCALE_DIR: z.string().optional(),
   BENCH_SCALE_BATCH: whole(4096).default(16),
+  BENCH_SCALE_SELECTIONS: z
+    .string()
+    .regex(
+      /^(deviation|question|combined|fused)(:(check|lookahead))?(,(deviation|question|combined|fused)(:(check|lookahead))?)*$/,
+      'must list selections as strategy[:attention], e.g. deviation,question,combined:check,fused',
+    )
+    .optional(),
   BENCH_WEIGHTS: formats('fp32,q4'),
 });
 
@@ -165,6 +175,7 @@ export function loadBenchSettings(env: Record<string, string | undefined> = proc
     scaleWeights: Object.freeze(e.BENCH_SCALE_WEIGHTS.split(',') as WeightFormat[]),
     scaleDir: path.resolve(e.BENCH_SCALE_DIR ?? path.join(os.tmpdir(), 'cacheblend-scale')),
     scaleBatch: e.BENCH_SCALE_BATCH,
+    scaleSelections: Object.freeze(e.BENCH_SCALE_SELECTIONS?.split(',') ?? []),
     ttftWeights: Object.freeze(e.BENCH_WEIGHTS.split(',') as WeightFormat[]),
   });
 }

@@ -13,30 +13,27 @@
  * a chunk's job generation (lua/ingest.lua) keeps a finishing job from swallowing the next one. Every key
  * carries the `{prefix}` hash tag, so all of this runs on Redis Cluster too.
  *
- * This file holds the writes; the reads (status, listings, chunk lists) are in document-reads.ts and the
- * shapes in types.ts.
+ * This file holds a document's writes (ingest, restore, remove); the reads (status, listings, chunk lists)
+ * are in document-reads.ts, precompute jobs in precompute-jobs.ts, chunk state changes in chunk-lifecycle.ts,
+ * garbage collection in chunk-gc.ts and the shapes in types.ts.
  */
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { DEFAULT_JOB_HISTORY, DEFAULT_TENANT, type JobHistory } from '../config/index.js';
-import { UnavailableError, errorMessage } from '../errors.js';
-import { chunkKey, chunkObjectKey } from '../kv/format.js';
-import {
-  PRECOMPUTE_JOB,
-  precomputeJobId,
-  precomputeJobOptions,
-  type PrecomputeJobData,
-  type PrecomputeJobResult,
-} from '../queue/contracts.js';
+import { chunkKey } from '../kv/format.js';
 import { redisCall, type RedisClient } from '../queue/redis.js';
 import type { ObjectStore } from '../storage/types.js';
 import { encodeManifest, manifestObjectKey, type DocumentManifest, type ManifestChunk } from './manifest.js';
 import { silentLogger, type Logger } from '../ops/log.js';
+import { ChunkCollector } from './chunk-gc.js';
+import { ChunkLifecycle } from './chunk-lifecycle.js';
 import { DocumentReads, parseList } from './document-reads.js';
-import { CORPUS_LOG_LENGTH, DocumentKeys } from './keys.js';
-import { RedisLocks } from './locks.js';
-import { documentName, listKey, parseDocumentName } from './names.js';
-import { documentScripts, type ScriptCaller } from './scripts.js';
+import { indexHandle } from './index-handle.js';
+import { CORPUS_LOG_LENGTH } from './keys.js';
+import type { RedisLocks } from './locks.js';
+import { documentName, listKey } from './names.js';
+import { PrecomputeJobs } from './precompute-jobs.js';
+import type { ScriptCaller } from './scripts.js';
 import type { ModelIdentity } from './text.js';
 import type { DocumentInput, IngestOptions, IngestResult } from './types.js';
 
@@ -63,20 +60,30 @@ const DOC_LOCK_WAIT_MS = 15_000;
 /** Writes documents and their chunks' bookkeeping; the reads (status, listings, chunk lists) are inherited. */
 export class DocumentService extends DocumentReads {
   readonly locks: RedisLocks;
+  /** The precompute queue's side: jobs for chunks that need computing. */
+  readonly jobs: PrecomputeJobs;
+  /** Deletes the objects of chunks no document references. */
+  readonly gc: ChunkCollector;
+  /** Chunk state changes for the precompute worker and the reconciler. */
+  readonly lifecycle: ChunkLifecycle;
   private readonly script: ScriptCaller;
 
   constructor(
     redis: RedisClient,
     store: ObjectStore,
-    private readonly precomputeQueue: Queue | null,
+    precomputeQueue: Queue | null,
     queuePrefix: string,
-    private readonly log: Logger = silentLogger,
-    private readonly precomputeAttempts = 12,
-    private readonly jobHistory: JobHistory = DEFAULT_JOB_HISTORY,
+    log: Logger = silentLogger,
+    precomputeAttempts = 12,
+    jobHistory: JobHistory = DEFAULT_JOB_HISTORY,
   ) {
-    super(redis, store, new DocumentKeys(queuePrefix));
-    this.script = documentScripts(redis);
-    this.locks = new RedisLocks(redis, this.script, log);
+    const h = indexHandle(redis, store, queuePrefix, log);
+    super(redis, store, h.keys);
+    this.script = h.script;
+    this.locks = h.locks;
+    this.jobs = new PrecomputeJobs(redis, precomputeQueue, precomputeAttempts, jobHistory);
+    this.gc = new ChunkCollector(h);
+    this.lifecycle = new ChunkLifecycle(h);
   }
 
   /** Chunk a document (text or explicit chunks) and compute each chunk's key; throws InvalidArgumentError. */
@@ -136,7 +143,7 @@ export class DocumentService extends DocumentReads {
       }
       return { changed, ...(await this.index({ ...entry, now })) };
     });
-    if (r.orphans.length > 0) await this.collect(r.orphans, 5_000);
+    if (r.orphans.length > 0) await this.gc.collect(r.orphans, 5_000);
     const keys = chunks.map((c) => c.key);
     return {
       id,
@@ -185,7 +192,7 @@ export class DocumentService extends DocumentReads {
     )) as [string, string, string];
     const toEnqueue = parseList<[string, number]>(enqueueJson);
     const byKey = new Map(e.chunks.map((c) => [c.key, c]));
-    await this.enqueue(
+    await this.jobs.enqueue(
       toEnqueue.map(([key, gen]) => ({
         gen,
         data: {
@@ -227,42 +234,9 @@ export class DocumentService extends DocumentReads {
         now: manifest.updatedAt,
         createdAt: manifest.createdAt,
       });
-      if (r.orphans.length > 0) await this.collect(r.orphans, 5_000);
+      if (r.orphans.length > 0) await this.gc.collect(r.orphans, 5_000);
       return { restored: true, enqueued: r.enqueued.length };
     });
-  }
-
-  /**
-   * Add precompute jobs; a job id that exists (the chunk's generation is queued or running) is kept. A job
-   * of that id kept in the history (completed or failed) is removed first: the chunk is pending again, so
-   * its job must run again.
-   */
-  async enqueue(jobs: { gen: number; data: PrecomputeJobData }[]): Promise<void> {
-    if (jobs.length === 0) return;
-    if (!this.precomputeQueue) throw new UnavailableError('no precompute queue configured');
-    const opts = precomputeJobOptions(this.precomputeAttempts, this.jobHistory);
-    await this.removeFinished(jobs.map(({ gen, data }) => precomputeJobId(data.key, gen)));
-    await redisCall(
-      () =>
-        this.precomputeQueue!.addBulk(
-          jobs.map(({ gen, data }) => ({
-            name: PRECOMPUTE_JOB,
-            data,
-            opts: { jobId: precomputeJobId(data.key, gen), ...opts },
-          })),
-        ),
-      'Redis (precompute queue)',
-    );
-  }
-
-  /** Remove the jobs of these ids that sit in the queue's history (completed or failed). */
-  private async removeFinished(ids: string[]): Promise<void> {
-    const queue = this.precomputeQueue!;
-    const p = this.redis.pipeline();
-    for (const id of ids) p.zscore(queue.keys.completed, id).zscore(queue.keys.failed, id);
-    const replies = (await redisCall(() => p.exec(), 'Redis (precompute queue)')) ?? [];
-    const finished = ids.filter((_, i) => replies[2 * i]?.[1] != null || replies[2 * i + 1]?.[1] != null);
-    for (const id of finished) await redisCall(() => queue.remove(id), 'Redis (precompute queue)');
   }
 
   /** Remove a document; chunk objects no other document references are deleted. Null when unknown. */
@@ -291,116 +265,6 @@ export class DocumentService extends DocumentReads {
       },
     );
     if (orphans === null) return null;
-    return { chunksDeleted: await this.collect(orphans, lockWaitMs) };
-  }
-
-  /**
-   * Delete the objects of unreferenced chunks, each under its lock, and tell every blend worker to drop
-   * its copies (the `evict` channel). Chunks whose lock cannot be taken in `lockWaitMs`, or whose deletion
-   * fails, stay in the gc set for `sweep` to retry. Returns how many objects were deleted.
-   */
-  async collect(keys: string[], lockWaitMs = 5_000): Promise<number> {
-    const gone: string[] = [];
-    for (const key of keys) {
-      try {
-        const gcKeys = [this.keys.refs(key), this.keys.chunk(key), this.keys.gc];
-        const done = await this.locks.tryWith(this.keys.lock(key), lockWaitMs, async () => {
-          const fp = (await redisCall(() => this.script('gc-begin', gcKeys, [key]))) as string | null;
-          if (fp === null) return false; // referenced again: keep it
-          if (/^[0-9a-f]{64}$/.test(fp)) await this.store.delete(chunkObjectKey(fp, key));
-          await redisCall(() =>
-            this.script('gc-end', [...gcKeys, this.keys.pending, this.keys.failed], [key]),
-          );
-          return true;
-        });
-        if (!done) this.log.info('chunk garbage collection deferred: chunk is locked', { key });
-        if (done?.value) gone.push(key);
-      } catch (err) {
-        this.log.warn('chunk garbage collection deferred', { key, error: errorMessage(err) });
-      }
-    }
-    if (gone.length > 0) {
-      await this.redis
-        .publish(this.keys.evict, JSON.stringify(gone))
-        .catch((err: unknown) =>
-          this.log.warn('could not announce deleted chunks to blend workers', { error: errorMessage(err) }),
-        );
-    }
-    return gone.length;
-  }
-
-  /** Retry garbage collection of every chunk left in the gc set. */
-  async sweep(lockWaitMs = 1_000): Promise<number> {
-    const keys = await redisCall(() => this.redis.smembers(this.keys.gc));
-    return keys.length ? this.collect(keys, lockWaitMs) : 0;
-  }
-
-  /** List documents indexed before the document list existed (a SCAN over doc hashes). Returns how many. */
-  async backfillDocList(): Promise<number> {
-    let cursor = '0';
-    let added = 0;
-    const prefix = this.keys.doc('');
-    do {
-      const [next, found] = await redisCall(() =>
-        this.redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1_000),
-      );
-      cursor = next;
-      const keys = found
-        .map((k) => {
-          try {
-            const ref = parseDocumentName(k.slice(prefix.length));
-            return listKey(ref.tenant, ref.id);
-          } catch {
-            return null;
-          }
-        })
-        .filter((k): k is string => k !== null);
-      if (keys.length) {
-        added += await redisCall(() =>
-          this.redis.zadd(this.keys.docList, 'NX', ...keys.flatMap((k) => [0, k])),
-        );
-      }
-    } while (cursor !== '0');
-    return added;
-  }
-
-  // ----- used by the precompute worker -----------------------------------------------------------------
-
-  /** Under the chunk's lock: still referenced? If not, it leaves the pending state (precompute-begin.lua). */
-  async beginPrecompute(key: string): Promise<boolean> {
-    const keys = [this.keys.refs(key), this.keys.chunk(key), this.keys.pending];
-    return (await redisCall(() => this.script('precompute-begin', keys, [key]))) === 1;
-  }
-
-  async markReady(
-    key: string,
-    fingerprint: string,
-    result: Pick<PrecomputeJobResult, 'bytes' | 'written'>,
-  ): Promise<void> {
-    const keys = [this.keys.chunk(key), this.keys.pending, this.keys.failed];
-    const now = new Date().toISOString();
-    await redisCall(() =>
-      this.script('mark-ready', keys, [fingerprint, result.bytes, result.written, now, key]),
-    );
-  }
-
-  async markFailed(key: string, message: string): Promise<void> {
-    const keys = [this.keys.chunk(key), this.keys.pending, this.keys.failed];
-    const args = [message.slice(0, 1000), new Date().toISOString(), key, Date.now()];
-    await redisCall(() => this.script('mark-failed', keys, args));
-  }
-
-  /** Run `fn` holding the chunk's lock; null (fn not run) when another process holds it past `waitMs`. */
-  tryWithChunkLock<T>(key: string, waitMs: number, fn: () => Promise<T>): Promise<{ value: T } | null> {
-    return this.locks.tryWith(this.keys.lock(key), waitMs, fn);
-  }
-
-  /** The script caller (the reconciler shares it). */
-  get scripts(): ScriptCaller {
-    return this.script;
-  }
-
-  get client(): RedisClient {
-    return this.redis;
+    return { chunksDeleted: await this.gc.collect(orphans, lockWaitMs) };
   }
 }

@@ -10,8 +10,6 @@
  */
 import { errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../ops/log.js';
-import { PERMANENT_FAILURES, decodeFailure, type PrecomputeJobData } from '../queue/contracts.js';
-import { redisCall } from '../queue/redis.js';
 import type { DocumentService } from './documents.js';
 
 export interface ReconcilerOptions {
@@ -68,7 +66,7 @@ export class Reconciler {
 
   async round(): Promise<ReconcileRound> {
     const r = await this.docs.locks.tryWith(this.docs.keys.reconcile, 0, async () => {
-      const collected = await this.docs.sweep();
+      const collected = await this.docs.gc.sweep();
       const requeued = await this.requeuePending();
       const retried = await this.retryFailed();
       return { ran: true, requeued, retried, collected };
@@ -80,30 +78,9 @@ export class Reconciler {
 
   /** Enqueue (again) every chunk pending longer than staleMs; drop index entries no longer pending. */
   private async requeuePending(): Promise<number> {
-    const { keys } = this.docs;
-    const client = this.docs.client;
-    const now = Date.now();
-    const stale = await redisCall(() =>
-      client.zrangebyscore(keys.pending, '-inf', now - this.staleMs, 'LIMIT', 0, this.batch),
-    );
-    if (stale.length === 0) return 0;
-    const p = client.pipeline();
-    for (const k of stale) p.hmget(keys.chunk(k), 'state', 'gen', 'tokens', 'fp', 'salt');
-    const replies = (await redisCall(() => p.exec())) ?? [];
-    const jobs: { gen: number; data: PrecomputeJobData }[] = [];
-    const touch = client.pipeline();
-    stale.forEach((key, i) => {
-      const [state, gen, tokens, fp, salt] = (replies[i]?.[1] ?? []) as (string | null)[];
-      if (state !== 'pending' || !tokens || !fp) {
-        touch.zrem(keys.pending, key);
-        return;
-      }
-      const data = { key, fingerprint: fp, tokenIds: JSON.parse(tokens) as number[], salt: salt ?? '' };
-      jobs.push({ gen: Number(gen ?? 0), data });
-      touch.zadd(keys.pending, now, key);
-    });
-    await this.docs.enqueue(jobs);
-    await redisCall(() => touch.exec());
+    const { jobs, touch } = await this.docs.lifecycle.stalePending(Date.now() - this.staleMs, this.batch);
+    await this.docs.jobs.enqueue(jobs);
+    await touch();
     return jobs.length;
   }
 
@@ -120,31 +97,13 @@ export class Reconciler {
 
   /** Give each chunk failed longer than `minAgeMs` for a transient reason a new generation and job. */
   private async retryFailed(minAgeMs = this.failedRetryMs): Promise<number> {
-    const { keys } = this.docs;
-    const client = this.docs.client;
+    const states = this.docs.lifecycle;
     const now = Date.now();
-    const due = await redisCall(() =>
-      client.zrangebyscore(keys.failed, '-inf', now - minAgeMs, 'LIMIT', 0, this.batch),
-    );
     let retried = 0;
-    for (const key of due) {
-      const [error, tokens, fp, salt] = await redisCall(() =>
-        client.hmget(keys.chunk(key), 'error', 'tokens', 'fp', 'salt'),
-      );
-      if (PERMANENT_FAILURES.has(decodeFailure(error ?? '').code) || !tokens || !fp) {
-        await redisCall(() => client.zrem(keys.failed, key)); // stays failed; never looked at again
-        continue;
-      }
-      const gen = (await redisCall(() =>
-        this.docs.scripts(
-          'retry-failed',
-          [keys.chunk(key), keys.pending, keys.failed],
-          [key, now, new Date(now).toISOString()],
-        ),
-      )) as number | null;
-      if (gen === null) continue;
-      const data = { key, fingerprint: fp, tokenIds: JSON.parse(tokens) as number[], salt: salt ?? '' };
-      await this.docs.enqueue([{ gen, data }]);
+    for (const key of await states.failedBefore(now - minAgeMs, this.batch)) {
+      const job = await states.retry(key, now);
+      if (!job) continue;
+      await this.docs.jobs.enqueue([job]);
       retried++;
     }
     return retried;

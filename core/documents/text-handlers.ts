@@ -2,14 +2,9 @@
 import type { ModelSourceSettings } from '../config/index.js';
 import { loadModel } from '../model/load.js';
 import { renderFrame, type PromptFrame, type PromptSpec } from '../model/template.js';
-import {
-  countTokens,
-  frameSize,
-  splitDocument,
-  type DocumentText,
-  type FrameSize,
-  type TextChunk,
-} from './text.js';
+import { planChunkTexts, planFrame, planMatched, type PlannedPrompt } from '../inference/prompt-plan.js';
+import type { BlendChunkRef } from '../queue/contracts.js';
+import { splitDocument, type DocumentText, type MatchedText, type TextChunk } from './text.js';
 
 export interface TextThreadInit {
   model: string;
@@ -26,11 +21,14 @@ export async function createHandlers(init: TextThreadInit) {
         maxTokenChars: tokenizer.maxTokenChars,
       };
     },
-    async countTokens(text: string, limit: number): Promise<number | null> {
-      return countTokens(tokenizer, text, limit);
+    async planFrame(spec: PromptSpec, salt: string, questionField: string): Promise<PlannedPrompt> {
+      return planFrame(tokenizer, fingerprint, spec, salt, questionField);
     },
-    async frame(spec: PromptSpec): Promise<FrameSize> {
-      return frameSize(tokenizer, spec);
+    async planChunkTexts(texts: string[], salt: string): Promise<BlendChunkRef[]> {
+      return planChunkTexts(tokenizer, fingerprint, texts, salt);
+    },
+    async planMatched(m: MatchedText, salt: string, questionField: string): Promise<PlannedPrompt> {
+      return planMatched(tokenizer, fingerprint, m, salt, questionField);
     },
     async render(spec: PromptSpec): Promise<PromptFrame> {
       return renderFrame(tokenizer, spec);

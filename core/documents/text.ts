@@ -5,7 +5,9 @@
  * renew BullMQ locks run it on a thread of its own (`startTextThread`); `localIdentity` runs it in place.
  */
 import { InvalidArgumentError, TooLargeError } from '../errors.js';
-import { frameIds, renderFrame, type PromptFrame, type PromptSpec } from '../model/template.js';
+import { planChunkTexts, planFrame, planMatched, type PlannedPrompt } from '../inference/prompt-plan.js';
+import { renderFrame, type PromptFrame, type PromptSpec } from '../model/template.js';
+import type { BlendChunkRef, PromptSegment } from '../queue/contracts.js';
 import type { LoadedModel, Tokenizer } from '../model/types.js';
 import { InferenceThread } from '../runtime/inference-thread.js';
 import { chunkText } from './chunker.js';
@@ -21,11 +23,11 @@ export interface TextChunk {
   tokenIds: number[];
 }
 
-/** A prompt's frame as token counts: what the template and the question take of the context. */
-export interface FrameSize {
-  template: 'none' | 'chat' | 'jinja';
-  prefixTokens: number;
-  suffixTokens: number;
+/** A matched prompt's parts, as text where no stored chunk was found (see prompt-plan.ts `planMatched`). */
+export interface MatchedText {
+  template: 'none' | 'chat';
+  segments: PromptSegment[];
+  question: string;
 }
 
 export interface ModelIdentity {
@@ -39,23 +41,14 @@ export interface ModelIdentity {
    * field, TooLargeError (413) a given chunk over `budget` tokens.
    */
   chunkDocument(input: DocumentText, budget: number): Promise<TextChunk[]>;
-  /** Tokens in `text`, or null when it surely has more than `limit` (refused by length, never encoded). */
-  countTokens(text: string, limit: number): Promise<number | null>;
-  /** Render and tokenize a prompt's template around its question (see core/model/template.ts). */
-  frame(spec: PromptSpec): Promise<FrameSize>;
+  /** A prompt's frame, planned (core/inference/prompt-plan.ts `planFrame`) with this model's fingerprint. */
+  planFrame(spec: PromptSpec, salt: string, questionField: string): Promise<PlannedPrompt>;
+  /** Raw chunk texts as keyed chunk references (`planChunkTexts`). */
+  planChunkTexts(texts: string[], salt: string): Promise<BlendChunkRef[]>;
+  /** A matched prompt, planned (`planMatched`). */
+  planMatched(m: MatchedText, salt: string, questionField: string): Promise<PlannedPrompt>;
   /** The prompt's template rendered around its question, as text (prefix and suffix). */
   render(spec: PromptSpec): Promise<PromptFrame>;
-}
-
-/** Tokens in `text`, or null when its length alone proves more than `limit` (cheap, before encoding). */
-export function countTokens(tok: Tokenizer, text: string, limit: number): number | null {
-  if (text.length > limit * tok.maxTokenChars) return null;
-  return tok.encode(text).length;
-}
-
-export function frameSize(tok: Tokenizer, spec: PromptSpec): FrameSize {
-  const f = frameIds(tok, spec);
-  return { template: f.template, prefixTokens: f.prefixIds.length, suffixTokens: f.suffixIds.length };
 }
 
 export function splitDocument(tok: Tokenizer, input: DocumentText, budget: number): TextChunk[] {
@@ -93,8 +86,9 @@ export function localIdentity(
     contextLength: model.config.maxPositionEmbeddings,
     maxTokenChars: tokenizer.maxTokenChars,
     chunkDocument: async (input, budget) => splitDocument(tokenizer, input, budget),
-    countTokens: async (text, limit) => countTokens(tokenizer, text, limit),
-    frame: async (spec) => frameSize(tokenizer, spec),
+    planFrame: async (spec, salt, field) => planFrame(tokenizer, fingerprint, spec, salt, field),
+    planChunkTexts: async (texts, salt) => planChunkTexts(tokenizer, fingerprint, texts, salt),
+    planMatched: async (m, salt, field) => planMatched(tokenizer, fingerprint, m, salt, field),
     render: async (spec) => renderFrame(tokenizer, spec),
   };
 }
@@ -117,8 +111,9 @@ export async function startTextThread(
         contextLength,
         maxTokenChars,
         chunkDocument: (input, budget) => thread.call('chunkDocument', [input, budget]),
-        countTokens: (text, limit) => thread.call('countTokens', [text, limit]),
-        frame: (spec) => thread.call('frame', [spec]),
+        planFrame: (spec, salt, field) => thread.call('planFrame', [spec, salt, field]),
+        planChunkTexts: (texts, salt) => thread.call('planChunkTexts', [texts, salt]),
+        planMatched: (m, salt, field) => thread.call('planMatched', [m, salt, field]),
         render: (spec) => thread.call('render', [spec]),
       },
       close: () => thread.terminate(),

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { CostModel, DEFAULT_RATIO, type BlendOptions } from '../blend/index.js';
 import { TieredChunkLoader } from '../cache/tiered-loader.js';
 import { emptyCacheStats } from '../cache/types.js';
-import { computeChunkObject } from '../inference/pipeline.js';
+import { computeChunkObject } from '../inference/chunk-objects.js';
 import { chunkKey, chunkObjectKey } from '../kv/format.js';
 import type { Engine } from '../model/engine.js';
 import { FileObjectStore } from '../storage/file.js';

@@ -14,7 +14,7 @@ import {
   type BlendOptions,
   type SelectionStrategy,
 } from '../blend/index.js';
-import { storedChunk } from '../inference/pipeline.js';
+import { storedChunk } from '../inference/chunk-objects.js';
 import type { KvDtype } from '../kv/format.js';
 import { releaseCache, type Engine } from '../model/engine.js';
 import { decode } from '../model/generate.js';
@@ -228,15 +228,13 @@ export interface ServedSelection {
 }
 
 /**
- * The model's calibrated choice when it has one (a device-resident engine, which runs deviation only,
- * takes it when it is deviation), else the built-in default (DEFAULT_SELECTION; deviation on the device).
+ * The model's calibrated choice when it has one, else the built-in default (DEFAULT_SELECTION): the same
+ * on every backend, since the host and the device engine run every selection alike.
  */
-export function servedSelection(c: Calibration | null, onDevice = false): ServedSelection {
+export function servedSelection(c: Calibration | null): ServedSelection {
   const chosen = c?.choice;
-  if (chosen && (!onDevice || chosen.strategy === 'deviation')) {
-    return { strategy: chosen.strategy, attention: chosen.attention, from: 'calibration' };
-  }
-  const strategy = onDevice ? 'deviation' : DEFAULT_SELECTION;
+  if (chosen) return { strategy: chosen.strategy, attention: chosen.attention, from: 'calibration' };
+  const strategy = DEFAULT_SELECTION;
   const attention = attentionRequest(strategy, undefined);
   return { strategy, attention: attention === 'both' ? null : attention, from: 'default' };
 }

@@ -13,7 +13,7 @@ export interface SelectionCandidate {
   attention?: AttentionSource;
 }
 
-/** The selections `cacheblend calibrate` compares on the host (a device engine runs deviation only). */
+/** The selections `cacheblend calibrate` compares (the host and the device engine run each alike). */
 export const SELECTION_CANDIDATES: readonly SelectionCandidate[] = [
   { selection: 'deviation' },
   { selection: 'question', attention: 'lookahead' },

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { blendPrefill, type BlendOptions, type BlendPrefill, type ChunkKvSource } from '../blend/index.js';
-import { storedChunk } from '../inference/pipeline.js';
+import { storedChunk } from '../inference/chunk-objects.js';
 import type { KvDtype } from '../kv/format.js';
 import type { Engine } from '../model/engine.js';
 import { argmax } from '../model/generate.js';

@@ -1,7 +1,7 @@
 /**
- * Running a blend job on the inference thread: plan it (blend-plan.ts), open the caches its mode reads
- * through the tiers, blend and decode (streaming text to the worker's port, stopping when cancelled), and
- * describe the result.
+ * Running a blend job on the inference thread: validate its planned prompt (prompt-plan.ts), open the
+ * caches its mode reads through the tiers, blend and decode (streaming text to the worker's port, stopping
+ * when cancelled), and describe the result.
  */
 import type { MessagePort } from 'node:worker_threads';
 import { tokenIdsOnly } from '../blend/index.js';
@@ -9,11 +9,14 @@ import type { TieredChunkLoader, LoadedChunk } from '../cache/tiered-loader.js';
 import { emptyCacheStats, type CacheStats } from '../cache/types.js';
 import { CancelledError, errorMessage } from '../errors.js';
 import type { AutoRatio, BlendChunkRef, BlendJobData, BlendProgress } from '../queue/contracts.js';
-import { blendOptions, planPrompt } from './blend-plan.js';
+import { blendOptions } from './blend-plan.js';
+import { checkPlannedPrompt, plannedTokens } from './prompt-plan.js';
 import { costPlan, learnFromPrefill } from './cost-plan.js';
 import type { BlendThreadResult, EngineContext } from './engine-context.js';
 import { explainContext } from './explain.js';
-import { blendAndDecode, logprobTexts, type BlendAnswer, type PromptParts } from './pipeline.js';
+import { blendAndDecode, type BlendAnswer } from './answer.js';
+import { logprobTexts } from './answer-text.js';
+import type { PromptParts } from './answer.js';
 import { roundMs } from '../util/time.js';
 
 /**
@@ -93,14 +96,20 @@ export async function runBlend(
   const { engine, loader, log } = ctx;
   const stopIfCancelled = cancellation(cancel);
   stopIfCancelled(); // it may have waited behind other calls on this thread
-  const { frame, refs, prefixRef } = planPrompt(ctx, job);
+  const { prompt } = job;
+  checkPlannedPrompt(prompt, {
+    jobFingerprint: job.fingerprint,
+    fingerprint: engine.kvFingerprint,
+    vocabSize: engine.config.vocabSize,
+    contextLength: engine.config.maxPositionEmbeddings,
+    maxTokens: job.maxTokens,
+  });
   const stats = emptyCacheStats();
   const t0 = performance.now();
-  const { parts, opened } = await openSources(loader, job.mode, prefixRef, refs, stats);
+  const { parts, opened } = await openSources(loader, job.mode, prompt.prefix, prompt.chunks, stats);
   const openMs = performance.now() - t0;
   stopIfCancelled();
-  const plan =
-    job.mode === 'blend' && !job.modePinned ? costPlan(ctx, opened, promptTokens(parts, frame)) : null;
+  const plan = job.mode === 'blend' && !job.modePinned ? costPlan(ctx, opened, plannedTokens(prompt)) : null;
   const planned = plan?.chose === 'full' ? { ...job, mode: 'full' as const } : job;
   const { opts, autoRatio } = blendOptions(ctx, planned, opened);
   const sampling = {
@@ -114,7 +123,7 @@ export async function runBlend(
   };
   const answer = await blendAndDecode(
     engine,
-    { ...parts, suffixIds: frame.suffixIds },
+    { ...parts, suffixIds: prompt.suffixIds },
     opts,
     sampling,
     withCancellation(stopIfCancelled, port && textStreamer(port)),
@@ -133,30 +142,21 @@ export async function runBlend(
     ),
   );
   const cachedTokens = opened.filter((c) => c.tier !== 'computed').reduce((a, c) => a + c.tokenIds.length, 0);
-  let result = blendResult(planned, answer, frame.template, openMs, stats, autoRatio, cachedTokens);
+  let result = blendResult(planned, answer, prompt.template, openMs, stats, autoRatio, cachedTokens);
   // Said only where it changed the mode: a blend served as asked needs no explanation.
   if (plan?.chose === 'full') result = { ...result, plan };
   if (answer.logprobs) {
-    const prompt = [...(parts.chunks.at(-1)?.tokenIds ?? parts.prefix?.tokenIds ?? []), ...frame.suffixIds];
+    const tail = [...(parts.chunks.at(-1)?.tokenIds ?? parts.prefix?.tokenIds ?? []), ...prompt.suffixIds];
     result = {
       ...result,
-      logprobs: logprobTexts(engine.model.tokenizer, prompt, answer.tokens, answer.logprobs),
+      logprobs: logprobTexts(engine.model.tokenizer, tail, answer.tokens, answer.logprobs),
     };
   }
   if (job.explain) {
-    const chunkIds = refs.map((r) => r.tokenIds);
+    const chunkIds = prompt.chunks.map((r) => r.tokenIds);
     result = { ...result, explain: explainContext(engine.model.tokenizer, chunkIds, answer.prefill) };
   }
   return result;
-}
-
-/** Tokens of the prompt the job's parts and frame make: BOS, the prefix, the chunks, the suffix. */
-function promptTokens(
-  parts: Omit<PromptParts, 'suffixIds'>,
-  frame: { suffixIds: readonly number[] },
-): number {
-  const chunks = parts.chunks.reduce((a, c) => a + c.tokenIds.length, 0);
-  return 1 + (parts.prefix?.tokenIds.length ?? 0) + chunks + frame.suffixIds.length;
 }
 
 function blendResult(

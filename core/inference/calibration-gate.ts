@@ -32,7 +32,7 @@ export async function openGate(ctx: EngineContext): Promise<Gate> {
     return null;
   });
   const servesFull = calibration?.flagged === true && init.calibrationGate === 'full';
-  const selection = servedSelection(calibration, engine.device !== null);
+  const selection = servedSelection(calibration);
   const fields = { model: engine.model.source, servesFull, selection };
   if (calibration?.flagged) log.warn(`calibration: ${describeCalibration(calibration)}`, fields);
   else log.info(`calibration: ${describeCalibration(calibration)}`, fields);

@@ -13,7 +13,7 @@ import { DeviceChunkTier } from '../cache/device-tier.js';
 import { cardMemory, gpuTierBudget, runReserveBytes } from '../model/device/memory.js';
 import { TieredChunkLoader } from '../cache/tiered-loader.js';
 import { createLogger, type LogLevel, type Logger } from '../ops/log.js';
-import { computeChunkObject } from './pipeline.js';
+import { computeChunkObject } from './chunk-objects.js';
 import { ChunkWriteGate, type ChunkWriteSettings } from '../documents/chunk-writes.js';
 
 export interface EngineThreadInit {
@@ -81,7 +81,8 @@ export interface EngineContext {
   store: ObjectStore;
   disk: DiskTier | null;
   loader: TieredChunkLoader;
-  gate: ChunkWriteGate | null;
+  /** Writes computed chunks to the store under their locks, only while a document references them. */
+  chunkWrites: ChunkWriteGate | null;
   /** Load and layer speeds observed on this thread, for `ratio: "auto"`. */
   cost: CostModel;
   log: Logger;
@@ -132,7 +133,7 @@ export async function openEngine(init: EngineThreadInit): Promise<EngineContext>
     init.diskCacheDir && init.diskCacheBytes > 0
       ? new DiskTier(init.diskCacheDir, init.diskCacheBytes, log)
       : null;
-  const gate = init.chunkWrites ? new ChunkWriteGate(init.chunkWrites, log) : null;
+  const chunkWrites = init.chunkWrites ? new ChunkWriteGate(init.chunkWrites, log) : null;
   const loader = new TieredChunkLoader({
     store,
     disk,
@@ -146,7 +147,9 @@ export async function openEngine(init: EngineThreadInit): Promise<EngineContext>
     onLayerLoad: (bytes, ms, tier) => cost.observeLoad(bytes, ms, tier),
     log,
     deviceTier: deviceTier(engine, init, log),
-    ...(gate && { writeToStore: (key, objKey, buf) => gate.write(store, key, objKey, buf) }),
+    ...(chunkWrites && {
+      writeToStore: (key, objKey, buf) => chunkWrites.write(store, key, objKey, buf),
+    }),
   });
-  return { init, engine, store, disk, loader, gate, cost, log };
+  return { init, engine, store, disk, loader, chunkWrites, cost, log };
 }

@@ -2,7 +2,7 @@
  * The inference thread's handlers (see core/runtime/inference-thread.ts): the model, the engine and the
  * tiered chunk-cache loader live on the thread, so neither inference nor KV decoding ever blocks the
  * process's main thread (HTTP, BullMQ lock renewal). Also usable in-process (tests call createHandlers).
- * A blend job is planned in blend-plan.ts and run in blend-job.ts.
+ * A blend job arrives planned (prompt-plan.ts) and runs in blend-job.ts.
  */
 import type { MessagePort } from 'node:worker_threads';
 import { InvalidArgumentError } from '../errors.js';
@@ -14,7 +14,7 @@ import {
   type EngineInfo,
   type EngineThreadInit,
 } from './engine-context.js';
-import { computeChunkObject, computeChunkObjects } from './pipeline.js';
+import { computeChunkObject, computeChunkObjects } from './chunk-objects.js';
 
 export type { BlendThreadResult, EngineInfo, EngineThreadInit } from './engine-context.js';
 
@@ -111,7 +111,7 @@ export async function createHandlers(init: EngineThreadInit) {
 
     async close(): Promise<void> {
       await loader.flush();
-      await ctx.gate?.close();
+      await ctx.chunkWrites?.close();
       await disk?.close();
       await store.close();
       await engine.dispose();

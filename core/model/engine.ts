@@ -26,8 +26,7 @@ export interface EngineOptions {
   emitPresent?: boolean;
   /**
    * Longest run of new tokens sent through a layer at once (default 512). Longer prompts are prefilled in
-   * blocks: causal attention then skips the upper triangle and the score tensors stay small, which measured
-   * about twice as fast at 2,048 tokens on the 2-core CPU.
+   * blocks: causal attention then skips the upper triangle and the score tensors stay small.
    */
   prefillBlock?: number;
   /**
@@ -151,11 +150,10 @@ export class Engine {
       // (by design) and that unused initializers were dropped — dozens of lines per engine, no action.
       logSeverityLevel: 3,
       // One session per layer means one intra-op pool per layer: spinning pools of idle layers steal the
-      // cores from the running one (measured 1.6x slower prefill on 2 cores), so they sleep instead.
+      // cores from the running one, so they sleep instead (docs/architecture.md).
       ...(ep === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
       // Each layer's session keeps an arena as large as its largest run: summed over the layers, more than
-      // the weights at 1B parameters (1B q4, 480 tokens: 4.3 GiB resident with arenas, 2.0 GiB without,
-      // and 21% faster without). Smaller models keep them: 125M prefill measured 25% slower without.
+      // the weights at 1B parameters, and slower; smaller models prefill faster with them (docs/model-scale.md).
       ...(ep === 'cpu' ? { enableCpuMemArena: parameterCount(model) < 1e9 } : {}),
       ...opts.sessionOptions,
     };

@@ -6,7 +6,7 @@ import type { JobHistory } from '../config/index.js';
 import type { AttentionSource, BlendMode, DeviationMetric, SelectionStrategy } from '../blend/index.js';
 import type { CacheStats } from '../cache/types.js';
 import type { FinishReason } from '../model/generate.js';
-import type { ChatMessage, TemplateName } from '../model/template.js';
+import type { PlannedPrompt } from '../inference/prompt-plan.js';
 
 /**
  * Precompute: one job per chunk and generation, job id `<chunk key>-<generation>`, so the same chunk
@@ -29,7 +29,7 @@ export function precomputeBackoffMs(attemptsMade: number): number {
 /**
  * Options of every precompute job; the worker supplies the 'custom' backoff (precomputeBackoffMs). Finished
  * jobs stay for the /jobs board within `history` (JOBS_KEEP_*); a finished job whose id is enqueued again
- * is removed first (DocumentService.enqueue), so keeping it never swallows the new one.
+ * is removed first (PrecomputeJobs.enqueue, core/documents/precompute-jobs.ts), so keeping it never swallows the new one.
  */
 export function precomputeJobOptions(attempts: number, history: JobHistory) {
   return {
@@ -140,22 +140,14 @@ export interface BlendSelection {
 }
 
 export interface BlendJobData {
+  /** The question as asked (the job board and logs show it); the worker answers `prompt`. */
   question: string;
-  /** System prompt: part of the template's cached prefix. */
-  system?: string;
-  /** Earlier turns of a chat, before the question. */
-  history?: ChatMessage[];
-  /** How the prompt is framed (default auto; see core/model/template.ts). */
-  template?: TemplateName;
-  /** Stored chunks for the prompt, in prompt order (from documents, after retrieval). */
-  chunks: BlendChunkRef[];
-  /** Raw chunk texts (a query by `chunks`): tokenized and keyed by the worker, computed and stored if missing. */
-  chunkTexts?: string[];
-  /** The prompt's text before the question, split at the stored chunks found in it (instead of chunks). */
-  segments?: PromptSegment[];
+  /**
+   * The prompt, planned by the API (core/inference/prompt-plan.ts): the template's frame, the context's
+   * chunks as token ids and cache keys, the question's ids. The worker validates it; it plans nothing.
+   */
+  prompt: PlannedPrompt;
   matched?: MatchSummary;
-  /** The tenant's cache salt, for the keys of raw chunks and the template prefix (see names.ts `cacheSalt`). */
-  salt?: string;
   /** The tenant the job belongs to (others get 404 for it); absent: DEFAULT_TENANT. */
   tenant?: string;
   documents: string[];

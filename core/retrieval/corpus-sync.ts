@@ -13,6 +13,7 @@
  * differ from the indexed ones, its manifest (chunk texts). A manifest that does not match Redis yet
  * belongs to an ingest or delete in progress, whose log entry follows.
  */
+import { backfillDocList } from '../documents/doc-list-backfill.js';
 import type { DocumentService } from '../documents/documents.js';
 import { UnavailableError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../ops/log.js';
@@ -127,7 +128,7 @@ export class CorpusSync {
     const t0 = performance.now();
     // Note the log position first: whatever changes during the rebuild is replayed after it.
     this.lastId = await this.docs.corpusLogHead();
-    await this.docs.backfillDocList();
+    await backfillDocList(this.tail, this.docs.keys);
     const listed = new Set<string>();
     for await (const names of this.docs.allNames()) {
       if (this.stopped) return;

@@ -4,7 +4,10 @@ import { Engine, type EngineOptions } from '../../core/model/engine.js';
 import { loadHfModel } from '../../core/model/loaders/hf.js';
 import { loadLlama2cModel } from '../../core/model/loaders/llama2c.js';
 import { createRandomModel, type RandomModelShape } from '../../core/model/random.js';
-import type { LoadedModel } from '../../core/model/types.js';
+import { planChunkTexts, planFrame, type PlannedPrompt } from '../../core/inference/prompt-plan.js';
+import type { TemplateName } from '../../core/model/template.js';
+import type { LoadedModel, Tokenizer } from '../../core/model/types.js';
+import type { BlendChunkRef } from '../../core/queue/contracts.js';
 import { dequantize, quantizeBlockwise, type QuantBits } from '../../core/model/weights/quantize.js';
 import { heldWeight, type Weight } from '../../core/model/weights/weight.js';
 
@@ -77,4 +80,32 @@ export function dequantizedModel(m: LoadedModel, bits: QuantBits = 4): LoadedMod
     wDown: dq(l.wDown),
   }));
   return { ...m, weights: { ...m.weights, layers, lmHead: dq(m.weights.lmHead) } };
+}
+
+/**
+ * A blend job's prompt as the API plans it (core/inference/prompt-plan.ts): the question framed by its
+ * template (default auto), then stored chunk references, then raw chunk texts.
+ */
+export function plannedPrompt(
+  tok: Tokenizer,
+  fingerprint: string,
+  o: {
+    question: string;
+    template?: TemplateName;
+    system?: string;
+    chunks?: BlendChunkRef[];
+    chunkTexts?: string[];
+  },
+): PlannedPrompt {
+  const frame = planFrame(tok, fingerprint, {
+    template: o.template ?? 'auto',
+    system: o.system,
+    question: o.question,
+  });
+  const raw = planChunkTexts(tok, fingerprint, o.chunkTexts ?? []);
+  return {
+    ...frame,
+    chunks: [...(o.chunks ?? []), ...raw],
+    promptField: o.chunkTexts ? 'chunks' : 'documents',
+  };
 }

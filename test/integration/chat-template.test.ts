@@ -13,6 +13,9 @@ import { testEngineInit } from '../helpers/service.js';
 import { main } from '../../cli/main.js';
 import { createHandlers, type EngineHandlers } from '../../core/inference/engine-handlers.js';
 import type { BlendJobData } from '../../core/queue/contracts.js';
+import { loadModel } from '../../core/model/load.js';
+import type { Tokenizer } from '../../core/model/types.js';
+import { plannedPrompt } from '../helpers/models.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/hf/qwen2-bias', import.meta.url));
 const CHAT_TEMPLATE =
@@ -24,6 +27,7 @@ const QUESTION = 'Where did the dog run?';
 
 let dir: string;
 let handlers: EngineHandlers;
+let tokenizer: Tokenizer;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'cacheblend-chat-model-'));
@@ -31,6 +35,7 @@ beforeAll(async () => {
   const cfgPath = path.join(dir, 'tokenizer_config.json');
   const cfg = JSON.parse(await readFile(cfgPath, 'utf8')) as Record<string, unknown>;
   await writeFile(cfgPath, JSON.stringify({ ...cfg, chat_template: CHAT_TEMPLATE }));
+  tokenizer = (await loadModel(dir)).tokenizer;
   handlers = await createHandlers(testEngineInit({ model: dir, lruBytes: 64 * 1024 * 1024 }));
 });
 
@@ -42,10 +47,7 @@ afterAll(async () => {
 function job(mode: BlendJobData['mode'], fingerprint: string): BlendJobData {
   return {
     question: QUESTION,
-    system: SYSTEM,
-    template: 'auto',
-    chunks: [],
-    chunkTexts: CHUNKS,
+    prompt: plannedPrompt(tokenizer, fingerprint, { question: QUESTION, system: SYSTEM, chunkTexts: CHUNKS }),
     documents: [],
     fingerprint,
     mode,

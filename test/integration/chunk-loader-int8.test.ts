@@ -7,7 +7,7 @@ import { DiskTier } from '../../core/cache/disk-tier.js';
 import { TieredChunkLoader } from '../../core/cache/tiered-loader.js';
 import { emptyCacheStats } from '../../core/cache/types.js';
 import { createHandlers, type EngineHandlers } from '../../core/inference/engine-handlers.js';
-import { computeChunkObject } from '../../core/inference/pipeline.js';
+import { computeChunkObject } from '../../core/inference/chunk-objects.js';
 import {
   chunkKey,
   chunkObjectKey,
@@ -19,7 +19,7 @@ import {
 import type { Engine } from '../../core/model/engine.js';
 import type { BlendJobData } from '../../core/queue/contracts.js';
 import { FileObjectStore } from '../../core/storage/index.js';
-import { STORIES_DIR, storiesEngine, STORY_SETS } from '../helpers/models.js';
+import { plannedPrompt, STORIES_DIR, storiesEngine, STORY_SETS } from '../helpers/models.js';
 import { testEngineInit } from '../helpers/service.js';
 
 /**
@@ -85,10 +85,13 @@ afterAll(async () => {
 
 const job = (): BlendJobData => ({
   question: SET.question,
-  chunks: SET.chunks.map((c, i) => ({
-    key: objects.int8[i].key,
-    tokenIds: engine.model.tokenizer.encode(c),
-  })),
+  prompt: plannedPrompt(engine.model.tokenizer, engine.model.fingerprint, {
+    question: SET.question,
+    chunks: SET.chunks.map((c, i) => ({
+      key: objects.int8[i].key,
+      tokenIds: engine.model.tokenizer.encode(c),
+    })),
+  }),
   documents: ['d'],
   fingerprint: engine.model.fingerprint,
   mode: 'blend',

@@ -10,9 +10,9 @@ import { emptyCacheStats } from '../../core/cache/types.js';
 import type { BlendJobData } from '../../core/queue/contracts.js';
 import { TieredChunkLoader } from '../../core/cache/tiered-loader.js';
 import { createHandlers, type EngineHandlers } from '../../core/inference/engine-handlers.js';
-import { computeChunkObject } from '../../core/inference/pipeline.js';
+import { computeChunkObject } from '../../core/inference/chunk-objects.js';
 import { FileObjectStore, openObjectStore, type ObjectStore } from '../../core/storage/index.js';
-import { STORIES_DIR, storiesEngine, STORY_SETS } from '../helpers/models.js';
+import { STORIES_DIR, storiesEngine, STORY_SETS, plannedPrompt } from '../helpers/models.js';
 import { startS3, type S3Handle } from '../helpers/services.js';
 
 /** An ObjectStore that counts the calls made to it. */
@@ -190,10 +190,13 @@ for (const backend of backends) {
 
       const job = (): BlendJobData => ({
         question: SET.question,
-        chunks: SET.chunks.map((c, i) => ({
-          key: objects[i].key,
-          tokenIds: engine.model.tokenizer.encode(c),
-        })),
+        prompt: plannedPrompt(engine.model.tokenizer, fp(), {
+          question: SET.question,
+          chunks: SET.chunks.map((c, i) => ({
+            key: objects[i].key,
+            tokenIds: engine.model.tokenizer.encode(c),
+          })),
+        }),
         documents: ['d'],
         fingerprint: fp(),
         mode: 'blend',

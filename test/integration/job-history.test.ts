@@ -4,10 +4,11 @@
  * their reason) up to JOBS_KEEP_FAILED. A chunk taken up again whose finished job is still kept gets its
  * job run again, not swallowed by the kept one. Real Redis, a real precompute and blend worker.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { loadConfig } from '../../core/config/index.js';
 import { loadModelIdentity } from '../../api/server.js';
 import { precomputeJobId } from '../../core/queue/contracts.js';
+import { closeRedis, createRedis } from '../../core/queue/redis.js';
 import { STORY_SETS } from '../helpers/models.js';
 import { waitFor } from '../helpers/service.js';
 import { startRedis, type RedisHandle } from '../helpers/services.js';
@@ -94,18 +95,20 @@ describe('the job history the /jobs board shows', () => {
   it('runs the job of a chunk taken up again even while its finished job is kept', async () => {
     const status = await stack.request('GET', '/v1/documents/kept');
     const docs = stack.api.docs;
+    const client = createRedis(stack.config, 'producer');
+    onTestFinished(() => closeRedis(client));
     const kept = (await board('precompute', 'completed')).jobs.map((j) => j.data.key);
     const key = (status.body.chunks as { key: string }[]).map((c) => c.key).find((k) => kept.includes(k))!;
-    const [gen, tokens, fp] = await docs.client.hmget(docs.keys.chunk(key), 'gen', 'tokens', 'fp');
+    const [gen, tokens, fp] = await client.hmget(docs.keys.chunk(key), 'gen', 'tokens', 'fp');
     const id = precomputeJobId(key, Number(gen));
     expect((await board('precompute', 'completed')).jobs.map((j) => j.id)).toContain(id);
     // The chunk pending again at the same generation (its ready mark lost), its job enqueued again.
-    await docs.client.hset(docs.keys.chunk(key), 'state', 'pending');
-    await docs.enqueue([
+    await client.hset(docs.keys.chunk(key), 'state', 'pending');
+    await docs.jobs.enqueue([
       { gen: Number(gen), data: { key, fingerprint: fp!, tokenIds: JSON.parse(tokens!) as number[] } },
     ]);
     await waitFor(
-      async () => (await docs.client.hget(docs.keys.chunk(key), 'state')) === 'ready',
+      async () => (await client.hget(docs.keys.chunk(key), 'state')) === 'ready',
       10_000,
       'the chunk to be ready again',
     );

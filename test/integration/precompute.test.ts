@@ -16,7 +16,7 @@ import {
 import { DocumentService, type ModelIdentity } from '../../core/documents/documents.js';
 import { manifestObjectKey } from '../../core/documents/manifest.js';
 import { metrics } from '../../core/ops/metrics.js';
-import { computeChunkObject } from '../../core/inference/pipeline.js';
+import { computeChunkObject } from '../../core/inference/chunk-objects.js';
 import { openObjectStore, type ObjectStore } from '../../core/storage/index.js';
 import { precomputeBatch } from '../../precompute/batch.js';
 import { startPrecomputeWorker, type PrecomputeWorker } from '../../precompute/precompute-worker.js';
@@ -118,7 +118,7 @@ describe('precompute worker', () => {
     const existing0 = await counter('cacheblend_precompute_chunks_total', { result: 'existing' });
     const k = keyOf(set.chunks[1]);
     await redis.hset(docs.keys.chunk(k), 'state', 'pending');
-    await docs.enqueue([
+    await docs.jobs.enqueue([
       { gen: 1, data: { key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(set.chunks[1]) } },
     ]);
     await waitFor(async () => (await docs.chunkInfo([k])).get(k)?.state === 'ready', 20_000, 'chunk ready');
@@ -133,7 +133,7 @@ describe('precompute worker', () => {
     const expected = await expectedObject(c);
     await store.put(objKeyOf(c), expected.subarray(0, expected.length - 10));
     await redis.hset(docs.keys.chunk(k), 'state', 'pending', 'written', '0');
-    await docs.enqueue([
+    await docs.jobs.enqueue([
       { gen: 1, data: { key: k, fingerprint: fp(), tokenIds: engine.model.tokenizer.encode(c) } },
     ]);
     const info = await waitFor(
@@ -154,7 +154,7 @@ describe('precompute worker', () => {
     const ids = engine.model.tokenizer.encode(c);
     await store.put(objKeyOf(c), await computeChunkObject(engine, ids, 'int8'));
     await redis.hset(docs.keys.chunk(k), 'state', 'pending', 'written', '0');
-    await docs.enqueue([{ gen: 1, data: { key: k, fingerprint: fp(), tokenIds: ids } }]);
+    await docs.jobs.enqueue([{ gen: 1, data: { key: k, fingerprint: fp(), tokenIds: ids } }]);
     const expected = await expectedObject(c);
     const info = await waitFor(
       async () => {

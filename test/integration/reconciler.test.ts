@@ -78,7 +78,7 @@ describe('Reconciler', () => {
     // Turn both back into failed chunks: one by a store outage, one by its input.
     for (const [i, error] of ['STORAGE: the store is read-only', 'INVALID_ARGUMENT: bad chunk'].entries()) {
       await redis.hset(docs.keys.chunk(r.keys[i]), 'state', 'pending');
-      await docs.markFailed(r.keys[i], error);
+      await docs.lifecycle.markFailed(r.keys[i], error);
       expect(await stateOf(r.keys[i])).toBe('failed');
     }
     expect((await docs.status('flaky'))?.status).toBe('failed');

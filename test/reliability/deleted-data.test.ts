@@ -70,7 +70,13 @@ describe('DELETE racing queries', () => {
     await stack.thread.call('evictChunks', [refs.map((r) => r.key)]);
     const job: BlendJobData = {
       question: 'What happened next',
-      chunks: refs,
+      prompt: {
+        ...(await (
+          await stack.api.modelReady
+        ).planFrame({ template: 'auto', question: 'What happened next' }, '', 'question')),
+        chunks: refs,
+        promptField: 'documents',
+      },
       documents: ['planned'],
       fingerprint: fp,
       mode: 'blend',

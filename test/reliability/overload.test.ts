@@ -83,7 +83,7 @@ describe('cost checks for queries', () => {
     const job = await blendQueue.getJob(r.body.jobId as string);
     const payload = JSON.stringify(job!.data).length;
     expect(payload).toBeLessThan(64 * 1024); // bounded by the context (512 tokens), not by the request
-    expect(job!.data.chunks.length).toBeLessThanOrEqual(512);
+    expect(job!.data.prompt.chunks.length).toBeLessThanOrEqual(512);
     const done = await waitFor(async () => (await job!.isCompleted()) && job, 30_000, 'the query answered');
     expect(done).toBeTruthy();
     expect(process.memoryUsage().rss - rss0).toBeLessThan(300 * 1024 * 1024);

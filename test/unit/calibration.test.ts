@@ -23,7 +23,7 @@ import { loadHfModel } from '../../core/model/loaders/hf.js';
 import type { BlendJobData } from '../../core/queue/contracts.js';
 import { FileObjectStore } from '../../core/storage/file.js';
 import { testEngineInit } from '../helpers/service.js';
-import { STORIES_DIR, storiesEngine } from '../helpers/models.js';
+import { plannedPrompt, STORIES_DIR, storiesEngine } from '../helpers/models.js';
 
 const QWEN2_FIXTURE = fileURLToPath(new URL('../fixtures/hf/qwen2-bias', import.meta.url));
 
@@ -64,11 +64,12 @@ describe('calibration: the rule that chooses a selection', () => {
     expect(quantile([3], 0.9)).toBe(3);
   });
 
-  it('serves the calibrated choice, else the default; a device engine only a deviation choice', () => {
+  it('serves the calibrated choice, else the default, on every backend (the device runs them all)', () => {
     const c = { choice: { strategy: 'question', attention: 'lookahead' } } as Calibration;
     expect(servedSelection(c)).toEqual({ strategy: 'question', attention: 'lookahead', from: 'calibration' });
-    expect(servedSelection(null).from).toBe('default');
-    expect(servedSelection(c, true)).toEqual({ strategy: 'deviation', attention: null, from: 'default' });
+    expect(servedSelection(null)).toEqual({ strategy: 'combined', attention: 'lookahead', from: 'default' });
+    // One selection for every backend: nothing about the engine goes in.
+    expect(servedSelection).toHaveLength(1);
   });
 });
 
@@ -161,11 +162,14 @@ describe('the calibration gate in the service', () => {
       kvDtype: 'float16',
     });
     const fingerprint = stories.kvFingerprint;
+    const tokenizer = stories.model.tokenizer;
     await stories.dispose();
     const job: BlendJobData = {
       question: 'Lily said',
-      chunks: [],
-      chunkTexts: ['Once upon a time, there was a girl named Lily.', 'She had a red ball and a big dog.'],
+      prompt: plannedPrompt(tokenizer, fingerprint, {
+        question: 'Lily said',
+        chunkTexts: ['Once upon a time, there was a girl named Lily.', 'She had a red ball and a big dog.'],
+      }),
       documents: [],
       fingerprint,
       mode: 'blend',
@@ -202,6 +206,7 @@ describe('the calibration gate in the service', () => {
     const store = new FileObjectStore(dir);
     const stories = await storiesEngine();
     const fingerprint = stories.kvFingerprint;
+    const tokenizer = stories.model.tokenizer;
     const measured = await calibrate(stories, {
       sample: CALIBRATION_SAMPLE.slice(0, 1),
       sampleName: 'test',
@@ -213,8 +218,10 @@ describe('the calibration gate in the service', () => {
     await writeCalibration(store, { ...measured, flagged: true, reasons: ['set by the test'] });
     const job: BlendJobData = {
       question: 'Lily said',
-      chunks: [],
-      chunkTexts: ['Once upon a time, there was a girl.', 'She had a red ball.'],
+      prompt: plannedPrompt(tokenizer, fingerprint, {
+        question: 'Lily said',
+        chunkTexts: ['Once upon a time, there was a girl.', 'She had a red ball.'],
+      }),
       documents: [],
       fingerprint,
       mode: 'blend',

@@ -23,7 +23,7 @@ async function answer(
   asPrefix = false,
 ) {
   const [chunks, prefix] = asPrefix ? [sources.slice(1), sources[0]] : [sources, null];
-  // The host's default selection is question-aware, which the device refuses: both compare deviation.
+  // CacheBlend's selection here (the question-aware ones on the device: device-selection.test.ts).
   const opts: BlendOptions = o.mode === 'blend' ? { selection: 'deviation', ...o } : o;
   const { cache, prefill } = await blendPrefill(engine, chunks, q, opts, 16, prefix);
   const { tokens } = await decode(engine, cache, prefill.firstTokenLogits, {

@@ -197,6 +197,54 @@ describe.skipIf(noWebGpu)('chunk caches reaching the device (skipped without a W
     tier.clear();
   });
 
+  it('a GPU-tier chunk evicted mid-request stays allocated until the prefill is done; one freed before it is read from the host', async () => {
+    const tier = new DeviceChunkTier(1 << 30);
+    const made = chunks[2].map((c) => storedSource(c.ids, c.layers, 'float16', hd()));
+    const keep = (i: number) => (c: Parameters<NonNullable<ChunkKvSource['keepOnDevice']>>[0]) =>
+      tier.put(`c${i}`, c);
+    const cold = await answer(
+      made.map((m, i) => ({ ...m.source, keepOnDevice: keep(i) })),
+      questions[2],
+      blend,
+    );
+    for (let t = 0; t < 100 && tier.size < made.length; t++) await new Promise((r) => setTimeout(r, 50));
+    expect(tier.size).toBe(made.length);
+    // Chunk 0 from the tier; the first host read of chunk 1 empties the tier before chunk 0 is assembled.
+    let cleared = false;
+    const evicting = made.map((m, i): ChunkKvSource => {
+      if (i === 0) return { ...m.source, device: tier.get('c0') };
+      if (i > 1) return m.source;
+      return {
+        ...m.source,
+        storedLayer: async (l) => {
+          if (!cleared) tier.clear();
+          cleared = true;
+          return m.source.storedLayer!(l);
+        },
+      };
+    });
+    const during = await answer(evicting, questions[2], blend);
+    expect(cleared).toBe(true);
+    // A chunk the tier freed after the request opened it and before its prefill: read from the host.
+    const stale = await answer(
+      made.map((m) => m.source),
+      questions[2],
+      blend,
+    ).then(async () => {
+      const cold2 = made.map((m, i) => ({ ...m.source, keepOnDevice: keep(i) }));
+      await answer(cold2, questions[2], blend);
+      for (let t = 0; t < 100 && tier.size < made.length; t++) await new Promise((r) => setTimeout(r, 50));
+      const opened = made.map((m, i) => ({ ...m.source, device: tier.get(`c${i}`) }));
+      tier.clear();
+      return answer(opened, questions[2], blend);
+    });
+    expect(stale.uploaded).toBeGreaterThan(0);
+    for (const r of [during, stale]) {
+      expect(maxAbsDiff(r.logits, cold.logits)).toBeLessThan(1e-6);
+      expect(r.tokens).toEqual(cold.tokens);
+    }
+  });
+
   it('chunks stored in different forms in one request are widened together (1e-5)', async () => {
     const set = chunks[2];
     const mixed = set.map((c, i) => storedSource(c.ids, c.layers, i % 2 ? 'float16' : 'float32', hd()));

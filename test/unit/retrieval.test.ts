@@ -1,6 +1,6 @@
 /** Ranking (BM25 over chunk texts), budget-fitting selection, and the answer text with stop sequences. */
 import { describe, expect, it } from 'vitest';
-import { AnswerText } from '../../core/inference/pipeline.js';
+import { AnswerText } from '../../core/inference/answer-text.js';
 import { CorpusIndex, selectChunks, type Candidate } from '../../core/retrieval/index.js';
 import type { Tokenizer } from '../../core/model/types.js';
 

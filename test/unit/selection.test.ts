@@ -84,7 +84,7 @@ describe('selection: the budget', () => {
     expect(selectContext('fused', 1, s, [2])).toEqual([2]);
   });
 
-  it('refuses bad options with InvalidArgumentError, and the question-aware ones on the device', () => {
+  it('refuses bad options with InvalidArgumentError; every backend takes every selection', () => {
     const bad: BlendOptions[] = [
       { mode: 'blend', selection: 'nope' as SelectionStrategy },
       { mode: 'blend', sinkTokens: -1 },
@@ -95,11 +95,11 @@ describe('selection: the budget', () => {
     expect(() => validateBlendOptions({ mode: 'blend', selection: 'fused', attention: 'check' }, 4)).toThrow(
       /"fused" measures both/,
     );
+    // Every backend runs every selection (the device's picks: device-selection.test.ts).
     for (const selection of ['question', 'combined', 'fused'] as const) {
-      validateBlendOptions({ mode: 'blend', selection }, 4);
-      expect(() => validateBlendOptions({ mode: 'blend', selection }, 4, true)).toThrow(/host path only/);
+      expect(() => validateBlendOptions({ mode: 'blend', selection }, 4)).not.toThrow();
     }
-    validateBlendOptions({ mode: 'blend', selection: 'deviation', sinkTokens: 4 }, 4, true);
+    validateBlendOptions({ mode: 'blend', selection: 'deviation', sinkTokens: 4 }, 4);
   });
 });
 

@@ -9,7 +9,7 @@ import { hostWeightTensor } from './weights.js';
 import { createSession } from '../onnx/session.js';
 import type { LoadedModel } from '../types.js';
 import { int64, packInts, range, selectiveInts, type Feeds, type Ints } from './ints.js';
-import { DeviceRunnerBase } from './runner.js';
+import { DeviceRunner } from './runner.js';
 
 type AttentionChoice = Pick<StackGraphOptions, 'attention' | 'selective'>;
 
@@ -91,7 +91,7 @@ export async function chooseAttention(
     {
       hidden_in: new ort.Tensor('float32', wave(T * D, 0.37), [1, T, D]),
       pos_ids: int64(range(0, T), [1, T]),
-      ...DeviceRunnerBase.lengths(1, T),
+      ...DeviceRunner.lengths(1, T),
     },
     () => ({ rows: range(0, T), q_pos: range(0, T), k_pos: range(0, T) }),
   );
@@ -102,7 +102,7 @@ export async function chooseAttention(
   const feeds: Feeds = {
     hidden_in: new ort.Tensor('float32', wave(A * D, 0.29), [1, A, D]),
     pos_ids: int64(active, [1, A]),
-    ...DeviceRunnerBase.lengths(1, N + A),
+    ...DeviceRunner.lengths(1, N + A),
     cache_k_0: new ort.Tensor('float32', wave(KV * N * hd, 0.11), [1, KV, N, hd]),
     cache_v_0: new ort.Tensor('float32', wave(KV * N * hd, 0.07), [1, KV, N, hd]),
   };

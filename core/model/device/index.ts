@@ -11,4 +11,7 @@
 
 export { DeviceChunk, DeviceKvCache, type DeviceLayers, type HostRows, type HostValues } from './cache.js';
 export { chooseAttention } from './attention-check.js';
-export { DeviceRunner, type AssemblePart } from './blend-runs.js';
+export type { DeviationMetric } from './graphs/index.js';
+export { DeviceRunner } from './runner.js';
+export { int64, range, selectiveInts, type Feeds, type Ints } from './ints.js';
+export { buildAssembleGraph, type AssembleSpec } from './graphs/index.js';

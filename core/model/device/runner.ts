@@ -18,18 +18,22 @@ import { createSession } from '../onnx/session.js';
 import type { LoadedModel, ModelConfig } from '../types.js';
 import type { WeightFormat } from '../weights/format.js';
 import { DeviceKvCache, type DeviceLayers, type HostRows, type HostValues } from './cache.js';
+import { HostPacker } from './host-pack.js';
 import { int64, packInts, range, type Feeds, type Ints } from './ints.js';
 
 /**
  * Sessions, feeds and the runs every use of the device shares: prefill and decoding, batched prefill,
- * uploads and downloads, BOS's rows. DeviceRunner (blend-runs.ts) adds CacheBlend's runs.
+ * uploads and downloads, BOS's rows. Its building blocks (session, stack, run, feeds) are public for the
+ * runs a use of the device adds over them: CacheBlend's are in core/blend/device-runs.ts.
  */
-export class DeviceRunnerBase {
+export class DeviceRunner {
   readonly config: ModelConfig;
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
   /** The model's weights on the GPU, shared by every session. */
   readonly weights: DeviceWeights;
   private bos: Promise<{ rows: DeviceKvCache }> | null = null;
+  /** The host memory chunk uploads are packed into, reused from run to run (HostPacker). */
+  readonly packer = new HostPacker();
 
   constructor(
     readonly model: LoadedModel,
@@ -52,7 +56,7 @@ export class DeviceRunnerBase {
     return this.dtype === 'float16' ? 2 : 4;
   }
 
-  protected session(key: string, build: () => DeviceGraph): Promise<ort.InferenceSession> {
+  session(key: string, build: () => DeviceGraph): Promise<ort.InferenceSession> {
     let s = this.sessions.get(key);
     if (!s) {
       const graph = build();
@@ -68,7 +72,7 @@ export class DeviceRunnerBase {
   }
 
   /** A stack's session and the names of its packed integer segments. */
-  protected async stack(
+  async stack(
     o: Omit<StackGraphOptions, 'dtype' | 'attention' | 'selective'>,
   ): Promise<{ session: ort.InferenceSession; segs: string[] }> {
     const full: StackGraphOptions = {
@@ -84,7 +88,7 @@ export class DeviceRunnerBase {
     return { session, segs: intSegments(full) };
   }
 
-  protected runStack(
+  runStack(
     stack: { session: ort.InferenceSession; segs: string[] },
     feeds: Feeds,
     ints: Ints,
@@ -96,7 +100,7 @@ export class DeviceRunnerBase {
    * Run with the feeds the session declares (a stack without layers, say, takes no positions), and the
    * model weights it names.
    */
-  protected async run(session: ort.InferenceSession, feeds: Feeds): Promise<Record<string, ort.Tensor>> {
+  async run(session: ort.InferenceSession, feeds: Feeds): Promise<Record<string, ort.Tensor>> {
     const used: Feeds = {};
     for (const name of session.inputNames) {
       const feed = feeds[name] ?? (await this.weights.get(name));
@@ -107,7 +111,7 @@ export class DeviceRunnerBase {
   }
 
   /** RoPE positions of the new tokens, checked against the device tables. */
-  protected positionFeeds(positions: ArrayLike<number>): Feeds {
+  positionFeeds(positions: ArrayLike<number>): Feeds {
     const last = positions.length ? positions[positions.length - 1] : 0;
     if (last >= devicePositions(this.config)) {
       throw new InvalidArgumentError(
@@ -125,7 +129,7 @@ export class DeviceRunnerBase {
     };
   }
 
-  protected layerOutputs(out: Record<string, ort.Tensor>, from: number, to: number): DeviceLayers {
+  layerOutputs(out: Record<string, ort.Tensor>, from: number, to: number): DeviceLayers {
     const k: ort.Tensor[] = [];
     const v: ort.Tensor[] = [];
     for (let l = from; l < to; l++) {
@@ -160,7 +164,7 @@ export class DeviceRunnerBase {
       head: true,
       emitHidden: false,
     });
-    const feeds: Feeds = { ...this.positionFeeds(range(S, S + T)), ...DeviceRunnerBase.lengths(1, S + T) };
+    const feeds: Feeds = { ...this.positionFeeds(range(S, S + T)), ...DeviceRunner.lengths(1, S + T) };
     if (S > 0) {
       for (let l = 0; l < L; l++) {
         feeds[`past_k_${l}`] = cache.k[l];
@@ -240,7 +244,7 @@ export class DeviceRunnerBase {
     });
     const out = await this.runStack(
       stack,
-      { ...this.positionFeeds(range(0, T)), ...DeviceRunnerBase.lengths(B, T) },
+      { ...this.positionFeeds(range(0, T)), ...DeviceRunner.lengths(B, T) },
       { ids, q_pos: range(0, T), k_pos: range(0, T) },
     );
     const layers = this.layerOutputs(out, 0, L);
@@ -255,7 +259,7 @@ export class DeviceRunnerBase {
    * Prefill several sequences in one batch and bring their K/V back to the host (the precompute path).
    * Returns, per sequence, per layer, its rows [len, kvHeads, headDim] (views of one array per layer), in
    * the device's precision: a float16 device's caches come back as their fp16 bits, half the bytes of
-   * fp32 through the slowest step of the path (the GPU-to-host copy: about 0.9 GB/s measured on an H100).
+   * fp32 through the slowest step of the path, the GPU-to-host copy.
    */
   async prefillBatch(seqs: readonly (readonly number[])[]): Promise<HostRows[]> {
     if (seqs.length === 0) return [];

@@ -1,8 +1,8 @@
 /**
  * What a checkpoint's load computes, kept on disk for the next start: the model fingerprint (a sha256 over
- * every weight: tens of seconds at 8B) cached by the identity of the checkpoint's files, and the converted
- * matrices (q4 and q8: minutes of quantization; fp16 from bf16: a table lookup a weight on one thread)
- * cached by the fingerprint, the format and this code's version.
+ * every weight, so as slow as reading the whole checkpoint) cached by the identity of the checkpoint's
+ * files, and the converted matrices (q4 and q8 quantization; bf16 rounded to fp16) cached by the
+ * fingerprint, the format and this code's version.
  *
  * Where: `<checkpoint>/.cacheblend/`, or — where that folder cannot be written (a read-only checkpoint) —
  * a folder of the user's cache (`$XDG_CACHE_HOME` or `~/.cache`, `/cacheblend/weights/<checkpoint id>`);

@@ -1,6 +1,6 @@
 /**
- * 4- and 8-bit quantization spread over worker threads. The graph builders ask for a weight synchronously, so the
- * calling thread posts the work and blocks on Atomics.wait until every worker has counted itself done:
+ * 4- and 8-bit quantization spread over worker threads. The graph builders ask for a weight synchronously,
+ * so the calling thread posts the work and blocks on Atomics.wait until every worker has counted itself done:
  * an 8B model's 7 billion linear weights took minutes on one core (measured 240 s to load on the H200's
  * host), and the host has cores to spare while it loads.
  */

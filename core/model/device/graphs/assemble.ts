@@ -65,7 +65,7 @@ function hostPack(c: Ctx, form: HostKvForm, G: number): string {
 
 /**
  * `layers` consecutive layers of a request's cache from its chunks, in one run (see
- * DeviceRunner.assemble). For each layer j: BOS's row (`bos_k_j`, `bos_v_j` [1, KV, 1, hd]), each chunk's
+ * core/blend/device-runs.ts). For each layer j: BOS's row (`bos_k_j`, `bos_v_j` [1, KV, 1, hd]), each chunk's
  * rows with keys rotated from positions 1…n to the chunk's offset (rotations compose), then `q_len` zero
  * rows for the question. Device chunks come as `c{i}_k_j` / `c{i}_v_j` [KV, n, hd]; host chunks as one
  * pack of every host chunk's rows in prompt order (hostPack). `ints` (int64) packs

@@ -25,6 +25,8 @@ export interface LayerCacheIo {
   /** none/append: GroupQueryAttention's seqlens_k [B] and total_sequence_length []. */
   seqlens?: string;
   total?: string;
+  /** scatter: the cache the layer attends over, from the new rows' fresh K/V [B, T, KV*hd] (blend's shift). */
+  adjust?: (io: LayerCacheIo, k: string, v: string) => { k: string; v: string };
 }
 
 /**

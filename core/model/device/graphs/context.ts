@@ -10,6 +10,9 @@ export type DeviceDtype = 'float32' | 'float16';
 
 export type SelectiveAttention = 'gqa' | 'mha' | 'decomposed';
 
+/** CacheBlend's deviation of fresh from cached rows: squared L2 distance of K, V or both. */
+export type DeviationMetric = 'k' | 'v' | 'kv';
+
 /** How the new tokens' K/V meet the cache of a stack's layers. */
 export type CacheMode =
   /** no past rows: a prefill from scratch (also batched). */
@@ -50,7 +53,17 @@ export interface StackGraphOptions {
    * Return `dev` [C]: squared L2 distance between layer `to`'s fresh K (V, or both) of the first C tokens
    * and their cached rows `ctx_rows` of `cached_k` / `cached_v` (CacheBlend's deviation).
    */
-  deviation?: 'k' | 'v' | 'kv';
+  deviation?: DeviationMetric;
+  /**
+   * With `deviation`: every row's fresh K/V at layer `to` replace rows [past_rows, N) of the cached layer,
+   * returned as `check_k` / `check_v`, and the question's attention to every row at that layer comes back
+   * as `attn` [N] (the last rows after the first C are the question's; blendScores.ts).
+   */
+  questionAttention?: boolean;
+  /** scatter: the last active row's attention to every cache row at each layer, summed: `look` [N]. */
+  lookahead?: boolean;
+  /** scatter: each layer's stored rows that stay are shifted first (inputs shift_w, shift_stale). */
+  shiftStale?: boolean;
 }
 
 /**
@@ -87,8 +100,8 @@ export function finish(c: Ctx, hostOutputs: readonly string[]): DeviceGraph {
 /**
  * The small integer inputs of a stack, in the order they are packed into its one int32 input `ints`
  * (sizes in `int_sizes`, int64 on the host). Every host tensor a GPU kernel reads costs onnxruntime's
- * WebGPU provider a staging buffer and a queue submission (about a millisecond measured on an H100), so
- * a run uploads one packed tensor instead of one per index list.
+ * WebGPU provider a staging buffer and a queue submission (docs/gpu.md), so a run uploads one packed
+ * tensor instead of one per index list.
  */
 export function intSegments(o: StackGraphOptions): string[] {
   const segs: string[] = [o.input === 'ids' ? 'ids' : 'rows'];

@@ -23,6 +23,7 @@ export {
   type CacheMode,
   type DeviceDtype,
   type DeviceGraph,
+  type DeviationMetric,
   type SelectiveAttention,
   type StackGraphOptions,
   type WeightInput,

@@ -49,7 +49,7 @@ function decoderLayer(
   h: string,
   io: LayerCacheIo,
   next: NextNorm | null,
-): { out: string; h: string | null; k: string; v: string } {
+): { out: string; h: string | null; k: string; v: string; q?: string } {
   const { g, cfg } = c;
   const { hiddenSize: D, numHeads: H, headDim: hd, intermediateSize: I } = cfg;
   const p = `l${l}`;
@@ -64,18 +64,22 @@ function decoderLayer(
   const [gate, up] = g.op('Split', [gu, g.int64s([I, I])], { axis: -1 }, 2);
   const act = g.o('Mul', [g.o('Mul', [gate, g.o('Sigmoid', [gate])]), up]);
   const down = c.high(c.linear(act, `${p}.wdown_t`, [{ w: w.wDown, out: D }], I));
-  if (!next) return { out: g.o('Add', [mlpIn.sum, down]), h: null, k: attn.kAll, v: attn.vAll };
+  const { kAll: k, vAll: v, q } = attn;
+  if (!next) return { out: g.o('Add', [mlpIn.sum, down]), h: null, k, v, q };
   const after = skipNorm(c, mlpIn.sum, down, next.name, next.w);
-  return { out: after.sum, h: after.h, k: attn.kAll, v: attn.vAll };
+  return { out: after.sum, h: after.h, k, v, q };
 }
 
-/** A layer's attention over its cache (see CacheMode), from its normed input h. */
+/**
+ * A layer's attention over its cache (see CacheMode), from its normed input h; the queries (RoPE'd) come
+ * back too where they are computed apart from the kernel.
+ */
 function layerAttention(c: Ctx, w: LayerWeights, prefix: string, h: string, io: LayerCacheIo) {
-  if (io.mode !== 'scatter' && !io.mask) return causalAttention(c, io, w, prefix, h);
+  if (io.mode !== 'scatter' && !io.mask) return { ...causalAttention(c, io, w, prefix, h), q: undefined };
   const { q, k, v } = projectQkv(c, w, prefix, h, true);
-  return io.mode === 'scatter'
-    ? scatterAttention(c, io, q!, k, v)
-    : decomposedCausalAttention(c, io, q!, k, v);
+  if (io.mode !== 'scatter') return { ...decomposedCausalAttention(c, io, q!, k, v), q: q! };
+  const cache = io.adjust ? { ...io, ...io.adjust(io, k, v) } : io;
+  return { ...scatterAttention(c, cache, q!, k, v), q: q! };
 }
 
 /**
@@ -99,7 +103,7 @@ export function layerStack(
   o: { from: number; to: number; kvOnly: boolean },
   x: string,
   cache: (l: number) => LayerCacheIo,
-  emit: (l: number, r: { k: string; v: string }) => void,
+  emit: (l: number, r: { k: string; v: string; q?: string }) => void,
 ): string {
   const L = weights.layers;
   let h = o.to > o.from ? norm(c, x, `l${o.from}.attn_norm`, L[o.from].attnNorm) : null;

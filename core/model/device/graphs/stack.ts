@@ -1,7 +1,15 @@
 import type { LayerWeights, ModelConfig, ModelWeights } from '../../types.js';
 import { GraphBuilder } from '../../onnx/builder.js';
 import { attentionInputs, cacheInputs } from './attention.js';
-import { Ctx, finish, intSegments, type DeviceGraph, type StackGraphOptions } from './context.js';
+import { attentionReceived, shiftStale } from './blend-scores.js';
+import {
+  Ctx,
+  finish,
+  intSegments,
+  type DeviationMetric,
+  type DeviceGraph,
+  type StackGraphOptions,
+} from './context.js';
 import { layerStack, norm } from './layers.js';
 import { projectQkv, toHeads } from './projections.js';
 
@@ -32,18 +40,48 @@ export function logitsOfLastRow(c: Ctx, weights: ModelWeights, x: string): strin
 /**
  * CacheBlend's deviation at layer `layer` (x is its input) of the first C tokens, whose cache rows are
  * `ctx_rows` int64 [C]: squared L2 distance of their fresh K (V, or both) from rows ctx_rows of the
- * cached `cached_k` / `cached_v`.
+ * cached `cached_k` / `cached_v`. With `question`, every row of x is projected (queries too): the fresh
+ * rows replace the cached layer's rows from `past_rows` on (`check_k`, `check_v`), and the rows after the
+ * first C (the question) attend over them (`attn`).
  */
-function deviation(c: Ctx, w: LayerWeights, layer: number, x: string, metric: 'k' | 'v' | 'kv'): string {
+function deviation(
+  c: Ctx,
+  w: LayerWeights,
+  layer: number,
+  x: string,
+  metric: DeviationMetric,
+  question: boolean,
+) {
   const { g, cfg } = c;
   const { numKvHeads: KV, headDim: hd } = cfg;
   const rows = c.ints.ctx_rows;
   const count = g.o('Shape', [rows]);
   const first = (t: string) => g.o('Slice', [t, g.int64s([0]), count, g.int64s([1])]);
-  const h = norm(c, first(x), `l${layer}.attn_norm`, w.attnNorm);
-  const fresh = projectQkv(c, w, `l${layer}`, h, false, first(c.positions!()));
-  const cachedRows = (name: string) =>
-    g.o('Gather', [g.input(name, c.t, [1, KV, 'N', hd]), rows], { axis: 2 });
+  // Declared where first read, so a deviation-only graph takes only the cached layer its metric reads.
+  const declared = new Map<string, string>();
+  const cached = (name: 'cached_k' | 'cached_v') => {
+    if (!declared.has(name)) declared.set(name, g.input(name, c.t, [1, KV, 'N', hd]));
+    return declared.get(name)!;
+  };
+  let fresh: { k: string; v: string };
+  if (question) {
+    const h = norm(c, x, `l${layer}.attn_norm`, w.attnNorm);
+    const all = projectQkv(c, w, `l${layer}`, h, true);
+    const below = (t: string) => g.o('Slice', [t, g.int64s([0]), c.pastRows(), g.int64s([2])]);
+    const check = (cached: string, t: string) =>
+      g.o('Concat', [below(cached), toHeads(c, t, KV)], { axis: 2 });
+    const keys = check(cached('cached_k'), all.k);
+    g.output('check_k', keys, c.t, [1, KV, 'N', hd]);
+    g.output('check_v', check(cached('cached_v'), all.v), c.t, [1, KV, 'N', hd]);
+    const last = (t: string) => g.o('Slice', [t, count, g.int64s([2 ** 53]), g.int64s([1])]);
+    const qPos = g.o('Cast', [g.o('Reshape', [last(c.positions!()), g.int64s([-1])])], { to: 1 });
+    g.output('attn', attentionReceived(c, last(all.q!), keys, qPos), 'float', ['N']);
+    fresh = { k: first(all.k), v: first(all.v) };
+  } else {
+    const h = norm(c, first(x), `l${layer}.attn_norm`, w.attnNorm);
+    fresh = projectQkv(c, w, `l${layer}`, h, false, first(c.positions!()));
+  }
+  const cachedRows = (name: 'cached_k' | 'cached_v') => g.o('Gather', [cached(name), rows], { axis: 2 });
   const sq = (a: string, b: string) => {
     const d = g.o('Sub', [c.high(toHeads(c, a, KV)), c.high(b)]);
     return g.o('ReduceSum', [g.o('Mul', [d, d]), g.int64s([0, 1, 3])], { keepdims: 0 });
@@ -86,7 +124,9 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
     return pos;
   };
   const shared = attentionInputs(c, o);
+  if (o.shiftStale) shared.adjust = (io, k, v) => shiftStale(c, io, k, v);
   const kvOnly = o.cache === 'none' && !o.head && !o.emitHidden && !o.deviation;
+  let look: string | null = null;
   x = layerStack(
     c,
     weights,
@@ -96,13 +136,19 @@ export function buildStackGraph(cfg: ModelConfig, weights: ModelWeights, o: Stac
     (l, r) => {
       g.output(`k_${l}`, r.k, c.t, ['B', KV, 'R', hd]);
       g.output(`v_${l}`, r.v, c.t, ['B', KV, 'R', hd]);
+      if (!o.lookahead) return;
+      // The last active row is the prompt's last token: it sees every row.
+      const q = g.o('Slice', [r.q!, g.int64s([-1]), g.int64s([2 ** 53]), g.int64s([1])]);
+      const at = attentionReceived(c, q, r.k, null);
+      look = look ? g.o('Add', [look, at]) : at;
     },
   );
+  if (look) g.output('look', look, 'float', ['N']);
   if (o.deviation) {
-    const dev = deviation(c, weights.layers[o.to], o.to, x, o.deviation);
+    const dev = deviation(c, weights.layers[o.to], o.to, x, o.deviation, !!o.questionAttention);
     g.output('dev', dev, 'float', ['C']);
   }
   if (o.emitHidden) g.output('hidden', x, 'float', ['B', 'T', D]);
   if (o.head) g.output('logits', logitsOfLastRow(c, weights, x), 'float', ['B', V]);
-  return finish(c, ['logits', 'dev']);
+  return finish(c, ['logits', 'dev', 'attn', 'look']);
 }
