@@ -13,14 +13,19 @@
 import { createHash } from 'node:crypto';
 import {
   accessSync,
+  closeSync,
   constants,
+  fstatSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
+  readSync,
   renameSync,
   rmSync,
   statSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -79,6 +84,51 @@ function writeAtomic(file: string, data: Uint8Array | string): void {
   } catch {
     rmSync(tmp, { force: true });
   }
+}
+
+/** An entry's header: magic, key, segment count, each segment's size. */
+function entryHead(key: string, sizes: readonly number[]): Buffer {
+  const head = Buffer.alloc(4 + 32 + 4 + 8 * sizes.length);
+  head.write(MAGIC, 0, 'latin1');
+  Buffer.from(key, 'hex').copy(head, 4);
+  head.writeUInt32LE(sizes.length, 36);
+  sizes.forEach((n, i) => head.writeBigUInt64LE(BigInt(n), 40 + 8 * i));
+  return head;
+}
+
+function writeAll(fd: number, data: Uint8Array): void {
+  for (let done = 0; done < data.byteLength;) done += writeSync(fd, data, done, data.byteLength - done);
+}
+
+/** Read exactly `into.byteLength` bytes at `at`; false when the file ends first. */
+function readAll(fd: number, into: Uint8Array, at: number): boolean {
+  for (let done = 0; done < into.byteLength;) {
+    const n = readSync(fd, into, done, into.byteLength - done, at + done);
+    if (n === 0) return false;
+    done += n;
+  }
+  return true;
+}
+
+/** An entry's segments if its header, sizes and CRC are those expected, else null. */
+function readEntry(fd: number, key: string, sizes: readonly number[]): Uint8Array[] | null {
+  const want = entryHead(key, sizes);
+  const total = want.length + sizes.reduce((a, b) => a + b, 0) + 4;
+  if (fstatSync(fd).size !== total) return null;
+  const head = Buffer.alloc(want.length);
+  if (!readAll(fd, head, 0) || !head.equals(want)) return null;
+  let crc = crc32(head);
+  let at = head.length;
+  const out: Uint8Array[] = [];
+  for (const n of sizes) {
+    const seg = new Uint8Array(n);
+    if (!readAll(fd, seg, at)) return null;
+    crc = crc32(seg, crc);
+    out.push(seg);
+    at += n;
+  }
+  const tail = Buffer.alloc(4);
+  return readAll(fd, tail, at) && tail.readUInt32LE(0) === crc ? out : null;
 }
 
 /** Counts of what the cache served and wrote during this process (benchmarks and tests read them). */
@@ -167,53 +217,59 @@ export class LoadCache {
 
   /**
    * The cached byte segments of a conversion, of the given sizes, or null (nothing bound, no entry, or an
-   * entry that fails any check: the caller's `put` then overwrites it).
+   * entry that fails any check: the caller's `put` then overwrites it). Each segment is read straight into
+   * an array of its own (no whole-file buffer to copy out of), the CRC taken as it goes.
    */
   get(what: object, sizes: readonly number[]): Uint8Array[] | null {
     if (!this.entries) return null;
     const key = this.key(what);
-    let buf: Buffer;
+    let fd: number;
     try {
-      buf = readFileSync(path.join(this.entries, `${key}.bin`));
+      fd = openSync(path.join(this.entries, `${key}.bin`), 'r');
     } catch {
       return null;
     }
-    const head = 4 + 32 + 4 + 8 * sizes.length;
-    const ok =
-      buf.length === head + sizes.reduce((a, b) => a + b, 0) + 4 &&
-      buf.toString('latin1', 0, 4) === MAGIC &&
-      buf.subarray(4, 36).equals(Buffer.from(key, 'hex')) &&
-      buf.readUInt32LE(36) === sizes.length &&
-      sizes.every((n, i) => Number(buf.readBigUInt64LE(40 + 8 * i)) === n) &&
-      crc32(buf.subarray(0, buf.length - 4)) === buf.readUInt32LE(buf.length - 4);
-    if (!ok) {
-      loadCacheStats.rejected++;
-      return null;
-    }
-    loadCacheStats.matrixHits++;
-    // Copied out into buffers of their own (aligned for any typed array; onnxruntime keeps them).
-    let at = head;
-    return sizes.map((n) => {
-      const out = new Uint8Array(n);
-      out.set(buf.subarray(at, (at += n)));
+    try {
+      const out = readEntry(fd, key, sizes);
+      if (out) loadCacheStats.matrixHits++;
+      else loadCacheStats.rejected++;
       return out;
-    });
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** Store a conversion's segments under `what` (best effort: a full or read-only disk means no cache). */
   put(what: object, segments: readonly ArrayBufferView[]): void {
     if (!this.entries || !writable(this.entries)) return;
     const key = this.key(what);
-    const head = Buffer.alloc(4 + 32 + 4 + 8 * segments.length);
-    head.write(MAGIC, 0, 'latin1');
-    Buffer.from(key, 'hex').copy(head, 4);
-    head.writeUInt32LE(segments.length, 36);
-    segments.forEach((v, i) => head.writeBigUInt64LE(BigInt(v.byteLength), 40 + 8 * i));
-    const parts = segments.map((v) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
-    const body = Buffer.concat([head, ...parts]);
-    const tail = Buffer.alloc(4);
-    tail.writeUInt32LE(crc32(body));
-    writeAtomic(path.join(this.entries, `${key}.bin`), Buffer.concat([body, tail]));
-    loadCacheStats.matrixWrites++;
+    const parts = [
+      entryHead(
+        key,
+        segments.map((v) => v.byteLength),
+      ),
+      ...segments.map((v) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength)),
+    ];
+    const file = path.join(this.entries, `${key}.bin`);
+    const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    try {
+      const fd = openSync(tmp, 'w');
+      try {
+        let crc = 0;
+        for (const p of parts) {
+          writeAll(fd, p);
+          crc = crc32(p, crc);
+        }
+        const tail = Buffer.alloc(4);
+        tail.writeUInt32LE(crc);
+        writeAll(fd, tail);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, file);
+      loadCacheStats.matrixWrites++;
+    } catch {
+      rmSync(tmp, { force: true });
+    }
   }
 }
