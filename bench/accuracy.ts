@@ -50,6 +50,8 @@ const CBQA_DIR = fileURLToPath(new URL('../../models/cbqa-3M', import.meta.url))
  *
  *   npm run bench:accuracy                       the whole grid, both sets; writes bench/results/accuracy.*
  *   npm run bench:accuracy -- --sets easy --limit 50 --only 'reuse|k/1'   a subset; prints only
+ *   BENCH_WEIGHTS=q4,q8 npm run bench:accuracy -- --only '^blend (k|combined lookahead)/1 r=0.15$' \
+ *     --out accuracy-formats.json      the weight formats' rows alone, written under that name
  */
 
 const { values: flags } = parseArgs({
@@ -59,6 +61,7 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     threads: { type: 'string' },
     dev: { type: 'string' },
+    out: { type: 'string' },
   },
 });
 
@@ -308,8 +311,16 @@ printTable(
 );
 console.error(`${elapsedS.toFixed(0)} s in all`);
 
-if (partial) {
-  console.log('a subset (--sets, --limit or --only): nothing written');
+if (partial && flags.out) {
+  // A subset's rows under a name of their own, never over the whole grid's accuracy.json.
+  if (!/^accuracy-[a-z0-9-]+\.json$/.test(flags.out))
+    throw new Error('--out: a name like accuracy-formats.json');
+  const modelInfo = { name: 'cbqa-3M', path: 'models/cbqa-3M', parameters: parameterCount(model) };
+  const subset = { sets, limit: flags.limit ?? null, only: flags.only ?? null, weights: formats };
+  writeResult(flags.out, { model: modelInfo, machine: { ...machine('cpu'), elapsedS }, subset, rows });
+  console.log(`wrote bench/results/${flags.out}`);
+} else if (partial) {
+  console.log('a subset (--sets, --limit or --only): nothing written (--out NAME writes its rows)');
 } else {
   const modelInfo = { name: 'cbqa-3M', path: 'models/cbqa-3M', parameters: parameterCount(model) };
   writeResult('accuracy.json', { model: modelInfo, machine: { ...machine('cpu'), elapsedS }, rows });

@@ -7,7 +7,7 @@
  * Writes bench/results/gpu-scale.json and gpu-scale.svg.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBenchSettings } from '../core/config/bench.js';
@@ -18,6 +18,7 @@ import type { WeightFormat } from '../core/model/weights/format.js';
 import { barChart, machine, printTable, RESULTS_DIR, writeResult } from './common.js';
 import { blendTtfts, decodeTokPerS, precomputeTokPerS, selectionTtfts, workload } from './gpu-measure.js';
 import { card } from './gpu-card.js';
+import { loadInChild } from './load-once.js';
 import { TIERS, tierTtfts } from './gpu-tiers.js';
 
 const settings = loadBenchSettings();
@@ -51,8 +52,10 @@ async function measureShape(shape: string, weights: WeightFormat, torch: TorchSh
   const dir = path.join(settings.scaleDir, shape);
   if (!existsSync(path.join(dir, 'config.json'))) throw new Error(`no checkpoint at ${dir}`);
   const rss0 = process.memoryUsage().rss;
+  // A load cache of this row's own: the first load is a cold start, the second process reads what it wrote.
+  const cache = mkdtempSync(path.join(settings.scaleDir, '.load-cache-'));
   const t0 = performance.now();
-  const model = await loadModel(dir);
+  const model = await loadModel(dir, { weightCache: cache, weightCacheMinBytes: 0 });
   const checkpointS = (performance.now() - t0) / 1000;
   const engine = await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float16', weights });
   const loadS = (performance.now() - t0) / 1000;
@@ -71,12 +74,19 @@ async function measureShape(shape: string, weights: WeightFormat, torch: TorchSh
   const decode = await decodeTokPerS(work, engine, 2048, 32);
   const precompute = await precomputeTokPerS(work, engine);
   await engine.dispose();
+  const second = loadInChild({ model: dir, weights, provider: 'webgpu', cache });
+  rmSync(cache, { recursive: true, force: true });
+  console.error(
+    `  ${shape} ${weights}: second load ${second.loadS.toFixed(1)} s (${JSON.stringify(second.cache)})`,
+  );
   const row = {
     shape,
     parameters: parameterCount(model),
     weights,
     loadS,
     checkpointS,
+    secondLoadS: second.loadS,
+    secondCheckpointS: second.checkpointS,
     hostRssGiB,
     gpuWeightsGiB,
     fullPrefill4x512Ms: fullMs.ms,
@@ -152,6 +162,7 @@ printTable(
     'params',
     'weights',
     'load s',
+    '2nd load s',
     'GPU GiB',
     'full ms',
     'torch bf16 ms',
@@ -167,6 +178,7 @@ printTable(
     `${(r.parameters / 1e9).toFixed(2)}B`,
     r.weights,
     r.loadS,
+    r.secondLoadS ?? '',
     r.gpuWeightsGiB,
     r.fullPrefill4x512Ms,
     r.torchBf16Ms ?? '',

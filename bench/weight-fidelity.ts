@@ -46,13 +46,15 @@ async function answers(model: LoadedModel, weights: WeightFormat) {
  */
 export async function weightFidelity(model: LoadedModel) {
   const by = new Map<WeightFormat, Awaited<ReturnType<typeof answers>>>();
-  for (const w of ['fp32', 'fp16', 'q4'] as const) by.set(w, await answers(model, w));
+  for (const w of ['fp32', 'fp16', 'q4', 'q8'] as const) by.set(w, await answers(model, w));
   const rows: { weights: WeightFormat; reference: WeightFormat; meanKl: number; meanAgreement: number }[] =
     [];
   for (const [weights, reference] of [
     ['fp16', 'fp32'],
     ['q4', 'fp32'],
     ['q4', 'fp16'],
+    ['q8', 'fp32'],
+    ['q8', 'fp16'],
   ] as const) {
     const a = by.get(reference)!;
     const b = by.get(weights)!;

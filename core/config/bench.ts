@@ -63,7 +63,7 @@ export interface BenchSettings {
 const formats = (fallback: string) =>
   z
     .string()
-    .regex(/^(fp32|fp16|q4)(,(fp32|fp16|q4))*$/, 'must list weight formats, e.g. fp16,q4')
+    .regex(/^(fp32|fp16|q4|q8)(,(fp32|fp16|q4|q8))*$/, 'must list weight formats, e.g. fp16,q4')
     .default(fallback);
 
 const whole = (max: number) =>

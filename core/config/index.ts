@@ -140,6 +140,9 @@ function modelSourceSettings(e: Env, cwd: string, dataDir: string): ModelSourceS
     allowDownload: e.CACHEBLEND_ALLOW_DOWNLOAD,
     endpoint: e.HF_ENDPOINT.replace(/\/+$/, ''),
     ...(e.HF_TOKEN !== undefined && { token: e.HF_TOKEN }),
+    ...(e.CACHEBLEND_WEIGHT_CACHE && {
+      weightCache: e.CACHEBLEND_WEIGHT_CACHE === 'off' ? 'off' : path.resolve(cwd, e.CACHEBLEND_WEIGHT_CACHE),
+    }),
   });
 }
 

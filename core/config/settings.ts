@@ -151,6 +151,11 @@ export const SETTINGS = {
     schema: bool(false),
     doc: '`true`/`1`: download a `MODEL` found nowhere from the Hub',
   },
+  CACHEBLEND_WEIGHT_CACHE: {
+    schema: z.string().optional(),
+    shown: '<checkpoint>/.cacheblend',
+    doc: 'where a checkpoint of 256 MiB or more keeps its fingerprint and quantized weights between starts (read-only checkpoints: `~/.cache/cacheblend/weights`); `off`',
+  },
   HF_ENDPOINT: {
     schema: urlWithProtocols(['http:', 'https:'], 'http(s)').default('https://huggingface.co'),
     doc: 'Hub base URL (a mirror)',
@@ -197,8 +202,8 @@ export const SETTINGS = {
     key: 'deviceDtype',
   },
   WEIGHTS: {
-    schema: oneOf(['auto', 'fp32', 'fp16', 'q4'], 'auto'),
-    doc: "linear layers' weights: fp32, fp16, q4 (4-bit); auto: fp32 on the CPU, `DEVICE_DTYPE`'s on the GPU (docs/model-scale.md)",
+    schema: oneOf(['auto', 'fp32', 'fp16', 'q4', 'q8'], 'auto'),
+    doc: "linear layers' weights: fp32, fp16, q4 (4-bit), q8 (8-bit); auto: fp32 on the CPU, `DEVICE_DTYPE`'s on the GPU (docs/model-scale.md)",
     key: 'weights',
   },
   DEVICE_DECODE_BURST: {

@@ -24,6 +24,8 @@ export interface ModelSourceSettings {
   readonly allowDownload: boolean;
   readonly endpoint: string;
   readonly token?: string;
+  /** Root of the load cache (fingerprint, quantized weights), `off`, or unset: beside the checkpoint. */
+  readonly weightCache?: string;
 }
 
 /** A seed node of a Redis Cluster. */

@@ -39,7 +39,7 @@ export interface EngineOptions {
   deviceDtype?: DeviceDtype;
   /**
    * Format of the linear layers' weights (default: fp32 on the CPU, the device precision's own on the
-   * device): fp16 halves their bytes, q4 (block-wise 4-bit) takes about an eighth of fp32.
+   * device): fp16 halves their bytes, q4 (block-wise 4-bit) takes about an eighth of fp32, q8 a quarter.
    */
   weights?: WeightFormat;
   /** Longest run of new tokens per device call (default 4096). */
@@ -93,7 +93,7 @@ export class Engine {
   private embeddings: EmbeddingTable | null = null;
   /**
    * Whose KV this engine's caches hold: the model's fingerprint, marked with the weight format where it
-   * changes the caches beyond rounding (q4). fp16 weights share fp32's caches, as fp16 devices always have.
+   * changes the caches beyond rounding (q4, q8). fp16 weights share fp32's caches, as fp16 devices always have.
    */
   readonly kvFingerprint: string;
 
@@ -113,8 +113,8 @@ export class Engine {
     this.config = model.config;
     this.invFreq = inverseFrequencies(model.config);
     this.kvFingerprint =
-      weightFormat === 'q4'
-        ? createHash('sha256').update(`${model.fingerprint}:weights=q4`).digest('hex')
+      weightFormat === 'q4' || weightFormat === 'q8'
+        ? createHash('sha256').update(`${model.fingerprint}:weights=${weightFormat}`).digest('hex')
         : model.fingerprint;
   }
 

@@ -5,7 +5,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ModelLoadError } from '../errors.js';
-import { loadHfModel } from './loaders/hf.js';
+import { loadHfModel, type HfLoadOptions } from './loaders/hf.js';
 import { findLlama2cFiles, loadLlama2cModel } from './loaders/llama2c.js';
 import { resolveModelPath, type ResolveOptions } from './resolve.js';
 import type { LoadedModel } from './types.js';
@@ -22,14 +22,17 @@ export async function detectModelFormat(dir: string): Promise<ModelFormat | null
   return (await findLlama2cFiles(dir)) ? 'llama2c' : null;
 }
 
-export async function loadModel(nameOrPath: string, opts: ResolveOptions = {}): Promise<LoadedModel> {
+export async function loadModel(
+  nameOrPath: string,
+  opts: ResolveOptions & HfLoadOptions = {},
+): Promise<LoadedModel> {
   const dir = await resolveModelPath(nameOrPath, opts);
   if (!(await stat(dir)).isDirectory()) {
     throw new ModelLoadError(`${dir}: expected a model folder, not a file`);
   }
   switch (await detectModelFormat(dir)) {
     case 'hf':
-      return loadHfModel(dir);
+      return loadHfModel(dir, opts);
     case 'llama2c':
       return loadLlama2cModel(dir);
     default:

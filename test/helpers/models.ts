@@ -8,7 +8,7 @@ import { planChunkTexts, planFrame, type PlannedPrompt } from '../../core/infere
 import type { TemplateName } from '../../core/model/template.js';
 import type { LoadedModel, Tokenizer } from '../../core/model/types.js';
 import type { BlendChunkRef } from '../../core/queue/contracts.js';
-import { dequantizeQ4, quantizeQ4 } from '../../core/model/weights/quantize.js';
+import { dequantize, quantizeBlockwise, type QuantBits } from '../../core/model/weights/quantize.js';
 import { heldWeight, type Weight } from '../../core/model/weights/weight.js';
 
 /** The real pretrained tiny Llama shipped in models/ (the default model). */
@@ -65,9 +65,10 @@ export const STORY_SETS: ChunkSet[] = (
   }
 ).sets;
 
-/** The model with every linear layer replaced by its 4-bit round trip, held in fp32: q4's reference. */
-export function dequantizedModel(m: LoadedModel): LoadedModel {
-  const dq = (w: Weight) => heldWeight(dequantizeQ4(quantizeQ4(w.f32(), w.shape[0], w.shape[1])), w.shape);
+/** The model with every linear layer replaced by its 4- or 8-bit round trip, held in fp32: q4's or q8's reference. */
+export function dequantizedModel(m: LoadedModel, bits: QuantBits = 4): LoadedModel {
+  const dq = (w: Weight) =>
+    heldWeight(dequantize(quantizeBlockwise(w.f32(), w.shape[0], w.shape[1], bits)), w.shape);
   const layers = m.weights.layers.map((l) => ({
     ...l,
     wq: dq(l.wq),

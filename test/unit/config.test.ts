@@ -328,7 +328,7 @@ describe('loadConfig', () => {
       vi.unstubAllEnvs();
     }
     expect(CONFIG_VARIABLES).toContain('CACHEBLEND_MODEL_PATH');
-    expect(CONFIG_VARIABLES).toHaveLength(54);
+    expect(CONFIG_VARIABLES).toHaveLength(55);
   });
 
   it('documents every variable in the configuration tables (docs/configuration.md)', () => {

@@ -12,6 +12,7 @@ import {
   type TensorNames,
 } from '../architectures/registry.js';
 import { fingerprintModel } from '../fingerprint.js';
+import { LoadCache, type LoadCacheSetting } from '../weights/load-cache.js';
 import { SafetensorsCheckpoint, type SafetensorsDtype } from '../weights/safetensors.js';
 import {
   HfTokenizer,
@@ -40,7 +41,14 @@ function eosList(v: unknown): number[] {
   return [];
 }
 
-export async function loadHfModel(dir: string): Promise<LoadedModel> {
+export interface HfLoadOptions {
+  /** Where the fingerprint and quantized weights are cached between starts (see weights/load-cache.ts). */
+  weightCache?: LoadCacheSetting;
+  /** Smallest checkpoint (bytes, all files) that is cached; default LOAD_CACHE_MIN_BYTES. */
+  weightCacheMinBytes?: number;
+}
+
+export async function loadHfModel(dir: string, opts: HfLoadOptions = {}): Promise<LoadedModel> {
   const root = path.resolve(dir);
   const configFile = path.join(root, 'config.json');
   const configJson = asObject(await readJson(configFile, true), configFile);
@@ -65,11 +73,13 @@ export async function loadHfModel(dir: string): Promise<LoadedModel> {
 
   const checkpoint = await SafetensorsCheckpoint.open(root);
   let weights: ModelWeights;
+  let cache: LoadCache | null;
   try {
     const stored = STORED_DTYPE[checkpoint.info(spec.tensorNames.embedTokens).dtype];
     // The stored tensors, not the config's dtype field, say what precision the weights really have.
     if (stored) config.weightDtype = stored;
-    weights = checkpointWeights(checkpoint, config, spec.tensorNames);
+    cache = LoadCache.open(root, checkpoint.paths(), opts.weightCache, opts.weightCacheMinBytes);
+    weights = checkpointWeights(checkpoint, config, spec.tensorNames, cache);
   } finally {
     await checkpoint.close();
   }
@@ -90,7 +100,10 @@ export async function loadHfModel(dir: string): Promise<LoadedModel> {
       );
     }
   }
-  return { config, weights, tokenizer, fingerprint: fingerprintModel(config, weights), source: root };
+  const compute = () => fingerprintModel(config, weights);
+  const fingerprint = cache ? cache.fingerprint(JSON.stringify(config), compute) : compute();
+  cache?.bind(fingerprint);
+  return { config, weights, tokenizer, fingerprint, source: root };
 }
 
 /**
@@ -98,7 +111,12 @@ export async function loadHfModel(dir: string): Promise<LoadedModel> {
  * here, values are read when a graph needs them (see weights/weight.ts), so nothing is held but the token
  * embeddings the engine looks rows up in.
  */
-function checkpointWeights(ckpt: SafetensorsCheckpoint, c: ModelConfig, names: TensorNames): ModelWeights {
+function checkpointWeights(
+  ckpt: SafetensorsCheckpoint,
+  c: ModelConfig,
+  names: TensorNames,
+  cache: LoadCache | null,
+): ModelWeights {
   const read = (name: string, shape: number[]): Weight => {
     const info = ckpt.info(name);
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
@@ -112,7 +130,7 @@ function checkpointWeights(ckpt: SafetensorsCheckpoint, c: ModelConfig, names: T
         `${name}: dtype ${info.dtype} is not supported (only F32, F16 and BF16 weights)`,
       );
     }
-    return fileWeight(info.file, info.begin, dtype, shape);
+    return fileWeight(info.file, info.begin, dtype, shape, cache);
   };
   const h = c.hiddenSize;
   const qDim = c.numHeads * c.headDim;

@@ -1,5 +1,5 @@
 import type { WeightFormat } from '../weights/format.js';
-import { Q4_BLOCK, q4Blocks, quantizeQ4Rows, type Q4Matrix } from '../weights/quantize.js';
+import { blockBytes, Q4_BLOCK, q4Blocks, quantizeRows, type QMatrix } from '../weights/quantize.js';
 import { float16Bits, type Weight } from '../weights/weight.js';
 import type { DataType, GraphBuilder } from './builder.js';
 
@@ -50,12 +50,31 @@ export interface LinearOptions {
   format: WeightFormat;
   /** The precision x arrives in and the result leaves in. */
   xType: 'float' | 'float16';
-  /** MatMulNBits' accuracy_level for q4 (4: int8 products on the CPU; 0: the input's precision). */
+  /** MatMulNBits' accuracy_level for q4 and q8 (4: int8 products on the CPU; 0: the input's precision). */
   accuracyLevel?: number;
 }
 
-/** The parts' rows stacked: [sum(out_k), in], fp32 or fp16 bits. */
+/**
+ * The parts' rows stacked: [sum(out_k), in], fp32 or fp16 bits. bf16 checkpoint weights converted to fp16
+ * are kept in their load cache (the conversion is a table lookup a weight on one thread); fp32 and fp16
+ * checkpoints are read as stored.
+ */
 function stackedRows(m: LinearParts, type: 'float' | 'float16'): Float32Array | Uint16Array {
+  const ws = m.parts.map((p) => p.w);
+  const store = ws[0].cache?.store;
+  const keep =
+    type === 'float16' &&
+    ws.some((w) => w.dtype === 'bfloat16') &&
+    ws.every((w) => store && w.cache?.store === store);
+  const what = keep ? { kind: 'float16', parts: ws.map((w) => w.cache!.id) } : null;
+  const hit = what && store!.get(what, [ws.reduce((n, w) => n + w.size, 0) * 2]);
+  if (hit) return new Uint16Array(hit[0].buffer);
+  const rows = stackRows(m, type);
+  if (what) store!.put(what, [rows]);
+  return rows;
+}
+
+function stackRows(m: LinearParts, type: 'float' | 'float16'): Float32Array | Uint16Array {
   const rows = m.parts.map((p) => (type === 'float' ? p.w.f32() : float16Bits(p.w)));
   if (rows.length === 1) return rows[0];
   const out =
@@ -73,7 +92,7 @@ function stackedRows(m: LinearParts, type: 'float' | 'float16'): Float32Array | 
 /**
  * x [..., in] times the stacked matrices' transpose: [..., sum(out_k)]. fp32 and fp16 weights are stored
  * transposed for MatMul ([in, out]; fp16 weights with x cast to fp16 around the product when x is fp32);
- * q4 weights as MatMulNBits wants them, by output row, with scales in x's precision.
+ * q4 and q8 weights as MatMulNBits wants them, by output row, with scales in x's precision.
  */
 export function linear(
   g: GraphBuilder,
@@ -85,7 +104,7 @@ export function linear(
 ): string {
   const N = m.parts.reduce((n, p) => n + p.out, 0);
   const K = m.inputs;
-  if (o.format === 'q4') return q4Linear(g, sink, x, name, m, o, N);
+  if (o.format === 'q4' || o.format === 'q8') return quantizedLinear(g, sink, x, name, m, o, N);
   const wType = o.format === 'fp16' ? 'float16' : 'float';
   const pieces = Math.ceil((N * K * (wType === 'float' ? 4 : 2)) / MAX_TENSOR_BYTES);
   if (pieces > 1 && m.parts.length === 1) return splitLinear(g, sink, x, name, m, o, pieces);
@@ -124,7 +143,7 @@ function splitLinear(
   return g.o('Concat', outs, { axis: -1 });
 }
 
-function q4Linear(
+function quantizedLinear(
   g: GraphBuilder,
   sink: WeightSink,
   x: string,
@@ -134,24 +153,28 @@ function q4Linear(
   N: number,
 ): string {
   const K = m.inputs;
+  const bits = o.format === 'q8' ? 8 : 4;
   // Codes and scales come from one quantization, kept only until both have been taken.
-  let q: Q4Matrix | null = null;
+  let q: QMatrix | null = null;
   let taken = 0;
   const take =
     <P extends 'packed' | 'scales'>(part: P) =>
     () => {
-      q ??= quantizeQ4Rows(
+      q ??= quantizeRows(
         m.parts.map((p) => p.w),
         K,
         o.xType,
+        bits,
       );
       const v = q[part];
       if (++taken === 2) q = null;
       return v;
     };
   const nb = q4Blocks(K);
-  const b = sink(`${name}.q4`, 'uint8', [N, nb, Q4_BLOCK / 2], take('packed'));
-  const s = sink(`${name}.q4_scales`, o.xType, [N * nb], take('scales'));
-  const attrs = { K, N, bits: 4, block_size: Q4_BLOCK, accuracy_level: o.accuracyLevel ?? 0 };
+  // q4's names are kept as they were; q8's differ, so a device's weights never mix the two.
+  const tag = bits === 8 ? 'q8' : 'q4';
+  const b = sink(`${name}.${tag}`, 'uint8', [N, nb, blockBytes(bits)], take('packed'));
+  const s = sink(`${name}.${tag}_scales`, o.xType, [N * nb], take('scales'));
+  const attrs = { K, N, bits, block_size: Q4_BLOCK, accuracy_level: o.accuracyLevel ?? 0 };
   return g.op('MatMulNBits', [x, b, s], attrs, 1, 'com.microsoft')[0];
 }

@@ -1,14 +1,15 @@
 /**
  * The formats linear-layer weights run in. `fp32` is exact against the references; `fp16` halves the bytes
  * (bf16 checkpoints are rounded to fp16 once, at load); `q4` is block-wise 4-bit (see quantize.ts), about
- * an eighth of fp32. Embeddings stay in the checkpoint's own precision in every format.
+ * an eighth of fp32; `q8` block-wise 8-bit, about a quarter, with a rounding step 16 times finer. Embeddings stay in the checkpoint's own precision in every format.
  */
-export const WEIGHT_FORMATS = ['fp32', 'fp16', 'q4'] as const;
+export const WEIGHT_FORMATS = ['fp32', 'fp16', 'q4', 'q8'] as const;
 export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
 
-/** Bytes per weight of a linear layer in a format (q4: half a byte plus one fp16/fp32 scale per block). */
+/** Bytes per weight of a linear layer in a format (q4, q8: half a byte or one, plus one scale per block). */
 export function bytesPerWeight(format: WeightFormat, scaleBytes = 4): number {
-  return format === 'fp32' ? 4 : format === 'fp16' ? 2 : 0.5 + scaleBytes / 32;
+  if (format === 'fp32' || format === 'fp16') return format === 'fp32' ? 4 : 2;
+  return (format === 'q4' ? 0.5 : 1) + scaleBytes / 32;
 }
 
 /** The WEIGHTS setting: a format, or `auto` for the provider's default. */

@@ -1,12 +1,19 @@
 /**
- * 4-bit quantization spread over worker threads. The graph builders ask for a weight synchronously, so the
- * calling thread posts the work and blocks on Atomics.wait until every worker has counted itself done:
+ * 4- and 8-bit quantization spread over worker threads. The graph builders ask for a weight synchronously,
+ * so the calling thread posts the work and blocks on Atomics.wait until every worker has counted itself done:
  * an 8B model's 7 billion linear weights took minutes on one core (measured 240 s to load on the H200's
  * host), and the host has cores to spare while it loads.
  */
 import os from 'node:os';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import { Q4_BLOCK, q4Blocks, quantizeQ4, type Q4Matrix } from './quantize.js';
+import {
+  blockBytes,
+  Q4_BLOCK,
+  q4Blocks,
+  quantizeBlockwise,
+  type QMatrix,
+  type QuantBits,
+} from './quantize.js';
 import type { StoredDtype, Weight } from './weight.js';
 
 /** One matrix's work, posted to every worker. */
@@ -17,6 +24,7 @@ export interface PoolJob {
   packed: SharedArrayBuffer;
   scales: SharedArrayBuffer;
   scaleType: 'float' | 'float16';
+  bits: QuantBits;
   rows: number;
   cols: number;
   rowsPerTask: number;
@@ -56,18 +64,22 @@ function pool(): PoolWorker[] {
 }
 
 /**
- * quantizeQ4 of a weight [rows, cols], on every core for large matrices (its stored bytes are shared, each
- * worker widening and quantizing blocks of rows); the same bits either way.
+ * quantizeBlockwise of a weight [rows, cols], on every core for large matrices (its stored bytes are
+ * shared, each worker widening and quantizing blocks of rows); the same bits either way.
  */
-export function quantizeQ4Parallel(w: Weight, scaleType: 'float' | 'float16' = 'float'): Q4Matrix {
+export function quantizeParallel(
+  w: Weight,
+  scaleType: 'float' | 'float16' = 'float',
+  bits: QuantBits = 4,
+): QMatrix {
   const [rows, cols] = w.shape;
   if (w.size < PARALLEL_MIN || os.availableParallelism() < 2)
-    return quantizeQ4(w.f32(), rows, cols, scaleType);
+    return quantizeBlockwise(w.f32(), rows, cols, bits, scaleType);
   const nb = q4Blocks(cols);
   const raw = w.raw();
   const input = new SharedArrayBuffer(raw.byteLength);
   new Uint8Array(input).set(raw);
-  const packed = new SharedArrayBuffer(rows * nb * (Q4_BLOCK / 2));
+  const packed = new SharedArrayBuffer(rows * nb * blockBytes(bits));
   const scales = new SharedArrayBuffer(rows * nb * (scaleType === 'float16' ? 2 : 4));
   const counter = new SharedArrayBuffer(12);
   const flags = new Int32Array(counter);
@@ -78,10 +90,11 @@ export function quantizeQ4Parallel(w: Weight, scaleType: 'float' | 'float16' = '
     packed,
     scales,
     scaleType,
+    bits,
     rows,
     cols,
     rowsPerTask: Math.max(1, Math.ceil(rows / (all.length * 8))),
-    bytesPerRow: nb * (Q4_BLOCK / 2),
+    bytesPerRow: nb * blockBytes(bits),
     blocksPerRow: nb,
     counter,
   };
@@ -91,14 +104,19 @@ export function quantizeQ4Parallel(w: Weight, scaleType: 'float' | 'float16' = '
   }
   if (Atomics.load(flags, 2)) {
     const why = all.map((w) => receiveMessageOnPort(w.errors)?.message as string | undefined).find(Boolean);
-    throw new Error(`4-bit quantization failed: ${why ?? 'a worker failed'}`);
+    throw new Error(`${bits}-bit quantization failed: ${why ?? 'a worker failed'}`);
   }
   // Copied out of shared memory: the graphs hand these to onnxruntime as plain buffers.
   return {
     rows,
     cols,
     block: Q4_BLOCK,
+    bits,
     packed: new Uint8Array(packed).slice(),
     scales: scaleType === 'float16' ? new Uint16Array(scales).slice() : new Float32Array(scales).slice(),
   };
 }
+
+/** quantizeParallel to 4 bits. */
+export const quantizeQ4Parallel = (w: Weight, scaleType: 'float' | 'float16' = 'float') =>
+  quantizeParallel(w, scaleType, 4);

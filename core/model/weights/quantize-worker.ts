@@ -3,7 +3,7 @@
  * shared counter until none are left, quantizes each into the shared outputs, and counts itself done.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { quantizeQ4 } from './quantize.js';
+import { quantizeBlockwise } from './quantize.js';
 import { storedToFloat32 } from './weight.js';
 import type { PoolJob } from './quantize-pool.js';
 
@@ -23,7 +23,7 @@ parentPort!.on('message', (job: PoolJob) => {
       if (from >= rows) break;
       const to = Math.min(rows, from + rowsPerTask);
       const rowsF32 = storedToFloat32(job.dtype, input.subarray(from * cols * width, to * cols * width));
-      const q = quantizeQ4(rowsF32, to - from, cols, job.scaleType);
+      const q = quantizeBlockwise(rowsF32, to - from, cols, job.bits, job.scaleType);
       packed.set(q.packed, from * bytesPerRow);
       scales.set(q.scales as never, from * blocksPerRow);
     }

@@ -341,6 +341,11 @@ export class SafetensorsCheckpoint {
     return [...this.byName.keys()];
   }
 
+  /** The checkpoint's files (one, or the index's shards). */
+  paths(): string[] {
+    return this.files.map((f) => f.file);
+  }
+
   has(name: string): boolean {
     return this.byName.has(name);
   }

@@ -5,7 +5,9 @@
  * graphs that need a tensor read it, convert it to the format they run (fp32, fp16 or 4-bit) and let it go.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
+import path from 'node:path';
 import { ModelLoadError } from '../../errors.js';
+import type { LoadCache } from './load-cache.js';
 import {
   bfloat16ArrayToFloat32,
   float16ArrayToFloat32,
@@ -27,6 +29,11 @@ export interface Weight {
   raw(): Uint8Array;
   /** Rows [from, to) of a matrix, as a weight of their own (nothing is read). */
   rows(from: number, to: number): Weight;
+  /**
+   * Checkpoint weights: the load cache their conversions are kept in, and what names this tensor there
+   * (its file, offset, dtype and shape; the cache itself is bound to the model's fingerprint).
+   */
+  readonly cache?: { store: LoadCache; id: string };
 }
 
 function rowRange(shape: readonly number[], from: number, to: number): number {
@@ -79,6 +86,7 @@ export function fileWeight(
   begin: number,
   dtype: StoredDtype,
   shape: readonly number[],
+  store?: LoadCache | null,
 ): Weight {
   const size = numel(shape);
   const raw = () => {
@@ -103,9 +111,12 @@ export function fileWeight(
   };
   const rows = (from: number, to: number) => {
     const cols = rowRange(shape, from, to);
-    return fileWeight(file, begin + from * cols * BYTES[dtype], dtype, [to - from, cols]);
+    return fileWeight(file, begin + from * cols * BYTES[dtype], dtype, [to - from, cols], store);
   };
-  return { shape, size, dtype, raw, f32: () => storedToFloat32(dtype, raw()), rows };
+  const cache = store
+    ? { store, id: `${path.basename(file)}@${begin}:${dtype}:${shape.join('x')}` }
+    : undefined;
+  return { shape, size, dtype, raw, f32: () => storedToFloat32(dtype, raw()), rows, cache };
 }
 
 /**
