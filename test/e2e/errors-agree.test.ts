@@ -47,6 +47,11 @@ describe('errors that agree', () => {
       expect(e.type).toBe('invalid_request_error');
       expect(e.message).toMatch(/limit of 100000 characters|context of 512 tokens/);
     }
+    // The prompt's own limit, not only the context behind it, refuses a long completion prompt.
+    expect(completion.body.error).toMatchObject({
+      param: 'prompt',
+      message: 'prompt: longer than the limit of 100000 characters',
+    });
     // Shorter, but more than the context holds: 413 too, naming the context.
     const over = await stack.request('POST', '/v1/query', { body: { question: 'x '.repeat(1_500) } });
     expect(over.status).toBe(413);
