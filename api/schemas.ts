@@ -223,11 +223,15 @@ const chatMessage = z.object({
   role: z.enum(['system', 'developer', 'user', 'assistant'], {
     error: 'must be system, developer, user or assistant',
   }),
+  // A message is held to the native question's length limit: refused by its length, before tokenizing.
   content: z.union(
     [
-      z.string(),
+      z.string().max(100_000, 'is too long'),
       z.array(
-        z.object({ type: z.literal('text', { error: 'only text parts are supported' }), text: z.string() }),
+        z.object({
+          type: z.literal('text', { error: 'only text parts are supported' }),
+          text: z.string().max(100_000, 'is too long'),
+        }),
       ),
     ],
     { error: 'must be a string or a list of text parts' },

@@ -47,7 +47,11 @@ describe('errors that agree', () => {
       expect(e.type).toBe('invalid_request_error');
       expect(e.message).toMatch(/limit of 100000 characters|context of 512 tokens/);
     }
-    // The prompt's own limit, not only the context behind it, refuses a long completion prompt.
+    // The message's and the prompt's own limits, not only the context behind them, refuse long ones.
+    expect(chat.body.error).toMatchObject({
+      param: 'messages.0.content',
+      message: 'messages.0.content: longer than the limit of 100000 characters',
+    });
     expect(completion.body.error).toMatchObject({
       param: 'prompt',
       message: 'prompt: longer than the limit of 100000 characters',
