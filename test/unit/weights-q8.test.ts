@@ -181,7 +181,9 @@ describe.skipIf(noWebGpu)('q8 weights on the device (WebGPU; skipped without an 
       return { first, tokens };
     };
     const a = await steps(await Engine.create(dequantizedModel(model, 8), { threads: 1 }));
-    const b = await steps(await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float32', weights: 'q8' }));
+    const b = await steps(
+      await Engine.create(model, { executionProvider: 'webgpu', deviceDtype: 'float32', weights: 'q8' }),
+    );
     expect(maxAbsDiff(a.first, b.first)).toBeLessThan(1e-3);
     expect(b.tokens).toEqual(a.tokens);
   });
