@@ -78,8 +78,8 @@ export function tierSources(tier: DeviceChunkTier, data: ChunkCacheData[]): Chun
 
 /**
  * One blend that uploads every chunk, then the wait until the tier holds them all (the layers below the
- * check layer follow the answer): a request that starts before then uploads again, and the late copy
- * replaces one a request may be reading (tierSources retains nothing).
+ * check layer follow the answer): a request that starts before then finds the tier short and uploads
+ * again, which a hit's timing must not include.
  */
 async function fillTier(
   w: Workload,
