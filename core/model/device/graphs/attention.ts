@@ -61,15 +61,26 @@ export function causalAttention(c: Ctx, io: LayerCacheIo, w: LayerWeights, prefi
   return { out, kAll, vAll };
 }
 
-/** Attention of q [B, T, H*hd] over kAll/vAll [B, KV, rows, hd] with an additive mask [T, rows]. */
-function maskedAttention(c: Ctx, q: string, kAll: string, vAll: string, mask: string): string {
+/**
+ * Scaled scores of q [B, T, H*hd] against keys [B, KV, rows, hd], each query head against the KV head of
+ * its group: [B, KV, G*T, rows] (G = H / KV, heads of a group before queries).
+ */
+export function groupedScores(c: Ctx, q: string, keys: string): string {
   const { g, cfg } = c;
   const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
   const G = H / KV;
   const qs = g.o('Mul', [q, g.scalar(1 / Math.sqrt(hd), 'scale', c.t)]);
   const q5 = g.o('Reshape', [qs, g.int64s([0, 0, KV, G, hd])]);
   const qg = g.o('Reshape', [g.o('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64s([0, KV, -1, hd])]);
-  const scores = g.o('MatMul', [qg, g.o('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B, KV, G*T, rows]
+  return g.o('MatMul', [qg, g.o('Transpose', [keys], { perm: [0, 1, 3, 2] })]);
+}
+
+/** Attention of q [B, T, H*hd] over kAll/vAll [B, KV, rows, hd] with an additive mask [T, rows]. */
+function maskedAttention(c: Ctx, q: string, kAll: string, vAll: string, mask: string): string {
+  const { g, cfg } = c;
+  const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
+  const G = H / KV;
+  const scores = groupedScores(c, q, kAll); // [B, KV, G*T, rows]
   const shape5 = g.o('Concat', [g.int64s([0, KV, G]), g.o('Shape', [mask])], { axis: 0 });
   const masked = g.o('Add', [c.high(g.o('Reshape', [scores, shape5])), mask]);
   const probs = c.low(g.o('Reshape', [g.o('Softmax', [masked], { axis: -1 }), g.o('Shape', [scores])]));

@@ -6,7 +6,7 @@
  */
 import { inverseFrequencies, ropeTables } from '../../../kv/rope.js';
 import { devicePositions, ropeCaches, type Ctx } from './context.js';
-import type { LayerCacheIo } from './attention.js';
+import { groupedScores, type LayerCacheIo } from './attention.js';
 
 /**
  * Attention weight each of the N key rows receives from the queries `q` [1, Tq, H*hd] (RoPE applied) over
@@ -16,13 +16,10 @@ import type { LayerCacheIo } from './attention.js';
  */
 export function attentionReceived(c: Ctx, q: string, keys: string, qPos: string | null): string {
   const { g, cfg } = c;
-  const { numHeads: H, numKvHeads: KV, headDim: hd } = cfg;
+  const { numHeads: H, numKvHeads: KV } = cfg;
   const G = H / KV;
-  const qs = g.o('Mul', [q, g.scalar(1 / Math.sqrt(hd), 'scale', c.t)]);
-  const q5 = g.o('Reshape', [qs, g.int64s([0, 0, KV, G, hd])]);
-  const qg = g.o('Reshape', [g.o('Transpose', [q5], { perm: [0, 2, 3, 1, 4] }), g.int64s([0, KV, -1, hd])]);
   // [1, KV, G*Tq, N] in fp32: the softmax and the sums run in fp32 whatever the compute precision.
-  let scores = c.high(g.o('MatMul', [qg, g.o('Transpose', [keys], { perm: [0, 1, 3, 2] })]));
+  let scores = c.high(groupedScores(c, q, keys));
   if (qPos) {
     const n = g.o('Cast', [g.o('Gather', [g.o('Shape', [keys]), g.int64s([2])])], { to: 1 });
     const kPos = g.o('Range', [g.scalar(0, 'zero_f'), g.o('Squeeze', [n]), g.scalar(1, 'one_f')]);
